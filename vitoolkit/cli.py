@@ -1,0 +1,169 @@
+"""The ``vitoolkit`` command: list and run the tutorials.
+
+``vitoolkit list`` shows each tutorial with the question it answers.
+``vitoolkit run NAME|all [--quick] [--out DIR] [--seed N]`` runs tutorials, each
+in its own process, writing figures and ``summary.json`` into ``DIR/NAME``.
+A failing tutorial makes ``run all`` exit non-zero after the rest have run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["TutorialInfo", "find_tutorials", "tutorials_dir", "main"]
+
+
+@dataclass(frozen=True)
+class TutorialInfo:
+    """A tutorial script: its name, path, title and one-line question."""
+
+    name: str
+    path: Path
+    title: str
+    question: str
+
+
+def tutorials_dir() -> Path:
+    """Where the tutorial scripts live.
+
+    ``$VITOOLKIT_TUTORIALS`` if set, else the ``tutorials/`` folder beside the
+    installed package (a source checkout or an editable install), else
+    ``./tutorials``.
+    """
+    env = os.environ.get("VITOOLKIT_TUTORIALS")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[1] / "tutorials"
+    if beside.is_dir():
+        return beside
+    return Path.cwd() / "tutorials"
+
+
+def _describe(path: Path) -> tuple[str, str]:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    lines = [line.strip() for line in doc.splitlines()]
+    title = next((line for line in lines if line), path.stem)
+    question = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("question:")),
+        "",
+    )
+    return title, question
+
+
+def find_tutorials(directory: Path | None = None) -> list[TutorialInfo]:
+    """All ``NN_name.py`` scripts in ``directory``, in order."""
+    directory = tutorials_dir() if directory is None else Path(directory)
+    found = []
+    for path in sorted(directory.glob("[0-9][0-9]_*.py")):
+        title, question = _describe(path)
+        found.append(TutorialInfo(path.stem, path, title, question))
+    return found
+
+
+def _cmd_list(args) -> int:
+    tutorials = find_tutorials()
+    if not tutorials:
+        print(f"no tutorials found in {tutorials_dir()}", file=sys.stderr)
+        return 1
+    width = max(len(t.name) for t in tutorials)
+    for t in tutorials:
+        print(f"{t.name:<{width}}  {t.question or t.title}")
+    return 0
+
+
+def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
+    out = Path(args.out) / t.name
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(t.path), "--out", str(out), "--seed", str(args.seed)]
+    if args.quick:
+        cmd.append("--quick")
+    print(f"[{position}] {t.name}: running{' (quick)' if args.quick else ''} ...", flush=True)
+    start = time.perf_counter()
+    log_path = out / "log.txt"
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if args.verbose:
+                print(f"    {line}", end="", flush=True)
+        code = proc.wait()
+    seconds = time.perf_counter() - start
+    ok = code == 0 and (out / "summary.json").is_file()
+    status = "ok" if ok else f"FAILED (exit code {code})"
+    print(f"[{position}] {t.name}: {status} in {seconds:.1f} s -> {out}", flush=True)
+    if not ok:
+        tail = log_path.read_text(encoding="utf-8").splitlines()[-25:]
+        print("    " + "\n    ".join(tail), file=sys.stderr)
+    return ok, seconds
+
+
+def _cmd_run(args) -> int:
+    tutorials = find_tutorials()
+    by_name = {t.name: t for t in tutorials}
+    if args.name == "all":
+        chosen = tutorials
+    elif args.name in by_name:
+        chosen = [by_name[args.name]]
+    else:
+        # Accept the number alone ("01") or the name without its number.
+        matches = [t for t in tutorials if t.name.split("_", 1)[0] == args.name
+                   or t.name.split("_", 1)[-1] == args.name]
+        if len(matches) != 1:
+            valid = ", ".join(["all"] + [t.name for t in tutorials])
+            print(f"unknown tutorial {args.name!r}; valid names: {valid}", file=sys.stderr)
+            return 2
+        chosen = matches
+    results = {}
+    for i, t in enumerate(chosen, 1):
+        ok, seconds = _run_one(t, args, f"{i}/{len(chosen)}")
+        results[t.name] = {"ok": ok, "seconds": round(seconds, 2)}
+    index = Path(args.out) / "index.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps({"quick": args.quick, "seed": args.seed, "tutorials": results},
+                                indent=2))
+    failed = [name for name, r in results.items() if not r["ok"]]
+    if failed:
+        print(f"{len(failed)} of {len(chosen)} tutorials failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    print(f"all {len(chosen)} tutorials ran; figures and summaries in {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitoolkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the tutorials and the question each answers")
+    run = sub.add_parser("run", help="run one tutorial or all of them")
+    run.add_argument("name", help="a tutorial name (see `vitoolkit list`) or 'all'")
+    run.add_argument("--quick", action="store_true", help="the small setting used by CI")
+    run.add_argument("--out", default="results", help="output folder (default: results)")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    run.add_argument("-v", "--verbose", action="store_true", help="stream each tutorial's output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return _cmd_list(args)
+    return _cmd_run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Distributions the toolkit needs that ``torch.distributions`` lacks, and sampling helpers.
+
+- :class:`NormalWishart`: the Gauss-Wishart factor of Bishop's variational
+  mixture (PRML eq. 10.40), p(mu, Lambda) = N(mu | m, (beta Lambda)^-1) W(Lambda | W, nu).
+- :class:`MultivariateStudentT`: the posterior predictive of that mixture
+  (PRML eq. 10.81, B.68).
+- :func:`sample`: draw from any distribution with a local ``torch.Generator``
+  (torch's ``sample`` only uses the global one).
+- :func:`expected_log_dirichlet`, :func:`expected_log_det_wishart`: the two
+  expectations every conjugate-exponential ELBO of a mixture needs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch.distributions import Distribution, MultivariateNormal, Wishart, constraints
+from torch.distributions.utils import broadcast_all
+
+__all__ = [
+    "NormalWishart",
+    "MultivariateStudentT",
+    "sample",
+    "expected_log_dirichlet",
+    "expected_log_det_wishart",
+]
+
+
+def sample(dist: Distribution, sample_shape=torch.Size(), *, generator=None, rsample=False):
+    """Draw ``dist.sample(sample_shape)`` (or ``rsample``) from a local generator.
+
+    Parameters
+    ----------
+    dist : torch.distributions.Distribution
+    sample_shape : tuple of int
+    generator : torch.Generator, optional
+        When given, the draw is a deterministic function of the generator's
+        state, and the global random state is left untouched.
+    rsample : bool
+        Use the reparameterised sampler (keeps gradients).
+    """
+    draw = dist.rsample if rsample else dist.sample
+    if generator is None:
+        return draw(torch.Size(sample_shape))
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return draw(torch.Size(sample_shape))
+
+
+def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:
+    r"""E[log pi_k] under Dir(pi | alpha) = psi(alpha_k) - psi(sum_j alpha_j) (PRML eq. 10.66).
+
+    Parameters
+    ----------
+    concentration : Tensor of shape (..., K), positive.
+    """
+    return torch.digamma(concentration) - torch.digamma(concentration.sum(-1, keepdim=True))
+
+
+def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+    r"""E[log |Lambda|] under W(Lambda | W, nu) (PRML eq. 10.65, B.81).
+
+    sum_{i=1}^{D} psi((nu + 1 - i) / 2) + D log 2 + log |W|.
+
+    Parameters
+    ----------
+    df : Tensor of shape (...), nu > D - 1.
+    scale_tril : Tensor of shape (..., D, D), Cholesky factor of W.
+    """
+    d = scale_tril.shape[-1]
+    df = torch.as_tensor(df, dtype=scale_tril.dtype)
+    i = torch.arange(1, d + 1, dtype=scale_tril.dtype)
+    psi = torch.digamma((df.unsqueeze(-1) + 1 - i) / 2).sum(-1)
+    logdet = 2 * torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1)).sum(-1)
+    return psi + d * math.log(2.0) + logdet
+
+
+class NormalWishart(Distribution):
+    r"""Gauss-Wishart distribution over a mean and a precision matrix.
+
+    p(mu, Lambda) = N(mu | m, (beta Lambda)^{-1}) W(Lambda | W, nu)
+    (Bishop PRML eq. 10.40 and B.68-B.80).
+
+    A draw is a pair ``(mean, precision)`` of shapes ``sample_shape + batch_shape
+    + (D,)`` and ``... + (D, D)``; :meth:`log_prob` takes such a pair.
+
+    Parameters
+    ----------
+    loc : Tensor of shape (..., D)
+        m, the mean of mu.
+    mean_precision : Tensor of shape (...)
+        beta > 0, how many pseudo-observations the mean is worth.
+    df : Tensor of shape (...)
+        nu > D - 1, the Wishart degrees of freedom.
+    scale_matrix : Tensor of shape (..., D, D), optional
+        W, the Wishart scale (E[Lambda] = nu W). Give this or ``scale_tril``.
+    scale_tril : Tensor of shape (..., D, D), optional
+        Lower Cholesky factor of W.
+    """
+
+    arg_constraints = {
+        "loc": constraints.real_vector,
+        "mean_precision": constraints.positive,
+        "df": constraints.positive,
+        "scale_tril": constraints.lower_cholesky,
+    }
+    has_rsample = False
+
+    def __init__(self, loc, mean_precision, df, *, scale_matrix=None, scale_tril=None,
+                 validate_args=None):
+        if (scale_matrix is None) == (scale_tril is None):
+            raise ValueError("NormalWishart: give exactly one of scale_matrix or scale_tril")
+        loc = torch.as_tensor(loc)
+        if loc.dim() < 1:
+            raise ValueError(f"loc must have shape (..., D), got shape {tuple(loc.shape)}")
+        dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
+        loc = loc.to(dtype)
+        if scale_tril is None:
+            scale_matrix = torch.as_tensor(scale_matrix, dtype=dtype)
+            _check_square(scale_matrix, "scale_matrix", loc.shape[-1])
+            scale_tril, info = torch.linalg.cholesky_ex(scale_matrix)
+            if bool((info != 0).any()):
+                raise ValueError("scale_matrix must be symmetric positive definite")
+        else:
+            scale_tril = torch.as_tensor(scale_tril, dtype=dtype)
+            _check_square(scale_tril, "scale_tril", loc.shape[-1])
+        d = loc.shape[-1]
+        mean_precision, df = broadcast_all(
+            torch.as_tensor(mean_precision, dtype=dtype), torch.as_tensor(df, dtype=dtype)
+        )
+        try:
+            batch_shape = torch.broadcast_shapes(
+                loc.shape[:-1], mean_precision.shape, df.shape, scale_tril.shape[:-2]
+            )
+        except RuntimeError as err:
+            raise ValueError(
+                "NormalWishart: batch shapes of loc, mean_precision, df and the scale do not "
+                f"broadcast: {tuple(loc.shape[:-1])}, {tuple(mean_precision.shape)}, "
+                f"{tuple(df.shape)}, {tuple(scale_tril.shape[:-2])}"
+            ) from err
+        if validate_args is not False and bool((df <= d - 1).any()):
+            raise ValueError(f"df must exceed D - 1 = {d - 1}, got {df}")
+        self.loc = loc.expand(batch_shape + (d,))
+        self.mean_precision = mean_precision.expand(batch_shape)
+        self.df = df.expand(batch_shape)
+        self.scale_tril = scale_tril.expand(batch_shape + (d, d))
+        super().__init__(batch_shape, torch.Size((d,)), validate_args=validate_args)
+
+    @property
+    def wishart(self) -> Wishart:
+        """The marginal W(Lambda | W, nu) as a torch ``Wishart``."""
+        return Wishart(self.df, scale_tril=self.scale_tril, validate_args=False)
+
+    @property
+    def scale_matrix(self) -> torch.Tensor:
+        """W = L L^T."""
+        return self.scale_tril @ self.scale_tril.mT
+
+    @property
+    def expected_precision(self) -> torch.Tensor:
+        """E[Lambda] = nu W (PRML B.80)."""
+        return self.df[..., None, None] * self.scale_matrix
+
+    @property
+    def expected_log_det_precision(self) -> torch.Tensor:
+        """E[log |Lambda|] (PRML eq. 10.65)."""
+        return expected_log_det_wishart(self.df, self.scale_tril)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """E[mu] = m."""
+        return self.loc
+
+    def expected_mahalanobis(self, x: torch.Tensor) -> torch.Tensor:
+        r"""E[(x - mu)^T Lambda (x - mu)] = D / beta + nu (x - m)^T W (x - m) (PRML eq. 10.64).
+
+        ``x`` has shape (..., D) broadcasting against the batch shape.
+        """
+        diff = x - self.loc
+        proj = (diff.unsqueeze(-2) @ self.scale_tril).squeeze(-2)
+        d = self.loc.shape[-1]
+        return d / self.mean_precision + self.df * proj.pow(2).sum(-1)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        d = self.event_shape[0]
+        return NormalWishart(
+            self.loc.expand(batch_shape + (d,)),
+            self.mean_precision.expand(batch_shape),
+            self.df.expand(batch_shape),
+            scale_tril=self.scale_tril.expand(batch_shape + (d, d)),
+            validate_args=False,
+        )
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch's Bartlett sampler redraws singular matrices and warns; the redraw is exact.
+            warnings.filterwarnings("ignore", message="Singular sample detected")
+            precision = self.wishart.sample(sample_shape)
+            precision = 0.5 * (precision + precision.mT)
+            cov_prec = self.mean_precision[..., None, None] * precision
+            mean = MultivariateNormal(
+                self.loc.expand(precision.shape[:-1]), precision_matrix=cov_prec,
+                validate_args=False,
+            ).sample()
+        return mean, precision
+
+    def log_prob(self, value):
+        mean, precision = value
+        log_w = self.wishart.log_prob(precision)
+        normal = MultivariateNormal(
+            self.loc, precision_matrix=self.mean_precision[..., None, None] * precision,
+            validate_args=False,
+        )
+        return log_w + normal.log_prob(mean)
+
+    def entropy(self):
+        r"""H = H[W(Lambda)] + D/2 (1 + log 2 pi) - D/2 log beta - 1/2 E[log |Lambda|]."""
+        d = self.event_shape[0]
+        return (
+            self.wishart.entropy()
+            + 0.5 * d * (1 + math.log(2 * math.pi))
+            - 0.5 * d * torch.log(self.mean_precision)
+            - 0.5 * self.expected_log_det_precision
+        )
+
+
+class MultivariateStudentT(Distribution):
+    r"""Multivariate Student-t St(x | mu, Sigma, nu) (Bishop PRML eq. 2.162, B.68).
+
+    log p(x) = lgamma((nu+D)/2) - lgamma(nu/2) - D/2 log(nu pi) - 1/2 log|Sigma|
+               - (nu+D)/2 log(1 + (x-mu)^T Sigma^{-1} (x-mu) / nu).
+
+    Parameters
+    ----------
+    df : Tensor of shape (...), nu > 0.
+    loc : Tensor of shape (..., D).
+    scale_tril : Tensor of shape (..., D, D), Cholesky factor of Sigma (the
+        scale matrix, not the covariance: Cov = nu / (nu - 2) Sigma).
+    """
+
+    arg_constraints = {
+        "df": constraints.positive,
+        "loc": constraints.real_vector,
+        "scale_tril": constraints.lower_cholesky,
+    }
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, df, loc, scale_tril, validate_args=None):
+        loc = torch.as_tensor(loc)
+        dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
+        self.loc = loc.to(dtype)
+        self.scale_tril = torch.as_tensor(scale_tril, dtype=dtype)
+        self.df = torch.as_tensor(df, dtype=dtype)
+        d = self.loc.shape[-1]
+        _check_square(self.scale_tril, "scale_tril", d)
+        batch_shape = torch.broadcast_shapes(
+            self.loc.shape[:-1], self.df.shape, self.scale_tril.shape[:-2]
+        )
+        super().__init__(batch_shape, torch.Size((d,)), validate_args=validate_args)
+
+    @property
+    def mean(self):
+        m = self.loc.expand(self.batch_shape + self.event_shape).clone()
+        m[self.df.expand(self.batch_shape) <= 1] = float("nan")
+        return m
+
+    @property
+    def covariance_matrix(self):
+        scale = self.scale_tril @ self.scale_tril.mT
+        return (self.df / (self.df - 2))[..., None, None] * scale
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        z = torch.randn(shape, dtype=self.loc.dtype)
+        chi2 = torch.distributions.Chi2(self.df.expand(self.batch_shape)).rsample(sample_shape)
+        y = (self.scale_tril @ z.unsqueeze(-1)).squeeze(-1)
+        return self.loc + y * torch.rsqrt(chi2 / self.df).unsqueeze(-1)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        d = self.event_shape[0]
+        diff = value - self.loc
+        sol = torch.linalg.solve_triangular(
+            self.scale_tril.expand(diff.shape[:-1] + (d, d)), diff.unsqueeze(-1), upper=False
+        ).squeeze(-1)
+        maha = sol.pow(2).sum(-1)
+        half_logdet = torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)
+        nu = self.df
+        return (
+            torch.lgamma((nu + d) / 2)
+            - torch.lgamma(nu / 2)
+            - 0.5 * d * torch.log(nu * math.pi)
+            - half_logdet
+            - 0.5 * (nu + d) * torch.log1p(maha / nu)
+        )
+
+
+def _check_square(matrix: torch.Tensor, name: str, d: int) -> None:
+    if matrix.dim() < 2 or matrix.shape[-1] != d or matrix.shape[-2] != d:
+        raise ValueError(f"{name} must have shape (..., {d}, {d}), got {tuple(matrix.shape)}")

@@ -1,0 +1,30 @@
+"""The shared divergence core: closed-form and Monte Carlo KL, alpha/Renyi divergences,
+grid quadrature, and the entropies an ELBO needs.
+
+Importing this package registers the toolkit's extra closed-form KL pairs in
+``torch.distributions.kl`` (Wishart, Normal-Wishart, full vs diagonal Gaussian).
+"""
+
+from .alpha import alpha_divergence, log_alpha_affinity, renyi_divergence
+from .closed_form import kl_divergence
+from .entropy import cross_entropy, entropy
+from .grid import Grid, default_bounds, evaluate_on_grid, grid_divergence, make_grid
+from .monte_carlo import KL_ESTIMATORS, Estimate, mean_and_stderr, monte_carlo_kl
+
+__all__ = [
+    "Estimate",
+    "Grid",
+    "KL_ESTIMATORS",
+    "alpha_divergence",
+    "cross_entropy",
+    "default_bounds",
+    "entropy",
+    "evaluate_on_grid",
+    "grid_divergence",
+    "kl_divergence",
+    "log_alpha_affinity",
+    "make_grid",
+    "mean_and_stderr",
+    "monte_carlo_kl",
+    "renyi_divergence",
+]

@@ -1,0 +1,64 @@
+"""One figure style for the whole toolkit: theme, palette and axes helpers.
+
+Every plotting function in :mod:`vitoolkit.plotting` takes ``ax=None`` (drawing
+on the current axes when none is given), returns what it drew, and never runs
+an algorithm: it receives numbers already computed by the topic modules.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+__all__ = ["PALETTE", "set_theme", "get_ax", "subplots", "color"]
+
+#: Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008), in the order used for series.
+PALETTE = [
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+]
+
+
+def color(i: int) -> str:
+    """The ``i``-th colour of :data:`PALETTE` (cycling)."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def set_theme(context: str = "talk", font_scale: float = 0.8) -> None:
+    """Apply the toolkit theme: seaborn whitegrid, Okabe-Ito palette, slide-sized fonts."""
+    sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=font_scale)
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "axes.titlesize": "medium",
+            "axes.titleweight": "bold",
+            "legend.frameon": True,
+            "legend.framealpha": 0.9,
+            "image.cmap": "viridis",
+        }
+    )
+
+
+def get_ax(ax=None):
+    """Return ``ax`` or, when ``None``, the current axes (creating a figure if needed)."""
+    return plt.gca() if ax is None else ax
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, size: float = 4.0, **kwargs):
+    """``plt.subplots`` with the toolkit theme and panels of ``size`` inches."""
+    set_theme()
+    kwargs.setdefault("figsize", (size * ncols * 1.2, size * nrows))
+    kwargs.setdefault("constrained_layout", True)
+    kwargs.setdefault("squeeze", False)
+    return plt.subplots(nrows, ncols, **kwargs)
