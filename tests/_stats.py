@@ -13,8 +13,11 @@ def _t(x):
     return torch.as_tensor(x, dtype=torch.float64)
 
 
-def assert_mc_close(estimate, exact, stderr, z: float = Z, atol: float = 0.0):
-    """Assert |estimate - exact| <= z * stderr + atol elementwise, with a readable message."""
+def assert_mc_close(estimate, exact, stderr, z: float = Z, atol: float = 1e-10):
+    """Assert |estimate - exact| <= z * stderr + atol elementwise, with a readable message.
+
+    ``atol`` (default 1e-10) only absorbs floating-point round-off where the
+    standard error is zero (e.g. a zero-variance estimator)."""
     estimate, exact, stderr = _t(estimate), _t(exact), _t(stderr)
     err = (estimate - exact).abs()
     bound = z * stderr + atol

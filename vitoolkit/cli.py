@@ -88,15 +88,10 @@ def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
     print(f"[{position}] {t.name}: running{' (quick)' if args.quick else ''} ...", flush=True)
     start = time.perf_counter()
     log_path = out / "log.txt"
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"},
-        )
-        assert proc.stdout is not None
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
         for line in proc.stdout:
             log.write(line)
             if args.verbose:
