@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="output folder (default: results)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream each tutorial's output")
+    book = sub.add_parser("book", help="build the course book (HTML gallery of the tutorials)")
+    from .book import add_arguments as add_book_arguments
+
+    add_book_arguments(book)
     return parser
 
 
@@ -157,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _cmd_list(args)
+    if args.command == "book":
+        from .book import run as run_book
+
+        return run_book(args)
     return _cmd_run(args)
 
 

@@ -61,9 +61,9 @@ def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:
 
 
 def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
-    r"""E[log |Lambda|] under W(Lambda | W, nu) (PRML eq. 10.65, B.81).
+    r"""E[log det Lambda] under W(Lambda | W, nu) (PRML eq. 10.65, B.81).
 
-    sum_{i=1}^{D} psi((nu + 1 - i) / 2) + D log 2 + log |W|.
+    sum_{i=1}^{D} psi((nu + 1 - i) / 2) + D log 2 + log det W.
 
     Parameters
     ----------
@@ -166,7 +166,7 @@ class NormalWishart(Distribution):
 
     @property
     def expected_log_det_precision(self) -> torch.Tensor:
-        """E[log |Lambda|] (PRML eq. 10.65)."""
+        """E[log det Lambda] (PRML eq. 10.65)."""
         return expected_log_det_wishart(self.df, self.scale_tril)
 
     @property
@@ -218,7 +218,7 @@ class NormalWishart(Distribution):
         return log_w + normal.log_prob(mean)
 
     def entropy(self):
-        r"""H = H[W(Lambda)] + D/2 (1 + log 2 pi) - D/2 log beta - 1/2 E[log |Lambda|]."""
+        r"""H = H[W(Lambda)] + D/2 (1 + log 2 pi) - D/2 log beta - 1/2 E[log det Lambda]."""
         d = self.event_shape[0]
         return (
             self.wishart.entropy()
@@ -231,7 +231,7 @@ class NormalWishart(Distribution):
 class MultivariateStudentT(Distribution):
     r"""Multivariate Student-t St(x | mu, Sigma, nu) (Bishop PRML eq. 2.162, B.68).
 
-    log p(x) = lgamma((nu+D)/2) - lgamma(nu/2) - D/2 log(nu pi) - 1/2 log|Sigma|
+    log p(x) = lgamma((nu+D)/2) - lgamma(nu/2) - D/2 log(nu pi) - 1/2 log det Sigma
                - (nu+D)/2 log(1 + (x-mu)^T Sigma^{-1} (x-mu) / nu).
 
     Parameters

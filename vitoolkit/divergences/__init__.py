@@ -5,6 +5,7 @@ Importing this package registers the toolkit's extra closed-form KL pairs in
 ``torch.distributions.kl`` (Wishart, Normal-Wishart, full vs diagonal Gaussian).
 """
 
+from ._gaussian import gaussian_params
 from .alpha import alpha_divergence, log_alpha_affinity, renyi_divergence
 from .closed_form import kl_divergence
 from .entropy import cross_entropy, entropy
@@ -20,6 +21,7 @@ __all__ = [
     "default_bounds",
     "entropy",
     "evaluate_on_grid",
+    "gaussian_params",
     "grid_divergence",
     "kl_divergence",
     "log_alpha_affinity",

@@ -16,8 +16,8 @@ Renyi's divergence of order alpha (Renyi 1961; Li & Turner 2016):
 Gaussian closed form (e.g. Gil, Alajaji & Linder 2013): with Delta = m_p - m_q and
 S_alpha = alpha S_q + (1 - alpha) S_p,
 
-    log A_alpha = -alpha (1 - alpha)/2 Delta^T S_alpha^{-1} Delta - 1/2 log|S_alpha|
-                  + (1 - alpha)/2 log|S_p| + alpha/2 log|S_q|,
+    log A_alpha = -alpha (1 - alpha)/2 Delta^T S_alpha^{-1} Delta - 1/2 log det S_alpha
+                  + (1 - alpha)/2 log det S_p + alpha/2 log det S_q,
 
 finite if and only if alpha Lambda_p + (1 - alpha) Lambda_q is positive definite
 (always for 0 < alpha < 1).
@@ -162,7 +162,7 @@ def renyi_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
     r"""Renyi divergence of order alpha, D^R_alpha(p || q) = log A_alpha / (alpha - 1).
 
     alpha = 1 returns KL(p || q). Arguments as in :func:`alpha_divergence`; the
-    Monte Carlo standard error is the delta-method one, stderr(A) / (A |alpha - 1|)
+    Monte Carlo standard error is the delta-method one, stderr(A) / (A abs(alpha - 1))
     (the estimate of log A is biased low by Jensen, by O(1/num_samples)).
     """
     check_pair(p, q)

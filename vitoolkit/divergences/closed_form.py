@@ -4,7 +4,7 @@ Pairs added here (each verified against an independent route in the tests):
 
 - ``Wishart || Wishart`` (torch has none):
   KL = (n_p - n_q)/2 psi_D(n_p/2) + n_p/2 [tr(V_q^{-1} V_p) - D]
-       + n_q/2 log(|V_q| / |V_p|) + log Gamma_D(n_q/2) - log Gamma_D(n_p/2),
+       + n_q/2 (log det V_q - log det V_p) + log Gamma_D(n_q/2) - log Gamma_D(n_p/2),
   with psi_D the multivariate digamma (sum of psi((n+1-i)/2)) and V the scale.
 - ``NormalWishart || NormalWishart`` (Bishop PRML eq. 10.40, the factor q(mu_k, Lambda_k)):
   KL = KL(W_p || W_q) + 1/2 [D (beta_q/beta_p - 1 - log(beta_q/beta_p))
@@ -97,7 +97,7 @@ def _kl_normal_wishart(p: NormalWishart, q: NormalWishart) -> torch.Tensor:
     kl_w = _kl_wishart_wishart(p.wishart, q.wishart)
     ratio = q.mean_precision / p.mean_precision
     diff = p.loc - q.loc
-    proj = (diff.unsqueeze(-2) @ p.scale_tril).squeeze(-2)  # diff^T W_p diff = |L_p^T diff|^2
+    proj = (diff.unsqueeze(-2) @ p.scale_tril).squeeze(-2)  # diff^T W_p diff = squared norm of L_p^T diff
     quad = proj.pow(2).sum(-1)
     return kl_w + 0.5 * (d * (ratio - 1 - torch.log(ratio)) + q.mean_precision * p.df * quad)
 

@@ -7,9 +7,9 @@ and E_q[log p(z)] = -H[q, p] with the cross-entropy H[q, p] = H[q] + KL(q || p)
 (Bishop PRML eq. 1.121, Cover & Thomas eq. 2.26 for the decomposition).
 Closed forms used here (all in nats):
 
-- Gaussian N(m, S) in D dimensions: H = D/2 (1 + log 2 pi) + 1/2 log|S|  (PRML eq. B.41).
+- Gaussian N(m, S) in D dimensions: H = D/2 (1 + log 2 pi) + 1/2 log det S  (PRML eq. B.41).
 - Gaussian cross-entropy H[N(m_q, S_q), N(m_p, S_p)] =
-  1/2 [D log 2 pi + log|S_p| + tr(S_p^{-1} S_q) + (m_q - m_p)^T S_p^{-1} (m_q - m_p)].
+  1/2 [D log 2 pi + log det S_p + tr(S_p^{-1} S_q) + (m_q - m_p)^T S_p^{-1} (m_q - m_p)].
 - Dirichlet, Wishart, Normal-Wishart: torch's and :mod:`vitoolkit.distributions`'
   ``entropy`` (PRML eq. B.22, B.82).
 """

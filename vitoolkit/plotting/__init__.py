@@ -1,9 +1,23 @@
 """Pure plotting functions: each takes ``ax=None``, returns what it drew, computes nothing.
 
-The theme lives in :mod:`vitoolkit.plotting.style`; each topic has its own module
-(``core``, ``cavi``, ``fitting``, ``gradients``, ``vae``), imported here.
+The theme lives in :mod:`vitoolkit.plotting.style`; each topic has its own module,
+imported here: ``core`` (ELBO anatomy), ``cavi``, ``fitting``, ``gradients``,
+``vae`` and ``vae_beyond``.
 """
 
+from . import cavi, core, fitting, gradients, vae, vae_beyond
 from .style import PALETTE, color, get_ax, set_theme, subplots
 
-__all__ = ["PALETTE", "color", "get_ax", "set_theme", "subplots"]
+__all__ = [
+    "PALETTE",
+    "cavi",
+    "color",
+    "core",
+    "fitting",
+    "get_ax",
+    "gradients",
+    "set_theme",
+    "subplots",
+    "vae",
+    "vae_beyond",
+]

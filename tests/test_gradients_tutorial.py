@@ -1,0 +1,86 @@
+"""Tutorial 04 in its quick setting (as a subprocess) and the gradient plotting functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitoolkit.gradients.bbvi import ConjugateGaussianModel
+from vitoolkit.gradients.experiments import (
+    bbvi_comparison,
+    estimator_table,
+    gumbel_softmax_sweep,
+    variance_vs_dimension,
+    variance_vs_k,
+    variance_vs_num_samples,
+)
+from vitoolkit.plotting import gradients as gplot
+from vitoolkit.plotting import subplots
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIAL = ROOT / "tutorials" / "04_gradient_estimators.py"
+FIGURES = ("per_sample_estimates", "variance_vs_k", "variance_vs_dimension", "baselines",
+           "variance_vs_num_samples", "gumbel_softmax", "bbvi")
+
+
+def test_tutorial_04_quick_run(tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(TUTORIAL), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["quick"] is True
+    assert summary["figures"] == list(FIGURES)
+    for name in FIGURES:
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    numbers = summary["numbers"]
+    # The claims the tutorial prints, checked against what they claim.
+    assert numbers["sample_requires_grad"] is False
+    assert numbers["pathwise_refuses_step"] is True
+    assert numbers["quadratic_dmu_score_variance_closed_form"] == 30.0
+    assert numbers["stl_max_abs_at_posterior"] < 1e-10
+    assert numbers["gumbel_bias_at_tau_min"] < numbers["gumbel_bias_at_tau_max"]
+    assert numbers["cosine_k10_variance_ratio_pathwise_over_score"] > 10
+
+
+@pytest.fixture(scope="module")
+def results():
+    gen = torch.Generator().manual_seed(0)
+    model = ConjugateGaussianModel(torch.randn((10, 2), generator=gen, dtype=torch.float64))
+    cost = lambda b: ((b - 0.3) ** 2).sum(-1)  # noqa: E731
+    return {
+        "k": variance_vs_k("quadratic", [0.5, 1.0, 2.0], num_samples=2_000, generator=gen),
+        "dim": variance_vs_dimension([1, 2], num_samples=1_000, generator=gen),
+        "n": variance_vs_num_samples("cosine", [1, 4], replicates=50, generator=gen),
+        "table": estimator_table("cosine", num_samples=2_000, generator=gen),
+        "gs": gumbel_softmax_sweep(cost, torch.zeros(3), [0.5, 1.0], num_samples=2_000,
+                                   generator=gen),
+        "bbvi": bbvi_comparison(model, ("stl", "score"), num_iterations=5, num_samples=4),
+    }
+
+
+def test_plot_functions_draw_on_the_given_axes(results):
+    fig, axes = subplots(2, 4)
+    ax = axes.ravel()
+    lines = gplot.plot_variance_vs_k(results["k"], "scale", ax=ax[0])
+    # 4 estimators + 2 closed forms (score, pathwise).
+    assert len(lines) == 6 and ax[0].get_xscale() == "log" and ax[0].get_ylabel()
+    assert len(gplot.plot_variance_vs_dimension(results["dim"], ax=ax[1])) >= 4
+    assert len(gplot.plot_variance_vs_num_samples(results["n"], "snr", ax=ax[2])) == 8
+    drawn = gplot.plot_estimator_variances(results["table"], ax=ax[3])
+    assert len(drawn) == 2 and len(ax[3].get_yticklabels()) == len(results["table"]["estimators"])
+    assert len(gplot.plot_gumbel_softmax(results["gs"], "bias", ax=ax[4])) >= 3
+    assert len(gplot.plot_bbvi(results["bbvi"], "distance", ax=ax[5])) == 2
+    hist = {"score": np.random.default_rng(0).normal(size=100)}
+    assert len(gplot.plot_gradient_histograms(hist, 0.0, ax=ax[6])) == 2
+    for a in ax[:7]:
+        assert a.get_title() and a.get_xlabel()
+    with pytest.raises(ValueError, match="quantity"):
+        gplot.plot_bbvi(results["bbvi"], "loss", ax=ax[7])

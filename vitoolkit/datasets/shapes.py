@@ -1,0 +1,230 @@
+"""Procedural shapes with known generating factors, for beta-VAE and disentanglement.
+
+Each image shows one white shape (a square, an ellipse or an equilateral
+triangle) on a black background, drawn from five independent factors, in the
+spirit of dSprites (Matthey et al. 2017) but generated on the fly, so nothing is
+downloaded and any number of images is available:
+
+========  =====================================================================
+factor    meaning
+========  =====================================================================
+shape     0 = square, 1 = ellipse (axes ratio 2:1), 2 = equilateral triangle
+scale     circumradius of the shape (semi-major axis for the ellipse), in units
+          of half the image width
+rotation  angle in radians, counter-clockwise
+x, y      centre of the shape; the image spans [-1, 1] in both, y pointing up
+========  =====================================================================
+
+Pixels hold the fraction of the pixel the shape covers (``supersample`` x
+``supersample`` points per pixel), so edges are anti-aliased and the values lie
+in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SHAPE_NAMES",
+    "SHAPES_FACTOR_NAMES",
+    "load_shapes",
+    "render_shapes",
+    "shape_area",
+]
+
+#: The shapes, in the order of their code in the ``shape`` factor.
+SHAPE_NAMES = ("square", "ellipse", "triangle")
+#: Columns of the factor matrix :func:`load_shapes` returns.
+SHAPES_FACTOR_NAMES = ("shape", "scale", "rotation", "x", "y")
+
+# The ellipse's minor / major axis ratio; below 1 so that rotation is visible.
+_ELLIPSE_RATIO = 0.5
+
+
+def shape_area(shape: str, scale) -> torch.Tensor:
+    """Exact area of a shape of circumradius ``scale`` (same units as ``scale``).
+
+    square: side sqrt(2) s, area 2 s^2; ellipse: pi s (s / 2); equilateral
+    triangle: (3 sqrt(3) / 4) s^2.
+    """
+    scale = torch.as_tensor(scale, dtype=torch.float64)
+    factor = {
+        "square": 2.0,
+        "ellipse": math.pi * _ELLIPSE_RATIO,
+        "triangle": 3.0 * math.sqrt(3.0) / 4.0,
+    }
+    if shape not in factor:
+        raise ValueError(f"shape must be one of {SHAPE_NAMES}, got {shape!r}")
+    return factor[shape] * scale**2
+
+
+def _inside(code: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Whether canonical coordinates (u, v) (centred, unrotated, unit scale) are inside.
+
+    code : (n, 1, 1) shape codes; u, v : (n, P, S) points. Returns a bool (n, P, S).
+    """
+    half_side = 1.0 / math.sqrt(2.0)
+    square = (u.abs() <= half_side) & (v.abs() <= half_side)
+    ellipse = u**2 + (v / _ELLIPSE_RATIO) ** 2 <= 1.0
+    # Equilateral triangle of circumradius 1 with a vertex pointing up: inside when
+    # the projection on each outward edge normal is at most the inradius 1/2.
+    triangle = v >= -0.5
+    for angle in (math.pi / 6, 5 * math.pi / 6):
+        triangle = triangle & (u * math.cos(angle) + v * math.sin(angle) <= 0.5)
+    return torch.where(code == 0, square, torch.where(code == 1, ellipse, triangle))
+
+
+def render_shapes(
+    shape, scale, rotation, x, y, *, image_size: int = 16, supersample: int = 4
+) -> torch.Tensor:
+    """Draw shapes from their factors.
+
+    Parameters
+    ----------
+    shape : int tensor-like of shape (n,)
+        Codes into :data:`SHAPE_NAMES`.
+    scale, rotation, x, y : tensor-like of shape (n,)
+        The factors (see the module docstring); ``scale`` > 0.
+    image_size : int
+        Side of the square image in pixels.
+    supersample : int
+        Points per pixel side used to estimate the covered fraction of a pixel.
+
+    Returns
+    -------
+    Tensor of shape (n, image_size, image_size), float32 in [0, 1]; row 0 is the
+    top of the image (y = 1), column 0 its left edge (x = -1).
+    """
+    image_size = _check_positive_int(image_size, "image_size")
+    supersample = _check_positive_int(supersample, "supersample")
+    shape = torch.as_tensor(shape).long().reshape(-1)
+    values = [torch.as_tensor(t, dtype=torch.float64).reshape(-1) for t in (scale, rotation, x, y)]
+    n = shape.shape[0]
+    for name, t in zip(("scale", "rotation", "x", "y"), values, strict=True):
+        if t.shape[0] != n:
+            raise ValueError(f"{name} must have shape ({n},) like shape, got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite")
+    if n and (shape.min() < 0 or shape.max() >= len(SHAPE_NAMES)):
+        raise ValueError(f"shape codes must be in 0..{len(SHAPE_NAMES) - 1}, got {shape.unique()}")
+    scale, rotation, cx, cy = values
+    if n and not bool((scale > 0).all()):
+        raise ValueError("scale must be positive")
+
+    m = image_size * supersample
+    # Sample points at the centres of the sub-pixels, in [-1, 1].
+    t = -1.0 + (2.0 * torch.arange(m, dtype=torch.float64) + 1.0) / m
+    gy, gx = torch.meshgrid(-t, t, indexing="ij")  # rows run from y = 1 down to y = -1
+    gx = gx.reshape(1, -1)
+    gy = gy.reshape(1, -1)
+
+    out = torch.empty(n, image_size, image_size, dtype=torch.float32)
+    chunk = max(1, 2**22 // (m * m))  # bound the memory of one pass
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        dx = gx - cx[sl, None]
+        dy = gy - cy[sl, None]
+        c, s = torch.cos(rotation[sl, None]), torch.sin(rotation[sl, None])
+        # Rotate the points by -rotation into the shape's frame, then unscale.
+        u = (c * dx + s * dy) / scale[sl, None]
+        v = (-s * dx + c * dy) / scale[sl, None]
+        inside = _inside(shape[sl, None], u, v).to(torch.float32)
+        inside = inside.reshape(-1, image_size, supersample, image_size, supersample)
+        out[sl] = inside.mean(dim=(2, 4))
+    return out
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_range(value, name: str, low: float = -math.inf) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a pair (low, high), got {value!r}") from err
+    if not (math.isfinite(a) and math.isfinite(b) and low <= a <= b):
+        raise ValueError(f"{name} must be finite with {low} <= low <= high, got {value!r}")
+    return a, b
+
+
+def load_shapes(
+    n: int,
+    *,
+    seed: int = 0,
+    image_size: int = 16,
+    shapes: Sequence[str] = SHAPE_NAMES,
+    scale_range: tuple[float, float] = (0.35, 0.6),
+    rotation_range: tuple[float, float] = (0.0, math.pi / 4),
+    position_range: tuple[float, float] = (-0.35, 0.35),
+    supersample: int = 4,
+    binarize: bool = False,
+):
+    """Generate ``n`` shape images and the factors that generated them.
+
+    Every factor is drawn independently: the shape uniformly from ``shapes``,
+    the others uniformly from their ranges. The default rotation range (a
+    quarter turn at most, half of a square's symmetry period pi/2) keeps rotation
+    identifiable from the image; the default ranges keep every shape inside the
+    image (max centre offset + max circumradius = 0.95 < 1).
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    seed : int
+        Seed of the local generator; the same seed gives the same images.
+    image_size : int
+        Side of the square image in pixels.
+    shapes : sequence of str
+        Subset of :data:`SHAPE_NAMES` to draw from.
+    scale_range, rotation_range, position_range : (float, float)
+        Uniform ranges of the circumradius, of the angle (radians) and of each
+        centre coordinate.
+    supersample : int
+        Anti-aliasing points per pixel side.
+    binarize : bool
+        Threshold pixel coverage at 0.5.
+
+    Returns
+    -------
+    X : Tensor of shape (n, image_size ** 2), float32 in [0, 1], images row-major.
+    factors : Tensor of shape (n, 5), float32, columns :data:`SHAPES_FACTOR_NAMES`
+        (the shape column holds the integer code into :data:`SHAPE_NAMES`).
+    """
+    n = _check_positive_int(n, "n")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(shapes, str) or not shapes:
+        raise ValueError(f"shapes must be a non-empty sequence of names, got {shapes!r}")
+    unknown = [s for s in shapes if s not in SHAPE_NAMES]
+    if unknown:
+        raise ValueError(f"shapes must be among {SHAPE_NAMES}, got unknown {unknown}")
+    scale_lo, scale_hi = _check_range(scale_range, "scale_range")
+    if scale_lo <= 0:
+        raise ValueError(f"scale_range must be positive, got {scale_range!r}")
+    rot_lo, rot_hi = _check_range(rotation_range, "rotation_range")
+    pos_lo, pos_hi = _check_range(position_range, "position_range")
+
+    rng = np.random.default_rng(int(seed))
+    codes = np.array([SHAPE_NAMES.index(s) for s in shapes])
+    shape = codes[rng.integers(0, len(codes), size=n)]
+    scale = rng.uniform(scale_lo, scale_hi, size=n)
+    rotation = rng.uniform(rot_lo, rot_hi, size=n)
+    x = rng.uniform(pos_lo, pos_hi, size=n)
+    y = rng.uniform(pos_lo, pos_hi, size=n)
+
+    images = render_shapes(
+        shape, scale, rotation, x, y, image_size=image_size, supersample=supersample
+    )
+    X = images.reshape(n, -1)
+    if binarize:
+        X = (X >= 0.5).to(torch.float32)
+    factors = torch.as_tensor(np.stack([shape, scale, rotation, x, y], axis=1), dtype=torch.float32)
+    return X, factors

@@ -1,0 +1,130 @@
+r"""The Gaussian variational family q = N(m, L L^T), unconstrained for the optimiser.
+
+- ``family="full"``: L lower triangular with a positive diagonal, stored as its
+  strictly-lower part and log of its diagonal (a Cholesky parameterisation).
+- ``family="diagonal"`` (mean-field): L = diag(exp(log_scale)).
+
+Everything is float64. Points are handled as (..., D) internally; a target with
+event shape () is the case D = 1 and gets a scalar ``Normal`` back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Independent, MultivariateNormal, Normal
+
+__all__ = ["GaussianParams", "FAMILIES", "base_noise"]
+
+#: The variational families.
+FAMILIES = ("full", "diagonal")
+
+
+class GaussianParams:
+    """Trainable (loc, Cholesky factor) of a Gaussian q.
+
+    Parameters
+    ----------
+    loc : Tensor of shape (D,)
+    scale_tril : Tensor of shape (D, D), lower triangular with positive diagonal
+    family : {"full", "diagonal"}
+    scalar_event : bool
+        True when the target's event shape is (): q is returned as a ``Normal``.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, family: str,
+                 scalar_event: bool = False):
+        self.family = family
+        self.scalar_event = scalar_event
+        self.dim = loc.shape[-1]
+        self.loc = loc.detach().clone().to(torch.float64).requires_grad_(True)
+        diag = torch.diagonal(scale_tril).detach().to(torch.float64)
+        self.log_diag = diag.log().clone().requires_grad_(True)
+        if family == "full":
+            self.lower = torch.tril(scale_tril.detach().to(torch.float64), -1).clone()
+            self.lower.requires_grad_(True)
+        else:
+            self.lower = None
+
+    def parameters(self) -> list:
+        return [p for p in (self.loc, self.log_diag, self.lower) if p is not None]
+
+    def scale_tril(self) -> torch.Tensor:
+        """L, shape (D, D)."""
+        diag = torch.diag_embed(self.log_diag.exp())
+        if self.lower is None:
+            return diag
+        return torch.tril(self.lower, -1) + diag
+
+    def transform(self, eps: torch.Tensor) -> torch.Tensor:
+        """Reparameterisation z = m + L eps for base noise eps of shape (..., D)."""
+        if self.lower is None:
+            return self.loc + eps * self.log_diag.exp()
+        return self.loc + eps @ self.scale_tril().mT
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log q(x) for x of shape (..., D) -> (...)."""
+        diff = x - self.loc
+        if self.lower is None:
+            white = diff * torch.exp(-self.log_diag)
+        else:
+            # invert the small D x D factor once rather than solving against every point
+            eye = torch.eye(self.dim, dtype=torch.float64)
+            inv = torch.linalg.solve_triangular(self.scale_tril(), eye, upper=False)
+            white = diff @ inv.mT
+        return (-0.5 * white.pow(2).sum(-1) - self.log_diag.sum()
+                - 0.5 * self.dim * math.log(2 * math.pi))
+
+    def entropy(self) -> torch.Tensor:
+        """H[q] = D/2 (1 + log 2 pi) + sum_i log L_ii (PRML eq. B.41)."""
+        return 0.5 * self.dim * (1 + math.log(2 * math.pi)) + self.log_diag.sum()
+
+    def is_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
+
+    def snapshot(self) -> list:
+        return [p.detach().clone() for p in self.parameters()]
+
+    def restore(self, values: list) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.parameters(), values, strict=True):
+                p.copy_(v)
+
+    def distribution(self):
+        """The current q as a detached torch distribution.
+
+        ``Normal`` for a scalar event, ``Independent(Normal, 1)`` for a diagonal
+        family, ``MultivariateNormal`` for a full one.
+        """
+        loc = self.loc.detach().clone()
+        scale = self.log_diag.detach().exp()
+        if self.scalar_event:
+            return Normal(loc[0], scale[0])
+        if self.lower is None:
+            return Independent(Normal(loc, scale), 1)
+        return MultivariateNormal(loc, scale_tril=self.scale_tril().detach().clone())
+
+
+def base_noise(num_samples: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    r"""Fixed standard-normal base noise for reparameterised objectives, shape (N', D).
+
+    N' is ``num_samples`` rounded up to an even number.
+
+    Antithetic pairs (eps, -eps) make the sample mean exactly 0, and a whitening
+    by the Cholesky factor of the sample second moment makes the sample
+    covariance exactly I. Expectations of polynomials of degree <= 2 under
+    z = m + L eps are then exact, so for a Gaussian target the Monte Carlo reverse
+    KL objective equals the true one, and for any target the noise left in the
+    objective is what the non-quadratic part of log p carries. Keeping the noise
+    fixed (common random numbers) makes the objective a smooth deterministic
+    function that L-BFGS can minimise (sample-average approximation).
+    """
+    half = (num_samples + 1) // 2
+    eps = torch.randn(half, dim, generator=generator, dtype=torch.float64)
+    eps = torch.cat([eps, -eps])
+    if eps.shape[0] > dim:
+        second = eps.mT @ eps / eps.shape[0]
+        chol = torch.linalg.cholesky(second)
+        eps = torch.linalg.solve_triangular(chol, eps.mT, upper=False).mT
+    return eps

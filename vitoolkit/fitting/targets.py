@@ -1,0 +1,301 @@
+r"""A small library of target densities for fitting a Gaussian, each showing one lesson.
+
+Every target is an unbatched ``torch.distributions`` object in float64 with a
+normalised ``log_prob``; most also ``sample`` and expose their exact moments
+(``mean``, ``variance`` and, for the 2-D ones, ``covariance_matrix`` where torch's
+own type lacks it, see :func:`vitoolkit.fitting.target_moments`).
+
+=====================  ========================================================
+target                 what it demonstrates
+=====================  ========================================================
+:func:`bimodal_1d`     mode-seeking (reverse KL locks onto one component) vs
+                       mode-covering (forward KL spans both); the separation
+                       and weights are the dials
+:func:`correlated_gaussian`
+                       Bishop PRML 10.1.2: a mean-field q underestimates the
+                       variance under KL(q||p) and matches the marginals under
+                       KL(p||q), with closed forms for both
+:func:`mixture_2d`     several isolated modes: reverse fits from different
+                       initialisations land in different modes (local optima)
+:class:`Banana`        curved (warped-Gaussian) mass: a Gaussian can only match
+                       it on average; moments known in closed form
+:class:`Ring`          mass on a circle with a hole in the middle: the forward
+                       fit is centred on the hole, where the target has almost
+                       no mass; it has ``log_prob`` only (no sampler), so the
+                       forward fit needs SNIS, quadrature or its moments
+:class:`LogProbOnly`   hides the sampler and moments of any target, to show the
+                       self-normalised importance sampling route on a target
+                       whose exact answer is known
+=====================  ========================================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    constraints,
+)
+
+__all__ = ["bimodal_1d", "correlated_gaussian", "mixture_2d", "Banana", "Ring", "LogProbOnly"]
+
+_F64 = torch.float64
+
+
+def _positive(value, name: str) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return value
+
+
+def _weights(weights, k: int) -> torch.Tensor:
+    w = torch.as_tensor(weights, dtype=_F64).reshape(-1)
+    if w.numel() != k:
+        raise ValueError(f"weights must have {k} entries (one per component), got {w.numel()}")
+    if not bool(torch.isfinite(w).all() and (w > 0).all()):
+        raise ValueError(f"weights must be finite and positive, got {w.tolist()}")
+    return w / w.sum()
+
+
+def bimodal_1d(separation: float = 4.0, weights=(0.5, 0.5), scale: float = 1.0,
+               loc: float = 0.0) -> MixtureSameFamily:
+    r"""Two Gaussian components at ``loc -/+ separation / 2``, each of std ``scale``.
+
+    p(x) = w_1 N(x; loc - s/2, scale^2) + w_2 N(x; loc + s/2, scale^2).
+    Its variance is scale^2 + w_1 w_2 s^2, so the forward (moment-matching) fit
+    widens with the separation while the reverse fit keeps std ~ ``scale`` once
+    s is larger than about 2 * scale.
+
+    Parameters
+    ----------
+    separation : float >= 0
+    weights : two positive numbers (normalised here)
+    scale : float > 0
+    loc : float
+    """
+    separation = float(separation)
+    if not (math.isfinite(separation) and separation >= 0):
+        raise ValueError(f"separation must be finite and >= 0, got {separation!r}")
+    scale = _positive(scale, "scale")
+    w = _weights(weights, 2)
+    means = torch.tensor([loc - separation / 2, loc + separation / 2], dtype=_F64)
+    return MixtureSameFamily(Categorical(probs=w), Normal(means, torch.full((2,), scale, dtype=_F64)))
+
+
+def correlated_gaussian(rho: float = 0.9, scales=(1.0, 1.0), loc=(0.0, 0.0)) -> MultivariateNormal:
+    r"""N(loc, Sigma) in 2-D with Sigma = [[s1^2, rho s1 s2], [rho s1 s2, s2^2]].
+
+    Bishop PRML 10.1.2: the mean-field reverse fit has variances 1 / Lambda_ii
+    = s_i^2 (1 - rho^2), the forward fit the marginals s_i^2, and both minima
+    equal -1/2 log(1 - rho^2).
+    """
+    rho = float(rho)
+    if not (math.isfinite(rho) and -1 < rho < 1):
+        raise ValueError(f"rho must lie strictly between -1 and 1, got {rho!r}")
+    s = torch.as_tensor(scales, dtype=_F64).reshape(-1)
+    m = torch.as_tensor(loc, dtype=_F64).reshape(-1)
+    if s.numel() != 2 or m.numel() != 2:
+        raise ValueError(f"scales and loc must have 2 entries, got {s.numel()} and {m.numel()}")
+    if not bool((s > 0).all() and torch.isfinite(s).all()):
+        raise ValueError(f"scales must be finite and positive, got {s.tolist()}")
+    cov = torch.stack([torch.stack([s[0] ** 2, rho * s[0] * s[1]]),
+                       torch.stack([rho * s[0] * s[1], s[1] ** 2])])
+    return MultivariateNormal(m, covariance_matrix=cov)
+
+
+def mixture_2d(n_modes: int = 3, radius: float = 3.0, scale: float = 0.6, weights=None,
+               locs=None) -> MixtureSameFamily:
+    r"""A 2-D mixture of isotropic Gaussians N(m_k, scale^2 I).
+
+    By default the ``n_modes`` centres m_k sit evenly on a circle of ``radius``
+    (the first on the positive x-axis); pass ``locs`` of shape (K, 2) instead to
+    place them yourself. ``weights`` default to equal.
+    """
+    scale = _positive(scale, "scale")
+    if locs is None:
+        if isinstance(n_modes, bool) or not isinstance(n_modes, int) or n_modes < 1:
+            raise ValueError(f"n_modes must be a positive integer, got {n_modes!r}")
+        radius = _positive(radius, "radius")
+        angle = 2 * math.pi * torch.arange(n_modes, dtype=_F64) / n_modes
+        centres = radius * torch.stack([angle.cos(), angle.sin()], -1)
+    else:
+        centres = torch.as_tensor(locs, dtype=_F64)
+        if centres.dim() != 2 or centres.shape[-1] != 2:
+            raise ValueError(f"locs must have shape (K, 2), got {tuple(centres.shape)}")
+    k = centres.shape[0]
+    w = _weights(torch.ones(k) if weights is None else weights, k)
+    cov = torch.eye(2, dtype=_F64).expand(k, 2, 2) * scale**2
+    return MixtureSameFamily(Categorical(probs=w), MultivariateNormal(centres, covariance_matrix=cov))
+
+
+class Banana(Distribution):
+    r"""A warped Gaussian: x1 ~ N(0, s1^2), x2 | x1 ~ N(b (x1^2 - s1^2), s2^2).
+
+    The mass bends along the parabola x2 = b (x1^2 - s1^2). The exact moments are
+    E[x] = 0 and Cov[x] = diag(s1^2, 2 b^2 s1^4 + s2^2) (x1 and x2 are
+    uncorrelated although dependent, because E[x1^3] = 0), so the forward fit is
+    known in closed form while the reverse fit sits in the bend.
+
+    Parameters
+    ----------
+    curvature : float
+        b; 0 gives an axis-aligned Gaussian.
+    scales : (s1, s2), positive.
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, curvature: float = 0.5, scales=(1.5, 0.5), validate_args=None):
+        self.curvature = float(curvature)
+        if not math.isfinite(self.curvature):
+            raise ValueError(f"curvature must be finite, got {curvature!r}")
+        s = torch.as_tensor(scales, dtype=_F64).reshape(-1)
+        if s.numel() != 2 or not bool((s > 0).all() and torch.isfinite(s).all()):
+            raise ValueError(f"scales must be two finite positive numbers, got {s.tolist()}")
+        self.scales = s
+        super().__init__(torch.Size(), torch.Size((2,)), validate_args=validate_args)
+
+    def _centre(self, x1):
+        return self.curvature * (x1.pow(2) - self.scales[0] ** 2)
+
+    def log_prob(self, value):
+        value = torch.as_tensor(value, dtype=_F64)
+        x1, x2 = value[..., 0], value[..., 1]
+        s1, s2 = self.scales
+        return (Normal(torch.zeros((), dtype=_F64), s1).log_prob(x1)
+                + Normal(self._centre(x1), s2).log_prob(x2))
+
+    def rsample(self, sample_shape=torch.Size()):
+        eps = torch.randn(torch.Size(sample_shape) + (2,), dtype=_F64)
+        x1 = self.scales[0] * eps[..., 0]
+        x2 = self._centre(x1) + self.scales[1] * eps[..., 1]
+        return torch.stack([x1, x2], -1)
+
+    @property
+    def quadrature_bounds(self):
+        """A box holding all but ~1e-9 of the mass (|x1| <= 6 s1 and the bend it reaches).
+
+        The mass trails far along the parabola, so mean +/- k sd boxes cut it off.
+        """
+        s1, s2 = (float(v) for v in self.scales)
+        ends = sorted([-self.curvature * s1**2, self.curvature * 35 * s1**2])
+        return [(-6 * s1, 6 * s1), (ends[0] - 7 * s2, ends[1] + 7 * s2)]
+
+    @property
+    def mean(self):
+        return torch.zeros(2, dtype=_F64)
+
+    @property
+    def covariance_matrix(self):
+        s1, s2 = self.scales
+        return torch.diag(torch.stack([s1**2, 2 * self.curvature**2 * s1**4 + s2**2]))
+
+    @property
+    def variance(self):
+        return torch.diagonal(self.covariance_matrix)
+
+
+class Ring(Distribution):
+    r"""Mass on a circle: p(x) = exp(-(|x| - r)^2 / (2 w^2)) / Z in 2-D.
+
+    Z = 2 pi integral_0^inf rho exp(-(rho - r)^2 / (2 w^2)) d rho
+      = 2 pi [w^2 e^{-r^2/(2w^2)} + r w sqrt(2 pi) Phi(r / w)].
+    E[x] = 0 and Cov[x] = E[|x|^2] / 2 I, with E[|x|^2] from the same Gaussian
+    integrals (moments of a truncated normal). There is no sampler, on purpose:
+    it is the toolkit's "log density only" target.
+
+    Parameters
+    ----------
+    radius : float > 0
+    width : float > 0
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+
+    def __init__(self, radius: float = 2.5, width: float = 0.4, validate_args=None):
+        self.radius = _positive(radius, "radius")
+        self.width = _positive(width, "width")
+        r, w = self.radius, self.width
+        e = math.exp(-0.5 * (r / w) ** 2)
+        i0 = w * math.sqrt(2 * math.pi) * 0.5 * math.erfc(-r / (w * math.sqrt(2)))
+        # integrals of u^k exp(-u^2/(2 w^2)) over u > -r (u = rho - r)
+        i1 = w**2 * e
+        i2 = w**2 * i0 - w**2 * r * e
+        i3 = w**2 * r**2 * e + 2 * w**4 * e
+        radial = i1 + r * i0  # integral of rho exp(...)
+        self._log_norm = math.log(2 * math.pi * radial)
+        self._second_moment = (i3 + 3 * r * i2 + 3 * r**2 * i1 + r**3 * i0) / radial
+        super().__init__(torch.Size(), torch.Size((2,)), validate_args=validate_args)
+
+    def log_prob(self, value):
+        value = torch.as_tensor(value, dtype=_F64)
+        # sqrt(|x|^2 + tiny) keeps the gradient finite at the origin
+        rho = (value.pow(2).sum(-1) + 1e-300).sqrt()
+        return -0.5 * ((rho - self.radius) / self.width) ** 2 - self._log_norm
+
+    @property
+    def quadrature_bounds(self):
+        """The box |x_i| <= r + 8 w, holding all but ~1e-15 of the mass."""
+        edge = self.radius + 8 * self.width
+        return [(-edge, edge), (-edge, edge)]
+
+    def sample(self, sample_shape=torch.Size()):
+        raise NotImplementedError(
+            "Ring has no sampler on purpose (a log-density-only target): fit it with "
+            "method='quadrature', 'moments', or 'snis' with a proposal"
+        )
+
+    @property
+    def mean(self):
+        return torch.zeros(2, dtype=_F64)
+
+    @property
+    def covariance_matrix(self):
+        return torch.eye(2, dtype=_F64) * (self._second_moment / 2)
+
+    @property
+    def variance(self):
+        return torch.diagonal(self.covariance_matrix)
+
+
+class LogProbOnly(Distribution):
+    """Wrap a target so only its ``log_prob`` is visible (no ``sample``, no moments).
+
+    Used to show that self-normalised importance sampling recovers the forward
+    fit that exact samples or the moments give for the wrapped target.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, target: Distribution):
+        if not isinstance(target, Distribution):
+            raise TypeError(f"target must be a torch.distributions.Distribution, got "
+                            f"{type(target).__name__}")
+        self.target = target
+        super().__init__(target.batch_shape, target.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.target.support
+
+    def log_prob(self, value):
+        return self.target.log_prob(value)
+
+    def sample(self, sample_shape=torch.Size()):
+        raise NotImplementedError(
+            f"LogProbOnly({type(self.target).__name__}) hides the sampler: use SNIS "
+            "(proposal=...), quadrature in 1-D/2-D, or the unwrapped target"
+        )
+
+    def __repr__(self):
+        return f"LogProbOnly({self.target!r})"

@@ -1,0 +1,284 @@
+r"""Test costs that know their exact Gaussian expectations and gradients.
+
+Each cost is separable, f(x) = sum_d g(x_d), so ``cost(x)`` maps a tensor
+(..., D) to (...). Under a factorised Gaussian q = prod_d N(x_d | mu_d, sigma_d^2)
+the expectation E_q[f] = sum_d E[g(x_d)] and its gradients with respect to
+mu_d and sigma_d are one-dimensional closed forms, which is what makes these
+costs the reference setting of Mohamed, Rosca, Figurnov & Mnih (JMLR 2020,
+section 3 and figures 2-3): (x - k)^2, exp(-k x^2) and cos(k x).
+
+A cost also says whether it is differentiable (the pathwise estimator needs
+f'), and, for the linear and quadratic costs, the closed-form variances of the
+score-function and pathwise per-sample estimators (REFERENCES.md).
+
+The parameter ``k`` may be a tensor: it broadcasts against ``x``, so one call
+evaluates a whole sweep over k (give ``k`` shape (K, 1) and ``loc`` shape (K, 1)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "Cost",
+    "Linear",
+    "Quadratic",
+    "GaussianBump",
+    "Cosine",
+    "Step",
+    "COSTS",
+    "make_cost",
+]
+
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def _as64(value, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return t
+
+
+class Cost:
+    """A separable cost f(x) = sum_d g(x_d) with exact Gaussian expectations.
+
+    Subclasses define :meth:`elementwise` (g), :meth:`expectation_1d`
+    (E[g(x)] for x ~ N(mu, sigma^2)) and :meth:`gradient_1d` (its derivatives
+    in mu and sigma).
+
+    Parameters
+    ----------
+    k : float or Tensor
+        The cost's parameter; a tensor broadcasts against the inputs.
+
+    Attributes
+    ----------
+    name : str
+    differentiable : bool
+        False when g is piecewise constant (its derivative is zero almost
+        everywhere), so the pathwise estimator does not apply.
+    """
+
+    name = "cost"
+    differentiable = True
+    formula = "g(x)"
+
+    def __init__(self, k=1.0):
+        self.k = _as64(k, "k")
+
+    def __repr__(self) -> str:
+        k = self.k.item() if self.k.numel() == 1 else f"tensor{tuple(self.k.shape)}"
+        return f"{type(self).__name__}(k={k})"
+
+    # -- the function ---------------------------------------------------------
+    def elementwise(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x) = sum over the last dimension of g(x_d); (..., D) -> (...)."""
+        return self.elementwise(x).sum(-1)
+
+    # -- exact moments under N(mu, sigma^2), per coordinate -------------------
+    def expectation_1d(self, loc, scale) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def gradient_1d(self, loc, scale):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def expectation(self, loc, scale) -> torch.Tensor:
+        """E_q[f] for q = N(loc, diag(scale^2)); loc, scale of shape (..., D) -> (...)."""
+        return self.expectation_1d(loc, scale).sum(-1)
+
+    def exact_gradient(self, loc, scale):
+        """(d/d loc, d/d scale) of E_q[f], each of the broadcast shape of loc and scale."""
+        g_loc, g_scale = self.gradient_1d(loc, scale)
+        shape = torch.broadcast_shapes(loc.shape, scale.shape, self.k.shape)
+        return g_loc.expand(shape), g_scale.expand(shape)
+
+    def estimator_variance(self, estimator: str, loc, scale):
+        """Closed-form per-sample variances (of d/d loc, d/d scale) of an estimator.
+
+        Raises ``NotImplementedError`` where no closed form is known.
+        """
+        raise NotImplementedError(
+            f"no closed-form variance of the {estimator!r} estimator for {self.name!r}"
+        )
+
+
+class Linear(Cost):
+    r"""f(x) = sum_d x_d (``k`` is unused).
+
+    Per-sample variances (coordinate i; Mohamed et al. 2020, section 3, with the
+    D-dimensional form of REFERENCES.md): score function
+    Var[d/d mu_i] = ((sum_d mu_d)^2 + sum_d sigma_d^2 + 2 sigma_i^2) / sigma_i^2 - 1,
+    Var[d/d sigma_i] = (2 (sum_d mu_d)^2 + 2 sum_{d != i} sigma_d^2 + 10 sigma_i^2) / sigma_i^2;
+    pathwise 0 and 1. In one dimension: mu^2/sigma^2 + 2 and 2 mu^2/sigma^2 + 10.
+    """
+
+    name = "linear"
+    formula = "x"
+
+    def elementwise(self, x):
+        return x + 0.0 * self.k
+
+    def expectation_1d(self, loc, scale):
+        return loc + 0.0 * scale + 0.0 * self.k
+
+    def gradient_1d(self, loc, scale):
+        zero = 0.0 * (loc + scale + self.k)
+        return zero + 1.0, zero
+
+    def estimator_variance(self, estimator, loc, scale):
+        loc, scale = torch.broadcast_tensors(loc, scale)
+        if estimator == "pathwise":
+            return torch.zeros_like(loc), torch.ones_like(scale)
+        if estimator != "score":
+            return super().estimator_variance(estimator, loc, scale)
+        m2 = loc.sum(-1, keepdim=True) ** 2
+        s2 = scale**2
+        s2_all = s2.sum(-1, keepdim=True)
+        var_loc = (m2 + s2_all + 2 * s2) / s2 - 1.0
+        var_scale = (2 * m2 + 2 * (s2_all - s2) + 10 * s2) / s2
+        return var_loc, var_scale
+
+
+class Quadratic(Cost):
+    r"""f(x) = sum_d (x_d - k)^2.
+
+    E[g] = a^2 + sigma^2 with a = mu - k; d/d mu = 2 a, d/d sigma = 2 sigma.
+    Per-sample variances in one dimension (Mohamed et al. 2020, section 3):
+    score Var[mu] = a^4/sigma^2 + 14 a^2 + 15 sigma^2,
+    Var[sigma] = 2 a^4/sigma^2 + 60 a^2 + 74 sigma^2; pathwise 4 sigma^2 and
+    4 a^2 + 8 sigma^2. In D dimensions the score terms gain the other
+    coordinates' sum R = sum_{d != i} (x_d - k)^2 (independent of x_i), e.g.
+    E[f^2 eps_i^2] = E[g_i^2 eps_i^2] + 2 E[R] E[g_i eps_i^2] + E[R^2].
+    """
+
+    name = "quadratic"
+    formula = "(x - k)^2"
+
+    def elementwise(self, x):
+        return (x - self.k) ** 2
+
+    def expectation_1d(self, loc, scale):
+        return (loc - self.k) ** 2 + scale**2
+
+    def gradient_1d(self, loc, scale):
+        a = loc - self.k
+        return 2 * a + 0.0 * scale, 2 * scale + 0.0 * a
+
+    def estimator_variance(self, estimator, loc, scale):
+        a, s = torch.broadcast_tensors(loc - self.k, scale)
+        a2, s2 = a**2, s**2
+        if estimator == "pathwise":
+            return 4 * s2, 4 * a2 + 8 * s2
+        if estimator != "score":
+            return super().estimator_variance(estimator, loc, scale)
+        # Moments of the other coordinates' sum R (independent of coordinate i).
+        mean_g = a2 + s2
+        var_g = 4 * a2 * s2 + 2 * s2**2
+        mean_r = mean_g.sum(-1, keepdim=True) - mean_g
+        var_r = var_g.sum(-1, keepdim=True) - var_g
+        r2 = var_r + mean_r**2
+        # E[g^2 eps^2], E[g eps^2], E[g^2 (eps^2-1)^2], E[g (eps^2-1)^2] from Gaussian moments.
+        e_loc = (a2**2 + 18 * a2 * s2 + 15 * s2**2) + 2 * mean_r * (a2 + 3 * s2) + r2
+        e_scale = (2 * a2**2 + 60 * a2 * s2 + 78 * s2**2) + 2 * mean_r * (2 * a2 + 10 * s2) + 2 * r2
+        return e_loc / s2 - 4 * a2, e_scale / s2 - 4 * s2
+
+
+class GaussianBump(Cost):
+    r"""f(x) = sum_d exp(-k x_d^2), k >= 0.
+
+    With c = 1 + 2 k sigma^2: E[g] = c^{-1/2} exp(-k mu^2 / c),
+    d/d mu = -2 k mu / c * E[g], d/d sigma = (-2 k sigma / c + 4 k^2 mu^2 sigma / c^2) E[g].
+    """
+
+    name = "gaussian"
+    formula = "exp(-k x^2)"
+
+    def __init__(self, k=1.0):
+        super().__init__(k)
+        if bool((self.k < 0).any()):
+            raise ValueError(f"k must be >= 0 for exp(-k x^2), got {k!r}")
+
+    def elementwise(self, x):
+        return torch.exp(-self.k * x**2)
+
+    def expectation_1d(self, loc, scale):
+        c = 1 + 2 * self.k * scale**2
+        return c.rsqrt() * torch.exp(-self.k * loc**2 / c)
+
+    def gradient_1d(self, loc, scale):
+        c = 1 + 2 * self.k * scale**2
+        e = self.expectation_1d(loc, scale)
+        g_loc = -2 * self.k * loc / c * e
+        g_scale = (-2 * self.k * scale / c + 4 * self.k**2 * loc**2 * scale / c**2) * e
+        return g_loc, g_scale
+
+
+class Cosine(Cost):
+    r"""f(x) = sum_d cos(k x_d).
+
+    E[g] = cos(k mu) exp(-k^2 sigma^2 / 2) (the Gaussian characteristic function);
+    d/d mu = -k sin(k mu) exp(-k^2 sigma^2/2), d/d sigma = -k^2 sigma cos(k mu) exp(-k^2 sigma^2/2).
+    """
+
+    name = "cosine"
+    formula = "cos(k x)"
+
+    def elementwise(self, x):
+        return torch.cos(self.k * x)
+
+    def expectation_1d(self, loc, scale):
+        return torch.cos(self.k * loc) * torch.exp(-0.5 * (self.k * scale) ** 2)
+
+    def gradient_1d(self, loc, scale):
+        damp = torch.exp(-0.5 * (self.k * scale) ** 2)
+        g_loc = -self.k * torch.sin(self.k * loc) * damp
+        g_scale = -(self.k**2) * scale * torch.cos(self.k * loc) * damp
+        return g_loc, g_scale
+
+
+class Step(Cost):
+    r"""f(x) = sum_d 1[x_d > k], a step: not differentiable (f' = 0 almost everywhere).
+
+    E[g] = Phi(z) with z = (mu - k)/sigma; d/d mu = phi(z)/sigma,
+    d/d sigma = -phi(z) z / sigma. The expectation is smooth although f is not,
+    which is why the score-function and measure-valued estimators still work
+    and the pathwise estimator (which would return exactly 0) does not.
+    """
+
+    name = "step"
+    differentiable = False
+    formula = "1[x > k]"
+
+    def elementwise(self, x):
+        return (x > self.k).to(x.dtype)
+
+    def expectation_1d(self, loc, scale):
+        return torch.special.ndtr((loc - self.k) / scale)
+
+    def gradient_1d(self, loc, scale):
+        z = (loc - self.k) / scale
+        pdf = torch.exp(-0.5 * z**2) / _SQRT_2PI
+        return pdf / scale, -pdf * z / scale
+
+
+#: The test costs by name.
+COSTS = {
+    "linear": Linear,
+    "quadratic": Quadratic,
+    "gaussian": GaussianBump,
+    "cosine": Cosine,
+    "step": Step,
+}
+
+
+def make_cost(name: str, k=1.0) -> Cost:
+    """The test cost called ``name`` (one of :data:`COSTS`) with parameter ``k``."""
+    if name not in COSTS:
+        raise ValueError(f"cost must be one of {sorted(COSTS)}, got {name!r}")
+    return COSTS[name](k)

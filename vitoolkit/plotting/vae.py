@@ -1,0 +1,211 @@
+"""Figures for the VAE lesson: image grids, reconstructions, latent scatter, manifold, curves.
+
+Every function takes ``ax=None`` (current axes when omitted), returns what it
+drew, and only arranges numbers it is given: images are already decoded,
+codes already encoded, histories already recorded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+
+from .style import color, get_ax
+
+_color = color
+
+__all__ = [
+    "tile_images",
+    "plot_image_grid",
+    "plot_reconstructions",
+    "plot_latent_scatter",
+    "plot_manifold",
+    "plot_training_curves",
+    "plot_metric_bars",
+]
+
+
+def _np(x) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    return np.asarray(x)
+
+
+def _image_shape(image_shape, width: int) -> tuple[int, int]:
+    if image_shape is None:
+        side = math.isqrt(width)
+        if side * side != width:
+            raise ValueError(f"images of {width} values are not square; pass image_shape=(H, W)")
+        return side, side
+    shape = tuple(image_shape)[-2:]
+    if shape[0] * shape[1] != width:
+        raise ValueError(f"image_shape {tuple(image_shape)} does not match {width} values per image")
+    return shape
+
+
+def tile_images(images, image_shape=None, ncols: int | None = None, pad: int = 1,
+                fill: float = np.nan) -> np.ndarray:
+    """Arrange flattened images (n, H*W) into one mosaic array (rows, cols) for ``imshow``.
+
+    Images fill row by row, ``ncols`` per row (default: a near-square grid);
+    ``pad`` pixels of ``fill`` separate them.
+    """
+    images = _np(images)
+    if images.ndim != 2:
+        raise ValueError(f"images must have shape (n, H*W), got {images.shape}")
+    n = images.shape[0]
+    h, w = _image_shape(image_shape, images.shape[1])
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    mosaic = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), fill, dtype=float)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        mosaic[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = \
+            images[i].reshape(h, w)
+    return mosaic
+
+
+def plot_image_grid(images, image_shape=None, *, ncols: int | None = None, ax=None,
+                    title: str = "", vmin: float = 0.0, vmax: float = 1.0, cmap: str = "gray_r"):
+    """Show flattened images (n, H*W) as a grid; returns the ``AxesImage``."""
+    ax = get_ax(ax)
+    mosaic = tile_images(images, image_shape, ncols)
+    im = ax.imshow(mosaic, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return im
+
+
+def plot_reconstructions(originals, reconstructions: dict, image_shape=None, *, ax=None,
+                         title: str = ""):
+    """One row of originals, then one row per entry of ``reconstructions`` (label -> (n, H*W)).
+
+    Returns the ``AxesImage``; rows are labelled on the y axis.
+    """
+    ax = get_ax(ax)
+    originals = _np(originals)
+    rows = [originals] + [_np(r) for r in reconstructions.values()]
+    n = originals.shape[0]
+    if any(r.shape != originals.shape for r in rows):
+        raise ValueError("every reconstruction must have the originals' shape "
+                         f"{originals.shape}")
+    im = plot_image_grid(np.concatenate(rows), image_shape, ncols=n, ax=ax, title=title)
+    h, _ = _image_shape(image_shape, originals.shape[1])
+    labels = ["data", *reconstructions.keys()]
+    ax.set_yticks([(h + 1) * i + h / 2 - 0.5 for i in range(len(labels))])
+    ax.set_yticklabels(labels)
+    return im
+
+
+def plot_latent_scatter(codes, labels=None, *, ax=None, title: str = "", dims=(0, 1),
+                        size: float = 8.0, legend: bool = True, color=None,
+                        label: str | None = None):
+    """Scatter two latent coordinates of ``codes`` (n, latent_dim), coloured by ``labels``.
+
+    Without ``labels`` every point takes ``color`` (default the first palette
+    colour) and the legend entry ``label``. Returns the list of
+    ``PathCollection`` (one per label value).
+    """
+    ax = get_ax(ax)
+    codes = _np(codes)
+    if codes.ndim != 2 or codes.shape[1] < 2 and dims != (0, 0):
+        raise ValueError(f"codes must have shape (n, >=2), got {codes.shape}")
+    a, b = dims
+    drawn = []
+    if labels is None:
+        drawn.append(ax.scatter(codes[:, a], codes[:, b], s=size, alpha=0.7, linewidths=0,
+                                color=_color(0) if color is None else color, label=label))
+    else:
+        labels = _np(labels)
+        cmap = matplotlib.colormaps["tab10"]
+        for i, value in enumerate(np.unique(labels)):
+            sel = labels == value
+            drawn.append(ax.scatter(codes[sel, a], codes[sel, b], s=size, alpha=0.7,
+                                    color=cmap(i % 10), label=str(value), linewidths=0))
+    ax.set_xlabel(f"z[{a}]")
+    ax.set_ylabel(f"z[{b}]")
+    if title:
+        ax.set_title(title)
+    if legend and (len(drawn) > 1 or label):
+        ax.legend(markerscale=2, fontsize="x-small", ncol=2, loc="best",
+                  title=None if labels is None else "label")
+    return drawn
+
+
+def plot_manifold(images, grid_values, image_shape=None, *, ax=None, title: str = "",
+                  cmap: str = "gray_r"):
+    """The decoded 2-D latent grid (Kingma & Welling 2013, Fig. 4).
+
+    Parameters
+    ----------
+    images : array of shape (g * g, H*W)
+        Decoded means, row-major over (z[1] from high to low, z[0] from low to high).
+    grid_values : array of shape (g,)
+        The z values of the grid along each axis (ascending).
+    """
+    ax = get_ax(ax)
+    grid_values = _np(grid_values)
+    g = len(grid_values)
+    images = _np(images)
+    if images.shape[0] != g * g:
+        raise ValueError(f"images must have g*g = {g * g} rows for {g} grid values, "
+                         f"got {images.shape[0]}")
+    mosaic = tile_images(images, image_shape, ncols=g, pad=0)
+    lo, hi = float(grid_values[0]), float(grid_values[-1])
+    half = (hi - lo) / (g - 1) / 2 if g > 1 else 0.5
+    im = ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest",
+                   extent=(lo - half, hi + half, lo - half, hi + half))
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return im
+
+
+def plot_training_curves(histories: dict, key: str = "val_elbo", *, ax=None, title: str = "",
+                         ylabel: str = "nats per example"):
+    """One line per run: ``histories`` maps a label to a History (or a dict of lists).
+
+    Returns the list of ``Line2D``.
+    """
+    ax = get_ax(ax)
+    lines = []
+    for i, (label, hist) in enumerate(histories.items()):
+        values = hist[key] if isinstance(hist, dict) else getattr(hist, key)
+        epochs = hist["epoch"] if isinstance(hist, dict) else hist.epoch
+        (line,) = ax.plot(epochs[: len(values)], values, color=color(i), label=label)
+        lines.append(line)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(lines) > 1:
+        ax.legend(fontsize="small")
+    return lines
+
+
+def plot_metric_bars(names, values, errors=None, *, ax=None, title: str = "",
+                     ylabel: str = "nats per example"):
+    """Bars of one number per setting (``names``), with optional error bars; returns the bars."""
+    ax = get_ax(ax)
+    values = _np(values).astype(float)
+    err = None if errors is None else _np(errors).astype(float)
+    bars = ax.bar(range(len(values)), values, yerr=err, capsize=4,
+                  color=[color(i) for i in range(len(values))])
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(list(names), rotation=15, ha="right")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return bars

@@ -1,0 +1,270 @@
+"""Figures for "beyond the plain VAE": latent usage, bounds, gaps, factors, image grids.
+
+Each function takes numbers already computed (by :mod:`vitoolkit.vae.diagnostics`,
+:mod:`vitoolkit.vae.latent` or the model's bounds), draws on ``ax`` (the current
+axes when None) and returns what it drew. Titles are passed in by the caller, so
+that they can state the finding of the run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .style import color, get_ax
+
+__all__ = [
+    "image_mosaic",
+    "plot_active_units",
+    "plot_bounds_vs_samples",
+    "plot_curves",
+    "plot_factor_matrix",
+    "plot_gaps",
+    "plot_image_grid",
+    "plot_kl_per_dimension",
+    "square_shape",
+]
+
+
+def _np(x) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return np.asarray(x)
+
+
+def plot_kl_per_dimension(kl_per_dim: dict, *, threshold: float | None = None, ax=None,
+                          title: str = "Rate per latent unit, largest first"):
+    """Average KL(q(z_d|x) || p(z_d)) of each unit, sorted, one line per model.
+
+    Parameters
+    ----------
+    kl_per_dim : dict of name -> array-like of shape (latent_dim,), nats
+    threshold : float, optional
+        Drawn as a horizontal line (e.g. a free-bits floor).
+    ax : matplotlib Axes, optional
+    title : str
+
+    Returns
+    -------
+    list of Line2D, one per model.
+    """
+    ax = get_ax(ax)
+    lines = []
+    for i, (name, values) in enumerate(kl_per_dim.items()):
+        v = np.sort(_np(values).astype(float))[::-1]
+        (line,) = ax.plot(np.arange(1, len(v) + 1), np.maximum(v, 1e-4), marker="o", ms=4,
+                          color=color(i), label=name)
+        lines.append(line)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls=":", lw=1, label=f"{threshold:g} nats")
+    ax.set_yscale("log")
+    ax.set_xlabel("latent unit (sorted by KL)")
+    ax.set_ylabel("mean KL per unit (nats, floored at 1e-4)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return lines
+
+
+def plot_active_units(counts: dict, *, latent_dim: int | None = None, ax=None,
+                      xlabel: str = "training setting",
+                      title: str = "Active units (Burda et al. 2015)"):
+    """Bars of active-unit counts per model.
+
+    Parameters
+    ----------
+    counts : dict of name -> int
+    latent_dim : int, optional
+        Drawn as a dashed line (all units active).
+    ax : matplotlib Axes, optional
+    title : str
+
+    Returns
+    -------
+    BarContainer
+    """
+    ax = get_ax(ax)
+    names = list(counts)
+    pos = np.arange(len(names))
+    bars = ax.bar(pos, [counts[k] for k in names], color=[color(i) for i in range(len(names))])
+    for p, k in zip(pos, names, strict=True):
+        ax.text(p, counts[k], str(counts[k]), ha="center", va="bottom", fontsize="small")
+    if latent_dim is not None:
+        ax.axhline(latent_dim, color="k", ls="--", lw=1)
+    ax.set_xticks(pos, names, rotation=25, ha="right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("active units (Cov_x E[z_d] > 0.01)")
+    ax.set_title(title)
+    return bars
+
+
+def plot_curves(curves: dict, *, ax=None, xlabel: str = "epoch", ylabel: str = "",
+                title: str = ""):
+    """One line per named sequence (e.g. active units or KL per epoch).
+
+    Parameters
+    ----------
+    curves : dict of name -> array-like of shape (n_points,)
+
+    Returns
+    -------
+    list of Line2D
+    """
+    ax = get_ax(ax)
+    lines = []
+    for i, (name, values) in enumerate(curves.items()):
+        v = _np(values).astype(float)
+        (line,) = ax.plot(np.arange(1, len(v) + 1), v, color=color(i), label=name)
+        lines.append(line)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend(fontsize="small")
+    return lines
+
+
+def plot_bounds_vs_samples(ks, bounds: dict, *, log_likelihood: dict | None = None, ax=None,
+                           title: str = "ELBO <= IWAE_k <= log p(x)"):
+    """Mean IWAE bound against k (log axis), one line per model, with log p(x) levels.
+
+    Parameters
+    ----------
+    ks : array-like of shape (m,)
+        Numbers of importance samples; k = 1 is the ELBO.
+    bounds : dict of name -> array-like of shape (m,), mean L_k in nats
+    log_likelihood : dict of name -> float, optional
+        The importance-sampled log p(x) of each model, drawn dashed in its colour.
+
+    Returns
+    -------
+    list of Line2D
+    """
+    ax = get_ax(ax)
+    ks = _np(ks).astype(float)
+    lines = []
+    for i, (name, values) in enumerate(bounds.items()):
+        (line,) = ax.plot(ks, _np(values), marker="o", color=color(i), label=f"{name}: L_k")
+        lines.append(line)
+        if log_likelihood is not None and name in log_likelihood:
+            ax.axhline(float(log_likelihood[name]), color=color(i), ls="--", lw=1,
+                       label=f"{name}: log p(x)")
+    ax.set_xscale("log")
+    ax.set_xlabel("importance samples k")
+    ax.set_ylabel("mean bound on test data (nats)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return lines
+
+
+def plot_gaps(gaps: dict, *, ax=None, xlabel: str = "data",
+              title: str = "Inference gap = approximation + amortisation"):
+    """Stacked bars of the approximation and amortisation gaps (Cremer et al. 2018, Fig. 2).
+
+    Parameters
+    ----------
+    gaps : dict of name -> (approximation_gap, amortisation_gap), mean nats
+
+    Returns
+    -------
+    dict with the two BarContainers.
+    """
+    ax = get_ax(ax)
+    names = list(gaps)
+    pos = np.arange(len(names))
+    approx = np.array([float(gaps[k][0]) for k in names])
+    amort = np.array([float(gaps[k][1]) for k in names])
+    b1 = ax.bar(pos, approx, color=color(0), label="approximation gap  log p(x) - L[q*]")
+    b2 = ax.bar(pos, amort, bottom=approx, color=color(1),
+                label="amortisation gap  L[q*] - L[q]")
+    ax.set_xticks(pos, names)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("nats per example")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return {"approximation": b1, "amortisation": b2}
+
+
+def plot_factor_matrix(matrix, *, unit_labels=None, factor_names=None, ax=None,
+                       title: str = "Mutual information: latent units x factors",
+                       colorbar_label: str = "I(z_j; v_k) (nats)"):
+    """Heatmap of a (latent_dim, num_factors) score matrix, values annotated.
+
+    Returns
+    -------
+    AxesImage
+    """
+    ax = get_ax(ax)
+    m = _np(matrix).astype(float)
+    im = ax.imshow(m, cmap="viridis", aspect="auto", vmin=0.0)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize="x-small",
+                color="white" if v < 0.6 * m.max() else "black")
+    ax.set_xticks(range(m.shape[1]), factor_names or [f"v{k}" for k in range(m.shape[1])])
+    ax.set_yticks(range(m.shape[0]), unit_labels or [f"z{j}" for j in range(m.shape[0])])
+    ax.set_xlabel("generating factor")
+    ax.set_ylabel("latent unit")
+    ax.grid(False)
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, label=colorbar_label)
+    return im
+
+
+def image_mosaic(images, image_shape, *, pad: int = 1) -> np.ndarray:
+    """Tile images of shape (rows, cols, H * W) into one (rows (H+pad), cols (W+pad)) array.
+
+    A 2-D input (n, H * W) is tiled as one row. Padding is NaN (drawn blank).
+    """
+    a = _np(images).astype(float)
+    if a.ndim == 2:
+        a = a[None]
+    h, w = (int(s) for s in image_shape)
+    if a.ndim != 3 or a.shape[-1] != h * w:
+        raise ValueError(f"images must have shape (rows, cols, {h * w}), got {a.shape}")
+    rows, cols = a.shape[:2]
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = (
+                a[r, c].reshape(h, w)
+            )
+    return out
+
+
+def plot_image_grid(images, image_shape, *, row_labels=None, col_labels=None, ax=None,
+                    title: str = "", xlabel: str = "", ylabel: str = "", vmax: float = 1.0):
+    """Draw a grid of images (rows, cols, H * W), e.g. traversals or interpolations.
+
+    Returns
+    -------
+    AxesImage
+    """
+    ax = get_ax(ax)
+    h, w = (int(s) for s in image_shape)
+    mosaic = image_mosaic(images, (h, w))
+    im = ax.imshow(mosaic, cmap="gray_r", vmin=0.0, vmax=vmax, interpolation="nearest")
+    a = _np(images)
+    rows, cols = (1, a.shape[0]) if a.ndim == 2 else a.shape[:2]
+    ax.set_xticks([c * (w + 1) + (w - 1) / 2 for c in range(cols)],
+                  col_labels if col_labels is not None else [""] * cols, fontsize="x-small")
+    ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(rows)],
+                  row_labels if row_labels is not None else [""] * rows, fontsize="x-small")
+    ax.grid(False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return im
+
+
+# Square-image helper for callers that know only data_dim.
+def square_shape(data_dim: int) -> tuple[int, int]:
+    """(s, s) for data_dim = s^2 (8x8 digits, 28x28 MNIST, shapes)."""
+    s = int(round(math.sqrt(data_dim)))
+    if s * s != data_dim:
+        raise ValueError(f"data_dim={data_dim} is not a square number of pixels")
+    return s, s

@@ -1,0 +1,138 @@
+"""A plain autoencoder with the VAE's networks, and a check of what its prior draws decode to.
+
+The deterministic autoencoder minimises a reconstruction loss only; nothing
+ties its codes to a prior, so decoding z ~ N(0, I) samples its code space in
+the wrong proportions (some digits over-produced, others almost never).
+:func:`sample_label_histogram` puts a number on that for any generator.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .model import _check_int, _LatentVariableModel
+from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
+
+__all__ = ["Autoencoder", "sample_label_histogram"]
+
+
+class Autoencoder(_LatentVariableModel):
+    """A deterministic autoencoder with the VAE's networks, for comparison.
+
+    Parameters
+    ----------
+    data_dim, latent_dim, hidden_dims, architecture, image_shape, activation, seed
+        As for :class:`VAE`.
+    loss : {"bce", "mse"}
+        Reconstruction loss summed over pixels. ``"bce"`` squashes the decoder
+        output through a sigmoid (reconstructions in (0, 1), data must be in
+        [0, 1]); ``"mse"`` leaves it unbounded.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden_dims=(256, 128), *,
+                 architecture: str = "mlp", image_shape=None, activation: str = "relu",
+                 loss: str = "bce", seed: int = 0):
+        super().__init__()
+        self.data_dim = _check_int(data_dim, "data_dim", 1)
+        self.latent_dim = _check_int(latent_dim, "latent_dim", 1)
+        hidden_dims = check_hidden_dims(hidden_dims)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if loss not in ("bce", "mse"):
+            raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
+        self.loss_name = loss
+        self.image_shape = (check_image_shape(image_shape, self.data_dim, len(hidden_dims))
+                            if architecture == "conv" else None)
+        self.config = {"data_dim": self.data_dim, "latent_dim": self.latent_dim,
+                       "hidden_dims": list(hidden_dims), "architecture": architecture,
+                       "image_shape": None if image_shape is None else list(image_shape),
+                       "activation": activation, "loss": loss, "seed": int(seed)}
+        mlp = architecture == "mlp"
+
+        def build():
+            self.encoder = build_network(
+                "encoder", architecture, in_features=self.data_dim, out_features=self.latent_dim,
+                hidden_dims=hidden_dims, activation=activation, image_shape=self.image_shape)
+            self.decoder = build_network(
+                "decoder", architecture, in_features=self.latent_dim,
+                out_features=self.data_dim, hidden_dims=hidden_dims[::-1] if mlp else hidden_dims,
+                activation=activation, image_shape=self.image_shape)
+
+        self._init_seeded(seed, build)
+
+    def _check_support(self, x, name):
+        if self.loss_name == "bce":
+            lo, hi = float(x.min()), float(x.max())
+            if lo < 0 or hi > 1:
+                raise ValueError(f"{name} has values in [{lo:.4g}, {hi:.4g}]; loss='bce' needs "
+                                 "data in [0, 1] (or use loss='mse')")
+
+    def encode(self, x) -> torch.Tensor:
+        """Codes of shape (n, latent_dim) for ``x`` of shape (n, data_dim)."""
+        return self.encoder(self._check_x(x))
+
+    def decode(self, z) -> torch.Tensor:
+        """Reconstructions of shape (..., data_dim) for codes ``z`` of shape (..., latent_dim)."""
+        out = self.decoder(self._check_z(z))
+        return torch.sigmoid(out) if self.loss_name == "bce" else out
+
+    def _per_example_loss(self, x):
+        codes = self.encoder(x)
+        out = self.decoder(codes)
+        if self.loss_name == "bce":
+            return F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1), codes
+        return (out - x).pow(2).sum(-1), codes
+
+    def loss(self, x) -> torch.Tensor:
+        """Reconstruction loss per example, summed over pixels: shape (n,)."""
+        return self._per_example_loss(self._check_x(x))[0]
+
+    @torch.no_grad()
+    def reconstruct(self, x) -> torch.Tensor:
+        """decode(encode(x)), shape (n, data_dim)."""
+        return self.decode(self.encode(x))
+
+    def _loss(self, x, y, *, beta, free_bits, objective, num_samples, generator=None):
+        per, codes = self._per_example_loss(x)
+        loss = per.mean()
+        return loss, {"loss": loss.detach(), "loc": codes.detach()}
+
+
+def sample_label_histogram(samples, data, labels, num_classes: int | None = None):
+    """Share of generated images whose nearest data image has each label.
+
+    A generative model whose prior draws decode to every kind of digit, in the
+    data's proportions, "covers" the data; a latent space whose codes do not
+    follow the prior that is sampled (a plain autoencoder's) over- or
+    under-produces some classes. Nearest is the Euclidean distance in pixel space.
+
+    Parameters
+    ----------
+    samples : Tensor of shape (m, data_dim)
+        Generated images (for example decoded prior draws).
+    data : Tensor of shape (n, data_dim)
+    labels : Tensor of shape (n,), integers in 0..num_classes-1
+    num_classes : int, optional
+        Default: ``labels.max() + 1``.
+
+    Returns
+    -------
+    Tensor of shape (num_classes,), float64, summing to 1.
+    """
+    samples = torch.as_tensor(samples).detach().to(torch.float64)
+    data = torch.as_tensor(data).detach().to(torch.float64)
+    labels = torch.as_tensor(labels)
+    if samples.ndim != 2 or data.ndim != 2 or samples.shape[1] != data.shape[1]:
+        raise ValueError(f"samples (m, d) and data (n, d) must share d, got "
+                         f"{tuple(samples.shape)} and {tuple(data.shape)}")
+    if labels.shape != (data.shape[0],) or labels.is_floating_point():
+        raise ValueError(f"labels must be integers of shape ({data.shape[0]},), "
+                         f"got {tuple(labels.shape)} {labels.dtype}")
+    if not (bool(torch.isfinite(samples).all()) and bool(torch.isfinite(data).all())):
+        raise ValueError("samples and data must be finite")
+    num_classes = int(labels.max()) + 1 if num_classes is None else \
+        _check_int(num_classes, "num_classes", 1)
+    nearest = labels[torch.cdist(samples, data).argmin(dim=1)]
+    counts = torch.bincount(nearest, minlength=num_classes).to(torch.float64)
+    return counts / counts.sum()

@@ -1,0 +1,542 @@
+r"""What a trained VAE does with its latent space, and how far its posterior falls short.
+
+- :func:`kl_per_dimension` and :func:`active_units`: which latent units carry
+  information (Burda, Grosse & Salakhutdinov 2015, "Importance weighted
+  autoencoders", section 5.2).
+- :func:`check_posterior_collapse`: units whose posterior equals the prior for
+  (almost) every input (Lucas et al. 2019, "Don't blame the ELBO!", Definition 1).
+- :func:`amortisation_gap`: Cremer, Li & Duvenaud (ICML 2018), "Inference
+  suboptimality in variational autoencoders", section 3: the inference gap
+  log p(x) - L[q] splits into the approximation gap log p(x) - L[q*] (the
+  variational family) and the amortisation gap L[q*] - L[q] (the encoder).
+- :func:`mutual_information_gap` and :func:`factor_correlation`: how single
+  latent units line up with known generating factors (Chen et al. 2018,
+  "Isolating sources of disentanglement in VAEs", section 5, eq. (6), with the
+  histogram estimator of Locatello et al. 2019, "Challenging common assumptions
+  in the unsupervised learning of disentangled representations", appendix).
+
+Every function takes a model with the VAE interface (``encode(x[, y])`` ->
+Independent Normal q(z|x), ``decode(z[, y])`` -> p(x|z), ``prior``); it works in
+the model's dtype, in evaluation mode (restored afterwards), and never changes
+the model's parameters or their gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.distributions import Normal
+
+from ..divergences import kl_divergence
+from .latent import _call, _prepare, check_data, encode_batched, latent_means
+
+__all__ = [
+    "ActiveUnits",
+    "AmortisationGap",
+    "CollapseReport",
+    "FactorScores",
+    "active_units",
+    "amortisation_gap",
+    "check_posterior_collapse",
+    "factor_correlation",
+    "factor_scores",
+    "kl_per_dimension",
+    "mutual_information_gap",
+    "mutual_information_matrix",
+]
+
+#: Burda et al.'s (2015, section 5.2) activity threshold.
+ACTIVITY_THRESHOLD = 0.01
+# Elements of one decoded chunk (samples x examples x data_dim) in importance sampling.
+_CHUNK_ELEMENTS = 2**23
+
+
+class ActiveUnits(NamedTuple):
+    """``count`` active units; ``activity`` (latent_dim,) = Cov_x(E_q[u]); ``mask`` = active."""
+
+    count: int
+    activity: torch.Tensor
+    mask: torch.Tensor
+
+
+class CollapseReport(NamedTuple):
+    """Per-unit evidence of posterior collapse (see :func:`check_posterior_collapse`)."""
+
+    collapsed: bool  # every unit collapsed: the decoder ignores z
+    collapsed_units: torch.Tensor  # (latent_dim,) bool, (epsilon, delta)-collapsed
+    inactive_units: torch.Tensor  # (latent_dim,) bool, activity below the threshold
+    mean_kl: torch.Tensor  # (latent_dim,) average KL(q(z_d|x) || p(z_d)) in nats
+    activity: torch.Tensor  # (latent_dim,) Cov_x(E_q[z_d])
+    fraction_collapsed: float
+
+
+class AmortisationGap(NamedTuple):
+    """Per-example bounds and gaps of :func:`amortisation_gap`, each of shape (n,), in nats."""
+
+    log_likelihood: torch.Tensor  # importance-sampled log p(x) with q* as proposal
+    elbo_amortised: torch.Tensor  # L[q], q = the encoder's q(z|x)
+    elbo_optimised: torch.Tensor  # L[q*], q* optimised for this x alone
+    inference_gap: torch.Tensor  # log p(x) - L[q]
+    approximation_gap: torch.Tensor  # log p(x) - L[q*]
+    amortisation_gap: torch.Tensor  # L[q*] - L[q]
+    elbo_amortised_stderr: torch.Tensor  # Monte Carlo standard error of L[q]
+    elbo_optimised_stderr: torch.Tensor  # Monte Carlo standard error of L[q*]
+    loc: torch.Tensor  # (n, latent_dim) mean of q*
+    scale: torch.Tensor  # (n, latent_dim) standard deviation of q*
+
+
+class FactorScores(NamedTuple):
+    """How latent units line up with known factors (see :func:`mutual_information_gap`)."""
+
+    mig: float  # mean over factors of the normalised gap, in [0, 1]
+    gap_per_factor: torch.Tensor  # (num_factors,)
+    mutual_information: torch.Tensor  # (latent_dim, num_factors), nats
+    factor_entropy: torch.Tensor  # (num_factors,), nats
+    correlation: torch.Tensor  # (latent_dim, num_factors), |Pearson correlation|
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _diag_normal(q) -> Normal:
+    """The Normal(loc, scale) inside q(z|x) = Independent(Normal, 1)."""
+    base = getattr(q, "base_dist", q)
+    if not isinstance(base, Normal):
+        raise TypeError(
+            "the diagnostics need a diagonal Gaussian q(z|x) = Independent(Normal(loc, scale), 1); "
+            f"got {type(q).__name__} of {type(base).__name__}"
+        )
+    return base
+
+
+# -- information per unit -------------------------------------------------------
+
+
+def kl_per_dimension(model, x, y=None) -> torch.Tensor:
+    r"""KL(q(z_d | x) || p(z_d)) for every example and latent unit, in nats.
+
+    For the diagonal Gaussian posterior and N(0, 1) prior each term is
+    1/2 (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2) (Kingma & Welling 2013,
+    Appendix B); the sum over d is the KL term of the ELBO. Computed with the
+    shared core's :func:`vitoolkit.divergences.kl_divergence`.
+
+    Parameters
+    ----------
+    model : VAE-like module
+    x : Tensor of shape (n, data_dim)
+    y : Tensor of shape (n, conditional_dim), optional
+
+    Returns
+    -------
+    Tensor of shape (n, latent_dim); average over rows for the per-unit rate.
+    """
+    with _eval_mode(model):
+        loc, scale = encode_batched(model, x, y)
+        prior = _diag_normal(model.prior)
+        return kl_divergence(Normal(loc, scale), Normal(prior.loc, prior.scale))
+
+
+def _check_threshold(value, name) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a number, got {value!r}") from err
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def active_units(model, x, threshold: float = ACTIVITY_THRESHOLD, y=None) -> ActiveUnits:
+    r"""Count latent units whose posterior mean varies across the data.
+
+    Unit u is active when A_u = Cov_x(E_{q(u|x)}[u]) > threshold, with 0.01 the
+    threshold of Burda et al. (2015, section 5.2, eq. (22)); an inactive unit
+    gives (nearly) the same posterior for every x, so it carries no information
+    about x. The covariance is the unbiased sample variance over the rows of
+    ``x``.
+
+    Parameters
+    ----------
+    model : VAE-like module
+    x : Tensor of shape (n, data_dim), n >= 2
+    threshold : float >= 0
+    y : Tensor of shape (n, conditional_dim), optional
+
+    Returns
+    -------
+    ActiveUnits
+    """
+    threshold = _check_threshold(threshold, "threshold")
+    check_data(x, min_rows=2)
+    with _eval_mode(model):
+        means = latent_means(model, x, y)
+    activity = means.var(dim=0, unbiased=True)
+    mask = activity > threshold
+    return ActiveUnits(int(mask.sum()), activity, mask)
+
+
+def check_posterior_collapse(model, x, *, threshold: float = ACTIVITY_THRESHOLD,
+                             epsilon: float = 0.01, delta: float = 0.05,
+                             y=None) -> CollapseReport:
+    r"""Which latent units have collapsed to the prior.
+
+    Unit d is (epsilon, delta)-collapsed when
+    P_x[KL(q(z_d | x) || p(z_d)) < epsilon] >= 1 - delta (Lucas et al. 2019,
+    Definition 1, with the empirical distribution of ``x``): for almost every
+    input its posterior is the prior, so the decoder cannot use it. A unit is
+    also reported inactive when its activity (see :func:`active_units`) is below
+    ``threshold``. The model has collapsed when every unit is collapsed.
+
+    Parameters
+    ----------
+    model : VAE-like module
+    x : Tensor of shape (n, data_dim), n >= 2
+    threshold : float >= 0
+        Activity threshold (Burda et al.'s 0.01).
+    epsilon : float >= 0
+        KL below which a posterior counts as the prior, in nats.
+    delta : float in [0, 1)
+        Fraction of inputs allowed to exceed ``epsilon``.
+    y : Tensor of shape (n, conditional_dim), optional
+
+    Returns
+    -------
+    CollapseReport
+    """
+    epsilon = _check_threshold(epsilon, "epsilon")
+    delta = _check_threshold(delta, "delta")
+    if delta >= 1:
+        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
+    units = active_units(model, x, threshold, y)
+    kl = kl_per_dimension(model, x, y)
+    below = (kl < epsilon).to(kl.dtype).mean(dim=0)
+    collapsed_units = below >= 1 - delta
+    return CollapseReport(
+        collapsed=bool(collapsed_units.all()),
+        collapsed_units=collapsed_units,
+        inactive_units=~units.mask,
+        mean_kl=kl.mean(dim=0),
+        activity=units.activity,
+        fraction_collapsed=float(collapsed_units.to(kl.dtype).mean()),
+    )
+
+
+# -- the amortisation gap ---------------------------------------------------------
+
+
+def _check_count(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _randn(shape, like: torch.Tensor, generator):
+    # Draw on the CPU from the local generator, so results do not depend on the device.
+    eps = torch.randn(shape, generator=generator, dtype=like.dtype)
+    return eps.to(like.device)
+
+
+def _log_weights(model, x, y, loc, scale, eps) -> torch.Tensor:
+    """log p(x, z_k) - log q(z_k) at z_k = loc + scale * eps_k; eps (K, n, d) -> (K, n)."""
+    prior = model.prior
+    q = Normal(loc, scale)
+    chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * x.shape[1]))
+    out = []
+    for start in range(0, eps.shape[0], chunk):
+        z = loc + scale * eps[start:start + chunk]
+        log_px = _call(model.decode, z, y).log_prob(x)
+        out.append(log_px + prior.log_prob(z) - q.log_prob(z).sum(-1))
+    return torch.cat(out)
+
+
+def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8,
+                     lr: float = 0.02, eval_samples: int = 1000, log_likelihood=None,
+                     generator: torch.Generator | None = None) -> AmortisationGap:
+    r"""Split each example's inference gap into approximation and amortisation gaps.
+
+    Cremer, Li & Duvenaud (2018), section 3 and eq. (3)-(4):
+
+        log p(x) - L[q]  =  (log p(x) - L[q*])  +  (L[q*] - L[q])
+        inference gap       approximation gap      amortisation gap
+
+    where q = q(z|x) is the encoder's output and q* = argmax over the same
+    family (diagonal Gaussians) of L[q'] for this x alone. As in their section
+    5.1, q* is found by gradient ascent on the ELBO of each data point
+    separately, starting from the encoder's output (Adam, ``num_samples``
+    reparameterised draws and the analytic KL per step, learning rate decayed
+    linearly to 5 %). The decoder is held fixed.
+
+    All three quantities are then estimated from the same ``eval_samples``
+    standard-normal draws eps_k (common random numbers), pushed through
+    q (z = mu + sigma eps) and through q*:
+    L[q] = mean_k w_k(q), L[q*] = mean_k w_k(q*), and
+    log p(x) = log mean_k exp(w_k(q*)), the importance-sampled estimate with q*
+    as proposal (Burda et al. 2015, eq. (8) with k = eval_samples), where
+    w = log p(x, z) - log q(z). Because of the common draws, Jensen's inequality
+    makes the approximation gap >= 0 exactly, and q* is replaced by q for any
+    example where the optimisation did not raise the estimated ELBO (q is in the
+    family), so the amortisation gap is >= 0 too. The identity above holds by
+    construction.
+
+    Importance sampling estimates log p(x) from below (Burda et al. 2015,
+    Theorem 1); when q* is much narrower than the true posterior in some
+    direction (a strongly correlated posterior under a diagonal family) the
+    weights are heavy-tailed and the estimate, hence the approximation gap, can
+    fall noticeably short. Pass ``log_likelihood`` from a better estimator (a
+    larger k, annealed importance sampling as in Cremer et al., or a closed
+    form) to use it instead; the gaps are then computed from it as given.
+
+    Parameters
+    ----------
+    model : VAE-like module
+    x : Tensor of shape (n, data_dim)
+    y : Tensor of shape (n, conditional_dim), optional
+    steps : int >= 0
+        Optimisation steps for q* (0 gives q* = q).
+    num_samples : int >= 1
+        Monte Carlo draws per step of the ELBO gradient.
+    lr : float > 0
+        Initial Adam learning rate on the local means and log standard deviations.
+    eval_samples : int >= 2
+        Draws for the final estimates.
+    log_likelihood : Tensor of shape (n,), optional
+        An external estimate of log p(x) to use instead of importance sampling.
+    generator : torch.Generator, optional
+        Local source of randomness; the global random state is used when None.
+
+    Returns
+    -------
+    AmortisationGap
+    """
+    steps = _check_count(steps, "steps", 0)
+    num_samples = _check_count(num_samples, "num_samples", 1)
+    eval_samples = _check_count(eval_samples, "eval_samples", 2)
+    lr = _check_threshold(lr, "lr")
+    if lr == 0:
+        raise ValueError("lr must be > 0")
+    x = check_data(x)
+    if log_likelihood is not None:
+        log_likelihood = torch.as_tensor(log_likelihood).detach()
+        if log_likelihood.shape != (x.shape[0],):
+            raise ValueError(
+                f"log_likelihood must have shape ({x.shape[0]},), got {tuple(log_likelihood.shape)}"
+            )
+        if not bool(torch.isfinite(log_likelihood).all()):
+            raise ValueError("log_likelihood contains NaN or infinite values")
+    with _eval_mode(model):
+        x, y = _prepare(model, x, y)
+        with torch.no_grad():
+            q = _diag_normal(_call(model.encode, x, y))
+            loc0, scale0 = q.loc.detach(), q.scale.detach()
+            prior = _diag_normal(model.prior)
+
+        loc = loc0.clone().requires_grad_(True)
+        log_scale = scale0.log().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([loc, log_scale], lr=lr)
+        for step in range(steps):
+            for group in optimiser.param_groups:
+                group["lr"] = lr * (1.0 - 0.95 * step / max(1, steps))
+            scale = log_scale.exp()
+            eps = _randn((num_samples, *loc.shape), loc, generator)
+            z = loc + scale * eps  # reparameterised, Kingma & Welling sec. 2.4
+            recon = _call(model.decode, z, y).log_prob(x).mean(0)
+            kl = kl_divergence(Normal(loc, scale), prior).sum(-1)
+            # Each example's ELBO depends on its own (loc, scale) only, so the sum
+            # optimises all of them at once; autograd.grad leaves model grads alone.
+            loss = -(recon - kl).sum()
+            g_loc, g_scale = torch.autograd.grad(loss, [loc, log_scale])
+            loc.grad, log_scale.grad = g_loc, g_scale
+            optimiser.step()
+
+        with torch.no_grad():
+            loc_opt, scale_opt = loc.detach(), log_scale.detach().exp()
+            eps = _randn((eval_samples, *loc0.shape), loc0, generator)
+            w_q = _log_weights(model, x, y, loc0, scale0, eps)
+            w_opt = _log_weights(model, x, y, loc_opt, scale_opt, eps)
+            worse = w_opt.mean(0) < w_q.mean(0)
+            w_opt = torch.where(worse, w_q, w_opt)
+            loc_opt = torch.where(worse[:, None], loc0, loc_opt)
+            scale_opt = torch.where(worse[:, None], scale0, scale_opt)
+
+            elbo_q, elbo_opt = w_q.mean(0), w_opt.mean(0)
+            if log_likelihood is None:
+                log_px = torch.logsumexp(w_opt, dim=0) - math.log(eval_samples)
+            else:
+                log_px = log_likelihood.to(elbo_q)
+            se_q = w_q.std(0) / math.sqrt(eval_samples)
+            se_opt = w_opt.std(0) / math.sqrt(eval_samples)
+    for name, t in (("L[q]", elbo_q), ("L[q*]", elbo_opt), ("log p(x)", log_px)):
+        if not bool(torch.isfinite(t).all()):
+            raise FloatingPointError(f"{name} is not finite for some examples; check the model")
+    return AmortisationGap(
+        log_likelihood=log_px,
+        elbo_amortised=elbo_q,
+        elbo_optimised=elbo_opt,
+        inference_gap=log_px - elbo_q,
+        approximation_gap=log_px - elbo_opt,
+        amortisation_gap=elbo_opt - elbo_q,
+        elbo_amortised_stderr=se_q,
+        elbo_optimised_stderr=se_opt,
+        loc=loc_opt,
+        scale=scale_opt,
+    )
+
+
+# -- factors and disentanglement --------------------------------------------------
+
+
+def _as_matrix(a, name: str, n: int | None = None) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, k), got {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows like codes, got {a.shape[0]}")
+    if a.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 rows, got {a.shape[0]}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def _discretise(column: np.ndarray, bins: int) -> np.ndarray:
+    """Integer labels: the distinct values if there are at most ``bins``, else equal-width bins."""
+    values, labels = np.unique(column, return_inverse=True)
+    if len(values) <= bins:
+        return labels
+    edges = np.histogram_bin_edges(column, bins=bins)
+    return np.digitize(column, edges[1:-1])
+
+
+def _entropy(labels: np.ndarray) -> float:
+    p = np.bincount(labels) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """Plug-in I(a; b) in nats of two integer label vectors, from their contingency table."""
+    nb = b.max() + 1
+    joint = np.bincount(a * nb + b, minlength=(a.max() + 1) * nb).reshape(-1, nb) / len(a)
+    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum())
+
+
+def mutual_information_matrix(codes, factors, *, bins: int = 20):
+    r"""Plug-in mutual information between every latent unit and every factor.
+
+    Each unit is discretised into ``bins`` equal-width bins (Locatello et al.
+    2019, appendix: 20 bins); a factor with at most ``bins`` distinct values
+    (such as a shape class) is used as it is, otherwise binned the same way.
+    I(z_j; v_k) = sum p(a, b) log p(a, b) / (p(a) p(b)) over the histogram.
+
+    Parameters
+    ----------
+    codes : Tensor or array of shape (n, latent_dim)
+        Usually the encoder means.
+    factors : Tensor or array of shape (n, num_factors)
+    bins : int >= 2
+
+    Returns
+    -------
+    mutual_information : Tensor of shape (latent_dim, num_factors), float64, nats
+    factor_entropy : Tensor of shape (num_factors,), float64, H(v_k) in nats
+    """
+    bins = _check_count(bins, "bins", 2)
+    c = _as_matrix(codes, "codes")
+    f = _as_matrix(factors, "factors", c.shape[0])
+    code_labels = [_discretise(c[:, j], bins) for j in range(c.shape[1])]
+    factor_labels = [_discretise(f[:, k], bins) for k in range(f.shape[1])]
+    mi = np.array([[_mutual_information(a, b) for b in factor_labels] for a in code_labels])
+    ent = np.array([_entropy(b) for b in factor_labels])
+    return torch.as_tensor(mi), torch.as_tensor(ent)
+
+
+def factor_correlation(codes, factors) -> torch.Tensor:
+    """Absolute Pearson correlation between every latent unit and every factor.
+
+    A constant column gives correlation 0 (it explains nothing).
+
+    Parameters
+    ----------
+    codes : Tensor or array of shape (n, latent_dim)
+    factors : Tensor or array of shape (n, num_factors)
+
+    Returns
+    -------
+    Tensor of shape (latent_dim, num_factors), float64, values in [0, 1].
+    """
+    c = _as_matrix(codes, "codes")
+    f = _as_matrix(factors, "factors", c.shape[0])
+    c = c - c.mean(0)
+    f = f - f.mean(0)
+    nc, nf = np.linalg.norm(c, axis=0), np.linalg.norm(f, axis=0)
+    denom = np.outer(nc, nf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (c.T @ f) / np.where(denom > 0, denom, 1.0), 0.0)
+    return torch.as_tensor(np.clip(np.abs(r), 0.0, 1.0))
+
+
+def mutual_information_gap(codes, factors, *, bins: int = 20) -> FactorScores:
+    r"""The mutual information gap (MIG) of Chen et al. (2018, section 5, eq. (6)).
+
+    MIG = 1/K sum_k (I(z_{j(k)}; v_k) - I(z_{j'(k)}; v_k)) / H(v_k), with
+    j(k) and j'(k) the units sharing the most and second most information with
+    factor v_k. It is 1 when each factor is captured by exactly one unit and 0
+    when the best two units know equally much; both the mutual information and
+    H(v_k) use the histogram estimator of :func:`mutual_information_matrix`.
+
+    Parameters
+    ----------
+    codes : Tensor or array of shape (n, latent_dim), latent_dim >= 2
+    factors : Tensor or array of shape (n, num_factors), no constant column
+    bins : int >= 2
+
+    Returns
+    -------
+    FactorScores
+    """
+    mi, ent = mutual_information_matrix(codes, factors, bins=bins)
+    if mi.shape[0] < 2:
+        raise ValueError(f"codes must have at least 2 units for a gap, got {mi.shape[0]}")
+    if bool((ent <= 0).any()):
+        bad = torch.nonzero(ent <= 0).flatten().tolist()
+        raise ValueError(f"factors {bad} are constant (zero entropy); MIG is undefined")
+    top2 = torch.topk(mi, 2, dim=0).values
+    gap = (top2[0] - top2[1]) / ent
+    return FactorScores(float(gap.mean()), gap, mi, ent, factor_correlation(codes, factors))
+
+
+def factor_scores(model, x, factors, *, bins: int = 20, y=None) -> FactorScores:
+    """:func:`mutual_information_gap` of the encoder means of ``x`` against ``factors``.
+
+    Parameters
+    ----------
+    model : VAE-like module
+    x : Tensor of shape (n, data_dim)
+    factors : Tensor or array of shape (n, num_factors)
+    bins : int >= 2
+    y : Tensor of shape (n, conditional_dim), optional
+
+    Returns
+    -------
+    FactorScores
+    """
+    with _eval_mode(model):
+        codes = latent_means(model, x, y)
+    return mutual_information_gap(codes, factors, bins=bins)

@@ -1,0 +1,527 @@
+r"""The variational autoencoder: encoder q(z|x), decoder p(x|z), prior, bounds.
+
+The VAE (Kingma & Welling 2013) pairs a decoder p_theta(x | z) with a standard
+normal prior p(z) = N(0, I) and an encoder q_phi(z | x) = N(mu(x), diag sigma^2(x)).
+It maximises the evidence lower bound, eq. (3) of the paper,
+
+    ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z))  <=  log p(x),
+
+estimated with the reparameterisation z = mu + sigma * eps, eps ~ N(0, I)
+(section 2.4; the Gaussian estimator with analytic KL is eq. (10), the KL itself
+Appendix B). Tighter bounds use k importance samples (Burda, Grosse &
+Salakhutdinov 2015, eq. (8)):
+
+    L_k(x) = E[log 1/k sum_j p(x, z_j) / q(z_j | x)],   L_1 = ELBO <= L_k <= L_{k+1} <= log p(x),
+
+and log p(x) itself is estimated by L_k with a large k (k = 5000 in Burda et
+al., section 5; importance sampling as in Kingma & Welling, Appendix D).
+
+Shapes: data travel flattened, ``x`` of shape (n, data_dim); codes ``z`` of
+shape (..., latent_dim); a conditional VAE's label ``y`` is one-hot (n,
+conditional_dim) (integer labels (n,) are accepted and one-hot encoded).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Independent, Normal, register_kl
+
+from ..distributions import sample as _sample
+from ..divergences import kl_divergence
+from .likelihoods import make_likelihood
+from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
+
+__all__ = ["VAE", "KL_METHODS", "OBJECTIVES", "StandardNormal", "check_num_samples"]
+
+#: How the KL term of the ELBO is computed.
+KL_METHODS = ("analytic", "monte_carlo")
+#: Training objectives.
+OBJECTIVES = ("elbo", "iwae")
+
+# Decoder activations held in memory at once by the importance-sampling loops
+# (k * n * widest layer); bounds memory for k = 5000 without slowing small runs.
+_CHUNK_ELEMENTS = 2**22
+
+
+class StandardNormal(Normal):
+    """A Normal whose parameters are loc = 0 and scale = 1: the factors of the VAE prior.
+
+    It behaves exactly as ``Normal(0, 1)``; the separate type lets the KL
+    registry use the shorter closed form below, which the training step
+    evaluates at every update.
+    """
+
+
+@register_kl(Normal, StandardNormal)
+def _kl_normal_standard_normal(p: Normal, q: StandardNormal) -> torch.Tensor:
+    # KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, per coordinate:
+    # Kingma & Welling (2013), Appendix B (the general Normal-Normal form with q's
+    # loc = 0 and scale = 1 substituted).
+    return 0.5 * (p.loc.pow(2) + p.scale.pow(2) - 1) - p.scale.log()
+
+
+def check_num_samples(num_samples, name: str = "num_samples") -> int:
+    """An integer k >= 1 of importance samples."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
+            or num_samples < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {num_samples!r}")
+    return int(num_samples)
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class _LatentVariableModel(nn.Module):
+    """Input handling shared by :class:`VAE` and :class:`Autoencoder`."""
+
+    data_dim: int
+    latent_dim: int
+    conditional_dim: int = 0
+    image_shape: tuple | None = None
+
+    def _init_seeded(self, seed, build) -> None:
+        # Seed the initialisation without touching the caller's global random state.
+        seed = _check_int(seed, "seed", 0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            build()
+        self.float()  # float32 for neural training, whatever the global default
+
+    @property
+    def _ref(self) -> torch.Tensor:
+        return next(self.parameters())
+
+    def _as_tensor(self, x, name: str) -> torch.Tensor:
+        ref = self._ref
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        return x.to(device=ref.device, dtype=ref.dtype)
+
+    def _check_x(self, x, name: str = "x") -> torch.Tensor:
+        """Validate data: shape (n, data_dim) (or (n, *image_shape)), finite, in support."""
+        x = self._as_tensor(x, name)
+        if self.image_shape is not None and x.ndim == 1 + len(self.image_shape) \
+                and tuple(x.shape[1:]) == tuple(self.image_shape):
+            x = x.reshape(x.shape[0], -1)
+        if x.ndim != 2 or x.shape[1] != self.data_dim:
+            raise ValueError(f"{name} must have shape (n, {self.data_dim}) (data_dim={self.data_dim})"
+                             f", got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+        finite = torch.isfinite(x).all(dim=1)
+        if not bool(finite.all()):
+            rows = torch.nonzero(~finite).flatten()[:5].tolist()
+            raise ValueError(f"{name} contains NaN or infinite values (rows {rows}"
+                             f"{', ...' if int((~finite).sum()) > 5 else ''})")
+        self._check_support(x, name)
+        return x
+
+    def _check_support(self, x: torch.Tensor, name: str) -> None:
+        pass
+
+    def _check_y(self, y, n: int, name: str = "y") -> torch.Tensor | None:
+        """Validate a conditional label: one-hot (n, conditional_dim) or integers (n,)."""
+        if self.conditional_dim == 0:
+            if y is not None:
+                raise ValueError(f"{name} was given but the model is unconditional "
+                                 "(conditional_dim=0)")
+            return None
+        if y is None:
+            raise ValueError(f"{name} is required: the model is conditional "
+                             f"(conditional_dim={self.conditional_dim})")
+        if isinstance(y, np.ndarray):
+            y = torch.from_numpy(y)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(y).__name__}")
+        ref = self._ref
+        if y.ndim == 1 and not y.is_floating_point():
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.conditional_dim):
+                raise ValueError(f"{name} labels must lie in 0..{self.conditional_dim - 1}, "
+                                 f"got range [{int(y.min())}, {int(y.max())}]")
+            y = F.one_hot(y.long(), self.conditional_dim)
+        if y.ndim != 2 or y.shape[1] != self.conditional_dim or y.shape[0] != n:
+            raise ValueError(f"{name} must be one-hot of shape ({n}, {self.conditional_dim}) or "
+                             f"integer labels of shape ({n},), got {tuple(y.shape)}")
+        y = y.to(device=ref.device, dtype=ref.dtype)
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return y
+
+    def _check_z(self, z, name: str = "z") -> torch.Tensor:
+        z = self._as_tensor(z, name)
+        if z.ndim < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"{name} must have shape (..., {self.latent_dim}) "
+                             f"(latent_dim={self.latent_dim}), got {tuple(z.shape)}")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return z
+
+    def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if y is None:
+            return h
+        return torch.cat([h, y.expand(*h.shape[:-1], y.shape[-1])], dim=-1)
+
+
+class VAE(_LatentVariableModel):
+    r"""Variational autoencoder with a diagonal Gaussian encoder and N(0, I) prior.
+
+    Parameters
+    ----------
+    data_dim : int
+        Number of observed values per example (pixels, flattened).
+    latent_dim : int >= 1
+    hidden_dims : sequence of int
+        Encoder hidden widths (MLP) or convolution channels (conv); the decoder
+        mirrors them.
+    likelihood : {"bernoulli", "gaussian", "gaussian_learned", "continuous_bernoulli"}
+        The observation model p(x | z); see :mod:`vitoolkit.vae.likelihoods`.
+    conditional_dim : int
+        Number of classes of a conditional VAE (the one-hot label is fed to
+        encoder and decoder); 0 for an unconditional model.
+    architecture : {"mlp", "conv"}
+    image_shape : (C, H, W) or (H, W), optional
+        Required for ``architecture="conv"``.
+    kl : {"analytic", "monte_carlo"}
+        ``"analytic"``: KL(q(z|x) || p(z)) in closed form through
+        :func:`vitoolkit.divergences.kl_divergence` (Kingma & Welling,
+        Appendix B). ``"monte_carlo"``: log q(z|x) - log p(z) at the
+        reparameterised sample (their estimator A, eq. (6)): unbiased, noisier.
+    activation : str
+        Hidden nonlinearity, a key of :data:`vitoolkit.vae.networks.ACTIVATIONS`.
+    observation_scale : float
+        The fixed standard deviation of ``likelihood="gaussian"``.
+    min_scale : float
+        Floor on the learned decoder scale of ``likelihood="gaussian_learned"``.
+    posterior_scale : float, optional
+        ``None`` (default): the encoder learns sigma(x) (it outputs log sigma^2).
+        A number fixes every posterior standard deviation at that value (the
+        encoder then learns only the mean), for comparison.
+    seed : int
+        Seed of the weight initialisation (the global random state is untouched).
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden_dims=(256, 128),
+                 likelihood: str = "bernoulli", *, conditional_dim: int = 0,
+                 architecture: str = "mlp", image_shape=None, kl: str = "analytic",
+                 activation: str = "relu", observation_scale: float = 0.1,
+                 min_scale: float = 0.01, posterior_scale: float | None = None, seed: int = 0):
+        super().__init__()
+        self.data_dim = _check_int(data_dim, "data_dim", 1)
+        self.latent_dim = _check_int(latent_dim, "latent_dim", 1)
+        self.conditional_dim = _check_int(conditional_dim, "conditional_dim", 0)
+        hidden_dims = check_hidden_dims(hidden_dims)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if kl not in KL_METHODS:
+            raise ValueError(f"kl must be one of {KL_METHODS}, got {kl!r}")
+        if posterior_scale is not None and not (
+                isinstance(posterior_scale, (int, float)) and 0 < posterior_scale < math.inf):
+            raise ValueError(f"posterior_scale must be None or a positive number, "
+                             f"got {posterior_scale!r}")
+        self.likelihood = make_likelihood(likelihood, observation_scale=observation_scale,
+                                          min_scale=min_scale)
+        self.image_shape = (check_image_shape(image_shape, self.data_dim, len(hidden_dims))
+                            if architecture == "conv" else None)
+        self.kl = kl
+        self.posterior_scale = None if posterior_scale is None else float(posterior_scale)
+        #: Constructor arguments, so a checkpoint can rebuild (and check) the model.
+        self.config = {
+            "data_dim": self.data_dim, "latent_dim": self.latent_dim,
+            "hidden_dims": list(hidden_dims), "likelihood": self.likelihood.name,
+            "conditional_dim": self.conditional_dim, "architecture": architecture,
+            "image_shape": None if image_shape is None else list(image_shape), "kl": kl,
+            "activation": activation, "observation_scale": float(observation_scale),
+            "min_scale": float(min_scale), "posterior_scale": self.posterior_scale,
+            "seed": int(seed),
+        }
+        enc_out = self.latent_dim * (1 if self.posterior_scale is not None else 2)
+        cond = self.conditional_dim
+        mlp = architecture == "mlp"
+
+        def build():
+            self.encoder = build_network(
+                "encoder", architecture, in_features=self.data_dim + (cond if mlp else 0),
+                out_features=enc_out, hidden_dims=hidden_dims, activation=activation,
+                image_shape=self.image_shape, extra_features=cond)
+            self.decoder = build_network(
+                "decoder", architecture, in_features=self.latent_dim + cond,
+                out_features=self.likelihood.params_per_pixel * self.data_dim,
+                hidden_dims=hidden_dims[::-1] if mlp else hidden_dims, activation=activation,
+                image_shape=self.image_shape, params_per_pixel=self.likelihood.params_per_pixel)
+
+        self._init_seeded(seed, build)
+        self._mlp = mlp
+        self.register_buffer("_prior_loc", torch.zeros(self.latent_dim), persistent=False)
+        self.register_buffer("_prior_scale", torch.ones(self.latent_dim), persistent=False)
+
+    def extra_repr(self) -> str:
+        return (f"data_dim={self.data_dim}, latent_dim={self.latent_dim}, "
+                f"likelihood={self.likelihood.name!r}, kl={self.kl!r}")
+
+    def _check_support(self, x, name):
+        self.likelihood.check_support(x, name)
+
+    # -- the distributions ----------------------------------------------------
+    @property
+    def prior(self) -> Independent:
+        """p(z) = N(0, I): batch shape (), event shape (latent_dim,)."""
+        # Built once per device/dtype of the buffers (``.to()`` replaces them), because
+        # every training step asks for it.
+        loc = self._buffers["_prior_loc"]
+        cached = self.__dict__.get("_prior_cache")
+        if cached is None or cached[0] is not loc:
+            base = StandardNormal(loc, self._buffers["_prior_scale"], validate_args=False)
+            cached = (loc, Independent(base, 1, validate_args=False))
+            self.__dict__["_prior_cache"] = cached
+        return cached[1]
+
+    def _encode_params(self, x, y):
+        if not self._mlp:
+            h = self.encoder(x, y)
+        elif y is None:
+            h = self.encoder(x)
+        else:
+            h = self.encoder(self._with_label(x, y))
+        if self.posterior_scale is not None:
+            return h, torch.full_like(h, self.posterior_scale)
+        # The encoder outputs log sigma^2, as in Kingma & Welling (2013), Appendix C.2.
+        loc, log_var = h.chunk(2, dim=-1)
+        return loc, torch.exp(0.5 * log_var)
+
+    def _decode_params(self, z, y):
+        return self.decoder(z if y is None else self._with_label(z, y))
+
+    def encode(self, x, y=None) -> Independent:
+        """q(z | x) = N(mu(x), diag sigma(x)^2).
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, data_dim)
+        y : Tensor of shape (n, conditional_dim), optional (conditional VAE only)
+
+        Returns
+        -------
+        Independent(Normal(loc, scale), 1): batch shape (n,), event (latent_dim,).
+        """
+        x = self._check_x(x)
+        loc, scale = self._encode_params(x, self._check_y(y, x.shape[0]))
+        return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+
+    def decode(self, z, y=None):
+        """p(x | z): batch shape z.shape[:-1], event shape (data_dim,); ``.mean`` is the mean.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., latent_dim)
+        y : Tensor of shape (n, conditional_dim), optional; broadcast against z's
+            leading dims (so z may be (k, n, latent_dim)).
+        """
+        z = self._check_z(z)
+        n = z.shape[-2] if z.ndim >= 2 else 1
+        y = self._check_y(y, n)
+        return self.likelihood.distribution(self._decode_params(z, y))
+
+    # -- bounds -----------------------------------------------------------------
+    def _terms(self, x, y, generator=None):
+        """One reparameterised sample: log p(x|z) (n,), per-dim KL (n, L), encoder means."""
+        loc, scale = self._encode_params(x, y)
+        eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        z = loc + scale * eps  # the reparameterisation trick, Kingma & Welling sec. 2.4
+        recon = self.likelihood.distribution(self._decode_params(z, y)).log_prob(x)
+        return recon, self._kl_dims(loc, scale, z), loc
+
+    def _log_weights(self, x, y, num_samples: int, generator=None) -> torch.Tensor:
+        """log p(x, z_j) - log q(z_j | x) for j = 1..k, shape (k, n), decoded in chunks."""
+        loc, scale = self._encode_params(x, y)
+        q = Normal(loc, scale, validate_args=False)
+        prior = self.prior.base_dist
+        width = max(self.likelihood.params_per_pixel * self.data_dim,
+                    *(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)))
+        chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * width))
+        out = []
+        for start in range(0, num_samples, chunk):
+            kc = min(chunk, num_samples - start)
+            eps = torch.randn((kc, *loc.shape), generator=generator, device=loc.device,
+                              dtype=loc.dtype)
+            z = loc + scale * eps
+            log_px = self.likelihood.distribution(self._decode_params(z, y)).log_prob(x)
+            out.append(log_px + (prior.log_prob(z) - q.log_prob(z)).sum(-1))
+        return torch.cat(out, dim=0)
+
+    def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
+        r"""ELBO(x) = E_q[log p(x|z)] - beta KL(q(z|x) || p(z)), one-sample estimate.
+
+        Kingma & Welling (2013), eq. (10) (with ``kl="analytic"``); beta != 1 is
+        the beta-VAE objective (Higgins et al. 2017, eq. (4)).
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, data_dim)
+        beta : float >= 0
+        y : Tensor of shape (n, conditional_dim), optional
+        generator : torch.Generator, optional
+            Source of the reparameterisation noise.
+
+        Returns
+        -------
+        Tensor of shape (n,): nats per example (differentiable).
+        """
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        beta = _check_beta(beta)
+        recon, kl_dims, _ = self._terms(x, y, generator)
+        return recon - beta * kl_dims.sum(-1)
+
+    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None) -> torch.Tensor:
+        r"""The importance-weighted bound L_k(x), Burda et al. (2015), eq. (8).
+
+        L_k = log 1/k sum_j p(x, z_j) / q(z_j | x),  z_j ~ q(z | x) i.i.d.;
+        L_1 is the ELBO (with the Monte Carlo KL) and L_k increases with k.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, data_dim)
+        num_samples : int >= 1 (k)
+        y : Tensor of shape (n, conditional_dim), optional
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        Tensor of shape (n,): nats per example (differentiable).
+        """
+        k = check_num_samples(num_samples)
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        log_w = self._log_weights(x, y, k, generator)
+        return torch.logsumexp(log_w, dim=0) - math.log(k)
+
+    @torch.no_grad()
+    def log_likelihood(self, x, num_samples: int = 5000, y=None, *, generator=None,
+                       batch_size: int = 512) -> torch.Tensor:
+        r"""Importance-sampled estimate of log p(x) = L_k with a large k.
+
+        Kingma & Welling (2013), Appendix D; Burda et al. (2015), section 5
+        (k = 5000). The estimate is a lower bound in expectation that tightens
+        as k grows.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, data_dim)
+        num_samples : int >= 1
+        y : Tensor of shape (n, conditional_dim), optional
+        generator : torch.Generator, optional
+        batch_size : int
+            Examples per pass (samples are further chunked to bound memory).
+
+        Returns
+        -------
+        Tensor of shape (n,), nats per example (no gradient).
+        """
+        k = check_num_samples(num_samples)
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        was_training = self.training
+        self.eval()
+        try:
+            out = []
+            for s in range(0, x.shape[0], batch_size):
+                yb = None if y is None else y[s:s + batch_size]
+                log_w = self._log_weights(x[s:s + batch_size], yb, k, generator)
+                out.append(torch.logsumexp(log_w, dim=0) - math.log(k))
+        finally:
+            self.train(was_training)
+        return torch.cat(out)
+
+    # -- generation -----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, y=None, *, mean: bool = True, generator=None) -> torch.Tensor:
+        """Draw z ~ p(z) and decode: the decoder mean (``mean=True``) or a draw of p(x|z).
+
+        Returns a tensor of shape (n, data_dim).
+        """
+        n = _check_int(n, "n", 1)
+        y = self._check_y(y, n)
+        ref = self._ref
+        z = torch.randn((n, self.latent_dim), generator=generator, device=ref.device,
+                        dtype=ref.dtype)
+        dist = self.likelihood.distribution(self._decode_params(z, y))
+        return dist.mean if mean else _sample(dist, generator=generator)
+
+    @torch.no_grad()
+    def reconstruct(self, x, y=None, *, mean: bool = True, generator=None) -> torch.Tensor:
+        """Decode the encoder mean mu(x): decoder mean, or a draw of p(x | mu(x)). (n, data_dim)."""
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        loc, _ = self._encode_params(x, y)
+        dist = self.likelihood.distribution(self._decode_params(loc, y))
+        return dist.mean if mean else _sample(dist, generator=generator)
+
+    # -- used by vitoolkit.vae.train ------------------------------------------
+    def _loss(self, x, y, *, beta: float, free_bits: float, objective: str, num_samples: int,
+              generator=None):
+        """Mini-batch loss (batch mean of the negative objective) and per-batch statistics.
+
+        The ELBO path builds the smallest autograd graph that computes the same
+        objective as :meth:`elbo` (summed reconstruction term, per-dimension KL
+        from the shared core), because the training step is where time goes.
+        Returns ``(loss, stats)``; ``stats`` holds detached tensors: ``loss``
+        (batch mean), ``recon`` (batch sum of log p(x|z)), ``kl_dims`` (n, L)
+        and ``loc`` (n, L) encoder means.
+        """
+        n = x.shape[0]
+        if objective == "elbo":
+            loc, scale = self._encode_params(x, y)
+            eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+            z = loc + scale * eps
+            nll = self.likelihood.nll_sum(self._decode_params(z, y), x)
+            kl_dims = self._kl_dims(loc, scale, z)
+            if free_bits > 0:
+                # Free bits (Kingma et al. 2016, Appendix C.8): per-dimension KL, averaged
+                # over the mini-batch, is not penalised below the threshold.
+                loss = nll / n + beta * torch.clamp(kl_dims.mean(0), min=free_bits).sum()
+            elif beta == 1.0:
+                loss = (nll + kl_dims.sum()) / n
+            else:
+                loss = (nll + beta * kl_dims.sum()) / n
+            recon = nll.detach().neg_()
+        else:
+            log_w = self._log_weights(x, y, num_samples, generator)
+            loss = math.log(num_samples) - torch.logsumexp(log_w, dim=0).mean()
+            with torch.no_grad():
+                loc, scale = self._encode_params(x, y)
+                kl_dims = kl_divergence(Normal(loc, scale, validate_args=False),
+                                        self.prior.base_dist)
+                recon = log_w.mean(0).sum() + kl_dims.sum()
+        return loss, {"loss": loss.detach(), "recon": recon, "kl_dims": kl_dims.detach(),
+                      "loc": loc.detach()}
+
+    def _kl_dims(self, loc, scale, z):
+        """Per-dimension KL(q(z|x) || p(z)), (n, L): closed form, or sampled at z."""
+        q = Normal(loc, scale, validate_args=False)
+        prior = self.prior.base_dist
+        if self.kl == "analytic":
+            return kl_divergence(q, prior)  # Kingma & Welling, Appendix B, per dimension
+        return q.log_prob(z) - prior.log_prob(z)
+
+
+def _check_beta(beta) -> float:
+    try:
+        value = float(beta)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"beta must be a real number, got {beta!r}") from err
+    if not (0 <= value < math.inf):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    return value

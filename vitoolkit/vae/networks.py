@@ -1,0 +1,207 @@
+"""Encoder and decoder networks: a multilayer perceptron and a small convolutional pair.
+
+Every network maps a tensor with any number of leading (batch) dimensions,
+``(..., in_features)``, to ``(..., out_features)``, so the same decoder serves a
+batch of codes ``(n, latent_dim)`` and a stack of importance samples
+``(k, n, latent_dim)``. Images travel flattened, ``(..., C * H * W)``, and only
+the convolutional networks reshape them internally.
+
+The MLP is the encoder/decoder family of Kingma & Welling (2013), Appendix C
+(there with one tanh hidden layer); the convolutional pair halves (doubles) the
+spatial size at each stride-2 layer, as in most image VAEs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "build_network"]
+
+#: The named hidden-layer nonlinearities.
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+#: The named network families.
+ARCHITECTURES = ("mlp", "conv")
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_hidden_dims(hidden_dims, name: str = "hidden_dims") -> tuple[int, ...]:
+    """Validate a sequence of positive layer widths and return it as a tuple."""
+    if isinstance(hidden_dims, int) and not isinstance(hidden_dims, bool):
+        hidden_dims = (hidden_dims,)
+    if not isinstance(hidden_dims, Sequence):
+        raise TypeError(f"{name} must be a sequence of positive integers, got {hidden_dims!r}")
+    for i, width in enumerate(hidden_dims):
+        _check_positive_int(width, f"{name}[{i}]")
+    return tuple(int(w) for w in hidden_dims)
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Sequential):
+    """Fully connected network ``in_features -> hidden_dims... -> out_features``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    hidden_dims : sequence of int
+        Widths of the hidden layers (may be empty: a single affine map).
+    activation : str
+        A key of :data:`ACTIVATIONS`, applied after every hidden layer (not the output).
+
+    Input ``(..., in_features)``, output ``(..., out_features)``.
+    """
+
+    def __init__(self, in_features: int, hidden_dims: Sequence[int], out_features: int,
+                 activation: str = "relu"):
+        in_features = _check_positive_int(in_features, "in_features")
+        out_features = _check_positive_int(out_features, "out_features")
+        hidden_dims = check_hidden_dims(hidden_dims)
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden_dims:
+            layers += [nn.Linear(width, h), _activation(activation)]
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        super().__init__(*layers)
+        self.in_features = in_features
+        self.out_features = out_features
+
+
+def check_image_shape(image_shape, data_dim: int, num_halvings: int) -> tuple[int, int, int]:
+    """Validate ``image_shape`` = (C, H, W) or (H, W) against ``data_dim`` and the strides."""
+    if image_shape is None:
+        raise ValueError("architecture='conv' needs image_shape=(channels, height, width)")
+    shape = tuple(image_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                              for s in shape):
+        raise ValueError(f"image_shape must be (C, H, W) or (H, W) of positive ints, "
+                         f"got {image_shape!r}")
+    c, h, w = shape
+    if c * h * w != data_dim:
+        raise ValueError(f"image_shape {shape} has {c * h * w} values but data_dim={data_dim}")
+    factor = 2 ** num_halvings
+    if h % factor or w % factor:
+        raise ValueError(f"image_shape {shape}: height and width must be divisible by "
+                         f"2**len(hidden_dims) = {factor} for the stride-2 layers")
+    return shape
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions, then a linear map: ``(..., C*H*W) -> (..., out_features)``.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+    channels : sequence of int
+        Output channels of each 3x3 stride-2 convolution (each halves H and W).
+    out_features : int
+    extra_features : int
+        Extra inputs (a conditional VAE's one-hot label) concatenated to the
+        flattened convolutional features before the linear map.
+    activation : str
+    """
+
+    def __init__(self, image_shape, channels: Sequence[int], out_features: int,
+                 extra_features: int = 0, activation: str = "relu"):
+        super().__init__()
+        channels = check_hidden_dims(channels, "hidden_dims")
+        if not channels:
+            raise ValueError("architecture='conv' needs at least one entry in hidden_dims")
+        self.image_shape = tuple(image_shape)
+        self.extra_features = extra_features
+        c, h, w = self.image_shape
+        layers: list[nn.Module] = []
+        for ch in channels:
+            layers += [nn.Conv2d(c, ch, 3, stride=2, padding=1), _activation(activation)]
+            c, h, w = ch, h // 2, w // 2
+        self.conv = nn.Sequential(*layers)
+        self.head = nn.Linear(c * h * w + extra_features, out_features)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        lead = x.shape[:-1]
+        feats = self.conv(x.reshape(-1, *self.image_shape)).flatten(1)
+        feats = feats.reshape(*lead, feats.shape[-1])
+        if extra is not None:
+            feats = torch.cat([feats, extra], dim=-1)
+        return self.head(feats)
+
+
+class ConvDecoder(nn.Module):
+    """A linear map, then stride-2 transposed convolutions: ``(..., in) -> (..., C_out*H*W)``.
+
+    Parameters
+    ----------
+    in_features : int
+    image_shape : (C, H, W)
+        Shape of the image whose parameters are produced.
+    channels : sequence of int
+        Channels of the encoder's convolutions; the decoder mirrors them.
+    params_per_pixel : int
+        Number of output maps per image channel (2 for a Gaussian with learned
+        variance: location and scale).
+    activation : str
+    """
+
+    def __init__(self, in_features: int, image_shape, channels: Sequence[int],
+                 params_per_pixel: int = 1, activation: str = "relu"):
+        super().__init__()
+        channels = check_hidden_dims(channels, "hidden_dims")
+        c, h, w = image_shape
+        self.image_shape = (c, h, w)
+        self.params_per_pixel = params_per_pixel
+        rev = list(reversed(channels))
+        self.start = (rev[0], h // 2 ** len(rev), w // 2 ** len(rev))
+        self.head = nn.Linear(in_features, rev[0] * self.start[1] * self.start[2])
+        layers: list[nn.Module] = [_activation(activation)]
+        for i, ch in enumerate(rev):
+            out = rev[i + 1] if i + 1 < len(rev) else c * params_per_pixel
+            layers.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
+            if i + 1 < len(rev):
+                layers.append(_activation(activation))
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        c, h, w = self.image_shape
+        maps = self.deconv(self.head(z).reshape(-1, *self.start))
+        # (N, C*P, H, W) -> (N, P, C*H*W): parameter groups first, each a flattened image.
+        maps = maps.reshape(-1, self.params_per_pixel, c * h * w)
+        return maps.reshape(*lead, self.params_per_pixel * c * h * w)
+
+
+def build_network(role: str, architecture: str, *, in_features: int, out_features: int,
+                  hidden_dims: Sequence[int], activation: str, image_shape=None,
+                  extra_features: int = 0, params_per_pixel: int = 1) -> nn.Module:
+    """Build an encoder (``role="encoder"``) or decoder of the named ``architecture``.
+
+    For ``"mlp"`` the decoder mirrors the encoder's hidden widths (the caller
+    passes them reversed). For ``"conv"`` ``hidden_dims`` are convolution channels.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    if architecture == "mlp":
+        return MLP(in_features, hidden_dims, out_features, activation)
+    if role == "encoder":
+        return ConvEncoder(image_shape, hidden_dims, out_features, extra_features, activation)
+    return ConvDecoder(in_features, image_shape, hidden_dims, params_per_pixel, activation)

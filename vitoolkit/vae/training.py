@@ -1,0 +1,349 @@
+r"""Mini-batch training of a :class:`~vitoolkit.vae.VAE` (or :class:`~vitoolkit.vae.Autoencoder`).
+
+One loop, seeded end to end: a local ``torch.Generator`` shuffles the data and
+another draws the reparameterisation noise, so a run is a deterministic function
+of ``seed`` and a checkpointed run resumes exactly where it stopped (model,
+optimiser and both generator states, epoch, step, history and the early-stopping
+state are saved after every epoch, atomically).
+
+Per epoch the :class:`History` records the training averages of the ELBO, its
+reconstruction and KL terms, the KL of each latent dimension, and the number of
+active units (Burda et al. 2015, section 5.2: unit u is active when
+Cov_x(E_q(u|x)[u]) > 0.01), plus the same on the validation data when given.
+The training-set figures are averaged over the epoch's mini-batches as the
+parameters move (the usual running average); the validation figures are exact
+at the end of the epoch and use the same noise every epoch, so epochs compare
+fairly for early stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .annealing import Schedule, as_schedule
+from .autoencoder import Autoencoder
+from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .model import OBJECTIVES, VAE, check_num_samples
+
+__all__ = ["History", "train", "ACTIVE_UNIT_THRESHOLD"]
+
+#: Burda et al. (2015), section 5.2.
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+@dataclass
+class History:
+    """Per-epoch record of a training run (lists indexed by epoch).
+
+    ELBO, reconstruction (E_q log p(x|z)) and KL are nats per example;
+    ``*_kl_per_dim`` holds one list of ``latent_dim`` values per epoch;
+    ``*_active_units`` counts units with Cov_x(E_q[u]) > 0.01; ``time`` is the
+    cumulative training time in seconds. An :class:`Autoencoder` fills only
+    ``train_loss`` / ``val_loss`` and the active-unit counts of its codes.
+    """
+
+    epoch: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    train_elbo: list = field(default_factory=list)
+    train_recon: list = field(default_factory=list)
+    train_kl: list = field(default_factory=list)
+    train_kl_per_dim: list = field(default_factory=list)
+    train_active_units: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_elbo: list = field(default_factory=list)
+    val_recon: list = field(default_factory=list)
+    val_kl: list = field(default_factory=list)
+    val_kl_per_dim: list = field(default_factory=list)
+    val_active_units: list = field(default_factory=list)
+    beta: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def as_dict(self) -> dict:
+        """Plain Python lists and numbers (JSON- and checkpoint-safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        return cls(**data)
+
+
+def _describe(schedule) -> str:
+    # A stable description (a lambda's repr holds its address, which changes per process).
+    if isinstance(schedule, Schedule):
+        return repr(schedule)
+    return getattr(schedule, "__qualname__", type(schedule).__name__)
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _summarise(batches: list, is_vae: bool) -> dict:
+    """Epoch averages from the per-batch statistics of ``model._loss`` (collected, not
+    summed, during the epoch so that the training step itself does no extra work)."""
+    sizes = torch.tensor([b["loc"].shape[0] for b in batches], dtype=torch.float64)
+    n = float(sizes.sum())
+    losses = torch.stack([b["loss"] for b in batches]).double().cpu()
+    loc = torch.cat([b["loc"] for b in batches]).double()
+    out = {"loss": float((losses * sizes).sum()) / n,
+           # Burda et al. (2015), section 5.2: Cov_x(E_q[u]) > 0.01.
+           "active_units": int((loc.var(0) > ACTIVE_UNIT_THRESHOLD).sum())
+           if loc.shape[0] > 1 else 0}
+    if is_vae:
+        kl_per_dim = torch.cat([b["kl_dims"] for b in batches]).double().mean(0)
+        recon = float(torch.stack([b["recon"] for b in batches]).double().sum()) / n
+        kl = float(kl_per_dim.sum())
+        out.update(elbo=recon - kl, recon=recon, kl=kl, kl_per_dim=kl_per_dim.tolist())
+    return out
+
+
+def _check_positive(value, name: str, kind=int):
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real number, got {value!r}") from err
+    if not (0 < value < math.inf):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def _split_validation(validation):
+    if validation is None:
+        return None, None
+    if isinstance(validation, (tuple, list)):
+        if len(validation) != 2:
+            raise ValueError("validation must be X or a pair (X, labels)")
+        return validation[0], validation[1]
+    return validation, None
+
+
+def _evaluate(model, X, Y, batch_size, objective, num_samples, seed, is_vae):
+    """Exact end-of-epoch statistics on held-out data, with fixed noise (seed)."""
+    gen = torch.Generator(device=X.device).manual_seed(seed)
+    batches = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, X.shape[0], batch_size):
+            yb = None if Y is None else Y[s:s + batch_size]
+            _, stats = model._loss(X[s:s + batch_size], yb, beta=1.0, free_bits=0.0,
+                                   objective=objective, num_samples=num_samples,
+                                   generator=gen)
+            batches.append(stats)
+    model.train(was_training)
+    return _summarise(batches, is_vae)
+
+
+def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1.0,
+          free_bits: float = 0.0, objective: str = "elbo", num_samples: int = 1, labels=None,
+          validation=None, patience: int | None = None, seed: int = 0, checkpoint=None,
+          resume: bool = False, progress: bool = True, device=None,
+          restore_best: bool = True) -> History:
+    r"""Fit a VAE (or Autoencoder) by mini-batch Adam on the negative ELBO or IWAE bound.
+
+    Each step minimises the batch mean of -[E_q log p(x|z) - beta KL(q(z|x) || p(z))]
+    (Kingma & Welling 2013, Algorithm 1 with eq. (10)), or of -L_k for
+    ``objective="iwae"`` (Burda et al. 2015, eq. (8)). With ``free_bits`` = lambda
+    the KL penalty is sum_j max(lambda, mean_batch KL_j) (Kingma et al. 2016,
+    Appendix C.8).
+
+    Parameters
+    ----------
+    model : VAE or Autoencoder
+    data : Tensor or array of shape (n, data_dim)
+        Training data, checked once (shape, NaN, likelihood support).
+    epochs : int
+        Total number of epochs (a resumed run continues up to this number).
+    batch_size : int
+    lr : float
+        Adam learning rate.
+    beta : float or callable
+        KL weight, constant or a schedule ``beta(step)`` (see
+        :mod:`vitoolkit.vae.annealing`); ELBO objective only.
+    free_bits : float >= 0
+        Nats per latent dimension not penalised (ELBO objective only).
+    objective : {"elbo", "iwae"}
+    num_samples : int
+        k of the IWAE objective.
+    labels : Tensor of shape (n,) or (n, conditional_dim), optional
+        Class labels of a conditional VAE.
+    validation : Tensor, or pair (X_val, labels_val), optional
+        Held-out data for the validation ELBO, early stopping and ``restore_best``.
+    patience : int, optional
+        Stop after this many epochs without a better validation ELBO (needs
+        ``validation``).
+    seed : int
+        Seeds the shuffling and noise generators (the model's initial weights
+        come from its own ``seed``).
+    checkpoint : str or Path, optional
+        File written atomically after every epoch.
+    resume : bool
+        Continue from ``checkpoint`` if it exists (the settings must match).
+    progress : bool
+        Show a tqdm progress bar over epochs.
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU.
+    restore_best : bool
+        With ``validation``, end with the parameters of the best validation epoch.
+
+    Returns
+    -------
+    History
+    """
+    if not isinstance(model, (VAE, Autoencoder)):
+        raise TypeError(f"model must be a vitoolkit.vae.VAE or Autoencoder, "
+                        f"got {type(model).__name__}")
+    is_vae = isinstance(model, VAE)
+    epochs = _check_positive(epochs, "epochs")
+    batch_size = _check_positive(batch_size, "batch_size")
+    lr = _check_positive(lr, "lr", float)
+    num_samples = check_num_samples(num_samples)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) \
+            or not 0 <= free_bits < math.inf:
+        raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
+    schedule = as_schedule(beta)
+    beta_value = schedule.end if isinstance(schedule, Schedule) and schedule.kind == "constant" \
+        else None
+    if objective == "iwae" and (free_bits > 0 or schedule(0) != 1.0):
+        raise ValueError("beta and free_bits apply to objective='elbo' only; the IWAE bound "
+                         "is trained as is (beta=1, free_bits=0)")
+    if patience is not None:
+        patience = _check_positive(patience, "patience")
+        if validation is None:
+            raise ValueError("patience (early stopping) needs validation data")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+
+    dev = _resolve_device(device)
+    model.to(dev)
+    X = model._check_x(data, "data")
+    Y = model._check_y(labels, X.shape[0], "labels")
+    Xv, Yv = _split_validation(validation)
+    if Xv is not None:
+        Xv = model._check_x(Xv, "validation")
+        Yv = model._check_y(Yv, Xv.shape[0], "validation labels")
+    n = X.shape[0]
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    settings = {"batch_size": batch_size, "lr": lr, "seed": int(seed), "objective": objective,
+                "num_samples": num_samples, "free_bits": float(free_bits),
+                "beta": _describe(schedule), "n": n}
+    history = History()
+    start_epoch, step, best_value, best_state, bad_epochs = 0, 0, -math.inf, None, 0
+
+    if resume and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint)
+        if state.get("kind") != "training":
+            raise ValueError(f"{str(checkpoint)!r} is a saved model, not a training checkpoint")
+        check_compatible(model, state, repr(str(checkpoint)))
+        diffs = {k: (state["settings"].get(k), v) for k, v in settings.items()
+                 if state["settings"].get(k) != v}
+        if diffs:
+            raise ValueError(f"cannot resume {str(checkpoint)!r}: settings differ "
+                             f"(checkpoint, now): {diffs}")
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        shuffle_gen.set_state(state["shuffle_state"])
+        noise_gen.set_state(state["noise_state"].to(noise_gen.get_state().device))
+        history = History.from_dict(state["history"])
+        start_epoch, step = state["epoch"], state["step"]
+        best_value, bad_epochs = state["best_value"], state["bad_epochs"]
+        best_state = state["best_state"]
+        if history.stopped_early:
+            start_epoch = epochs
+
+    from tqdm.auto import tqdm
+
+    elapsed = history.time[-1] if history.time else 0.0
+    bar = tqdm(range(start_epoch, epochs), disable=not progress, desc="train", unit="epoch",
+               initial=start_epoch, total=epochs)
+    model.train()
+    for epoch in bar:
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=shuffle_gen).to(dev)
+        # One gather per epoch; the mini-batches are then contiguous views (same batches
+        # as indexing X[perm[s:s + batch_size]] each step, without the per-step copy).
+        Xp = X[perm]
+        Yp = None if Y is None else Y[perm]
+        batches = []
+        for s in range(0, n, batch_size):
+            b = beta_value if beta_value is not None else float(schedule(step))
+            loss, stats = model._loss(Xp[s:s + batch_size],
+                                      None if Yp is None else Yp[s:s + batch_size], beta=b,
+                                      free_bits=free_bits, objective=objective,
+                                      num_samples=num_samples, generator=noise_gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batches.append(stats)
+            step += 1
+        tr = _summarise(batches, is_vae)
+        if not math.isfinite(tr["loss"]):
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch + 1}: the loss became {tr['loss']}; "
+                "lower lr, or check the likelihood's scale (e.g. min_scale)")
+        elapsed += time.perf_counter() - t0
+        history.epoch.append(epoch + 1)
+        history.beta.append(b)
+        history.time.append(elapsed)
+        for key, value in tr.items():
+            getattr(history, f"train_{key}").append(value)
+        postfix = {"loss": f"{tr['loss']:.2f}"}
+        if Xv is not None:
+            va = _evaluate(model, Xv, Yv, batch_size, objective, num_samples, seed + 2, is_vae)
+            for key, value in va.items():
+                getattr(history, f"val_{key}").append(value)
+            score = va["elbo"] if is_vae else -va["loss"]
+            postfix["val"] = f"{score:.2f}"
+            if score > best_value:
+                best_value, bad_epochs = score, 0
+                history.best_epoch = epoch + 1
+                best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if patience is not None and bad_epochs >= patience:
+                history.stopped_early = True
+        if progress:
+            bar.set_postfix(postfix)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "kind": "training", "model_class": type(model).__name__,
+                "model_config": dict(model.config),
+                "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer_state": optimizer.state_dict(),
+                "shuffle_state": shuffle_gen.get_state(),
+                "noise_state": noise_gen.get_state().cpu(),
+                "epoch": epoch + 1, "step": step, "history": history.as_dict(),
+                "best_value": best_value, "best_state": best_state, "bad_epochs": bad_epochs,
+                "settings": settings,
+            })
+        if history.stopped_early:
+            break
+    bar.close()
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    return history
