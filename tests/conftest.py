@@ -52,6 +52,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 Z = 4.5
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread for the whole suite.
+
+    The suite runs many tiny tensor operations (small networks, batched
+    estimators); a second thread only adds hand-off latency, and on a shared
+    2-core machine it made small networks train up to 20x slower.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def float64():
     """Make float64 the torch default for one test, restoring the previous default."""

@@ -39,15 +39,6 @@ D64 = torch.float64
 SMOOTH = ("linear", "quadratic", "gaussian", "cosine")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Many tiny tensor ops: a second intra-op thread only adds hand-off latency.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _t(x):
     return torch.tensor(x, dtype=D64)
 

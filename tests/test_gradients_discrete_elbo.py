@@ -30,14 +30,6 @@ D64 = torch.float64
 TARGET = torch.tensor([0.45, 0.2, 0.9, 0.6], dtype=D64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def cost_bits(b):
     return ((b - TARGET[: b.shape[-1]]) ** 2).sum(-1) + 2.0 * b[..., 0] * b[..., -1]
 

@@ -1,24 +1,46 @@
-"""Every tutorial runs in its --quick setting as a subprocess and writes figures and numbers."""
+"""Every tutorial is run in its --quick setting by some test, as a subprocess.
+
+Topic tests run their own tutorial and check its numbers (e.g.
+``test_tutorial_02.py``); this file runs every tutorial that no other test
+file runs, so a new tutorial is covered the moment it is added.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from vitoolkit.cli import find_tutorials, tutorials_dir
 
 TUTORIALS = find_tutorials(tutorials_dir())
+HERE = Path(__file__).resolve()
 
 
-@pytest.mark.parametrize("tutorial", TUTORIALS, ids=[t.name for t in TUTORIALS])
+def _run_elsewhere(name: str) -> bool:
+    """True when another test file runs ``tutorials/<name>.py``."""
+    for path in HERE.parent.glob("test_*.py"):
+        if path != HERE and f"{name}.py" in path.read_text(encoding="utf-8"):
+            return True
+    return False
+
+
+UNCOVERED = [t for t in TUTORIALS if not _run_elsewhere(t.name)]
+
+
+def test_there_are_tutorials():
+    assert len(TUTORIALS) >= 6, [t.name for t in TUTORIALS]
+
+
+@pytest.mark.parametrize("tutorial", UNCOVERED, ids=[t.name for t in UNCOVERED])
 def test_tutorial_runs_quick(tutorial, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(tutorial.path), "--quick", "--out", str(tmp_path), "--seed", "0"],
-        capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -26,3 +48,4 @@ def test_tutorial_runs_quick(tutorial, tmp_path):
     assert summary["figures"], "a tutorial must save figures"
     for name in summary["figures"]:
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
+

@@ -24,15 +24,6 @@ from vitoolkit.vae import VAE, Autoencoder, Likelihood, train
 D, L, S = 5, 2, 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: one intra-op thread is faster, and far steadier on a shared machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _linear_gaussian_vae(exact_posterior: bool = True):
     """A VAE whose decoder is x = W z + b + N(0, S^2 I) with orthogonal columns of W.
 

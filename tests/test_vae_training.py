@@ -19,15 +19,6 @@ from vitoolkit.vae.checkpoint import load_checkpoint, save_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: one intra-op thread is faster, and far steadier on a shared machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(binarize=True, split="train")

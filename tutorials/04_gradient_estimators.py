@@ -57,11 +57,6 @@ from vitoolkit.plotting import subplots
 from vitoolkit.tutorial import Tutorial
 
 tut = Tutorial("04_gradient_estimators")
-# These are many small tensor operations: on a shared machine, handing each to a second
-# thread costs more than it saves (measured: autograd on an (8, 3) batch is ~100x slower).
-# Restored at the end, so a notebook or book process continues with its own setting.
-threads_before = torch.get_num_threads()
-torch.set_num_threads(1)
 N = tut.choose(20_000, 100_000)
 
 mu = torch.tensor([1.0], dtype=torch.float64)
@@ -361,5 +356,4 @@ tut.savefig(fig, "bbvi")
 #   the optimum.
 
 # %%
-torch.set_num_threads(threads_before)
 tut.finish()

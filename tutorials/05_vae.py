@@ -49,8 +49,6 @@ from vitoolkit.tutorial import Tutorial
 from vitoolkit.vae import VAE, Autoencoder, sample_label_histogram, train
 
 tut = Tutorial("05_vae")
-# These networks are tiny: one thread avoids the cost of synchronising threads per layer.
-torch.set_num_threads(1)
 EPOCHS = tut.choose(15, 150)
 K_EVAL = tut.choose(200, 1000)  # importance samples for log p(x)
 FIT = dict(batch_size=64, lr=2e-3, seed=tut.seed, progress=False)

@@ -56,7 +56,6 @@ from vitoolkit.vae.latent import (
     traverse,
 )
 
-torch.set_num_threads(1)
 tut = Tutorial("06_vae_beyond")
 Q = tut.quick
 

@@ -185,6 +185,7 @@ class NormalWishart(Distribution):
         return d / self.mean_precision + self.df * proj.pow(2).sum(-1)
 
     def expand(self, batch_shape, _instance=None):
+        """A view of this distribution with a larger ``batch_shape`` (torch's convention)."""
         batch_shape = torch.Size(batch_shape)
         d = self.event_shape[0]
         return NormalWishart(

@@ -17,10 +17,10 @@ and then uses
 - ``tut.finish()`` at the end to write ``summary.json``.
 
 Settings come from the command line (``--quick``, ``--out DIR``, ``--seed N``,
-``--formats png,svg``) or, when the script runs where there is no command line
-of its own (a notebook, a documentation build), from the environment variables
-``VITOOLKIT_QUICK``, ``VITOOLKIT_OUT``, ``VITOOLKIT_SEED`` and
-``VITOOLKIT_FORMATS``. Unknown command-line arguments (a Jupyter kernel's) are
+``--formats png,svg``, ``--threads N``: torch intra-op threads, default 1) or,
+when the script runs where there is no command line of its own (a notebook, a documentation build), from the environment variables
+``VITOOLKIT_QUICK``, ``VITOOLKIT_OUT``, ``VITOOLKIT_SEED``,
+``VITOOLKIT_FORMATS`` and ``VITOOLKIT_THREADS``. Unknown command-line arguments (a Jupyter kernel's) are
 ignored.
 """
 
@@ -90,6 +90,8 @@ class Tutorial:
         parser.add_argument("--out", default=None, help="output folder")
         parser.add_argument("--seed", type=int, default=None, help="random seed")
         parser.add_argument("--formats", default=None, help="figure formats, e.g. png,svg")
+        parser.add_argument("--threads", type=int, default=None,
+                            help="torch intra-op threads (default 1)")
         args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
         env = os.environ
@@ -108,6 +110,19 @@ class Tutorial:
         unknown = set(self.formats) - {"png", "svg", "pdf"}
         if unknown:
             raise ValueError(f"formats must be among png, svg, pdf; got {sorted(unknown)}")
+        threads = args.threads if args.threads is not None else env.get("VITOOLKIT_THREADS", 1)
+        try:
+            self.threads = int(threads)
+        except ValueError as err:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}") from err
+        if self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        # The tutorials' models are small: one intra-op thread avoids synchronisation
+        # costs that dominate tiny tensor operations. Restored by finish().
+        import torch
+
+        self._threads_before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
         self.summary: dict[str, Any] = {}
         self.figures: list[str] = []
         self._start = time.perf_counter()
@@ -166,4 +181,7 @@ class Tutorial:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
         os.replace(tmp, path)
         print(f"[summary] {path}")
+        import torch
+
+        torch.set_num_threads(self._threads_before)
         return path

@@ -22,6 +22,13 @@ def check_pair(p, q) -> torch.Size:
             f"p and q must have the same event_shape, got {tuple(p.event_shape)} "
             f"({type(p).__name__}) and {tuple(q.event_shape)} ({type(q).__name__})"
         )
+    # Fast path (this runs once per VAE training step; broadcast_shapes costs ~7 us):
+    # one batch shape a suffix of the other.
+    ps, qs = p.batch_shape, q.batch_shape
+    if len(qs) <= len(ps) and ps[len(ps) - len(qs):] == qs:
+        return ps
+    if len(ps) < len(qs) and qs[len(qs) - len(ps):] == ps:
+        return qs
     try:
         return torch.broadcast_shapes(p.batch_shape, q.batch_shape)
     except RuntimeError as err:

@@ -2,14 +2,19 @@ r"""Closed-form KL divergences: torch's registry, extended with the toolkit's pa
 
 Pairs added here (each verified against an independent route in the tests):
 
-- ``Wishart || Wishart`` (torch has none):
-  KL = (n_p - n_q)/2 psi_D(n_p/2) + n_p/2 [tr(V_q^{-1} V_p) - D]
-       + n_q/2 (log det V_q - log det V_p) + log Gamma_D(n_q/2) - log Gamma_D(n_p/2),
-  with psi_D the multivariate digamma (sum of psi((n+1-i)/2)) and V the scale.
-- ``NormalWishart || NormalWishart`` (Bishop PRML eq. 10.40, the factor q(mu_k, Lambda_k)):
-  KL = KL(W_p || W_q) + 1/2 [D (beta_q/beta_p - 1 - log(beta_q/beta_p))
-       + beta_q nu_p (m_p - m_q)^T W_p (m_p - m_q)],
-  from the chain rule KL(p(a,b)||q(a,b)) = KL(p(b)||q(b)) + E_p(b) KL(p(a|b)||q(a|b)).
+- ``Wishart || Wishart`` (torch has none), with psi_D the multivariate digamma
+  (sum of psi((n+1-i)/2)) and V the scale::
+
+      KL = (n_p - n_q)/2 psi_D(n_p/2) + n_p/2 [tr(V_q^{-1} V_p) - D]
+           + n_q/2 (log det V_q - log det V_p) + log Gamma_D(n_q/2) - log Gamma_D(n_p/2)
+
+- ``NormalWishart || NormalWishart`` (Bishop PRML eq. 10.40, the factor
+  q(mu_k, Lambda_k)), from the chain rule
+  KL(p(a,b) || q(a,b)) = KL(p(b) || q(b)) + E_p(b) KL(p(a|b) || q(a|b))::
+
+      KL = KL(W_p || W_q) + 1/2 [D (beta_q/beta_p - 1 - log(beta_q/beta_p))
+           + beta_q nu_p (m_p - m_q)^T W_p (m_p - m_q)]
+
 - ``MultivariateNormal || Independent(Normal, 1)`` and the reverse, so full and
   diagonal (mean-field) Gaussians can be compared directly.
 """

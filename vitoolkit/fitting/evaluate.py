@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..divergences import alpha_divergence, grid_divergence, kl_divergence, monte_carlo_kl
-from ..divergences import gaussian_params
+from ..divergences import alpha_divergence, gaussian_params, grid_divergence, kl_divergence, monte_carlo_kl
 from . import objectives as obj
 
 __all__ = ["evaluate_fit"]

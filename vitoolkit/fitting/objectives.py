@@ -16,18 +16,22 @@ Reverse KL(q || p) = E_q[log q - log p]                      (the VI objective)
       cost and the grid objective has a spurious minimum.
     - ``ReverseKLQuadrature``: trapezoidal rule on a fixed grid (kept for
       comparison; see the caveat above).
+
 Forward KL(p || q) = E_p[log p - log q]                      (maximum likelihood)
     - ``ForwardKLQuadrature``: trapezoidal rule.
     - ``ForwardKLWeighted``: sum_n w_n [log p(x_n) - log q(x_n)] over exact draws
       x_n ~ p (w_n = 1/N) or over proposal draws x_n ~ r with self-normalised
       importance weights w_n proportional to p(x_n) / r(x_n) (Owen 2013, ch. 9).
     - moment matching needs no objective (see :mod:`vitoolkit.fitting.moments`).
+
 Minka's alpha (Minka 2005, MSR-TR-2005-173, eq. 2), with A = integral p^alpha q^(1-alpha):
+
     D_alpha(p || q) = (1 - A) / (alpha (1 - alpha)) is minimised through the
     monotone transform  J_alpha = -log A / (alpha (1 - alpha))  (= D^R_alpha / alpha,
     Renyi's divergence scaled), which has the same minimiser, is better scaled
     for alpha outside (0, 1), and tends to KL(q || p) as alpha -> 0 and to
     KL(p || q) as alpha -> 1, so a sweep is continuous in alpha.
+
     - ``AlphaQuadrature``: log A by a log-sum-exp over a fixed grid (0 < alpha,
       where leaving the grid is never favoured).
     - ``AlphaReparam``: log A = log sum_n w_n (p(z_n) / q(z_n))^alpha, z_n = m + L eps_n

@@ -5,28 +5,27 @@ normalised ``log_prob``; most also ``sample`` and expose their exact moments
 (``mean``, ``variance`` and, for the 2-D ones, ``covariance_matrix`` where torch's
 own type lacks it, see :func:`vitoolkit.fitting.target_moments`).
 
-=====================  ========================================================
-target                 what it demonstrates
-=====================  ========================================================
-:func:`bimodal_1d`     mode-seeking (reverse KL locks onto one component) vs
-                       mode-covering (forward KL spans both); the separation
-                       and weights are the dials
-:func:`correlated_gaussian`
-                       Bishop PRML 10.1.2: a mean-field q underestimates the
-                       variance under KL(q||p) and matches the marginals under
-                       KL(p||q), with closed forms for both
-:func:`mixture_2d`     several isolated modes: reverse fits from different
-                       initialisations land in different modes (local optima)
-:class:`Banana`        curved (warped-Gaussian) mass: a Gaussian can only match
-                       it on average; moments known in closed form
-:class:`Ring`          mass on a circle with a hole in the middle: the forward
-                       fit is centred on the hole, where the target has almost
-                       no mass; it has ``log_prob`` only (no sampler), so the
-                       forward fit needs SNIS, quadrature or its moments
-:class:`LogProbOnly`   hides the sampler and moments of any target, to show the
-                       self-normalised importance sampling route on a target
-                       whose exact answer is known
-=====================  ========================================================
+=============================  ========================================================
+target                         what it demonstrates
+=============================  ========================================================
+:func:`bimodal_1d`             mode-seeking (reverse KL locks onto one component) vs
+                               mode-covering (forward KL spans both); the separation
+                               and weights are the dials
+:func:`correlated_gaussian`    Bishop PRML 10.1.2: a mean-field q underestimates the
+                               variance under KL(q||p) and matches the marginals under
+                               KL(p||q), with closed forms for both
+:func:`mixture_2d`             several isolated modes: reverse fits from different
+                               initialisations land in different modes (local optima)
+:class:`Banana`                curved (warped-Gaussian) mass: a Gaussian can only match
+                               it on average; moments known in closed form
+:class:`Ring`                  mass on a circle with a hole in the middle: the forward
+                               fit is centred on the hole, where the target has almost
+                               no mass; it has ``log_prob`` only (no sampler), so the
+                               forward fit needs SNIS, quadrature or its moments
+:class:`LogProbOnly`           hides the sampler and moments of any target, to show the
+                               self-normalised importance sampling route on a target
+                               whose exact answer is known
+=============================  ========================================================
 """
 
 from __future__ import annotations
@@ -182,7 +181,7 @@ class Banana(Distribution):
 
     @property
     def quadrature_bounds(self):
-        """A box holding all but ~1e-9 of the mass (|x1| <= 6 s1 and the bend it reaches).
+        """A box holding all but ~1e-9 of the mass (abs(x1) <= 6 s1 and the bend it reaches).
 
         The mass trails far along the parabola, so mean +/- k sd boxes cut it off.
         """
@@ -205,11 +204,14 @@ class Banana(Distribution):
 
 
 class Ring(Distribution):
-    r"""Mass on a circle: p(x) = exp(-(|x| - r)^2 / (2 w^2)) / Z in 2-D.
+    r"""Mass on a circle: p(x) = exp(-(norm(x) - r)^2 / (2 w^2)) / Z in 2-D.
 
-    Z = 2 pi integral_0^inf rho exp(-(rho - r)^2 / (2 w^2)) d rho
-      = 2 pi [w^2 e^{-r^2/(2w^2)} + r w sqrt(2 pi) Phi(r / w)].
-    E[x] = 0 and Cov[x] = E[|x|^2] / 2 I, with E[|x|^2] from the same Gaussian
+    The normaliser is::
+
+        Z = 2 pi integral_0^inf rho exp(-(rho - r)^2 / (2 w^2)) d rho
+          = 2 pi [w^2 e^{-r^2/(2w^2)} + r w sqrt(2 pi) Phi(r / w)].
+
+    E[x] = 0 and Cov[x] = E[norm(x)^2] / 2 I, with E[norm(x)^2] from the same Gaussian
     integrals (moments of a truncated normal). There is no sampler, on purpose:
     it is the toolkit's "log density only" target.
 
@@ -245,7 +247,7 @@ class Ring(Distribution):
 
     @property
     def quadrature_bounds(self):
-        """The box |x_i| <= r + 8 w, holding all but ~1e-15 of the mass."""
+        """The box abs(x_i) <= r + 8 w, holding all but ~1e-15 of the mass."""
         edge = self.radius + 8 * self.width
         return [(-edge, edge), (-edge, edge)]
 

@@ -8,14 +8,18 @@
 - :func:`train`, :class:`History` (:mod:`vitoolkit.vae.training`) with the beta
   schedules of :mod:`~vitoolkit.vae.annealing`.
 - :mod:`~vitoolkit.vae.checkpoint`: atomic saves, safe loads.
+- :mod:`~vitoolkit.vae.diagnostics`: KL per dimension, active units, posterior
+  collapse, the amortisation gap, disentanglement scores.
+- :mod:`~vitoolkit.vae.latent`: interpolation, traversals, latent arithmetic.
 """
 
-from . import annealing
+from . import annealing, diagnostics, latent
 from .autoencoder import Autoencoder, sample_label_histogram
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from .likelihoods import LIKELIHOODS, Likelihood
 from .model import KL_METHODS, OBJECTIVES, VAE, StandardNormal
 from .networks import MLP, ConvDecoder, ConvEncoder
+from .diagnostics import active_units, amortisation_gap, check_posterior_collapse, kl_per_dimension
 from .training import ACTIVE_UNIT_THRESHOLD, History, train
 
 __all__ = [
@@ -30,7 +34,13 @@ __all__ = [
     "MLP",
     "OBJECTIVES",
     "VAE",
+    "active_units",
+    "amortisation_gap",
     "annealing",
+    "check_posterior_collapse",
+    "diagnostics",
+    "kl_per_dimension",
+    "latent",
     "load_checkpoint",
     "load_model",
     "sample_label_histogram",

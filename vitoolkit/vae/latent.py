@@ -168,7 +168,7 @@ def interpolate_codes(z_start, z_end, num_steps: int = 8, *, method: str = "line
 
     ``"linear"``: z(t) = (1 - t) z_0 + t z_1. ``"spherical"`` (slerp, White
     2016, section 2.1): z(t) = sin((1 - t) w) / sin(w) z_0 + sin(t w) / sin(w) z_1
-    with cos w = <z_0, z_1> / (|z_0| |z_1|); under a N(0, I) prior in many
+    with cos w = <z_0, z_1> / (norm(z_0) norm(z_1)); under a N(0, I) prior in many
     dimensions a linear path passes through the low-norm region the prior
     rarely visits, while slerp keeps the norm typical.
 

@@ -62,7 +62,8 @@ def _kl_normal_standard_normal(p: Normal, q: StandardNormal) -> torch.Tensor:
     # KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, per coordinate:
     # Kingma & Welling (2013), Appendix B (the general Normal-Normal form with q's
     # loc = 0 and scale = 1 substituted).
-    return 0.5 * (p.loc.pow(2) + p.scale.pow(2) - 1) - p.scale.log()
+    # (Products rather than pow: the same values with a cheaper backward pass.)
+    return 0.5 * (p.loc * p.loc + p.scale * p.scale - 1) - p.scale.log()
 
 
 def check_num_samples(num_samples, name: str = "num_samples") -> int:

@@ -67,7 +67,7 @@ class MLP(nn.Sequential):
     activation : str
         A key of :data:`ACTIVATIONS`, applied after every hidden layer (not the output).
 
-    Input ``(..., in_features)``, output ``(..., out_features)``.
+    Maps inputs of shape (..., in_features) to outputs of shape (..., out_features).
     """
 
     def __init__(self, in_features: int, hidden_dims: Sequence[int], out_features: int,
