@@ -517,7 +517,7 @@ def test_tutorial_06_quick(tmp_path):
 
 
 def test_image_mosaic_places_each_image():
-    from vitoolkit.plotting.vae_beyond import image_mosaic
+    from vitoolkit.plotting.images import tile_images as image_mosaic
 
     imgs = torch.arange(2 * 3 * 4, dtype=torch.float64).reshape(2, 3, 4)  # 2 x 2 images
     m = image_mosaic(imgs, (2, 2), pad=1)
@@ -527,7 +527,7 @@ def test_image_mosaic_places_each_image():
             np.testing.assert_array_equal(m[3 * r:3 * r + 2, 3 * c:3 * c + 2],
                                           imgs[r, c].reshape(2, 2).numpy())
     assert np.isnan(m[2]).all() and np.isnan(m[:, 2]).all()
-    with pytest.raises(ValueError, match="images must have shape"):
+    with pytest.raises(ValueError, match="does not match"):
         image_mosaic(imgs, (3, 3))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .style import color, get_ax
+from .style import to_numpy as _np
 
 __all__ = [
     "plot_elbo_decomposition",
@@ -12,17 +13,6 @@ __all__ = [
     "plot_estimates_vs_samples",
     "plot_bound_curves",
 ]
-
-
-def _np(x):
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    return np.asarray(x)
 
 
 def plot_elbo_decomposition(labels, elbo, kl, log_evidence, ax=None):

@@ -14,7 +14,7 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["PALETTE", "set_theme", "get_ax", "subplots", "color"]
+__all__ = ["PALETTE", "set_theme", "get_ax", "subplots", "color", "to_numpy"]
 
 #: Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008), in the order used for series.
 PALETTE = [
@@ -27,6 +27,20 @@ PALETTE = [
     "#F0E442",  # yellow
     "#000000",  # black
 ]
+
+
+def to_numpy(x):
+    """A NumPy array from a tensor (detached, on the CPU) or any array-like."""
+    import numpy as np
+
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return np.asarray(x)
 
 
 def color(i: int) -> str:

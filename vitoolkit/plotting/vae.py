@@ -7,12 +7,13 @@ codes already encoded, histories already recorded.
 
 from __future__ import annotations
 
-import math
-
 import matplotlib
 import numpy as np
 
+from .images import image_shape_of as _image_shape
+from .images import plot_image_grid, tile_images
 from .style import color, get_ax
+from .style import to_numpy as _np
 
 _color = color
 
@@ -25,65 +26,6 @@ __all__ = [
     "plot_training_curves",
     "plot_metric_bars",
 ]
-
-
-def _np(x) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    return np.asarray(x)
-
-
-def _image_shape(image_shape, width: int) -> tuple[int, int]:
-    if image_shape is None:
-        side = math.isqrt(width)
-        if side * side != width:
-            raise ValueError(f"images of {width} values are not square; pass image_shape=(H, W)")
-        return side, side
-    shape = tuple(image_shape)[-2:]
-    if shape[0] * shape[1] != width:
-        raise ValueError(f"image_shape {tuple(image_shape)} does not match {width} values per image")
-    return shape
-
-
-def tile_images(images, image_shape=None, ncols: int | None = None, pad: int = 1,
-                fill: float = np.nan) -> np.ndarray:
-    """Arrange flattened images (n, H*W) into one mosaic array (rows, cols) for ``imshow``.
-
-    Images fill row by row, ``ncols`` per row (default: a near-square grid);
-    ``pad`` pixels of ``fill`` separate them.
-    """
-    images = _np(images)
-    if images.ndim != 2:
-        raise ValueError(f"images must have shape (n, H*W), got {images.shape}")
-    n = images.shape[0]
-    h, w = _image_shape(image_shape, images.shape[1])
-    ncols = ncols or math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncols)
-    mosaic = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), fill, dtype=float)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        mosaic[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = \
-            images[i].reshape(h, w)
-    return mosaic
-
-
-def plot_image_grid(images, image_shape=None, *, ncols: int | None = None, ax=None,
-                    title: str = "", vmin: float = 0.0, vmax: float = 1.0, cmap: str = "gray_r"):
-    """Show flattened images (n, H*W) as a grid; returns the ``AxesImage``."""
-    ax = get_ax(ax)
-    mosaic = tile_images(images, image_shape, ncols)
-    im = ax.imshow(mosaic, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    if title:
-        ax.set_title(title)
-    return im
 
 
 def plot_reconstructions(originals, reconstructions: dict, image_shape=None, *, ax=None,

@@ -8,14 +8,13 @@ that they can state the finding of the run.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .images import plot_image_grid, square_shape
 from .style import color, get_ax
+from .style import to_numpy as _np
 
 __all__ = [
-    "image_mosaic",
     "plot_active_units",
     "plot_bounds_vs_samples",
     "plot_curves",
@@ -25,17 +24,6 @@ __all__ = [
     "plot_kl_per_dimension",
     "square_shape",
 ]
-
-
-def _np(x) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return np.asarray(x)
 
 
 def plot_kl_per_dimension(kl_per_dim: dict, *, threshold: float | None = None, ax=None,
@@ -213,58 +201,3 @@ def plot_factor_matrix(matrix, *, unit_labels=None, factor_names=None, ax=None,
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, label=colorbar_label)
     return im
-
-
-def image_mosaic(images, image_shape, *, pad: int = 1) -> np.ndarray:
-    """Tile images of shape (rows, cols, H * W) into one (rows (H+pad), cols (W+pad)) array.
-
-    A 2-D input (n, H * W) is tiled as one row. Padding is NaN (drawn blank).
-    """
-    a = _np(images).astype(float)
-    if a.ndim == 2:
-        a = a[None]
-    h, w = (int(s) for s in image_shape)
-    if a.ndim != 3 or a.shape[-1] != h * w:
-        raise ValueError(f"images must have shape (rows, cols, {h * w}), got {a.shape}")
-    rows, cols = a.shape[:2]
-    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan)
-    for r in range(rows):
-        for c in range(cols):
-            out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = (
-                a[r, c].reshape(h, w)
-            )
-    return out
-
-
-def plot_image_grid(images, image_shape, *, row_labels=None, col_labels=None, ax=None,
-                    title: str = "", xlabel: str = "", ylabel: str = "", vmax: float = 1.0):
-    """Draw a grid of images (rows, cols, H * W), e.g. traversals or interpolations.
-
-    Returns
-    -------
-    AxesImage
-    """
-    ax = get_ax(ax)
-    h, w = (int(s) for s in image_shape)
-    mosaic = image_mosaic(images, (h, w))
-    im = ax.imshow(mosaic, cmap="gray_r", vmin=0.0, vmax=vmax, interpolation="nearest")
-    a = _np(images)
-    rows, cols = (1, a.shape[0]) if a.ndim == 2 else a.shape[:2]
-    ax.set_xticks([c * (w + 1) + (w - 1) / 2 for c in range(cols)],
-                  col_labels if col_labels is not None else [""] * cols, fontsize="x-small")
-    ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(rows)],
-                  row_labels if row_labels is not None else [""] * rows, fontsize="x-small")
-    ax.grid(False)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    return im
-
-
-# Square-image helper for callers that know only data_dim.
-def square_shape(data_dim: int) -> tuple[int, int]:
-    """(s, s) for data_dim = s^2 (8x8 digits, 28x28 MNIST, shapes)."""
-    s = int(round(math.sqrt(data_dim)))
-    if s * s != data_dim:
-        raise ValueError(f"data_dim={data_dim} is not a square number of pixels")
-    return s, s
