@@ -388,14 +388,11 @@ def test_base_noise_has_exact_first_two_moments():
     torch.testing.assert_close(eps.mT @ eps / 102, torch.eye(3, dtype=F64), atol=1e-12, rtol=0)
 
 
-def test_one_dimensional_fit_is_fast():
-    import time
-
-    p = bimodal_1d(6.0)
-    fit_gaussian(p, "reverse")  # warm-up
-    t0 = time.perf_counter()
-    fit = fit_gaussian(p, "reverse")
-    assert fit.converged and time.perf_counter() - t0 < 1.0
+def test_one_dimensional_fit_needs_few_objective_evaluations():
+    # Speed is measured in benchmarks/bench_fitting.py; here only the machine-independent
+    # part: a 1-D fit converges in a few dozen objective evaluations.
+    fit = fit_gaussian(bimodal_1d(6.0), "reverse")
+    assert fit.converged and fit.n_evals <= 60, fit.n_evals
 
 
 def test_moving_grid_avoids_the_fixed_grid_spurious_minimum_of_reverse_kl():
