@@ -18,9 +18,10 @@ and then uses
 
 Settings come from the command line (``--quick``, ``--out DIR``, ``--seed N``,
 ``--formats png,svg``, ``--threads N``: torch intra-op threads, default 1) or,
-when the script runs where there is no command line of its own (a notebook, a documentation build), from the environment variables
-``VITOOLKIT_QUICK``, ``VITOOLKIT_OUT``, ``VITOOLKIT_SEED``,
-``VITOOLKIT_FORMATS`` and ``VITOOLKIT_THREADS``. Unknown command-line arguments (a Jupyter kernel's) are
+when the script runs where there is no command line of its own (a notebook, a
+documentation build), from the environment variables ``VITOOLKIT_QUICK``,
+``VITOOLKIT_OUT``, ``VITOOLKIT_SEED``, ``VITOOLKIT_FORMATS`` and
+``VITOOLKIT_THREADS``. Unknown command-line arguments (a Jupyter kernel's) are
 ignored.
 """
 

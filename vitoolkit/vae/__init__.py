@@ -16,10 +16,10 @@
 from . import annealing, diagnostics, latent
 from .autoencoder import Autoencoder, sample_label_histogram
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from .diagnostics import active_units, amortisation_gap, check_posterior_collapse, kl_per_dimension
 from .likelihoods import LIKELIHOODS, Likelihood
 from .model import KL_METHODS, OBJECTIVES, VAE, StandardNormal
 from .networks import MLP, ConvDecoder, ConvEncoder
-from .diagnostics import active_units, amortisation_gap, check_posterior_collapse, kl_per_dimension
 from .training import ACTIVE_UNIT_THRESHOLD, History, train
 
 __all__ = [
