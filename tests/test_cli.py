@@ -112,3 +112,16 @@ def test_tutorial_scripts_are_notebook_cells():
         assert "# %%" in text and "tut.finish()" in text, t.name
 
 
+
+
+def test_tutorial_runtime_sets_and_restores_torch_threads(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    tut = Tutorial("99_x", argv=["--out", str(tmp_path), "--threads", str(before + 1)])
+    assert torch.get_num_threads() == before + 1
+    tut.finish()
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        Tutorial("99_x", argv=["--out", str(tmp_path), "--threads", "0"])
+    assert torch.get_num_threads() == before
