@@ -48,6 +48,8 @@ def check_num_samples(num_samples) -> int:
 
 
 def check_alpha(alpha) -> float:
+    if isinstance(alpha, bool):
+        raise TypeError(f"alpha must be a real number, got {alpha!r}")
     try:
         value = float(alpha)
     except (TypeError, ValueError) as err:

@@ -33,7 +33,6 @@ quadrature in 1-D/2-D, else samples if the target can sample, else an error.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -42,6 +41,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..divergences import make_grid
+from ..divergences._checks import check_alpha
 from . import objectives as obj
 from .evaluate import evaluate_fit
 from .family import FAMILIES, GaussianParams
@@ -148,15 +148,7 @@ def _check_alpha(divergence, alpha):
     if alpha is None:
         raise ValueError("divergence='alpha' needs alpha (a real number; Minka's convention: "
                          "0 is reverse KL, 1 is forward KL)")
-    if isinstance(alpha, bool):
-        raise TypeError(f"alpha must be a real number, got {alpha!r}")
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"alpha must be a real number, got {alpha!r}") from err
-    if not math.isfinite(value):
-        raise ValueError(f"alpha must be finite, got {alpha!r}")
-    return value
+    return check_alpha(alpha)
 
 
 def _check_positive_int(value, name, minimum=1):

@@ -33,6 +33,7 @@ from torch.distributions import Independent, Normal, register_kl
 
 from ..distributions import sample as _sample
 from ..divergences import kl_divergence
+from .annealing import _finite_nonneg
 from .likelihoods import make_likelihood
 from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
 
@@ -519,10 +520,4 @@ class VAE(_LatentVariableModel):
 
 
 def _check_beta(beta) -> float:
-    try:
-        value = float(beta)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"beta must be a real number, got {beta!r}") from err
-    if not (0 <= value < math.inf):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    return value
+    return _finite_nonneg(beta, "beta")
