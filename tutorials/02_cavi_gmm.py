@@ -11,13 +11,14 @@ Paisley (2013), "Stochastic variational inference", JMLR (sections 2.3-2.4).
 # %% [markdown]
 # ## What "mean-field" assumes
 #
-# The posterior p(mu, c | x) of a mixture couples every mean mu_k with every assignment
-# c_i. The mean-field family drops all of that coupling:
+# The posterior $p(\mu, c \mid x)$ of a mixture couples every mean $\mu_k$ with every
+# assignment $c_i$. The mean-field family drops all of that coupling
+# (Blei et al. 2017, section 2.3):
 #
-#     q(mu, c) = prod_k q(mu_k) prod_i q(c_i)        (Blei et al. 2017, section 2.3)
+# $$q(\mu, c) = \prod_k q(\mu_k) \prod_i q(c_i) .$$
 #
 # Each factor is then optimised holding the others fixed, against the *average* effect
-# of all the others: q_j proportional to exp E_{-j}[log p(x, z)] (section 2.4). That is
+# of all the others: $q_j \propto \exp \mathbb E_{-j}[\log p(x, z)]$ (section 2.4). That is
 # the "mean field" of statistical physics, where one particle feels the averaged field
 # of its neighbours. Coordinate ascent (CAVI) cycles through the factors; every update
 # is a closed form and can only raise the ELBO.
@@ -53,10 +54,18 @@ rng = tut.rng()
 # %% [markdown]
 # ## CAVI on a 1-D mixture (Blei et al. 2017, section 3)
 #
-# Model: mu_k ~ N(0, sigma^2), c_i ~ Cat(1/K), x_i ~ N(mu_{c_i}, 1). The updates are
-# phi_ik ~ exp{x_i m_k - (s_k^2 + m_k^2)/2} (section 3.1), s_k^2 = 1/(1/sigma^2 + sum_i phi_ik)
-# and m_k = s_k^2 sum_i phi_ik x_i (section 3.2; Algorithm 2). We record the full ELBO (every constant
-# kept) after *each* coordinate update, and q(mu_k) after each iteration.
+# Model: $\mu_k \sim \mathcal N(0, \sigma^2)$, $c_i \sim \mathrm{Cat}(1/K)$,
+# $x_i \sim \mathcal N(\mu_{c_i}, 1)$. The updates are (section 3.1)
+#
+# $$\varphi_{ik} \propto \exp\{x_i m_k - (s_k^2 + m_k^2)/2\}$$
+#
+# and (section 3.2; Algorithm 2)
+#
+# $$s_k^2 = \frac{1}{1/\sigma^2 + \sum_i \varphi_{ik}}, \qquad
+#   m_k = s_k^2 \sum_i \varphi_{ik} x_i .$$
+#
+# We record the full ELBO (every constant kept) after *each* coordinate update, and
+# $q(\mu_k)$ after each iteration.
 
 # %%
 n_1d = tut.choose(150, 600)
@@ -80,13 +89,14 @@ axes[0, 1].set_title(f"The ELBO never falls in {len(step_values)} updates")
 tut.savefig(fig, "cavi_1d")
 
 # %% [markdown]
-# Every marker on the right is one closed-form update, q(c) for all points at once
-# (they are conditionally independent) or one q(mu_k). The smallest change printed
-# above is >= 0 up to round-off: CAVI is coordinate *ascent*.
+# Every marker on the right is one closed-form update, $q(c)$ for all points at once
+# (they are conditionally independent) or one $q(\mu_k)$. The smallest change printed
+# above is $\ge 0$ up to round-off: CAVI is coordinate *ascent*.
 #
 # ## CAVI in 2-D
-# The same updates with x_i . m_k and d s_k^2 in place of the 1-D products. Circles
-# are radius 2 s_k: the posterior uncertainty of each mean shrinks like 1/sqrt(N_k).
+# The same updates with $x_i \cdot m_k$ and $d\, s_k^2$ in place of the 1-D products.
+# Circles are radius $2 s_k$: the posterior uncertainty of each mean shrinks like
+# $1/\sqrt{N_k}$.
 
 # %%
 n_2d = tut.choose(300, 1200)
@@ -107,8 +117,8 @@ tut.savefig(fig, "cavi_2d")
 #
 # The ELBO of a mixture is not concave: restarts from random data points can end in
 # different local optima (two means sharing a cluster), and restarts reaching the *same*
-# optimum may name the clusters differently (label switching: the posterior has K!
-# symmetric modes and each q picks one).
+# optimum may name the clusters differently (label switching: the posterior has $K!$
+# symmetric modes and each $q$ picks one).
 
 # %%
 n_restarts = tut.choose(12, 30)
@@ -134,14 +144,18 @@ tut.savefig(fig, "restarts")
 # %% [markdown]
 # ## How far is the ELBO from the exact evidence?
 #
-# With n = 8 points we can enumerate all K^n assignments; each p(x | c) is a Gaussian
-# integral in closed form, log N(x_{S_k}; 0, I + sigma^2 1 1^T). The gap
-# log p(x) - ELBO = KL(q || p(mu, c | x)) >= 0. With K = 1 the family contains the
-# exact posterior and the gap is 0 to round-off. With K = 2 and two separated clusters
-# the posterior has 2! mirror-image modes (swap the labels); a factorised q sits in one,
-# so the gap is log 2! = 0.693 plus what mean-field loses inside the mode. With K = 3 on
-# the same two clusters, q must also commit to how the spare component is used, and the
-# gap grows beyond log 3!.
+# With $n = 8$ points we can enumerate all $K^n$ assignments; each $p(x \mid c)$ is a
+# Gaussian integral in closed form,
+# $\log \mathcal N(x_{S_k}; 0, I + \sigma^2 \mathbf 1 \mathbf 1^\top)$. The gap
+#
+# $$\log p(x) - \mathrm{ELBO} = \mathrm{KL}(q \,\|\, p(\mu, c \mid x)) \ge 0 .$$
+#
+# With $K = 1$ the family contains the
+# exact posterior and the gap is 0 to round-off. With $K = 2$ and two separated clusters
+# the posterior has $2!$ mirror-image modes (swap the labels); a factorised $q$ sits in
+# one, so the gap is $\log 2! = 0.693$ plus what mean-field loses inside the mode. With
+# $K = 3$ on the same two clusters, $q$ must also commit to how the spare component is
+# used, and the gap grows beyond $\log 3!$.
 
 # %%
 x_tiny = np.concatenate([rng.normal(-4.0, 1.0, 4), rng.normal(4.0, 1.0, 4)])
@@ -167,9 +181,9 @@ tut.savefig(fig, "evidence_gap")
 # Maximum likelihood by EM (scikit-learn's ``GaussianMixture``) has no penalty for extra
 # components: it spreads its 10 components over 3 clusters. The variational Bayesian
 # mixture (PRML 10.2, :class:`vitoolkit.cavi.BayesianGMM`) puts a Dirichlet prior on the
-# weights; with a small concentration alpha_0 the expected log weight
-# psi(alpha_0 + N_k) - psi(sum alpha) of a weakly used component falls, its points move
-# away, and it is switched off (PRML section 10.2, Fig. 10.6).
+# weights; with a small concentration $\alpha_0$ the expected log weight
+# $\psi(\alpha_0 + N_k) - \psi(\sum_j \alpha_j)$ of a weakly used component falls, its
+# points move away, and it is switched off (PRML section 10.2, Fig. 10.6).
 
 # %%
 n_em = tut.choose(450, 1500)
@@ -197,10 +211,11 @@ tut.savefig(fig, "em_vs_vb")
 # ## When the data does not fit in memory: stochastic VI
 #
 # Batch CAVI touches every point in every iteration. Stochastic VI (Hoffman et al. 2013)
-# takes a mini-batch, computes its local factors q(c_i), forms the global update *as if*
-# the batch were the whole data set (statistics scaled by N/b, b the batch size), and moves the global
-# natural parameters a step rho_t = (t + tau)^-kappa towards it. That is a natural-gradient
-# step on the ELBO; memory is bounded by the batch. Here N points are drawn batch by
+# takes a mini-batch, computes its local factors $q(c_i)$, forms the global update *as if*
+# the batch were the whole data set (statistics scaled by $N/b$, $b$ the batch size), and
+# moves the global natural parameters a step $\rho_t = (t + \tau)^{-\kappa}$ towards it.
+# That is a natural-gradient step on the ELBO; memory is bounded by the batch. Here $N$
+# points are drawn batch by
 # batch from a generator and never held at once by the SVI fit.
 
 # %%
@@ -251,8 +266,9 @@ tut.savefig(fig, "svi_vs_batch")
 # - Mean-field CAVI: closed-form updates, the ELBO rising at every coordinate step.
 # - Local optima are real; restarts (``n_init``) keep the best ELBO; label switching is
 #   harmless for the fit but makes "component 1" meaningless across runs.
-# - The ELBO is a *bound*: exact on K = 1, log 2 below log p(x) for two separated
-#   clusters and K = 2, because a factorised q covers one of the K! symmetric modes.
+# - The ELBO is a *bound*: exact on $K = 1$, $\log 2$ below $\log p(x)$ for two
+#   separated clusters and $K = 2$, because a factorised $q$ covers one of the $K!$
+#   symmetric modes.
 # - Variational Bayes with a sparse Dirichlet prior prunes components that EM keeps.
 # - Stochastic VI trades exact steps for mini-batch natural-gradient steps with memory
 #   bounded by the batch, and lands at the batch fit's ELBO.

@@ -12,20 +12,23 @@ MSR-TR-2005-173 (2005), eq. 2.
 # %% [markdown]
 # ## Two directions of the same divergence
 #
-# KL(q || p) = E_q[log q(z) - log p(z)] and KL(p || q) = E_p[log p(z) - log q(z)].
+# $$\mathrm{KL}(q \,\|\, p) = \mathbb E_q[\log q(z) - \log p(z)] \quad\text{and}\quad
+#   \mathrm{KL}(p \,\|\, q) = \mathbb E_p[\log p(z) - \log q(z)].$$
 #
-# * **Variational inference minimises KL(q || p)** (reverse KL). The expectation is
-#   under q, which we choose and can sample, and log p only needs to be known up
-#   to its normaliser, which adds a constant: log p(z | x) = log p(x, z) - log p(x).
+# * **Variational inference minimises the reverse KL**, $\mathrm{KL}(q \| p)$. The
+#   expectation is under $q$, which we choose and can sample, and $\log p$ only needs
+#   to be known up to its normaliser, which adds a constant:
+#   $\log p(z \mid x) = \log p(x, z) - \log p(x)$.
 #   The posterior can neither be sampled nor normalised, so this direction is a
 #   *computational constraint*, not a preference (PRML 10.1, eq. 10.2-10.4).
-# * **Maximum likelihood minimises KL(p || q)** (forward KL). With data x_n ~ p,
-#   KL(p_data || q) = const - 1/N sum_n log q(x_n); again the direction is forced,
-#   by having samples of p and nothing else.
+# * **Maximum likelihood minimises the forward KL**, $\mathrm{KL}(p \| q)$. With data
+#   $x_n \sim p$,
+#   $\mathrm{KL}(p_{\text{data}} \| q) = \text{const} - \frac1N \sum_n \log q(x_n)$;
+#   again the direction is forced, by having samples of $p$ and nothing else.
 # * What each direction does to the fit is the *modelling* consequence. Reverse KL
-#   pays log q/p wherever q has mass, so q must avoid regions where p is small
-#   ("zero-forcing", mode-seeking). Forward KL pays log p/q wherever p has mass, so
-#   q must cover all of it ("zero-avoiding", mass-covering) (PRML 10.1.2, fig. 10.3).
+#   pays $\log q/p$ wherever $q$ has mass, so $q$ must avoid regions where $p$ is small
+#   ("zero-forcing", mode-seeking). Forward KL pays $\log p/q$ wherever $p$ has mass,
+#   so $q$ must cover all of it ("zero-avoiding", mass-covering) (PRML 10.1.2, fig. 10.3).
 #   If the direction matters for your problem, the alpha family (section 5) and
 #   expectation propagation let you choose.
 
@@ -54,10 +57,12 @@ tut = Tutorial("03_forward_vs_reverse_kl")
 # %% [markdown]
 # ## 1. One bimodal target, two fits
 #
-# p(x) = 1/2 N(x; -3, 1) + 1/2 N(x; 3, 1). The forward fit has a closed form: for
-# a Gaussian family, argmin_q KL(p || q) matches the mean and variance of p
+# $$p(x) = \tfrac12 \mathcal N(x; -3, 1) + \tfrac12 \mathcal N(x; 3, 1).$$
+#
+# The forward fit has a closed form: for a Gaussian family,
+# $\arg\min_q \mathrm{KL}(p \| q)$ matches the mean and variance of $p$
 # (PRML 10.7, eq. 10.187; eq. 10.17 for the factorised case), so
-# q = N(0, 1 + 3^2) = N(0, 10). The reverse fit is found by optimisation
+# $q = \mathcal N(0, 1 + 3^2) = \mathcal N(0, 10)$. The reverse fit is found by optimisation
 # (deterministic quadrature on a grid that moves with q, minimised by L-BFGS), from
 # several random starts.
 
@@ -87,7 +92,7 @@ tut.savefig(fig, "bimodal_fits")
 
 # %% [markdown]
 # The reverse fit sits on one component with std close to its std of 1 and pays
-# about log 2 = 0.693 nats for ignoring the other half of the mass; the forward
+# about $\log 2 = 0.693$ nats for ignoring the other half of the mass; the forward
 # fit puts its mean in the valley between the modes, where p has almost no mass.
 # (The first fit in a process also pays a one-time import inside `torch.optim`,
 # about 2 s; the sweeps below show the cost of a fit itself, a few milliseconds.)
@@ -123,9 +128,9 @@ tut.record("forward_snis_ess", routes["snis"].ess, ".0f")
 #
 # ## 3. When does the reverse fit snap to one mode?
 #
-# Sweep the separation s of two unit-variance modes. For each s we start the
+# Sweep the separation $s$ of two unit-variance modes. For each $s$ we start the
 # reverse fit twice, once on a mode and once wide in the middle, and keep both
-# local optima. The forward std is sqrt(1 + s^2 / 4) for every s.
+# local optima. The forward std is $\sqrt{1 + s^2 / 4}$ for every $s$.
 
 # %%
 separations = torch.linspace(0.0, 8.0, tut.choose(9, 33)).tolist()
@@ -163,20 +168,23 @@ axes[0, 1].set_title("The one-mode optimum wins once s is large")
 tut.savefig(fig, "separation_sweep")
 
 # %% [markdown]
-# Below s of about 5 the only optimum is a single wide Gaussian, slightly narrower
-# than the forward fit. From s of about 5 a second, one-mode optimum appears, and
+# Below $s$ of about 5 the only optimum is a single wide Gaussian, slightly narrower
+# than the forward fit. From $s$ of about 5 a second, one-mode optimum appears, and
 # at the printed `snap_separation` it becomes the global one, with KL approaching
-# log 2 from below. The forward std grows linearly with s throughout.
+# $\log 2$ from below. The forward std grows linearly with $s$ throughout.
 #
 # ## 4. Mean-field variance underestimation (PRML 10.1.2, exact numbers)
 #
-# For p = N(mu, Sigma) with precision Lambda = Sigma^-1 and a factorised q:
+# For $p = \mathcal N(\mu, \Sigma)$ with precision $\Lambda = \Sigma^{-1}$ and a
+# factorised $q$:
 #
-# * argmin KL(q || p) has q_i = N(mu_i, 1 / Lambda_ii) (PRML eq. 10.12-10.13),
-#   with minimum 1/2 log(prod_i Lambda_ii |Sigma|);
-# * argmin KL(p || q) has q_i = N(mu_i, Sigma_ii), the marginals (PRML eq. 10.17),
-#   with minimum 1/2 log(prod_i Sigma_ii / |Sigma|);
-# * in 2-D both minima equal -1/2 log(1 - rho^2).
+# * $\arg\min \mathrm{KL}(q \| p)$ has $q_i = \mathcal N(\mu_i, 1 / \Lambda_{ii})$
+#   (PRML eq. 10.12-10.13), with minimum
+#   $\frac12 \log\big(\prod_i \Lambda_{ii}\, |\Sigma|\big)$;
+# * $\arg\min \mathrm{KL}(p \| q)$ has $q_i = \mathcal N(\mu_i, \Sigma_{ii})$, the
+#   marginals (PRML eq. 10.17), with minimum
+#   $\frac12 \log\big(\prod_i \Sigma_{ii} / |\Sigma|\big)$;
+# * in 2-D both minima equal $-\frac12 \log(1 - \rho^2)$.
 
 # %%
 rho = 0.9
@@ -202,17 +210,21 @@ axes[0, 0].set_title(f"rho={rho}: reverse variance {1 - rho**2:.2f}, forward 1.0
 tut.savefig(fig, "bishop_mean_field")
 
 # %% [markdown]
-# The reverse fit's variance is 1 - rho^2 = 0.19 of the true marginal variance:
+# The reverse fit's variance is $1 - \rho^2 = 0.19$ of the true marginal variance:
 # mean-field VI is over-confident exactly when the variables are correlated.
-# The forward fit has the right marginals but puts mass off the diagonal where p
-# has none. Both pay the same -1/2 log(1 - rho^2) = 0.830 nats.
+# The forward fit has the right marginals but puts mass off the diagonal where $p$
+# has none. Both pay the same $-\frac12 \log(1 - \rho^2) = 0.830$ nats.
 #
 # ## 5. The alpha family: a dial from mode-seeking to mass-covering
 #
 # Minka's alpha-divergence (MSR-TR-2005-173, eq. 2):
-# D_alpha(p || q) = integral [alpha p + (1 - alpha) q - p^alpha q^(1-alpha)] dx / (alpha (1 - alpha)).
-# alpha -> 0 is KL(q || p), alpha -> 1 is KL(p || q); alpha <= 0 is zero-forcing,
-# alpha >= 1 zero-avoiding. We fit three 2-D targets for each alpha, each fit
+#
+# $$D_\alpha(p \,\|\, q) = \frac{1}{\alpha (1 - \alpha)}
+#   \int \big[\alpha p + (1 - \alpha) q - p^\alpha q^{1-\alpha}\big]\, dx .$$
+#
+# $\alpha \to 0$ is $\mathrm{KL}(q \| p)$, $\alpha \to 1$ is $\mathrm{KL}(p \| q)$;
+# $\alpha \le 0$ is zero-forcing, $\alpha \ge 1$ zero-avoiding. We fit three 2-D
+# targets for each $\alpha$, each fit
 # starting from the previous one (`fit_alpha_sweep`).
 
 # %%
@@ -241,16 +253,17 @@ tut.savefig(fig, "alpha_sweep")
 
 # %% [markdown]
 # Read each row left to right. On the correlated Gaussian the mean-field q grows
-# smoothly from narrower than the reverse-KL fit (alpha < 0) to wider than the
-# marginals (alpha > 1). On the two-mode target (the left mode is the heavier one,
-# weight 0.6) q stays on the mode it started in until alpha is large enough, then
-# jumps to cover both: the objective is continuous in alpha but its optimum need not
-# be. On the ring, small alpha sits on an arc and large alpha centres q on the hole.
-# `alpha_sweep_spread_*` prints sqrt(det Cov q) per alpha.
+# smoothly from narrower than the reverse-KL fit ($\alpha < 0$) to wider than the
+# marginals ($\alpha > 1$). On the two-mode target (the left mode is the heavier one,
+# weight 0.6) $q$ stays on the mode it started in until $\alpha$ is large enough, then
+# jumps to cover both: the objective is continuous in $\alpha$ but its optimum need not
+# be. On the ring, small $\alpha$ sits on an arc and large $\alpha$ centres $q$ on the
+# hole. `alpha_sweep_spread_*` prints $\sqrt{\det \mathrm{Cov}\, q}$ per $\alpha$.
 #
 # ## 6. Reverse KL has local optima: where you start is where you end
 #
-# Five isolated modes; starts drawn uniformly over the square [-4, 4]^2, each with std 1.
+# Five isolated modes; starts drawn uniformly over the square $[-4, 4]^2$, each with
+# std 1.
 
 # %%
 modes = mixture_2d(5, radius=3.5, scale=0.6)
@@ -279,8 +292,8 @@ axes[0, 0].set_title(f"{n_starts} starts of reverse KL: {len(landed)} different 
 tut.savefig(fig, "reverse_restarts")
 
 # %% [markdown]
-# Every mode is a local optimum of KL(q || p) with almost the same value
-# (log 5 = 1.609 nats for equal, well-separated modes), and a start between modes
+# Every mode is a local optimum of $\mathrm{KL}(q \| p)$ with almost the same value
+# ($\log 5 = 1.609$ nats for equal, well-separated modes), and a start between modes
 # can also stop at a wider Gaussian straddling several of them, with a worse value
 # (`restarts_objectives`). Which optimum VI returns depends on its initialisation:
 # restart it, and compare the ELBOs. Forward KL has

@@ -296,7 +296,7 @@ tut.record("total_reparam_variance_at_posterior",
 #
 # The same ELBO, optimised by Adam with the same seed, step size (0.05) and 8
 # draws per step; only the gradient estimator differs (Ranganath et al. 2014).
-# On the conjugate model the distance is KL(q || posterior) in closed form; on
+# On the conjugate model the distance is $\mathrm{KL}(q \| \text{posterior})$ in closed form; on
 # Bayesian logistic regression the reference posterior mean comes from importance
 # sampling around the Laplace approximation, and the distance is the error of q's
 # mean in posterior standard deviations.
@@ -342,15 +342,15 @@ tut.savefig(fig, "bbvi")
 # %% [markdown]
 # ## What to take away
 #
-# - The score function needs only values of f, works for steps and discrete
-#   variables, and is unbiased; its variance scales with the size of f and with
+# - The score function needs only values of $f$, works for steps and discrete
+#   variables, and is unbiased; its variance scales with the size of $f$ and with
 #   the dimension. Baselines and control variates remove much of it.
-# - The pathwise estimator needs f' and q reparameterisable; it is usually the
-#   lowest-variance choice, but not when f' is large (cos(kx) for large k).
-# - Measure-valued estimators need only f values and are low-variance, at the
-#   cost of 4 D evaluations per sample; coupling (common random numbers) often
-#   helps further, but not always: for (x - k)^2 with large k the two halves are
-#   anti-correlated and coupling doubles the d/dmu variance (section 2's figure).
+# - The pathwise estimator needs $f'$ and $q$ reparameterisable; it is usually the
+#   lowest-variance choice, but not when $f'$ is large ($\cos(kx)$ for large $k$).
+# - Measure-valued estimators need only $f$ values and are low-variance, at the
+#   cost of $4 D$ evaluations per sample; coupling (common random numbers) often
+#   helps further, but not always: for $(x - k)^2$ with large $k$ the two halves are
+#   anti-correlated and coupling doubles the $d/d\mu$ variance (section 2's figure).
 # - Relaxations (Gumbel-softmax) trade bias for variance through the temperature.
 # - Sticking the landing removes a zero-mean term, and with it all variance at
 #   the optimum.

@@ -96,16 +96,16 @@ def test_elbo(model, x=X_test, offset=0):
 # loss to reduce, and units switch off; some never come back. Remedies, each a
 # setting of the same `train` call (configured as data, one loop):
 #
-# - **beta < 1** weakens the KL pressure; **beta > 1** (Higgins et al. 2017)
-#   strengthens it and makes collapse worse;
+# - **beta below or above 1**: $\beta < 1$ weakens the KL pressure; $\beta > 1$
+#   (Higgins et al. 2017) strengthens it and makes collapse worse;
 # - **linear KL warm-up** (Bowman et al. 2016, section 3.1; Sønderby et al.
-#   2016, section 2.3): beta grows from 0 to 1 over the first half of training;
+#   2016, section 2.3): $\beta$ grows from 0 to 1 over the first half of training;
 # - **cyclical annealing** (Fu et al. 2019, section 3): the warm-up repeated;
-# - **free bits** (Kingma et al. 2016, Appendix C.8): the first lambda nats of
+# - **free bits** (Kingma et al. 2016, Appendix C.8): the first $\lambda$ nats of
 #   each unit's average KL are free, so there is nothing to gain by switching a
 #   unit off completely.
 #
-# Each model is scored on the held-out test digits with the true ELBO (beta = 1).
+# Each model is scored on the held-out test digits with the true ELBO ($\beta = 1$).
 
 # %%
 total_steps = EPOCHS * STEPS_PER_EPOCH
@@ -171,8 +171,8 @@ tut.savefig(fig, "remedies_active_units_per_epoch")
 # **What to see.** Every run starts with all units inactive: a fresh encoder
 # maps all digits to nearly the same code, and the cheapest way to lower the
 # loss is to drive the KL to zero. The plain VAE climbs out after a number of
-# epochs; free bits, beta < 1 and the annealing schedules climb out sooner,
-# and beta = 4 never does (the check of Lucas et al. 2019, Definition 1,
+# epochs; free bits, $\beta < 1$ and the annealing schedules climb out sooner,
+# and $\beta = 4$ never does (the check of Lucas et al. 2019, Definition 1,
 # reports the fraction of collapsed units printed above). In the full run a
 # couple of units switch off again late in training for the plain and warm-up
 # models (the KL pressure never stops), but not under free bits. The per-unit rate
@@ -183,7 +183,7 @@ tut.savefig(fig, "remedies_active_units_per_epoch")
 # %% [markdown]
 # ## 2. beta-VAE on shapes with known factors
 #
-# Higgins et al. (2017) argue that a larger beta pushes q(z|x) towards the
+# Higgins et al. (2017) argue that a larger $\beta$ pushes $q(z \mid x)$ towards the
 # factorised prior and so towards units that each follow one generating
 # factor. On our shapes we know the factors (shape, scale, rotation, x, y), so
 # we can measure it: the **mutual information gap** (Chen et al. 2018, section
@@ -245,7 +245,7 @@ tut.savefig(fig, "beta_vae_traversals")
 # **What to see.** Read the MIG values and the heatmaps together: a
 # disentangled unit is a row with one bright cell. Burgess et al. (2018,
 # "Understanding disentangling in beta-VAE", section 4) explain what a larger
-# beta does: it limits the information the code may carry, and the VAE spends
+# $\beta$ does: it limits the information the code may carry, and the VAE spends
 # that budget first on the factors that improve the reconstruction most. Here
 # that is position (one unit each for x and y); scale comes next, and shape
 # and rotation, a few pixels of difference at 16 x 16, are dropped by every
@@ -254,12 +254,12 @@ tut.savefig(fig, "beta_vae_traversals")
 # seed, so treat one run as an illustration, not a ranking.
 
 # %% [markdown]
-# ## 3. Tighter bounds: IWAE, and log p(x) by importance sampling
+# ## 3. Tighter bounds: IWAE, and $\log p(x)$ by importance sampling
 #
-# With k samples $z_j \sim q(z\mid x)$, the IWAE bound (Burda et al. 2015, eq. 8)
+# With $k$ samples $z_j \sim q(z\mid x)$, the IWAE bound (Burda et al. 2015, eq. 8)
 # $\mathcal L_k = \mathbb E[\log \frac1k \sum_j p(x, z_j)/q(z_j\mid x)]$ satisfies
 # $\mathrm{ELBO} = \mathcal L_1 \le \mathcal L_k \le \mathcal L_{k+1} \le \log p(x)$
-# (their Theorem 1), and $\mathcal L_k \to \log p(x)$: with k = 5000 it is the
+# (their Theorem 1), and $\mathcal L_k \to \log p(x)$: with $k = 5000$ it is the
 # standard estimate of the test log-likelihood. Training on $\mathcal L_k$
 # instead of the ELBO gives the IWAE. Both models below have the same networks.
 
@@ -299,23 +299,23 @@ tut.savefig(fig, "iwae_bounds_vs_k")
 
 # %% [markdown]
 # **What to see.** Each curve rises monotonically and flattens just below its
-# dashed log p(x) line (estimated with k = 5000 in the full run). The ELBO
-# understates log p(x) by the gain in the title. Training on L_k changes the
-# model itself: Burda et al. (2015, Table 1) found IWAE models with a higher
-# log p(x) but a lower ELBO than VAEs of the same size, the pattern to compare
+# dashed $\log p(x)$ line (estimated with $k = 5000$ in the full run). The ELBO
+# understates $\log p(x)$ by the gain in the title. Training on $\mathcal L_k$ changes
+# the model itself: Burda et al. (2015, Table 1) found IWAE models with a higher
+# $\log p(x)$ but a lower ELBO than VAEs of the same size, the pattern to compare
 # with the numbers above.
 
 # %% [markdown]
 # ## 4. The amortisation gap
 #
-# The encoder produces q(z|x) for every x with one network. Cremer, Li &
-# Duvenaud (2018, section 3) split the gap between log p(x) and the ELBO into
+# The encoder produces $q(z \mid x)$ for every $x$ with one network. Cremer, Li &
+# Duvenaud (2018, section 3) split the gap between $\log p(x)$ and the ELBO into
 #
 # $$\underbrace{\log p(x) - \mathcal L[q]}_{\text{inference gap}} =
 #   \underbrace{\log p(x) - \mathcal L[q^*]}_{\text{approximation gap}} +
 #   \underbrace{\mathcal L[q^*] - \mathcal L[q]}_{\text{amortisation gap}},$$
 #
-# where $q^*$ is the best diagonal Gaussian for that x alone, found by
+# where $q^*$ is the best diagonal Gaussian for that $x$ alone, found by
 # optimising the ELBO of the single data point from the encoder's output. The
 # first term is the price of the family, the second the price of sharing one
 # encoder. On MNIST and Fashion-MNIST they found the amortisation gap often the
@@ -358,10 +358,10 @@ tut.savefig(fig, "amortisation_gap")
 # %% [markdown]
 # ## 5. A conditional VAE: generating a chosen class
 #
-# Feeding the one-hot label y to encoder and decoder (Sohn et al. 2015;
+# Feeding the one-hot label $y$ to encoder and decoder (Sohn et al. 2015;
 # Kingma et al. 2014, the M2 model's generative part) gives $p(x\mid z, y)$ and
 # $q(z\mid x, y)$: the label carries the class, the latent the rest ("style").
-# Decoding prior samples with a chosen y generates that class; we check it with
+# Decoding prior samples with a chosen $y$ generates that class; we check it with
 # a logistic-regression classifier trained on the real training digits.
 
 # %%
@@ -395,7 +395,7 @@ tut.savefig(fig, "cvae_chosen_class")
 # Decoding the encoder means along a path between two digits shows a smooth
 # morph where the plain autoencoder of tutorial 05 had holes. Spherical
 # interpolation (White 2016, section 2.1) keeps the path at the norm the prior
-# expects, sqrt(d) for N(0, I_d), instead of cutting through the low-norm centre.
+# expects, $\sqrt{d}$ for $\mathcal N(0, I_d)$, instead of cutting through the low-norm centre.
 #
 # For arithmetic we use the shapes, whose factors we know: the difference
 # between the mean codes of large and small shapes is a "scale" vector (White
@@ -441,10 +441,10 @@ tut.savefig(fig, "latent_walks")
 #
 # - Units that carry no information are common; count them with the active
 #   units of Burda et al. and the per-unit KL, before and after a remedy.
-# - beta trades reconstruction for a factorised code; whether units align with
+# - $\beta$ trades reconstruction for a factorised code; whether units align with
 #   true factors can be measured only when the factors are known.
-# - L_k tightens with k towards log p(x); report log p(x), not the ELBO, to
-#   compare models.
+# - $\mathcal L_k$ tightens with $k$ towards $\log p(x)$; report $\log p(x)$, not the
+#   ELBO, to compare models.
 # - Part of the gap is the encoder's: per-example optimisation recovers it.
 
 # %%
