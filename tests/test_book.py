@@ -100,9 +100,9 @@ tut = Tutorial("98_throwaway")
 # - `code`, **bold** and *italic*
 
 # %%
-fig, axes = subplots(1, 1, size=3)
-axes[0, 0].plot([0, 1, 2], [0, 1, 4], label="x^2")
-axes[0, 0].set(title="Squares grow", xlabel="x", ylabel="x^2")
+fig, ax = subplots(1, 1, size=3)
+ax.plot([0, 1, 2], [0, 1, 4], label="x^2")
+ax.set(title="Squares grow", xlabel="x", ylabel="x^2")
 tut.savefig(fig, "squares")
 plt.close(fig)
 extra, _ = plt.subplots()  # drawn but never saved: not part of the lesson

@@ -87,9 +87,9 @@ tut.record("identity_max_abs_error", residual.max(), ".2e")
 tut.record("elbo_at_posterior", elbos[0], ".10f")
 tut.record("kl_at_posterior", kls[0], ".2e")
 
-fig, axes = subplots(1, 1, size=5)
-plot_elbo_decomposition(labels, elbos, kls, log_evidence, ax=axes[0, 0])
-axes[0, 0].set_title(f"ELBO + KL = log p(x) for every q (max error {float(residual.max()):.1e})")
+fig, ax = subplots(1, 1, size=5)
+plot_elbo_decomposition(labels, elbos, kls, log_evidence, ax=ax)
+ax.set_title(f"ELBO + KL = log p(x) for every q (max error {float(residual.max()):.1e})")
 tut.savefig(fig, "elbo_plus_kl")
 
 # %% [markdown]
@@ -114,9 +114,9 @@ tut.record("posterior_mean", m_n, ".4f")
 tut.record("posterior_log_scale", np.log(s_n), ".4f")
 tut.record("surface_max_minus_log_evidence", surface.max() - log_evidence, ".2e")
 
-fig, axes = subplots(1, 1, size=5)
+fig, ax = subplots(1, 1, size=5)
 plot_surface(means, log_scales, surface, optimum=(m_n, np.log(s_n)),
-             marker=(best_m, best_log_s), ax=axes[0, 0], xlabel="mean m of q",
+             marker=(best_m, best_log_s), ax=ax, xlabel="mean m of q",
              ylabel="log-scale log sigma of q",
              title="The ELBO peaks at the exact posterior",
              optimum_label="exact posterior", marker_label="grid maximum")
@@ -146,10 +146,10 @@ for theta0 in (-2.0, 0.0, 3.0):
                              - ConjugateGaussian(theta0, 2.0, 1.0).elbo(x, q_fixed)).abs()))
     assert bool((curve <= evidence_curve + 1e-9).all())
 tut.record("bound_touch_max_gap", max(touch_gaps), ".2e")
-fig, axes = subplots(1, 1, size=5)
-plot_bound_curves(thetas, evidence_curve, bounds, ax=axes[0, 0], xlabel="prior mean theta",
+fig, ax = subplots(1, 1, size=5)
+plot_bound_curves(thetas, evidence_curve, bounds, ax=ax, xlabel="prior mean theta",
                   title="Each ELBO touches log p(x) where q is that posterior")
-axes[0, 0].set_ylim(float(evidence_curve.max()) - 25, float(evidence_curve.max()) + 3)
+ax.set_ylim(float(evidence_curve.max()) - 25, float(evidence_curve.max()) + 3)
 tut.savefig(fig, "bound_curves")
 
 # %% [markdown]
@@ -195,7 +195,7 @@ for col, (case, (q, p)) in enumerate(pairs.items()):
     ratio = (estimates["log_ratio"][1][-1] / estimates["k3"][1][-1]) ** 2
     tut.record(f"{case}_variance_ratio_log_ratio_over_k3", ratio, ".3g")
     winner = "k3" if ratio > 1 else "log-ratio"
-    plot_estimates_vs_samples(sizes, estimates, exact_kl, ax=axes[0, col],
+    plot_estimates_vs_samples(sizes, estimates, exact_kl, ax=axes[col],
                               ylabel="KL(q || p) in nats",
                               title=f"{case.replace('_', ' ')}: {winner} has lower variance")
 tut.savefig(fig, "kl_monte_carlo")

@@ -80,12 +80,12 @@ tut.record("cavi_1d_smallest_step_change", float(np.diff(step_values).min()), ".
 tut.record("cavi_1d_fitted_means", np.sort(cavi_1d.means_[:, 0]))
 
 fig, axes = subplots(1, 2, size=4.2)
-plot_mean_intervals(cavi_1d.means_history_, cavi_1d.mean_variances_history_, ax=axes[0, 0])
-axes[0, 0].set_title("q(mu_k) moves to the three clusters")
+plot_mean_intervals(cavi_1d.means_history_, cavi_1d.mean_variances_history_, ax=axes[0])
+axes[0].set_title("q(mu_k) moves to the three clusters")
 for m in true_means:
-    axes[0, 0].axhline(m, color="0.5", ls=":", lw=1)
-plot_elbo_steps(cavi_1d.step_elbo_, ax=axes[0, 1])
-axes[0, 1].set_title(f"The ELBO never falls in {len(step_values)} updates")
+    axes[0].axhline(m, color="0.5", ls=":", lw=1)
+plot_elbo_steps(cavi_1d.step_elbo_, ax=axes[1])
+axes[1].set_title(f"The ELBO never falls in {len(step_values)} updates")
 tut.savefig(fig, "cavi_1d")
 
 # %% [markdown]
@@ -106,10 +106,10 @@ cavi_2d = UnitVarianceGMM(3, prior_std=10.0, random_state=2,
                           init_means=[[-1.0, -1.0], [0.0, -1.0], [1.0, -1.0]]).fit(x_2d)
 tut.record("cavi_2d_iterations", cavi_2d.n_iter_)
 tut.record("cavi_2d_final_sd_of_means", np.sqrt(cavi_2d.mean_variances_), ".4f")
-fig, axes = subplots(1, 1, size=5)
+fig, ax = subplots(1, 1, size=5)
 plot_mean_paths_2d(x_2d, cavi_2d.means_history_, cavi_2d.mean_variances_history_,
-                   ax=axes[0, 0], width=2.0)
-axes[0, 0].set_title(f"2-D CAVI: means reach the clusters in {cavi_2d.n_iter_} iterations")
+                   ax=ax, width=2.0)
+ax.set_title(f"2-D CAVI: means reach the clusters in {cavi_2d.n_iter_} iterations")
 tut.savefig(fig, "cavi_2d")
 
 # %% [markdown]
@@ -135,9 +135,9 @@ best_group = [o for o, g in zip(orders, groups, strict=True) if g == 0]
 tut.record("restart_distinct_optima", len(levels))
 tut.record("restart_elbo_spread", float(finals.max() - finals.min()), ".3f")
 tut.record("restart_label_orders_at_best_optimum", len(set(best_group)))
-fig, axes = subplots(1, 1, size=4.5)
-plot_restart_elbos(finals, groups, ax=axes[0, 0])
-axes[0, 0].set_title(f"{n_restarts} restarts land in {len(levels)} optima; the best one "
+fig, ax = subplots(1, 1, size=4.5)
+plot_restart_elbos(finals, groups, ax=ax)
+ax.set_title(f"{n_restarts} restarts land in {len(levels)} optima; the best one "
                      f"appears under {len(set(best_group))} labelings")
 tut.savefig(fig, "restarts")
 
@@ -170,9 +170,9 @@ for K in (1, 2, 3):
     tut.record(f"tiny_K{K}_elbo", elbos[-1], ".6f")
     tut.record(f"tiny_K{K}_gap", evidences[-1] - elbos[-1], ".6f")
     log_fact.append(tut.record(f"tiny_K{K}_log_K_factorial", math.lgamma(K + 1), ".4f"))
-fig, axes = subplots(1, 1, size=4.5)
-plot_evidence_gap(labels, evidences, elbos, ax=axes[0, 0], reference=log_fact)
-axes[0, 0].set_title("ELBO <= log p(x): gap 0 at K = 1, log 2! at K = 2")
+fig, ax = subplots(1, 1, size=4.5)
+plot_evidence_gap(labels, evidences, elbos, ax=ax, reference=log_fact)
+ax.set_title("ELBO <= log p(x): gap 0 at K = 1, log 2! at K = 2")
 tut.savefig(fig, "evidence_gap")
 
 # %% [markdown]
@@ -198,13 +198,13 @@ tut.record("em_components_with_weight_over_1pct", em_used)
 tut.record("vb_components_with_weight_over_1pct", vb_used)
 tut.record("vb_elbo", vb.lower_bound_, ".3f")
 fig, axes = subplots(1, 3, size=4.2)
-plot_gaussian_ellipses(x_em, em.means_, em.covariances_, em.weights_, ax=axes[0, 0])
-axes[0, 0].set_title(f"EM keeps {em_used} components")
-plot_gaussian_ellipses(x_em, vb.means_, vb.covariances_, vb.weights_, ax=axes[0, 1])
-axes[0, 1].set_title(f"Variational Bayes keeps {vb_used}")
+plot_gaussian_ellipses(x_em, em.means_, em.covariances_, em.weights_, ax=axes[0])
+axes[0].set_title(f"EM keeps {em_used} components")
+plot_gaussian_ellipses(x_em, vb.means_, vb.covariances_, vb.weights_, ax=axes[1])
+axes[1].set_title(f"Variational Bayes keeps {vb_used}")
 plot_weights({"EM": np.sort(em.weights_)[::-1], "VB": np.sort(vb.weights_)[::-1]},
-             ax=axes[0, 2])
-axes[0, 2].set_title("The Dirichlet prior switches unused weights off")
+             ax=axes[2])
+axes[2].set_title("The Dirichlet prior switches unused weights off")
 tut.savefig(fig, "em_vs_vb")
 
 # %% [markdown]
@@ -253,11 +253,11 @@ tut.record("batch_elbo_per_point", batch_pp, ".5f")
 tut.record("svi_relative_gap", (batch_pp - svi_pp) / abs(batch_pp), ".2e")
 tut.record("svi_batch_megabytes", batch * 2 * 8 / 2**20, ".3f")
 tut.record("batch_data_megabytes", x_all.nbytes / 2**20, ".3f")
-fig, axes = subplots(1, 1, size=4.5)
+fig, ax = subplots(1, 1, size=4.5)
 plot_svi_trace(np.arange(1, svi.n_steps_ + 1) * batch,
-               np.array(svi.elbo_history_) / n_stream, batch_pp, ax=axes[0, 0],
+               np.array(svi.elbo_history_) / n_stream, batch_pp, ax=ax,
                exact=(np.array(exact_points), np.array(exact_values)))
-axes[0, 0].set_title(f"SVI reaches the batch ELBO within {abs(batch_pp - svi_pp):.1e} "
+ax.set_title(f"SVI reaches the batch ELBO within {abs(batch_pp - svi_pp):.1e} "
                      "nats/point")
 tut.savefig(fig, "svi_vs_batch")
 

@@ -83,11 +83,11 @@ tut.record("bimodal_both_fits_seconds_incl_first_call", time.perf_counter() - t0
 tut.record("bimodal_reverse_fit_seconds", reverse.seconds, ".3f")  # 4 starts
 tut.record("bimodal_reverse_objective_evaluations", sum(c.n_evals for c in reverse.candidates))
 
-fig, axes = subplots(1, 1, size=4.5)
+fig, ax = subplots(1, 1, size=4.5)
 fplot.plot_fits_1d(bimodal, [reverse, forward],
                    [f"reverse KL(q||p): std {float(reverse.scale):.2f}",
-                    f"forward KL(p||q): std {float(forward.scale):.2f}"], (-9, 9), ax=axes[0, 0])
-axes[0, 0].set_title("Reverse KL locks onto one mode; forward KL spans both")
+                    f"forward KL(p||q): std {float(forward.scale):.2f}"], (-9, 9), ax=ax)
+ax.set_title("Reverse KL locks onto one mode; forward KL spans both")
 tut.savefig(fig, "bimodal_fits")
 
 # %% [markdown]
@@ -157,14 +157,14 @@ fig, axes = subplots(1, 2, size=4.2)
 fplot.plot_separation_sweep(separations, {"reverse (global optimum)": best_std,
                                           "forward (moment matching)": forward_std,
                                           "reverse, started on a mode": mode_std},
-                            ax=axes[0, 0])
-axes[0, 0].axvline(snap, color="0.5", linestyle=":")
-axes[0, 0].set_title(f"Reverse fit snaps to one mode at s = {snap:.2f}")
+                            ax=axes[0])
+axes[0].axvline(snap, color="0.5", linestyle=":")
+axes[0].set_title(f"Reverse fit snaps to one mode at s = {snap:.2f}")
 fplot.plot_separation_sweep(separations, {"reverse KL, wide optimum": wide_kl,
                                           "reverse KL, one-mode optimum": mode_kl},
-                            ax=axes[0, 1], ylabel="KL(q || p) at the optimum (nats)")
-axes[0, 1].axhline(math.log(2), color="0.5", linestyle=":")
-axes[0, 1].set_title("The one-mode optimum wins once s is large")
+                            ax=axes[1], ylabel="KL(q || p) at the optimum (nats)")
+axes[1].axhline(math.log(2), color="0.5", linestyle=":")
+axes[1].set_title("The one-mode optimum wins once s is large")
 tut.savefig(fig, "separation_sweep")
 
 # %% [markdown]
@@ -202,11 +202,11 @@ tut.record("bishop_reverse_kl", mf_reverse.value, ".6f")
 tut.record("bishop_forward_kl", mf_forward.value, ".6f")
 tut.record("bishop_closed_form_kl", -0.5 * math.log(1 - rho**2), ".6f")
 
-fig, axes = subplots(1, 1, size=4.5)
+fig, ax = subplots(1, 1, size=4.5)
 fplot.plot_fits_2d(gauss, [mf_reverse, mf_forward],
                    ["mean-field reverse KL", "mean-field forward KL"], [(-3, 3), (-3, 3)],
-                   ax=axes[0, 0])
-axes[0, 0].set_title(f"rho={rho}: reverse variance {1 - rho**2:.2f}, forward 1.00")
+                   ax=ax)
+ax.set_title(f"rho={rho}: reverse variance {1 - rho**2:.2f}, forward 1.00")
 tut.savefig(fig, "bishop_mean_field")
 
 # %% [markdown]
@@ -277,17 +277,17 @@ landed = {int(torch.cdist(c.loc.unsqueeze(0), centres).argmin()) for c in single
 tut.record("restarts_modes_found", len(landed))
 tut.record("restarts_straddling", n_starts - len(single))
 tut.record("restarts_objectives", [round(c.objective, 4) for c in multi.candidates])
-fig, axes = subplots(1, 1, size=4.8)
+fig, ax = subplots(1, 1, size=4.8)
 box = [(-5.5, 5.5), (-5.5, 5.5)]
 fplot.plot_fits_2d(modes, list(multi.candidates), ["reverse-KL fits (2 sd)"] + [""] * (n_starts - 1),
-                   box, ax=axes[0, 0], show_means=False)
+                   box, ax=ax, show_means=False)
 for c in multi.candidates:
     start, end = c.init_loc.tolist(), c.loc.tolist()
-    axes[0, 0].annotate("", xy=end, xytext=start,
+    ax.annotate("", xy=end, xytext=start,
                         arrowprops=dict(arrowstyle="->", color="0.2", linewidth=1.2))
-axes[0, 0].plot(*start_locs.T.tolist(), "k.", label="starts (arrows: start to fit)")
-axes[0, 0].legend(fontsize="small", loc="upper right")
-axes[0, 0].set_title(f"{n_starts} starts of reverse KL: {len(landed)} different modes, "
+ax.plot(*start_locs.T.tolist(), "k.", label="starts (arrows: start to fit)")
+ax.legend(fontsize="small", loc="upper right")
+ax.set_title(f"{n_starts} starts of reverse KL: {len(landed)} different modes, "
                      f"{n_starts - len(single)} wider local optima")
 tut.savefig(fig, "reverse_restarts")
 

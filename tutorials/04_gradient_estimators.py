@@ -90,9 +90,9 @@ tut.record("quadratic_dmu_score_variance_closed_form", closed_score.item())
 tut.record("quadratic_dmu_pathwise_variance_closed_form", closed_path.item())
 
 spread = hist["score"].var() / hist["pathwise"].var()
-fig, axes = subplots(1, 1, size=4.5)
+fig, ax = subplots(1, 1, size=4.5)
 gplot.plot_gradient_histograms(
-    hist, exact_loc.item(), ax=axes[0, 0],
+    hist, exact_loc.item(), ax=ax,
     title=f"Same mean, different spread: score-function\nvariance {spread:.1f}x the pathwise one")
 tut.savefig(fig, "per_sample_estimates")
 
@@ -160,10 +160,10 @@ tut.record(f"quadratic_pathwise_variance_D{d_max}", dim_quad["variance"]["pathwi
 growth = dim_linear["closed_form"]["score"]["loc"][-1] / dim_linear["closed_form"]["score"]["loc"][0]
 fig, axes = subplots(1, 2, size=4.5)
 gplot.plot_variance_vs_dimension(
-    dim_linear, ax=axes[0, 0],
+    dim_linear, ax=axes[0],
     title=f"f = sum x_d: score variance x{growth:.0f}\nfrom D=1 to {d_max}; pathwise exactly 0")
 gplot.plot_variance_vs_dimension(
-    dim_quad, ax=axes[0, 1],
+    dim_quad, ax=axes[1],
     title="f = sum (x_d - 2)^2: pathwise flat at\n4 sigma^2, score grows with D")
 tut.savefig(fig, "variance_vs_dimension")
 
@@ -203,10 +203,10 @@ rows = table["estimators"]
 ratio = rows["score"]["loc"]["variance"] / rows["score_optimal_cv"]["loc"]["variance"]
 fig, axes = subplots(1, 2, size=4.5)
 gplot.plot_estimator_variances(
-    table, "loc", ax=axes[0, 0],
+    table, "loc", ax=axes[0],
     title=f"(x-2)^2: the optimal control variate\ncuts score variance {ratio:.1f}x")
 gplot.plot_estimator_variances(
-    step_table, "loc", ax=axes[0, 1],
+    step_table, "loc", ax=axes[1],
     title="Step 1[x>0]: no pathwise estimator;\nscore and measure-valued unbiased")
 tut.savefig(fig, "baselines")
 
@@ -223,9 +223,9 @@ n_result = variance_vs_num_samples("quadratic", [1, 2, 5, 10, 20, 50, 100], k=2.
 for est, r in n_result["results"].items():
     tut.record(f"snr_n100_{est}", r["snr"][-1], ".2f")
 fig, axes = subplots(1, 2, size=4.0)
-gplot.plot_variance_vs_num_samples(n_result, "variance", ax=axes[0, 0],
+gplot.plot_variance_vs_num_samples(n_result, "variance", ax=axes[0],
                                    title="Variance of the average\nfalls as 1/n for every estimator")
-gplot.plot_variance_vs_num_samples(n_result, "snr", ax=axes[0, 1],
+gplot.plot_variance_vs_num_samples(n_result, "snr", ax=axes[1],
                                    title="SNR grows as sqrt(n);\nlower variance = higher SNR at every n")
 tut.savefig(fig, "variance_vs_num_samples")
 
@@ -260,9 +260,9 @@ tut.record("gumbel_bias_at_tau_min", gs["gumbel_softmax"]["bias_norm"][0], ".4f"
 tut.record("gumbel_variance_at_tau_min", gs["gumbel_softmax"]["variance"][0], ".3f")
 tut.record("reinforce_loo_variance", gs["score_loo"]["variance"], ".3f")
 fig, axes = subplots(1, 2, size=4.0)
-gplot.plot_gumbel_softmax(gs, "bias", ax=axes[0, 0],
+gplot.plot_gumbel_softmax(gs, "bias", ax=axes[0],
                           title="Gumbel-softmax bias shrinks\nas the temperature falls...")
-gplot.plot_gumbel_softmax(gs, "variance", ax=axes[0, 1],
+gplot.plot_gumbel_softmax(gs, "variance", ax=axes[1],
                           title="...while its variance grows\n(REINFORCE: unbiased, fixed variance)")
 tut.savefig(fig, "gumbel_softmax")
 

@@ -121,9 +121,9 @@ with torch.no_grad():
     a, b = Xb_test[:8], Xb_test[8:16]
     mid_ae = ae.decode(0.5 * (ae.encode(a) + ae.encode(b)))
     mid_vae = vae2.decode(0.5 * (vae2.encode(a).mean + vae2.encode(b).mean)).mean
-fig, axes = subplots(1, 1, size=4.0)
+fig, ax = subplots(1, 1, size=4.0)
 plot_reconstructions(a, {"AE midpoint": mid_ae, "VAE midpoint": mid_vae, "other end": b},
-                     ax=axes[0, 0], title="Decoded midpoints between two test digits")
+                     ax=ax, title="Decoded midpoints between two test digits")
 tut.savefig(fig, "midpoints")
 
 # %% [markdown]
@@ -158,13 +158,13 @@ with torch.no_grad():
     eps = torch.randn(400, 2, generator=tut.generator(4))
     z_cloud = q.mean + q.stddev * eps  # z = mu + sigma * eps
 fig, axes = subplots(1, 2, size=4.4)
-plot_latent_scatter(codes_vae, None, ax=axes[0, 0], size=4, color="0.75",
+plot_latent_scatter(codes_vae, None, ax=axes[0], size=4, color="0.75",
                     label="training means")
-plot_latent_scatter(z_cloud, None, ax=axes[0, 0], size=6, color="black",
+plot_latent_scatter(z_cloud, None, ax=axes[0], size=6, color="black",
                     label="z = mu + sigma * eps", title="q(z|x) of one digit is a small cloud")
 with torch.no_grad():
     decoded = vae2.decode(z_cloud[:16]).mean
-plot_image_grid(decoded, ncols=8, ax=axes[0, 1], title="Its samples decode to one digit")
+plot_image_grid(decoded, ncols=8, ax=axes[1], title="Its samples decode to one digit")
 tut.savefig(fig, "reparameterisation")
 
 # %% [markdown]
@@ -207,11 +207,11 @@ fig, axes = subplots(1, 2, size=4.6)
 labels_b = [lab for lab, kind, _ in settings if kind == "binary"]
 labels_c = [lab for lab, kind, _ in settings if kind == "continuous"]
 plot_metric_bars(labels_b, [variance_results[lab][0][0] for lab in labels_b],
-                 [variance_results[lab][0][1] for lab in labels_b], ax=axes[0, 0],
+                 [variance_results[lab][0][1] for lab in labels_b], ax=axes[0],
                  ylabel="test log p(x), nats per image",
                  title="Encoder sigma fixed at 1 loses")
 plot_metric_bars(labels_c, [variance_results[lab][0][0] for lab in labels_c],
-                 [variance_results[lab][0][1] for lab in labels_c], ax=axes[0, 1],
+                 [variance_results[lab][0][1] for lab in labels_c], ax=axes[1],
                  ylabel="test log p(x), nats per image",
                  title="Learned decoder sigma wins")
 tut.savefig(fig, "learned_vs_fixed_variance")
@@ -241,7 +241,7 @@ for i, (label, beta) in enumerate(beta_runs.items()):
     tag = label.split(" (")[0].replace(" ", "_")
     tut.record(f"test_kl[{tag}]", kl.mean(), ".2f")
     tut.record(f"test_reconstruction[{tag}]", recon.mean(), ".2f")
-    plot_latent_scatter(q.mean, y_test, ax=axes[0, i], legend=i == 0,
+    plot_latent_scatter(q.mean, y_test, ax=axes[i], legend=i == 0,
                         title=f"beta = {beta:g}: KL {float(kl.mean()):.1f} nats")
 tut.savefig(fig, "reconstruction_vs_kl")
 
@@ -276,8 +276,8 @@ for label, name, extra in likelihood_runs:
     tag = name
     tut.record(f"continuous_pixels_log_likelihood[{tag}]", per_image(ll)[0], ".2f")
 
-fig, axes = subplots(1, 1, size=4.0)
-plot_reconstructions(Xc_test[:10], recons, ax=axes[0, 0],
+fig, ax = subplots(1, 1, size=4.0)
+plot_reconstructions(Xc_test[:10], recons, ax=ax,
                      title="Same data, three likelihoods: decoder means differ")
 tut.savefig(fig, "likelihood_reconstructions")
 
@@ -311,11 +311,11 @@ tut.record("log_likelihood_num_samples", K_EVAL)
 tut.record("vae_test_log_likelihood", per_image(ll)[0], ".2f")
 
 fig, axes = subplots(1, 3, size=4.2)
-plot_image_grid(means, ncols=8, ax=axes[0, 0], title="Decoder means: smooth but blurry")
-plot_image_grid(draws, ncols=8, ax=axes[0, 1], title="Decoder samples: independent speckle")
+plot_image_grid(means, ncols=8, ax=axes[0], title="Decoder means: smooth but blurry")
+plot_image_grid(draws, ncols=8, ax=axes[1], title="Decoder samples: independent speckle")
 plot_training_curves({"train": {"epoch": hist8.epoch, "v": hist8.train_elbo},
                       "validation": {"epoch": hist8.epoch, "v": hist8.val_elbo}}, "v",
-                     ax=axes[0, 2],
+                     ax=axes[2],
                      title=f"ELBO per epoch; best validation: epoch {hist8.best_epoch}")
 tut.savefig(fig, "mean_vs_sample")
 
@@ -325,8 +325,8 @@ grid = Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, g))
 zz = torch.stack(torch.meshgrid(grid, grid.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
 with torch.no_grad():
     manifold = vae2.decode(zz).mean
-fig, axes = subplots(1, 1, size=5.0)
-plot_manifold(manifold, grid, ax=axes[0, 0],
+fig, ax = subplots(1, 1, size=5.0)
+plot_manifold(manifold, grid, ax=ax,
               title="The 2-D VAE's latent space decodes to smoothly changing digits")
 tut.savefig(fig, "manifold")
 

@@ -147,11 +147,11 @@ tut.record("epoch_reaching_half_units_active", recovery)
 # %%
 fig, axes = subplots(1, 2, size=5)
 plot_kl_per_dimension(
-    rate, threshold=0.5, ax=axes[0, 0],
+    rate, threshold=0.5, ax=axes[0],
     title=f"beta=4 keeps {units['beta=4']} of {LATENT} units;\n"
           "free bits hold each near its 0.5-nat floor",
 )
-plot_active_units(units, latent_dim=LATENT, ax=axes[0, 1],
+plot_active_units(units, latent_dim=LATENT, ax=axes[1],
                   title=f"Active units on test digits\n(best test ELBO: {best})")
 tut.savefig(fig, "remedies_rate_and_active_units")
 
@@ -160,8 +160,8 @@ def _when(name):
     return "never" if recovery[name] is None else f"epoch {recovery[name]}"
 
 
-fig, axes = subplots(1, 1, size=5)
-plot_curves({k: h.val_active_units for k, h in histories.items()}, ax=axes[0, 0],
+fig, ax = subplots(1, 1, size=5)
+plot_curves({k: h.val_active_units for k, h in histories.items()}, ax=ax,
             ylabel="active units (validation digits)",
             title=f"Half the units active: free bits at {_when('free bits 0.5')}, plain at "
                   f"{_when('plain (beta=1)')},\nbeta=4 {_when('beta=4')}")
@@ -214,7 +214,7 @@ for beta in BETAS:
 
 # %%
 fig, axes = subplots(1, 2, size=4.5)
-for ax, beta in zip(axes[0], BETAS, strict=True):
+for ax, beta in zip(axes, BETAS, strict=True):
     s = shape_scores[beta]
     plot_factor_matrix(s.mutual_information, factor_names=list(SHAPES_FACTOR_NAMES), ax=ax,
                        title=f"beta={beta:g}: MIG = {s.mig:.2f}")
@@ -223,7 +223,7 @@ tut.savefig(fig, "beta_vae_factor_information")
 
 # Traverse the active units (up to 5, busiest first) around the code of one test shape.
 fig, axes = subplots(1, 2, size=4.5)
-for ax, beta in zip(axes[0], BETAS, strict=True):
+for ax, beta in zip(axes, BETAS, strict=True):
     model = shape_models[beta]
     act = active_units(model, S_test)
     order = torch.argsort(act.activity, descending=True)
@@ -286,11 +286,11 @@ tut.record("test_iwae_iwae_model", bounds[f"IWAE (k={iwae_k})"])
 tut.record("test_log_px_iwae_model", log_px[f"IWAE (k={iwae_k})"], ".3f")
 tut.record("active_units_iwae_model", active_units(iwae_model, X_test).count)
 
-fig, axes = subplots(1, 1, size=5)
+fig, ax = subplots(1, 1, size=5)
 gain = bounds["VAE"][-1] - bounds["VAE"][0]
 iw = f"IWAE (k={iwae_k})"
 plot_bounds_vs_samples(
-    ks, bounds, log_likelihood=log_px, ax=axes[0, 0],
+    ks, bounds, log_likelihood=log_px, ax=ax,
     title=f"L_k rises with k (VAE: +{gain:.2f} nats from k=1 to {ks[-1]});\n"
           f"IWAE training: log p(x) {log_px[iw] - log_px['VAE']:+.2f} nats, "
           f"ELBO {bounds[iw][0] - bounds['VAE'][0]:+.2f}",
@@ -338,9 +338,9 @@ tut.record("approximation_gap_mean", g.approximation_gap.mean(), ".3f")
 share = float(g.amortisation_gap.mean() / g.inference_gap.mean())
 tut.record("amortisation_share_of_inference_gap_test", share, ".2f")
 
-fig, axes = subplots(1, 1, size=5)
+fig, ax = subplots(1, 1, size=5)
 plot_gaps({k: (v.approximation_gap.mean(), v.amortisation_gap.mean())
-           for k, v in gap_results.items()}, ax=axes[0, 0], xlabel="digits the gap is measured on",
+           for k, v in gap_results.items()}, ax=ax, xlabel="digits the gap is measured on",
           title=f"On test digits the encoder causes {100 * share:.0f}% of the inference gap,\n"
                 f"the diagonal family {100 * (1 - share):.0f}%")
 tut.savefig(fig, "amortisation_gap")
@@ -378,13 +378,13 @@ accuracy = float((clf.predict(generated.numpy()) == wanted.numpy()).mean())
 tut.record("cvae_generated_class_accuracy", accuracy, ".3f")
 
 fig, axes = subplots(1, 2, size=4.5)
-plot_image_grid(generated.reshape(10, per_class, 64), (8, 8), ax=axes[0, 0],
+plot_image_grid(generated.reshape(10, per_class, 64), (8, 8), ax=axes[0],
                 row_labels=[str(c) for c in range(10)], xlabel="prior sample",
                 ylabel="requested class",
                 title=f"CVAE samples: {100 * accuracy:.0f}% classified as requested")
 styles = latent_means(cvae, X_test[:6], F.one_hot(y_test[:6], 10).float())
 grid = conditional_grid(cvae, styles, torch.eye(10))
-plot_image_grid(grid, (8, 8), ax=axes[0, 1], col_labels=[str(c) for c in range(10)],
+plot_image_grid(grid, (8, 8), ax=axes[1], col_labels=[str(c) for c in range(10)],
                 row_labels=[f"test {int(c)}" for c in y_test[:6]], xlabel="decoded as class",
                 ylabel="style from test digit", title="Same z, new label: style kept")
 tut.savefig(fig, "cvae_chosen_class")
@@ -415,7 +415,7 @@ tut.record("midpoint_norm_linear", float(np.mean(norms["linear"])), ".3f")
 tut.record("midpoint_norm_spherical", float(np.mean(norms["spherical"])), ".3f")
 
 fig, axes = subplots(1, 2, size=4.5)
-plot_image_grid(torch.stack(rows), (8, 8), ax=axes[0, 0],
+plot_image_grid(torch.stack(rows), (8, 8), ax=axes[0],
                 row_labels=[f"{m[:3]} {a}->{b}" for m in ("linear", "spherical")
                             for a, b in pairs],
                 xlabel="step along the path", ylabel="path",
@@ -430,7 +430,7 @@ amounts = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])
 moved = decode_mean(shape_model, shift_codes(codes[small], direction, amounts))
 ink = moved.sum(-1).mean(0)  # mean pixel mass at each amount
 tut.record("arithmetic_ink_ratio_at_2", float(ink[-1] / ink[0]), ".3f")
-plot_image_grid(moved, SHAPE_HW, ax=axes[0, 1],
+plot_image_grid(moved, SHAPE_HW, ax=axes[1],
                 col_labels=[f"+{a:g}" for a in amounts.tolist()], xlabel="amount of 'scale' vector",
                 ylabel="small test shape",
                 title=f"z + 2 v_scale: {float(ink[-1] / ink[0]):.1f}x the ink")

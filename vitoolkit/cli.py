@@ -87,6 +87,7 @@ def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
         cmd.append("--quick")
     print(f"[{position}] {t.name}: running{' (quick)' if args.quick else ''} ...", flush=True)
     start = time.perf_counter()
+    start_wall = time.time() - 1.0
     log_path = out / "log.txt"
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
@@ -98,13 +99,28 @@ def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
                 print(f"    {line}", end="", flush=True)
         code = proc.wait()
     seconds = time.perf_counter() - start
-    ok = code == 0 and (out / "summary.json").is_file()
+    summary = out / "summary.json"
+    # A summary left by an earlier run must not pass for this one.
+    ok = code == 0 and summary.is_file() and summary.stat().st_mtime >= start_wall
     status = "ok" if ok else f"FAILED (exit code {code})"
     print(f"[{position}] {t.name}: {status} in {seconds:.1f} s -> {out}", flush=True)
     if not ok:
-        tail = log_path.read_text(encoding="utf-8").splitlines()[-25:]
-        print("    " + "\n    ".join(tail), file=sys.stderr)
+        failed = _failed_claims(out / "summary.json")
+        if failed:
+            print("    claims that did not hold:\n      - " + "\n      - ".join(failed), file=sys.stderr)
+        else:
+            tail = log_path.read_text(encoding="utf-8").splitlines()[-25:]
+            print("    " + "\n    ".join(tail), file=sys.stderr)
     return ok, seconds
+
+
+def _failed_claims(summary: Path) -> list[str]:
+    """The statements of the checked claims that did not hold, from a ``summary.json``."""
+    try:
+        claims = json.loads(summary.read_text(encoding="utf-8")).get("claims", [])
+    except (OSError, ValueError):
+        return []
+    return [c.get("statement", "?") for c in claims if c.get("checked", True) and not c.get("holds")]
 
 
 def _cmd_run(args) -> int:

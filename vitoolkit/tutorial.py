@@ -12,9 +12,12 @@ and then uses
 - ``tut.seed`` (int) to seed its local generators (``tut.generator()``,
   ``tut.rng()``),
 - ``tut.record(name, value)`` to print a key number and keep it for the summary,
+- ``tut.claim(statement, holds, **evidence)`` to check a sentence of the lesson
+  against this run's numbers (see :meth:`Tutorial.claim`),
 - ``tut.savefig(fig, name)`` to save a figure (PNG, plus any extra formats asked
-  for) into the output folder,
-- ``tut.finish()`` at the end to write ``summary.json``.
+  for) into the output folder; in a notebook the figure is also shown inline,
+- ``tut.finish()`` at the end to write ``summary.json``; it raises
+  :class:`ClaimFailed` (so the script exits non-zero) when a claim did not hold.
 
 Settings come from the command line (``--quick``, ``--out DIR``, ``--seed N``,
 ``--formats png,svg``, ``--threads N``: torch intra-op threads, default 1) or,
@@ -38,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Tutorial", "to_jsonable"]
+__all__ = ["Tutorial", "ClaimFailed", "to_jsonable"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -72,6 +75,48 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
     return value
+
+
+class ClaimFailed(AssertionError):
+    """A sentence of a lesson that this run's numbers contradict.
+
+    Raised by :meth:`Tutorial.finish` with every failed statement in its message.
+    """
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (where figures should be displayed inline)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _as_bool(holds: Any) -> bool:
+    """``holds`` as a Python bool: bools, NumPy bools and one-element tensors/arrays."""
+    if isinstance(holds, (bool, np.bool_)):
+        return bool(holds)
+    size = getattr(holds, "size", None)
+    size = size() if callable(size) else size
+    numel = getattr(holds, "numel", None)
+    count = numel() if callable(numel) else size
+    if count == 1 and hasattr(holds, "dtype") and "bool" in str(holds.dtype):
+        return bool(holds.item() if hasattr(holds, "item") else holds)
+    raise TypeError(
+        f"claim: holds must be a bool (the condition on this run's numbers), got "
+        f"{type(holds).__name__} {holds!r}; compare numbers explicitly, e.g. a < b"
+    )
+
+
+def _short(value: Any) -> str:
+    """A compact rendering of one piece of evidence for the printed claim line."""
+    if isinstance(value, float):
+        return format(value, ".4g")
+    if isinstance(value, list):
+        inner = ", ".join(_short(v) for v in value[:8])
+        return f"[{inner}{', ...' if len(value) > 8 else ''}]"
+    return str(value)
 
 
 class Tutorial:
@@ -126,6 +171,7 @@ class Tutorial:
         torch.set_num_threads(self.threads)
         self.summary: dict[str, Any] = {}
         self.figures: list[str] = []
+        self.claims: list[dict[str, Any]] = []
         self._start = time.perf_counter()
         print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
 
@@ -156,19 +202,94 @@ class Tutorial:
         print(f"{name} = {shown}")
         return value
 
+    def claim(self, statement: str, holds: Any, *, full_only: bool = False, **evidence: Any) -> bool:
+        """Check one sentence of the lesson against this run's numbers.
+
+        Parameters
+        ----------
+        statement : str
+            The sentence exactly as the student reads it in the text.
+        holds : bool
+            The condition on this run's numbers that makes the sentence true
+            (a Python or NumPy bool, or a one-element boolean tensor).
+        full_only : bool, default False
+            The sentence is about the full-size run only; in the quick setting it
+            is printed and recorded but a failure does not fail the run.
+        **evidence
+            The numbers the claim rests on (floats, tensors, arrays, lists), printed
+            with it and recorded in ``summary.json``.
+
+        Returns
+        -------
+        bool
+            Whether the claim held. A claim that does not hold (and is checked in
+            this setting) makes :meth:`finish` raise :class:`ClaimFailed`.
+        """
+        if not isinstance(statement, str) or not statement.strip():
+            raise TypeError(f"claim: statement must be a non-empty str, got {statement!r}")
+        ok = _as_bool(holds)
+        checked = not (full_only and self.quick)
+        evidence_json = {k: to_jsonable(v) for k, v in evidence.items()}
+        self.claims.append({
+            "statement": statement,
+            "holds": ok,
+            "checked": checked,
+            "full_only": bool(full_only),
+            "setting": "quick" if self.quick else "full",
+            "evidence": evidence_json,
+        })
+        mark = "\u2713" if ok else ("\u2717" if checked else "~")
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in evidence_json.items())
+        note = "" if checked else "  (full-size claim, not checked in the quick setting)"
+        print(f"[claim {mark}] {statement}" + (f"  [{shown}]" if shown else "") + note)
+        return ok
+
+    @property
+    def failed_claims(self) -> list[str]:
+        """The statements of the claims checked in this setting that did not hold."""
+        return [c["statement"] for c in self.claims if c["checked"] and not c["holds"]]
+
     def savefig(self, fig, name: str) -> list[Path]:
-        """Save ``fig`` as ``<out>/<name>.<fmt>`` for each format; return the paths."""
+        """Save ``fig`` as ``<out>/<name>.<fmt>`` for each format; return the paths.
+
+        Each file is written to a temporary name in the same folder and moved into
+        place, so a reader never sees half a figure. In a Jupyter kernel the
+        figure is then displayed inline; either way it is closed afterwards, so a
+        long lesson does not accumulate open figures.
+        """
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise ValueError(f"savefig: name must be a plain file stem, got {name!r}")
         paths = []
         for fmt in self.formats:
             path = self.out / f"{name}.{fmt}"
-            fig.savefig(path, dpi=150, bbox_inches="tight")
+            tmp = self.out / f".{name}.{os.getpid()}.tmp.{fmt}"
+            try:
+                fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
             paths.append(path)
         self.figures.append(name)
-        print(f"[figure] {paths[0]}")
+        import matplotlib.pyplot as plt
+
+        if _in_notebook():
+            from IPython.display import display
+
+            display(fig)
+        else:
+            print(f"[figure] {paths[0]}")
+        plt.close(fig)
         return paths
 
     def finish(self) -> Path:
-        """Write ``summary.json`` (key numbers, figure names, settings) atomically."""
+        """Write ``summary.json`` (numbers, figures, claims, settings) atomically.
+
+        Raises
+        ------
+        ClaimFailed
+            After writing the summary, when a claim checked in this setting did
+            not hold; the message lists every such statement.
+        """
         payload = {
             "tutorial": self.name,
             "quick": self.quick,
@@ -176,13 +297,26 @@ class Tutorial:
             "seconds": round(time.perf_counter() - self._start, 3),
             "figures": self.figures,
             "numbers": self.summary,
+            "claims": self.claims,
         }
         path = self.out / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
-        os.replace(tmp, path)
-        print(f"[summary] {path}")
+        tmp = self.out / f".summary.{os.getpid()}.json.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(payload, indent=2, sort_keys=False))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         import torch
 
         torch.set_num_threads(self._threads_before)
+        held = sum(c["holds"] for c in self.claims if c["checked"])
+        checked = sum(c["checked"] for c in self.claims)
+        print(f"[summary] {path}  ({held} of {checked} checked claims hold)")
+        failed = self.failed_claims
+        if failed:
+            lines = "\n".join(f"  - {s}" for s in failed)
+            raise ClaimFailed(f"{self.name}: {len(failed)} claim(s) did not hold on this run:\n{lines}")
         return path

@@ -7,12 +7,8 @@ an algorithm: it receives numbers already computed by the topic modules.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import seaborn as sns
 
 __all__ = ["PALETTE", "set_theme", "get_ax", "subplots", "color", "to_numpy"]
 
@@ -70,9 +66,14 @@ def get_ax(ax=None):
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, size: float = 4.0, **kwargs):
-    """``plt.subplots`` with the toolkit theme and panels of ``size`` inches."""
+    """``plt.subplots`` with the toolkit theme and panels of ``size`` inches.
+
+    Returns ``(fig, ax)`` exactly as :func:`matplotlib.pyplot.subplots` does: one
+    ``Axes`` for a 1x1 grid, a 1-D array for a single row or column, a 2-D array
+    otherwise (pass ``squeeze=False`` to always get a 2-D array). Importing the
+    toolkit never changes matplotlib's backend, so figures show inline in Jupyter.
+    """
     set_theme()
     kwargs.setdefault("figsize", (size * ncols * 1.2, size * nrows))
-    kwargs.setdefault("constrained_layout", True)
-    kwargs.setdefault("squeeze", False)
+    kwargs.setdefault("layout", "constrained")
     return plt.subplots(nrows, ncols, **kwargs)

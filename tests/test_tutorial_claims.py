@@ -1,0 +1,81 @@
+"""The tutorial runtime's claims: printed, recorded, and failing the run when false."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from vitoolkit.tutorial import ClaimFailed, Tutorial
+
+
+def _tut(tmp_path, *extra):
+    return Tutorial("t", ["--out", str(tmp_path), *extra])
+
+
+def test_claims_are_printed_recorded_and_returned(tmp_path, capsys):
+    tut = _tut(tmp_path)
+    assert tut.claim("one is less than two", 1.0 < 2.0, a=1.0, b=torch.tensor(2.0)) is True
+    assert tut.claim("a tensor condition", torch.tensor([3.0]) > 2, v=np.arange(3)) is True
+    tut.finish()
+    out = capsys.readouterr().out
+    assert "[claim \u2713] one is less than two  [a=1, b=2]" in out
+    claims = json.loads((tmp_path / "summary.json").read_text())["claims"]
+    assert [c["statement"] for c in claims] == ["one is less than two", "a tensor condition"]
+    assert claims[0] == {"statement": "one is less than two", "holds": True, "checked": True,
+                         "full_only": False, "setting": "full", "evidence": {"a": 1.0, "b": 2.0}}
+    assert claims[1]["evidence"] == {"v": [0, 1, 2]}
+
+
+def test_a_false_claim_fails_finish_with_the_statement_after_writing_the_summary(tmp_path, capsys):
+    tut = _tut(tmp_path)
+    assert tut.claim("two is less than one", 2 < 1, a=2) is False
+    tut.claim("this one holds", True)
+    with pytest.raises(ClaimFailed, match="two is less than one"):
+        tut.finish()
+    assert "[claim \u2717] two is less than one" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [c["holds"] for c in summary["claims"]] == [False, True]
+
+
+def test_full_only_claims_are_not_checked_in_the_quick_setting(tmp_path):
+    quick = _tut(tmp_path / "q", "--quick")
+    quick.claim("only at full size", False, full_only=True)
+    quick.finish()  # does not raise
+    claim = json.loads((tmp_path / "q" / "summary.json").read_text())["claims"][0]
+    assert claim["checked"] is False and claim["setting"] == "quick"
+    full = _tut(tmp_path / "f")
+    full.claim("only at full size", False, full_only=True)
+    with pytest.raises(ClaimFailed):
+        full.finish()
+
+
+@pytest.mark.parametrize("holds", [1.0, "yes", None, torch.tensor([True, False]), np.array([1, 2])])
+def test_holds_must_be_a_single_boolean(tmp_path, holds):
+    tut = _tut(tmp_path)
+    with pytest.raises(TypeError, match="holds must be a bool"):
+        tut.claim("s", holds)
+
+
+def test_statement_must_be_text(tmp_path):
+    with pytest.raises(TypeError, match="statement"):
+        _tut(tmp_path).claim("", True)
+
+
+def test_a_script_with_a_false_claim_exits_non_zero_naming_it(tmp_path):
+    script = tmp_path / "99_false.py"
+    script.write_text(
+        "from vitoolkit.tutorial import Tutorial\n"
+        "tut = Tutorial('99_false')\n"
+        "tut.claim('the moon is made of cheese', False, cheese=0.0)\n"
+        "tut.finish()\n"
+    )
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "the moon is made of cheese" in proc.stderr
+    assert (tmp_path / "o" / "summary.json").is_file()
