@@ -2,15 +2,19 @@
 
 The theme lives in :mod:`vitoolkit.plotting.style`; each topic has its own module,
 imported here: ``core`` (ELBO anatomy), ``cavi``, ``fitting``, ``gradients``,
-``vae`` and ``vae_beyond``.
+``vae`` and ``vae_beyond``. :func:`check_figure` (``figure_check``) lists the defects
+a reader would notice in a figure: legends over data, overlapping tick labels,
+colliding titles, empty axes.
 """
 
 from . import cavi, core, fitting, gradients, vae, vae_beyond
+from .figure_check import check_figure
 from .style import PALETTE, color, get_ax, set_theme, subplots
 
 __all__ = [
     "PALETTE",
     "cavi",
+    "check_figure",
     "color",
     "core",
     "fitting",
