@@ -25,6 +25,9 @@ from torch.distributions import (
 
 from vitoolkit.distributions import NormalWishart
 from vitoolkit.divergences import (
+    KHAT_THRESHOLD,
+    Estimate,
+    UnreliableEstimateWarning,
     alpha_divergence,
     cross_entropy,
     entropy,
@@ -169,14 +172,35 @@ def test_kl_rejects_bad_input_with_named_arguments():
 
 
 # --------------------------------------------------------------------------- Monte Carlo KL
+def _mixture():
+    return MixtureSameFamily(Categorical(t([0.3, 0.7])), Normal(t([-2.0, 1.5]), t([0.6, 1.0])))
+
+
 @pytest.mark.parametrize("estimator", ["log_ratio", "k3"])
 def test_monte_carlo_kl_is_unbiased_for_a_mixture_against_quadrature(estimator):
-    mix = MixtureSameFamily(Categorical(t([0.3, 0.7])), Normal(t([-2.0, 1.5]), t([0.6, 1.0])))
-    q = normal(0.5, 2.5)  # wider than p, so the k3 ratio q/p has finite variance under p
+    mix = _mixture()
+    # E_p[r^2] = integral q^2 / p is finite iff sigma_q^2 < 2 sigma^2 of p's widest
+    # component (1.0 here): q = N(0.5, 1.2^2) gives the k3 terms a finite variance
+    # (ratio tail shape 1 - 1/1.2^2 = 0.31 < 1/2), so the standard error is meaningful.
+    q = normal(0.5, 1.2)
     exact = grid_divergence(mix, q, bounds=[(-25, 25)], num_points=20001)
     est = monte_carlo_kl(mix, q, 50_000, estimator=estimator,
                          generator=torch.Generator().manual_seed(11))
     assert_mc_close(est.value, exact, est.stderr)
+    assert float(est.khat) < 0.5
+
+
+def test_monte_carlo_kl_k3_warns_when_q_is_too_wide_for_a_finite_variance():
+    # q = N(0.5, 2.5^2) against the mixture: r = q/p grows like exp(0.42 x^2) in the tails,
+    # integral q^2/p diverges, and the k3 standard error is meaningless (k-hat > 0.7).
+    mix, q = _mixture(), normal(0.5, 2.5)
+    with pytest.warns(UnreliableEstimateWarning, match="standard error cannot be trusted"):
+        est = monte_carlo_kl(mix, q, 50_000, estimator="k3", generator=torch.Generator().manual_seed(11))
+    assert float(est.khat) > KHAT_THRESHOLD and not bool(est.reliable)
+    # The log-ratio terms are quadratic in x (light, if pre-asymptotically lumpy, tails):
+    # finite variance, no warning.
+    est = monte_carlo_kl(mix, q, 50_000, generator=torch.Generator().manual_seed(11))
+    assert float(est.khat) < KHAT_THRESHOLD
 
 
 def test_monte_carlo_kl_is_reproducible_and_leaves_global_state_alone():
@@ -194,6 +218,23 @@ def test_k3_has_lower_variance_than_log_ratio_when_q_is_close_to_p():
     a = monte_carlo_kl(p, q, 20_000, estimator="log_ratio", generator=g)
     b = monte_carlo_kl(p, q, 20_000, estimator="k3", generator=g)
     assert float(b.stderr) < 0.2 * float(a.stderr)
+
+
+def test_estimate_unpacks_to_two_fields_and_carries_khat():
+    est = monte_carlo_kl(normal(0, 1), normal(0.2, 1.1), 1000, generator=torch.Generator().manual_seed(1))
+    value, stderr = est
+    assert isinstance(est, Estimate) and isinstance(est, tuple) and len(est) == 2
+    assert torch.equal(value, est.value) and torch.equal(stderr, est.stderr)
+    assert est.khat.shape == value.shape and bool(est.reliable)
+    assert "khat=" in repr(est)
+    plain = Estimate(t(1.0), t(0.1))
+    assert plain.khat is None and plain.reliable is None and plain._replace(value=t(2.0)).khat is None
+    # Batched pairs: one k-hat per pair; fewer than 25 draws: NaN (no tail to fit), no warning.
+    est = monte_carlo_kl(Normal(t([0.0, 0.0]), t([1.0, 1.0])), Normal(t([0.1, 0.5]), t([1.0, 2.0])),
+                         2000, generator=torch.Generator().manual_seed(2))
+    assert est.khat.shape == (2,)
+    est = monte_carlo_kl(normal(0, 1), normal(1, 2), 10, generator=torch.Generator().manual_seed(2))
+    assert bool(torch.isnan(est.khat))
 
 
 def test_monte_carlo_kl_rejects_bad_arguments():

@@ -1,5 +1,6 @@
 """The shared divergence core: closed-form and Monte Carlo KL, alpha/Renyi divergences,
-grid quadrature, and the entropies an ELBO needs.
+grid quadrature, the entropies an ELBO needs, and the Pareto k-hat that says when a
+Monte Carlo standard error is meaningless (``pareto_khat``, ``UnreliableEstimateWarning``).
 
 Importing this package registers the toolkit's extra closed-form KL pairs in
 ``torch.distributions.kl`` (Wishart, Normal-Wishart, full vs diagonal Gaussian).
@@ -10,9 +11,18 @@ from .alpha import alpha_divergence, log_alpha_affinity, renyi_divergence
 from .closed_form import kl_divergence
 from .entropy import cross_entropy, entropy
 from .grid import Grid, default_bounds, evaluate_on_grid, grid_divergence, make_grid
-from .monte_carlo import KL_ESTIMATORS, Estimate, mean_and_stderr, monte_carlo_kl
+from .monte_carlo import KL_ESTIMATORS, Estimate, mean_and_stderr, monte_carlo_kl, warn_if_unreliable
+from .psis import (
+    KHAT_THRESHOLD,
+    UnreliableEstimateWarning,
+    fit_generalized_pareto,
+    pareto_khat,
+    tail_khat,
+    tail_length,
+)
 
 __all__ = [
+    "KHAT_THRESHOLD",
     "Estimate",
     "Grid",
     "KL_ESTIMATORS",
@@ -21,6 +31,7 @@ __all__ = [
     "default_bounds",
     "entropy",
     "evaluate_on_grid",
+    "fit_generalized_pareto",
     "gaussian_params",
     "grid_divergence",
     "kl_divergence",
@@ -28,5 +39,10 @@ __all__ = [
     "make_grid",
     "mean_and_stderr",
     "monte_carlo_kl",
+    "pareto_khat",
     "renyi_divergence",
+    "tail_khat",
+    "tail_length",
+    "UnreliableEstimateWarning",
+    "warn_if_unreliable",
 ]

@@ -6,36 +6,98 @@ Two unbiased per-sample estimators of KL(p || q) from x ~ p, with log r = log q(
   variance does not vanish as q -> p only at first order.
 - ``"k3"``: (r - 1) - log r. Unbiased because E_p[r] = 1; every term is >= 0
   (log is concave), and its variance is typically much lower when q is close
-  to p (Schulman, "Approximating KL divergence", 2020).
+  to p (Schulman, "Approximating KL divergence", 2020). Its terms grow like r, so
+  when E_p[r^2] = integral q^2 / p is infinite (p much narrower than q) so is their
+  variance: the estimate stays unbiased but its standard error is meaningless.
+
+Every estimate carries the Pareto k-hat of its terms (``Estimate.khat``, Vehtari et
+al. 2024, see :mod:`vitoolkit.divergences.psis`) and an
+:class:`~vitoolkit.divergences.psis.UnreliableEstimateWarning` is issued when it
+exceeds 0.7.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
 
 from ..distributions import sample
 from ._checks import check_num_samples, check_pair
+from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, tail_khat
 
-__all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS"]
+__all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS", "mean_and_stderr", "warn_if_unreliable"]
 
 #: The named Monte Carlo KL estimators.
 KL_ESTIMATORS = ("log_ratio", "k3")
 
 
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate: ``value`` and its standard error ``stderr`` (same shape)."""
-
+class _ValueStderr(NamedTuple):
     value: torch.Tensor
     stderr: torch.Tensor
 
 
-def mean_and_stderr(terms: torch.Tensor) -> Estimate:
-    """Sample mean over dim 0 and its standard error std / sqrt(n) (ddof = 1)."""
+class Estimate(_ValueStderr):
+    """A Monte Carlo estimate: ``value`` and its standard error ``stderr`` (same shape).
+
+    A named tuple of two fields, so ``value, stderr = est`` works, with one more
+    attribute that is not a field: ``khat``, the Pareto k-hat of the averaged terms
+    (same shape as ``value``; ``None`` when not computed). ``khat`` above 0.7 means
+    ``stderr`` cannot be trusted (:mod:`vitoolkit.divergences.psis`).
+    """
+
+    khat: torch.Tensor | None = None  # class default: also what _make/_replace give
+
+    def __new__(cls, value, stderr, khat=None):
+        self = super().__new__(cls, value, stderr)
+        if khat is not None:
+            self.khat = khat
+        return self
+
+    def __repr__(self) -> str:
+        extra = "" if self.khat is None else f", khat={self.khat!r}"
+        return f"Estimate(value={self.value!r}, stderr={self.stderr!r}{extra})"
+
+    @property
+    def reliable(self) -> torch.Tensor | None:
+        """``khat <= 0.7`` elementwise (NaN k-hat, too few draws to tell, counts as reliable)."""
+        if self.khat is None:
+            return None
+        return ~(self.khat > KHAT_THRESHOLD)
+
+
+def mean_and_stderr(terms: torch.Tensor, *, diagnose: bool = False) -> Estimate:
+    """Sample mean over dim 0 and its standard error std / sqrt(n) (ddof = 1).
+
+    With ``diagnose=True`` the result also carries ``khat``, the Pareto k-hat of both
+    tails of ``terms`` over dim 0 (:func:`~vitoolkit.divergences.psis.tail_khat`); no
+    warning is issued here (see :func:`warn_if_unreliable`).
+    """
     n = terms.shape[0]
-    return Estimate(terms.mean(0), terms.std(0, unbiased=True) / math.sqrt(n))
+    value, stderr = terms.mean(0), terms.std(0, unbiased=True) / math.sqrt(n)
+    if not diagnose:
+        return Estimate(value, stderr)
+    return Estimate(value, stderr, tail_khat(terms.detach(), dim=0).to(value.dtype))
+
+
+def warn_if_unreliable(est: Estimate, what: str, *, stacklevel: int = 3) -> None:
+    """Issue an :class:`UnreliableEstimateWarning` when any ``est.khat`` exceeds 0.7."""
+    if est.khat is None:
+        return
+    bad = est.khat > KHAT_THRESHOLD
+    if not bool(bad.any()):
+        return
+    worst = float(est.khat.max())
+    where = "" if est.khat.dim() == 0 else f" ({int(bad.sum())} of {est.khat.numel()} entries)"
+    warnings.warn(
+        f"{what}: Pareto k-hat {worst:.2f} > {KHAT_THRESHOLD}{where}. The averaged terms have "
+        "a tail so heavy that their variance is infinite (or effectively so): the estimate is "
+        "unbiased but its standard error cannot be trusted (it is computed from draws that "
+        "have not yet met the tail carrying the variance) and the value may be far off.",
+        UnreliableEstimateWarning, stacklevel=stacklevel,
+    )
 
 
 def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
@@ -57,7 +119,16 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
     Returns
     -------
     Estimate
-        ``value`` and ``stderr`` of shape ``broadcast(p.batch_shape, q.batch_shape)``.
+        ``value`` and ``stderr`` of shape ``broadcast(p.batch_shape, q.batch_shape)``,
+        and ``khat``: the Pareto k-hat of the per-sample terms (both tails; Vehtari et
+        al. 2024), NaN below 25 draws. For ``"k3"`` the terms grow like the ratio
+        r = q/p, so this is the ratio's tail; for ``"log_ratio"`` the terms are log r,
+        whose tails are light for most pairs, so it rarely fires.
+
+    Warns
+    -----
+    UnreliableEstimateWarning
+        When ``khat`` > 0.7: the standard error cannot be trusted.
     """
     check_pair(p, q)
     check_num_samples(num_samples)
@@ -74,4 +145,6 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         terms = -log_r
     else:
         terms = torch.expm1(log_r) - log_r
-    return mean_and_stderr(terms)
+    est = mean_and_stderr(terms, diagnose=True)
+    warn_if_unreliable(est, f"monte_carlo_kl(estimator={estimator!r}, num_samples={num_samples})")
+    return est

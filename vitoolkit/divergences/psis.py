@@ -1,0 +1,255 @@
+r"""Pareto k-hat: is a Monte Carlo average's standard error worth anything?
+
+A Monte Carlo average (1/S) sum_s f_s comes with the standard error std(f) / sqrt(S),
+which is only meaningful when f has a finite variance. Importance ratios
+r = p/q drawn from a q narrower than p, and the terms of estimators built on them,
+can have an infinite variance: the average is still unbiased, but the sample
+standard error is confidently wrong (it is computed from draws that have not yet
+visited the tail that carries the variance).
+
+Vehtari, Simpson, Gelman, Yao & Gabry, "Pareto smoothed importance sampling"
+(JMLR 25(72), 2024), diagnose this by fitting a generalised Pareto distribution
+(GPD) to the largest M = ceil(min(0.2 S, 3 sqrt(S))) draws (their section 3;
+exceedances over the (M+1)-th largest draw). Its shape k governs the moments:
+E[r^a] is finite exactly for a < 1/k, so
+
+- k < 1/2: finite variance, the central limit theorem and the standard error apply;
+- 1/2 <= k < 0.7: infinite variance, but the estimate is still usable in practice
+  (with Pareto smoothing); the plain standard error already understates the error;
+- k >= 0.7 (``KHAT_THRESHOLD``): the estimate and its standard error are unreliable
+  (the paper's section 3.2.4; the sample-size-dependent bound min(1 - 1/log10 S, 0.7)
+  is only stricter for S < 2200);
+- k >= 1: not even the mean is finite.
+
+The shape is fitted with the profile-likelihood empirical Bayes method of Zhang &
+Stephens (2009, Technometrics 51, section 4; 30 + floor(sqrt(M)) grid points), and then
+shrunk towards 0.5 with the weakly informative prior of Vehtari et al. (2024,
+appendix; prior weight 10): k <- (M k + 10 * 0.5) / (M + 10), as in the ``loo`` R
+package's ``gpdfit(wip=TRUE)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "KHAT_THRESHOLD",
+    "UnreliableEstimateWarning",
+    "fit_generalized_pareto",
+    "pareto_khat",
+    "tail_khat",
+    "tail_length",
+]
+
+#: Above this Pareto k-hat a Monte Carlo estimate and its standard error are unreliable
+#: (Vehtari et al. 2024, section 3.2.4).
+KHAT_THRESHOLD = 0.7
+
+#: The weakly informative prior on k: weight (in tail draws) and centre (Vehtari et al. 2024).
+_PRIOR_WEIGHT = 10.0
+_PRIOR_CENTRE = 0.5
+#: Fewer tail draws than this and no shape is fitted (k-hat is NaN), as in ``loo``.
+_MIN_TAIL = 5
+#: Elements of the (batch, grid, tail) work array evaluated at once.
+_CHUNK_ELEMENTS = 4_000_000
+
+
+class UnreliableEstimateWarning(UserWarning):
+    """A Monte Carlo estimate whose standard error cannot be trusted.
+
+    Issued when the Pareto k-hat of the averaged terms (or of the importance ratios)
+    exceeds :data:`KHAT_THRESHOLD`: the terms' variance is infinite or effectively so,
+    and the printed standard error understates the real error, often by a lot.
+    """
+
+
+def tail_length(num_samples: int) -> int:
+    """M = ceil(min(0.2 S, 3 sqrt(S))): how many of S draws form the fitted tail."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    return int(math.ceil(min(0.2 * num_samples, 3.0 * math.sqrt(num_samples))))
+
+
+def _zhang_stephens(x: torch.Tensor, prior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPD (k, sigma) for each row of ``x`` (B, n): sorted ascending, positive maximum."""
+    n = x.shape[-1]
+    m = 30 + int(math.floor(math.sqrt(n)))
+    j = torch.arange(1, m + 1, dtype=x.dtype, device=x.device)
+    x_max = x[:, -1:]
+    x_quartile = x[:, int(math.floor(n / 4 + 0.5)) - 1].unsqueeze(-1)
+    # Ties at the threshold (discrete values) leave a zero first quartile: use the
+    # smallest positive exceedance instead, which keeps the grid finite.
+    smallest_positive = torch.where(x > 0, x, torch.full_like(x, math.inf)).min(-1, keepdim=True).values
+    x_quartile = torch.where(x_quartile > 0, x_quartile, smallest_positive)
+    # Zhang & Stephens (2009) eq. (9)-(11) with their prior constant 3; theta < 1 / x_max.
+    theta = 1 / x_max + (1 - torch.sqrt(m / (j - 0.5))) / (3 * x_quartile)  # (B, m)
+    k_grid = torch.log1p(-theta.unsqueeze(-1) * x.unsqueeze(-2)).mean(-1)  # (B, m)
+    profile = n * (torch.log(-theta / k_grid) - k_grid - 1)  # profile log-likelihood
+    weights = torch.softmax(profile, dim=-1)
+    theta_hat = (theta * weights).sum(-1)
+    k = torch.log1p(-theta_hat.unsqueeze(-1) * x).mean(-1)
+    sigma = -k / theta_hat
+    if prior:
+        k = (n * k + _PRIOR_WEIGHT * _PRIOR_CENTRE) / (n + _PRIOR_WEIGHT)
+    return k, sigma
+
+
+def fit_generalized_pareto(exceedances, dim: int = -1, *, prior: bool = True):
+    r"""Fit a generalised Pareto distribution to non-negative exceedances over a threshold.
+
+    The GPD with shape k and scale sigma has density
+    (1/sigma) (1 + k y / sigma)^(-1/k - 1) for y >= 0 (k > 0 is a heavy, power-law tail).
+    Zhang & Stephens (2009) estimate, then (``prior=True``) the weakly informative
+    prior of Vehtari et al. (2024), k <- (n k + 5) / (n + 10).
+
+    Parameters
+    ----------
+    exceedances : array-like of shape (..., n, ...), n >= 5 along ``dim``
+        Draws y >= 0 of the tail minus the threshold, any order.
+    dim : int
+        The dimension holding the draws; the result has it removed.
+    prior : bool, default True
+
+    Returns
+    -------
+    (k, sigma) : float64 tensors of the remaining shape. A row whose exceedances are all
+    zero has no tail to fit: k = -inf and sigma = 0.
+    """
+    y = torch.as_tensor(exceedances).to(torch.float64)
+    if y.dim() == 0:
+        raise ValueError("exceedances must have at least one dimension (the draws)")
+    y = y.movedim(dim, -1)
+    n = y.shape[-1]
+    if n < _MIN_TAIL:
+        raise ValueError(f"exceedances needs at least {_MIN_TAIL} draws along dim {dim}, got {n}")
+    if bool(torch.isnan(y).any()) or bool((y < 0).any()):
+        raise ValueError("exceedances must be non-negative and not NaN")
+    batch = y.shape[:-1]
+    flat = torch.sort(y.reshape(-1, n), dim=-1).values
+    k, sigma = _fit_rows(flat, prior)
+    return k.reshape(batch), sigma.reshape(batch)
+
+
+def _fit_rows(sorted_rows: torch.Tensor, prior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit each row (sorted ascending, non-negative); scale-free, so rows are divided by their max."""
+    rows, n = sorted_rows.shape
+    k = torch.full((rows,), -math.inf, dtype=torch.float64, device=sorted_rows.device)
+    sigma = torch.zeros_like(k)
+    x_max = sorted_rows[:, -1]
+    infinite = torch.isinf(x_max)
+    k[infinite] = math.inf
+    sigma[infinite] = math.inf
+    fit = (x_max > 0) & ~infinite
+    if not bool(fit.any()):
+        return k, sigma
+    idx = fit.nonzero().squeeze(-1)
+    scaled = sorted_rows[idx] / x_max[idx].unsqueeze(-1)  # the fit is scale-invariant
+    m = 30 + int(math.floor(math.sqrt(n)))
+    chunk = max(1, _CHUNK_ELEMENTS // (m * n))
+    for start in range(0, idx.numel(), chunk):
+        sl = slice(start, start + chunk)
+        k_c, s_c = _zhang_stephens(scaled[sl], prior)
+        k[idx[sl]] = k_c
+        sigma[idx[sl]] = s_c * x_max[idx[sl]]
+    # A tail spanning more than the float range (quartile underflows) fits to NaN: unreliable.
+    k = torch.where(torch.isnan(k), torch.full_like(k, math.inf), k)
+    return k, sigma
+
+
+def _as_rows(values, dim: int, name: str) -> tuple[torch.Tensor, torch.Size]:
+    t = torch.as_tensor(values)
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
+    t = t.detach().to(torch.float64)
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have at least one dimension (the draws along dim)")
+    t = t.movedim(dim, -1)
+    if bool(torch.isnan(t).any()):
+        raise ValueError(f"{name} contains NaN")
+    return t.reshape(-1, t.shape[-1]), t.shape[:-1]
+
+
+def _right_tail_khat(rows: torch.Tensor, *, log_scale: bool) -> torch.Tensor:
+    """k-hat of the right tail of each row (B, S); rows in log space when ``log_scale``."""
+    s = rows.shape[-1]
+    m = tail_length(s)
+    out = torch.full((rows.shape[0],), math.nan, dtype=torch.float64, device=rows.device)
+    if m < _MIN_TAIL or s < m + 1:
+        return out  # too few draws to fit a tail (S < 25): unknown, not reliable-by-default
+    top = torch.topk(rows, m + 1, dim=-1, largest=True, sorted=True).values.flip(-1)  # ascending
+    threshold, tail = top[:, :1], top[:, 1:]
+    pos_inf = torch.isposinf(tail[:, -1])
+    if log_scale:
+        # exp(tail) - exp(threshold), divided by exp(max): every value in [0, 1], no overflow.
+        shifted_tail = tail - tail[:, -1:]
+        shifted_thr = threshold - tail[:, -1:]
+        exceed = torch.exp(shifted_tail) - torch.exp(shifted_thr)
+    else:
+        exceed = tail - threshold
+    exceed = torch.nan_to_num(exceed.clamp_min(0), nan=0.0)
+    k, _ = _fit_rows(exceed, prior=True)
+    k = torch.where(pos_inf, torch.full_like(k, math.inf), k)
+    return k
+
+
+def pareto_khat(log_ratios, dim: int = 0) -> torch.Tensor:
+    r"""Pareto k-hat of importance ratios given on the log scale (PSIS, Vehtari et al. 2024).
+
+    Fits a generalised Pareto to the M = ceil(min(0.2 S, 3 sqrt(S))) largest ratios
+    r_s = exp(log_ratios_s) (exceedances over the (M+1)-th largest) and returns its
+    shape: k-hat < 0.5 finite variance; k-hat > :data:`KHAT_THRESHOLD` (0.7) the
+    importance-sampling estimate and its standard error are unreliable.
+
+    Parameters
+    ----------
+    log_ratios : array-like of shape (..., S, ...)
+        log p(z_s) - log q(z_s) (unnormalised is fine: the fit is scale-free) for
+        z_s ~ q, S draws along ``dim``. Computed in float64, relative to the row's
+        maximum, so log ratios of any size are safe.
+    dim : int, default 0
+        The dimension of the draws; it is reduced.
+
+    Returns
+    -------
+    Tensor (float64) of the remaining batch shape. NaN when S < 25 (fewer than five
+    tail draws: too few to fit), -inf when the largest ratios are all equal (no tail),
+    +inf when a ratio is infinite.
+    """
+    rows, batch = _as_rows(log_ratios, dim, "log_ratios")
+    return _right_tail_khat(rows, log_scale=True).reshape(batch)
+
+
+def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:
+    r"""Pareto k-hat of the tail(s) of plain Monte Carlo draws f_s, for their average's error bar.
+
+    The diagnostic of Vehtari et al. (2024) applied to the terms of any Monte Carlo
+    average (as ``posterior::pareto_khat`` does): the GPD shape of the largest
+    (``"right"``), the smallest (``"left"``, the largest of -f) or the worse of both
+    (``"both"``) M = ceil(min(0.2 S, 3 sqrt(S))) draws. Above 0.5 the terms have
+    infinite variance; above :data:`KHAT_THRESHOLD` the average's standard error
+    cannot be trusted.
+
+    Parameters
+    ----------
+    values : array-like of shape (..., S, ...)
+        The draws f_s, S along ``dim`` (reduced).
+    dim : int, default 0
+    tail : {"both", "right", "left"}
+
+    Returns
+    -------
+    Tensor (float64) of the remaining batch shape, with the conventions of
+    :func:`pareto_khat` (NaN for S < 25, -inf for a tail with no spread).
+    """
+    if tail not in ("both", "right", "left"):
+        raise ValueError(f"tail must be 'both', 'right' or 'left', got {tail!r}")
+    rows, batch = _as_rows(values, dim, "values")
+    ks = []
+    if tail in ("both", "right"):
+        ks.append(_right_tail_khat(rows, log_scale=False))
+    if tail in ("both", "left"):
+        ks.append(_right_tail_khat(-rows, log_scale=False))
+    k = ks[0] if len(ks) == 1 else torch.maximum(ks[0], ks[1])
+    return k.reshape(batch)
