@@ -10,8 +10,8 @@ Two unbiased per-sample estimators of KL(p || q) from x ~ p, with log r = log q(
   when E_p[r^2] = integral q^2 / p is infinite (p much narrower than q) so is their
   variance: the estimate stays unbiased but its standard error is meaningless.
 
-Every estimate carries the Pareto k-hat of its terms (``Estimate.khat``, Vehtari et
-al. 2024, see :mod:`vitoolkit.divergences.psis`) and an
+Every estimate carries a Pareto k-hat (``Estimate.khat``, Vehtari et al. 2024, see
+:mod:`vitoolkit.divergences.psis` and :func:`monte_carlo_kl`) and an
 :class:`~vitoolkit.divergences.psis.UnreliableEstimateWarning` is issued when it
 exceeds 0.7.
 """
@@ -26,7 +26,7 @@ import torch
 
 from ..distributions import sample
 from ._checks import check_num_samples, check_pair
-from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, tail_khat
+from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, pareto_khat, tail_khat
 
 __all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS", "mean_and_stderr", "warn_if_unreliable"]
 
@@ -120,10 +120,16 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
     -------
     Estimate
         ``value`` and ``stderr`` of shape ``broadcast(p.batch_shape, q.batch_shape)``,
-        and ``khat``: the Pareto k-hat of the per-sample terms (both tails; Vehtari et
-        al. 2024), NaN below 25 draws. For ``"k3"`` the terms grow like the ratio
-        r = q/p, so this is the ratio's tail; for ``"log_ratio"`` the terms are log r,
-        whose tails are light for most pairs, so it rarely fires.
+        and ``khat`` (same shape; NaN below 25 draws), the Pareto k-hat (Vehtari et al.
+        2024) of the pieces the terms are made of, each a monotone function of the
+        ratio r = q/p so that its tail is clean:
+
+        - ``"log_ratio"``: both tails of log r (the terms are -log r). Light for most
+          pairs, so a narrow p against a wide q does not trouble this estimator.
+        - ``"k3"``: the worse of the right tail of r (the PSIS diagnostic proper: the
+          terms grow like r, and E_p[r^2] = infinity gives them infinite variance) and
+          both tails of log r. (k-hat of the terms themselves would mislead: they are not
+          monotone in r, and the fitted tail can start in a spike of the bulk.)
 
     Warns
     -----
@@ -141,10 +147,13 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
     if not bool(torch.isfinite(log_p).all()):
         raise ValueError("p.log_prob returned non-finite values on p's own samples")
     log_r = log_q - log_p
+    khat = tail_khat(log_r, dim=0)
     if estimator == "log_ratio":
         terms = -log_r
     else:
         terms = torch.expm1(log_r) - log_r
-    est = mean_and_stderr(terms, diagnose=True)
+        khat = torch.maximum(khat, pareto_khat(log_r, dim=0))
+    value, stderr = mean_and_stderr(terms)
+    est = Estimate(value, stderr, khat.to(value.dtype))
     warn_if_unreliable(est, f"monte_carlo_kl(estimator={estimator!r}, num_samples={num_samples})")
     return est
