@@ -9,6 +9,10 @@ r"""What a trained VAE does with its latent space, and how far its posterior fal
   suboptimality in variational autoencoders", section 3: the inference gap
   log p(x) - L[q] splits into the approximation gap log p(x) - L[q*] (the
   variational family) and the amortisation gap L[q*] - L[q] (the encoder).
+- :func:`iwae_curve`: the IWAE bounds L_k for several k and the importance-sampled
+  log p(x) from one pool of draws, with Monte Carlo standard errors and the Pareto
+  k-hat of the weights (Burda, Grosse & Salakhutdinov 2015, eq. (8) and Theorem 1;
+  Vehtari et al. 2024).
 - :func:`mutual_information_gap` and :func:`factor_correlation`: how single
   latent units line up with known generating factors (Chen et al. 2018,
   "Isolating sources of disentanglement in VAEs", section 5, eq. (6), with the
@@ -33,10 +37,18 @@ from torch.distributions import Normal
 
 from ..divergences import kl_divergence
 from .latent import _call, _prepare, check_data, encode_batched, latent_means
+from .model import (
+    ImportanceEstimate,
+    _warn_unreliable,
+    check_num_samples,
+    importance_estimate,
+    log_importance_weights,
+)
 
 __all__ = [
     "ActiveUnits",
     "AmortisationGap",
+    "BoundCurve",
     "CollapseReport",
     "FactorScores",
     "active_units",
@@ -44,6 +56,7 @@ __all__ = [
     "check_posterior_collapse",
     "factor_correlation",
     "factor_scores",
+    "iwae_curve",
     "kl_per_dimension",
     "mutual_information_gap",
     "mutual_information_matrix",
@@ -51,9 +64,6 @@ __all__ = [
 
 #: Burda et al.'s (2015, section 5.2) activity threshold.
 ACTIVITY_THRESHOLD = 0.01
-# Elements of one decoded chunk (samples x examples x data_dim) in importance sampling.
-_CHUNK_ELEMENTS = 2**23
-
 
 class ActiveUnits(NamedTuple):
     """``count`` active units; ``activity`` (latent_dim,) = Cov_x(E_q[u]); ``mask`` = active."""
@@ -87,6 +97,18 @@ class AmortisationGap(NamedTuple):
     elbo_optimised_stderr: torch.Tensor  # Monte Carlo standard error of L[q*]
     loc: torch.Tensor  # (n, latent_dim) mean of q*
     scale: torch.Tensor  # (n, latent_dim) standard deviation of q*
+    log_likelihood_khat: torch.Tensor  # Pareto k-hat of the q* weights (NaN if log p(x) given)
+
+
+class BoundCurve(NamedTuple):
+    """IWAE bounds for several k and log p(x) from one pool of draws (see :func:`iwae_curve`)."""
+
+    num_samples: tuple  # the k's, ascending
+    bounds: torch.Tensor  # (m, n) per-example estimates of L_k, nats
+    stderr: torch.Tensor  # (m, n) their Monte Carlo standard errors
+    mean: torch.Tensor  # (m,) mean over the examples of bounds
+    mean_stderr: torch.Tensor  # (m,) Monte Carlo standard error of mean
+    log_likelihood: ImportanceEstimate  # L_S from all S pooled draws: value, stderr, khat (n,)
 
 
 class FactorScores(NamedTuple):
@@ -247,19 +269,6 @@ def _randn(shape, like: torch.Tensor, generator):
     return eps.to(like.device)
 
 
-def _log_weights(model, x, y, loc, scale, eps) -> torch.Tensor:
-    """log p(x, z_k) - log q(z_k) at z_k = loc + scale * eps_k; eps (K, n, d) -> (K, n)."""
-    prior = model.prior
-    q = Normal(loc, scale)
-    chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * x.shape[1]))
-    out = []
-    for start in range(0, eps.shape[0], chunk):
-        z = loc + scale * eps[start:start + chunk]
-        log_px = _call(model.decode, z, y).log_prob(x)
-        out.append(log_px + prior.log_prob(z) - q.log_prob(z).sum(-1))
-    return torch.cat(out)
-
-
 def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8,
                      lr: float = 0.02, eval_samples: int = 1000, log_likelihood=None,
                      generator: torch.Generator | None = None) -> AmortisationGap:
@@ -318,6 +327,11 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
     Returns
     -------
     AmortisationGap
+
+    Warns
+    -----
+    UnreliableEstimateWarning
+        When some example's k-hat of the q* weights exceeds 0.7.
     """
     steps = _check_count(steps, "steps", 0)
     num_samples = _check_count(num_samples, "num_samples", 1)
@@ -362,8 +376,8 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
         with torch.no_grad():
             loc_opt, scale_opt = loc.detach(), log_scale.detach().exp()
             eps = _randn((eval_samples, *loc0.shape), loc0, generator)
-            w_q = _log_weights(model, x, y, loc0, scale0, eps)
-            w_opt = _log_weights(model, x, y, loc_opt, scale_opt, eps)
+            w_q = log_importance_weights(model, x, loc0, scale0, eps=eps, y=y)
+            w_opt = log_importance_weights(model, x, loc_opt, scale_opt, eps=eps, y=y)
             worse = w_opt.mean(0) < w_q.mean(0)
             w_opt = torch.where(worse, w_q, w_opt)
             loc_opt = torch.where(worse[:, None], loc0, loc_opt)
@@ -371,9 +385,12 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
 
             elbo_q, elbo_opt = w_q.mean(0), w_opt.mean(0)
             if log_likelihood is None:
-                log_px = torch.logsumexp(w_opt, dim=0) - math.log(eval_samples)
+                est = importance_estimate(w_opt, what="amortisation_gap: log p(x) with q* as "
+                                          f"proposal (eval_samples={eval_samples})", stacklevel=3)
+                log_px, khat = est.value, est.khat
             else:
                 log_px = log_likelihood.to(elbo_q)
+                khat = torch.full_like(elbo_q, math.nan)
             se_q = w_q.std(0) / math.sqrt(eval_samples)
             se_opt = w_opt.std(0) / math.sqrt(eval_samples)
     for name, t in (("L[q]", elbo_q), ("L[q*]", elbo_opt), ("log p(x)", log_px)):
@@ -390,7 +407,90 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
         elbo_optimised_stderr=se_opt,
         loc=loc_opt,
         scale=scale_opt,
+        log_likelihood_khat=khat,
     )
+
+
+# -- bounds against the number of importance samples ------------------------------
+
+
+def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 512,
+               generator: torch.Generator | None = None) -> BoundCurve:
+    r"""IWAE bounds L_k for several k, and log p(x), from one pool of S draws per example.
+
+    For each example, S = ``pool`` draws z_s ~ q(z|x) give the log weights
+    log w_s = log p(x, z_s) - log q(z_s|x). For each k (a divisor of S) the draws
+    are split into G = S / k disjoint groups; each group's
+    log (1/k) sum_{s in group} w_s is an unbiased estimate of
+    L_k = E[log 1/k sum_j w_j] (Burda et al. 2015, eq. (8)), their mean is the
+    estimate and their spread / sqrt(G) its standard error (the delta-method
+    standard error when G = 1). log p(x) is estimated by L_S from all S draws,
+    with its delta-method standard error and the Pareto k-hat of the weights
+    (Vehtari et al. 2024; above 0.7 it cannot be trusted).
+
+    Because every k uses the same draws, Jensen's inequality (the concavity of
+    log) orders the estimates for every example whenever k divides k':
+    L_k <= L_k' <= L_S, the sample version of Burda et al.'s Theorem 1. The
+    standard errors say how far each estimate may lie from its expectation.
+
+    Parameters
+    ----------
+    model : VAE-like module
+    x : Tensor of shape (n, data_dim)
+    num_samples : sequence of int
+        The k's, each a divisor of ``pool``.
+    pool : int >= 1
+        S, the draws per example.
+    y : Tensor of shape (n, conditional_dim), optional
+    batch_size : int >= 1
+        Examples per pass.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    BoundCurve
+
+    Warns
+    -----
+    UnreliableEstimateWarning
+        When some example's k-hat of its S weights exceeds 0.7.
+    """
+    pool = check_num_samples(pool, "pool")
+    ks = sorted({check_num_samples(k, "num_samples") for k in num_samples})
+    if not ks:
+        raise ValueError("num_samples must name at least one k")
+    bad = [k for k in ks if pool % k]
+    if bad:
+        raise ValueError(f"every k must divide pool={pool}; {bad} do not")
+    batch_size = _check_count(batch_size, "batch_size", 1)
+    x = check_data(x)
+    bounds, stderrs, parts = [], [], []
+    with _eval_mode(model), torch.no_grad():
+        x, y = _prepare(model, x, y)
+        for start in range(0, x.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            yb = None if y is None else y[sl]
+            q = _diag_normal(_call(model.encode, x[sl], yb))
+            log_w = log_importance_weights(model, x[sl], q.loc, q.scale, pool, y=yb,
+                                           generator=generator)
+            est = importance_estimate(log_w, warn=False)
+            parts.append(est)
+            b_rows, s_rows = [], []
+            for k in ks:
+                groups = pool // k
+                lg = torch.logsumexp(log_w.reshape(groups, k, -1), dim=1) - math.log(k)
+                b_rows.append(lg.mean(0))
+                if groups > 1:
+                    s_rows.append(lg.std(0, unbiased=True) / math.sqrt(groups))
+                else:
+                    s_rows.append(est.stderr)
+            bounds.append(torch.stack(b_rows))
+            stderrs.append(torch.stack(s_rows))
+    b, se = torch.cat(bounds, dim=1), torch.cat(stderrs, dim=1)
+    log_px = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
+    _warn_unreliable(log_px.khat, f"iwae_curve: log p(x) from pool={pool} draws", stacklevel=2)
+    n = b.shape[1]
+    return BoundCurve(tuple(ks), b, se, b.mean(1), se.pow(2).sum(1).sqrt() / n, log_px)
 
 
 # -- factors and disentanglement --------------------------------------------------

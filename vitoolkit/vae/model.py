@@ -16,6 +16,15 @@ Salakhutdinov 2015, eq. (8)):
 and log p(x) itself is estimated by L_k with a large k (k = 5000 in Burda et
 al., section 5; importance sampling as in Kingma & Welling, Appendix D).
 
+Importance sampling can fail silently: when q(z|x) is much narrower than the
+posterior in some direction the weights p(x, z)/q(z|x) are heavy-tailed, the
+estimate sits far below log p(x) and its sample standard error is meaningless.
+``iwae_bound`` and ``log_likelihood`` therefore fit the Pareto k-hat of the weights
+(Vehtari, Simpson, Gelman, Yao & Gabry, "Pareto smoothed importance sampling",
+JMLR 2024) for every example, return it with ``return_diagnostics=True``, and issue
+an :class:`~vitoolkit.divergences.UnreliableEstimateWarning` when any example's
+k-hat exceeds 0.7.
+
 Shapes: data travel flattened, ``x`` of shape (n, data_dim); codes ``z`` of
 shape (..., latent_dim); a conditional VAE's label ``y`` is one-hot (n,
 conditional_dim) (integer labels (n,) are accepted and one-hot encoded).
@@ -24,6 +33,8 @@ conditional_dim) (integer labels (n,) are accepted and one-hot encoded).
 from __future__ import annotations
 
 import math
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,12 +43,21 @@ from torch import nn
 from torch.distributions import Independent, Normal, register_kl
 
 from ..distributions import sample as _sample
-from ..divergences import kl_divergence
+from ..divergences import KHAT_THRESHOLD, UnreliableEstimateWarning, kl_divergence, pareto_khat
 from .annealing import _finite_nonneg
 from .likelihoods import make_likelihood
 from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
 
-__all__ = ["VAE", "KL_METHODS", "OBJECTIVES", "StandardNormal", "check_num_samples"]
+__all__ = [
+    "VAE",
+    "KL_METHODS",
+    "OBJECTIVES",
+    "ImportanceEstimate",
+    "StandardNormal",
+    "check_num_samples",
+    "importance_estimate",
+    "log_importance_weights",
+]
 
 #: How the KL term of the ELBO is computed.
 KL_METHODS = ("analytic", "monte_carlo")
@@ -73,6 +93,127 @@ def check_num_samples(num_samples, name: str = "num_samples") -> int:
             or num_samples < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {num_samples!r}")
     return int(num_samples)
+
+
+class ImportanceEstimate(NamedTuple):
+    r"""An importance-sampled estimate per example, with its Monte Carlo error and reliability.
+
+    ``value`` (n,): log (1/k) sum_j w_j, nats, with w_j = p(x, z_j) / q(z_j | x).
+    ``stderr`` (n,): its delta-method standard error, sd(w) / (sqrt(k) mean(w))
+    (NaN for k = 1). The same expansion gives the bias: E[value] ~ log p(x) - stderr^2 / 2.
+    ``khat`` (n,): the Pareto k-hat of the weights (Vehtari et al. 2024); above
+    :data:`~vitoolkit.divergences.KHAT_THRESHOLD` (0.7) ``value`` and ``stderr``
+    cannot be trusted. NaN when k < 25 (too few draws to fit a tail).
+    """
+
+    value: torch.Tensor
+    stderr: torch.Tensor
+    khat: torch.Tensor
+
+
+def importance_estimate(log_weights: torch.Tensor, *, what: str = "importance-sampled estimate",
+                        warn: bool = True, stacklevel: int = 2) -> ImportanceEstimate:
+    r"""log (1/k) sum_j w_j per column of ``log_weights``, its standard error and Pareto k-hat.
+
+    Parameters
+    ----------
+    log_weights : Tensor of shape (k, n)
+        log w_j = log p(x, z_j) - log q(z_j | x) for k draws (rows) and n examples.
+    what : str
+        Names the estimate in the warning.
+    warn : bool
+        Issue :class:`~vitoolkit.divergences.UnreliableEstimateWarning` when any
+        example's k-hat exceeds 0.7.
+    stacklevel : int
+        Passed to :func:`warnings.warn` (2 points at this function's caller).
+
+    Returns
+    -------
+    ImportanceEstimate
+        ``value`` keeps the gradient of ``log_weights``; ``stderr`` and ``khat``
+        are detached.
+    """
+    k = log_weights.shape[0]
+    value = torch.logsumexp(log_weights, dim=0) - math.log(k)
+    with torch.no_grad():
+        lw = log_weights.detach()
+        if k > 1:
+            # Weights divided by their mean (computed in log space): sd of this / sqrt(k) is
+            # the delta-method sd of log mean w, Kingma & Welling (2013) App. D's estimator.
+            rel = torch.exp(lw - value.detach())
+            stderr = rel.std(dim=0, unbiased=True) / math.sqrt(k)
+        else:
+            stderr = torch.full_like(value, math.nan)
+        khat = pareto_khat(lw, dim=0).to(value.dtype)
+    if warn:
+        _warn_unreliable(khat, what, stacklevel)
+    return ImportanceEstimate(value, stderr, khat)
+
+
+def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int) -> None:
+    """Warn when some k-hat exceeds 0.7; ``stacklevel`` counts from this function's caller."""
+    bad = khat > KHAT_THRESHOLD
+    if bool(bad.any()):
+        warnings.warn(
+            f"{what}: {int(bad.sum())} of {khat.numel()} examples have Pareto k-hat > "
+            f"{KHAT_THRESHOLD} (worst {float(khat[bad].max()):.2f}). For them the importance "
+            "weights p(x, z)/q(z|x) are so heavy-tailed that the estimate and its standard "
+            "error cannot be trusted (the estimate is likely too low); use more samples or "
+            "a proposal closer to the posterior.",
+            UnreliableEstimateWarning, stacklevel=stacklevel + 1)
+
+
+def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                           num_samples: int | None = None, *, eps: torch.Tensor | None = None,
+                           y: torch.Tensor | None = None, generator=None) -> torch.Tensor:
+    r"""log w_j = log p(x | z_j) + log p(z_j) - log q(z_j | x) at z_j = loc + scale * eps_j.
+
+    The one implementation of the importance weights behind the IWAE bound (Burda
+    et al. 2015, eq. (8)), the importance-sampled log p(x) and the amortisation-gap
+    diagnostics; q = N(loc, diag scale^2) may be the encoder's output or any other
+    diagonal Gaussian. Samples are decoded in chunks to bound memory.
+
+    Parameters
+    ----------
+    model : VAE-like module
+        Has ``prior`` (a distribution over z with event shape (latent_dim,)) and
+        ``decode(z[, y])`` returning p(x | z) with ``log_prob(x)`` per example.
+    x : Tensor of shape (n, data_dim)
+    loc, scale : Tensors of shape (n, latent_dim)
+    num_samples : int, optional
+        k: draws eps ~ N(0, I) from ``generator`` (chunk by chunk). Give either
+        this or ``eps``.
+    eps : Tensor of shape (k, n, latent_dim), optional
+        Standard-normal draws to use (common random numbers across proposals).
+    y : Tensor of shape (n, conditional_dim), optional
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    Tensor of shape (k, n), differentiable in the model's parameters, loc and scale.
+    """
+    if (num_samples is None) == (eps is None):
+        raise ValueError("give exactly one of num_samples and eps")
+    k = int(num_samples) if eps is None else eps.shape[0]
+    decode = getattr(model, "_decoder_distribution", None)
+    if decode is None:
+        def decode(z, y):
+            return model.decode(z) if y is None else model.decode(z, y)
+    q = Normal(loc, scale, validate_args=False)
+    prior = model.prior
+    width = getattr(model, "_decoder_width", x.shape[-1])
+    chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * width))
+    out = []
+    for start in range(0, k, chunk):
+        kc = min(chunk, k - start)
+        if eps is None:
+            e = torch.randn((kc, *loc.shape), generator=generator, device=loc.device,
+                            dtype=loc.dtype)
+        else:
+            e = eps[start:start + kc]
+        z = loc + scale * e
+        out.append(decode(z, y).log_prob(x) + prior.log_prob(z) - q.log_prob(z).sum(-1))
+    return torch.cat(out, dim=0)
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -265,6 +406,10 @@ class VAE(_LatentVariableModel):
 
         self._init_seeded(seed, build)
         self._mlp = mlp
+        #: Widest decoder activation per sample, to size the importance-sampling chunks.
+        self._decoder_width = max(
+            self.likelihood.params_per_pixel * self.data_dim,
+            *(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)))
         self.register_buffer("_prior_loc", torch.zeros(self.latent_dim), persistent=False)
         self.register_buffer("_prior_scale", torch.ones(self.latent_dim), persistent=False)
 
@@ -344,23 +489,14 @@ class VAE(_LatentVariableModel):
         recon = self.likelihood.distribution(self._decode_params(z, y)).log_prob(x)
         return recon, self._kl_dims(loc, scale, z), loc
 
+    def _decoder_distribution(self, z, y):
+        """p(x | z) without the input checks of :meth:`decode` (inner loops)."""
+        return self.likelihood.distribution(self._decode_params(z, y))
+
     def _log_weights(self, x, y, num_samples: int, generator=None) -> torch.Tensor:
-        """log p(x, z_j) - log q(z_j | x) for j = 1..k, shape (k, n), decoded in chunks."""
+        """log p(x, z_j) - log q(z_j | x) for j = 1..k, z_j ~ q(z | x), shape (k, n)."""
         loc, scale = self._encode_params(x, y)
-        q = Normal(loc, scale, validate_args=False)
-        prior = self.prior.base_dist
-        width = max(self.likelihood.params_per_pixel * self.data_dim,
-                    *(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)))
-        chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * width))
-        out = []
-        for start in range(0, num_samples, chunk):
-            kc = min(chunk, num_samples - start)
-            eps = torch.randn((kc, *loc.shape), generator=generator, device=loc.device,
-                              dtype=loc.dtype)
-            z = loc + scale * eps
-            log_px = self.likelihood.distribution(self._decode_params(z, y)).log_prob(x)
-            out.append(log_px + (prior.log_prob(z) - q.log_prob(z)).sum(-1))
-        return torch.cat(out, dim=0)
+        return log_importance_weights(self, x, loc, scale, num_samples, y=y, generator=generator)
 
     def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
         r"""ELBO(x) = E_q[log p(x|z)] - beta KL(q(z|x) || p(z)), one-sample estimate.
@@ -386,7 +522,8 @@ class VAE(_LatentVariableModel):
         recon, kl_dims, _ = self._terms(x, y, generator)
         return recon - beta * kl_dims.sum(-1)
 
-    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None) -> torch.Tensor:
+    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None,
+                   return_diagnostics: bool = False):
         r"""The importance-weighted bound L_k(x), Burda et al. (2015), eq. (8).
 
         L_k = log 1/k sum_j p(x, z_j) / q(z_j | x),  z_j ~ q(z | x) i.i.d.;
@@ -398,25 +535,39 @@ class VAE(_LatentVariableModel):
         num_samples : int >= 1 (k)
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
+        return_diagnostics : bool, default False
+            Also return each example's standard error and Pareto k-hat.
 
         Returns
         -------
-        Tensor of shape (n,): nats per example (differentiable).
+        Tensor of shape (n,): nats per example (differentiable); with
+        ``return_diagnostics=True`` an :class:`ImportanceEstimate`
+        ``(value, stderr, khat)``, each of shape (n,).
+
+        Warns
+        -----
+        UnreliableEstimateWarning
+            When some example's k-hat exceeds 0.7 (only possible for k >= 25).
         """
         k = check_num_samples(num_samples)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         log_w = self._log_weights(x, y, k, generator)
-        return torch.logsumexp(log_w, dim=0) - math.log(k)
+        est = importance_estimate(log_w, what=f"iwae_bound(num_samples={k})", stacklevel=3)
+        return est if return_diagnostics else est.value
 
     @torch.no_grad()
     def log_likelihood(self, x, num_samples: int = 5000, y=None, *, generator=None,
-                       batch_size: int = 512) -> torch.Tensor:
+                       batch_size: int = 512, return_diagnostics: bool = False):
         r"""Importance-sampled estimate of log p(x) = L_k with a large k.
 
         Kingma & Welling (2013), Appendix D; Burda et al. (2015), section 5
         (k = 5000). The estimate is a lower bound in expectation that tightens
-        as k grows.
+        as k grows. Its delta-method standard error is sd(w) / (sqrt(k) mean(w))
+        for the weights w = p(x, z)/q(z|x); it is meaningful only when the
+        weights' variance is finite, which the Pareto k-hat of the weights checks
+        (Vehtari et al. 2024: above 0.7 neither the estimate nor its standard
+        error can be trusted).
 
         Parameters
         ----------
@@ -426,10 +577,19 @@ class VAE(_LatentVariableModel):
         generator : torch.Generator, optional
         batch_size : int
             Examples per pass (samples are further chunked to bound memory).
+        return_diagnostics : bool, default False
+            Also return each example's standard error and Pareto k-hat.
 
         Returns
         -------
-        Tensor of shape (n,), nats per example (no gradient).
+        Tensor of shape (n,), nats per example (no gradient); with
+        ``return_diagnostics=True`` an :class:`ImportanceEstimate`
+        ``(value, stderr, khat)``, each of shape (n,).
+
+        Warns
+        -----
+        UnreliableEstimateWarning
+            When some example's k-hat exceeds 0.7: the message says how many.
         """
         k = check_num_samples(num_samples)
         batch_size = _check_int(batch_size, "batch_size", 1)
@@ -438,14 +598,17 @@ class VAE(_LatentVariableModel):
         was_training = self.training
         self.eval()
         try:
-            out = []
+            parts = []
             for s in range(0, x.shape[0], batch_size):
                 yb = None if y is None else y[s:s + batch_size]
                 log_w = self._log_weights(x[s:s + batch_size], yb, k, generator)
-                out.append(torch.logsumexp(log_w, dim=0) - math.log(k))
+                parts.append(importance_estimate(log_w, warn=False))
         finally:
             self.train(was_training)
-        return torch.cat(out)
+        est = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
+        # One warning for the whole call (not one per batch), pointing at the caller.
+        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3)
+        return est if return_diagnostics else est.value
 
     # -- generation -----------------------------------------------------------
     @torch.no_grad()
