@@ -20,15 +20,31 @@ negative log-likelihoods:
 - ``"gaussian_learned"``: the decoder also outputs a per-pixel scale,
   sigma = softplus(raw) + ``min_scale`` (the floor keeps the density bounded
   on pixels that are always exactly 0).
+
+Two per-pixel functions show why BCE on non-binary targets is not a likelihood
+(Loaiza-Ganem & Cunningham 2019, section 3):
+
+- :func:`bce_floor`: for a target y in [0, 1], min over p of
+  BCE(y, p) = -y log p - (1 - y) log(1 - p) is reached at p = y and equals the
+  binary entropy H(y) = -y log y - (1 - y) log(1 - y): zero only at y = 0 and
+  y = 1, log 2 at y = 1/2. A perfect decoder still pays H(y) per grey pixel.
+- :func:`continuous_bernoulli_log_normaliser`: log C(lambda), the constant that
+  turns lambda^x (1 - lambda)^(1 - x) into a density on [0, 1],
+  C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) (C(1/2) = 2), eq. (3) of
+  the paper; log C >= log 2 > 0, so BCE's "log-likelihood" is always below the
+  normalised one.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, ContinuousBernoulli, Independent, Normal
 
-__all__ = ["LIKELIHOODS", "Likelihood", "make_likelihood"]
+__all__ = ["LIKELIHOODS", "Likelihood", "make_likelihood", "bce_floor",
+           "continuous_bernoulli_log_normaliser"]
 
 #: The named likelihoods.
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "continuous_bernoulli")
@@ -112,3 +128,57 @@ def make_likelihood(likelihood, **kwargs) -> Likelihood:
     if isinstance(likelihood, Likelihood):
         return likelihood
     return Likelihood(likelihood, **kwargs)
+
+
+def _unit_interval(values, name: str) -> torch.Tensor:
+    t = torch.as_tensor(values)
+    t = t.to(torch.float64) if not t.is_floating_point() else t
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > 1).any()):
+        raise ValueError(f"{name} must lie in [0, 1]")
+    return t
+
+
+def bce_floor(y) -> torch.Tensor:
+    r"""The smallest binary cross-entropy a prediction can reach on target ``y``: H(y), nats.
+
+    min_p [-y log p - (1 - y) log(1 - p)] is attained at p = y (set the derivative
+    -y/p + (1 - y)/(1 - p) to zero) and equals the binary entropy
+    H(y) = -y log y - (1 - y) log(1 - y), with 0 log 0 = 0.
+
+    Parameters
+    ----------
+    y : Tensor (any shape), values in [0, 1]
+
+    Returns
+    -------
+    Tensor of the same shape and floating dtype.
+    """
+    y = _unit_interval(y, "y")
+    return -(torch.special.xlogy(y, y) + torch.special.xlogy(1 - y, 1 - y))
+
+
+def continuous_bernoulli_log_normaliser(lam) -> torch.Tensor:
+    r"""log C(lambda) of the continuous Bernoulli, Loaiza-Ganem & Cunningham (2019), eq. (3).
+
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = |logit lambda| / |1 - 2 lambda|
+    for lambda != 1/2, and C(1/2) = 2; near 1/2 the second-order Taylor expansion
+    log 2 + 4/3 d + 104/45 d^2, d = (lambda - 1/2)^2, avoids 0/0.
+
+    Parameters
+    ----------
+    lam : Tensor (any shape), values in (0, 1)
+
+    Returns
+    -------
+    Tensor of the same shape and floating dtype (>= log 2).
+    """
+    lam = _unit_interval(lam, "lam")
+    if bool((lam <= 0).any()) or bool((lam >= 1).any()):
+        raise ValueError("lam must lie strictly inside (0, 1)")
+    d = (lam - 0.5) ** 2
+    near = d < 1e-6
+    safe = torch.where(near, torch.full_like(lam, 0.25), lam)
+    exact = torch.log(torch.abs(torch.log(safe) - torch.log1p(-safe))) - torch.log(
+        torch.abs(1 - 2 * safe))
+    taylor = math.log(2.0) + (4.0 / 3.0 + 104.0 / 45.0 * d) * d
+    return torch.where(near, taylor, exact)

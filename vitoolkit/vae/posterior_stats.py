@@ -1,0 +1,239 @@
+r"""What the KL term pulls towards N(0, I): the aggregate posterior and the correlation of codes.
+
+The ELBO's KL term acts on each q(z | x_n) separately, but averaged over a data
+set of N points it splits into two parts ("ELBO surgery", Hoffman & Johnson
+2016, eq. (2); the aggregate posterior of Makhzani et al. 2015, section 1):
+
+    1/N sum_n KL(q(z | x_n) || p(z))  =  I_q(n; z)  +  KL(q(z) || p(z)),
+
+where q(z) = 1/N sum_n q(z | x_n) is the *aggregate* posterior (a mixture of
+N diagonal Gaussians) and I_q(n; z) = E_n E_{q(z|x_n)}[log q(z | x_n) - log q(z)]
+is the mutual information between the data index and the code under q,
+0 <= I_q <= log N. A code that carries information about x *must* keep each
+q(z | x_n) away from the prior; what the objective lets approach N(0, I) is the
+mixture q(z).
+
+The mixture is finite, so log q(z) is exact (a log-sum-exp over its N
+components) and KL(q(z) || p(z)) = E_{q(z)}[log q(z) - log p(z)] is estimated
+without bias by sampling the mixture.
+
+A diagonal sigma(x) makes each q(z | x) factorise; it says nothing about the
+codes *across* the data set: :func:`correlation_matrix` and
+:func:`gaussian_total_correlation` measure how dependent they are.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from ..divergences import Estimate, mean_and_stderr
+from .latent import encode_batched
+
+__all__ = [
+    "AggregatePosterior",
+    "KLDecomposition",
+    "aggregate_posterior",
+    "aggregate_kl_to_prior",
+    "kl_decomposition",
+    "correlation_matrix",
+    "max_abs_off_diagonal",
+    "gaussian_total_correlation",
+]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _check_loc_scale(loc, scale) -> tuple[torch.Tensor, torch.Tensor]:
+    loc = torch.as_tensor(loc).detach()
+    scale = torch.as_tensor(scale).detach()
+    if loc.ndim != 2 or loc.shape != scale.shape or loc.shape[0] < 1:
+        raise ValueError(f"loc and scale must both have shape (N, latent_dim) with N >= 1, got "
+                         f"{tuple(loc.shape)} and {tuple(scale.shape)}")
+    loc = loc.to(torch.float64)
+    scale = scale.to(torch.float64)
+    if not (bool(torch.isfinite(loc).all()) and bool(torch.isfinite(scale).all())):
+        raise ValueError("loc and scale must be finite")
+    if bool((scale <= 0).any()):
+        raise ValueError(f"scale must be positive, got minimum {float(scale.min()):.3g}")
+    return loc, scale
+
+
+class AggregatePosterior:
+    r"""The mixture q(z) = 1/N sum_n N(z; loc_n, diag scale_n^2), in float64.
+
+    Parameters
+    ----------
+    loc, scale : Tensor of shape (N, latent_dim)
+        Means and standard deviations of the N encoder Gaussians q(z | x_n).
+    """
+
+    def __init__(self, loc, scale):
+        self.loc, self.scale = _check_loc_scale(loc, scale)
+
+    @property
+    def num_components(self) -> int:
+        return self.loc.shape[0]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.loc.shape[1]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """E_q[z] = mean of the component means, shape (latent_dim,)."""
+        return self.loc.mean(0)
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """Cov_q[z] = Cov_n(loc_n) + diag(mean_n scale_n^2) (law of total covariance), (L, L).
+
+        The between-component part uses the 1/N (population) normalisation: it is
+        the exact covariance of the mixture.
+        """
+        centred = self.loc - self.mean
+        return centred.T @ centred / self.num_components + torch.diag((self.scale ** 2).mean(0))
+
+    def component_log_prob(self, z) -> torch.Tensor:
+        """log q(z | x_n) for every component: z of shape (..., L) -> (..., N)."""
+        z = torch.as_tensor(z, dtype=torch.float64)
+        if z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must have shape (..., {self.latent_dim}), got {tuple(z.shape)}")
+        u = (z.unsqueeze(-2) - self.loc) / self.scale  # (..., N, L)
+        return -0.5 * (u * u).sum(-1) - self.scale.log().sum(-1) - 0.5 * self.latent_dim * _LOG_2PI
+
+    def log_prob(self, z, *, batch_size: int = 1024) -> torch.Tensor:
+        """log q(z) = logsumexp_n log q(z | x_n) - log N, exact; z (..., L) -> (...)."""
+        z = torch.as_tensor(z, dtype=torch.float64)
+        flat = z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
+        out = [torch.logsumexp(self.component_log_prob(flat[s:s + batch_size]), dim=-1)
+               for s in range(0, flat.shape[0], batch_size)]
+        return (torch.cat(out) - math.log(self.num_components)).reshape(z.shape[:-1])
+
+    def marginal_log_prob(self, values, dim: int) -> torch.Tensor:
+        """log density of the one-dimensional marginal q(z[dim]) at ``values`` (shape (m,)) -> (m,)."""
+        if not 0 <= dim < self.latent_dim:
+            raise ValueError(f"dim must lie in 0..{self.latent_dim - 1}, got {dim}")
+        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1, 1)
+        loc, scale = self.loc[:, dim], self.scale[:, dim]
+        u = (v - loc) / scale
+        comp = -0.5 * u * u - scale.log() - 0.5 * _LOG_2PI
+        return torch.logsumexp(comp, dim=-1) - math.log(self.num_components)
+
+    def sample(self, num_samples: int, *, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw (z, n): a component index n uniformly, then z ~ q(z | x_n).
+
+        Returns z of shape (num_samples, L) and the component indices (num_samples,).
+        """
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        idx = torch.randint(self.num_components, (num_samples,), generator=generator)
+        eps = torch.randn(num_samples, self.latent_dim, generator=generator, dtype=torch.float64)
+        return self.loc[idx] + self.scale[idx] * eps, idx
+
+
+def aggregate_posterior(model, x, *, batch_size: int = 2048) -> AggregatePosterior:
+    """The aggregate posterior of ``model``'s encoder over the rows of ``x`` (n, data_dim)."""
+    loc, scale = encode_batched(model, x, batch_size=batch_size)
+    return AggregatePosterior(loc, scale)
+
+
+def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * _LOG_2PI
+
+
+def aggregate_kl_to_prior(agg: AggregatePosterior, num_samples: int, *, generator=None) -> Estimate:
+    r"""KL(q(z) || N(0, I)) for the aggregate posterior, by Monte Carlo, in nats.
+
+    E_{q(z)}[log q(z) - log p(z)] with z drawn from the mixture; log q(z) is the
+    exact mixture density, so the estimate is unbiased and its standard error is
+    the sample standard deviation over sqrt(num_samples).
+
+    Returns
+    -------
+    Estimate(value, stderr), float64 scalars.
+    """
+    z, _ = agg.sample(num_samples, generator=generator)
+    return mean_and_stderr(agg.log_prob(z) - _standard_normal_log_prob(z))
+
+
+class KLDecomposition(NamedTuple):
+    """Hoffman & Johnson (2016), eq. (2): average_kl = mutual_information + aggregate_kl (nats)."""
+
+    average_kl: float  # 1/N sum_n KL(q(z|x_n) || p(z)), closed form
+    aggregate_kl: Estimate  # KL(q(z) || p(z)), Monte Carlo
+    mutual_information: Estimate  # I_q(n; z) = average_kl - aggregate_kl, same draws
+    log_num_components: float  # log N, the upper bound on the mutual information
+
+
+def kl_decomposition(agg: AggregatePosterior, num_samples: int, *, generator=None) -> KLDecomposition:
+    r"""Split the average KL term into the mutual information and KL(aggregate || prior).
+
+    The average KL is exact (closed form per component, Kingma & Welling 2013,
+    Appendix B). The mutual information is estimated on the same draws
+    (z, n) ~ q as E[log q(z | x_n) - log q(z)], so the two Monte Carlo estimates
+    add up to the exact average (their noise is opposite), up to the noise of
+    E[log q(z | x_n) - log p(z)] around its mean, which is zero in expectation.
+
+    Returns
+    -------
+    KLDecomposition
+    """
+    z, idx = agg.sample(num_samples, generator=generator)
+    log_agg = agg.log_prob(z)
+    loc, scale = agg.loc[idx], agg.scale[idx]
+    u = (z - loc) / scale
+    log_own = -0.5 * (u * u).sum(-1) - scale.log().sum(-1) - 0.5 * agg.latent_dim * _LOG_2PI
+    mi = mean_and_stderr(log_own - log_agg)
+    agg_kl = mean_and_stderr(log_agg - _standard_normal_log_prob(z))
+    # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1)/2 - log s per dimension.
+    per = 0.5 * (agg.loc ** 2 + agg.scale ** 2 - 1).sum(-1) - agg.scale.log().sum(-1)
+    return KLDecomposition(float(per.mean()), agg_kl, mi, math.log(agg.num_components))
+
+
+# -- dependence across the data set ---------------------------------------------
+
+
+def correlation_matrix(codes) -> torch.Tensor:
+    """Pearson correlation matrix of the columns of ``codes`` (n, L), float64, shape (L, L).
+
+    Columns with zero variance get correlation 0 with every other column (1 on the diagonal).
+    """
+    c = torch.as_tensor(codes).detach().to(torch.float64)
+    if c.ndim != 2 or c.shape[0] < 2:
+        raise ValueError(f"codes must have shape (n >= 2, latent_dim), got {tuple(c.shape)}")
+    c = c - c.mean(0)
+    cov = c.T @ c / (c.shape[0] - 1)
+    sd = cov.diagonal().sqrt()
+    safe = torch.where(sd > 0, sd, torch.ones_like(sd))
+    corr = cov / safe[:, None] / safe[None, :]
+    corr = torch.where((sd[:, None] > 0) & (sd[None, :] > 0), corr, torch.zeros_like(corr))
+    corr.fill_diagonal_(1.0)
+    return corr
+
+
+def max_abs_off_diagonal(matrix) -> float:
+    """The largest |m_ij| with i != j of a square matrix (0 for a 1x1 matrix)."""
+    m = torch.as_tensor(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"matrix must be square, got shape {tuple(m.shape)}")
+    if m.shape[0] < 2:
+        return 0.0
+    off = m[~torch.eye(m.shape[0], dtype=torch.bool)]
+    return float(off.abs().max())
+
+
+def gaussian_total_correlation(covariance) -> float:
+    r"""Total correlation of N(0, Sigma): KL(N(0, Sigma) || prod_i N(0, Sigma_ii)), nats.
+
+    = 1/2 (sum_i log Sigma_ii - log det Sigma) = -1/2 log det R, R the correlation
+    matrix (Watanabe 1960's total correlation of a Gaussian); 0 exactly when the
+    coordinates are uncorrelated, -1/2 log(1 - rho^2) in two dimensions.
+    """
+    cov = torch.as_tensor(covariance, dtype=torch.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise ValueError(f"covariance must be square, got shape {tuple(cov.shape)}")
+    _, logdet = torch.linalg.slogdet(cov)
+    return float(0.5 * (cov.diagonal().log().sum() - logdet))
