@@ -1,0 +1,134 @@
+"""Interactive figures (Plotly) that need no server and no network.
+
+Like the rest of :mod:`vitoolkit.plotting`, these functions only draw numbers the
+topic modules computed; they return a ``plotly.graph_objects.Figure``. Save one
+with ``Tutorial.save_interactive(fig, name)``, which writes a self-contained HTML
+file (plotly.js embedded, so it opens from ``file://``) and shows the figure
+inline in a notebook and in the course book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .style import PALETTE, to_numpy
+
+__all__ = ["alpha_dial", "elbo_explorer"]
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
+               locs=None, scales=None, title: str = "The alpha dial") -> object:
+    """A slider over alpha showing the Gaussian fitted at each alpha against the target.
+
+    Parameters
+    ----------
+    x : array-like of shape (n,)
+        Grid on which the densities were evaluated.
+    target_density : array-like of shape (n,)
+        The target p(x) on the grid.
+    alphas : sequence of float, length m
+        The alpha of each fit (Minka's convention: alpha -> 0 is KL(q||p), 1 is KL(p||q)).
+    fitted_densities : array-like of shape (m, n)
+        q_alpha(x) of each fit on the grid.
+    locs, scales : array-like of shape (m,), optional
+        The fitted mean and standard deviation, shown in each step's title.
+    """
+    go = _go()
+    x = to_numpy(x).astype(float)
+    target = to_numpy(target_density).astype(float)
+    fitted = np.atleast_2d(to_numpy(fitted_densities).astype(float))
+    alphas = [float(a) for a in alphas]
+    if fitted.shape != (len(alphas), x.size) or target.shape != x.shape:
+        raise ValueError(f"alpha_dial: fitted_densities must have shape ({len(alphas)}, {x.size}) "
+                         f"and target_density shape ({x.size},); got {fitted.shape} and {target.shape}")
+
+    def label(i: int) -> str:
+        text = f"alpha = {alphas[i]:g}"
+        if locs is not None and scales is not None:
+            text += f": q = N({float(to_numpy(locs)[i]):.2f}, {float(to_numpy(scales)[i]):.2f}^2)"
+        return text
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=target, name="target p(x)", mode="lines",
+                             line={"color": "black", "width": 2}))
+    for i in range(len(alphas)):
+        fig.add_trace(go.Scatter(x=x, y=fitted[i], name=label(i), mode="lines", visible=(i == 0),
+                                 line={"color": PALETTE[0], "width": 3}))
+    steps = []
+    for i in range(len(alphas)):
+        visible = [True] + [j == i for j in range(len(alphas))]
+        steps.append({"method": "update", "label": f"{alphas[i]:g}",
+                      "args": [{"visible": visible}, {"title.text": f"{title}: {label(i)}"}]})
+    fig.update_layout(
+        title={"text": f"{title}: {label(0)}"},
+        xaxis_title="x", yaxis_title="density",
+        sliders=[{"active": 0, "currentvalue": {"prefix": "alpha = "}, "steps": steps,
+                  "pad": {"t": 40}}],
+        template="plotly_white", height=480, legend={"x": 0.01, "y": 0.99},
+    )
+    return fig
+
+
+def elbo_explorer(means, log_scales, elbo, kl, path_means, path_log_scales, path_elbo, path_kl,
+                  log_evidence: float, *, title: str = "q over the ELBO surface") -> object:
+    """A slider moving q over the ELBO surface, reading out ELBO, KL and their sum.
+
+    Parameters
+    ----------
+    means : array-like of shape (a,)
+        Grid of q's means (the surface's x axis).
+    log_scales : array-like of shape (b,)
+        Grid of q's log standard deviations (the y axis).
+    elbo, kl : array-like of shape (b, a)
+        ELBO(q) and KL(q || p(z|x)) on the grid (``meshgrid(..., indexing="xy")``).
+    path_means, path_log_scales, path_elbo, path_kl : array-like of shape (s,)
+        The q's the slider visits and their ELBO and KL.
+    log_evidence : float
+        log p(x); each step shows ELBO + KL against it.
+    """
+    go = _go()
+    means, log_scales = to_numpy(means).astype(float), to_numpy(log_scales).astype(float)
+    elbo, kl = to_numpy(elbo).astype(float), to_numpy(kl).astype(float)
+    pm, ps = to_numpy(path_means).astype(float), to_numpy(path_log_scales).astype(float)
+    pe, pk = to_numpy(path_elbo).astype(float), to_numpy(path_kl).astype(float)
+    if elbo.shape != (log_scales.size, means.size) or kl.shape != elbo.shape:
+        raise ValueError(f"elbo_explorer: elbo and kl must have shape ({log_scales.size}, {means.size}),"
+                         f" got {elbo.shape} and {kl.shape}")
+    if not (pm.shape == ps.shape == pe.shape == pk.shape) or pm.ndim != 1 or pm.size == 0:
+        raise ValueError("elbo_explorer: the path arrays must be 1-D and of equal, non-zero length")
+
+    def readout(i: int) -> str:
+        return (f"{title}: ELBO = {pe[i]:.3f}, KL(q || p(z|x)) = {pk[i]:.3f}, "
+                f"ELBO + KL = {pe[i] + pk[i]:.3f} (log p(x) = {log_evidence:.3f})")
+
+    floor = np.nanmax(elbo) - 40.0  # the interesting range; the far tails go to -inf
+    fig = go.Figure()
+    fig.add_trace(go.Contour(x=means, y=log_scales, z=np.maximum(elbo, floor), colorscale="Viridis",
+                             colorbar={"title": "ELBO"}, contours={"coloring": "heatmap"},
+                             name="ELBO(q)"))
+    fig.add_trace(go.Scatter(x=pm, y=ps, mode="lines", name="path of q",
+                             line={"color": "white", "dash": "dot"}))
+    for i in range(pm.size):
+        fig.add_trace(go.Scatter(x=[pm[i]], y=[ps[i]], mode="markers", visible=(i == 0),
+                                 marker={"size": 14, "color": PALETTE[1], "line": {"color": "white"}},
+                                 name=f"q: m = {pm[i]:.2f}, log sigma = {ps[i]:.2f}"))
+    steps = []
+    for i in range(pm.size):
+        visible = [True, True] + [j == i for j in range(pm.size)]
+        steps.append({"method": "update", "label": str(i),
+                      "args": [{"visible": visible}, {"title.text": readout(i)}]})
+    fig.update_layout(
+        title={"text": readout(0), "font": {"size": 13}},
+        xaxis_title="mean m of q", yaxis_title="log sigma of q",
+        sliders=[{"active": 0, "currentvalue": {"prefix": "step "}, "steps": steps, "pad": {"t": 40}}],
+        template="plotly_white", height=560, showlegend=False,
+    )
+    return fig
