@@ -125,3 +125,104 @@ def test_tutorial_runtime_sets_and_restores_torch_threads(tmp_path):
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         Tutorial("99_x", argv=["--out", str(tmp_path), "--threads", "0"])
     assert torch.get_num_threads() == before
+
+
+# --------------------------------------------------------------------------- vitoolkit exercise
+def _check_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(("PASS  ", "FAIL  "))]
+
+
+def test_exercise_list_names_every_exercise(capsys):
+    assert cli.main(["exercise", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("gaussian_kl", "cavi_blei_step", "mean_field_variances", "score_function_gradient",
+                 "pathwise_gradient", "bernoulli_vae_elbo", "iwae_bound"):
+        assert name in out
+    assert "02_cavi_gmm" in out
+
+
+def test_exercise_start_writes_a_stub_that_fails_check(tmp_path, capsys):
+    assert cli.main(["exercise", "start", "iwae_bound", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "iwae_bound.py"
+    assert path.is_file() and "raise NotImplementedError" in path.read_text()
+    assert f"vitoolkit exercise check iwae_bound {path}" in capsys.readouterr().out
+    assert cli.main(["exercise", "check", "iwae_bound", str(path), "--seed", "0"]) == 1
+    out = capsys.readouterr().out
+    assert _check_lines(out) == ["FAIL  implemented  not implemented yet: the function raises "
+                                 "NotImplementedError (replace that line with your code)"]
+    # An existing file is not overwritten without --force.
+    assert cli.main(["exercise", "start", "iwae_bound", "--out", str(tmp_path)]) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert cli.main(["exercise", "start", "iwae_bound", "--out", str(tmp_path), "--force"]) == 0
+
+
+def test_exercise_check_passes_a_correct_file_with_one_line_per_check(tmp_path, capsys):
+    from vitoolkit.exercises import solution
+
+    path = tmp_path / "answer.py"
+    path.write_text(solution("gaussian_kl"))
+    assert cli.main(["exercise", "check", "gaussian_kl", str(path), "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    lines = _check_lines(out)
+    assert len(lines) >= 5 and all(line.startswith("PASS  ") for line in lines)
+    assert "all passed (seed 4" in out.splitlines()[-1]
+
+
+def test_exercise_check_reports_a_wrong_file_and_load_errors(tmp_path, capsys):
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import torch\n\ndef iwae_bound(log_weights):\n    return log_weights.mean(0)\n")
+    assert cli.main(["exercise", "check", "iwae_bound", str(wrong), "--seed", "0"]) == 1
+    assert "a mean of the log-weights where a log-mean-exp belongs" in capsys.readouterr().out
+    other = tmp_path / "other.py"
+    other.write_text("def helper():\n    pass\n\ndef my_bound(lw):\n    return lw\n")
+    assert cli.main(["exercise", "check", "iwae_bound", str(other)]) == 1
+    assert "defines no function named 'iwae_bound'; it defines: helper, my_bound" in capsys.readouterr().err
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\nraise RuntimeError('oops')\n")
+    assert cli.main(["exercise", "check", "iwae_bound", str(broken)]) == 1
+    assert "line 2" in (err := capsys.readouterr().err) and "RuntimeError: oops" in err
+    assert cli.main(["exercise", "check", "iwae_bound", str(tmp_path / "missing.py")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert cli.main(["exercise", "check", "nope", str(wrong)]) == 2
+    assert "unknown exercise 'nope'; valid names: gaussian_kl" in capsys.readouterr().err
+
+
+def test_exercise_solution_prints_the_model_answer(capsys):
+    assert cli.main(["exercise", "solution", "cavi_blei_step"]) == 0
+    out = capsys.readouterr().out
+    assert "def cavi_blei_step(x, m, s2, prior_var):" in out and "NotImplementedError" not in out
+
+
+def test_exercise_notebook_round_trip(tmp_path, capsys):
+    nbformat = pytest.importorskip("nbformat")
+    from vitoolkit.exercises import CHECK_TAG, solution
+    from vitoolkit.exercises.files import notebook_source
+
+    assert cli.main(["exercise", "start", "mean_field_variances", "--out", str(tmp_path),
+                     "--format", "ipynb"]) == 0
+    path = tmp_path / "mean_field_variances.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code"]
+    assert CHECK_TAG in nb.cells[2].metadata["tags"]
+    assert len(notebook_source(path)) == 1  # the check cell is not run when loading
+    assert cli.main(["exercise", "check", "mean_field_variances", str(path), "--seed", "0"]) == 1
+    capsys.readouterr()
+    # The student writes the answer in the stub's cell (with a magic, as notebooks have).
+    nb.cells[1].source = "%matplotlib inline\n" + solution("mean_field_variances")
+    nbformat.write(nb, str(path))
+    assert cli.main(["exercise", "check", "mean_field_variances", str(path), "--seed", "0"]) == 0
+    assert "all passed" in capsys.readouterr().out
+
+
+def test_exercise_notebook_without_nbformat_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nbformat", None)
+    assert cli.main(["exercise", "start", "gaussian_kl", "--out", str(tmp_path), "--format", "ipynb"]) == 1
+    assert "writing a notebook needs nbformat" in capsys.readouterr().err
+    assert not (tmp_path / "gaussian_kl.ipynb").exists()
+
+
+def test_building_the_parser_does_not_import_torch():
+    code = "import sys, vitoolkit.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"

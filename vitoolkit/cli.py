@@ -1,9 +1,12 @@
-"""The ``vitoolkit`` command: list and run the tutorials.
+"""The ``vitoolkit`` command: list and run the tutorials, build the book, start and check exercises.
 
 ``vitoolkit list`` shows each tutorial with the question it answers.
 ``vitoolkit run NAME|all [--quick] [--out DIR] [--seed N]`` runs tutorials, each
 in its own process, writing figures and ``summary.json`` into ``DIR/NAME``.
 A failing tutorial makes ``run all`` exit non-zero after the rest have run.
+``vitoolkit book --out DIR`` builds the course book (:mod:`vitoolkit.book`).
+``vitoolkit exercise list|start|check|solution`` hands out and grades the
+exercises (:mod:`vitoolkit.exercises.command`; ``check`` runs the student's file).
 """
 
 from __future__ import annotations
@@ -170,7 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     from .book import add_arguments as add_book_arguments
 
     add_book_arguments(book)
+    exercise = sub.add_parser("exercise", help="start, check and list the exercises (autograded)")
+    _add_exercise_arguments(exercise)
     return parser
+
+
+def _add_exercise_arguments(parser) -> None:
+    # Declared here rather than in vitoolkit.exercises so that building the parser (and
+    # `vitoolkit list`) does not import torch; the subcommands run vitoolkit.exercises.command.
+    sub = parser.add_subparsers(dest="exercise_command", required=True,
+                                metavar="{list,start,check,solution}")
+    sub.add_parser("list", help="list the exercises and the lesson each belongs to")
+    start = sub.add_parser("start", help="write the stub of an exercise to start from")
+    start.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
+    start.add_argument("--out", default=".", help="folder to write NAME.py or NAME.ipynb into (default: .)")
+    start.add_argument("--format", dest="fmt", choices=("py", "ipynb"), default="py",
+                       help="a Python script (default) or a Jupyter notebook (needs nbformat)")
+    start.add_argument("--force", action="store_true", help="overwrite an existing file")
+    check = sub.add_parser("check", help="grade the function NAME defined in FILE (runs FILE's code)")
+    check.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
+    check.add_argument("file", help="a .py script or .ipynb notebook that defines the function NAME")
+    check.add_argument("--seed", type=int, default=None,
+                       help="seed of the random cases (default: a fresh one, printed)")
+    solution = sub.add_parser("solution", help="print the model answer (for instructors)")
+    solution.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         from .book import run as run_book
 
         return run_book(args)
+    if args.command == "exercise":
+        from .exercises.command import run as run_exercise
+
+        return run_exercise(args)
     return _cmd_run(args)
 
 

@@ -1,0 +1,591 @@
+"""vitoolkit.exercises: stubs fail, the toolkit's references pass, plausible mistakes are named.
+
+Each mutant below is a wrong implementation a student could plausibly write; the
+test asserts that grading fails it AND that a failed check's message points at
+the mistake (the fragment). Grading uses fixed seeds, so every run is the same.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitoolkit import exercises as ex
+from vitoolkit.exercises import check, list_exercises, solution, stub
+
+REQUIRED = {
+    "gaussian_kl": "(mu_q, sigma_q, mu_p, sigma_p)",
+    "cavi_blei_step": "(x, m, s2, prior_var)",
+    "mean_field_variances": "(cov, direction)",
+    "score_function_gradient": "(cost, loc, scale, eps)",
+    "pathwise_gradient": "(cost, loc, scale, eps)",
+    "bernoulli_vae_elbo": "(x, mu, log_var, decoder, eps)",
+    "iwae_bound": "(log_weights)",
+}
+SEED = 20240
+
+
+def _compile(source: str, name: str):
+    """Define ``name`` from ``source`` in a fresh namespace, as a notebook cell would."""
+    namespace: dict = {}
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _messages(report) -> str:
+    return "\n".join(f"{c.name}: {c.message}" for c in report.failed)
+
+
+# --------------------------------------------------------------------------- the registry
+def test_the_required_exercises_exist_with_their_signatures():
+    assert set(REQUIRED) <= set(list_exercises())
+    for name, signature in REQUIRED.items():
+        assert f"def {name}{signature}:" in stub(name)
+        assert f"def {name}{signature}:" in solution(name)
+    assert list_exercises("04") == ["score_function_gradient", "pathwise_gradient"]
+    assert list_exercises("01_elbo_anatomy") == ["gaussian_kl"]
+
+
+def test_unknown_names_and_bad_arguments_raise_clearly():
+    with pytest.raises(ValueError, match="unknown exercise 'nope'; available: gaussian_kl"):
+        check("nope", lambda: None)
+    with pytest.raises(ValueError, match="unknown exercise"):
+        stub("nope")
+    with pytest.raises(TypeError, match="fn must be the function"):
+        check("iwae_bound", "not a function")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        check("iwae_bound", lambda lw: lw, seed=-1)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_stub_fails_as_a_check_not_a_crash(name):
+    source = stub(name)
+    assert "raise NotImplementedError" in source and '"""' in source
+    assert "vitoolkit exercise check" in source  # the header says how to check it
+    report = check(name, _compile(source, name), seed=SEED)
+    assert not report.passed
+    assert [c.name for c in report.checks] == ["implemented"]
+    assert "NotImplementedError" in report.checks[0].message
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_the_reference_passes_for_several_seeds(name):
+    fn = _compile(solution(name), name)
+    assert "NotImplementedError" not in solution(name)
+    for seed in (0, 1, 2):
+        report = check(name, fn, seed=seed)
+        assert report.passed, str(report)
+        assert len(report.checks) >= 5
+    assert check(name, ex.get_exercise(name).reference, seed=3).passed
+
+
+def test_grading_is_deterministic_given_a_seed_and_fresh_without_one():
+    def wrong(log_weights):
+        return log_weights.mean(0) + 1e-3 * log_weights.std(0)
+
+    a, b = check("iwae_bound", wrong, seed=7), check("iwae_bound", wrong, seed=7)
+    assert a.checks == b.checks and a.seed == b.seed == 7
+    fn = _compile(solution("cavi_blei_step"), "cavi_blei_step")
+    assert check("cavi_blei_step", fn, seed=11).checks == check("cavi_blei_step", fn, seed=11).checks
+    seeds = {check("iwae_bound", wrong).seed for _ in range(4)}
+    assert len(seeds) > 1
+
+
+def test_report_prints_one_line_per_check_and_a_summary():
+    report = check("iwae_bound", lambda lw: torch.logsumexp(lw, 0) - math.log(lw.shape[0]), seed=1)
+    lines = str(report).splitlines()
+    assert len(lines) == len(report.checks) + 1
+    assert all(line.startswith("PASS  ") for line in lines[:-1])
+    assert "7 of 7 checks passed" in lines[-1] and "seed 1" in lines[-1]
+    assert repr(report) == str(report)
+    assert all("tolerance" in c.message or c.message for c in report.checks)
+
+
+def test_errors_in_the_students_code_are_failed_checks():
+    def broken(log_weights):
+        return log_weights.no_such_method()
+
+    report = check("iwae_bound", broken, seed=0)
+    assert not report.passed and len(report.checks) > 1
+    assert all("raised AttributeError" in c.message for c in report.checks)
+    assert "line" in report.checks[0].message  # points at the student's line
+
+
+def test_a_wrong_signature_is_one_clear_check():
+    report = check("gaussian_kl", lambda mu, sigma: mu, seed=0)
+    assert [c.name for c in report.checks] == ["signature"]
+    assert "4 positional arguments" in report.checks[0].message
+
+
+# --------------------------------------------------------------------------- mutants
+def _kl_terms(mu_q, sigma_q, mu_p, sigma_p):
+    r = sigma_q / sigma_p
+    t = (mu_q - mu_p) / sigma_p
+    return r, t
+
+
+def kl_no_half(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return (r**2 + t**2 - 1 - 2 * torch.log(r)).sum(-1)
+
+
+def kl_dropped_constant(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return (0.5 * (r**2 + t**2) - torch.log(r)).sum(-1)
+
+
+def kl_wrong_axis(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return (0.5 * (r**2 + t**2 - 1) - torch.log(r)).sum(0)
+
+
+def kl_swapped(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_p, sigma_p, mu_q, sigma_q)
+    return (0.5 * (r**2 + t**2 - 1) - torch.log(r)).sum(-1)
+
+
+def kl_naive_overflow(mu_q, sigma_q, mu_p, sigma_p):
+    var_q, var_p = sigma_q**2, sigma_p**2
+    return 0.5 * (torch.log(var_p / var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1).sum(-1)
+
+
+def kl_sigma_as_variance(mu_q, sigma_q, mu_p, sigma_p):
+    return 0.5 * (torch.log(sigma_p / sigma_q) + (sigma_q + (mu_q - mu_p) ** 2) / sigma_p - 1).sum(-1)
+
+
+def kl_not_summed(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return 0.5 * (r**2 + t**2 - 1) - torch.log(r)
+
+
+def _phi(x, m, s2, half=0.5, with_s2=True):
+    scores = x[:, None] * m - half * (m**2 + (s2 if with_s2 else 0))
+    return torch.softmax(scores, dim=1)
+
+
+def _means(x, phi, prior_var):
+    s2 = 1 / (1 / prior_var + phi.sum(0))
+    return s2 * (phi * x[:, None]).sum(0), s2
+
+
+def cavi_unnormalised_phi(x, m, s2, prior_var):
+    scores = x[:, None] * m - 0.5 * (m**2 + s2)
+    phi = torch.exp(scores)
+    return (phi, *_means(x, _phi(x, m, s2), prior_var))
+
+
+def cavi_transposed_phi(x, m, s2, prior_var):
+    phi = _phi(x, m, s2)
+    return (phi.T, *_means(x, phi, prior_var))
+
+
+def cavi_missing_half(x, m, s2, prior_var):
+    phi = _phi(x, m, s2, half=1.0)
+    return (phi, *_means(x, phi, prior_var))
+
+
+def cavi_ignores_s2(x, m, s2, prior_var):
+    phi = _phi(x, m, s2, with_s2=False)
+    return (phi, *_means(x, phi, prior_var))
+
+
+def cavi_naive_softmax(x, m, s2, prior_var):
+    w = torch.exp(x[:, None] * m - 0.5 * (m**2 + s2))
+    phi = w / w.sum(1, keepdim=True)
+    return (phi, *_means(x, phi, prior_var))
+
+
+def cavi_m_with_old_s2(x, m, s2, prior_var):
+    phi = _phi(x, m, s2)
+    new_m, new_s2 = _means(x, phi, prior_var)
+    return phi, s2 * (phi * x[:, None]).sum(0), new_s2
+
+
+def cavi_no_prior_in_s2(x, m, s2, prior_var):
+    phi = _phi(x, m, s2)
+    new_s2 = 1 / phi.sum(0)
+    return phi, new_s2 * (phi * x[:, None]).sum(0), new_s2
+
+
+def cavi_prior_var_as_std(x, m, s2, prior_var):
+    phi = _phi(x, m, s2)
+    new_s2 = 1 / (1 / prior_var**2 + phi.sum(0))
+    return phi, new_s2 * (phi * x[:, None]).sum(0), new_s2
+
+
+def cavi_normalised_over_data(x, m, s2, prior_var):
+    phi = torch.softmax(x[:, None] * m - 0.5 * (m**2 + s2), dim=0)
+    return (phi, *_means(x, _phi(x, m, s2), prior_var))
+
+
+def cavi_em_mean(x, m, s2, prior_var):
+    phi = _phi(x, m, s2)
+    new_m, new_s2 = _means(x, phi, prior_var)
+    return phi, (phi * x[:, None]).sum(0) / phi.sum(0), new_s2
+
+
+def _check_direction(direction):
+    if direction not in ("reverse", "forward"):
+        raise ValueError(direction)
+
+
+def mf_swapped(cov, direction):
+    _check_direction(direction)
+    if direction == "forward":
+        return 1 / torch.diagonal(torch.linalg.inv(cov))
+    return torch.diagonal(cov)
+
+
+def mf_precision_diagonal(cov, direction):
+    _check_direction(direction)
+    if direction == "forward":
+        return torch.diagonal(cov)
+    return torch.diagonal(torch.linalg.inv(cov))
+
+
+def mf_reciprocal_marginal(cov, direction):
+    _check_direction(direction)
+    if direction == "forward":
+        return torch.diagonal(cov)
+    return 1 / torch.diagonal(cov)
+
+
+def mf_standard_deviations(cov, direction):
+    _check_direction(direction)
+    if direction == "forward":
+        return torch.diagonal(cov).sqrt()
+    return (1 / torch.diagonal(torch.linalg.inv(cov))).sqrt()
+
+
+def mf_determinant_formula(cov, direction):
+    _check_direction(direction)
+    if direction == "forward":
+        return torch.diagonal(cov)
+    d = cov.shape[0]
+    out = []
+    for i in range(d):
+        keep = [j for j in range(d) if j != i]
+        minor = cov[keep][:, keep]
+        det_minor = torch.linalg.det(minor) if d > 1 else torch.tensor(1.0, dtype=cov.dtype)
+        out.append(torch.linalg.det(cov) / det_minor)
+    return torch.stack(out)
+
+
+def mf_no_error(cov, direction):
+    if direction == "reverse":
+        return 1 / torch.diagonal(torch.linalg.inv(cov))
+    return torch.diagonal(cov)
+
+
+def score_no_minus_one(cost, loc, scale, eps):
+    f = cost(loc + scale * eps).unsqueeze(-1)
+    return f * eps / scale, f * eps**2 / scale
+
+
+def score_is_pathwise(cost, loc, scale, eps):
+    x = (loc + scale * eps).requires_grad_(True)
+    (g,) = torch.autograd.grad(cost(x).sum(), x)
+    return g, g * eps
+
+
+def score_missing_inverse_scale(cost, loc, scale, eps):
+    f = cost(loc + scale * eps).unsqueeze(-1)
+    return f * eps, f * (eps**2 - 1)
+
+
+def score_averaged(cost, loc, scale, eps):
+    f = cost(loc + scale * eps).unsqueeze(-1)
+    return (f * eps / scale).mean(0), (f * (eps**2 - 1) / scale).mean(0)
+
+
+def score_with_baseline(cost, loc, scale, eps):
+    f = cost(loc + scale * eps).unsqueeze(-1)
+    f = f - f.mean(0)
+    return f * eps / scale, f * (eps**2 - 1) / scale
+
+
+def score_from_x_minus_loc(cost, loc, scale, eps):
+    x = loc + scale * eps
+    f = cost(x).unsqueeze(-1)
+    return f * (x - loc) / scale**2, f * ((x - loc) ** 2 - scale**2) / scale**3
+
+
+def score_cost_at_eps(cost, loc, scale, eps):
+    f = cost(eps).unsqueeze(-1)
+    return f * eps / scale, f * (eps**2 - 1) / scale
+
+
+def _grad(cost, x, reduce="sum"):
+    x = x.detach().requires_grad_(True)
+    f = cost(x)
+    (g,) = torch.autograd.grad(f.sum() if reduce == "sum" else f.mean(), x)
+    return g
+
+
+def pathwise_no_eps(cost, loc, scale, eps):
+    g = _grad(cost, loc + scale * eps)
+    return g, g
+
+
+def pathwise_grad_of_mean(cost, loc, scale, eps):
+    g = _grad(cost, loc + scale * eps, reduce="mean")
+    return g, g * eps
+
+
+def pathwise_is_score(cost, loc, scale, eps):
+    f = cost(loc + scale * eps).unsqueeze(-1)
+    return f * eps / scale, f * (eps**2 - 1) / scale
+
+
+def pathwise_at_loc(cost, loc, scale, eps):
+    x = (loc + 0 * scale * eps)
+    g = _grad(cost, x)
+    return g, g * eps
+
+
+def pathwise_times_x(cost, loc, scale, eps):
+    x = loc + scale * eps
+    g = _grad(cost, x)
+    return g, g * x
+
+
+def pathwise_from_x_minus_loc(cost, loc, scale, eps):
+    x = loc + scale * eps
+    g = _grad(cost, x)
+    return g, g * (x - loc) / scale
+
+
+def _decode_terms(x, logits):
+    return (x * logits - F.softplus(logits)).sum(-1)
+
+
+def _kl(mu, log_var):
+    return 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(-1)
+
+
+def elbo_kl_no_half(x, mu, log_var, decoder, eps):
+    logits = decoder(mu + torch.exp(0.5 * log_var) * eps)
+    return _decode_terms(x, logits) - 2 * _kl(mu, log_var)
+
+
+def elbo_std_is_variance(x, mu, log_var, decoder, eps):
+    logits = decoder(mu + torch.exp(log_var) * eps)
+    return _decode_terms(x, logits) - _kl(mu, log_var)
+
+
+def elbo_unstable_bce(x, mu, log_var, decoder, eps):
+    p = torch.sigmoid(decoder(mu + torch.exp(0.5 * log_var) * eps))
+    return (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(-1) - _kl(mu, log_var)
+
+
+def elbo_mean_over_pixels(x, mu, log_var, decoder, eps):
+    logits = decoder(mu + torch.exp(0.5 * log_var) * eps)
+    return (x * logits - F.softplus(logits)).mean(-1) - _kl(mu, log_var)
+
+
+def elbo_kl_added(x, mu, log_var, decoder, eps):
+    logits = decoder(mu + torch.exp(0.5 * log_var) * eps)
+    return _decode_terms(x, logits) + _kl(mu, log_var)
+
+
+def elbo_batch_mean(x, mu, log_var, decoder, eps):
+    logits = decoder(mu + torch.exp(0.5 * log_var) * eps)
+    return (_decode_terms(x, logits) - _kl(mu, log_var)).mean()
+
+
+def elbo_squeezed(x, mu, log_var, decoder, eps):
+    logits = decoder(mu + torch.exp(0.5 * log_var) * eps)
+    return (_decode_terms(x, logits) - _kl(mu, log_var)).squeeze()
+
+
+def elbo_decodes_mean(x, mu, log_var, decoder, eps):
+    return _decode_terms(x, decoder(mu)) - _kl(mu, log_var)
+
+
+def elbo_kl_with_sigma(x, mu, log_var, decoder, eps):
+    sigma = torch.exp(0.5 * log_var)
+    logits = decoder(mu + sigma * eps)
+    return _decode_terms(x, logits) - 0.5 * (mu**2 + sigma - 1 - log_var).sum(-1)
+
+
+def iwae_mean_of_log_weights(log_weights):
+    return log_weights.mean(0)
+
+
+def iwae_no_log_k(log_weights):
+    return torch.logsumexp(log_weights, 0)
+
+
+def iwae_wrong_axis(log_weights):
+    return torch.logsumexp(log_weights, 1) - math.log(log_weights.shape[1])
+
+
+def iwae_naive(log_weights):
+    return torch.log(torch.exp(log_weights).mean(0))
+
+
+def iwae_max(log_weights):
+    return log_weights.max(0).values
+
+
+MUTANTS = [
+    # (exercise, mutant, fragment of the failure message that names the mistake)
+    ("gaussian_kl", kl_no_half, "factor 1/2 is missing"),
+    ("gaussian_kl", kl_dropped_constant, "-1/2 per dimension"),
+    ("gaussian_kl", kl_wrong_axis, "over the first axis instead of the last"),
+    ("gaussian_kl", kl_swapped, "swapped"),
+    ("gaussian_kl", kl_naive_overflow, "overflowed"),
+    ("gaussian_kl", kl_sigma_as_variance, "used as variances"),
+    ("gaussian_kl", kl_not_summed, "not summed over the last dimension"),
+    ("cavi_blei_step", cavi_unnormalised_phi, "phi is not normalised"),
+    ("cavi_blei_step", cavi_transposed_phi, "phi is transposed"),
+    ("cavi_blei_step", cavi_missing_half, "missing its factor 1/2"),
+    ("cavi_blei_step", cavi_ignores_s2, "phi ignores s2_k"),
+    ("cavi_blei_step", cavi_naive_softmax, "exp overflowed"),
+    ("cavi_blei_step", cavi_m_with_old_s2, "m_k used the old s2_k"),
+    ("cavi_blei_step", cavi_no_prior_in_s2, "missing the prior precision"),
+    ("cavi_blei_step", cavi_prior_var_as_std, "squared again"),
+    ("cavi_blei_step", cavi_normalised_over_data, "normalised over the data points"),
+    ("cavi_blei_step", cavi_em_mean, "ignores the prior"),
+    ("mean_field_variances", mf_swapped, "forward-KL answer"),
+    ("mean_field_variances", mf_precision_diagonal, "diagonal of the precision"),
+    ("mean_field_variances", mf_reciprocal_marginal, "invert the matrix first"),
+    ("mean_field_variances", mf_standard_deviations, "standard deviations"),
+    ("mean_field_variances", mf_determinant_formula, "determinant"),
+    ("mean_field_variances", mf_no_error, "expected ValueError"),
+    ("score_function_gradient", score_no_minus_one, "-1 in the score"),
+    ("score_function_gradient", score_is_pathwise, "pathwise"),
+    ("score_function_gradient", score_missing_inverse_scale, "factor 1/scale is missing"),
+    ("score_function_gradient", score_averaged, "averaged"),
+    ("score_function_gradient", score_with_baseline, "baseline was subtracted"),
+    ("score_function_gradient", score_from_x_minus_loc, "cancels catastrophically"),
+    ("score_function_gradient", score_cost_at_eps, "evaluated at eps"),
+    ("pathwise_gradient", pathwise_no_eps, "missing the factor dx/dscale = eps"),
+    ("pathwise_gradient", pathwise_grad_of_mean, "divided by S"),
+    ("pathwise_gradient", pathwise_is_score, "score-function estimates"),
+    ("pathwise_gradient", pathwise_at_loc, "taken at loc"),
+    ("pathwise_gradient", pathwise_times_x, "multiplies by x"),
+    ("pathwise_gradient", pathwise_from_x_minus_loc, "cancels catastrophically"),
+    ("bernoulli_vae_elbo", elbo_kl_no_half, "off by a factor 2"),
+    ("bernoulli_vae_elbo", elbo_std_is_variance, "a missing 1/2"),
+    ("bernoulli_vae_elbo", elbo_unstable_bce, "numerically stable form"),
+    ("bernoulli_vae_elbo", elbo_mean_over_pixels, "averaged over the D data dimensions"),
+    ("bernoulli_vae_elbo", elbo_kl_added, "KL term is added"),
+    ("bernoulli_vae_elbo", elbo_batch_mean, "one ELBO per example"),
+    ("bernoulli_vae_elbo", elbo_squeezed, "one ELBO per example"),
+    ("bernoulli_vae_elbo", elbo_decodes_mean, "not the mean"),
+    ("bernoulli_vae_elbo", elbo_kl_with_sigma, "used sigma where the variance"),
+    ("iwae_bound", iwae_mean_of_log_weights, "a mean of the log-weights where a log-mean-exp belongs"),
+    ("iwae_bound", iwae_no_log_k, "-log K is missing"),
+    ("iwae_bound", iwae_wrong_axis, "batch axis"),
+    ("iwae_bound", iwae_naive, "subtract the largest log-weight"),
+    ("iwae_bound", iwae_max, "largest log-weight, not the log of the mean"),
+]
+
+
+@pytest.mark.parametrize("name, mutant, fragment", MUTANTS, ids=[m[1].__name__ for m in MUTANTS])
+def test_a_plausible_mistake_fails_with_a_message_naming_it(name, mutant, fragment):
+    report = check(name, mutant, seed=SEED)
+    assert not report.passed
+    assert fragment in _messages(report), _messages(report)
+    # The answer is never printed: no failure message holds the reference's source.
+    reference = solution(name)
+    body = [line.strip() for line in reference.splitlines() if "return" in line]
+    assert not any(line in _messages(report) for line in body)
+
+
+def test_every_exercise_has_at_least_three_mutants():
+    counts = {name: sum(m[0] == name for m in MUTANTS) for name in REQUIRED}
+    assert min(counts.values()) >= 3, counts
+
+
+# --------------------------------------------------------------------------- other correct answers
+def alt_kl_torch(mu_q, sigma_q, mu_p, sigma_p):
+    from torch.distributions import Independent, Normal, kl_divergence
+
+    return kl_divergence(Independent(Normal(mu_q, sigma_q), 1), Independent(Normal(mu_p, sigma_p), 1))
+
+
+def alt_cavi_numpy_loop(x, m, s2, prior_var):
+    x, m, s2 = np.asarray(x), np.asarray(m), np.asarray(s2)
+    logits = np.outer(x, m) - 0.5 * (m**2 + s2)
+    phi = np.exp(logits - logits.max(1, keepdims=True))
+    phi /= phi.sum(1, keepdims=True)
+    new_m, new_s2 = np.empty_like(m), np.empty_like(s2)
+    for k in range(len(m)):  # one component after the other, as Algorithm 2 writes it
+        new_s2[k] = 1.0 / (1.0 / prior_var + phi[:, k].sum())
+        new_m[k] = new_s2[k] * (phi[:, k] @ x)
+    return phi, new_m, new_s2
+
+
+def alt_mean_field_inverse(cov, direction):
+    if direction == "reverse":
+        return 1 / torch.linalg.inv(cov).diagonal()
+    if direction == "forward":
+        return cov.diagonal()
+    raise ValueError(direction)
+
+
+def alt_pathwise_on_parameters(cost, loc, scale, eps):
+    loc_ = loc.expand_as(eps).clone().requires_grad_(True)
+    scale_ = torch.as_tensor(scale).expand_as(eps).clone().requires_grad_(True)
+    return torch.autograd.grad(cost(loc_ + scale_ * eps).sum(), (loc_, scale_))
+
+
+def alt_elbo_distributions(x, mu, log_var, decoder, eps):
+    from torch.distributions import Bernoulli, Normal, kl_divergence
+
+    std = torch.exp(log_var / 2)
+    log_lik = Bernoulli(logits=decoder(mu + std * eps)).log_prob(x).sum(-1)
+    return log_lik - kl_divergence(Normal(mu, std), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+
+
+def alt_iwae_numpy(log_weights):
+    lw = np.asarray(log_weights)
+    top = lw.max(0)
+    return top + np.log(np.mean(np.exp(lw - top), axis=0))
+
+
+ALTERNATIVES = [("gaussian_kl", alt_kl_torch), ("cavi_blei_step", alt_cavi_numpy_loop),
+                ("mean_field_variances", alt_mean_field_inverse),
+                ("pathwise_gradient", alt_pathwise_on_parameters),
+                ("bernoulli_vae_elbo", alt_elbo_distributions), ("iwae_bound", alt_iwae_numpy)]
+
+
+@pytest.mark.parametrize("name, fn", ALTERNATIVES, ids=[a[1].__name__ for a in ALTERNATIVES])
+def test_other_correct_answers_pass(name, fn):
+    """Correct answers written differently (torch.distributions, NumPy, loops) are not penalised."""
+    for seed in (0, 1):
+        report = check(name, fn, seed=seed)
+        assert report.passed, str(report)
+
+
+# --------------------------------------------------------------------------- references agree
+def test_reverse_mean_field_reference_agrees_with_the_toolkits_fit():
+    from vitoolkit.fitting import correlated_gaussian, fit_gaussian
+
+    rho, scales = 0.8, (1.5, 0.7)
+    target = correlated_gaussian(rho, scales)
+    fit = fit_gaussian(target, "reverse", family="diagonal", num_points=41)
+    got = _compile(solution("mean_field_variances"), "mean_field_variances")(
+        target.covariance_matrix, "reverse")
+    assert torch.allclose(torch.diagonal(fit.covariance), got, rtol=1e-4)
+    expected = torch.tensor(scales, dtype=torch.float64) ** 2 * (1 - rho**2)  # PRML 10.1.2
+    assert torch.allclose(got, expected, rtol=1e-12)
+
+
+def test_the_elbo_exercise_agrees_with_the_vae_model():
+    from vitoolkit.vae import VAE
+
+    model = VAE(data_dim=6, latent_dim=2, hidden_dims=(8,), seed=0).double()
+    x = (torch.rand(5, 6, generator=torch.Generator().manual_seed(1)) < 0.5).double()
+    gen = torch.Generator().manual_seed(3)
+    want = model.elbo(x, generator=gen)
+    loc, log_var = model.encoder(x).chunk(2, dim=-1)
+    eps = torch.randn(loc.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    got = _compile(solution("bernoulli_vae_elbo"), "bernoulli_vae_elbo")(x, loc, log_var, model.decoder, eps)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-10)

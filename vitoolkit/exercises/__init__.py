@@ -1,0 +1,54 @@
+"""Exercises with an autograder: students implement the core formulas, the toolkit grades them.
+
+::
+
+    from vitoolkit.exercises import check, list_exercises, stub
+    print(stub("iwae_bound"))        # the signature, the math, a NotImplementedError body
+    report = check("iwae_bound", my_iwae_bound)
+    print(report)                    # one line per check; report.passed
+
+Each exercise is graded on fresh random cases (seeded: ``check(..., seed=s)``
+repeats a run, and every report prints its seed) and on edge cases
+(broadcasting, batch shapes, magnitudes where a naive formula overflows), against
+the toolkit's own implementation within a stated tolerance. When an output is
+wrong, the message names the probable mistake (a missing 1/2, a transposed axis,
+an unnormalised phi, a mean of log-weights where a log-mean-exp belongs, ...) by
+comparing it with what known mistakes produce; it never prints the answer.
+
+=========================  =========================  ==========================================
+exercise                   lesson                     graded against
+=========================  =========================  ==========================================
+gaussian_kl                01_elbo_anatomy            vitoolkit.divergences.kl_divergence
+cavi_blei_step             02_cavi_gmm                vitoolkit.cavi assignment_update, mean_update
+mean_field_variances       03_forward_vs_reverse_kl   vitoolkit.fitting.target_moments; PRML 10.1.2
+score_function_gradient    04_gradient_estimators     vitoolkit.gradients.gaussian_gradients
+pathwise_gradient          04_gradient_estimators     vitoolkit.gradients.gaussian_gradients
+bernoulli_vae_elbo         05_vae                     vitoolkit.vae likelihood and KL registry
+iwae_bound                 06_vae_beyond              the log-mean-exp of vitoolkit.vae.VAE.iwae_bound
+=========================  =========================  ==========================================
+
+Student functions receive float64 torch tensors and may return tensors or NumPy
+arrays (converted before grading). The command line is ``vitoolkit exercise
+list|start|check|solution`` (:mod:`vitoolkit.exercises.command`).
+"""
+
+from . import cavi, gradients, kl, mean_field, vae  # noqa: F401 - registers the exercises
+from .files import CHECK_TAG, ExerciseFileError, load_function, write_stub
+from .registry import EXERCISES, Exercise, check, get_exercise, list_exercises, solution, stub
+from .report import CheckResult, Report
+
+__all__ = [
+    "CHECK_TAG",
+    "CheckResult",
+    "EXERCISES",
+    "Exercise",
+    "ExerciseFileError",
+    "Report",
+    "check",
+    "get_exercise",
+    "list_exercises",
+    "load_function",
+    "solution",
+    "stub",
+    "write_stub",
+]
