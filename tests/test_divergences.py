@@ -196,11 +196,12 @@ def test_monte_carlo_kl_k3_warns_when_q_is_too_wide_for_a_finite_variance():
     mix, q = _mixture(), normal(0.5, 2.5)
     with pytest.warns(UnreliableEstimateWarning, match="standard error cannot be trusted"):
         est = monte_carlo_kl(mix, q, 50_000, estimator="k3", generator=torch.Generator().manual_seed(11))
-    assert float(est.khat) > KHAT_THRESHOLD and not bool(est.reliable)
-    # The log-ratio terms are quadratic in x (light, if pre-asymptotically lumpy, tails):
-    # finite variance, no warning.
-    est = monte_carlo_kl(mix, q, 50_000, generator=torch.Generator().manual_seed(11))
-    assert float(est.khat) < KHAT_THRESHOLD
+    assert float(est.khat) > KHAT_THRESHOLD
+    # The log-ratio terms are log r, quadratic in x: finite variance whatever r's tail, no
+    # warning (k-hat is the ratio's, the same pair, the same value).
+    est2 = monte_carlo_kl(mix, q, 50_000, generator=torch.Generator().manual_seed(11))
+    assert float(est2.khat) == float(est.khat)
+    assert_mc_close(est2.value, grid_divergence(mix, q, bounds=[(-25, 25)], num_points=20001), est2.stderr)
 
 
 def test_monte_carlo_kl_is_reproducible_and_leaves_global_state_alone():
@@ -225,10 +226,10 @@ def test_estimate_unpacks_to_two_fields_and_carries_khat():
     value, stderr = est
     assert isinstance(est, Estimate) and isinstance(est, tuple) and len(est) == 2
     assert torch.equal(value, est.value) and torch.equal(stderr, est.stderr)
-    assert est.khat.shape == value.shape and bool(est.reliable)
+    assert est.khat.shape == value.shape and float(est.khat) < 0.5
     assert "khat=" in repr(est)
     plain = Estimate(t(1.0), t(0.1))
-    assert plain.khat is None and plain.reliable is None and plain._replace(value=t(2.0)).khat is None
+    assert plain.khat is None and plain._replace(value=t(2.0)).khat is None
     # Batched pairs: one k-hat per pair; fewer than 25 draws: NaN (no tail to fit), no warning.
     est = monte_carlo_kl(Normal(t([0.0, 0.0]), t([1.0, 1.0])), Normal(t([0.1, 0.5]), t([1.0, 2.0])),
                          2000, generator=torch.Generator().manual_seed(2))
