@@ -13,20 +13,82 @@ Murphy, PML1 section 3.4.1):
 
 so the identity log p(x) = ELBO(q) + KL(q || p(z | x)) can be checked to
 floating-point precision for any q.
+
+Beyond the identity the model carries the computations of tutorial 01's other
+lessons, each with a closed form to check it against:
+
+- the ELBO and KL over a grid of q's (:meth:`ConjugateGaussian.elbo_surface`, the data
+  of an "ELBO landscape" figure) and the ELBO by quadrature (the Jensen route,
+  :meth:`ConjugateGaussian.elbo_quadrature`);
+- learning the prior mean theta = m0: variational EM (:meth:`~ConjugateGaussian.em_prior_loc`)
+  and joint gradient training of (q, theta) on the ELBO or on -ELBO
+  (:meth:`~ConjugateGaussian.gradient_fit`);
+- the evidence by importance sampling from any Gaussian proposal, the prior included
+  (the "naive" estimator mean_s p(x | z_s), z_s ~ p(z)), with its relative standard
+  error, effective sample size and Pareto k-hat
+  (:meth:`~ConjugateGaussian.importance_evidence`), and the exact relative variance of
+  its weights (:meth:`~ConjugateGaussian.weight_relative_variance`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
 from .distributions import sample
-from .divergences import Estimate, kl_divergence, mean_and_stderr
+from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
 
-__all__ = ["ConjugateGaussian"]
+__all__ = ["ConjugateGaussian", "ElboSurface", "EvidenceEstimate", "GradientFitPath"]
+
+_OBJECTIVES = ("maximize_elbo", "minimize_negative_elbo")
+
+
+class ElboSurface(NamedTuple):
+    """ELBO(q) and KL(q || p(z | x)) over a grid of q = N(m, sigma^2).
+
+    ``means`` (n_m,), ``log_scales`` (n_s,); ``elbo`` and ``kl`` of shape (n_s, n_m)
+    (row i: log_scales[i], column j: means[j], ``meshgrid(indexing="xy")``);
+    ``log_evidence`` a scalar with elbo + kl = log_evidence everywhere.
+    """
+
+    means: torch.Tensor
+    log_scales: torch.Tensor
+    elbo: torch.Tensor
+    kl: torch.Tensor
+    log_evidence: torch.Tensor
+
+
+class EvidenceEstimate(NamedTuple):
+    """An importance-sampling estimate of the evidence from S draws of a proposal.
+
+    ``log_evidence``: log (1/S) sum_s w_s; ``relative_stderr``: std(w) / (sqrt(S) mean(w)),
+    the standard error of p_hat(x) relative to p_hat(x); ``ess``: (sum w)^2 / sum w^2
+    (Kish's effective sample size, between 1 and S); ``khat``: Pareto k-hat of the weights.
+    Each of the proposal's batch shape.
+    """
+
+    log_evidence: torch.Tensor
+    relative_stderr: torch.Tensor
+    ess: torch.Tensor
+    khat: torch.Tensor
+
+
+class GradientFitPath(NamedTuple):
+    """Iterates of :meth:`ConjugateGaussian.gradient_fit`, each of shape (num_steps + 1,).
+
+    q = N(``loc``, exp(``log_scale``)^2), prior mean ``prior_loc``; ``elbo`` = ELBO(q; theta)
+    and ``log_evidence`` = log p(x; theta) at each iterate (before the step).
+    """
+
+    loc: torch.Tensor
+    log_scale: torch.Tensor
+    prior_loc: torch.Tensor
+    elbo: torch.Tensor
+    log_evidence: torch.Tensor
 
 
 def _positive(value, name: str) -> torch.Tensor:
@@ -93,12 +155,28 @@ class ConjugateGaussian:
         cov = self.noise_scale**2 * torch.eye(n, dtype=torch.float64) + self.prior_scale**2
         return MultivariateNormal(self.prior_loc.expand(n), covariance_matrix=cov).log_prob(x)
 
-    def log_joint(self, x, z: torch.Tensor) -> torch.Tensor:
-        """log p(x, z) for z of any shape (...), returning shape (...)."""
+    def with_prior_loc(self, prior_loc) -> ConjugateGaussian:
+        """The same model with prior mean ``prior_loc`` (the parameter theta of tutorial 01)."""
+        return ConjugateGaussian(prior_loc, self.prior_scale, self.noise_scale)
+
+    def log_likelihood(self, x, z) -> torch.Tensor:
+        """log p(x | z) = sum_i log N(x_i; z, s^2) for z of any shape (...), returning (...).
+
+        Through the sufficient statistics (n, mean, sum of squared deviations), so the cost
+        does not grow with n: -n/2 log(2 pi s^2) - [sum_i (x_i - xbar)^2 + n (xbar - z)^2] / (2 s^2).
+        """
         x = self._data(x)
         z = torch.as_tensor(z, dtype=torch.float64)
-        lik = Normal(z.unsqueeze(-1), self.noise_scale).log_prob(x).sum(-1)
-        return lik + self.prior.log_prob(z)
+        n = x.shape[0]
+        xbar = x.mean()
+        ss = (x - xbar).pow(2).sum()
+        s2 = self.noise_scale**2
+        return -0.5 * n * torch.log(2 * math.pi * s2) - (ss + n * (xbar - z).pow(2)) / (2 * s2)
+
+    def log_joint(self, x, z: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) = log p(x | z) + log p(z) for z of any shape (...), returning shape (...)."""
+        z = torch.as_tensor(z, dtype=torch.float64)
+        return self.log_likelihood(x, z) + self.prior.log_prob(z)
 
     def expected_log_likelihood(self, x, q: Normal) -> torch.Tensor:
         """E_q[log p(x | z)] = sum_i [-1/2 log 2 pi s^2 - ((x_i - m)^2 + v) / (2 s^2)]."""
@@ -123,3 +201,156 @@ class ConjugateGaussian:
             raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
         z = sample(q, (num_samples,), generator=generator)
         return mean_and_stderr(self.log_joint(x, z) - q.log_prob(z))
+
+    # -- the ELBO over many q's, and by the Jensen route --------------------------------
+    def elbo_surface(self, x, means, log_scales) -> ElboSurface:
+        """ELBO and KL(q || p(z | x)) for every q = N(m, exp(l)^2) on the grid ``means`` x ``log_scales``.
+
+        The data of an ELBO landscape: both terms in closed form, shape (len(log_scales),
+        len(means)); their sum is log p(x) at every grid point (Blei et al. 2017, eq. 13).
+        """
+        means = torch.as_tensor(means, dtype=torch.float64).reshape(-1)
+        log_scales = torch.as_tensor(log_scales, dtype=torch.float64).reshape(-1)
+        m, ls = torch.meshgrid(means, log_scales, indexing="xy")
+        q = Normal(m, ls.exp())
+        return ElboSurface(means, log_scales, self.elbo(x, q), kl_divergence(q, self.posterior(x)),
+                           self.log_evidence(x))
+
+    def elbo_quadrature(self, x, q: Normal, *, num_points: int = 4001, width: float = 12.0) -> torch.Tensor:
+        """E_q[log p(x, z) - log q(z)] by trapezoidal quadrature on z = loc + scale * u, |u| <= width.
+
+        The Jensen route to the bound: log p(x) = log E_q[w] >= E_q[log w], w = p(x, z) / q(z),
+        computed from its definition without the closed forms that :meth:`elbo` uses.
+        ``q`` may be batched; returns its batch shape.
+        """
+        if not isinstance(q, Normal):
+            raise TypeError(f"q must be a torch.distributions.Normal, got {type(q).__name__}")
+        u = torch.linspace(-width, width, num_points, dtype=torch.float64)
+        z = q.loc.unsqueeze(-1) + q.scale.unsqueeze(-1) * u  # (..., num_points)
+        log_w = self.log_joint(x, z) - q.log_prob(z.movedim(-1, 0)).movedim(0, -1)
+        density = torch.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)  # q's density in u
+        return torch.trapezoid(density * log_w, u, dim=-1)
+
+    # -- learning the prior mean theta ----------------------------------------------------
+    def em_prior_loc(self, x, init: float, num_steps: int) -> torch.Tensor:
+        """Variational EM for theta = m0 with the exact posterior as q: theta iterates (num_steps + 1,).
+
+        E-step: q = p(z | x; theta_t) (the bound touches log p(x; theta_t)); M-step:
+        theta_{t+1} = argmax_theta ELBO(q; theta) = E_q[z]. Each step cannot lower
+        log p(x; theta) (Neal & Hinton 1998); the fixed point is the marginal maximum
+        likelihood theta* = mean(x).
+        """
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
+        thetas = [torch.as_tensor(init, dtype=torch.float64)]
+        for _ in range(num_steps):
+            thetas.append(self.with_prior_loc(thetas[-1]).posterior(x).loc)
+        return torch.stack(thetas)
+
+    def gradient_fit(self, x, *, init=(0.0, 0.0, 0.0), num_steps: int = 200, lr: float = 0.02,
+                     objective: str = "maximize_elbo") -> GradientFitPath:
+        """Train q = N(loc, exp(log_scale)^2) and theta = m0 jointly by plain gradient steps.
+
+        ``objective="maximize_elbo"`` ascends ELBO(q; theta) (``torch.optim.SGD(maximize=True)``);
+        ``"minimize_negative_elbo"`` descends the loss -ELBO(q; theta), an upper bound on
+        -log p(x; theta). The two are the same optimisation: -grad(-L) = grad(L) exactly in
+        floating point, so the iterates coincide bit for bit.
+
+        Parameters
+        ----------
+        x : array-like of shape (n,)
+        init : (loc, log_scale, prior_loc)
+        num_steps : int >= 0
+        lr : float > 0
+        objective : {"maximize_elbo", "minimize_negative_elbo"}
+        """
+        if objective not in _OBJECTIVES:
+            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        x = self._data(x)
+        params = [torch.tensor(float(v), dtype=torch.float64, requires_grad=True) for v in init]
+        maximize = objective == "maximize_elbo"
+        opt = torch.optim.SGD(params, lr=lr, maximize=maximize)
+        rows = []
+
+        def elbo_of(loc, log_scale, prior_loc):
+            q = Normal(loc, log_scale.exp())
+            return self.expected_log_likelihood(x, q) - kl_divergence(q, Normal(prior_loc, self.prior_scale))
+
+        for step in range(num_steps + 1):
+            elbo = elbo_of(*params)
+            with torch.no_grad():
+                rows.append([p.detach().clone() for p in params]
+                            + [elbo.detach(), self.with_prior_loc(params[2].detach()).log_evidence(x)])
+            if step == num_steps:
+                break
+            opt.zero_grad()
+            (elbo if maximize else -elbo).backward()
+            opt.step()
+        cols = [torch.stack(c) for c in zip(*rows, strict=True)]
+        return GradientFitPath(*cols)
+
+    # -- the evidence by importance sampling ----------------------------------------------
+    def _proposal(self, proposal) -> Normal:
+        if not isinstance(proposal, Normal):
+            raise TypeError(f"proposal must be a torch.distributions.Normal, got {type(proposal).__name__}")
+        return proposal
+
+    def importance_log_weights(self, x, proposal: Normal, num_samples: int, *,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+        """log w_s = log p(x, z_s) - log proposal(z_s), z_s ~ proposal: shape (num_samples, *batch).
+
+        With ``proposal = self.prior`` the weights are the likelihoods p(x | z_s): the naive
+        estimator p(x) ~ mean_s p(x | z_s).
+        """
+        proposal = self._proposal(proposal)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+            raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
+        z = sample(proposal, (num_samples,), generator=generator)
+        return self.log_joint(x, z) - proposal.log_prob(z)
+
+    def importance_evidence(self, x, proposal: Normal, num_samples: int, *,
+                            generator: torch.Generator | None = None) -> EvidenceEstimate:
+        """Importance-sampling estimate of p(x) from a Gaussian proposal, in log space.
+
+        p_hat(x) = (1/S) sum_s w_s is unbiased for every proposal with full support
+        (Kingma & Welling 2013, Appendix D, with the prior as the simplest proposal).
+        Returns :class:`EvidenceEstimate` (log estimate, relative standard error, Kish ESS,
+        Pareto k-hat of the weights).
+        """
+        log_w = self.importance_log_weights(x, proposal, num_samples, generator=generator)
+        s = log_w.shape[0]
+        lse1 = torch.logsumexp(log_w, 0)
+        lse2 = torch.logsumexp(2 * log_w, 0)
+        log_est = lse1 - math.log(s)
+        # Relative sample variance of w: (mean w^2 / (mean w)^2 - 1) * S / (S - 1).
+        rel_var = torch.expm1(lse2 - 2 * lse1 + math.log(s)).clamp_min(0) * s / (s - 1)
+        return EvidenceEstimate(log_est, torch.sqrt(rel_var / s), torch.exp(2 * lse1 - lse2),
+                                pareto_khat(log_w, dim=0))
+
+    def weight_relative_variance(self, x, proposal: Normal) -> torch.Tensor:
+        r"""Exact Var_proposal[w] / p(x)^2 = integral p(z | x)^2 / proposal(z) dz - 1 (closed form).
+
+        The relative variance of one importance weight: the estimator from S draws has
+        relative standard error sqrt(this / S), and S / (1 + this) is the large-S limit of
+        Kish's ESS. Infinite when the proposal is too narrow (sigma_prop^2 <= sigma_post^2 / 2).
+        For the prior as proposal it grows like s0 / (sqrt(2) s_n), i.e. like sqrt(n).
+        """
+        proposal = self._proposal(proposal)
+        post = self.posterior(x)
+        a, var_a = post.loc, post.scale**2
+        b, var_b = proposal.loc, proposal.scale**2
+        var_c = var_a / 2  # N(z; a, A)^2 = N(z; a, A/2) / (2 sqrt(pi A))
+        prec = 1 / var_c - 1 / var_b
+        safe = prec > 0
+        prec_s = torch.where(safe, prec, torch.ones_like(prec))
+        h = a / var_c - b / var_b
+        c = a**2 / var_c - b**2 / var_b
+        log_integral = (-math.log(2) - 0.5 * torch.log(math.pi * var_a)
+                        + 0.5 * torch.log(var_b / var_c) + 0.5 * torch.log(2 * math.pi / prec_s)
+                        + 0.5 * (h**2 / prec_s - c))
+        out = torch.expm1(log_integral)
+        return torch.where(safe, out, torch.full_like(out, math.inf))

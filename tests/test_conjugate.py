@@ -1,0 +1,163 @@
+"""vitoolkit.conjugate's lesson computations against independent routes.
+
+Closed forms against quadrature (the ELBO by the Jensen route, the relative variance of
+importance weights), Monte Carlo against closed forms with standard-error tolerances
+(policy in conftest.py), and the exact fixed point of variational EM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from _stats import assert_mc_close
+from torch.distributions import Normal
+
+from vitoolkit.conjugate import ConjugateGaussian, ElboSurface, EvidenceEstimate
+from vitoolkit.divergences import kl_divergence
+
+D = torch.float64
+
+
+def t(x):
+    return torch.as_tensor(x, dtype=D)
+
+
+@pytest.fixture
+def model_and_data():
+    model = ConjugateGaussian(0.3, 2.0, 1.2)
+    _, x = model.sample_data(15, generator=torch.Generator().manual_seed(4))
+    return model, x
+
+
+def test_log_likelihood_by_sufficient_statistics_matches_the_sum_over_data(model_and_data):
+    model, x = model_and_data
+    z = torch.linspace(-3, 3, 7, dtype=D).reshape(7, 1) + torch.zeros(1, 2, dtype=D)
+    direct = Normal(z.unsqueeze(-1), model.noise_scale).log_prob(x).sum(-1)
+    torch.testing.assert_close(model.log_likelihood(x, z), direct, rtol=0, atol=1e-11)
+    assert model.log_joint(x, z).shape == (7, 2)
+
+
+def test_elbo_surface_terms_sum_to_the_evidence_and_peak_at_the_posterior(model_and_data):
+    model, x = model_and_data
+    post = model.posterior(x)
+    means = torch.linspace(float(post.loc) - 1, float(post.loc) + 1, 41, dtype=D)
+    log_scales = torch.linspace(float(post.scale.log()) - 1, float(post.scale.log()) + 1, 21, dtype=D)
+    surf = model.elbo_surface(x, means, log_scales)
+    assert isinstance(surf, ElboSurface) and surf.elbo.shape == (21, 41) and surf.kl.shape == (21, 41)
+    torch.testing.assert_close(surf.elbo + surf.kl, surf.log_evidence.expand(21, 41), rtol=0, atol=1e-10)
+    # Grid point (i, j) is q = N(means[j], exp(log_scales[i])^2), checked against kl_divergence.
+    q = Normal(means[7], log_scales[3].exp())
+    assert float(surf.kl[3, 7]) == pytest.approx(float(kl_divergence(q, post)), abs=1e-12)
+    i, j = divmod(int(torch.argmax(surf.elbo)), 41)
+    assert (i, j) == (10, 20)  # the grid is centred on the posterior
+
+
+def test_elbo_by_quadrature_equals_the_closed_form(model_and_data):
+    model, x = model_and_data
+    post = model.posterior(x)
+    q = Normal(t([float(post.loc), 0.0, 2.0, float(post.loc) + 0.2]), t([float(post.scale), 1.0, 0.1, 0.05]))
+    torch.testing.assert_close(model.elbo_quadrature(x, q), model.elbo(x, q), rtol=0, atol=1e-9)
+    with pytest.raises(TypeError, match="q must be"):
+        model.elbo_quadrature(x, torch.distributions.Laplace(t(0.0), t(1.0)))
+
+
+def test_em_climbs_the_evidence_to_the_marginal_maximum_likelihood(model_and_data):
+    model, x = model_and_data
+    thetas = model.em_prior_loc(x, -4.0, 6)
+    assert thetas.shape == (7,)
+    evid = torch.stack([model.with_prior_loc(th).log_evidence(x) for th in thetas])
+    assert bool((evid[1:] >= evid[:-1] - 1e-12).all())  # never down (Neal & Hinton 1998)
+    assert float(thetas[-1]) == pytest.approx(float(x.mean()), abs=1e-8)  # theta* = mean(x)
+    # The M-step is the argmax over theta of ELBO(q; theta): check against a fine grid.
+    q = model.with_prior_loc(thetas[0]).posterior(x)
+    grid = torch.linspace(-5, 5, 20001, dtype=D)
+    elbos = torch.stack([model.with_prior_loc(g).elbo(x, q) for g in grid[::100]])
+    best = float(grid[::100][torch.argmax(elbos)])
+    assert abs(best - float(thetas[1])) <= 0.05 + 1e-12
+    with pytest.raises(ValueError, match="num_steps"):
+        model.em_prior_loc(x, 0.0, -1)
+
+
+def test_descending_minus_elbo_is_ascending_the_elbo_bit_for_bit(model_and_data):
+    model, x = model_and_data
+    up = model.gradient_fit(x, init=(1.0, 0.0, 2.0), num_steps=150, lr=0.02)
+    down = model.gradient_fit(x, init=(1.0, 0.0, 2.0), num_steps=150, lr=0.02,
+                              objective="minimize_negative_elbo")
+    for a, b in zip(up, down, strict=True):
+        assert torch.equal(a, b)
+    # -ELBO is an upper bound on -log p(x; theta) at every iterate, and the gap closes.
+    assert bool((-up.elbo >= -up.log_evidence - 1e-12).all())
+    gap = up.log_evidence - up.elbo
+    assert float(gap[-1]) < 1e-3 * float(gap[0])
+    with pytest.raises(ValueError, match="objective"):
+        model.gradient_fit(x, objective="minimise")
+
+
+def _quadrature_relative_variance(model, x, proposal):
+    post = model.posterior(x)
+    lo = float(post.loc) - 15 * float(post.scale)
+    hi = float(post.loc) + 15 * float(post.scale)
+    z = torch.linspace(lo, hi, 200_001, dtype=D)
+    integrand = torch.exp(2 * post.log_prob(z) - proposal.log_prob(z))
+    return float(torch.trapezoid(integrand, z)) - 1
+
+
+def test_weight_relative_variance_closed_form_against_quadrature(model_and_data):
+    model, x = model_and_data
+    post = model.posterior(x)
+    proposals = [model.prior, Normal(post.loc + 0.5 * post.scale, 1.5 * post.scale),
+                 Normal(post.loc - 0.2, 0.8 * post.scale)]
+    for prop in proposals:
+        exact = float(model.weight_relative_variance(x, prop))
+        assert exact == pytest.approx(_quadrature_relative_variance(model, x, prop), rel=1e-7)
+    assert float(model.weight_relative_variance(x, post)) == pytest.approx(0.0, abs=1e-10)
+    # Too narrow (sigma^2 <= sigma_post^2 / 2): integral p^2/q diverges.
+    assert math.isinf(float(model.weight_relative_variance(x, Normal(post.loc, 0.7 * post.scale))))
+
+
+def test_importance_evidence_is_unbiased_and_its_error_matches_the_closed_form(model_and_data):
+    model, x = model_and_data
+    post = model.posterior(x)
+    log_p = float(model.log_evidence(x))
+    S = 40_000
+    for prop in (model.prior, Normal(post.loc + 0.5 * post.scale, 1.5 * post.scale)):
+        est = model.importance_evidence(x, prop, S, generator=torch.Generator().manual_seed(9))
+        assert isinstance(est, EvidenceEstimate)
+        rel_var = float(model.weight_relative_variance(x, prop))
+        exact_rel_se = math.sqrt(rel_var / S)
+        # p_hat / p(x) is a mean of S iid draws with mean 1 and sd sqrt(rel_var).
+        assert_mc_close(math.exp(float(est.log_evidence) - log_p), 1.0, exact_rel_se)
+        assert float(est.relative_stderr) == pytest.approx(exact_rel_se, rel=0.2)
+        assert float(est.ess) == pytest.approx(S / (1 + rel_var), rel=0.2)
+        assert 1 <= float(est.ess) <= S
+        assert float(est.khat) < 0.5  # Gaussian weights here have light tails
+    # Batched proposals: one estimate each; the exact posterior gives constant weights.
+    batch = Normal(torch.stack([post.loc, post.loc]), torch.stack([post.scale, 2 * post.scale]))
+    est = model.importance_evidence(x, batch, 1000, generator=torch.Generator().manual_seed(1))
+    assert est.log_evidence.shape == (2,)
+    assert float(est.log_evidence[0]) == pytest.approx(log_p, abs=1e-10)
+    assert float(est.ess[0]) == pytest.approx(1000.0, rel=1e-10)
+    assert float(est.relative_stderr[0]) < 1e-6
+
+
+def test_the_prior_as_proposal_loses_effective_samples_as_the_data_grow():
+    model = ConjugateGaussian(0.0, 2.0, 1.0)
+    _, x = model.sample_data(10_000, generator=torch.Generator().manual_seed(0))
+    rel = [float(model.weight_relative_variance(x[:n], model.prior)) for n in (1, 10, 100, 1000, 10_000)]
+    assert all(b > a for a, b in zip(rel, rel[1:], strict=False))
+    # rel_var + 1 = s0 / (s_n sqrt(2 - s_n^2 / s0^2)) * exp((m_n - m0)^2 / (2 s0^2 - s_n^2))
+    # >= s0 / (sqrt(2) s_n): it grows at least like sqrt(n).
+    s_n = float(model.posterior(x).scale)
+    assert rel[-1] >= 2.0 / (math.sqrt(2) * s_n) - 1 - 1e-9
+
+
+def test_bad_arguments_are_named(model_and_data):
+    model, x = model_and_data
+    with pytest.raises(TypeError, match="proposal must be"):
+        model.importance_evidence(x, torch.distributions.Laplace(t(0.0), t(1.0)), 10)
+    with pytest.raises(ValueError, match="num_samples"):
+        model.importance_evidence(x, model.prior, 1)
+    with pytest.raises(ValueError, match="lr"):
+        model.gradient_fit(x, lr=-1.0)
