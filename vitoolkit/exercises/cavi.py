@@ -28,7 +28,7 @@ def cavi_blei_step(x, m, s2, prior_var):
     with sigma^2 = ``prior_var``. Mean-field family:
     q(mu, c) = prod_k N(mu_k; m_k, s2_k) prod_i Cat(c_i; phi_i).
     The sweep updates every phi_i first (section 3.1), then every (m_k, s2_k)
-    (section 3.2) using the new phi:
+    (section 3.2) using the new phi::
 
         phi_ik  proportional to  exp{ E[mu_k] x_i - E[mu_k^2] / 2 },   sum_k phi_ik = 1
         s2_k = 1 / (1 / sigma^2 + sum_i phi_ik)
@@ -55,7 +55,10 @@ def cavi_blei_step(x, m, s2, prior_var):
         The new means.
     s2 : Tensor of shape (K,)
         The new variances.
-        Well-separated data (|x| in the hundreds) must not overflow.
+
+    Notes
+    -----
+    Well-separated data (``|x|`` in the hundreds, so x_i m_k near 1e5) must not overflow.
     """
     scores = x[:, None] * m[None, :] - 0.5 * (m**2 + s2)[None, :]
     phi = torch.softmax(scores, dim=1)  # normalised over k; the max is subtracted inside

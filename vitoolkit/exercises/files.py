@@ -38,8 +38,9 @@ def write_stub(name: str, out_dir=".", *, fmt: str = "py", force: bool = False) 
     """Write the stub of exercise ``name`` into ``out_dir`` as ``NAME.py`` or ``NAME.ipynb``.
 
     The script ends with an ``if __name__ == "__main__":`` block that grades it
-    (``python NAME.py``); the notebook has a Markdown cell with the instructions,
-    the stub, and a cell tagged ``vitoolkit-check`` that grades it. Writing a
+    (``python NAME.py``, exit code 0 when every check passes); the notebook has
+    a Markdown cell with the instructions, the stub, and a cell tagged
+    ``vitoolkit-check`` that grades it. Writing a
     notebook needs ``nbformat`` (the ``docs`` extra). An existing file is not
     overwritten unless ``force``.
     """
@@ -54,7 +55,9 @@ def write_stub(name: str, out_dir=".", *, fmt: str = "py", force: bool = False) 
     if fmt == "py":
         text = (source + "\n\nif __name__ == \"__main__\":\n"
                 "    from vitoolkit.exercises import check\n\n"
-                f"    print(check(\"{name}\", {name}))\n")
+                f"    report = check(\"{name}\", {name})\n"
+                "    print(report)\n"
+                "    raise SystemExit(0 if report.passed else 1)\n")
         out_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path

@@ -3,7 +3,7 @@
 Graded against :func:`vitoolkit.gradients.gaussian_gradients` (estimators
 ``"score"`` and ``"pathwise"``). The grader draws the student's noise ``eps`` from
 a seeded generator exactly as ``gaussian_gradients`` draws its own (one
-``torch.randn`` of shape (S, *loc.shape) in float64), hands the toolkit a generator
+``torch.randn`` of shape ``(S, *loc.shape)`` in float64), hands the toolkit a generator
 with the same seed, and verifies that both saw the same draws, so the two are
 compared sample by sample. Unbiasedness is checked against
 :func:`vitoolkit.gradients.exact_gaussian_gradient`.
@@ -26,7 +26,7 @@ def score_function_gradient(cost, loc, scale, eps):
     r"""Per-sample score-function (REINFORCE) estimates of the gradient of E_q[cost(x)].
 
     q = N(loc, diag scale^2), x = loc + scale * eps with eps ~ N(0, I) given.
-    Mohamed, Rosca, Figurnov & Mnih (JMLR 2020), section 4, eq. (13):
+    Mohamed, Rosca, Figurnov & Mnih (JMLR 2020), section 4, eq. (13)::
 
         d/d theta E_q[f(x)] = E_q[ f(x) d/d theta log q(x; theta) ],
 
@@ -46,7 +46,7 @@ def score_function_gradient(cost, loc, scale, eps):
     -------
     g_loc, g_scale : Tensor of shape (S, D) (or (S, B, D))
         One estimate per draw; their mean over S estimates the gradient.
-        Must stay accurate when |loc| is much larger than scale (loc ~ 1e8, scale ~ 1e-3).
+        Must stay accurate when ``|loc|`` is much larger than scale (loc ~ 1e8, scale ~ 1e-3).
     """
     x = loc + scale * eps
     f = cost(x).unsqueeze(-1)  # (S, ..., 1): one cost per draw, shared by every coordinate
@@ -57,7 +57,7 @@ def pathwise_gradient(cost, loc, scale, eps):
     r"""Per-sample pathwise (reparameterisation) estimates of the gradient of E_q[cost(x)].
 
     q = N(loc, diag scale^2), x = loc + scale * eps with eps ~ N(0, I) given.
-    Mohamed, Rosca, Figurnov & Mnih (JMLR 2020), section 5, eq. (34):
+    Mohamed, Rosca, Figurnov & Mnih (JMLR 2020), section 5, eq. (34)::
 
         d/d theta E_q[f(x)] = E_eps[ f'(x) dx/d theta ],
 
@@ -78,7 +78,7 @@ def pathwise_gradient(cost, loc, scale, eps):
     -------
     g_loc, g_scale : Tensor of shape (S, D) (or (S, B, D))
         One estimate per draw; their mean over S estimates the gradient.
-        Must stay accurate when |loc| is much larger than scale (loc ~ 1e8, scale ~ 1e-3).
+        Must stay accurate when ``|loc|`` is much larger than scale (loc ~ 1e8, scale ~ 1e-3).
     """
     x = (loc + scale * eps).detach().requires_grad_(True)
     with torch.enable_grad():

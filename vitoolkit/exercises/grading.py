@@ -217,7 +217,7 @@ class Case:
     def compare(self, got: torch.Tensor, want: torch.Tensor, what: str, *, rtol: float,
                 atol: float = 0.0, mistakes: Iterable[Mistake] = (), nonfinite_hint: str = "",
                 fallback: str = "") -> None:
-        """Pass when |got - want| <= atol + rtol |want| everywhere; otherwise diagnose.
+        """Pass when ``|got - want| <= atol + rtol |want|`` everywhere; otherwise diagnose.
 
         ``mistakes`` are tried in order: the first whose output ``got`` matches
         (and the reference does not) is named. ``fallback`` is added when none

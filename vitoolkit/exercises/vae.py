@@ -30,7 +30,7 @@ def bernoulli_vae_elbo(x, mu, log_var, decoder, eps):
     Kingma & Welling (2013), eq. (10), with the analytic KL of Appendix B:
     encoder outputs q(z | x) = N(mu, diag exp(log_var)), prior p(z) = N(0, I),
     one reparameterised sample z = mu + sigma * eps (section 2.4) decoded to
-    Bernoulli logits l = decoder(z), and
+    Bernoulli logits l = decoder(z), and::
 
         ELBO(x) = log p(x | z) - KL(q(z | x) || p(z))
         log p(x | z) = sum_d [ x_d log sigmoid(l_d) + (1 - x_d) log(1 - sigmoid(l_d)) ]
@@ -65,7 +65,7 @@ def iwae_bound(log_weights):
     r"""The importance-weighted bound per example, from K log-weights per example.
 
     Burda, Grosse & Salakhutdinov (2015), eq. (8): with w_k = p(x, z_k) / q(z_k | x)
-    and z_1..z_K ~ q(z | x),
+    and z_1..z_K ~ q(z | x)::
 
         L_K(x) = log (1/K) sum_k w_k.
 
