@@ -307,3 +307,42 @@ def test_figures_on_another_canvas_are_drawn_with_agg_and_keep_their_canvas():
                                  "or remove it (fig.delaxes(ax)) or hide it (ax.set_visible(False))"]
     assert fig.canvas is canvas
     assert not isinstance(fig.canvas, FigureCanvasAgg)
+
+
+def test_checking_while_saving_finds_what_check_figure_finds(tmp_path, monkeypatch):
+    from vitoolkit.plotting import figure_check
+
+    fig, (a, b) = subplots(1, 2)
+    a.plot(X, 0.9 + 0.01 * X, label="high")
+    a.set_ylim(0, 1.05)
+    a.legend(loc="upper right")
+    a.set_title("covered")
+    b.set_title("nothing")
+    measured = []
+    real = figure_check._measure
+    monkeypatch.setattr(figure_check, "_measure", lambda f, r: measured.append(r) or real(f, r))
+    with figure_check.checked_draw(fig) as check:
+        fig.savefig(tmp_path / "f.png", dpi=150, bbox_inches="tight")
+    assert len(measured) == 1  # the layout-only pass of bbox_inches="tight" is not measured
+    assert check.error is None
+    assert check.problems == check_figure(fig)
+    assert len(check.problems) == 2
+    fig.canvas.draw()  # after the block, draws are no longer checked
+    assert len(measured) == 2  # (the check_figure call above)
+
+
+def test_an_error_inside_the_check_never_breaks_the_save(tmp_path, monkeypatch):
+    from vitoolkit.plotting import figure_check
+
+    def broken(fig, renderer):
+        raise RuntimeError("measuring failed")
+
+    monkeypatch.setattr(figure_check, "_measure", broken)
+    fig, ax = subplots()
+    ax.plot(X, X)
+    with figure_check.checked_draw(fig) as check:
+        fig.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+    assert isinstance(check.error, RuntimeError) and check.problems is None
+    with pytest.raises(RuntimeError, match="measuring failed"):
+        check_figure(fig)

@@ -79,3 +79,27 @@ def test_a_script_with_a_false_claim_exits_non_zero_naming_it(tmp_path):
     assert proc.returncode != 0
     assert "the moon is made of cheese" in proc.stderr
     assert (tmp_path / "o" / "summary.json").is_file()
+
+
+def test_saved_figures_are_checked_and_their_problems_recorded_without_failing_the_run(tmp_path, capsys):
+    from vitoolkit.plotting import subplots
+
+    tut = _tut(tmp_path, "--formats", "png,svg")
+    fig, ax = subplots()
+    ax.plot([0.0, 1.0], [0.0, 1.0], label="diagonal")
+    ax.legend(loc="center")
+    ax.set_title("covered")
+    tut.savefig(fig, "bad")
+    fig, ax = subplots()
+    ax.plot([0.0, 1.0], [0.0, 1.0])
+    ax.set_title("clean")
+    tut.savefig(fig, "good")
+    tut.finish()  # figure problems do not fail the run
+    out = capsys.readouterr().out
+    assert '[figure \u26a0] bad: axes "covered": its legend covers plotted data (line "diagonal")' in out
+    assert "1 figure problem(s)" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["figures"] == ["bad", "good"]
+    assert summary["figure_problems"]["good"] == []
+    assert len(summary["figure_problems"]["bad"]) == 1
+    assert (tmp_path / "bad.png").is_file() and (tmp_path / "bad.svg").is_file()

@@ -15,7 +15,11 @@ and then uses
 - ``tut.claim(statement, holds, **evidence)`` to check a sentence of the lesson
   against this run's numbers (see :meth:`Tutorial.claim`),
 - ``tut.savefig(fig, name)`` to save a figure (PNG, plus any extra formats asked
-  for) into the output folder; in a notebook the figure is also shown inline,
+  for) into the output folder; in a notebook the figure is also shown inline.
+  Each figure is checked as it is saved (the rules of
+  :func:`vitoolkit.plotting.check_figure`: legends over data, overlapping tick
+  labels, colliding titles, empty axes); what it finds is printed and recorded
+  under ``"figure_problems"``,
 - ``tut.finish()`` at the end to write ``summary.json``; it raises
   :class:`ClaimFailed` (so the script exits non-zero) when a claim did not hold.
 
@@ -172,6 +176,7 @@ class Tutorial:
         self.summary: dict[str, Any] = {}
         self.figures: list[str] = []
         self.claims: list[dict[str, Any]] = []
+        self.figure_problems: dict[str, list[str]] = {}
         self._start = time.perf_counter()
         print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
 
@@ -249,26 +254,46 @@ class Tutorial:
         """The statements of the claims checked in this setting that did not hold."""
         return [c["statement"] for c in self.claims if c["checked"] and not c["holds"]]
 
-    def savefig(self, fig, name: str) -> list[Path]:
-        """Save ``fig`` as ``<out>/<name>.<fmt>`` for each format; return the paths.
+    def _record_figure_problems(self, name: str, problems: list[str]) -> None:
+        self.figure_problems[name] = list(problems)
+        for problem in problems:
+            print(f"[figure \u26a0] {name}: {problem}")
 
-        Each file is written to a temporary name in the same folder and moved into
-        place, so a reader never sees half a figure. In a Jupyter kernel the
-        figure is then displayed inline; either way it is closed afterwards, so a
-        long lesson does not accumulate open figures.
+    def savefig(self, fig, name: str) -> list[Path]:
+        """Save ``fig`` as ``<out>/<name>.<fmt>`` for each format, checking it; return the paths.
+
+        The drawing that writes the file is measured by
+        :func:`vitoolkit.plotting.check_figure`'s rules (legends over data,
+        overlapping tick labels, colliding titles, empty axes; no extra draw):
+        what it finds is printed as ``[figure ⚠] name: problem`` and recorded in
+        ``summary.json`` under ``"figure_problems"`` (one list per figure, empty
+        when clean). A problem does not fail the run; the test suite asserts
+        there are none. Each file is written to a temporary name in the same
+        folder and moved into place, so a reader never sees half a figure. In a
+        Jupyter kernel the figure is then displayed inline; either way it is
+        closed afterwards, so a long lesson does not accumulate open figures.
         """
         if not isinstance(name, str) or not name or "/" in name or "\\" in name:
             raise ValueError(f"savefig: name must be a plain file stem, got {name!r}")
+        from vitoolkit.plotting.figure_check import check_figure, checked_draw
+
         paths = []
-        for fmt in self.formats:
-            path = self.out / f"{name}.{fmt}"
-            tmp = self.out / f".{name}.{os.getpid()}.tmp.{fmt}"
-            try:
-                fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            paths.append(path)
+        with checked_draw(fig) as check:
+            for fmt in self.formats:
+                path = self.out / f"{name}.{fmt}"
+                tmp = self.out / f".{name}.{os.getpid()}.tmp.{fmt}"
+                try:
+                    fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                paths.append(path)
+        problems = check.problems
+        if check.error is not None:
+            problems = [f"the figure check could not run: {type(check.error).__name__}: {check.error}"]
+        elif problems is None:  # nothing was drawn (e.g. an invisible figure): check it on its own
+            problems = check_figure(fig)
+        self._record_figure_problems(name, problems)
         self.figures.append(name)
         import matplotlib.pyplot as plt
 
@@ -298,6 +323,7 @@ class Tutorial:
             "figures": self.figures,
             "numbers": self.summary,
             "claims": self.claims,
+            "figure_problems": self.figure_problems,
         }
         path = self.out / "summary.json"
         tmp = self.out / f".summary.{os.getpid()}.json.tmp"
@@ -314,7 +340,9 @@ class Tutorial:
         torch.set_num_threads(self._threads_before)
         held = sum(c["holds"] for c in self.claims if c["checked"])
         checked = sum(c["checked"] for c in self.claims)
-        print(f"[summary] {path}  ({held} of {checked} checked claims hold)")
+        problems = sum(len(p) for p in self.figure_problems.values())
+        mark = f", \u26a0 {problems} figure problem(s)" if problems else ""
+        print(f"[summary] {path}  ({held} of {checked} checked claims hold{mark})")
         failed = self.failed_claims
         if failed:
             lines = "\n".join(f"  - {s}" for s in failed)

@@ -26,11 +26,12 @@ runs the check on every figure it saves and records what it finds.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["check_figure", "AREA_FRACTION"]
+__all__ = ["check_figure", "checked_draw", "DrawCheck", "AREA_FRACTION"]
 
 #: Fraction of an image (or mesh, filled contours) a legend may hide before it counts as covering it.
 AREA_FRACTION = 0.10
@@ -419,19 +420,6 @@ def _axes_names(axes) -> dict:
 
 # -- the check ----------------------------------------------------------------
 
-def _renderer(fig):
-    """Draw ``fig`` with the Agg renderer (layout, legends, ticks settle) and return the renderer."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = fig.canvas
-    if isinstance(canvas, FigureCanvasAgg):
-        canvas.draw()
-        return canvas.get_renderer(), None
-    agg = FigureCanvasAgg(fig)  # sets fig.canvas; restored by the caller
-    agg.draw()
-    return agg.get_renderer(), canvas
-
-
 def _all_figures(fig):
     yield fig
     for sub in getattr(fig, "subfigs", []):
@@ -547,12 +535,86 @@ def _empty_problems(axes, names, data) -> list[str]:
     return problems
 
 
+def _measure(fig, renderer) -> list[str]:
+    """The problems of ``fig`` as laid out and drawn with ``renderer`` (no drawing here)."""
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    figs = list(_all_figures(fig))
+    names = _axes_names(axes)
+    data = {ax: _axes_data(ax, renderer) for ax in axes}
+    texts: list[_Text] = []
+    for ax in axes:
+        texts += _axes_texts(ax, names[ax], renderer)
+    for f in figs:
+        for attr, what in (("_suptitle", "the suptitle"), ("_supxlabel", "the figure x label"),
+                           ("_supylabel", "the figure y label")):
+            text = getattr(f, attr, None)
+            item = _text_item(text, renderer, what, None, "title" if attr == "_suptitle" else "label")
+            if item is not None:
+                if attr == "_suptitle":
+                    item.what = f'the suptitle "{_short(text.get_text())}"'
+                texts.append(item)
+    problems = _legend_problems(axes, names, data, renderer, figs)
+    problems += _tick_problems(texts, names)
+    problems += _title_problems(texts, axes, names, renderer, figs)
+    problems += _empty_problems(axes, names, data)
+    return problems
+
+
+class DrawCheck:
+    """What :func:`checked_draw` found: ``problems`` of the last draw (None: not drawn yet)."""
+
+    def __init__(self):
+        self.problems: list[str] | None = None
+        self.error: Exception | None = None
+
+
+def _dry(renderer) -> bool:
+    """A layout-only pass (``bbox_inches="tight"``'s first draw): its draw methods are no-ops.
+
+    Measuring it would be correct too, only wasted: the real draw follows.
+    """
+    return "draw_path" in vars(renderer)
+
+
+@contextmanager
+def checked_draw(fig):
+    """Check ``fig`` each time it is drawn inside the block, on the draw itself.
+
+    Saving a figure draws it; checking on that draw (the ``draw_event``, with the
+    renderer that produced the file) measures exactly what was saved and costs no
+    extra draw::
+
+        with checked_draw(fig) as check:
+            fig.savefig("f.png", bbox_inches="tight")
+        check.problems  # as check_figure would report them (None if nothing was drawn)
+
+    An exception inside the check is kept in ``check.error`` instead of breaking the draw.
+    """
+    check = DrawCheck()
+
+    def on_draw(event):
+        if _dry(event.renderer):
+            return
+        try:
+            check.problems = _measure(fig, event.renderer)
+            check.error = None
+        except Exception as err:  # noqa: BLE001 - reported by the caller, never breaks a savefig
+            check.error = err
+
+    cid = fig.canvas.mpl_connect("draw_event", on_draw)
+    try:
+        yield check
+    finally:
+        fig.canvas.mpl_disconnect(cid)
+
+
 def check_figure(fig) -> list[str]:
     """The defects of ``fig`` a reader would notice, one sentence each (empty list: none).
 
     The figure is drawn with the Agg renderer first (so the layout engine, legend
     placement and ticks have settled) and measured in display coordinates; see
-    the module docstring for what is checked and the tolerances.
+    the module docstring for what is checked and the tolerances. To check a
+    figure while saving it, without a second draw, use :func:`checked_draw`.
 
     Parameters
     ----------
@@ -564,29 +626,19 @@ def check_figure(fig) -> list[str]:
         Each problem names the axes by its title (or position when untitled) and
         says what is wrong and what to do about it.
     """
-    renderer, restore = _renderer(fig)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    restore = None
+    canvas = fig.canvas
+    if not isinstance(canvas, FigureCanvasAgg):
+        restore = canvas
+        canvas = FigureCanvasAgg(fig)  # sets fig.canvas; put back below
     try:
-        axes = [ax for ax in fig.get_axes() if ax.get_visible()]
-        figs = list(_all_figures(fig))
-        names = _axes_names(axes)
-        data = {ax: _axes_data(ax, renderer) for ax in axes}
-        texts: list[_Text] = []
-        for ax in axes:
-            texts += _axes_texts(ax, names[ax], renderer)
-        for f in figs:
-            for attr, what in (("_suptitle", "the suptitle"), ("_supxlabel", "the figure x label"),
-                               ("_supylabel", "the figure y label")):
-                text = getattr(f, attr, None)
-                item = _text_item(text, renderer, what, None, "title" if attr == "_suptitle" else "label")
-                if item is not None:
-                    if attr == "_suptitle":
-                        item.what = f'the suptitle "{_short(text.get_text())}"'
-                    texts.append(item)
-        problems = _legend_problems(axes, names, data, renderer, figs)
-        problems += _tick_problems(texts, names)
-        problems += _title_problems(texts, axes, names, renderer, figs)
-        problems += _empty_problems(axes, names, data)
+        with checked_draw(fig) as check:
+            canvas.draw()
     finally:
         if restore is not None:
             fig.set_canvas(restore)
-    return problems
+    if check.error is not None:
+        raise check.error
+    return check.problems if check.problems is not None else []
