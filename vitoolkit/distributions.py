@@ -8,12 +8,16 @@
   (torch's ``sample`` only uses the global one).
 - :func:`expected_log_dirichlet`, :func:`expected_log_det_wishart`: the two
   expectations every conjugate-exponential ELBO of a mixture needs.
+- :func:`gumbel_softmax_sample`: one Gumbel draw giving both an exact categorical
+  sample (Gumbel-max) and its Gumbel-softmax / Concrete relaxation, from a local
+  generator.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import torch
 from torch.distributions import Distribution, MultivariateNormal, Wishart, constraints
@@ -25,6 +29,9 @@ __all__ = [
     "sample",
     "expected_log_dirichlet",
     "expected_log_det_wishart",
+    "GumbelSoftmaxSample",
+    "gumbel_softmax_sample",
+    "check_temperature",
 ]
 
 
@@ -48,6 +55,66 @@ def sample(dist: Distribution, sample_shape=torch.Size(), *, generator=None, rsa
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return draw(torch.Size(sample_shape))
+
+
+class GumbelSoftmaxSample(NamedTuple):
+    """A categorical draw and its relaxation from the same Gumbel noise.
+
+    ``hard``: one-hot argmax(logits + G), an exact draw of Cat(softmax(logits));
+    ``soft``: softmax((logits + G) / temperature), a point of the simplex.
+    Both have the shape of the logits.
+    """
+
+    soft: torch.Tensor
+    hard: torch.Tensor
+
+
+def check_temperature(temperature, name: str = "temperature") -> float:
+    """A positive finite temperature (the Gumbel-softmax tau), as a float."""
+    if isinstance(temperature, bool):
+        raise ValueError(f"{name} must be a positive finite number, got {temperature!r}")
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a positive finite number, got {temperature!r}") from err
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive finite number (tau > 0), got {temperature!r}")
+    return value
+
+
+def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, sample_shape=torch.Size(), *,
+                          generator=None) -> GumbelSoftmaxSample:
+    r"""Gumbel-max draw and Gumbel-softmax (Concrete) relaxation sharing one noise draw.
+
+    With G_c ~ Gumbel(0, 1) i.i.d. (G = -log(-log U), U ~ Uniform(0, 1)):
+
+    - argmax_c (logits_c + G_c) is an exact draw of Cat(softmax(logits))
+      (the Gumbel-max trick; Maddison, Mnih & Teh 2017, section 2);
+    - y = softmax((logits + G) / tau) is the Gumbel-softmax / Concrete sample
+      (Jang, Gu & Poole 2017, eq. 1; Maddison et al. 2017, eq. 10): differentiable
+      in the logits, and y tends to the one-hot draw as tau -> 0.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (..., K)
+        Unnormalised log-probabilities (gradients flow through ``soft``).
+    temperature : float > 0
+    sample_shape : tuple of int
+        Leading shape of independent draws.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    GumbelSoftmaxSample(soft, hard), each of shape ``sample_shape + logits.shape``.
+    """
+    tau = check_temperature(temperature)
+    shape = torch.Size(sample_shape) + logits.shape
+    u = torch.rand(shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    tiny = torch.finfo(logits.dtype).tiny
+    gumbel = -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(logits.dtype).eps)))
+    perturbed = logits + gumbel
+    hard = torch.nn.functional.one_hot(perturbed.detach().argmax(-1), logits.shape[-1])
+    return GumbelSoftmaxSample(torch.softmax(perturbed / tau, dim=-1), hard.to(logits.dtype))
 
 
 def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:

@@ -11,20 +11,34 @@
 - :mod:`~vitoolkit.vae.diagnostics`: KL per dimension, active units, posterior
   collapse, the amortisation gap, disentanglement scores.
 - :mod:`~vitoolkit.vae.latent`: interpolation, traversals, latent arithmetic.
+- Discrete latents: :class:`VQVAE` (:mod:`~vitoolkit.vae.vqvae`), :class:`CategoricalVAE`
+  with Gumbel-softmax, REINFORCE and VIMCO (:mod:`~vitoolkit.vae.categorical`), and the
+  sparse autoencoder's Bernoulli-KL penalty (:mod:`~vitoolkit.vae.sparse`).
+- The forward KL for the encoder: wake-sleep and reweighted wake-sleep
+  (:mod:`~vitoolkit.vae.wake_sleep`, ``train(..., objective="wake_sleep"|"rws")``), and the
+  linear-Gaussian VAE whose posterior is exact (:mod:`~vitoolkit.vae.linear_gaussian`).
 """
 
 from . import annealing, diagnostics, latent
 from .autoencoder import Autoencoder, sample_label_histogram
+from .categorical import BASELINES, ESTIMATORS, CategoricalVAE
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from .diagnostics import active_units, amortisation_gap, check_posterior_collapse, kl_per_dimension
 from .likelihoods import LIKELIHOODS, Likelihood
+from .linear_gaussian import linear_gaussian_evidence, linear_gaussian_posterior
 from .model import KL_METHODS, OBJECTIVES, VAE, StandardNormal
 from .networks import MLP, ConvDecoder, ConvEncoder
-from .training import ACTIVE_UNIT_THRESHOLD, History, train
+from .sparse import SparseAutoencoder, bernoulli_sparsity_penalty
+from .training import ACTIVE_UNIT_THRESHOLD, TRAIN_OBJECTIVES, History, train
+from .vqvae import VQVAE
+from .wake_sleep import rws_loss, wake_sleep_loss
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
     "Autoencoder",
+    "BASELINES",
+    "CategoricalVAE",
+    "ESTIMATORS",
     "ConvDecoder",
     "ConvEncoder",
     "History",
@@ -46,6 +60,14 @@ __all__ = [
     "sample_label_histogram",
     "save_checkpoint",
     "save_model",
+    "SparseAutoencoder",
     "StandardNormal",
+    "TRAIN_OBJECTIVES",
+    "VQVAE",
+    "bernoulli_sparsity_penalty",
+    "linear_gaussian_evidence",
+    "linear_gaussian_posterior",
+    "rws_loss",
     "train",
+    "wake_sleep_loss",
 ]

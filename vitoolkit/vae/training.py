@@ -1,4 +1,10 @@
-r"""Mini-batch training of a :class:`~vitoolkit.vae.VAE` (or :class:`~vitoolkit.vae.Autoencoder`).
+r"""Mini-batch training of every model in :mod:`vitoolkit.vae`.
+
+The models: :class:`~vitoolkit.vae.VAE` (objectives ``"elbo"``, ``"iwae"``,
+``"wake_sleep"``, ``"rws"``), :class:`~vitoolkit.vae.Autoencoder`,
+:class:`~vitoolkit.vae.CategoricalVAE` (its ``estimator`` chooses the encoder
+gradient; ``"vimco"`` trains ``objective="iwae"``), :class:`~vitoolkit.vae.VQVAE`
+and :class:`~vitoolkit.vae.SparseAutoencoder` (their own losses).
 
 One loop, seeded end to end: a local ``torch.Generator`` shuffles the data and
 another draws the reparameterisation noise, so a run is a deterministic function
@@ -28,10 +34,19 @@ import torch
 
 from .annealing import Schedule, as_schedule
 from .autoencoder import Autoencoder
+from .categorical import CategoricalVAE
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .model import OBJECTIVES, VAE, check_num_samples
+from .sparse import SparseAutoencoder
+from .vqvae import VQVAE
+from .wake_sleep import WAKE_SLEEP_OBJECTIVES, rws_loss, wake_sleep_loss
 
-__all__ = ["History", "train", "ACTIVE_UNIT_THRESHOLD"]
+__all__ = ["History", "train", "ACTIVE_UNIT_THRESHOLD", "TRAIN_OBJECTIVES", "TRAINABLE_MODELS"]
+
+#: The objectives :func:`train` accepts (``"wake_sleep"`` and ``"rws"`` for a VAE only).
+TRAIN_OBJECTIVES = (*OBJECTIVES, *WAKE_SLEEP_OBJECTIVES)
+#: The model classes :func:`train` fits.
+TRAINABLE_MODELS = (VAE, Autoencoder, CategoricalVAE, VQVAE, SparseAutoencoder)
 
 #: Burda et al. (2015), section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -134,8 +149,23 @@ def _split_validation(validation):
     return validation, None
 
 
+def _step_loss(model, objective):
+    """The function (x, y, beta, free_bits, num_samples, generator) -> (loss, stats) of a step."""
+    if objective == "wake_sleep":
+        return lambda x, y, b, fb, k, g: wake_sleep_loss(model, x, y, num_samples=k, generator=g)
+    if objective == "rws":
+        return lambda x, y, b, fb, k, g: rws_loss(model, x, y, num_samples=k, generator=g)
+    return lambda x, y, b, fb, k, g: model._loss(x, y, beta=b, free_bits=fb, objective=objective,
+                                                 num_samples=k, generator=g)
+
+
 def _evaluate(model, X, Y, batch_size, objective, num_samples, seed, is_vae):
-    """Exact end-of-epoch statistics on held-out data, with fixed noise (seed)."""
+    """Exact end-of-epoch statistics on held-out data, with fixed noise (seed).
+
+    Wake-sleep and RWS have no bound of their own: they are evaluated by the ELBO.
+    """
+    if objective in WAKE_SLEEP_OBJECTIVES:
+        objective, num_samples = "elbo", 1
     gen = torch.Generator(device=X.device).manual_seed(seed)
     batches = []
     was_training = model.training
@@ -156,17 +186,27 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
           validation=None, patience: int | None = None, seed: int = 0, checkpoint=None,
           resume: bool = False, progress: bool = True, device=None,
           restore_best: bool = True) -> History:
-    r"""Fit a VAE (or Autoencoder) by mini-batch Adam on the negative ELBO or IWAE bound.
+    r"""Fit a model of :mod:`vitoolkit.vae` by mini-batch Adam.
 
-    Each step minimises the batch mean of -[E_q log p(x|z) - beta KL(q(z|x) || p(z))]
-    (Kingma & Welling 2013, Algorithm 1 with eq. (10)), or of -L_k for
-    ``objective="iwae"`` (Burda et al. 2015, eq. (8)). With ``free_bits`` = lambda
-    the KL penalty is sum_j max(lambda, mean_batch KL_j) (Kingma et al. 2016,
-    Appendix C.8).
+    For a :class:`VAE`, each step minimises the batch mean of
+    -[E_q log p(x|z) - beta KL(q(z|x) || p(z))] (Kingma & Welling 2013, Algorithm 1
+    with eq. (10)), or of -L_k for ``objective="iwae"`` (Burda et al. 2015, eq. (8)).
+    With ``free_bits`` = lambda the KL penalty is sum_j max(lambda, mean_batch KL_j)
+    (Kingma et al. 2016, Appendix C.8). ``objective="wake_sleep"`` (Hinton et al.
+    1995) and ``"rws"`` (reweighted wake-sleep, Bornschein & Bengio 2015; Le et al.
+    2019) train the encoder by the forward KL(p(z|x) || q(z|x)) instead; see
+    :mod:`vitoolkit.vae.wake_sleep`. Their history records the ELBO (the encoder
+    is still a q), and validation and early stopping use the ELBO.
+
+    A :class:`CategoricalVAE` trains the ELBO with its ``estimator``
+    (``"vimco"``: ``objective="iwae"``, ``num_samples >= 2``); a :class:`VQVAE`
+    its reconstruction + codebook + commitment loss (the history's ELBO is
+    log p(x|z_q) - L log K); a :class:`SparseAutoencoder` its penalised
+    reconstruction loss.
 
     Parameters
     ----------
-    model : VAE or Autoencoder
+    model : VAE, Autoencoder, CategoricalVAE, VQVAE or SparseAutoencoder
     data : Tensor or array of shape (n, data_dim)
         Training data, checked once (shape, NaN, likelihood support).
     epochs : int
@@ -179,9 +219,10 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         :mod:`vitoolkit.vae.annealing`); ELBO objective only.
     free_bits : float >= 0
         Nats per latent dimension not penalised (ELBO objective only).
-    objective : {"elbo", "iwae"}
-    num_samples : int
-        k of the IWAE objective.
+    objective : {"elbo", "iwae", "wake_sleep", "rws"}
+    num_samples : int >= 1
+        k of the IWAE objective; K samples of q per example for wake-sleep's wake
+        phase and for RWS's importance weights; K of VIMCO.
     labels : Tensor of shape (n,) or (n, conditional_dim), optional
         Class labels of a conditional VAE.
     validation : Tensor, or pair (X_val, labels_val), optional
@@ -207,10 +248,11 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     -------
     History
     """
-    if not isinstance(model, (VAE, Autoencoder)):
-        raise TypeError(f"model must be a vitoolkit.vae.VAE or Autoencoder, "
+    if not isinstance(model, TRAINABLE_MODELS):
+        names = ", ".join(c.__name__ for c in TRAINABLE_MODELS)
+        raise TypeError(f"model must be one of vitoolkit.vae's {names}, "
                         f"got {type(model).__name__}")
-    is_vae = isinstance(model, VAE)
+    is_vae = bool(getattr(model, "_reports_elbo", isinstance(model, VAE)))
     epochs = _check_positive(epochs, "epochs")
     batch_size = _check_positive(batch_size, "batch_size")
     lr = _check_positive(lr, "lr", float)
@@ -218,17 +260,20 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective not in TRAIN_OBJECTIVES:
+        raise ValueError(f"objective must be one of {TRAIN_OBJECTIVES}, got {objective!r}")
+    if objective in WAKE_SLEEP_OBJECTIVES and not isinstance(model, VAE):
+        raise ValueError(f"objective={objective!r} trains a VAE's encoder by the forward KL; "
+                         f"it needs a vitoolkit.vae.VAE, got {type(model).__name__}")
     if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) \
             or not 0 <= free_bits < math.inf:
         raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
     schedule = as_schedule(beta)
     beta_value = schedule.end if isinstance(schedule, Schedule) and schedule.kind == "constant" \
         else None
-    if objective == "iwae" and (free_bits > 0 or schedule(0) != 1.0):
-        raise ValueError("beta and free_bits apply to objective='elbo' only; the IWAE bound "
-                         "is trained as is (beta=1, free_bits=0)")
+    if objective != "elbo" and (free_bits > 0 or schedule(0) != 1.0):
+        raise ValueError(f"beta and free_bits apply to objective='elbo' only; "
+                         f"objective={objective!r} is trained as is (beta=1, free_bits=0)")
     if patience is not None:
         patience = _check_positive(patience, "patience")
         if validation is None:
@@ -246,6 +291,7 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         Yv = model._check_y(Yv, Xv.shape[0], "validation labels")
     n = X.shape[0]
 
+    step_loss = _step_loss(model, objective)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     shuffle_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=dev).manual_seed(seed + 1)
@@ -292,10 +338,9 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         batches = []
         for s in range(0, n, batch_size):
             b = beta_value if beta_value is not None else float(schedule(step))
-            loss, stats = model._loss(Xp[s:s + batch_size],
-                                      None if Yp is None else Yp[s:s + batch_size], beta=b,
-                                      free_bits=free_bits, objective=objective,
-                                      num_samples=num_samples, generator=noise_gen)
+            loss, stats = step_loss(Xp[s:s + batch_size],
+                                    None if Yp is None else Yp[s:s + batch_size], b,
+                                    free_bits, num_samples, noise_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

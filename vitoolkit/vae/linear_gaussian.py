@@ -1,0 +1,71 @@
+r"""The linear-Gaussian VAE: a model whose posterior and evidence are known exactly.
+
+A :class:`~vitoolkit.vae.VAE` with ``hidden_dims=()`` (an affine decoder
+x = W z + b + noise) and ``likelihood="gaussian"`` (fixed noise sigma) is
+probabilistic PCA (Tipping & Bishop 1999):
+
+    z ~ N(0, I),  x | z ~ N(W z + b, sigma^2 I),
+    p(z | x) = N(M^{-1} W^T (x - b) / sigma^2, M^{-1}),  M = I + W^T W / sigma^2,
+    p(x) = N(b, W W^T + sigma^2 I)
+
+(Bishop PRML eq. 12.42 and 12.43 / 2.116). The posterior covariance is the
+same for every x and is diagonal only when the columns of W are orthogonal,
+so a diagonal q can match it only then; otherwise the reverse KL gives each
+coordinate the variance 1 / M_ii (too narrow) and the forward KL the marginal
+(M^{-1})_ii (Bishop PRML section 10.1.2).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import MultivariateNormal
+
+from .model import VAE
+
+__all__ = ["linear_gaussian_parts", "linear_gaussian_posterior", "linear_gaussian_evidence"]
+
+
+def linear_gaussian_parts(model: VAE):
+    """(W, b, sigma) of a linear-Gaussian VAE: W (data_dim, latent_dim), b (data_dim,)."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a vitoolkit.vae.VAE, got {type(model).__name__}")
+    layers = list(model.decoder.children()) if isinstance(model.decoder, nn.Sequential) else []
+    if model.likelihood.name != "gaussian" or len(layers) != 1 \
+            or not isinstance(layers[0], nn.Linear) or model.conditional_dim:
+        raise ValueError("the exact posterior needs an unconditional VAE with hidden_dims=() "
+                         "(an affine decoder) and likelihood='gaussian' (fixed noise scale)")
+    lin = layers[0]
+    return lin.weight, lin.bias, model.likelihood.observation_scale
+
+
+def linear_gaussian_posterior(model: VAE, x) -> MultivariateNormal:
+    """The exact p(z | x) of a linear-Gaussian VAE (PRML eq. 12.42), float64.
+
+    Parameters
+    ----------
+    model : VAE with ``hidden_dims=()`` and ``likelihood="gaussian"``
+    x : Tensor of shape (n, data_dim)
+
+    Returns
+    -------
+    MultivariateNormal with batch shape (n,) and event shape (latent_dim,).
+    """
+    x = model._check_x(x).double()
+    weight, bias, sigma = linear_gaussian_parts(model)
+    w, b = weight.detach().double(), bias.detach().double()
+    eye = torch.eye(w.shape[1], dtype=torch.float64)
+    precision = eye + w.T @ w / sigma**2
+    cov = torch.linalg.inv(precision)
+    cov = 0.5 * (cov + cov.T)
+    mean = (x - b) @ w @ cov / sigma**2  # (M^{-1} W^T (x - b) / sigma^2)^T, M symmetric
+    return MultivariateNormal(mean, covariance_matrix=cov.expand(x.shape[0], -1, -1))
+
+
+def linear_gaussian_evidence(model: VAE, x) -> torch.Tensor:
+    """The exact log p(x) = log N(x; b, W W^T + sigma^2 I) of a linear-Gaussian VAE, (n,)."""
+    x = model._check_x(x).double()
+    weight, bias, sigma = linear_gaussian_parts(model)
+    w, b = weight.detach().double(), bias.detach().double()
+    cov = w @ w.T + sigma**2 * torch.eye(w.shape[0], dtype=torch.float64)
+    return MultivariateNormal(b, covariance_matrix=cov).log_prob(x)

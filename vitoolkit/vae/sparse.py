@@ -1,0 +1,113 @@
+r"""The sparse autoencoder: a Bernoulli KL used as a penalty, not as a bound.
+
+A one-hidden-layer autoencoder with sigmoid units h_j(x) in (0, 1) and a
+penalty on each unit's *average* activation over the data,
+rho_hat_j = mean_x h_j(x), pulling it towards a small target rate rho
+(Ng, "Sparse autoencoder", CS294A lecture notes, 2011, section 3):
+
+    loss = mean_x BCE(x, x_hat(x)) + weight * sum_j KL(Bern(rho) || Bern(rho_hat_j)),
+    KL(Bern(rho) || Bern(r)) = rho log(rho / r) + (1 - rho) log((1 - rho) / (1 - r)).
+
+It is the same closed-form Bernoulli KL as a binary-latent VAE's, with a
+different job: here it compares one fixed rate with the *aggregate* activation
+of a deterministic unit (nothing is sampled, no bound on log p(x) results);
+in a VAE it compares each example's posterior q(z | x) with the prior.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Bernoulli
+
+from ..divergences import kl_divergence
+from .model import _check_int, _LatentVariableModel
+
+__all__ = ["SparseAutoencoder", "bernoulli_sparsity_penalty"]
+
+
+def bernoulli_sparsity_penalty(activations: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """sum_j KL(Bern(rho) || Bern(mean_n activations[:, j])), a scalar (nats).
+
+    Parameters
+    ----------
+    activations : Tensor of shape (n, hidden) with values in (0, 1)
+    sparsity : float in (0, 1), the target rate rho
+    """
+    rate = activations.mean(0).clamp(1e-6, 1 - 1e-6)
+    target = torch.full_like(rate, sparsity)
+    return kl_divergence(Bernoulli(probs=target, validate_args=False),
+                         Bernoulli(probs=rate, validate_args=False)).sum()
+
+
+class SparseAutoencoder(_LatentVariableModel):
+    """Autoencoder x -> sigmoid(W x + b) -> sigmoid(W' h + b') with a Bernoulli-KL sparsity penalty.
+
+    Parameters
+    ----------
+    data_dim : int
+    hidden_dim : int
+        Number of sigmoid hidden units.
+    sparsity : float in (0, 1)
+        rho, the target average activation of each unit.
+    weight : float >= 0
+        The penalty's weight (0: a plain sigmoid autoencoder).
+    seed : int
+    """
+
+    _reports_elbo = False
+
+    def __init__(self, data_dim: int, hidden_dim: int, *, sparsity: float = 0.05,
+                 weight: float = 1.0, seed: int = 0):
+        super().__init__()
+        self.data_dim = _check_int(data_dim, "data_dim", 1)
+        self.latent_dim = _check_int(hidden_dim, "hidden_dim", 1)
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) \
+                or not 0 < sparsity < 1:
+            raise ValueError(f"sparsity must be a number in (0, 1), got {sparsity!r}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not 0 <= weight < float("inf"):
+            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+        self.sparsity, self.weight = float(sparsity), float(weight)
+        self.config = {"data_dim": self.data_dim, "hidden_dim": self.latent_dim,
+                       "sparsity": self.sparsity, "weight": self.weight, "seed": int(seed)}
+
+        def build():
+            self.encoder = nn.Linear(self.data_dim, self.latent_dim)
+            self.decoder = nn.Linear(self.latent_dim, self.data_dim)
+
+        self._init_seeded(seed, build)
+
+    def _check_support(self, x, name):
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"{name} has values in [{lo:.4g}, {hi:.4g}]; the sparse autoencoder's "
+                             "BCE needs data in [0, 1]")
+
+    def encode(self, x) -> torch.Tensor:
+        """Hidden activations h(x) in (0, 1), shape (n, hidden_dim)."""
+        return torch.sigmoid(self.encoder(self._check_x(x)))
+
+    @torch.no_grad()
+    def reconstruct(self, x) -> torch.Tensor:
+        """sigmoid(W' h(x) + b'), shape (n, data_dim)."""
+        return torch.sigmoid(self.decoder(self.encode(x)))
+
+    @torch.no_grad()
+    def mean_activation(self, x) -> torch.Tensor:
+        """rho_hat: each unit's average activation over ``x``, shape (hidden_dim,)."""
+        return self.encode(x).mean(0)
+
+    @torch.no_grad()
+    def penalty(self, x) -> float:
+        """sum_j KL(Bern(rho) || Bern(rho_hat_j)) over ``x``, in nats."""
+        return float(bernoulli_sparsity_penalty(self.encode(x), self.sparsity))
+
+    def _loss(self, x, y, *, beta, free_bits, objective, num_samples, generator=None):
+        if y is not None:
+            raise ValueError("SparseAutoencoder is unconditional: labels are not supported")
+        h = torch.sigmoid(self.encoder(x))
+        recon = F.binary_cross_entropy_with_logits(self.decoder(h), x, reduction="none").sum(-1)
+        loss = recon.mean() + self.weight * bernoulli_sparsity_penalty(h, self.sparsity)
+        return loss, {"loss": loss.detach(), "loc": h.detach()}
