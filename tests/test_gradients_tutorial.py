@@ -48,6 +48,12 @@ def test_tutorial_04_quick_run(tmp_path):
     assert numbers["stl_max_abs_at_posterior"] < 1e-10
     assert numbers["gumbel_bias_at_tau_min"] < numbers["gumbel_bias_at_tau_max"]
     assert numbers["cosine_k10_variance_ratio_pathwise_over_score"] > 10
+    # Issue 10: the lesson's sentences are claims on the run's numbers, all holding.
+    claims = summary["claims"]
+    assert len(claims) >= 8
+    assert all(c["holds"] for c in claims if c["checked"]), [
+        c["statement"] for c in claims if c["checked"] and not c["holds"]]
+    assert not any(summary.get("figure_problems", {}).values()), summary.get("figure_problems")
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +90,24 @@ def test_plot_functions_draw_on_the_given_axes(results):
         assert a.get_title() and a.get_xlabel()
     with pytest.raises(ValueError, match="quantity"):
         gplot.plot_bbvi(results["bbvi"], "loss", ax=ax[7])
+
+
+def test_one_figure_legend_outside_the_panels(results):
+    fig, axes = subplots(1, 2)
+    gplot.plot_variance_vs_k(results["k"], "loc", ax=axes[0], legend=False)
+    gplot.plot_variance_vs_k(results["k"], "scale", ax=axes[1], legend=False)
+    assert axes[0].get_legend() is None and axes[1].get_legend() is None
+    leg = gplot.figure_legend(fig, axes)
+    labels = [t.get_text() for t in leg.get_texts()]
+    assert len(labels) == len(set(labels)) == 6  # 4 estimators + 2 closed forms, once each
+    assert fig.legends == [leg]
+    check = pytest.importorskip("vitoolkit.plotting.figure_check")
+    assert check.check_figure(fig) == []
+
+
+def test_exact_zero_variance_is_written_in_the_axes_not_the_legend(results):
+    dim = {**results["dim"], "variance": {"pathwise": {"loc": np.zeros(2), "scale": np.ones(2)}},
+           "closed_form": {}}
+    fig, ax = subplots(1, 1)
+    drawn = gplot.plot_variance_vs_dimension(dim, ax=ax, legend=False)
+    assert "variance exactly 0" in drawn[0].get_text()

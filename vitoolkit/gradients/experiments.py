@@ -59,15 +59,22 @@ def gradient_statistics(samples: torch.Tensor, exact: torch.Tensor | None = None
     """Mean, standard error, variance and SNR over dim 0 (and the bias z-score if ``exact``).
 
     ``snr`` is abs(mean) / std of one sample; the SNR of an average of n draws is sqrt(n) times it.
+    ``variance_stderr`` is the standard error of the sample variance,
+    sqrt((m4 - (n - 3)/(n - 1) s^4) / n) with m4 the fourth central moment (Cramer 1946,
+    eq. 27.7.2), so two Monte Carlo variances are compared with a margin that respects
+    their sampling error (heavy-tailed estimators have large ``variance_stderr``).
     """
     n = samples.shape[0]
     mean = samples.mean(0)
     var = samples.var(0, unbiased=True)
     std = var.sqrt()
+    m4 = ((samples - mean) ** 4).mean(0)
+    var_se = ((m4 - (n - 3) / max(n - 1, 1) * var**2).clamp_min(0.0) / n).sqrt()
     out = {
         "mean": _np(mean),
         "stderr": _np(std / math.sqrt(n)),
         "variance": _np(var),
+        "variance_stderr": _np(var_se),
         "snr": _np(mean.abs() / std.clamp_min(1e-300)),
     }
     if exact is not None:
@@ -96,7 +103,7 @@ def variance_vs_k(cost: str, ks, *, estimators=MOHAMED_ESTIMATORS, num_samples: 
     -------
     dict
         ``k`` (K,), ``cost``, ``formula``, ``exact`` {"loc", "scale"} (K,),
-        ``variance``/``mean``/``stderr`` {estimator: {"loc", "scale"}} (K,),
+        ``variance``/``variance_stderr``/``mean``/``stderr`` {estimator: {"loc", "scale"}} (K,),
         ``closed_form`` {estimator: {"loc", "scale"}} where a closed form exists,
         ``skipped`` {estimator: reason} (e.g. pathwise on a step).
     """
@@ -107,7 +114,8 @@ def variance_vs_k(cost: str, ks, *, estimators=MOHAMED_ESTIMATORS, num_samples: 
     g_loc, g_scale = exact_gaussian_gradient(f, mu, sigma)
     out = {"k": _np(k[:, 0]), "cost": cost, "formula": f.formula,
            "exact": {"loc": _np(g_loc[:, 0]), "scale": _np(g_scale[:, 0])},
-           "variance": {}, "mean": {}, "stderr": {}, "closed_form": {}, "skipped": {}}
+           "variance": {}, "variance_stderr": {}, "mean": {}, "stderr": {}, "closed_form": {},
+           "skipped": {}}
     for est in estimators:
         if est == "pathwise" and not f.differentiable:
             out["skipped"][est] = f"{f.formula} is not differentiable"
@@ -116,7 +124,7 @@ def variance_vs_k(cost: str, ks, *, estimators=MOHAMED_ESTIMATORS, num_samples: 
                                generator=generator)
         for key, stats in (("loc", gradient_statistics(s.loc[..., 0])),
                            ("scale", gradient_statistics(s.scale[..., 0]))):
-            for field in ("variance", "mean", "stderr"):
+            for field in ("variance", "variance_stderr", "mean", "stderr"):
                 out[field].setdefault(est, {})[key] = stats[field]
         closed = _closed_form(f, est, mu, sigma)
         if closed is not None:
@@ -143,31 +151,38 @@ def variance_vs_dimension(dims, *, cost: str = "linear", k: float = 1.0,
 
     Variances are averaged over the D coordinates (they are exchangeable). For
     f = sum_d x_d the score function's is (D mu)^2/sigma^2 + D + 1 (REFERENCES.md)
-    and the pathwise one is 0.
+    and the pathwise one is 0. ``variance_stderr`` is the mean over coordinates of
+    each coordinate's standard error (:func:`gradient_statistics`): an upper bound
+    on the standard error of the average, whatever the coordinates' correlation.
 
     Returns
     -------
     dict
-        ``dims`` (M,), ``variance`` and ``closed_form`` {estimator: {"loc", "scale"}} (M,).
+        ``dims`` (M,), ``variance``, ``variance_stderr`` and ``closed_form``
+        {estimator: {"loc", "scale"}} (M,).
     """
     dims = [int(d) for d in dims]
     f = make_cost(cost, k)
     out = {"dims": np.asarray(dims), "cost": cost, "formula": f.formula,
-           "variance": {}, "closed_form": {}}
+           "variance": {}, "variance_stderr": {}, "closed_form": {}}
     for est in estimators:
-        v_loc, v_scale, c_loc, c_scale = [], [], [], []
+        v_loc, v_scale, c_loc, c_scale, se_loc, se_scale = [], [], [], [], [], []
         for d in dims:
             mu = torch.full((d,), float(loc), dtype=torch.float64)
             sigma = torch.full((d,), float(scale), dtype=torch.float64)
             s = gaussian_gradients(f, mu, sigma, estimator=est, num_samples=num_samples,
                                    generator=generator)
-            v_loc.append(float(s.loc.var(0).mean()))
-            v_scale.append(float(s.scale.var(0).mean()))
+            st_loc, st_scale = gradient_statistics(s.loc), gradient_statistics(s.scale)
+            v_loc.append(float(st_loc["variance"].mean()))
+            v_scale.append(float(st_scale["variance"].mean()))
+            se_loc.append(float(st_loc["variance_stderr"].mean()))
+            se_scale.append(float(st_scale["variance_stderr"].mean()))
             closed = _closed_form(f, est, mu, sigma)
             if closed is not None:
                 c_loc.append(float(closed[0].mean()))
                 c_scale.append(float(closed[1].mean()))
         out["variance"][est] = {"loc": np.asarray(v_loc), "scale": np.asarray(v_scale)}
+        out["variance_stderr"][est] = {"loc": np.asarray(se_loc), "scale": np.asarray(se_scale)}
         if c_loc:
             out["closed_form"][est] = {"loc": np.asarray(c_loc), "scale": np.asarray(c_scale)}
     return out

@@ -1,5 +1,9 @@
 """Figures for gradient estimators (tutorial 04). Each function takes ``ax=None``,
 draws numbers computed by :mod:`vitoolkit.gradients.experiments`, and returns what it drew.
+
+Functions that draw several estimators take ``legend=True``; a multi-panel figure passes
+``legend=False`` and calls :func:`figure_legend` once, so one legend sits outside the
+panels and never covers their data.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ __all__ = [
     "plot_gumbel_softmax",
     "plot_bbvi",
     "plot_gradient_histograms",
+    "figure_legend",
 ]
 
 _ORDER = (
@@ -72,7 +77,8 @@ def _positive(values):
     return np.where(v > 1e-12 * max(scale, 1e-300), v, np.nan)
 
 
-def plot_variance_vs_k(result: dict, param: str = "loc", ax=None, title: str | None = None):
+def plot_variance_vs_k(result: dict, param: str = "loc", ax=None, title: str | None = None,
+                       legend: bool = True):
     """Per-sample variance against k on log-log axes, closed forms as dashed lines.
 
     ``result`` is :func:`~vitoolkit.gradients.experiments.variance_vs_k`'s output.
@@ -91,11 +97,13 @@ def plot_variance_vs_k(result: dict, param: str = "loc", ax=None, title: str | N
     ax.set_xlabel("cost parameter k")
     ax.set_ylabel(f"variance of one estimate of d/d{_PARAM[param]}")
     ax.set_title(title or f"f(x) = {result['formula']}: d/d{_PARAM[param]}")
-    ax.legend(fontsize="x-small")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
     return lines
 
 
-def plot_variance_vs_dimension(result: dict, param: str = "loc", ax=None, title: str | None = None):
+def plot_variance_vs_dimension(result: dict, param: str = "loc", ax=None, title: str | None = None,
+                               legend: bool = True):
     """Per-coordinate variance against dimension D (log-log), closed forms dashed."""
     ax = get_ax(ax)
     lines = []
@@ -103,9 +111,11 @@ def plot_variance_vs_dimension(result: dict, param: str = "loc", ax=None, title:
         st = _style(est)
         values = np.asarray(by_param[param], dtype=float)
         if np.all(values == 0):
-            # Exactly zero cannot sit on a log axis: say it in the legend instead.
-            st["label"] += ": variance exactly 0 at every D"
-            lines += ax.plot([], [], ls="-", **st)
+            # Exactly zero cannot sit on a log axis: say it in the axes (top left, above the
+            # data of growing curves) instead of drawing nothing.
+            lines.append(ax.text(0.03, 0.97, f"{st['label']}: variance exactly 0 at every D",
+                                 transform=ax.transAxes, va="top", ha="left", color=st["color"],
+                                 fontsize="small"))
             continue
         lines += ax.plot(result["dims"], _positive(values), ls="-", ms=5, **st)
         if est in result["closed_form"]:
@@ -116,12 +126,13 @@ def plot_variance_vs_dimension(result: dict, param: str = "loc", ax=None, title:
     ax.set_xlabel("dimension D")
     ax.set_ylabel(f"variance of one estimate of d/d{_PARAM[param]}$_i$")
     ax.set_title(title or f"f(x) = sum_d {result['formula']}: variance against D")
-    ax.legend(fontsize="x-small")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
     return lines
 
 
 def plot_variance_vs_num_samples(result: dict, quantity: str = "variance", ax=None,
-                                 title: str | None = None):
+                                 title: str | None = None, legend: bool = True):
     """Variance or SNR of the n-draw average against n; theory (Var/n, sqrt(n) SNR) dashed."""
     if quantity not in ("variance", "snr"):
         raise ValueError(f"quantity must be 'variance' or 'snr', got {quantity!r}")
@@ -139,7 +150,8 @@ def plot_variance_vs_num_samples(result: dict, quantity: str = "variance", ax=No
     ax.set_ylabel("variance of the average" if quantity == "variance"
                   else "signal-to-noise ratio |mean| / std")
     ax.set_title(title or f"f(x) = {result['formula']}: {quantity} against n (dashed: theory)")
-    ax.legend(fontsize="x-small")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
     return lines
 
 
@@ -169,8 +181,14 @@ def plot_estimator_variances(table: dict, param: str = "loc", ax=None, title: st
     return drawn
 
 
-def plot_gumbel_softmax(sweep: dict, quantity: str = "bias", ax=None, title: str | None = None):
-    """Gumbel-softmax bias (with 2 s.e. band) or variance against temperature; REINFORCE lines."""
+def plot_gumbel_softmax(sweep: dict, quantity: str = "bias", ax=None, title: str | None = None,
+                        legend: bool = True):
+    """Gumbel-softmax bias (with 2 s.e. band) or variance against temperature; REINFORCE lines.
+
+    The reference estimators (score function, with baselines) are unbiased: on the bias
+    panel their dashed line is their 2 s.e. noise floor, the smallest bias the same number
+    of draws could detect.
+    """
     if quantity not in ("bias", "variance"):
         raise ValueError(f"quantity must be 'bias' or 'variance', got {quantity!r}")
     ax = get_ax(ax)
@@ -188,16 +206,15 @@ def plot_gumbel_softmax(sweep: dict, quantity: str = "bias", ax=None, title: str
         ax.set_ylabel("bias ||E[estimate] - exact||")
     else:
         drawn += ax.plot(t, _floor(gs["variance"]), ls="-", **st)
-        ax.set_ylabel("variance of one estimate (sum over logits)")
+        ax.set_ylabel("variance (sum over logits)")
     for est in ("score", "score_baseline", "score_loo"):
         if est in sweep:
             value = sweep[est]["bias_norm" if quantity == "bias" else "variance"]
             if quantity == "bias":
+                # Unbiased: its measured "bias" is noise, so draw its 2 s.e. noise floor.
                 value = max(value, 2 * sweep[est]["bias_stderr"])
-                label = f"{_LABELS[est]} (unbiased: 2 s.e. shown)"
-            else:
-                label = _LABELS[est]
-            drawn.append(ax.axhline(value, color=estimator_color(est), ls="--", label=label))
+            drawn.append(ax.axhline(value, color=estimator_color(est), ls="--",
+                                    label=_LABELS[est]))
     ax.set_xscale("log")
     ax.set_yscale("log")
     key = "bias_norm" if quantity == "bias" else "variance"
@@ -208,12 +225,14 @@ def plot_gumbel_softmax(sweep: dict, quantity: str = "bias", ax=None, title: str
         ax.set_ylim(min(shown) / 5, max(shown) * 3)
     ax.set_xlabel("temperature tau")
     ax.set_title(title or f"Gumbel-softmax {quantity} against temperature")
-    ax.legend(fontsize="x-small")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
     return drawn
 
 
 def plot_bbvi(results: dict, quantity: str = "elbo", ax=None, reference: float | None = None,
-              title: str | None = None, reference_label: str = "log evidence"):
+              title: str | None = None, reference_label: str = "log evidence",
+              legend: bool = True):
     """ELBO, distance to the posterior or gradient variance against iteration, per estimator."""
     if quantity not in ("elbo", "distance", "grad_variance"):
         raise ValueError(f"quantity must be 'elbo', 'distance' or 'grad_variance', got {quantity!r}")
@@ -235,12 +254,13 @@ def plot_bbvi(results: dict, quantity: str = "elbo", ax=None, reference: float |
     ax.set_ylabel({"elbo": "ELBO (nats)", "distance": "distance to the posterior",
                    "grad_variance": "gradient variance (sum over parameters)"}[quantity])
     ax.set_title(title or f"black-box VI: {quantity}")
-    ax.legend(fontsize="x-small")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
     return lines
 
 
 def plot_gradient_histograms(samples: dict, exact: float, ax=None, title: str | None = None,
-                             bins: int = 80, clip: float = 0.995):
+                             bins: int = 80, clip: float = 0.995, legend: bool = True):
     """Histograms of per-sample gradient estimates, one per estimator, and the exact value.
 
     ``samples`` maps estimator name to a 1-D array; the x range is clipped to the
@@ -261,5 +281,25 @@ def plot_gradient_histograms(samples: dict, exact: float, ax=None, title: str | 
     ax.set_xlabel("one-sample gradient estimate")
     ax.set_ylabel("density")
     ax.set_title(title or "per-sample estimates")
-    ax.legend(fontsize="x-small")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
     return drawn
+
+
+def figure_legend(fig, axes, *, ncols: int | None = None, fontsize="small"):
+    """One legend for a whole figure, outside and below its panels (constrained layout).
+
+    Panels of one figure share their estimators; one legend below them never
+    covers data, unlike a legend inside each panel. Entries are collected from
+    every axes in ``axes`` (unique by label, in order of appearance).
+    Returns the :class:`~matplotlib.legend.Legend`.
+    """
+    handles, labels = [], []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    ncols = ncols or min(len(labels), 4)
+    return fig.legend(handles, labels, loc="outside lower center", ncols=max(ncols, 1),
+                      fontsize=fontsize)
