@@ -25,11 +25,44 @@ Policy for randomized (Monte Carlo) tests
 Other set-up: warnings are errors (pyproject ``filterwarnings = error``);
 the classical algorithms run in float64, which the ``float64`` fixture makes
 the torch default for a test that needs it; matplotlib uses the Agg backend.
+
+Tutorial runs, shared by every test (``tutorial_run``)
+------------------------------------------------------
+Running a tutorial is the suite's main cost, so each (tutorial, seed, setting)
+runs once per session and every test that needs it reads the same result::
+
+    def test_my_numbers(tutorial_run):
+        run = tutorial_run("02_cavi_gmm")              # seed 0, quick
+        run = tutorial_run("02_cavi_gmm", seed=1)      # a subprocess run
+        run = tutorial_run("02_cavi_gmm", quick=False) # full size
+        run.summary["numbers"]["elbo_final"]         # summary.json, parsed
+        run.out / "elbo_trace.png"                   # the output folder
+        run.output                                   # what it printed (and any traceback)
+        assert run.ok, run.tail()                    # exit code 0 / no notebook cell error
+
+The seed-0 quick run executes the tutorial as a Jupyter notebook (jupytext
+percent format, a plain ``python3`` kernel, ``nbclient``) with
+``VITOOLKIT_QUICK=1``, so one run serves both the notebook tests (``run.notebook``,
+the executed notebook) and the numbers; other runs are ``python tutorials/NN.py
+--quick --seed S --out DIR`` subprocesses, as ``vitoolkit run`` does. Without
+the notebook packages every run is a subprocess. A run whose claims fail still
+returns (``run.ok`` is False, ``summary.json`` is there). Results live on disk
+under a file lock, so ``pytest -n N`` (pytest-xdist) workers share them too.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pytest
@@ -89,3 +122,167 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# -- tutorial runs ----------------------------------------------------------------------------
+
+NOTEBOOK_MODULES = ("jupytext", "nbformat", "nbclient", "ipykernel")
+#: Missing modules that notebook execution needs (empty when notebooks can run).
+NOTEBOOK_MISSING = [m for m in NOTEBOOK_MODULES if importlib.util.find_spec(m) is None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Seconds one tutorial may take (a full run on a loaded 2-core machine included).
+TUTORIAL_TIMEOUT = 1500
+
+
+@dataclass
+class TutorialRun:
+    """One run of a tutorial: where its outputs are and how it went."""
+
+    name: str
+    seed: int
+    quick: bool
+    out: Path
+    returncode: int
+    output: str
+    seconds: float
+    via: str  # "notebook" or "script"
+    notebook: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Exit code 0 (script) or no cell error (notebook)."""
+        return self.returncode == 0
+
+    @property
+    def summary(self) -> dict:
+        """``summary.json`` of the run (an assertion error naming the run when it is missing)."""
+        path = self.out / "summary.json"
+        assert path.is_file(), f"{self} wrote no summary.json:\n{self.tail()}"
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def tail(self, n: int = 4000) -> str:
+        """The end of what the run printed, for assertion messages."""
+        return self.output[-n:]
+
+    def __str__(self) -> str:
+        setting = "quick" if self.quick else "full"
+        return f"{self.name} (seed {self.seed}, {setting}, as a {self.via})"
+
+
+def _tutorial_path(name: str) -> Path:
+    from vitoolkit.cli import find_tutorials
+
+    found = {t.name: t.path for t in find_tutorials()}
+    if name not in found:
+        raise ValueError(f"unknown tutorial {name!r}; found: {', '.join(found)}")
+    return found[name]
+
+
+def _run_script(path: Path, seed: int, quick: bool, out: Path) -> tuple[int, str]:
+    cmd = [sys.executable, str(path), "--out", str(out), "--seed", str(seed)] + (["--quick"] if quick else [])
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TUTORIAL_TIMEOUT, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _run_notebook(path: Path, seed: int, quick: bool, out: Path):
+    """Execute the tutorial as the book's notebook in a fresh ``python3`` kernel, as a student would.
+
+    The kernel gets no ``MPLBACKEND`` (so Jupyter's inline backend is in effect) and
+    the settings through ``VITOOLKIT_*`` variables. A last, added cell reports the
+    backend in effect after the lesson ran. Returns (returncode, output, notebook).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from vitoolkit.book import tutorial_notebook
+
+    nb = tutorial_notebook(path)
+    probe = nbformat.v4.new_code_cell(
+        "import matplotlib\nprint('[backend]', matplotlib.get_backend())")
+    probe.metadata["tags"] = ["vitoolkit-test-probe"]
+    nb.cells.append(probe)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND" and not k.startswith("VITOOLKIT_")}
+    env.update({"VITOOLKIT_OUT": str(out), "VITOOLKIT_SEED": str(seed),
+                "VITOOLKIT_QUICK": "1" if quick else "0", "JUPYTER_PLATFORM_DIRS": "1",
+                "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    client = NotebookClient(nb, timeout=TUTORIAL_TIMEOUT, startup_timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(out)}})
+    code = 0
+    with warnings.catch_warnings():
+        # The Jupyter machinery's own deprecations are not the lesson's business.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        try:
+            client.execute(env=env)
+        except CellExecutionError:
+            code = 1
+    nbformat.write(nb, out / f"{path.stem}.executed.ipynb")
+    return code, notebook_text(nb), nb
+
+
+def notebook_text(nb) -> str:
+    """Everything the notebook's cells printed, and their tracebacks (ANSI colours removed)."""
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                parts.append(o.get("text", ""))
+            elif o.get("output_type") == "error":
+                parts.append(_ANSI.sub("", "\n".join(o.get("traceback", []))) + "\n")
+    return "".join(parts)
+
+
+def _shared_root(tmp_path_factory) -> Path:
+    """A folder shared by all pytest-xdist workers of this session (the base temp dir otherwise)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = root / "tutorial_runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(tmp_path_factory):
+    """``run(name, seed=0, quick=True) -> TutorialRun``: each tutorial runs once per setting.
+
+    See the module docstring for the usage and for which runs execute as a notebook.
+    """
+    from filelock import FileLock
+
+    root = _shared_root(tmp_path_factory)
+    cache: dict[tuple, TutorialRun] = {}
+
+    def run(name: str, seed: int = 0, quick: bool = True) -> TutorialRun:
+        key = (name, int(seed), bool(quick))
+        if key in cache:
+            return cache[key]
+        path = _tutorial_path(name)
+        via = "notebook" if (seed == 0 and quick and not NOTEBOOK_MISSING) else "script"
+        out = root / f"{name}-seed{seed}-{'quick' if quick else 'full'}"
+        record = out.with_suffix(".run.json")
+        with FileLock(str(out) + ".lock"):
+            if record.is_file():
+                meta = json.loads(record.read_text(encoding="utf-8"))
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                start = time.perf_counter()
+                if via == "notebook":
+                    code, output, _nb = _run_notebook(path, seed, quick, out)
+                else:
+                    code, output = _run_script(path, seed, quick, out)
+                meta = {"returncode": code, "output": output, "via": via,
+                        "seconds": round(time.perf_counter() - start, 2)}
+                record.write_text(json.dumps(meta), encoding="utf-8")
+        notebook = None
+        if meta["via"] == "notebook":
+            import nbformat
+
+            notebook = nbformat.read(out / f"{name}.executed.ipynb", as_version=4)
+        result = TutorialRun(name, key[1], key[2], out, meta["returncode"], meta["output"],
+                             meta["seconds"], meta["via"], notebook)
+        cache[key] = result
+        return result
+
+    return run
