@@ -28,7 +28,9 @@ from torch.distributions import (
 from vitoolkit.vae import VAE
 from vitoolkit.vae.generation import (
     ancestral_samples,
+    grid_neighbour_distance,
     image_roughness,
+    mean_pairwise_distance,
     nearest_distance,
     variance_decomposition,
 )
@@ -221,6 +223,14 @@ def test_roughness_and_nearest_distance_by_hand():
     a, b = torch.randn(13, 5, generator=g), torch.randn(40, 5, generator=g)
     brute = torch.tensor([min(float((ai - bj).norm()) for bj in b) for ai in a], dtype=torch.float64)
     torch.testing.assert_close(nearest_distance(a, b, batch_size=4), brute, rtol=1e-6, atol=1e-6)
+    pairs = [float((a[i] - a[j]).norm()) for i in range(13) for j in range(13) if i != j]
+    assert mean_pairwise_distance(a) == pytest.approx(sum(pairs) / len(pairs), rel=1e-6)
+    # A 2x3 grid of scalars: horizontal pairs |1-0|, |3-1| ... by hand.
+    grid = torch.tensor([[0.0], [1.0], [3.0], [0.0], [2.0], [2.0]])
+    # Horizontal: 1, 2, 2, 0; vertical: 0, 1, 1.
+    assert grid_neighbour_distance(grid, 2, 3) == pytest.approx(7 / 7)
+    with pytest.raises(ValueError, match="grid"):
+        grid_neighbour_distance(grid, 3, 3)
 
 
 # -- gradient noise and the Monte Carlo KL -----------------------------------------
@@ -296,3 +306,25 @@ def test_continuous_bernoulli_normaliser_against_quadrature_and_torch(lam):
 def test_continuous_bernoulli_normaliser_rejects_the_ends():
     with pytest.raises(ValueError, match="strictly inside"):
         continuous_bernoulli_log_normaliser(torch.tensor([0.0, 0.5]))
+
+
+# -- paths between codes ------------------------------------------------------------
+
+
+def test_interpolation_distances_for_a_vae_and_an_autoencoder():
+    from vitoolkit.vae import Autoencoder
+    from vitoolkit.vae.latent import encode_batched, interpolation_distances, latent_means
+
+    x = torch.rand(6, 9, generator=_gen(14)).round()
+    ref = torch.rand(20, 9, generator=_gen(15))
+    for model in (VAE(9, 2, hidden_dims=(8,), seed=0), Autoencoder(9, 2, hidden_dims=(8,), seed=0)):
+        d = interpolation_distances(model, x[:3], x[3:], ref, num_steps=5)
+        assert d.shape == (5, 3)
+        # The end points are the decoded codes of the inputs themselves.
+        with torch.no_grad():
+            z = latent_means(model, x[:3])
+            out = model.decode(z)
+            img = out if isinstance(out, torch.Tensor) else out.mean
+        torch.testing.assert_close(d[0], nearest_distance(img, ref))
+    loc, scale = encode_batched(Autoencoder(9, 2, hidden_dims=(8,), seed=0), x)
+    assert bool((scale == 0).all()) and loc.shape == (6, 2)

@@ -25,6 +25,9 @@ __all__ = [
     "plot_manifold",
     "plot_training_curves",
     "plot_metric_bars",
+    "plot_curves",
+    "plot_density_contours",
+    "plot_correlation_matrix",
 ]
 
 
@@ -50,13 +53,15 @@ def plot_reconstructions(originals, reconstructions: dict, image_shape=None, *, 
 
 
 def plot_latent_scatter(codes, labels=None, *, ax=None, title: str = "", dims=(0, 1),
-                        size: float = 8.0, legend: bool = True, color=None,
+                        size: float = 8.0, legend="outside", color=None,
                         label: str | None = None):
     """Scatter two latent coordinates of ``codes`` (n, latent_dim), coloured by ``labels``.
 
     Without ``labels`` every point takes ``color`` (default the first palette
-    colour) and the legend entry ``label``. Returns the list of
-    ``PathCollection`` (one per label value).
+    colour) and the legend entry ``label``. ``legend`` is ``"outside"`` (default:
+    to the right of the axes, where it hides no point), ``"best"`` / ``True``
+    (inside, matplotlib's least crowded corner), or ``False``. Returns the list
+    of ``PathCollection`` (one per label value).
     """
     ax = get_ax(ax)
     codes = _np(codes)
@@ -79,8 +84,10 @@ def plot_latent_scatter(codes, labels=None, *, ax=None, title: str = "", dims=(0
     if title:
         ax.set_title(title)
     if legend and (len(drawn) > 1 or label):
-        ax.legend(markerscale=2, fontsize="x-small", ncol=2, loc="best",
-                  title=None if labels is None else "label")
+        where = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0) \
+            if legend == "outside" else dict(loc="best")
+        ax.legend(markerscale=2, fontsize="x-small", ncol=1 if legend == "outside" else 2,
+                  title=None if labels is None else "label", **where)
     return drawn
 
 
@@ -133,7 +140,7 @@ def plot_training_curves(histories: dict, key: str = "val_elbo", *, ax=None, tit
     if title:
         ax.set_title(title)
     if len(lines) > 1:
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="best")
     return lines
 
 
@@ -146,8 +153,106 @@ def plot_metric_bars(names, values, errors=None, *, ax=None, title: str = "",
     bars = ax.bar(range(len(values)), values, yerr=err, capsize=4,
                   color=[color(i) for i in range(len(values))])
     ax.set_xticks(range(len(values)))
-    ax.set_xticklabels(list(names), rotation=15, ha="right")
+    # Rotated far enough that long setting names never run into each other.
+    ax.set_xticklabels(list(names), rotation=30, ha="right", rotation_mode="anchor",
+                       fontsize="small")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     return bars
+
+
+def plot_curves(x, curves: dict, *, ax=None, bands: dict | None = None, title: str = "",
+                xlabel: str = "", ylabel: str = "", styles: dict | None = None,
+                legend_loc: str = "best"):
+    """One line per entry of ``curves`` (label -> y values at ``x``), with optional bands.
+
+    Parameters
+    ----------
+    x : array of shape (m,), or a dict label -> x values for curves on their own grids
+    curves : dict label -> array of shape (m,)
+    bands : dict label -> half-width array (m,), optional
+        Shaded +/- band around the curve of that label (e.g. 2 standard errors).
+    styles : dict label -> dict of ``ax.plot`` keyword arguments, optional
+    legend_loc : str
+        ``"outside"`` puts the legend to the right of the axes.
+
+    Returns
+    -------
+    dict label -> Line2D.
+    """
+    ax = get_ax(ax)
+    out = {}
+    for i, (label, y) in enumerate(curves.items()):
+        xs = _np(x[label] if isinstance(x, dict) else x).astype(float)
+        ys = _np(y).astype(float)
+        kw = {"color": color(i), "lw": 2.0}
+        kw.update((styles or {}).get(label, {}))
+        (out[label],) = ax.plot(xs, ys, label=label, **kw)
+        if bands and label in bands:
+            half = _np(bands[label]).astype(float)
+            ax.fill_between(xs, ys - half, ys + half, color=out[label].get_color(), alpha=0.2,
+                            linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(out) > 1 or (len(out) == 1 and not next(iter(out)).startswith("_")):
+        if legend_loc == "outside":
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                      borderaxespad=0.0)
+        else:
+            ax.legend(fontsize="small", loc=legend_loc)
+    return out
+
+
+def plot_density_contours(x, y, density, reference=None, *, ax=None, title: str = "",
+                          levels: int = 12, reference_label: str = "reference",
+                          colorbar_label: str = "density"):
+    """Filled contours of ``density`` (shape (len(y), len(x))), optionally with the line
+    contours of a ``reference`` density on the same grid (e.g. the prior).
+
+    Both densities are drawn on the same levels, so a reference that matches the
+    filled density has its lines on the colour boundaries. Returns a dict with
+    ``filled`` and, when given, ``reference``.
+    """
+    ax = get_ax(ax)
+    d = _np(density).astype(float)
+    lv = np.linspace(0.0, float(np.nanmax(d)), levels + 1)
+    out = {"filled": ax.contourf(_np(x), _np(y), d, levels=lv, cmap="Blues")}
+    ax.figure.colorbar(out["filled"], ax=ax, label=colorbar_label, format="%.2f")
+    if reference is not None:
+        r = _np(reference).astype(float)
+        out["reference"] = ax.contour(_np(x), _np(y), r, levels=lv[1::2], colors="k",
+                                      linewidths=1.0, linestyles="--")
+    ax.set_aspect("equal")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    if title:
+        ax.set_title(title)
+    return out
+
+
+def plot_correlation_matrix(corr, labels=None, *, ax=None, title: str = "", annotate: bool = True):
+    """A correlation matrix (L, L) as a diverging heat map on [-1, 1], values written in.
+
+    Returns the ``AxesImage``.
+    """
+    ax = get_ax(ax)
+    c = _np(corr).astype(float)
+    im = ax.imshow(c, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, label="correlation")
+    n = c.shape[0]
+    names = [f"z[{i}]" for i in range(n)] if labels is None else list(labels)
+    ax.set_xticks(range(n), names, rotation=90, fontsize="x-small")
+    ax.set_yticks(range(n), names, fontsize="x-small")
+    ax.grid(False)
+    if annotate:
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(c[i, j]) > 0.6 else "black")
+    if title:
+        ax.set_title(title)
+    return im

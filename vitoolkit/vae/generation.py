@@ -15,7 +15,8 @@ into the two sources,
 and :func:`variance_decomposition` estimates both parts from the same draws of z.
 :func:`image_roughness` (squared differences between neighbouring pixels) and
 :func:`nearest_distance` (Euclidean distance to the closest data image) put
-numbers on "sharp" and "looks like the data".
+numbers on "sharp" and "looks like the data"; :func:`mean_pairwise_distance`
+and :func:`grid_neighbour_distance` on "alike" and "changes smoothly".
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = [
     "variance_decomposition",
     "image_roughness",
     "nearest_distance",
+    "mean_pairwise_distance",
+    "grid_neighbour_distance",
 ]
 
 
@@ -152,3 +155,29 @@ def nearest_distance(samples, data, *, batch_size: int = 1024) -> torch.Tensor:
     out = [torch.cdist(s[i:i + batch_size], d).min(dim=1).values
            for i in range(0, s.shape[0], batch_size)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
+def mean_pairwise_distance(images) -> float:
+    """Mean Euclidean distance over all pairs of distinct rows of ``images`` (n >= 2, D)."""
+    x = torch.as_tensor(images).detach().to(torch.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"images must have shape (n >= 2, D), got {tuple(x.shape)}")
+    n = x.shape[0]
+    return float(torch.cdist(x, x).sum() / (n * (n - 1)))
+
+
+def grid_neighbour_distance(images, rows: int, cols: int) -> float:
+    """Mean Euclidean distance between horizontally or vertically adjacent images of a grid.
+
+    Parameters
+    ----------
+    images : Tensor of shape (rows * cols, D), row-major (e.g. a decoded latent grid)
+    rows, cols : int >= 1 (at least one of them >= 2)
+    """
+    x = torch.as_tensor(images).detach().to(torch.float64)
+    if x.ndim != 2 or x.shape[0] != rows * cols or max(rows, cols) < 2:
+        raise ValueError(f"images must have shape ({rows} * {cols}, D) with a grid of at least two "
+                         f"cells, got {tuple(x.shape)}")
+    t = x.reshape(rows, cols, -1)
+    pairs = [(t[:, 1:] - t[:, :-1]).norm(dim=-1).flatten(), (t[1:] - t[:-1]).norm(dim=-1).flatten()]
+    return float(torch.cat(pairs).mean())

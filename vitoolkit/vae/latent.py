@@ -2,7 +2,9 @@
 
 Pure tensor computations on a trained model (anything with the VAE interface:
 ``encode(x[, y])`` returning q(z|x) with a ``.mean``, ``decode(z[, y])``
-returning p(x|z) with a ``.mean``). Nothing here plots; the figures live in
+returning p(x|z) with a ``.mean``; a deterministic
+:class:`~vitoolkit.vae.Autoencoder`, whose ``encode`` and ``decode`` return
+tensors, works too). Nothing here plots; the figures live in
 :mod:`vitoolkit.plotting.vae_beyond`.
 
 The operations follow the usual practice since Kingma & Welling (2013, Fig. 4)
@@ -26,6 +28,7 @@ __all__ = [
     "encode_batched",
     "interpolate",
     "interpolate_codes",
+    "interpolation_distances",
     "latent_means",
     "shift_codes",
     "traverse",
@@ -77,6 +80,17 @@ def _call(fn, arg, y):
     return fn(arg) if y is None else fn(arg, y)
 
 
+def _mean_and_stddev(out):
+    """(mean, stddev) of a distribution, or (out, zeros) for a deterministic tensor output."""
+    if isinstance(out, torch.Tensor):
+        return out, torch.zeros_like(out)
+    return out.mean, out.stddev
+
+
+def _mean(out):
+    return out if isinstance(out, torch.Tensor) else out.mean
+
+
 def _prepare(model, x, y):
     device, dtype = _device_dtype(model)
     x = x.to(device=device, dtype=dtype)
@@ -102,9 +116,9 @@ def encode_batched(model, x, y=None, *, batch_size: int = 2048):
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             sl = slice(start, start + batch_size)
-            q = _call(model.encode, x[sl], None if y is None else y[sl])
-            locs.append(q.mean)
-            scales.append(q.stddev)
+            loc, scale = _mean_and_stddev(_call(model.encode, x[sl], None if y is None else y[sl]))
+            locs.append(loc)
+            scales.append(scale)
     return torch.cat(locs), torch.cat(scales)
 
 
@@ -156,7 +170,7 @@ def decode_mean(model, z, y=None) -> torch.Tensor:
             )
         y2 = y.reshape(-1, y.shape[-1])
     with torch.no_grad():
-        mean = _call(model.decode, z2, y2).mean
+        mean = _mean(_call(model.decode, z2, y2))
     return mean.reshape(*lead, mean.shape[-1])
 
 
@@ -231,6 +245,41 @@ def interpolate(model, x_start, x_end, num_steps: int = 8, *, method: str = "lin
     codes = interpolate_codes(z[0], z[1], num_steps, method=method)
     ydec = None if y is None else torch.as_tensor(y).reshape(1, -1).expand(num_steps, -1)
     return LatentPath(codes, decode_mean(model, codes, ydec))
+
+
+def interpolation_distances(model, x_start, x_end, reference, num_steps: int = 9) -> torch.Tensor:
+    """Distance from each decoded point of a linear latent path to the nearest ``reference`` image.
+
+    For each pair (x_start[i], x_end[i]) the encoder means are joined by a straight
+    line, ``num_steps`` points on it are decoded (means), and each decoded image's
+    Euclidean distance to its nearest row of ``reference`` (e.g. the training set)
+    is returned. A latent space with "holes" decodes the middle of such paths to
+    images far from every real one, farther than the decoded end points.
+
+    Parameters
+    ----------
+    model : VAE-like module or Autoencoder
+    x_start, x_end : Tensor of shape (n, data_dim)
+    reference : Tensor of shape (m, data_dim)
+    num_steps : int >= 2
+
+    Returns
+    -------
+    Tensor of shape (num_steps, n), float64: row t is the point (1 - t) z_start + t z_end,
+    t = 0, 1/(num_steps - 1), ..., 1.
+    """
+    from .generation import nearest_distance
+
+    za, zb = latent_means(model, x_start), latent_means(model, x_end)
+    if za.shape != zb.shape:
+        raise ValueError(f"x_start and x_end must have the same shape, got codes {tuple(za.shape)} "
+                         f"and {tuple(zb.shape)}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+    ref = check_data(reference, "reference")
+    t = torch.linspace(0.0, 1.0, num_steps, dtype=za.dtype, device=za.device)
+    return torch.stack([nearest_distance(decode_mean(model, (1 - ti) * za + ti * zb), ref)
+                        for ti in t])
 
 
 def traverse(model, z=None, *, dims=None, values=None, y=None) -> Traversal:
