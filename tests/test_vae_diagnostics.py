@@ -558,3 +558,22 @@ def test_plot_functions_draw_what_they_are_given():
     assert im.get_array().shape == (2, 2)
     pv.plot_curves({"a": [1, 2, 3]}, ax=axes[1, 2], ylabel="units")
     assert pv.square_shape(64) == (8, 8)
+
+
+def test_bound_and_khat_plots_draw_what_they_are_given():
+    from vitoolkit.plotting import subplots
+    from vitoolkit.plotting import vae_beyond as pv
+    from vitoolkit.plotting.figure_check import check_figure
+
+    fig, axes = subplots(1, 3, size=4.6)
+    lines = pv.plot_bounds_vs_samples([1, 10, 100], {"m": [-3.0, -2.0, -1.8]},
+                                      stderr={"m": [0.1, 0.05, 0.01]},
+                                      log_likelihood={"m": -1.7}, log_likelihood_stderr={"m": 0.01},
+                                      ax=axes[0], title="bounds")
+    assert list(lines[0].get_ydata()) == [-3.0, -2.0, -1.8]
+    gap = pv.plot_bound_gaps([1, 10, 100], {"m": [1.3, 0.3, 0.1]}, stderr={"m": [0.1, 0.2, 0.01]},
+                             ax=axes[1], title="gaps")
+    assert list(gap[0].get_ydata()) == [1.3, 0.3, 0.1] and axes[1].get_yscale() == "log"
+    k = pv.plot_khat({"m": [0.9, float("nan"), 0.2, 0.5]}, ax=axes[2], title="k-hat")
+    assert list(k[0].get_ydata()) == [0.2, 0.5, 0.9]  # sorted, NaN dropped
+    assert check_figure(fig) == []

@@ -16,18 +16,34 @@ from .style import to_numpy as _np
 
 __all__ = [
     "plot_active_units",
+    "plot_bound_gaps",
     "plot_bounds_vs_samples",
     "plot_curves",
     "plot_factor_matrix",
     "plot_gaps",
     "plot_image_grid",
+    "plot_khat",
     "plot_kl_per_dimension",
     "square_shape",
 ]
 
 
+def _legend(ax, loc: str | None):
+    """A legend at ``loc``; "outside" puts it right of the axes, "below" under them, None: none."""
+    if loc is None:
+        return None
+    if loc == "outside":
+        return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                         fontsize="small")
+    if loc == "below":
+        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), borderaxespad=0.0,
+                         fontsize="small")
+    return ax.legend(loc=loc, fontsize="small")
+
+
 def plot_kl_per_dimension(kl_per_dim: dict, *, threshold: float | None = None, ax=None,
-                          title: str = "Rate per latent unit, largest first"):
+                          title: str = "Rate per latent unit, largest first",
+                          legend_loc: str | None = "outside"):
     """Average KL(q(z_d|x) || p(z_d)) of each unit, sorted, one line per model.
 
     Parameters
@@ -37,6 +53,9 @@ def plot_kl_per_dimension(kl_per_dim: dict, *, threshold: float | None = None, a
         Drawn as a horizontal line (e.g. a free-bits floor).
     ax : matplotlib Axes, optional
     title : str
+    legend_loc : str or None
+        A matplotlib location, ``"outside"`` (right of the axes, the default: the
+        lines fill the axes), ``"below"``, or None for no legend.
 
     Returns
     -------
@@ -55,7 +74,7 @@ def plot_kl_per_dimension(kl_per_dim: dict, *, threshold: float | None = None, a
     ax.set_xlabel("latent unit (sorted by KL)")
     ax.set_ylabel("mean KL per unit (nats, floored at 1e-4)")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    _legend(ax, legend_loc)
     return lines
 
 
@@ -92,12 +111,14 @@ def plot_active_units(counts: dict, *, latent_dim: int | None = None, ax=None,
 
 
 def plot_curves(curves: dict, *, ax=None, xlabel: str = "epoch", ylabel: str = "",
-                title: str = ""):
+                title: str = "", legend_loc: str | None = "outside"):
     """One line per named sequence (e.g. active units or KL per epoch).
 
     Parameters
     ----------
     curves : dict of name -> array-like of shape (n_points,)
+    legend_loc : str or None
+        As in :func:`plot_kl_per_dimension` (drawn only for two or more curves).
 
     Returns
     -------
@@ -113,12 +134,14 @@ def plot_curves(curves: dict, *, ax=None, xlabel: str = "epoch", ylabel: str = "
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if len(curves) > 1:
-        ax.legend(fontsize="small")
+        _legend(ax, legend_loc)
     return lines
 
 
-def plot_bounds_vs_samples(ks, bounds: dict, *, log_likelihood: dict | None = None, ax=None,
-                           title: str = "ELBO <= IWAE_k <= log p(x)"):
+def plot_bounds_vs_samples(ks, bounds: dict, *, log_likelihood: dict | None = None,
+                           stderr: dict | None = None, log_likelihood_stderr: dict | None = None,
+                           ax=None, title: str = "ELBO <= IWAE_k <= log p(x)",
+                           legend_loc: str | None = "best"):
     """Mean IWAE bound against k (log axis), one line per model, with log p(x) levels.
 
     Parameters
@@ -128,6 +151,12 @@ def plot_bounds_vs_samples(ks, bounds: dict, *, log_likelihood: dict | None = No
     bounds : dict of name -> array-like of shape (m,), mean L_k in nats
     log_likelihood : dict of name -> float, optional
         The importance-sampled log p(x) of each model, drawn dashed in its colour.
+    stderr : dict of name -> array-like of shape (m,), optional
+        Standard errors of ``bounds``, drawn as +-2 standard-error bars.
+    log_likelihood_stderr : dict of name -> float, optional
+        Standard error of each log p(x), drawn as a +-2 standard-error band.
+    legend_loc : str or None
+        As in :func:`plot_kl_per_dimension`.
 
     Returns
     -------
@@ -137,26 +166,107 @@ def plot_bounds_vs_samples(ks, bounds: dict, *, log_likelihood: dict | None = No
     ks = _np(ks).astype(float)
     lines = []
     for i, (name, values) in enumerate(bounds.items()):
-        (line,) = ax.plot(ks, _np(values), marker="o", color=color(i), label=f"{name}: L_k")
-        lines.append(line)
+        err = None if stderr is None or name not in stderr else 2 * _np(stderr[name]).astype(float)
+        cont = ax.errorbar(ks, _np(values).astype(float), yerr=err, marker="o", color=color(i),
+                           capsize=3, label=f"{name}: L_k (+-2 s.e.)" if err is not None
+                           else f"{name}: L_k")
+        lines.append(cont.lines[0])
         if log_likelihood is not None and name in log_likelihood:
-            ax.axhline(float(log_likelihood[name]), color=color(i), ls="--", lw=1,
-                       label=f"{name}: log p(x)")
+            level = float(log_likelihood[name])
+            ax.axhline(level, color=color(i), ls="--", lw=1, label=f"{name}: log p(x)")
+            if log_likelihood_stderr is not None and name in log_likelihood_stderr:
+                half = 2 * float(log_likelihood_stderr[name])
+                ax.axhspan(level - half, level + half, color=color(i), alpha=0.2, lw=0)
     ax.set_xscale("log")
     ax.set_xlabel("importance samples k")
     ax.set_ylabel("mean bound on test data (nats)")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    _legend(ax, legend_loc)
+    return lines
+
+
+def plot_bound_gaps(ks, gaps: dict, *, stderr: dict | None = None, ax=None,
+                    title: str = "log p(x) - L_k shrinks as k grows",
+                    legend_loc: str | None = "best"):
+    """The gap log p(x) - L_k against k, both axes logarithmic, one line per model.
+
+    On a common axis the bounds of two models differ by nats while the last steps
+    in k change hundredths; the gap on a log scale shows both.
+
+    Parameters
+    ----------
+    ks : array-like of shape (m,)
+    gaps : dict of name -> array-like of shape (m,), positive, nats
+    stderr : dict of name -> array-like of shape (m,), optional
+        Drawn as +-2 standard-error bars (clipped at the axis floor).
+
+    Returns
+    -------
+    list of Line2D
+    """
+    ax = get_ax(ax)
+    ks = _np(ks).astype(float)
+    lines = []
+    for i, (name, values) in enumerate(gaps.items()):
+        v = _np(values).astype(float)
+        err = None
+        if stderr is not None and name in stderr:
+            e = 2 * _np(stderr[name]).astype(float)
+            err = np.vstack([np.minimum(e, 0.9 * v), e])  # a log axis cannot go below 0
+        cont = ax.errorbar(ks, v, yerr=err, marker="o", color=color(i), capsize=3, label=name)
+        lines.append(cont.lines[0])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("importance samples k")
+    ax.set_ylabel("log p(x) - L_k (nats, mean over test data)")
+    ax.set_title(title)
+    _legend(ax, legend_loc)
+    return lines
+
+
+def plot_khat(khats: dict, *, threshold: float = 0.7, ax=None,
+              title: str = "Pareto k-hat of the importance weights, per example",
+              legend_loc: str | None = "best"):
+    """Each example's Pareto k-hat, sorted, one line per model, with the 0.7 threshold.
+
+    Parameters
+    ----------
+    khats : dict of name -> array-like of shape (n,)
+        Per-example k-hat (Vehtari et al. 2024); NaN values are dropped.
+    threshold : float
+        Drawn as a horizontal line: above it an estimate cannot be trusted.
+
+    Returns
+    -------
+    list of Line2D
+    """
+    ax = get_ax(ax)
+    lines = []
+    for i, (name, values) in enumerate(khats.items()):
+        v = np.sort(_np(values).astype(float))
+        v = v[np.isfinite(v)]
+        frac = (np.arange(1, len(v) + 1) - 0.5) / max(len(v), 1)
+        (line,) = ax.plot(frac, v, color=color(i), label=name)
+        lines.append(line)
+    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"k-hat = {threshold:g}")
+    ax.set_xlabel("fraction of examples (sorted by k-hat)")
+    ax.set_ylabel("Pareto k-hat")
+    ax.set_title(title)
+    _legend(ax, legend_loc)
     return lines
 
 
 def plot_gaps(gaps: dict, *, ax=None, xlabel: str = "data",
-              title: str = "Inference gap = approximation + amortisation"):
+              title: str = "Inference gap = approximation + amortisation",
+              legend_loc: str | None = "below"):
     """Stacked bars of the approximation and amortisation gaps (Cremer et al. 2018, Fig. 2).
 
     Parameters
     ----------
     gaps : dict of name -> (approximation_gap, amortisation_gap), mean nats
+    legend_loc : str or None
+        As in :func:`plot_kl_per_dimension`; by default below the axes, because
+        the bars fill them.
 
     Returns
     -------
@@ -174,7 +284,7 @@ def plot_gaps(gaps: dict, *, ax=None, xlabel: str = "data",
     ax.set_xlabel(xlabel)
     ax.set_ylabel("nats per example")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    _legend(ax, legend_loc)
     return {"approximation": b1, "amortisation": b2}
 
 
