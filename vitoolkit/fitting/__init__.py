@@ -3,7 +3,8 @@
 :func:`fit_gaussian` fits the same target under every divergence with one call
 (``"reverse"`` KL(q||p), ``"forward"`` KL(p||q), ``"alpha"`` D_alpha), with a
 full or mean-field Gaussian, by quadrature, reparameterised Monte Carlo, exact
-samples, self-normalised importance sampling or moment matching.
+samples, self-normalised importance sampling (with its Pareto k-hat diagnostic,
+``GaussianFit.khat``) or moment matching.
 :mod:`vitoolkit.fitting.targets` holds the demonstration targets.
 """
 
@@ -12,6 +13,7 @@ from .gaussian_fit import (
     METHODS,
     ConvergenceWarning,
     GaussianFit,
+    UnreliableEstimateWarning,
     fit_alpha_sweep,
     fit_gaussian,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "LogProbOnly",
     "NonFiniteTargetError",
     "Ring",
+    "UnreliableEstimateWarning",
     "bimodal_1d",
     "correlated_gaussian",
     "fit_alpha_sweep",

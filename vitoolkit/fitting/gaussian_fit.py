@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.distributions import Distribution
 
-from ..divergences import make_grid
+from ..divergences import KHAT_THRESHOLD, UnreliableEstimateWarning, make_grid
 from ..divergences._checks import check_alpha
 from . import objectives as obj
 from .evaluate import evaluate_fit
@@ -49,7 +49,7 @@ from .optimise import ConvergenceWarning, one_thread, optimise
 from .starts import default_inits, init_params, reference_moments
 
 __all__ = ["GaussianFit", "fit_gaussian", "fit_alpha_sweep", "ConvergenceWarning",
-           "DIVERGENCES", "METHODS"]
+           "UnreliableEstimateWarning", "DIVERGENCES", "METHODS"]
 
 #: The divergences :func:`fit_gaussian` minimises.
 DIVERGENCES = ("reverse", "forward", "alpha")
@@ -94,6 +94,15 @@ class GaussianFit:
     converged : bool
     seconds : float (wall time of the fit, evaluation included)
     ess : float or None (effective sample size of the SNIS weights)
+    khat : float or None
+        ``method="snis"`` only: the Pareto k-hat (Vehtari, Simpson, Gelman, Yao &
+        Gabry, "Pareto smoothed importance sampling", JMLR 2024) of the importance
+        ratios p(x_n) / r(x_n) of the draws the fit used. Below 0.5 the ratios have a
+        finite variance; above ``vitoolkit.divergences.KHAT_THRESHOLD`` (0.7) the
+        proposal misses mass of the target that the draws have not seen, so the
+        fitted moments, ``value``, ``stderr`` and ``ess`` cannot be trusted, and
+        :func:`fit_gaussian` issues an ``UnreliableEstimateWarning``. None for the
+        other methods.
     init_loc : Tensor (the starting mean)
     candidates : tuple of GaussianFit
         All fits when several initialisations were run (the returned fit is the
@@ -116,6 +125,7 @@ class GaussianFit:
     converged: bool
     seconds: float
     ess: float | None = None
+    khat: float | None = None
     init_loc: torch.Tensor | None = None
     candidates: tuple = field(default=(), repr=False)
 
@@ -268,6 +278,15 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
     -------
     GaussianFit
 
+    Warns
+    -----
+    ConvergenceWarning
+        The optimiser stopped at ``steps`` before the objective settled.
+    UnreliableEstimateWarning
+        ``method="snis"`` and the Pareto k-hat of the importance ratios exceeds 0.7
+        (see ``GaussianFit.khat``): choose a proposal with heavier tails than the target,
+        covering all of its mass.
+
     Raises
     ------
     ValueError
@@ -376,9 +395,16 @@ def _fit_gaussian(target, divergence, *, alpha, family, method, init, n_init, pr
         if not converged:
             warnings.warn(f"the {divergence} fit ({method}, {optimizer}) did not settle within "
                           f"steps={steps}; raise steps or tol", ConvergenceWarning, stacklevel=3)
-        ess = objective.ess if method == "snis" else None
-        fits.append(_finish(q, history, n_evals, converged, init_loc, common, ess))
+        ess, khat = (objective.ess, objective.khat) if method == "snis" else (None, None)
+        fits.append(_finish(q, history, n_evals, converged, init_loc, common, ess, khat))
     best = min(fits, key=lambda f: f.objective)
+    if best.khat is not None and best.khat > KHAT_THRESHOLD:
+        warnings.warn(f"the forward fit by self-normalised importance sampling is unreliable: the "
+                      f"Pareto k-hat of the importance ratios p/r is {best.khat:.2f} > "
+                      f"{KHAT_THRESHOLD} (ESS {best.ess:.0f} of {num_samples} draws). The proposal "
+                      "misses mass of the target, so the fitted moments and the value's standard "
+                      "error cannot be trusted; use a proposal with heavier tails that covers the "
+                      "target", UnreliableEstimateWarning, stacklevel=3)
     return replace(best, candidates=tuple(fits) if len(fits) > 1 else (),
                    seconds=time.perf_counter() - start)
 
@@ -412,7 +438,7 @@ def _build_objective(c):
     return obj.ForwardKLWeighted(obj.snis_draws(tgt, c["proposal"], n), gen)
 
 
-def _finish(q, history, n_evals, converged, init_loc, c, ess=None):
+def _finish(q, history, n_evals, converged, init_loc, c, ess=None, khat=None):
     tgt = c["target"]
     dist = q.distribution()
     tril = q.scale_tril().detach()
@@ -426,7 +452,7 @@ def _finish(q, history, n_evals, converged, init_loc, c, ess=None):
     return GaussianFit(loc=loc, covariance=cov, distribution=dist, history=history, value=value,
                        stderr=stderr, value_method=how, divergence=c["divergence"],
                        alpha=c["alpha"], family=c["family"], method=c["method"], n_iter=len(history),
-                       n_evals=n_evals, converged=converged, seconds=0.0, ess=ess,
+                       n_evals=n_evals, converged=converged, seconds=0.0, ess=ess, khat=khat,
                        init_loc=init_loc)
 
 

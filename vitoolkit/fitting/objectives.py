@@ -48,7 +48,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..distributions import sample
-from ..divergences import Grid
+from ..divergences import Grid, pareto_khat
 from .family import GaussianParams, base_noise
 from .moments import target_moments
 
@@ -310,8 +310,10 @@ class AlphaReparam(_ReparamObjective):
 class ForwardKLWeighted(Objective):
     """KL(p || q) ~ sum_n w_n [log p(x_n) - log q(x_n)] over fixed weighted points.
 
-    ``draw(generator)`` returns ``(x (N, D), w (N,), log_p (N,))``: exact target
-    draws with w = 1/N, or proposal draws with self-normalised weights.
+    ``draw(generator)`` returns ``(x (N, D), w (N,), log_p (N,), ess, khat)``: exact
+    target draws with w = 1/N (ESS = N, ``khat`` None), or proposal draws with
+    self-normalised weights, their ESS and the Pareto k-hat of the ratios p/r
+    (a 4-tuple without ``khat`` is accepted too, and leaves ``khat`` None).
     """
 
     stochastic = True
@@ -321,7 +323,9 @@ class ForwardKLWeighted(Objective):
         self.resample(generator)
 
     def resample(self, generator):
-        self.points, self.weights, self.log_p, self.ess = self.draw(generator)
+        drawn = self.draw(generator)
+        self.points, self.weights, self.log_p, self.ess = drawn[:4]
+        self.khat = drawn[4] if len(drawn) > 4 else None
         finite = self.weights > 0
         self.const = (self.weights[finite] * self.log_p[finite]).sum()
 
@@ -336,12 +340,18 @@ def exact_draws(target: Target, num_samples: int):
         log_p = target.log_prob(x, during="the forward-KL fit (exact samples)",
                                 allow_neg_inf=False)
         w = torch.full((num_samples,), 1.0 / num_samples, dtype=torch.float64)
-        return x, w, log_p, float(num_samples)
+        return x, w, log_p, float(num_samples), None
     return draw
 
 
 def snis_draws(target: Target, proposal: Target, num_samples: int):
-    """A ``draw`` for :class:`ForwardKLWeighted` by SNIS from ``proposal``."""
+    """A ``draw`` for :class:`ForwardKLWeighted` by SNIS from ``proposal``.
+
+    Besides the weights and their ESS it returns the Pareto k-hat of the importance
+    ratios p(x_n) / r(x_n) (Vehtari, Simpson, Gelman, Yao & Gabry, JMLR 2024;
+    :func:`vitoolkit.divergences.pareto_khat`): above 0.7 the self-normalised
+    averages, and so the fit, are unreliable.
+    """
     def draw(generator):
         x = proposal.sample(num_samples, generator)
         log_r = proposal.log_prob(x, during="SNIS (proposal density)", allow_neg_inf=False)
@@ -352,5 +362,6 @@ def snis_draws(target: Target, proposal: Target, num_samples: int):
                 f"{target.name} ({target.kind}) has zero density at every proposal draw; "
                 "choose a proposal that overlaps the target"
             )
-        return x, w, log_p, ess
+        khat = float(pareto_khat(log_p - log_r))
+        return x, w, log_p, ess, khat
     return draw
