@@ -14,7 +14,12 @@ import torch
 from _stats import assert_mc_close
 from torch.distributions import Normal
 
-from vitoolkit.conjugate import ConjugateGaussian, ElboSurface, EvidenceEstimate
+from vitoolkit.conjugate import (
+    ConjugateGaussian,
+    ElboSurface,
+    EvidenceEstimate,
+    independent_copies_relative_variance,
+)
 from vitoolkit.divergences import kl_divergence
 
 D = torch.float64
@@ -29,6 +34,23 @@ def model_and_data():
     model = ConjugateGaussian(0.3, 2.0, 1.2)
     _, x = model.sample_data(15, generator=torch.Generator().manual_seed(4))
     return model, x
+
+
+def test_log_evidence_in_linear_time_equals_the_multivariate_normal(model_and_data):
+    model, x = model_and_data
+    n = x.shape[0]
+    cov = model.noise_scale**2 * torch.eye(n, dtype=D) + model.prior_scale**2
+    mvn = torch.distributions.MultivariateNormal(model.prior_loc.expand(n), covariance_matrix=cov)
+    assert float(model.log_evidence(x)) == pytest.approx(float(mvn.log_prob(x)), abs=1e-10)
+    assert torch.isfinite(model.log_evidence(torch.zeros(200_000, dtype=D)))  # no n x n matrix
+
+
+def test_prior_predictive_is_the_evidence_of_one_observation(model_and_data):
+    model, _ = model_and_data
+    for v in (-3.0, 0.3, 5.0):
+        one = t([v])
+        assert float(model.prior_predictive().log_prob(t(v))) == pytest.approx(
+            float(model.log_evidence(one)), abs=1e-12)
 
 
 def test_log_likelihood_by_sufficient_statistics_matches_the_sum_over_data(model_and_data):
@@ -151,6 +173,23 @@ def test_the_prior_as_proposal_loses_effective_samples_as_the_data_grow():
     # >= s0 / (sqrt(2) s_n): it grows at least like sqrt(n).
     s_n = float(model.posterior(x).scale)
     assert rel[-1] >= 2.0 / (math.sqrt(2) * s_n) - 1 - 1e-9
+
+
+def test_independent_copies_multiply_the_second_moment_of_the_weights():
+    # d copies of the model: the d-dim weight is the product of d independent 1-D weights.
+    model = ConjugateGaussian(0.0, 2.0, 1.0)
+    _, x = model.sample_data(30, generator=torch.Generator().manual_seed(2))
+    v = model.weight_relative_variance(x, model.prior)
+    d = 3
+    v3 = independent_copies_relative_variance(v, d)
+    assert float(v3) == pytest.approx((1 + float(v)) ** d - 1, rel=1e-12)
+    # Monte Carlo: E[prod_j w_j^2] / (E prod_j w_j)^2 - 1 with independent prior draws per copy.
+    log_w = model.importance_log_weights(x, Normal(model.prior.loc.expand(d), model.prior.scale.expand(d)),
+                                         400_000, generator=torch.Generator().manual_seed(3))
+    w = torch.exp(log_w.sum(-1) - model.log_evidence(x) * d)  # normalised: E[w] = 1
+    assert_mc_close(w.pow(2).mean() - 1, v3, w.pow(2).std() / math.sqrt(w.numel()))
+    with pytest.raises(ValueError, match="num_copies"):
+        independent_copies_relative_variance(v, 0)
 
 
 def test_bad_arguments_are_named(model_and_data):

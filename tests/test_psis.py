@@ -28,6 +28,7 @@ from vitoolkit.divergences import (
     fit_generalized_pareto,
     kl_divergence,
     monte_carlo_kl,
+    normal_ratio_tail_shape,
     pareto_khat,
     tail_khat,
     tail_length,
@@ -93,13 +94,23 @@ def test_khat_of_a_gaussian_importance_ratio_matches_its_tail_shape():
         x = s * torch.randn(R, S, generator=torch.Generator().manual_seed(int(10 * s)), dtype=D)
         log_r = normal(0.0, 1.0).log_prob(x) - normal(0.0, s).log_prob(x)
         khat = pareto_khat(log_r, dim=-1)
-        k = 1 - s**2
+        k = float(normal_ratio_tail_shape(s, 1.0))
+        assert k == pytest.approx(1 - s**2)
         se = (1 + k) / math.sqrt(M) / math.sqrt(R)
         assert k - 0.1 - Z * se < float(khat.mean()) < k + Z * se, (s, khat, k)
         if s == 0.2:
             assert bool((khat > KHAT_THRESHOLD).all()), khat  # every replicate flags it
         if s == 0.8:
             assert bool((khat < 0.5).all()), khat  # finite variance, every replicate
+
+
+def test_normal_ratio_tail_shape_is_minus_inf_without_a_tail():
+    assert float(normal_ratio_tail_shape(1.0, 1.0)) == -math.inf
+    assert float(normal_ratio_tail_shape(2.0, 1.0)) == -math.inf
+    torch.testing.assert_close(normal_ratio_tail_shape(torch.tensor([0.5, 0.1]), 1.0),
+                               torch.tensor([0.75, 0.99], dtype=D))
+    with pytest.raises(ValueError, match="positive"):
+        normal_ratio_tail_shape(0.0, 1.0)
 
 
 def test_khat_is_scale_free_and_stable_in_log_space():

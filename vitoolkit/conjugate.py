@@ -37,14 +37,34 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.distributions import MultivariateNormal, Normal
+from torch.distributions import Normal
 
 from .distributions import sample
 from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
 
-__all__ = ["ConjugateGaussian", "ElboSurface", "EvidenceEstimate", "GradientFitPath"]
+__all__ = [
+    "ConjugateGaussian",
+    "ElboSurface",
+    "EvidenceEstimate",
+    "GradientFitPath",
+    "independent_copies_relative_variance",
+]
 
 _OBJECTIVES = ("maximize_elbo", "minimize_negative_elbo")
+
+
+def independent_copies_relative_variance(relative_variance, num_copies: int) -> torch.Tensor:
+    """Relative variance of an importance weight over ``num_copies`` independent copies of a model.
+
+    The weights of independent coordinates multiply, and so do E[w^2] / E[w]^2:
+    (1 + v)^d - 1 for d copies of a problem with relative variance v. This is why the
+    effective sample size of importance sampling falls exponentially with the
+    dimension of z (MacKay, Information Theory, Inference and Learning Algorithms, 29.2).
+    """
+    if isinstance(num_copies, bool) or not isinstance(num_copies, int) or num_copies < 1:
+        raise ValueError(f"num_copies must be a positive integer, got {num_copies!r}")
+    v = torch.as_tensor(relative_variance, dtype=torch.float64)
+    return torch.expm1(num_copies * torch.log1p(v))
 
 
 class ElboSurface(NamedTuple):
@@ -140,6 +160,14 @@ class ConjugateGaussian:
         x = sample(Normal(z, self.noise_scale), (n,), generator=generator)
         return z, x
 
+    def prior_predictive(self) -> Normal:
+        """p(x_1) = N(m0, s^2 + s0^2): the evidence of a single observation, as a density over x_1.
+
+        Read as a function of the data, the evidence is a distribution over data sets
+        (it integrates to one over x); once x is observed it is a single number.
+        """
+        return Normal(self.prior_loc, torch.sqrt(self.noise_scale**2 + self.prior_scale**2))
+
     def posterior(self, x) -> Normal:
         """Exact p(z | x) = N(m_n, s_n^2) (PRML eq. 2.141-2.142)."""
         x = self._data(x)
@@ -149,11 +177,19 @@ class ConjugateGaussian:
         return Normal(mean, var.sqrt())
 
     def log_evidence(self, x) -> torch.Tensor:
-        """Exact log p(x) = log N(x; m0 1, s^2 I + s0^2 1 1^T)."""
+        """Exact log p(x) = log N(x; m0 1, s^2 I + s0^2 1 1^T), in O(n).
+
+        With the determinant s^(2n) (1 + n s0^2 / s^2) and the Sherman-Morrison inverse,
+        log p(x) = -n/2 log(2 pi s^2) - 1/2 log(1 + n s0^2 / s^2)
+                   - sum_i (x_i - xbar)^2 / (2 s^2) - n (xbar - m0)^2 / (2 (s^2 + n s0^2)).
+        """
         x = self._data(x)
         n = x.shape[0]
-        cov = self.noise_scale**2 * torch.eye(n, dtype=torch.float64) + self.prior_scale**2
-        return MultivariateNormal(self.prior_loc.expand(n), covariance_matrix=cov).log_prob(x)
+        s2, s02 = self.noise_scale**2, self.prior_scale**2
+        xbar = x.mean()
+        ss = (x - xbar).pow(2).sum()
+        return (-0.5 * n * torch.log(2 * math.pi * s2) - 0.5 * torch.log1p(n * s02 / s2)
+                - ss / (2 * s2) - n * (xbar - self.prior_loc) ** 2 / (2 * (s2 + n * s02)))
 
     def with_prior_loc(self, prior_loc) -> ConjugateGaussian:
         """The same model with prior mean ``prior_loc`` (the parameter theta of tutorial 01)."""
@@ -251,10 +287,11 @@ class ConjugateGaussian:
                      objective: str = "maximize_elbo") -> GradientFitPath:
         """Train q = N(loc, exp(log_scale)^2) and theta = m0 jointly by plain gradient steps.
 
-        ``objective="maximize_elbo"`` ascends ELBO(q; theta) (``torch.optim.SGD(maximize=True)``);
+        ``objective="maximize_elbo"`` ascends ELBO(q; theta): params += lr * grad(ELBO);
         ``"minimize_negative_elbo"`` descends the loss -ELBO(q; theta), an upper bound on
-        -log p(x; theta). The two are the same optimisation: -grad(-L) = grad(L) exactly in
-        floating point, so the iterates coincide bit for bit.
+        -log p(x; theta): params -= lr * grad(-ELBO). The two are the same optimisation:
+        grad(-L) = -grad(L) and lr * (-g) = -(lr * g) exactly in floating point, so the
+        iterates coincide bit for bit.
 
         Parameters
         ----------
@@ -271,9 +308,8 @@ class ConjugateGaussian:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
         x = self._data(x)
-        params = [torch.tensor(float(v), dtype=torch.float64, requires_grad=True) for v in init]
+        params = [torch.tensor(float(v), dtype=torch.float64) for v in init]
         maximize = objective == "maximize_elbo"
-        opt = torch.optim.SGD(params, lr=lr, maximize=maximize)
         rows = []
 
         def elbo_of(loc, log_scale, prior_loc):
@@ -281,15 +317,18 @@ class ConjugateGaussian:
             return self.expected_log_likelihood(x, q) - kl_divergence(q, Normal(prior_loc, self.prior_scale))
 
         for step in range(num_steps + 1):
-            elbo = elbo_of(*params)
-            with torch.no_grad():
-                rows.append([p.detach().clone() for p in params]
-                            + [elbo.detach(), self.with_prior_loc(params[2].detach()).log_evidence(x)])
+            leaves = [p.requires_grad_(True) for p in params]
+            elbo = elbo_of(*leaves)
+            rows.append([p.detach() for p in params]
+                        + [elbo.detach(), self.with_prior_loc(params[2].detach()).log_evidence(x)])
             if step == num_steps:
                 break
-            opt.zero_grad()
-            (elbo if maximize else -elbo).backward()
-            opt.step()
+            if maximize:
+                grads = torch.autograd.grad(elbo, leaves)
+                params = [p.detach() + lr * g for p, g in zip(params, grads, strict=True)]
+            else:
+                grads = torch.autograd.grad(-elbo, leaves)
+                params = [p.detach() - lr * g for p, g in zip(params, grads, strict=True)]
         cols = [torch.stack(c) for c in zip(*rows, strict=True)]
         return GradientFitPath(*cols)
 

@@ -38,6 +38,7 @@ __all__ = [
     "KHAT_THRESHOLD",
     "UnreliableEstimateWarning",
     "fit_generalized_pareto",
+    "normal_ratio_tail_shape",
     "pareto_khat",
     "tail_khat",
     "tail_length",
@@ -253,3 +254,21 @@ def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:
         ks.append(_right_tail_khat(-rows, log_scale=False))
     k = ks[0] if len(ks) == 1 else torch.maximum(ks[0], ks[1])
     return k.reshape(batch)
+
+
+def normal_ratio_tail_shape(sampling_scale, other_scale) -> torch.Tensor:
+    r"""The exact tail shape k of r = N(z; b, other^2) / N(z; a, sampling^2) for z ~ N(a, sampling^2).
+
+    log r grows like u (1 - sampling^2 / other^2) with u = (z - a)^2 / (2 sampling^2),
+    whose tail is exponential, so P(r > t) ~ t^(-1 / k) with k = 1 - sampling^2 / other^2
+    (a sampling distribution narrower than the other one). E[r^a] is finite exactly for
+    a < 1/k, so the ratio has infinite variance once k >= 1/2, i.e. sampling^2 <= other^2 / 2.
+    A sampling distribution at least as wide gives a bounded ratio: no tail, -inf.
+    The means do not enter. Arguments broadcast; returns float64.
+    """
+    a = torch.as_tensor(sampling_scale, dtype=torch.float64)
+    b = torch.as_tensor(other_scale, dtype=torch.float64)
+    if bool((a <= 0).any()) or bool((b <= 0).any()):
+        raise ValueError("sampling_scale and other_scale must be positive")
+    k = 1 - a**2 / b**2
+    return torch.where(k > 0, k, torch.full_like(k, -math.inf))
