@@ -160,7 +160,14 @@ def test_tutorial_03_quick_run(tmp_path):
     assert summary["figures"], "the tutorial saved no figures"
     for name in summary["figures"]:
         assert (tmp_path / f"{name}.png").stat().st_size > 0
+    claims = summary["claims"]
+    assert len(claims) >= 8, len(claims)
+    assert all(c["holds"] for c in claims if c["checked"]), [c["statement"] for c in claims
+                                                             if not c["holds"]]
+    assert not any(summary.get("figure_problems", {}).values()), summary["figure_problems"]
     numbers = summary["numbers"]
+    # the SNIS fits report their Pareto k-hat: small for the wide proposal, > 0.7 for the narrow
+    assert numbers["forward_snis_khat"] < 0.5 < 0.7 < numbers["forward_narrow_snis_khat"]
     # the printed Bishop numbers are the closed forms
     assert numbers["bishop_reverse_var_x1"] == pytest.approx(numbers["bishop_closed_form_reverse_var_x1"],
                                                             rel=1e-6)

@@ -19,6 +19,11 @@ def test_tutorial_02_quick(tmp_path):
     assert summary["quick"] is True
     for name in FIGURES:
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
+    claims = summary["claims"]
+    assert len(claims) >= 8, len(claims)
+    assert all(c["holds"] for c in claims if c["checked"]), [c["statement"] for c in claims
+                                                             if not c["holds"]]
+    assert not any(summary.get("figure_problems", {}).values()), summary["figure_problems"]
     numbers = summary["numbers"]
     assert numbers["cavi_1d_smallest_step_change"] >= -1e-9 * abs(numbers["cavi_1d_final_elbo"])
     assert abs(numbers["tiny_K1_gap"]) < 1e-8

@@ -65,17 +65,23 @@ def plot_elbo_steps(step_elbo, ax=None, *, skip_init: bool = True):
     return drawn
 
 
-def plot_mean_intervals(means_history, variances_history, ax=None, *, width: float = 2.0):
+def plot_mean_intervals(means_history, variances_history, ax=None, *, width: float = 2.0,
+                        reference=None):
     """1-D: each q(mu_k) as m_k +/- width * s_k against the iteration.
 
     Parameters
     ----------
     means_history : sequence of arrays of shape (K, 1)
     variances_history : sequence of arrays of shape (K,)
+    reference : array of shape (R,), optional
+        Values to mark with dotted horizontal lines (e.g. the means the data were drawn from).
 
     Returns
     -------
     list of (Line2D, PolyCollection), one per component.
+
+    The legend sits in one row above the data, in head-room added to the y-axis, so
+    it never covers a band.
     """
     ax = get_ax(ax)
     means = np.array([np.asarray(m).reshape(-1) for m in means_history])  # (T, K)
@@ -84,13 +90,23 @@ def plot_mean_intervals(means_history, variances_history, ax=None, *, width: flo
     drawn = []
     for k in range(means.shape[1]):
         (line,) = ax.plot(it, means[:, k], color=color(k), marker="o", ms=3,
-                          label=f"q(mu_{k + 1}): m +/- {width:g} s")
+                          label=f"q(mu_{k + 1})")
         band = ax.fill_between(it, means[:, k] - width * sds[:, k],
                                means[:, k] + width * sds[:, k], color=color(k), alpha=0.25)
         drawn.append((line, band))
+    lo = float(np.min(means - width * sds))
+    hi = float(np.max(means + width * sds))
+    if reference is not None:
+        for r in np.asarray(reference, dtype=float).reshape(-1):
+            ax.axhline(r, color="0.5", ls=":", lw=1, zorder=0)
+        lo = min(lo, float(np.min(reference)))
+        hi = max(hi, float(np.max(reference)))
+    span = hi - lo if hi > lo else 1.0
+    ax.set_ylim(lo - 0.05 * span, hi + 0.3 * span)
     ax.set_xlabel("CAVI iteration (0 = initialisation)")
-    ax.set_ylabel("component mean mu_k")
-    ax.legend(loc="center right", fontsize="small")
+    ax.set_ylabel(f"m_k +/- {width:g} s_k")
+    ax.legend(loc="upper center", ncols=means.shape[1], fontsize="small", handlelength=1.2,
+              columnspacing=1.0)
     return drawn
 
 
@@ -220,11 +236,17 @@ def plot_evidence_gap(labels, log_evidence, elbo, ax=None, *, reference=None,
     if reference is not None:
         drawn += ax.plot(x, np.asarray(reference, float), "D", ms=9, color=color(1),
                          label=reference_label)
-    for xi, g, ev, lb in zip(x, gap, log_evidence, elbo, strict=True):
-        ax.annotate(f"log p(x) = {ev:.3f}\nELBO = {lb:.3f}", (xi, max(g, 0)),
-                    textcoords="offset points", xytext=(0, 4), ha="center", fontsize="x-small")
+    tops = gap if reference is None else np.maximum(gap, np.asarray(reference, float))
+    for xi, top, ev, lb in zip(x, tops, log_evidence, elbo, strict=True):
+        # above both the bar and the reference marker, so the text hides neither
+        ax.annotate(f"log p(x) = {ev:.3f}\nELBO = {lb:.3f}", (xi, max(top, 0)),
+                    textcoords="offset points", xytext=(0, 8), ha="center", va="bottom",
+                    fontsize="x-small")
     ax.set_xticks(x, labels)
-    ax.set_ylim(0, max(gap.max(), 0 if reference is None else np.max(reference)) * 1.35 + 0.1)
+    top = max(gap.max(), 0 if reference is None else np.max(reference)) * 1.35 + 0.1
+    # a little room below 0, so a marker at a zero gap is drawn whole
+    ax.set_ylim(-0.04 * top, top)
+    ax.axhline(0, color="0.3", lw=0.8, zorder=0)
     ax.set_ylabel("gap (nats)")
     ax.legend(loc="upper left", fontsize="small")
     return drawn
@@ -292,5 +314,6 @@ def plot_svi_trace(points_seen, elbo_per_point, reference, ax=None, *, exact=Non
     ax.set_xscale("log")
     ax.set_xlabel("points streamed")
     ax.set_ylabel("ELBO per point (nats)")
-    ax.legend(loc="lower right", fontsize="small")
+    # the noisy estimates fill the axes: the legend goes outside, to the right
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0)
     return drawn

@@ -67,15 +67,20 @@ def plot_fits_1d(target, fits, labels, bounds, *, ax=None, xlabel: str = "x"):
     Returns
     -------
     list of Line2D (target first).
+
+    The y-axis gets head-room above the highest density, where the legend goes, so
+    the legend never covers a curve.
     """
     ax = get_ax(ax)
     lines = [plot_density_1d(target, bounds, ax=ax, fill=True, color="0.45", label="target p")]
     for i, (fit, label) in enumerate(zip(fits, labels, strict=True)):
         lines.append(plot_density_1d(fit.distribution, bounds, ax=ax, color=color(i),
                                      linewidth=2.2, label=label))
+    top = max(float(np.max(line.get_ydata())) for line in lines)
+    ax.set_ylim(-0.02 * top, (1.2 + 0.12 * len(lines)) * top)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper center")
     return lines
 
 
@@ -107,8 +112,11 @@ def covariance_ellipse(loc, covariance, *, n_std: float = 2.0, ax=None, **kwargs
 
 
 def plot_fits_2d(target, fits, labels, bounds, *, ax=None, n_std: float = 2.0,
-                 show_means: bool = True):
+                 show_means: bool = True, legend_outside: bool = False):
     """A 2-D target's contours with the ``n_std`` ellipse (and mean) of each fit.
+
+    ``legend_outside`` puts the legend to the right of the axes (where it cannot
+    cover the density or an ellipse) instead of in its upper right corner.
 
     Returns ``(contour_set, [Ellipse, ...])``.
     """
@@ -123,10 +131,15 @@ def plot_fits_2d(target, fits, labels, bounds, *, ax=None, n_std: float = 2.0,
             ax.plot(m[0], m[1], marker="x", color=color(i), markersize=8, linestyle="none")
     ax.set_xlim(*bounds[0])
     ax.set_ylim(*bounds[1])
+    ax.set_aspect("equal")  # a circle looks like a circle: widths compare across axes
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     if any(labels):
-        ax.legend(fontsize="small", loc="upper right")
+        if legend_outside:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                      borderaxespad=0)
+        else:
+            ax.legend(fontsize="small", loc="upper right")
     return cs, ellipses
 
 
