@@ -66,7 +66,11 @@ def mean_and_stderr(terms: torch.Tensor, *, diagnose: bool = False) -> Estimate:
 
     With ``diagnose=True`` the result also carries ``khat``, the Pareto k-hat of both
     tails of ``terms`` over dim 0 (:func:`~vitoolkit.divergences.psis.tail_khat`); no
-    warning is issued here (see :func:`warn_if_unreliable`).
+    warning is issued here (see :func:`warn_if_unreliable`). Caveat: the tail fit is
+    scale-free, so terms that are nearly constant with a thin spread (e.g. log q - log p
+    for q fitted to one mode of a mixture) can give k-hat > 0.7 although their standard
+    error is sound; for importance ratios prefer :func:`~vitoolkit.divergences.pareto_khat`
+    on the log ratios.
     """
     n = terms.shape[0]
     value, stderr = terms.mean(0), terms.std(0, unbiased=True) / math.sqrt(n)
