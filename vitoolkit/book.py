@@ -181,6 +181,22 @@ def split_warnings(text: str) -> list[str]:
 _SPHINX_WARNING = re.compile(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE): ")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failure_detail(stderr: str, warnings: list[str]) -> str:
+    """What a reader needs from a failed build: the tutorial's own error, else the warnings."""
+    text = _ANSI.sub("", stderr)
+    lines = text.splitlines()
+    # A notebook that raised: nbclient's report names the cell and ends with the exception.
+    for marker in ("ClaimFailed", "CellExecutionError"):
+        hits = [i for i, line in enumerate(lines) if marker in line]
+        if hits:
+            start = max(0, hits[-1] - 2) if marker == "ClaimFailed" else hits[0]
+            return "\n".join(lines[start:start + 30])
+    return "\n".join(warnings[-20:]) or text[-4000:]
+
+
 def build_book(
     out: str | os.PathLike,
     *,
@@ -235,15 +251,15 @@ def build_book(
                "VITOOLKIT_BOOK_RUN": "1" if run else "0",
                "VITOOLKIT_BOOK_TIMEOUT": str(int(timeout)),
                "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", str(jobs),
+        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-T", "-j", str(jobs),
                "-d", str(Path(tmp) / "doctrees"), str(src), str(html)]
         if strict:
             cmd += ["-W", "--keep-going"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
         warnings = split_warnings(proc.stderr)
         if proc.returncode != 0:
-            detail = "\n".join(warnings[-20:]) or proc.stderr[-4000:] or proc.stdout[-4000:]
-            raise BookError(f"sphinx-build failed (exit {proc.returncode}):\n{detail}")
+            raise BookError(f"sphinx-build failed (exit {proc.returncode}):\n"
+                            + _failure_detail(proc.stderr, warnings))
         summaries = {}
         for name in pages:
             summary = src / PAGES_DIR / "results" / name / "summary.json"

@@ -123,6 +123,21 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def _display_claim(line: str, statement: str, ok: bool, checked: bool, evidence: dict) -> None:
+    """Show a claim in a notebook as a callout (HTML), with the printed line as plain text."""
+    import html
+
+    from IPython.display import display
+
+    kind = "vt-claim" + ("" if ok else (" vt-claim-failed" if checked else " vt-claim-unchecked"))
+    mark = "\u2713 holds" if ok else ("\u2717 does not hold" if checked else "~ full-size claim, not checked")
+    shown = ", ".join(f"{k} = {_short(v)}" for k, v in evidence.items())
+    body = (f'<div class="{kind}"><p><strong>Claim {mark}:</strong> {html.escape(statement)}</p>'
+            + (f'<p class="vt-claim-evidence">{html.escape(shown)}</p>' if shown else "")
+            + "</div>")
+    display({"text/html": body, "text/plain": line}, raw=True)
+
+
 class Tutorial:
     """Settings, outputs and the summary of one tutorial run.
 
@@ -178,7 +193,10 @@ class Tutorial:
         self.claims: list[dict[str, Any]] = []
         self.figure_problems: dict[str, list[str]] = {}
         self._start = time.perf_counter()
-        print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
+        self._notebook = _in_notebook()
+        self.interactive: list[str] = []
+        if not self._notebook:  # a notebook shows the lesson, not the run's bookkeeping
+            print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
 
     # -- randomness -------------------------------------------------------
     def generator(self, offset: int = 0):
@@ -246,7 +264,11 @@ class Tutorial:
         mark = "\u2713" if ok else ("\u2717" if checked else "~")
         shown = ", ".join(f"{k}={_short(v)}" for k, v in evidence_json.items())
         note = "" if checked else "  (full-size claim, not checked in the quick setting)"
-        print(f"[claim {mark}] {statement}" + (f"  [{shown}]" if shown else "") + note)
+        line = f"[claim {mark}] {statement}" + (f"  [{shown}]" if shown else "") + note
+        if self._notebook:
+            _display_claim(line, statement, ok, checked, evidence_json)
+        else:
+            print(line)
         return ok
 
     @property
@@ -298,13 +320,48 @@ class Tutorial:
         import matplotlib.pyplot as plt
 
         if _in_notebook():
-            from IPython.display import display
+            import io
 
-            display(fig)
+            from IPython.display import Image, display
+
+            # The PNG itself, whatever matplotlib backend the kernel runs.
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+            display(Image(data=buffer.getvalue(), format="png"))
         else:
             print(f"[figure] {paths[0]}")
         plt.close(fig)
         return paths
+
+    def save_interactive(self, fig, name: str) -> Path:
+        """Save a Plotly figure as ``<out>/<name>.html``, self-contained (plotly.js inside).
+
+        The file opens from ``file://`` with no network. In a Jupyter kernel (and so
+        in the course book) the figure is also shown inline. Figures come from
+        :mod:`vitoolkit.plotting.interactive`.
+        """
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise ValueError(f"save_interactive: name must be a plain file stem, got {name!r}")
+        if not hasattr(fig, "to_html"):
+            raise TypeError(f"save_interactive: fig must be a plotly Figure, got {type(fig).__name__}")
+        path = self.out / f"{name}.html"
+        tmp = self.out / f".{name}.{os.getpid()}.tmp.html"
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(fig.to_html(include_plotlyjs=True, full_html=True))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.interactive.append(name)
+        if self._notebook:
+            from IPython.display import HTML, display
+
+            display(HTML(fig.to_html(include_plotlyjs=True, full_html=False)))
+        else:
+            print(f"[interactive] {path}")
+        return path
 
     def finish(self) -> Path:
         """Write ``summary.json`` (numbers, figures, claims, settings) atomically.
@@ -321,6 +378,7 @@ class Tutorial:
             "seed": self.seed,
             "seconds": round(time.perf_counter() - self._start, 3),
             "figures": self.figures,
+            "interactive": self.interactive,
             "numbers": self.summary,
             "claims": self.claims,
             "figure_problems": self.figure_problems,
@@ -342,7 +400,8 @@ class Tutorial:
         checked = sum(c["checked"] for c in self.claims)
         problems = sum(len(p) for p in self.figure_problems.values())
         mark = f", \u26a0 {problems} figure problem(s)" if problems else ""
-        print(f"[summary] {path}  ({held} of {checked} checked claims hold{mark})")
+        if not self._notebook:
+            print(f"[summary] {path}  ({held} of {checked} checked claims hold{mark})")
         failed = self.failed_claims
         if failed:
             lines = "\n".join(f"  - {s}" for s in failed)
