@@ -8,6 +8,7 @@ codes already encoded, histories already recorded.
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 from .images import image_shape_of as _image_shape
@@ -81,6 +82,9 @@ def plot_latent_scatter(codes, labels=None, *, ax=None, title: str = "", dims=(0
                                     color=cmap(i % 10), label=str(value), linewidths=0))
     ax.set_xlabel(f"z[{a}]")
     ax.set_ylabel(f"z[{b}]")
+    # At most 5 ticks per axis, so long labels (collapsed codes: -0.0025) never overlap.
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     if title:
         ax.set_title(title)
     if legend and (len(drawn) > 1 or label):
