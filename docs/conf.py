@@ -8,7 +8,9 @@ Sphinx on it. ``VITOOLKIT_QUICK=1`` runs the tutorials in their quick setting;
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import vitoolkit
 
@@ -27,8 +29,6 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
-    # MathJax 3 shipped in a wheel and copied into _static: no CDN, works from file://.
-    "sphinx-mathjax-offline",
 ]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/_downloads", "tutorials/results",
                     "tutorials/*.py"]
@@ -58,6 +58,33 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 napoleon_use_ivar = True
+
+# -- math offline ------------------------------------------------------------------
+# MathJax 3 from the sphinx-mathjax-offline wheel (a package made to ship it), copied
+# into _static by setup() below: no CDN, and pages work from file://. Its own Sphinx
+# hook does the same copy but does not declare itself safe for parallel reading,
+# which would execute the notebooks one at a time.
+_spec = importlib.util.find_spec("sphinx-mathjax-offline")
+if _spec is None or not _spec.submodule_search_locations:
+    raise RuntimeError("the book needs a local MathJax: pip install sphinx-mathjax-offline "
+                       "(part of the docs extra)")
+MATHJAX_DIR = Path(list(_spec.submodule_search_locations)[0]) / "static" / "mathjax"
+mathjax_path = "mathjax/tex-chtml.js"
+# Ambiguous type names in docstrings (many result tuples have a field "loc") are not errors.
+suppress_warnings = ["ref.python"]
+
+
+def _copy_mathjax(app, exc):
+    from sphinx.util.fileutil import copy_asset
+
+    if exc is None:
+        copy_asset(str(MATHJAX_DIR), os.path.join(app.outdir, "_static", "mathjax"))
+
+
+def setup(app):
+    app.connect("build-finished", _copy_mathjax)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
 
 # -- HTML ---------------------------------------------------------------------------
 html_theme = "alabaster"
