@@ -1,0 +1,358 @@
+r"""Bayesian logistic regression as a target for variational inference.
+
+The model (Bishop PRML 4.5, MacKay 1992), with a design matrix Phi of shape (n, D)
+(the inputs, with a leading column of ones when ``fit_intercept``) and labels
+y_n in {0, 1}:
+
+    w ~ N(0, s^2 I_D),      y_n | w ~ Bernoulli(sigmoid(phi_n^T w)).
+
+Its posterior p(w | y) = p(y, w) / p(y) has no closed form. :class:`LogisticPosterior`
+is that posterior as an *unnormalised* target: ``log_prob(w)`` returns the log
+joint log p(y, w) = log p(w | y) + log p(y), which is all that reverse-KL
+variational inference (:func:`vitoolkit.fitting.fit_gaussian`), the Laplace
+approximation (:mod:`vitoolkit.fitting.laplace`) and MCMC
+(:mod:`vitoolkit.fitting.reference`) need. It is batched over parameter draws:
+``w`` of shape (..., D) gives (...).
+
+Predictions average the likelihood over an approximation of the posterior
+(PRML eq. 4.145): p(y* = 1 | x*) = E_q[sigmoid(phi*^T w)], by Monte Carlo or by
+MacKay's probit approximation (PRML eq. 4.153-4.155).
+
+The point-estimate baseline is scikit-learn's L2-penalised ``LogisticRegression``:
+it minimises 1/2 |w|^2 + C sum_n loss_n, and -log p(y, w) = sum_n loss_n + |w|^2 / (2 s^2)
++ const is that objective divided by C = s^2. So the MAP under the prior N(0, s^2 I)
+is ``LogisticRegression(C=s**2, fit_intercept=False)`` fitted to the design matrix
+(the intercept is then penalised like every weight, as the prior says; scikit-learn's
+own ``fit_intercept=True`` leaves it unpenalised, a flat prior).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, constraints
+
+from ..distributions import sample as _sample
+
+__all__ = [
+    "LogisticPosterior",
+    "Predictive",
+    "predictive",
+    "probit_predictive",
+    "sklearn_map",
+    "make_toy_data",
+]
+
+_F64 = torch.float64
+#: MacKay's probit constant: sigmoid(a) ~ Phi(lambda a) with lambda^2 = pi / 8 (PRML eq. 4.154).
+_LAMBDA_SQ = math.pi / 8
+
+
+def _as_matrix(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(_F64)
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_features), got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite")
+    return t
+
+
+class LogisticPosterior(Distribution):
+    r"""The unnormalised posterior of Bayesian logistic regression, as a torch distribution.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Inputs (standardise them first: the prior treats every weight alike).
+    y : array-like of shape (n_samples,)
+        Labels in {0, 1}.
+    prior_std : float > 0
+        s in w ~ N(0, s^2 I_D).
+    fit_intercept : bool
+        Prepend a column of ones to X, so w[0] is the intercept (with the same prior).
+
+    Attributes
+    ----------
+    design : Tensor of shape (n_samples, D), the design matrix Phi (float64)
+    labels : Tensor of shape (n_samples,), float64 zeros and ones
+    dim : int, D = n_features + fit_intercept
+
+    Notes
+    -----
+    ``log_prob(w)`` is the log joint log p(y, w | X) (every constant of the prior and the
+    likelihood kept), not the normalised posterior: the normaliser log p(y | X) is the
+    unknown evidence. There is no sampler (``sample`` raises); draws come from
+    :func:`vitoolkit.fitting.reference.nuts_reference` and moments in 1-D/2-D from
+    :func:`vitoolkit.fitting.reference.grid_reference`.
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+
+    def __init__(self, X, y, prior_std: float = 1.0, *, fit_intercept: bool = True,
+                 validate_args=None):
+        X = _as_matrix(X, "X")
+        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(_F64)
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
+        if not bool(((y == 0) | (y == 1)).all()):
+            raise ValueError("y must hold labels 0 and 1 only")
+        prior_std = float(prior_std)
+        if not (math.isfinite(prior_std) and prior_std > 0):
+            raise ValueError(f"prior_std must be a finite positive number, got {prior_std!r}")
+        self.fit_intercept = bool(fit_intercept)
+        self.prior_std = prior_std
+        self.n_features = X.shape[1]
+        self.design = self.design_matrix(X)
+        self.labels = y
+        self.dim = self.design.shape[1]
+        super().__init__(torch.Size(), torch.Size((self.dim,)), validate_args=validate_args)
+
+    def design_matrix(self, X) -> torch.Tensor:
+        """Phi for new inputs X of shape (m, n_features): shape (m, D)."""
+        X = _as_matrix(X, "X")
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X must have {self.n_features} features, got {X.shape[1]}")
+        if self.fit_intercept:
+            X = torch.cat([torch.ones(X.shape[0], 1, dtype=_F64), X], 1)
+        return X
+
+    # ------------------------------------------------------------------ densities
+    def _weights(self, w) -> torch.Tensor:
+        w = torch.as_tensor(w, dtype=_F64)
+        if w.shape[-1:] != (self.dim,):
+            raise ValueError(f"w must have shape (..., {self.dim}), got {tuple(w.shape)}")
+        return w
+
+    def log_prior(self, w) -> torch.Tensor:
+        """log N(w; 0, s^2 I), w of shape (..., D) -> (...)."""
+        w = self._weights(w)
+        s2 = self.prior_std**2
+        return -0.5 * w.pow(2).sum(-1) / s2 - 0.5 * self.dim * math.log(2 * math.pi * s2)
+
+    def log_likelihood(self, w) -> torch.Tensor:
+        """sum_n log Bernoulli(y_n; sigmoid(phi_n^T w)) (PRML eq. 4.90), (..., D) -> (...).
+
+        In logit form, y a - softplus(a) with a = phi^T w, which never takes the log of 0.
+        """
+        a = self._weights(w) @ self.design.mT
+        return (self.labels * a - F.softplus(a)).sum(-1)
+
+    def log_prob(self, value) -> torch.Tensor:
+        """The log joint log p(y, w) (the unnormalised log posterior), (..., D) -> (...)."""
+        return self.log_likelihood(value) + self.log_prior(value)
+
+    def grad_log_prob(self, w) -> torch.Tensor:
+        """d/dw log p(y, w) = Phi^T (y - sigmoid(Phi w)) - w / s^2 (PRML eq. 4.96), (..., D)."""
+        w = self._weights(w)
+        return (self.labels - torch.sigmoid(w @ self.design.mT)) @ self.design - w / self.prior_std**2
+
+    def hessian(self, w) -> torch.Tensor:
+        """-d^2/dw dw^T log p(y, w) = Phi^T R Phi + I / s^2, R = diag(pi_n (1 - pi_n))
+        (PRML eq. 4.97 plus the prior's precision), w of shape (D,) -> (D, D)."""
+        w = self._weights(w)
+        if w.dim() != 1:
+            raise ValueError(f"hessian takes one w of shape ({self.dim},), got {tuple(w.shape)}")
+        p = torch.sigmoid(self.design @ w)
+        r = p * (1 - p)
+        eye = torch.eye(self.dim, dtype=_F64)
+        return self.design.mT @ (self.design * r[:, None]) + eye / self.prior_std**2
+
+    def logits(self, w, X) -> torch.Tensor:
+        """a = phi(x)^T w for new inputs X (m, n_features) and w (..., D): shape (..., m)."""
+        return self._weights(w) @ self.design_matrix(X).mT
+
+    def sample(self, sample_shape=torch.Size()):
+        raise NotImplementedError(
+            "LogisticPosterior has no exact sampler (its normaliser is unknown): draw from "
+            "it with vitoolkit.fitting.reference.nuts_reference, or fit a Gaussian with "
+            "fit_gaussian(posterior, 'reverse', method='stochastic', init=..., bounds=...)"
+        )
+
+    def box(self, loc, scale, width: float = 8.0) -> list:
+        """Bounds [(lo, hi)] * D = loc +/- width * scale: what ``fit_gaussian(bounds=...)`` and
+        grids need for a target without known moments. loc, scale: (D,) or scalars."""
+        loc = torch.as_tensor(loc, dtype=_F64).expand(self.dim)
+        scale = torch.as_tensor(scale, dtype=_F64).expand(self.dim)
+        return [(float(m - width * s), float(m + width * s)) for m, s in zip(loc, scale, strict=True)]
+
+    @property
+    def sklearn_C(self) -> float:
+        """The inverse penalty of the matching ``LogisticRegression``: C = s^2."""
+        return self.prior_std**2
+
+    def __repr__(self):
+        return (f"LogisticPosterior(n={self.design.shape[0]}, D={self.dim}, "
+                f"prior_std={self.prior_std:g}, fit_intercept={self.fit_intercept})")
+
+
+# ---------------------------------------------------------------------- predictions
+class Predictive(NamedTuple):
+    """Predictive probabilities of class 1.
+
+    prob : Tensor of shape (m,), p(y* = 1 | x*) = E[sigmoid(a*)] under the approximation
+    std : Tensor of shape (m,) or None, the standard deviation of sigmoid(a*) under it
+        (how uncertain the probability itself is); None for the probit approximation
+    method : str, "monte_carlo", "probit", "samples" or "quadrature"
+    """
+
+    prob: torch.Tensor
+    std: torch.Tensor | None
+    method: str
+
+
+def _gaussian_moments(approx):
+    if isinstance(approx, MultivariateNormal):
+        return approx.loc, approx.covariance_matrix
+    if isinstance(approx, Independent) and isinstance(approx.base_dist, Normal):
+        return approx.mean, torch.diag_embed(approx.variance)
+    raise TypeError(f"the probit approximation needs a Gaussian (MultivariateNormal or "
+                    f"Independent(Normal, 1)), got {type(approx).__name__}")
+
+
+def probit_predictive(design, loc, covariance) -> torch.Tensor:
+    r"""MacKay's probit approximation of E_{N(w; loc, covariance)}[sigmoid(phi^T w)].
+
+    With a = phi^T w ~ N(mu_a, sigma_a^2), mu_a = phi^T loc, sigma_a^2 = phi^T Sigma phi
+    (PRML eq. 4.149-4.150): p ~ sigmoid(kappa(sigma_a^2) mu_a),
+    kappa(s2) = (1 + pi s2 / 8)^(-1/2) (PRML eq. 4.153-4.155; MacKay 1992).
+
+    Parameters
+    ----------
+    design : Tensor of shape (m, D)
+    loc : Tensor of shape (D,)
+    covariance : Tensor of shape (D, D)
+
+    Returns
+    -------
+    Tensor of shape (m,)
+    """
+    design = torch.as_tensor(design, dtype=_F64)
+    loc = torch.as_tensor(loc, dtype=_F64)
+    covariance = torch.as_tensor(covariance, dtype=_F64)
+    mu_a = design @ loc
+    var_a = ((design @ covariance) * design).sum(-1)
+    kappa = (1 + _LAMBDA_SQ * var_a).rsqrt()
+    return torch.sigmoid(kappa * mu_a)
+
+
+def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_carlo",
+               num_samples: int = 4000, generator=None) -> Predictive:
+    r"""p(y* = 1 | x*) under an approximation of the posterior (PRML eq. 4.145).
+
+    Parameters
+    ----------
+    posterior : LogisticPosterior (for the design matrix of X)
+    X : array-like of shape (m, n_features)
+    approx : a Gaussian torch distribution (``MultivariateNormal`` or ``Independent(Normal)``,
+        e.g. ``GaussianFit.distribution``); or a Tensor of shape (S, D) of posterior draws
+        (then ``method`` is ignored and the draws are averaged: "samples"); or a weighted
+        point set with ``points`` (M, D) and normalised ``weights`` (M,), such as
+        :class:`vitoolkit.fitting.reference.GridReference` (exact quadrature: "quadrature")
+    method : {"monte_carlo", "probit"}
+        Monte Carlo average of sigmoid(phi^T w) over ``num_samples`` draws of the Gaussian
+        (with its standard deviation), or MacKay's probit approximation
+        (:func:`probit_predictive`, deterministic, no ``std``).
+    num_samples : int
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    Predictive
+    """
+    design = posterior.design_matrix(X)
+    if hasattr(approx, "points") and hasattr(approx, "weights"):
+        weights = approx.weights.to(_F64)
+        mean, var = _weighted_sigmoid_moments(posterior._weights(approx.points), weights, design)
+        return Predictive(mean, var.sqrt(), "quadrature")
+    if isinstance(approx, torch.Tensor):
+        draws = posterior._weights(approx)
+        if draws.dim() != 2:
+            raise ValueError(f"posterior draws must have shape (S, {posterior.dim}), got "
+                             f"{tuple(draws.shape)}")
+        s = draws.shape[0]
+        weights = torch.full((s,), 1.0 / s, dtype=_F64)
+        mean, var = _weighted_sigmoid_moments(draws, weights, design)
+        return Predictive(mean, (var * s / max(s - 1, 1)).sqrt(), "samples")
+    if method == "probit":
+        loc, cov = _gaussian_moments(approx)
+        return Predictive(probit_predictive(design, loc, cov), None, "probit")
+    if method != "monte_carlo":
+        raise ValueError(f"method must be 'monte_carlo' or 'probit', got {method!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
+    with torch.no_grad():
+        draws = _sample(approx, (num_samples,), generator=generator).to(_F64)
+    weights = torch.full((num_samples,), 1.0 / num_samples, dtype=_F64)
+    mean, var = _weighted_sigmoid_moments(draws, weights, design)
+    return Predictive(mean, (var * num_samples / (num_samples - 1)).sqrt(), "monte_carlo")
+
+
+def _weighted_sigmoid_moments(points, weights, design, max_elements: int = 2**22):
+    """sum_m weights_m sigmoid(a_m) and the weighted variance, a_m = design @ points_m, computed
+    in chunks of inputs so that no (M, m) array exceeds ``max_elements`` entries."""
+    step = max(1, max_elements // max(points.shape[0], 1))
+    means, variances = [], []
+    with torch.no_grad():
+        for lo in range(0, design.shape[0], step):
+            probs = torch.sigmoid(points @ design[lo:lo + step].mT)  # (M, chunk)
+            m = weights @ probs
+            means.append(m)
+            variances.append((weights @ (probs - m).pow(2)).clamp_min(0))
+    return torch.cat(means), torch.cat(variances)
+
+
+def sklearn_map(posterior: LogisticPosterior, *, tol: float = 1e-10, max_iter: int = 10_000):
+    """scikit-learn's point estimate with the penalty that matches the prior.
+
+    ``LogisticRegression(C=s**2, fit_intercept=False)`` fitted to ``posterior.design`` (the
+    intercept column, if any, is part of the design and penalised like the prior says):
+    its ``coef_[0]`` is the MAP of ``posterior`` (see the module docstring).
+
+    Returns
+    -------
+    sklearn.linear_model.LogisticRegression, fitted.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=posterior.sklearn_C, fit_intercept=False, tol=tol, max_iter=max_iter)
+    return clf.fit(posterior.design.numpy(), posterior.labels.numpy().astype(int))
+
+
+def make_toy_data(n: int, *, weights=(2.0, 2.0), correlation: float = 0.9, generator=None):
+    r"""A 2-D classification toy without intercept: x ~ N(0, [[1, rho], [rho, 1]]),
+    y ~ Bernoulli(sigmoid(w^T x)).
+
+    Correlated inputs make the posterior over (w_1, w_2) correlated (its precision is
+    Phi^T R Phi + I / s^2), which is where a mean-field Gaussian underestimates the
+    posterior's variance (Bishop PRML 10.1.2). Two weights, so the posterior can be drawn
+    and integrated exactly on a grid.
+
+    Parameters
+    ----------
+    n : int >= 2
+    weights : two numbers, the true w
+    correlation : float in (-1, 1)
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    (X, y) : Tensors of shapes (n, 2) and (n,), float64; y holds 0 and 1.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    rho = float(correlation)
+    if not -1 < rho < 1:
+        raise ValueError(f"correlation must lie in (-1, 1), got {correlation!r}")
+    w = torch.as_tensor(weights, dtype=_F64)
+    if w.shape != (2,):
+        raise ValueError(f"weights must have two entries, got shape {tuple(w.shape)}")
+    chol = torch.linalg.cholesky(torch.tensor([[1.0, rho], [rho, 1.0]], dtype=_F64))
+    X = torch.randn(n, 2, generator=generator, dtype=_F64) @ chol.mT
+    u = torch.rand(n, generator=generator, dtype=_F64)
+    y = (u < torch.sigmoid(X @ w)).to(_F64)
+    return X, y
