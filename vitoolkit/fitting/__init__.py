@@ -6,6 +6,9 @@ full or mean-field Gaussian, by quadrature, reparameterised Monte Carlo, exact
 samples, self-normalised importance sampling (with its Pareto k-hat diagnostic,
 ``GaussianFit.khat``) or moment matching.
 :mod:`vitoolkit.fitting.targets` holds the demonstration targets.
+Bayesian logistic regression (:mod:`~vitoolkit.fitting.logistic`) is a target like
+any other; :mod:`~vitoolkit.fitting.laplace` gives the Laplace approximation and
+:mod:`~vitoolkit.fitting.reference` reference posteriors (exact grid, NUTS).
 """
 
 from .gaussian_fit import (
@@ -17,24 +20,46 @@ from .gaussian_fit import (
     fit_alpha_sweep,
     fit_gaussian,
 )
+from .laplace import LaplaceFit, laplace_approximation
+from .logistic import (
+    LogisticPosterior,
+    Predictive,
+    make_toy_data,
+    predictive,
+    probit_predictive,
+    sklearn_map,
+)
 from .moments import target_moments
 from .objectives import NonFiniteTargetError
+from .reference import GridReference, Reference, grid_reference, nuts_reference
 from .targets import Banana, LogProbOnly, Ring, bimodal_1d, correlated_gaussian, mixture_2d
 
 __all__ = [
-    "DIVERGENCES",
-    "METHODS",
     "Banana",
     "ConvergenceWarning",
+    "DIVERGENCES",
     "GaussianFit",
+    "GridReference",
+    "LaplaceFit",
     "LogProbOnly",
+    "LogisticPosterior",
+    "METHODS",
     "NonFiniteTargetError",
+    "Predictive",
+    "Reference",
     "Ring",
     "UnreliableEstimateWarning",
     "bimodal_1d",
     "correlated_gaussian",
     "fit_alpha_sweep",
     "fit_gaussian",
+    "grid_reference",
+    "laplace_approximation",
+    "make_toy_data",
     "mixture_2d",
+    "nuts_reference",
+    "predictive",
+    "probit_predictive",
+    "sklearn_map",
     "target_moments",
 ]
