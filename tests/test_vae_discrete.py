@@ -8,7 +8,11 @@ within Z = 4.5 standard errors.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from vitoolkit.datasets import load_digits
 from vitoolkit.distributions import gumbel_softmax_sample
 from vitoolkit.divergences import kl_divergence
 from vitoolkit.vae import VQVAE, CategoricalVAE, SparseAutoencoder, train
+from vitoolkit.vae.categorical import bias_and_variance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,6 +213,50 @@ def test_gumbel_softmax_gradient_is_biased_and_the_bias_shrinks_with_temperature
     assert bias[0.1][0] < 0.5 * bias[2.0][0]
 
 
+def test_bias_and_variance_removes_the_noise_of_the_mean(gen):
+    exact = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    shift = torch.tensor([0.3, 0.0, -0.4], dtype=torch.float64)  # ||shift|| = 0.5
+    draws = exact + shift + 2.0 * torch.randn(4000, 3, generator=gen, dtype=torch.float64)
+    bv = bias_and_variance(draws, exact)
+    assert abs(bv.variance - 12.0) < Z * 12.0 * math.sqrt(2 / 4000) * math.sqrt(3)
+    assert abs(bv.bias - 0.5) < 0.1
+    unbiased = bias_and_variance(exact + 2.0 * torch.randn(4000, 3, generator=gen,
+                                                           dtype=torch.float64), exact)
+    assert unbiased.bias < 0.12
+    assert math.isclose(bv.norm, float(exact.norm()))
+
+
+def test_calibrate_baseline_sets_the_mean_reconstruction(gen):
+    model, x = _tiny_categorical()
+    value = model.calibrate_baseline(x, 4000, generator=gen)
+    with torch.no_grad():
+        log_probs = model._log_probs(x)
+        exact = (model.exact_elbo(x) + model._kl_dims(log_probs).sum(-1)).mean()
+    assert abs(value - float(exact)) < 0.05
+    assert float(model.running_baseline) == pytest.approx(value)
+
+
+def test_discrete_plots_draw_without_figure_problems():
+    import matplotlib.pyplot as plt
+
+    from vitoolkit.plotting import discrete
+    from vitoolkit.plotting.figure_check import check_figure
+
+    fig, axes = plt.subplots(1, 5, figsize=(26, 4), layout="constrained")
+    discrete.plot_grouped_bars({"a": {"x": 1.0, "y": 10.0}, "b": {"x": 2.0, "y": 30.0}},
+                               ax=axes[0], title="grouped")
+    discrete.plot_sweep([0.1, 1.0], {"s": [3.0, 1.0], "t": [2.0, 0.5]}, ax=axes[1],
+                        title="sweep")
+    discrete.plot_codebook_usage({"K=4": [5, 3, 0, 1]}, ax=axes[2], title="usage")
+    discrete.plot_curves_xy({"c": ([1e3, 1e4, 5e4], [-30.0, -25.0, -22.0])}, ax=axes[3],
+                            logx=True, title="curves")
+    discrete.plot_ratio_bars(["p", "q"], [0.5, 1.0], ax=axes[4], references={"one": 1.0},
+                             title="ratios")
+    assert check_figure(fig) == []
+    with pytest.raises(ValueError, match="same series"):
+        discrete.plot_grouped_bars({"a": {"x": 1.0}, "b": {"y": 1.0}})
+
+
 # -- training through vitoolkit.vae.train ---------------------------------------------------------
 @pytest.mark.parametrize("estimator,objective,k,kw", [
     ("gumbel_softmax", "elbo", 1, {"temperature": 0.5}),
@@ -305,3 +354,16 @@ def test_bad_input_names_the_argument(digits):
         SparseAutoencoder(64, 8, sparsity=1.0)
     with pytest.raises(TypeError, match="model must be"):
         train(torch.nn.Linear(2, 2), X, epochs=1, batch_size=8)
+
+
+def test_tutorial_07_runs_quick(tmp_path):
+    out = tmp_path / "07"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tutorials" / "07_discrete_latents.py"), "--quick", "--out",
+         str(out), "--seed", "0"], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["claims"]) >= 8
+    assert all(c["holds"] for c in summary["claims"] if c["checked"])
+    assert not any(summary.get("figure_problems", {}).values()), summary["figure_problems"]

@@ -7,7 +7,11 @@ known O(1/K) bias of self-normalised importance sampling).
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -199,3 +203,16 @@ def test_bad_input_for_the_forward_kl_objectives(digits):
     with pytest.raises(ValueError, match="needs a vitoolkit.vae.VAE"):
         train(Autoencoder(64, 2, hidden_dims=(8,)), X, epochs=1, batch_size=64,
               objective="wake_sleep", progress=False)
+
+
+def test_tutorial_08_runs_quick(tmp_path):
+    out = tmp_path / "08"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tutorials" / "08_wake_sleep.py"), "--quick", "--out",
+         str(out), "--seed", "0"], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["claims"]) >= 8
+    assert all(c["holds"] for c in summary["claims"] if c["checked"])
+    assert not any(summary.get("figure_problems", {}).values()), summary["figure_problems"]

@@ -41,6 +41,7 @@ Shapes: ``x`` (n, data_dim); codes ``z`` are one-hot (..., L, C) (or flattened
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -51,7 +52,8 @@ from .likelihoods import make_likelihood
 from .model import _check_int, _LatentVariableModel, check_num_samples
 from .networks import MLP, build_network, check_hidden_dims
 
-__all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES"]
+__all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES", "BiasVariance",
+           "bias_and_variance"]
 
 #: The encoder-gradient estimators of :class:`CategoricalVAE`.
 ESTIMATORS = ("gumbel_softmax", "reinforce", "vimco")
@@ -61,6 +63,37 @@ BASELINES = ("running", "learned", "none")
 MAX_ENUMERATED_STATES = 2**16
 # Elements of decoder output held at once when enumerating or importance sampling.
 _CHUNK_ELEMENTS = 2**22
+
+
+class BiasVariance(NamedTuple):
+    """Bias and variance of a vector-valued gradient estimator against the exact gradient.
+
+    ``bias``: ||E[g] - g_exact||, with the Monte Carlo noise of the mean removed
+    (the square is estimated without bias, then floored at 0); ``variance``:
+    tr Cov(g), the summed variance of the coordinates; ``norm``: ||g_exact||.
+    """
+
+    bias: float
+    variance: float
+    norm: float
+
+
+def bias_and_variance(draws: torch.Tensor, exact: torch.Tensor) -> BiasVariance:
+    """Bias and total variance of gradient estimates ``draws`` (m, P) against ``exact`` (P,).
+
+    E||mean - exact||^2 = ||bias||^2 + tr Cov / m, so ||mean - exact||^2 - tr(S) / m
+    (S the sample covariance) estimates the squared bias without the noise of the
+    Monte Carlo mean.
+    """
+    draws = torch.as_tensor(draws, dtype=torch.float64)
+    exact = torch.as_tensor(exact, dtype=torch.float64)
+    if draws.ndim != 2 or exact.shape != draws.shape[1:] or draws.shape[0] < 2:
+        raise ValueError(f"draws must have shape (m >= 2, P) and exact (P,), got "
+                         f"{tuple(draws.shape)} and {tuple(exact.shape)}")
+    m = draws.shape[0]
+    variance = float(draws.var(0).sum())
+    bias_sq = float((draws.mean(0) - exact).pow(2).sum()) - variance / m
+    return BiasVariance(math.sqrt(max(bias_sq, 0.0)), variance, float(exact.norm()))
 
 
 def _check_choice(value, choices, name: str) -> str:
@@ -427,6 +460,22 @@ class CategoricalVAE(_LatentVariableModel):
                              f"objective='iwae' (got objective={objective!r})")
         return self._surrogate(x, estimator=self.estimator, num_samples=num_samples,
                                generator=generator, beta=beta, update=self.training)
+
+    @torch.no_grad()
+    def calibrate_baseline(self, x, num_samples: int = 20, *, generator=None) -> float:
+        """Set the running baseline to the mean of log p(x | z), z ~ q(z | x), over ``x``.
+
+        That mean is what the running average tracks during REINFORCE training; this
+        sets it at once, e.g. to measure REINFORCE's variance at a checkpoint of a model
+        trained another way. Returns the value.
+        """
+        k = check_num_samples(num_samples)
+        x = self._check_x(x)
+        log_probs = self._log_probs(x)
+        value = self._log_px(self._draw(log_probs, k, generator), x).mean()
+        self.running_baseline.copy_(value)
+        self.baseline_count.clamp_(min=1)
+        return float(value)
 
     def encoder_parameters(self) -> list:
         """The encoder's parameters (the ones the estimators' gradients are about)."""
