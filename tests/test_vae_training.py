@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from vitoolkit.datasets import load_digits
-from vitoolkit.vae import VAE, Autoencoder, annealing, load_model, save_model, train
+from vitoolkit.vae import (
+    VAE,
+    VQVAE,
+    Autoencoder,
+    CategoricalVAE,
+    SparseAutoencoder,
+    annealing,
+    load_model,
+    save_model,
+    train,
+)
 from vitoolkit.vae.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -216,3 +226,16 @@ def test_schedules():
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         annealing.linear_warmup(0)
 
+
+
+@pytest.mark.parametrize("build", [
+    lambda: CategoricalVAE(16, num_latents=2, num_categories=3, hidden_dims=(8,)),
+    lambda: VQVAE(16, num_embeddings=4, embedding_dim=2, hidden_dims=(8,)),
+    lambda: SparseAutoencoder(16, 4),
+], ids=["CategoricalVAE", "VQVAE", "SparseAutoencoder"])
+def test_every_model_class_round_trips_through_load_model(tmp_path, build):
+    model = build()
+    path = save_model(model, tmp_path / "m.pt")
+    loaded = load_model(path)
+    assert type(loaded) is type(model)
+    assert _same(_params(loaded), _params(model))

@@ -80,9 +80,12 @@ def load_checkpoint(path) -> dict:
 
 def _model_classes():
     from .autoencoder import Autoencoder
+    from .categorical import CategoricalVAE
     from .model import VAE
+    from .sparse import SparseAutoencoder
+    from .vqvae import VQVAE
 
-    return {"VAE": VAE, "Autoencoder": Autoencoder}
+    return {cls.__name__: cls for cls in (VAE, Autoencoder, CategoricalVAE, VQVAE, SparseAutoencoder)}
 
 
 def check_compatible(model, payload: dict, path="checkpoint") -> None:
@@ -106,7 +109,7 @@ def check_compatible(model, payload: dict, path="checkpoint") -> None:
 
 
 def save_model(model, path) -> Path:
-    """Save a :class:`~vitoolkit.vae.VAE` or :class:`~vitoolkit.vae.Autoencoder` atomically."""
+    """Save any of the package's models (VAE, Autoencoder, CategoricalVAE, VQVAE, ...) atomically."""
     return save_checkpoint(path, {
         "kind": "model", "model_class": type(model).__name__,
         "model_config": dict(model.config),
