@@ -353,7 +353,7 @@ for _label, key, kind, kwargs in settings:
     tut.record(f"kl[{key}]", res[key]["kl"], ".2f")
     tut.record(f"active_units[{key}]", res[key]["active"])
     if kind == "binary":
-        dec = kl_decomposition(aggregate_posterior(model, Xb), tut.choose(2000, 4000),
+        dec = kl_decomposition(aggregate_posterior(model, Xb), tut.choose(1000, 4000),
                                generator=tut.generator(11))
         res[key]["mi"] = float(dec.mutual_information.value)
         res[key]["train_kl"] = dec.average_kl
@@ -700,7 +700,7 @@ tut.savefig(fig, "manifold")
 # evaluate its exact density (a log-sum-exp over its $N$ components).
 
 # %%
-n_mc = tut.choose(2000, 4000)
+n_mc = tut.choose(1000, 4000)
 agg2 = aggregate_posterior(vae2, Xb)
 dec2 = kl_decomposition(agg2, n_mc, generator=tut.generator(14))
 dec8 = kl_decomposition(aggregate_posterior(vae8, Xb), n_mc, generator=tut.generator(15))
@@ -719,7 +719,7 @@ for tag, dec in (("2d", dec2), ("8d", dec8)):
               aggregate_kl=dec.aggregate_kl.value, log_n=dec.log_num_components)
 
 lim = 3.2
-axis = torch.linspace(-lim, lim, tut.choose(90, 140), dtype=torch.float64)
+axis = torch.linspace(-lim, lim, tut.choose(60, 120), dtype=torch.float64)
 gx, gy = torch.meshgrid(axis, axis, indexing="xy")
 pts = torch.stack([gx, gy], -1)
 agg_density = agg2.log_prob(pts).exp()

@@ -110,7 +110,7 @@ class AggregatePosterior:
         u = (z.unsqueeze(-2) - self.loc) / self.scale  # (..., N, L)
         return -0.5 * (u * u).sum(-1) - self.scale.log().sum(-1) - 0.5 * self.latent_dim * _LOG_2PI
 
-    def log_prob(self, z, *, batch_size: int = 1024) -> torch.Tensor:
+    def log_prob(self, z, *, batch_size: int = 256) -> torch.Tensor:
         """log q(z) = logsumexp_n log q(z | x_n) - log N, exact; z (..., L) -> (...)."""
         z = torch.as_tensor(z, dtype=torch.float64)
         flat = z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
