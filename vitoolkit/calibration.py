@@ -6,7 +6,7 @@ positives against the mean prediction in each bin (DeGroot & Fienberg 1983;
 Niculescu-Mizil & Caruana 2005); the expected calibration error (ECE) is the
 count-weighted mean gap between the two (Naeini, Cooper & Hauskrecht 2015, AAAI,
 "Obtaining well calibrated probabilities using Bayesian binning", section 3;
-Guo, Pleiss, Sun & Weinberger 2017, ICML, eq. 3):
+Guo, Pleiss, Sun & Weinberger 2017, ICML, eq. 3)::
 
     ECE = sum_b (n_b / n) |frac_positive_b - mean_prediction_b|.
 
@@ -91,7 +91,7 @@ def reliability(y_true, y_prob, *, n_bins: int = 10, strategy: str = "uniform") 
 
 
 def expected_calibration_error(y_true, y_prob, *, n_bins: int = 10, strategy: str = "uniform") -> float:
-    """ECE = sum_b (n_b / n) |fraction of positives_b - mean prediction_b| (module docstring).
+    """ECE = sum_b (n_b / n) ``|fraction of positives_b - mean prediction_b|`` (module docstring).
 
     Parameters
     ----------

@@ -179,9 +179,10 @@ class ConjugateGaussian:
     def log_evidence(self, x) -> torch.Tensor:
         """Exact log p(x) = log N(x; m0 1, s^2 I + s0^2 1 1^T), in O(n).
 
-        With the determinant s^(2n) (1 + n s0^2 / s^2) and the Sherman-Morrison inverse,
-        log p(x) = -n/2 log(2 pi s^2) - 1/2 log(1 + n s0^2 / s^2)
-                   - sum_i (x_i - xbar)^2 / (2 s^2) - n (xbar - m0)^2 / (2 (s^2 + n s0^2)).
+        With the determinant s^(2n) (1 + n s0^2 / s^2) and the Sherman-Morrison inverse::
+
+            log p(x) = -n/2 log(2 pi s^2) - 1/2 log(1 + n s0^2 / s^2)
+                       - sum_i (x_i - xbar)^2 / (2 s^2) - n (xbar - m0)^2 / (2 (s^2 + n s0^2)).
         """
         x = self._data(x)
         n = x.shape[0]
@@ -253,7 +254,7 @@ class ConjugateGaussian:
                            self.log_evidence(x))
 
     def elbo_quadrature(self, x, q: Normal, *, num_points: int = 4001, width: float = 12.0) -> torch.Tensor:
-        """E_q[log p(x, z) - log q(z)] by trapezoidal quadrature on z = loc + scale * u, |u| <= width.
+        """E_q[log p(x, z) - log q(z)] by trapezoidal quadrature on z = loc + scale * u, ``|u| <= width``.
 
         The Jensen route to the bound: log p(x) = log E_q[w] >= E_q[log w], w = p(x, z) / q(z),
         computed from its definition without the closed forms that :meth:`elbo` uses.
@@ -340,7 +341,7 @@ class ConjugateGaussian:
 
     def importance_log_weights(self, x, proposal: Normal, num_samples: int, *,
                                generator: torch.Generator | None = None) -> torch.Tensor:
-        """log w_s = log p(x, z_s) - log proposal(z_s), z_s ~ proposal: shape (num_samples, *batch).
+        """log w_s = log p(x, z_s) - log proposal(z_s), z_s ~ proposal: shape ``(num_samples, *batch)``.
 
         With ``proposal = self.prior`` the weights are the likelihoods p(x | z_s): the naive
         estimator p(x) ~ mean_s p(x | z_s).

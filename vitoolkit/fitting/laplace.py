@@ -1,6 +1,6 @@
 r"""The Laplace approximation: a Gaussian at the mode, with the curvature there.
 
-For an unnormalised density p~(w) = Z p(w) (Bishop PRML 4.4, eq. 4.132-4.135):
+For an unnormalised density p~(w) = Z p(w) (Bishop PRML 4.4, eq. 4.132-4.135)::
 
     w_MAP = argmax log p~(w),      A = -grad grad log p~(w_MAP),
     q(w)  = N(w; w_MAP, A^-1),     log Z ~ log p~(w_MAP) + D/2 log 2 pi - 1/2 log |A|.

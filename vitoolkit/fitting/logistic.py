@@ -2,7 +2,7 @@ r"""Bayesian logistic regression as a target for variational inference.
 
 The model (Bishop PRML 4.5, MacKay 1992), with a design matrix Phi of shape (n, D)
 (the inputs, with a leading column of ones when ``fit_intercept``) and labels
-y_n in {0, 1}:
+y_n in {0, 1}::
 
     w ~ N(0, s^2 I_D),      y_n | w ~ Bernoulli(sigmoid(phi_n^T w)).
 
@@ -19,8 +19,8 @@ Predictions average the likelihood over an approximation of the posterior
 MacKay's probit approximation (PRML eq. 4.153-4.155).
 
 The point-estimate baseline is scikit-learn's L2-penalised ``LogisticRegression``:
-it minimises 1/2 |w|^2 + C sum_n loss_n, and -log p(y, w) = sum_n loss_n + |w|^2 / (2 s^2)
-+ const is that objective divided by C = s^2. So the MAP under the prior N(0, s^2 I)
+it minimises ``1/2 |w|^2 + C sum_n loss_n``, and ``-log p(y, w) = sum_n loss_n + |w|^2 / (2 s^2)
++ const`` is that objective divided by C = s^2. So the MAP under the prior N(0, s^2 I)
 is ``LogisticRegression(C=s**2, fit_intercept=False)`` fitted to the design matrix
 (the intercept is then penalised like every weight, as the prior says; scikit-learn's
 own ``fit_intercept=True`` leaves it unpenalised, a flat prior).
@@ -194,10 +194,12 @@ class LogisticPosterior(Distribution):
 class Predictive(NamedTuple):
     """Predictive probabilities of class 1.
 
-    prob : Tensor of shape (m,), p(y* = 1 | x*) = E[sigmoid(a*)] under the approximation
-    std : Tensor of shape (m,) or None, the standard deviation of sigmoid(a*) under it
-        (how uncertain the probability itself is); None for the probit approximation
-    method : str, "monte_carlo", "probit", "samples" or "quadrature"
+    Fields::
+
+        prob : Tensor of shape (m,), p(y* = 1 | x*) = E[sigmoid(a*)] under the approximation
+        std : Tensor of shape (m,) or None, the standard deviation of sigmoid(a*) under it
+            (how uncertain the probability itself is); None for the probit approximation
+        method : str, "monte_carlo", "probit", "samples" or "quadrature"
     """
 
     prob: torch.Tensor
