@@ -353,7 +353,7 @@ for _label, key, kind, kwargs in settings:
     tut.record(f"kl[{key}]", res[key]["kl"], ".2f")
     tut.record(f"active_units[{key}]", res[key]["active"])
     if kind == "binary":
-        dec = kl_decomposition(aggregate_posterior(model, Xb), tut.choose(1000, 4000),
+        dec = kl_decomposition(aggregate_posterior(model, Xb), tut.choose(1000, 2000),
                                generator=tut.generator(11))
         res[key]["mi"] = float(dec.mutual_information.value)
         res[key]["train_kl"] = dec.average_kl
@@ -759,7 +759,8 @@ for key, label in (("encoder_sigma_learned", "sigma learned"), ("encoder_sigma_1
     act = active_units(models[key], Xb).mask
     corr = correlation_matrix(loc[:, act])
     dims = torch.nonzero(act).flatten().tolist()
-    tc = aggregate_total_correlation(aggregate_posterior(models[key], Xb), n_mc, dims=dims,
+    tc = aggregate_total_correlation(aggregate_posterior(models[key], Xb), tut.choose(1000, 2000),
+                                     dims=dims,
                                      generator=tut.generator(17))
     corr_res[label] = dict(corr=corr, max=max_abs_off_diagonal(corr), dims=dims,
                            tc=float(tc.value), tc_se=float(tc.stderr),
