@@ -160,7 +160,7 @@ def bce_floor(y) -> torch.Tensor:
 def continuous_bernoulli_log_normaliser(lam) -> torch.Tensor:
     r"""log C(lambda) of the continuous Bernoulli, Loaiza-Ganem & Cunningham (2019), eq. (3).
 
-    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = |logit lambda| / |1 - 2 lambda|
+    ``C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = abs(logit lambda) / abs(1 - 2 lambda)``
     for lambda != 1/2, and C(1/2) = 2; near 1/2 the second-order Taylor expansion
     log 2 + 4/3 d + 104/45 d^2, d = (lambda - 1/2)^2, avoids 0/0.
 

@@ -254,7 +254,7 @@ def correlation_matrix(codes) -> torch.Tensor:
 
 
 def max_abs_off_diagonal(matrix) -> float:
-    """The largest |m_ij| with i != j of a square matrix (0 for a 1x1 matrix)."""
+    """The largest ``abs(m[i, j])`` with i != j of a square matrix (0 for a 1x1 matrix)."""
     m = torch.as_tensor(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"matrix must be square, got shape {tuple(m.shape)}")
