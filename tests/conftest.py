@@ -48,6 +48,11 @@ the executed notebook) and the numbers; other runs are ``python tutorials/NN.py
 the notebook packages every run is a subprocess. A run whose claims fail still
 returns (``run.ok`` is False, ``summary.json`` is there). Results live on disk
 under a file lock, so ``pytest -n N`` (pytest-xdist) workers share them too.
+
+Mark a test with the run it reads, ``@pytest.mark.tutorial_run("02_cavi_gmm", seed=1,
+quick=True)``, and the fixture starts that script run in the background (two at a
+time, ``VITOOLKIT_TEST_JOBS``) as soon as the session's first tutorial run is
+requested, in the order the tests come; unmarked calls simply run on demand.
 """
 
 from __future__ import annotations
@@ -169,20 +174,22 @@ class TutorialRun:
         return f"{self.name} (seed {self.seed}, {setting}, as a {self.via})"
 
 
-def _tutorial_path(name: str) -> Path:
-    from vitoolkit.cli import find_tutorials
-
-    found = {t.name: t.path for t in find_tutorials()}
-    if name not in found:
-        raise ValueError(f"unknown tutorial {name!r}; found: {', '.join(found)}")
-    return found[name]
-
-
-def _run_script(path: Path, seed: int, quick: bool, out: Path) -> tuple[int, str]:
+def _run_script(path: Path, seed: int, quick: bool, out: Path, running: set | None = None) -> tuple[int, str]:
     cmd = [sys.executable, str(path), "--out", str(out), "--seed", str(seed)] + (["--quick"] if quick else [])
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TUTORIAL_TIMEOUT, env=env)
-    return proc.returncode, proc.stdout + proc.stderr
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        if running is not None:
+            running.add(proc)
+        try:
+            output, _ = proc.communicate(timeout=TUTORIAL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+            output += f"\n[test] killed after {TUTORIAL_TIMEOUT} s"
+        finally:
+            if running is not None:
+                running.discard(proc)
+    return proc.returncode, output
 
 
 def _run_notebook(path: Path, seed: int, quick: bool, out: Path):
@@ -243,46 +250,120 @@ def _shared_root(tmp_path_factory) -> Path:
     return path
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "tutorial_run(name, seed=0, quick=True): the test reads this run of a tutorial "
+        "(the tutorial_run fixture starts the script runs a session needs in the background)")
+
+
+class _Runs:
+    """Each (tutorial, seed, setting) once per session, on disk under a file lock.
+
+    ``prefetch`` starts script runs in a pool of ``jobs`` threads (each waits on one
+    tutorial subprocess), in the order the session's tests need them, so that on a
+    2-core machine two tutorials run at a time; notebook runs stay in the main thread.
+    """
+
+    def __init__(self, root: Path, jobs: int):
+        from vitoolkit.cli import find_tutorials
+
+        # Found here, in the main thread: ast.parse is not thread-safe in CPython 3.11
+        # ("AST constructor recursion depth mismatch").
+        self.paths = {t.name: t.path for t in find_tutorials()}
+        self.root = root
+        self.jobs = jobs
+        self.pool = None
+        self.futures: dict[tuple, Any] = {}
+        self.cache: dict[tuple, TutorialRun] = {}
+        self.running: set = set()
+
+    @staticmethod
+    def via(key: tuple) -> str:
+        _name, seed, quick = key
+        return "notebook" if (seed == 0 and quick and not NOTEBOOK_MISSING) else "script"
+
+    def _produce(self, key: tuple) -> dict:
+        from filelock import FileLock
+
+        name, seed, quick = key
+        path = self.paths[name]
+        out = self.root / f"{name}-seed{seed}-{'quick' if quick else 'full'}"
+        record = self.root / f"{out.name}.run.json"
+        with FileLock(str(out) + ".lock"):
+            if record.is_file():
+                return json.loads(record.read_text(encoding="utf-8"))
+            out.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            if self.via(key) == "notebook":
+                code, output, _nb = _run_notebook(path, seed, quick, out)
+            else:
+                code, output = _run_script(path, seed, quick, out, self.running)
+            meta = {"returncode": code, "output": output, "via": self.via(key),
+                    "seconds": round(time.perf_counter() - start, 2), "out": str(out)}
+            record.write_text(json.dumps(meta), encoding="utf-8")
+            return meta
+
+    def prefetch(self, keys) -> None:
+        if self.jobs < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="tutorial-run")
+        for key in keys:
+            known = key[0] in self.paths
+            if known and key not in self.futures and key not in self.cache and self.via(key) == "script":
+                self.futures[key] = self.pool.submit(self._produce, key)
+
+    def get(self, name: str, seed: int = 0, quick: bool = True) -> TutorialRun:
+        key = (name, int(seed), bool(quick))
+        if name not in self.paths:
+            raise ValueError(f"unknown tutorial {name!r}; found: {', '.join(self.paths)}")
+        if key not in self.cache:
+            future = self.futures.get(key)
+            meta = future.result() if future is not None else self._produce(key)
+            notebook = None
+            if meta["via"] == "notebook":
+                import nbformat
+
+                notebook = nbformat.read(Path(meta["out"]) / f"{name}.executed.ipynb", as_version=4)
+            self.cache[key] = TutorialRun(name, key[1], key[2], Path(meta["out"]), meta["returncode"],
+                                          meta["output"], meta["seconds"], meta["via"], notebook)
+        return self.cache[key]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(self.running):
+            proc.kill()
+
+
+def _wanted_runs(items) -> list[tuple]:
+    """The (name, seed, quick) runs that the selected tests declare with the ``tutorial_run`` marker."""
+    keys = []
+    for item in items:
+        for mark in item.iter_markers("tutorial_run"):
+            args = dict(zip(("name", "seed", "quick"), mark.args, strict=False)) | mark.kwargs
+            key = (args["name"], int(args.get("seed", 0)), bool(args.get("quick", True)))
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
 @pytest.fixture(scope="session")
-def tutorial_run(tmp_path_factory):
+def tutorial_run(tmp_path_factory, request):
     """``run(name, seed=0, quick=True) -> TutorialRun``: each tutorial runs once per setting.
 
     See the module docstring for the usage and for which runs execute as a notebook.
+    On first use it starts, in the background, the script runs that the selected
+    tests declare with ``@pytest.mark.tutorial_run(name, seed, quick)``, two at a
+    time (``VITOOLKIT_TEST_JOBS``, default the number of CPUs; 1 turns this off;
+    off under pytest-xdist, which parallelises by itself).
     """
-    from filelock import FileLock
-
-    root = _shared_root(tmp_path_factory)
-    cache: dict[tuple, TutorialRun] = {}
-
-    def run(name: str, seed: int = 0, quick: bool = True) -> TutorialRun:
-        key = (name, int(seed), bool(quick))
-        if key in cache:
-            return cache[key]
-        path = _tutorial_path(name)
-        via = "notebook" if (seed == 0 and quick and not NOTEBOOK_MISSING) else "script"
-        out = root / f"{name}-seed{seed}-{'quick' if quick else 'full'}"
-        record = out.with_suffix(".run.json")
-        with FileLock(str(out) + ".lock"):
-            if record.is_file():
-                meta = json.loads(record.read_text(encoding="utf-8"))
-            else:
-                out.mkdir(parents=True, exist_ok=True)
-                start = time.perf_counter()
-                if via == "notebook":
-                    code, output, _nb = _run_notebook(path, seed, quick, out)
-                else:
-                    code, output = _run_script(path, seed, quick, out)
-                meta = {"returncode": code, "output": output, "via": via,
-                        "seconds": round(time.perf_counter() - start, 2)}
-                record.write_text(json.dumps(meta), encoding="utf-8")
-        notebook = None
-        if meta["via"] == "notebook":
-            import nbformat
-
-            notebook = nbformat.read(out / f"{name}.executed.ipynb", as_version=4)
-        result = TutorialRun(name, key[1], key[2], out, meta["returncode"], meta["output"],
-                             meta["seconds"], meta["via"], notebook)
-        cache[key] = result
-        return result
-
-    return run
+    jobs = int(os.environ.get("VITOOLKIT_TEST_JOBS", os.cpu_count() or 1))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        jobs = 1
+    runs = _Runs(_shared_root(tmp_path_factory), jobs)
+    runs.prefetch(_wanted_runs(request.session.items))
+    yield runs.get
+    runs.close()

@@ -38,7 +38,8 @@ def _outputs(nb):
 
 
 @needs_notebook
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.tutorial_run(n, seed=0, quick=True))
+                                  for n in NAMES])
 def test_notebook_runs_and_shows_every_figure_inline(tutorial_run, name):
     run = tutorial_run(name, seed=0, quick=True)
     assert run.via == "notebook" and run.notebook is not None, run

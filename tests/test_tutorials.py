@@ -11,7 +11,9 @@ Tutorials are found with :func:`vitoolkit.cli.find_tutorials`, so a new tutorial
 is covered the moment it is added. Each (tutorial, seed, setting) runs once per
 session through the ``tutorial_run`` fixture (``tests/conftest.py``); the seed-0
 quick run is the notebook execution that ``test_notebooks.py`` inspects, seeds 1
-and 2 and the full run are subprocesses (``python tutorials/NN.py ...``).
+and 2 and the full run are subprocesses (``python tutorials/NN.py ...``), which
+the fixture starts in the background, two at a time, as soon as the first test
+needs a run (each test declares its run with ``@pytest.mark.tutorial_run``).
 """
 
 from __future__ import annotations
@@ -67,21 +69,26 @@ def test_there_are_tutorials():
     assert len(TUTORIALS) >= 6, NAMES
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", NAMES)
+def _runs(seeds, quick: bool):
+    """Parameters (name, seed), each marked with the run it reads (started early by the fixture)."""
+    return [pytest.param(name, seed, id=f"{name}-seed{seed}",
+                         marks=pytest.mark.tutorial_run(name, seed=seed, quick=quick))
+            for name in NAMES for seed in seeds]
+
+
+@pytest.mark.parametrize(("name", "seed"), _runs(SEEDS, quick=True))
 def test_quick_run_claims_hold(tutorial_run, name, seed):
     _check_claims(tutorial_run(name, seed=seed, quick=True), every=False)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "seed"), _runs(SEEDS, quick=True))
 def test_quick_run_figures_are_clean(tutorial_run, name, seed):
     _check_figures(tutorial_run(name, seed=seed, quick=True))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_full_run_every_claim_holds_and_figures_are_clean(tutorial_run, name):
-    run = tutorial_run(name, seed=0, quick=False)
+@pytest.mark.parametrize(("name", "seed"), _runs([0], quick=False))
+def test_full_run_every_claim_holds_and_figures_are_clean(tutorial_run, name, seed):
+    run = tutorial_run(name, seed=seed, quick=False)
     _check_claims(run, every=True)
     _check_figures(run)
