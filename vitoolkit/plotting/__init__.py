@@ -3,9 +3,9 @@
 The theme lives in :mod:`vitoolkit.plotting.style`; each topic has its own module,
 imported here: ``core`` (ELBO anatomy), ``cavi``, ``fitting``, ``gradients``,
 ``vae``, ``vae_beyond``, ``discrete`` and ``classification``; ``interactive`` holds
-the Plotly figures (imported on use, as ``vitoolkit.plotting.interactive``). :func:`check_figure` (``figure_check``) lists the defects
-a reader would notice in a figure: legends over data, overlapping tick labels,
-colliding titles, empty axes.
+the Plotly figures (imported on use, as ``vitoolkit.plotting.interactive``).
+:func:`check_figure` (``figure_check``) lists the defects a reader would notice in
+a figure: legends over data, overlapping tick labels, colliding titles, empty axes.
 """
 
 from . import cavi, classification, core, discrete, fitting, gradients, vae, vae_beyond
