@@ -141,7 +141,7 @@ def check_page(driver, url: str, is_tutorial: bool) -> tuple[dict, list[str]]:
     if "error" in info:
         return info, [f"check script failed: {info['error']}"]
     for entry in driver.get_log("browser"):
-        if entry.get("level") == "SEVERE":
+        if entry.get("level") == "SEVERE" and "favicon.ico" not in entry.get("message", ""):
             problems.append(f"console: {entry.get('message', '')[:300]}")
     if info["broken"]:
         problems.append(f"images that did not decode: {info['broken'][:5]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -103,3 +104,28 @@ def test_saved_figures_are_checked_and_their_problems_recorded_without_failing_t
     assert summary["figure_problems"]["good"] == []
     assert len(summary["figure_problems"]["bad"]) == 1
     assert (tmp_path / "bad.png").is_file() and (tmp_path / "bad.svg").is_file()
+
+
+def test_in_a_notebook_claims_are_callouts_and_tutorial_calls_do_not_echo(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cells = [
+        f"from vitoolkit.tutorial import Tutorial\ntut = Tutorial('nb', ['--out', {str(tmp_path)!r}])\n"
+        "tut.claim('one is less than two', 1 < 2, a=1)",
+        "tut.record('v', 3.5)",
+        "1 + 1",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    env_backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        nbclient.NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        if env_backend is not None:
+            os.environ["MPLBACKEND"] = env_backend
+    claim, record, plain = (c.outputs for c in nb.cells)
+    assert [o.output_type for o in claim] == ["display_data"]
+    assert 'class="vt-claim"' in claim[0].data["text/html"]
+    assert "one is less than two" in claim[0].data["text/plain"]
+    assert [o.output_type for o in record] == ["stream"]  # printed once, not echoed
+    assert plain[0].output_type == "execute_result" and plain[0].data["text/plain"] == "2"

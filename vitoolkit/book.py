@@ -152,6 +152,13 @@ def _stage(docs: Path, dest: Path, tutorials: Sequence[TutorialInfo]) -> list[st
         downloads.mkdir(exist_ok=True)
         nbformat.write(tutorial_notebook(t.path), downloads / f"{t.name}.ipynb")
         names.append(t.name)
+    # A partial build (some tutorials only) keeps the index free of dangling links.
+    index = dest / "index.md"
+    if index.is_file():
+        pattern = re.compile(PAGES_DIR + r"/(\d\d_[A-Za-z0-9_]+)\.ipynb")
+        kept = [line for line in index.read_text(encoding="utf-8").splitlines()
+                if all(m in names for m in pattern.findall(line))]
+        index.write_text("\n".join(kept) + "\n", encoding="utf-8")
     (pages / "index.md").write_text(
         "# The tutorials\n\n```{toctree}\n:maxdepth: 1\n\n"
         + "".join(f"{n}\n" for n in names) + "```\n", encoding="utf-8")

@@ -138,6 +138,35 @@ def _display_claim(line: str, statement: str, ok: bool, checked: bool, evidence:
     display({"text/html": body, "text/plain": line}, raw=True)
 
 
+#: The value the last Tutorial call returned, which the notebook must not echo.
+_QUIET: list = [None]
+
+
+def _install_quiet_displayhook() -> None:
+    """Wrap the kernel's display hook once so that it skips :data:`_QUIET`'s value.
+
+    IPython installs ``shell.display_trap.hook`` as ``sys.displayhook`` for each cell;
+    the wrapper forwards every other result unchanged.
+    """
+    import IPython
+
+    trap = IPython.get_ipython().display_trap
+    if getattr(trap.hook, "_vitoolkit_quiet", False):
+        return
+    inner = trap.hook
+
+    def hook(value):
+        quiet, _QUIET[0] = _QUIET[0], None
+        if value is not None and value is quiet:
+            return None
+        return inner(value)
+
+    hook._vitoolkit_quiet = True
+    trap.hook = hook
+    if sys.displayhook is inner:  # the current cell, already inside the trap
+        sys.displayhook = hook
+
+
 class Tutorial:
     """Settings, outputs and the summary of one tutorial run.
 
@@ -194,6 +223,8 @@ class Tutorial:
         self.figure_problems: dict[str, list[str]] = {}
         self._start = time.perf_counter()
         self._notebook = _in_notebook()
+        if self._notebook:
+            _install_quiet_displayhook()
         self.interactive: list[str] = []
         if not self._notebook:  # a notebook shows the lesson, not the run's bookkeeping
             print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
@@ -223,7 +254,7 @@ class Tutorial:
         else:
             shown = value_json
         print(f"{name} = {shown}")
-        return value
+        return self._quiet(value)
 
     def claim(self, statement: str, holds: Any, *, full_only: bool = False, **evidence: Any) -> bool:
         """Check one sentence of the lesson against this run's numbers.
@@ -269,7 +300,17 @@ class Tutorial:
             _display_claim(line, statement, ok, checked, evidence_json)
         else:
             print(line)
-        return ok
+        return self._quiet(ok)
+
+    def _quiet(self, value):
+        """Return ``value``; in a notebook, a cell ending in this call does not echo it.
+
+        ``record`` prints its value, ``claim`` shows a callout and ``savefig`` the figure:
+        the returned value shown again as the cell's result would only repeat them.
+        """
+        if self._notebook:
+            _QUIET[0] = value
+        return value
 
     @property
     def failed_claims(self) -> list[str]:
@@ -331,7 +372,7 @@ class Tutorial:
         else:
             print(f"[figure] {paths[0]}")
         plt.close(fig)
-        return paths
+        return self._quiet(paths)
 
     def save_interactive(self, fig, name: str) -> Path:
         """Save a Plotly figure as ``<out>/<name>.html``, self-contained (plotly.js inside).
@@ -361,7 +402,7 @@ class Tutorial:
             display(HTML(fig.to_html(include_plotlyjs=True, full_html=False)))
         else:
             print(f"[interactive] {path}")
-        return path
+        return self._quiet(path)
 
     def finish(self) -> Path:
         """Write ``summary.json`` (numbers, figures, claims, settings) atomically.
