@@ -1,6 +1,6 @@
 """Sphinx configuration of the vitoolkit course book (Sphinx + MyST-NB).
 
-Build it with ``vitoolkit book --out DIR [--quick]`` (see :mod:`vitoolkit.book`),
+Build it with ``vitoolkit book --out DIR [--quick]`` (see :mod:`vitoolkit.course.book`),
 which stages this folder with one executed-notebook page per tutorial and runs
 Sphinx on it. ``VITOOLKIT_QUICK=1`` runs the tutorials in their quick setting;
 ``VITOOLKIT_BOOK_RUN=0`` renders them without running them.

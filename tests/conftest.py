@@ -203,7 +203,7 @@ def _run_notebook(path: Path, seed: int, quick: bool, out: Path):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    from vitoolkit.book import tutorial_notebook
+    from vitoolkit.course.book import tutorial_notebook
 
     nb = tutorial_notebook(path)
     probe = nbformat.v4.new_code_cell(
@@ -265,7 +265,7 @@ class _Runs:
     """
 
     def __init__(self, root: Path, jobs: int):
-        from vitoolkit.cli import find_tutorials
+        from vitoolkit.course.cli import find_tutorials
 
         # Found here, in the main thread: ast.parse is not thread-safe in CPython 3.11
         # ("AST constructor recursion depth mismatch").

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from vitoolkit import book
-from vitoolkit.cli import TutorialInfo, find_tutorials
+from vitoolkit.course import book
+from vitoolkit.course.cli import TutorialInfo, find_tutorials
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = find_tutorials(ROOT / "tutorials")
@@ -41,7 +41,7 @@ The docstring's body is Markdown too: $x^2$.
 # %%
 # a comment that must stay in the code
 from vitoolkit.plotting import subplots
-from vitoolkit.tutorial import Tutorial
+from vitoolkit.course import Tutorial
 
 tut = Tutorial("98_throwaway")
 
@@ -172,7 +172,7 @@ def test_a_failed_claim_fails_the_book_with_its_statement(throwaway, tmp_path, m
 
 
 def test_book_command_rejects_a_file_as_output(tmp_path, capsys):
-    from vitoolkit.cli import main
+    from vitoolkit.course.cli import main
 
     target = tmp_path / "a_file"
     target.write_text("x")

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from vitoolkit import cli
-from vitoolkit.tutorial import Tutorial, to_jsonable
+from vitoolkit.course import cli
+from vitoolkit.course.tutorial import Tutorial, to_jsonable
 
 GOOD = '''"""A good tutorial.
 
 Question: Does the runner work?
 """
-from vitoolkit.tutorial import Tutorial
+from vitoolkit.course import Tutorial
 tut = Tutorial("01_good")
 tut.record("answer", 42)
 import matplotlib.pyplot as plt
@@ -223,6 +223,27 @@ def test_exercise_notebook_without_nbformat_is_a_clear_error(tmp_path, capsys, m
 
 
 def test_building_the_parser_does_not_import_torch():
-    code = "import sys, vitoolkit.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    code = "import sys, vitoolkit.course.cli as c; c.build_parser(); print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_algorithm_layers_never_import_the_course_tooling():
+    code = (
+        "import sys, vitoolkit.distributions, vitoolkit.divergences, vitoolkit.conjugate, "
+        "vitoolkit.calibration, vitoolkit.cavi, vitoolkit.fitting, vitoolkit.gradients, vitoolkit.vae, "
+        "vitoolkit.datasets, vitoolkit.plotting, vitoolkit.plotting.interactive\n"
+        "print(sorted(m for m in sys.modules if m.startswith('vitoolkit.course')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_course_modules_import_without_a_circle():
+    # catalog is the shared leaf; cli and book both use it, and cli loads book only on demand.
+    code = ("import sys, vitoolkit.course.book\n"
+            "print('vitoolkit.course.cli' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -22,7 +22,7 @@ import textwrap
 
 import pytest
 
-from vitoolkit.cli import find_tutorials, tutorials_dir
+from vitoolkit.course.cli import find_tutorials, tutorials_dir
 
 NAMES = [t.name for t in find_tutorials(tutorials_dir())]
 NOTEBOOK_MISSING = [m for m in ("jupytext", "nbformat", "nbclient", "ipykernel")

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from vitoolkit.cli import tutorials_dir
+from vitoolkit.course.cli import tutorials_dir
 
 
 def test_tutorial_01_quick_numbers(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitoolkit.tutorial import ClaimFailed, Tutorial
+from vitoolkit.course.tutorial import ClaimFailed, Tutorial
 
 
 def _tut(tmp_path, *extra):
@@ -70,7 +70,7 @@ def test_statement_must_be_text(tmp_path):
 def test_a_script_with_a_false_claim_exits_non_zero_naming_it(tmp_path):
     script = tmp_path / "99_false.py"
     script.write_text(
-        "from vitoolkit.tutorial import Tutorial\n"
+        "from vitoolkit.course.tutorial import Tutorial\n"
         "tut = Tutorial('99_false')\n"
         "tut.claim('the moon is made of cheese', False, cheese=0.0)\n"
         "tut.finish()\n"
@@ -110,7 +110,7 @@ def test_in_a_notebook_claims_are_callouts_and_tutorial_calls_do_not_echo(tmp_pa
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     cells = [
-        f"from vitoolkit.tutorial import Tutorial\ntut = Tutorial('nb', ['--out', {str(tmp_path)!r}])\n"
+        f"from vitoolkit.course import Tutorial\ntut = Tutorial('nb', ['--out', {str(tmp_path)!r}])\n"
         "tut.claim('one is less than two', 1 < 2, a=1)",
         "tut.record('v', 3.5)",
         "1 + 1",

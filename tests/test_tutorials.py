@@ -7,7 +7,7 @@
 - Full size, seed 0 (marked ``slow``, still in the default run): the same, and
   every claim, ``full_only`` ones included, holds.
 
-Tutorials are found with :func:`vitoolkit.cli.find_tutorials`, so a new tutorial
+Tutorials are found with :func:`vitoolkit.course.cli.find_tutorials`, so a new tutorial
 is covered the moment it is added. Each (tutorial, seed, setting) runs once per
 session through the ``tutorial_run`` fixture (``tests/conftest.py``); the seed-0
 quick run is the notebook execution that ``test_notebooks.py`` inspects, seeds 1
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pytest
 
-from vitoolkit.cli import find_tutorials, tutorials_dir
+from vitoolkit.course.cli import find_tutorials, tutorials_dir
 
 TUTORIALS = find_tutorials(tutorials_dir())
 NAMES = [t.name for t in TUTORIALS]

@@ -44,6 +44,7 @@ import torch
 from torch.distributions import Normal
 
 from vitoolkit.conjugate import ConjugateGaussian, independent_copies_relative_variance
+from vitoolkit.course import Tutorial
 from vitoolkit.divergences import (
     KHAT_THRESHOLD,
     UnreliableEstimateWarning,
@@ -63,7 +64,6 @@ from vitoolkit.plotting.core import (
     plot_surface,
 )
 from vitoolkit.plotting.interactive import elbo_explorer
-from vitoolkit.tutorial import Tutorial
 
 tut = Tutorial("01_elbo_anatomy")
 PRIOR_LOC, PRIOR_SCALE, NOISE_SCALE = 0.0, 2.0, 1.0

@@ -35,6 +35,7 @@ from vitoolkit.cavi import (
     UnitVarianceGMM,
     exact_log_evidence,
 )
+from vitoolkit.course import Tutorial
 from vitoolkit.plotting import subplots
 from vitoolkit.plotting.cavi import (
     plot_elbo_steps,
@@ -46,7 +47,6 @@ from vitoolkit.plotting.cavi import (
     plot_svi_trace,
     plot_weights,
 )
-from vitoolkit.tutorial import Tutorial
 
 tut = Tutorial("02_cavi_gmm")
 rng = tut.rng()

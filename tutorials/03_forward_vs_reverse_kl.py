@@ -39,6 +39,7 @@ import warnings
 
 import torch
 
+from vitoolkit.course import Tutorial
 from vitoolkit.distributions import sample
 from vitoolkit.divergences import KHAT_THRESHOLD, grid_divergence
 from vitoolkit.fitting import (
@@ -55,7 +56,6 @@ from vitoolkit.fitting import (
 from vitoolkit.plotting import fitting as fplot
 from vitoolkit.plotting import subplots
 from vitoolkit.plotting.interactive import alpha_dial
-from vitoolkit.tutorial import Tutorial
 
 tut = Tutorial("03_forward_vs_reverse_kl")
 F64 = torch.float64

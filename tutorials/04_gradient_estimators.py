@@ -36,6 +36,7 @@ Ranganath, Gerrish & Blei (AISTATS 2014) for black-box VI.
 import numpy as np
 import torch
 
+from vitoolkit.course import Tutorial
 from vitoolkit.gradients import (
     Quadratic,
     Step,
@@ -55,7 +56,6 @@ from vitoolkit.gradients.experiments import (
 )
 from vitoolkit.plotting import gradients as gplot
 from vitoolkit.plotting import subplots
-from vitoolkit.tutorial import Tutorial
 
 tut = Tutorial("04_gradient_estimators")
 N = tut.choose(20_000, 100_000)

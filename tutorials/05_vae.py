@@ -48,6 +48,7 @@ from torch.distributions import (
     Normal,
 )
 
+from vitoolkit.course import Tutorial
 from vitoolkit.datasets import load_digits
 from vitoolkit.divergences import (
     KHAT_THRESHOLD,
@@ -67,7 +68,6 @@ from vitoolkit.plotting.vae import (
     plot_reconstructions,
     plot_training_curves,
 )
-from vitoolkit.tutorial import Tutorial
 from vitoolkit.vae import VAE, Autoencoder, sample_label_histogram, train
 from vitoolkit.vae.diagnostics import active_units
 from vitoolkit.vae.generation import (

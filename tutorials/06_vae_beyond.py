@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
+from vitoolkit.course import Tutorial
 from vitoolkit.datasets import SHAPES_FACTOR_NAMES, load_digits, load_shapes
 from vitoolkit.divergences import KHAT_THRESHOLD
 from vitoolkit.plotting import subplots
@@ -42,7 +43,6 @@ from vitoolkit.plotting.vae_beyond import (
     plot_khat,
     plot_kl_per_dimension,
 )
-from vitoolkit.tutorial import Tutorial
 from vitoolkit.vae import VAE, annealing, train
 from vitoolkit.vae.diagnostics import (
     active_units,

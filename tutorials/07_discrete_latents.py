@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 from torch.distributions import OneHotCategorical
 
+from vitoolkit.course import Tutorial
 from vitoolkit.datasets import load_digits
 from vitoolkit.divergences import kl_divergence
 from vitoolkit.plotting import subplots
@@ -47,7 +48,6 @@ from vitoolkit.plotting.discrete import (
     plot_sweep,
 )
 from vitoolkit.plotting.vae import plot_reconstructions
-from vitoolkit.tutorial import Tutorial
 from vitoolkit.vae import VAE, VQVAE, CategoricalVAE, SparseAutoencoder, train
 from vitoolkit.vae.categorical import bias_and_variance
 

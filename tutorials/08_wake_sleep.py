@@ -37,12 +37,12 @@ import warnings
 
 import torch
 
+from vitoolkit.course import Tutorial
 from vitoolkit.datasets import load_digits
 from vitoolkit.divergences import KHAT_THRESHOLD, UnreliableEstimateWarning
 from vitoolkit.plotting import subplots
 from vitoolkit.plotting.discrete import plot_curves_xy, plot_ratio_bars
 from vitoolkit.plotting.vae import plot_metric_bars
-from vitoolkit.tutorial import Tutorial
 from vitoolkit.vae import VAE, linear_gaussian_evidence, linear_gaussian_posterior, train
 
 tut = Tutorial("08_wake_sleep")

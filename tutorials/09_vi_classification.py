@@ -59,13 +59,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from vitoolkit.calibration import expected_calibration_error, reliability
+from vitoolkit.course import Tutorial
 from vitoolkit.fitting import fit_gaussian
 from vitoolkit.fitting.laplace import laplace_approximation
 from vitoolkit.fitting.logistic import LogisticPosterior, make_toy_data, predictive, sklearn_map
 from vitoolkit.fitting.reference import grid_reference, nuts_reference
 from vitoolkit.plotting import classification as cplot
 from vitoolkit.plotting import subplots
-from vitoolkit.tutorial import Tutorial
 
 tut = Tutorial("09_vi_classification")
 F64 = torch.float64

@@ -10,7 +10,7 @@
 - ``vitoolkit exercise solution NAME``: print the model answer (for instructors).
 
 An unknown exercise name exits with code 2 and lists the valid ones. The
-arguments are declared in :mod:`vitoolkit.cli` (so that building the parser does
+arguments are declared in :mod:`vitoolkit.course.cli` (so that building the parser does
 not import torch); :func:`run` carries out the parsed subcommand.
 """
 

@@ -19,7 +19,7 @@ by its title:
 - an axes that is visible but shows nothing: no data inside its limits, no text,
   no legend.
 
-Plotting code keeps a figure free of these defects; :class:`vitoolkit.tutorial.Tutorial`
+Plotting code keeps a figure free of these defects; :class:`vitoolkit.course.tutorial.Tutorial`
 runs the check on every figure it saves and records what it finds.
 """
 

@@ -3,7 +3,7 @@
 A tutorial is a plain script (``tutorials/NN_name.py``) that reads top to bottom
 as a lesson. It starts with::
 
-    from vitoolkit.tutorial import Tutorial
+    from vitoolkit.course import Tutorial
     tut = Tutorial("01_elbo_anatomy")
 
 and then uses

@@ -4,7 +4,7 @@
 ``vitoolkit run NAME|all [--quick] [--out DIR] [--seed N]`` runs tutorials, each
 in its own process, writing figures and ``summary.json`` into ``DIR/NAME``.
 A failing tutorial makes ``run all`` exit non-zero after the rest have run.
-``vitoolkit book --out DIR`` builds the course book (:mod:`vitoolkit.book`).
+``vitoolkit book --out DIR`` builds the course book (:mod:`vitoolkit.course.book`).
 ``vitoolkit exercise list|start|check|solution`` hands out and grades the
 exercises (:mod:`vitoolkit.exercises.command`; ``check`` runs the student's file).
 """
@@ -12,63 +12,16 @@ exercises (:mod:`vitoolkit.exercises.command`; ``check`` runs the student's file
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from .catalog import TutorialInfo, find_tutorials, tutorials_dir
+
 __all__ = ["TutorialInfo", "find_tutorials", "tutorials_dir", "main"]
-
-
-@dataclass(frozen=True)
-class TutorialInfo:
-    """A tutorial script: its name, path, title and one-line question."""
-
-    name: str
-    path: Path
-    title: str
-    question: str
-
-
-def tutorials_dir() -> Path:
-    """Where the tutorial scripts live.
-
-    ``$VITOOLKIT_TUTORIALS`` if set, else the ``tutorials/`` folder beside the
-    installed package (a source checkout or an editable install), else
-    ``./tutorials``.
-    """
-    env = os.environ.get("VITOOLKIT_TUTORIALS")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[1] / "tutorials"
-    if beside.is_dir():
-        return beside
-    return Path.cwd() / "tutorials"
-
-
-def _describe(path: Path) -> tuple[str, str]:
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    lines = [line.strip() for line in doc.splitlines()]
-    title = next((line for line in lines if line), path.stem)
-    question = next(
-        (line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("question:")),
-        "",
-    )
-    return title, question
-
-
-def find_tutorials(directory: Path | None = None) -> list[TutorialInfo]:
-    """All ``NN_name.py`` scripts in ``directory``, in order."""
-    directory = tutorials_dir() if directory is None else Path(directory)
-    found = []
-    for path in sorted(directory.glob("[0-9][0-9]_*.py")):
-        title, question = _describe(path)
-        found.append(TutorialInfo(path.stem, path, title, question))
-    return found
 
 
 def _cmd_list(args) -> int:
@@ -208,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_book(args)
     if args.command == "exercise":
-        from .exercises.command import run as run_exercise
+        from ..exercises.command import run as run_exercise
 
         return run_exercise(args)
     return _cmd_run(args)

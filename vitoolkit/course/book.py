@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli import TutorialInfo, find_tutorials, tutorials_dir
+from .catalog import TutorialInfo, find_tutorials, tutorials_dir
 
 __all__ = [
     "BookBuild",
@@ -87,7 +87,7 @@ def docs_dir() -> Path:
     env = os.environ.get("VITOOLKIT_DOCS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "docs"
+    return Path(__file__).resolve().parents[2] / "docs"
 
 
 def tutorial_notebook(path: str | os.PathLike, *, downloads: bool = False):
@@ -227,7 +227,7 @@ def build_book(
     strict : bool
         Sphinx warnings are errors.
     tutorials : list of TutorialInfo, optional
-        Defaults to every tutorial in :func:`vitoolkit.cli.tutorials_dir`.
+        Defaults to every tutorial in :func:`vitoolkit.course.catalog.tutorials_dir`.
     jobs : int or "auto"
         Sphinx parallel jobs (notebooks execute in parallel).
     timeout : int
