@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -150,16 +148,17 @@ def test_plots_return_what_they_drew():
     assert len(fp.plot_alpha_row(p2, alpha_fits, [(-3, 3), (-3, 3)], row[0])) == 2
 
 
-def test_tutorial_03_quick_run(tmp_path):
-    script = ROOT / "tutorials" / "03_forward_vs_reverse_kl.py"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+@pytest.mark.tutorial_run("03_forward_vs_reverse_kl")
+def test_tutorial_03_quick_run(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("03_forward_vs_reverse_kl")
+    assert run.ok, run.tail()
+    out_dir = run.out
+    summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["quick"] is True
     assert summary["figures"], "the tutorial saved no figures"
     for name in summary["figures"]:
-        assert (tmp_path / f"{name}.png").stat().st_size > 0
+        assert (out_dir / f"{name}.png").stat().st_size > 0
     claims = summary["claims"]
     assert len(claims) >= 8, len(claims)
     assert all(c["holds"] for c in claims if c["checked"]), [c["statement"] for c in claims

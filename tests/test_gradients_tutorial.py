@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +27,17 @@ FIGURES = ("per_sample_estimates", "variance_vs_k", "variance_vs_dimension", "ba
            "variance_vs_num_samples", "gumbel_softmax", "bbvi")
 
 
-def test_tutorial_04_quick_run(tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(TUTORIAL), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+@pytest.mark.tutorial_run("04_gradient_estimators")
+def test_tutorial_04_quick_run(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("04_gradient_estimators")
+    assert run.ok, run.tail()
+    out_dir = run.out
+    summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["quick"] is True
     assert summary["figures"] == list(FIGURES)
     for name in FIGURES:
-        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+        assert (out_dir / f"{name}.png").stat().st_size > 10_000
     numbers = summary["numbers"]
     # The claims the tutorial prints, checked against what they claim.
     assert numbers["sample_requires_grad"] is False

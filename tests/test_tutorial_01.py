@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from vitoolkit.course.cli import tutorials_dir
+import pytest
 
 
-def test_tutorial_01_quick_numbers(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(tutorials_dir() / "01_elbo_anatomy.py"), "--quick", "--out",
-         str(tmp_path)], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "MPLBACKEND": "Agg"},
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+@pytest.mark.tutorial_run("01_elbo_anatomy")
+def test_tutorial_01_quick_numbers(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("01_elbo_anatomy")
+    assert run.ok, run.tail()
+    out_dir = run.out
+    summary = json.loads((out_dir / "summary.json").read_text())
     numbers = summary["numbers"]
     claims = summary["claims"]
     assert len(claims) >= 8 and all(c["holds"] for c in claims if c["checked"])
@@ -41,4 +37,4 @@ def test_tutorial_01_quick_numbers(tmp_path):
     assert numbers["posterior_vs_prior_ratio_tail_shape"] > 0.5
     assert numbers["elbo_monte_carlo_stderr_at_posterior"] < 1e-10
     for name in summary["figures"]:
-        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+        assert (out_dir / f"{name}.png").stat().st_size > 5000

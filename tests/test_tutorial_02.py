@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "02_cavi_gmm.py"
 FIGURES = ("cavi_1d", "cavi_2d", "restarts", "evidence_gap", "em_vs_vb", "svi_vs_batch")
 
 
-def test_tutorial_02_quick(tmp_path):
-    proc = subprocess.run([sys.executable, str(TUTORIAL), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+@pytest.mark.tutorial_run("02_cavi_gmm")
+def test_tutorial_02_quick(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("02_cavi_gmm")
+    assert run.ok, run.tail()
+    out_dir = run.out
+    summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["quick"] is True
     for name in FIGURES:
-        assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
+        assert (out_dir / f"{name}.png").stat().st_size > 10_000, name
     claims = summary["claims"]
     assert len(claims) >= 8, len(claims)
     assert all(c["holds"] for c in claims if c["checked"]), [c["statement"] for c in claims

@@ -12,9 +12,6 @@ mean-field Gaussian under KL(q || p) keeps that mean with variances 1 / Lambda_d
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -502,20 +499,18 @@ def test_diagnostics_on_the_toolkit_vae():
                                res_c.approximation_gap + res_c.amortisation_gap)
 
 
-def test_tutorial_06_quick(tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tutorials" / "06_vae_beyond.py"), "--quick", "--out",
-         str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+@pytest.mark.tutorial_run("06_vae_beyond")
+def test_tutorial_06_quick(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("06_vae_beyond")
+    assert run.ok, run.tail()
+    out_dir = run.out
     import json
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["quick"] is True and summary["figures"]
     for name in summary["figures"]:
-        assert (tmp_path / f"{name}.png").is_file()
+        assert (out_dir / f"{name}.png").is_file()
     numbers = summary["numbers"]
     # The bounds the tutorial reports are ordered as the theory says (Burda et al. 2015).
     assert numbers["test_elbo"] <= numbers["test_iwae_max_k"] + 0.05

@@ -10,9 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -356,13 +353,12 @@ def test_bad_input_names_the_argument(digits):
         train(torch.nn.Linear(2, 2), X, epochs=1, batch_size=8)
 
 
-def test_tutorial_07_runs_quick(tmp_path):
-    out = tmp_path / "07"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tutorials" / "07_discrete_latents.py"), "--quick", "--out",
-         str(out), "--seed", "0"], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "MPLBACKEND": "Agg"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+@pytest.mark.tutorial_run("07_discrete_latents")
+def test_tutorial_07_runs_quick(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("07_discrete_latents")
+    assert run.ok, run.tail()
+    out = run.out
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["claims"]) >= 8
     assert all(c["holds"] for c in summary["claims"] if c["checked"])

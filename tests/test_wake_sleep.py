@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -205,13 +202,12 @@ def test_bad_input_for_the_forward_kl_objectives(digits):
               objective="wake_sleep", progress=False)
 
 
-def test_tutorial_08_runs_quick(tmp_path):
-    out = tmp_path / "08"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tutorials" / "08_wake_sleep.py"), "--quick", "--out",
-         str(out), "--seed", "0"], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "MPLBACKEND": "Agg"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+@pytest.mark.tutorial_run("08_wake_sleep")
+def test_tutorial_08_runs_quick(tutorial_run):
+    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
+    run = tutorial_run("08_wake_sleep")
+    assert run.ok, run.tail()
+    out = run.out
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["claims"]) >= 8
     assert all(c["holds"] for c in summary["claims"] if c["checked"])
