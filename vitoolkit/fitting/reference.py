@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.distributions import Distribution
 
 from ..divergences import make_grid
+from .laplace import _dimension
 from .objectives import trapezoid_log_weights
 
 __all__ = ["Reference", "GridReference", "nuts_reference", "grid_reference"]
@@ -110,17 +110,6 @@ class GridReference:
     @property
     def std(self) -> torch.Tensor:
         return torch.diagonal(self.covariance).sqrt()
-
-
-def _dimension(target) -> int:
-    if not isinstance(target, Distribution):
-        raise TypeError(f"target must be a torch.distributions.Distribution, got "
-                        f"{type(target).__name__}")
-    event = tuple(target.event_shape)
-    if tuple(target.batch_shape) != () or len(event) != 1:
-        raise ValueError(f"target must be unbatched with event shape (D,), got batch_shape "
-                         f"{tuple(target.batch_shape)} and event_shape {event}")
-    return event[0]
 
 
 def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
