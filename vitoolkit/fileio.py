@@ -1,0 +1,150 @@
+"""Writing files so that a crash never leaves a half-written one, and checking output folders.
+
+- :func:`atomic_write`: write to a uniquely named temporary file in the target's
+  folder, flush and ``fsync`` it, ``os.replace`` it over the target, then
+  ``fsync`` the folder, so after a crash or ``kill -9`` the target holds either
+  its old content or the new one, never a mix. Temporary files left by a
+  process that was killed mid-write (their names carry the writer's pid) are
+  removed by the next write to the same target.
+- :func:`check_output_dir`: create an output folder if needed and prove it is a
+  writable directory *before* any work starts; the ``OSError`` names the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "write_text", "write_bytes", "check_output_dir", "check_output_file"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove ``.<name>.<pid>.*.tmp`` files in ``path``'s folder whose writer has died."""
+    prefix = f".{path.name}."
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix):].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a directory be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w", *, encoding: str | None = "utf-8"):
+    """Context manager yielding a file object whose content replaces ``path`` on success.
+
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes). On an exception the
+    temporary file is removed and ``path`` is untouched. The parent folder must
+    exist; an ``OSError`` names ``path`` if it cannot be written.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "cannot write a file over a directory", str(path))
+    _remove_stale(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {str(path)!r}: {err.strerror}",
+                      str(path)) from None
+    try:
+        kwargs = {"encoding": encoding} if mode == "w" else {}
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text(path, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def write_bytes(path, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def check_output_dir(path, name: str = "out") -> Path:
+    """Create folder ``path`` (and parents) if missing and prove it is writable.
+
+    Raises ``NotADirectoryError``/``PermissionError``/``OSError`` whose message
+    names ``name`` and the path, before any work is done.
+    """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{name} must be a directory, but it is a file",
+                                 str(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot create {name} directory: {err.strerror}",
+                        str(path)) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+    except OSError as err:
+        raise type(err)(err.errno, f"{name} directory is not writable: {err.strerror}",
+                        str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def check_output_file(path, name: str = "path") -> Path:
+    """Check that a file can be (re)written at ``path``: not a directory, parent a writable folder.
+
+    Creates missing parent folders. Use it before a long computation whose
+    result will be saved there.
+    """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{name} must be a file path, but it is a directory",
+                                str(path))
+    check_output_dir(path.parent, f"{name}'s parent")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, f"{name} is not writable", str(path))
+    return path
