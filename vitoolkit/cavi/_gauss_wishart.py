@@ -171,6 +171,29 @@ def stats_from_resp(Xc: np.ndarray, resp: np.ndarray, diag: bool) -> Stats:
     return Stats(*unpack_stats(raw, d, diag), entropy=ent, n=Xc.shape[0])
 
 
+def stats_from_assignment(Xc: np.ndarray, assignment, diag: bool) -> Stats:
+    """Statistics of an initial :class:`~vitoolkit.cavi._init.Assignment`: hard labels are
+    summed by ``np.bincount`` chunk by chunk (no (n, K) matrix); dense ones as
+    :func:`stats_from_resp`."""
+    if assignment.resp is not None:
+        return stats_from_resp(Xc, assignment.resp, diag)
+    K = assignment.n_components
+    d = Xc.shape[1]
+    width = 1 + d + n_quad_features(d, diag)
+    raw = np.zeros((K, width))
+    if assignment.rows is not None:
+        F = features(Xc[assignment.rows], diag)
+        np.add.at(raw, assignment.labels, F)
+    else:
+        labels = assignment.labels
+        for start in range(0, Xc.shape[0], CHUNK):
+            F = features(Xc[start : start + CHUNK], diag)
+            lab = labels[start : start + CHUNK]
+            for j in range(width):
+                raw[:, j] += np.bincount(lab, weights=F[:, j], minlength=K)
+    return Stats(*unpack_stats(raw, d, diag), entropy=0.0, n=Xc.shape[0])
+
+
 def _blas_one_thread():
     """Single-threaded BLAS for the skinny (chunk, 1 + d + Q) x (., K) products: measured 10x
     faster than OpenBLAS's threads on a shared 2-core machine, and no slower when idle."""
