@@ -13,12 +13,20 @@ row-major order, big-endian.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import math
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..exceptions import FileFormatError, ResourceLimitError
+from ..fileio import atomic_write
+from ..validation import check_bool, check_choice, format_bytes, memory_limit
 
 __all__ = ["IDXFormatError", "load_mnist", "read_idx", "write_idx"]
 
@@ -32,6 +40,11 @@ _IDX_TYPES = {
 }
 _IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deflate cannot expand data by more than 1032:1 (a 258-byte match in two 1-bit codes);
+# a gzip file declaring more than this many data bytes per compressed byte cannot hold them.
+_MAX_DEFLATE_RATIO = 1032
+# Bytes read per step from a (possibly hostile) stream.
+_CHUNK = 1 << 20
 
 # File stems of the standard distribution (identical for MNIST and Fashion-MNIST).
 _STEMS = {
@@ -42,22 +55,104 @@ _STEMS = {
 _TORCHVISION_DIRS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 
 
-class IDXFormatError(ValueError):
-    """A file is not a valid IDX file (bad header, unknown type, wrong length)."""
+class IDXFormatError(FileFormatError):
+    """A file is not a valid IDX file (bad header, unknown type, wrong length, corrupt gzip).
+
+    A :class:`vitoolkit.exceptions.FileFormatError` (so a ``ValueError``); the
+    message starts with the file's path.
+    """
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise IDXFormatError(f"{path}: corrupt gzip stream ({err})") from err
-    return raw
+def _as_path(path, name: str = "path") -> Path:
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    return Path(path)
+
+
+def _refuse_size(path: Path, nbytes: int, what: str) -> None:
+    """Refuse, before allocating, ``nbytes`` (a Python int) of data declared by ``path``."""
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ResourceLimitError(
+            f"{path}: {what} would need {format_bytes(nbytes)}, more than the limit of "
+            f"{format_bytes(limit)} (half the RAM, or $VITOOLKIT_MAX_MEMORY); refusing to read it")
+
+
+def _read_exact(stream, n: int, path: Path, what: str) -> bytes:
+    data = stream.read(n)
+    if len(data) < n:
+        raise IDXFormatError(f"{path}: {what} ({len(data)} bytes, need {n})")
+    return data
+
+
+def _read_into(stream, buffer: memoryview, path: Path, shape, dtype) -> None:
+    """Fill ``buffer`` from ``stream`` in bounded chunks; refuse short data."""
+    done, total = 0, len(buffer)
+    while done < total:
+        got = stream.readinto(buffer[done:done + _CHUNK])
+        if not got:
+            raise IDXFormatError(
+                f"{path}: header declares shape {shape} of {dtype.name} ({total} data bytes) "
+                f"but the file holds {done}")
+        done += got
+
+
+def _read_stream(stream, path: Path, size: int | None, compressed: bool) -> np.ndarray:
+    """The IDX array in ``stream``; ``size`` is the file's length on disk."""
+    head = stream.read(4)
+    if len(head) < 4:
+        raise IDXFormatError(f"{path}: {len(head)} bytes is too short for an IDX header")
+    if head[0] != 0 or head[1] != 0:
+        raise IDXFormatError(
+            f"{path}: not an IDX file (first two bytes {head[:2]!r}, expected b'\\x00\\x00')")
+    code, ndim = head[2], head[3]
+    if code not in _IDX_TYPES:
+        raise IDXFormatError(
+            f"{path}: unknown IDX element type 0x{code:02X}; expected one of "
+            + ", ".join(f"0x{c:02X}" for c in _IDX_TYPES))
+    if ndim < 1:
+        raise IDXFormatError(f"{path}: IDX header declares {ndim} dimensions, expected >= 1")
+    header = 4 + 4 * ndim
+    dims = _read_exact(stream, 4 * ndim, path, "truncated header")
+    shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+    dtype = _IDX_TYPES[code]
+    nbytes = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+    if size is not None and not compressed and size - header != nbytes:
+        raise IDXFormatError(
+            f"{path}: header declares shape {shape} of {dtype.name} ({nbytes} data bytes) "
+            f"but the file holds {size - header}")
+    if size is not None and compressed and nbytes > _MAX_DEFLATE_RATIO * size:
+        raise IDXFormatError(
+            f"{path}: header declares shape {shape} of {dtype.name} ({nbytes} data bytes), "
+            f"more than a gzip file of {size} bytes can hold")
+    _refuse_size(path, nbytes, f"the declared shape {shape} of {dtype.name}")
+    native = dtype.newbyteorder("=")
+    try:
+        data = np.empty(shape, dtype=native)
+    except ValueError as err:  # more dimensions than NumPy supports
+        raise IDXFormatError(f"{path}: cannot hold shape {shape} in an array ({err})") from None
+    _read_into(stream, memoryview(data.reshape(-1).view(np.uint8)), path, shape, dtype)
+    if stream.read(1):
+        if compressed:
+            raise IDXFormatError(
+                f"{path}: trailing data after the {nbytes} data bytes the header declares "
+                f"(shape {shape} of {dtype.name})")
+        raise IDXFormatError(  # pragma: no cover - the size check above catches it
+            f"{path}: the file holds more than the {nbytes} declared data bytes")
+    if native != dtype and dtype.itemsize > 1:
+        data.byteswap(inplace=True)  # bytes were big-endian; the array's dtype is native
+    return data
 
 
 def read_idx(path) -> np.ndarray:
     """Read an IDX file (gzipped or not, detected from its first bytes).
+
+    The file is treated as untrusted: the header is read first, the declared
+    size is computed with Python integers and compared with what the file can
+    hold and with the memory limit (:func:`vitoolkit.validation.memory_limit`)
+    before anything is allocated, and the data is then read in bounded chunks,
+    so a small gzip that would inflate to gigabytes is refused after reading a
+    few bytes.
 
     Parameters
     ----------
@@ -70,41 +165,29 @@ def read_idx(path) -> np.ndarray:
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist.
+        If ``path`` does not exist (every other ``OSError`` names the path too).
     IDXFormatError
-        If the header is malformed or the data length disagrees with it.
+        If the header is malformed, the data length disagrees with it, or the
+        gzip stream is corrupt (a :class:`~vitoolkit.exceptions.FileFormatError`).
+    ResourceLimitError
+        If the declared data would need more memory than the limit.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {path}")
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise IDXFormatError(f"{path}: {len(raw)} bytes is too short for an IDX header")
-    if raw[0] != 0 or raw[1] != 0:
-        raise IDXFormatError(
-            f"{path}: not an IDX file (first two bytes {raw[:2]!r}, expected b'\\x00\\x00')"
-        )
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_TYPES:
-        raise IDXFormatError(
-            f"{path}: unknown IDX element type 0x{code:02X}; expected one of "
-            + ", ".join(f"0x{c:02X}" for c in _IDX_TYPES)
-        )
-    if ndim < 1:
-        raise IDXFormatError(f"{path}: IDX header declares {ndim} dimensions, expected >= 1")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise IDXFormatError(f"{path}: truncated header ({len(raw)} bytes, need {header})")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise IDXFormatError(
-            f"{path}: header declares shape {shape} of {dtype.name} ({expected} data bytes) "
-            f"but the file holds {len(raw) - header}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return data.astype(dtype.newbyteorder("="), copy=True)
+    path = _as_path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "IDX file not found", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "expected an IDX file, got a directory", str(path))
+    with open(path, "rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        if not compressed:
+            return _read_stream(raw, path, size, compressed=False)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _read_stream(stream, path, size, compressed=True)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise IDXFormatError(f"{path}: corrupt gzip stream ({err})") from None
 
 
 def write_idx(path, array) -> Path:
@@ -118,9 +201,11 @@ def write_idx(path, array) -> Path:
 
     Returns
     -------
-    Path of the written file (written atomically: a temporary file, then a rename).
+    Path of the written file, written atomically
+    (:func:`vitoolkit.fileio.atomic_write`: a uniquely named temporary file,
+    fsync, then a rename), so a crash leaves the old file or the new one.
     """
-    path = Path(path)
+    path = _as_path(path)
     array = np.asarray(array)
     if array.ndim < 1 or array.ndim > 255:
         raise ValueError(f"array must have 1..255 dimensions, got shape {array.shape}")
@@ -130,14 +215,20 @@ def write_idx(path, array) -> Path:
             f"array dtype {array.dtype} has no IDX code; use uint8, int8, int16, int32, "
             "float32 or float64"
         )
+    too_big = [d for d in array.shape if d >= 2**32]
+    if too_big:
+        raise ValueError(f"array dimensions must be < 2**32 for IDX, got shape {array.shape}")
     code = _IDX_CODES[native]
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    payload = header + np.ascontiguousarray(array, dtype=_IDX_TYPES[code]).tobytes()
-    if path.suffix == ".gz":
-        payload = gzip.compress(payload, mtime=0)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    data = np.ascontiguousarray(array, dtype=_IDX_TYPES[code])
+    with atomic_write(path, "wb") as handle:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=handle, mode="wb", mtime=0, filename="") as stream:
+                stream.write(header)
+                stream.write(memoryview(data.reshape(-1).view(np.uint8)))
+        else:
+            handle.write(header)
+            handle.write(memoryview(data.reshape(-1).view(np.uint8)))
     return path
 
 
@@ -169,19 +260,40 @@ def _download(directory: Path, kind: str, split: str) -> None:
         ) from err
 
 
+def _npz_array(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    """Array ``key`` of an open ``.npz``: header first, then a bounded, pickle-free read."""
+    member = key + ".npy"
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    if dtype.hasobject:
+        raise FileFormatError(
+            f"{path}: array {key!r} holds Python objects (dtype {dtype}); only numeric arrays "
+            "are read (loading objects would run pickled code)")
+    _refuse_size(path, math.prod(shape) * dtype.itemsize,
+                 f"array {key!r} of shape {shape} and dtype {dtype}")
+    with archive.open(member) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
+
+
 def _load_npz(path: Path, split: str):
+    xk, yk = f"x_{split}", f"y_{split}"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            xk, yk = f"x_{split}", f"y_{split}"
+        with zipfile.ZipFile(path) as archive:
+            keys = {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
             if xk not in keys or yk not in keys:
-                raise ValueError(
+                raise FileFormatError(
                     f"{path}: expected arrays {xk!r} and {yk!r} (Keras' mnist.npz layout), "
-                    f"found {sorted(keys)}"
-                )
-            return np.asarray(data[xk]), np.asarray(data[yk])
-    except (OSError, EOFError) as err:  # a damaged zip
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+                    f"found {sorted(keys)}")
+            return _npz_array(archive, xk, path), _npz_array(archive, yk, path)
+    except (FileFormatError, ResourceLimitError):
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise FileFormatError(f"{path}: not a readable .npz file "
+                              f"({type(err).__name__}: {err})") from None
 
 
 def load_mnist(
@@ -219,14 +331,14 @@ def load_mnist(
         255), row-major (h = w = 28 for the real datasets).
     y : Tensor of shape (n,), int64 labels.
     """
-    if kind not in _TORCHVISION_DIRS:
-        raise ValueError(f"kind must be 'mnist' or 'fashion', got {kind!r}")
-    if split not in _STEMS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    path = Path(path)
+    path = _as_path(path)
+    kind = check_choice(kind, _TORCHVISION_DIRS, "kind")
+    split = check_choice(split, _STEMS, "split")
+    binarize = check_bool(binarize, "binarize")
+    download = check_bool(download, "download")
     if path.suffix == ".npz":
         if not path.is_file():
-            raise FileNotFoundError(f"npz file not found: {path}")
+            raise FileNotFoundError(errno.ENOENT, "npz file not found", str(path))
         images, labels = _load_npz(path, split)
         source = str(path)
     else:
@@ -244,17 +356,19 @@ def load_mnist(
                 "file, or call with download=True (needs torchvision and network)"
             )
         images, labels = read_idx(image_file), read_idx(label_file)
-        source = str(image_file)
+        source = f"{image_file} / {label_file.name}"
 
     if images.ndim != 3:
-        raise ValueError(f"{source}: images must have shape (n, h, w), got {images.shape}")
+        raise FileFormatError(f"{source}: images must have shape (n, h, w), got {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
+        raise FileFormatError(
             f"{source}: labels must have shape ({images.shape[0]},) to match the images, "
             f"got {labels.shape}"
         )
     if images.dtype != np.uint8:
-        raise ValueError(f"{source}: images must be uint8 (0..255), got {images.dtype}")
+        raise FileFormatError(f"{source}: images must be uint8 (0..255), got {images.dtype}")
+    if labels.dtype.kind not in "iu":
+        raise FileFormatError(f"{source}: labels must be integers, got dtype {labels.dtype}")
     X = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
     if binarize:
         X = (X >= 0.5).astype(np.float32)
