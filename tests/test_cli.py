@@ -114,7 +114,7 @@ def test_tutorial_scripts_are_notebook_cells():
 
 
 
-def test_tutorial_runtime_sets_and_restores_torch_threads(tmp_path):
+def test_tutorial_runtime_sets_and_restores_torch_threads(tmp_path, capsys):
     import torch
 
     before = torch.get_num_threads()
@@ -122,8 +122,9 @@ def test_tutorial_runtime_sets_and_restores_torch_threads(tmp_path):
     assert torch.get_num_threads() == before + 1
     tut.finish()
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+    with pytest.raises(SystemExit):
         Tutorial("99_x", argv=["--out", str(tmp_path), "--threads", "0"])
+    assert "argument --threads: must be an integer >= 1, got 0" in capsys.readouterr().err
     assert torch.get_num_threads() == before
 
 
@@ -247,3 +248,152 @@ def test_course_modules_import_without_a_circle():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- hostile arguments
+BAD_SEEDS = [str(2**70), str(2**63), "-1", "1.5", "1e3", "0x10", "seven", ""]
+
+
+def _outs(tmp_path):
+    """An --out that is a file, and one whose parent is a file (ENOTDIR even for root)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    return {"file": a_file, "under_a_file": a_file / "sub"}
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file"])
+def test_run_refuses_an_unusable_out_before_running_anything(tutorials, tmp_path, capsys, kind):
+    out = _outs(tmp_path)[kind]
+    assert cli.main(["run", "01_good", "--quick", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and str(out) in err
+    assert "running" not in captured.out  # no tutorial started
+    assert "Traceback" not in err
+
+
+def test_run_refuses_a_tutorial_folder_that_is_a_file(tutorials, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "01_good").write_text("in the way")
+    assert cli.main(["run", "all", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and str(out / "01_good") in err
+    assert not (out / "index.json").exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_run_refuses_a_read_only_out(tutorials, tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert cli.main(["run", "01_good", "--out", str(out)]) == 2
+    finally:
+        out.chmod(0o700)
+    err = capsys.readouterr().err
+    assert "--out" in err and str(out / "01_good") in err
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file"])
+def test_book_refuses_an_unusable_out(tmp_path, capsys, kind):
+    out = _outs(tmp_path)[kind]
+    assert cli.main(["book", "--out", str(out), "--no-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and str(out) in err
+
+
+def test_book_does_not_replace_a_folder_that_holds_no_book(tmp_path, capsys):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "thesis.tex").write_text("precious")
+    assert cli.main(["book", "--out", str(keep), "--no-run"]) == 2
+    assert "holds no book" in capsys.readouterr().err
+    assert (keep / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("seed", BAD_SEEDS)
+def test_every_entry_point_refuses_the_same_bad_seeds(tutorials, tmp_path, capsys, seed):
+    commands = [["run", "01_good", "--out", str(tmp_path / "o"), "--seed", seed],
+                ["exercise", "check", "gaussian_kl", str(tmp_path / "x.py"), "--seed", seed]]
+    for argv in commands:
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --seed: must be an integer in 0..2**63-1" in err, err
+    with pytest.raises(SystemExit) as info:
+        Tutorial("99_x", argv=["--out", str(tmp_path / "t"), "--seed", seed])
+    assert info.value.code == 2
+    assert "argument --seed: must be an integer" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_environment_seed_follows_the_same_rule(tmp_path, monkeypatch):
+    for bad in ("1.5", str(2**70), "-3"):
+        monkeypatch.setenv("VITOOLKIT_SEED", bad)
+        with pytest.raises((TypeError, ValueError), match="VITOOLKIT_SEED must be an integer in 0"):
+            Tutorial("99_x", argv=["--out", str(tmp_path)])
+    monkeypatch.setenv("VITOOLKIT_SEED", "12")
+    assert Tutorial("99_x", argv=["--out", str(tmp_path)]).seed == 12
+
+
+def test_largest_seed_is_accepted_and_derived_seeds_stay_valid(tmp_path):
+    import numpy as np
+    import torch
+
+    top = 2**63 - 1
+    args = cli.build_parser().parse_args(["run", "all", "--seed", str(top)])
+    assert args.seed == top
+    tut = Tutorial("99_x", argv=["--out", str(tmp_path), "--seed", str(top)])
+    assert tut.seed == top and tut.derived_seed(0) == top and tut.derived_seed(1) == 0
+    # Independent route: the generators equal ones seeded by hand with the wrapped value.
+    assert torch.equal(torch.rand(3, generator=tut.generator(5)),
+                       torch.rand(3, generator=torch.Generator().manual_seed(4)))
+    assert np.array_equal(tut.rng(2).random(3), np.random.default_rng(1).random(3))
+    small = Tutorial("99_x", argv=["--out", str(tmp_path), "--seed", "7"])
+    assert small.derived_seed(3) == 10  # unchanged for ordinary seeds
+    with pytest.raises(TypeError, match="offset"):
+        small.generator(1.5)
+
+
+def test_threads_and_jobs_are_validated_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        Tutorial("99_x", argv=["--out", str(tmp_path), "--threads", "2.5"])
+    assert "argument --threads: must be an integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["book", "--out", str(tmp_path / "b"), "--jobs", "0"])
+    assert "argument --jobs" in capsys.readouterr().err
+
+
+def test_command_line_errors_are_one_line_without_traceback(tutorials, tmp_path):
+    a_file = _outs(tmp_path)["file"]
+    script = tutorials / "01_good.py"
+    runs = {
+        "vitoolkit run": [sys.executable, "-m", "vitoolkit", "run", "01_good", "--out", str(a_file)],
+        "script --out": [sys.executable, str(script), "--out", str(a_file)],
+        "script --seed": [sys.executable, str(script), "--out", str(tmp_path / "s"),
+                          "--seed", str(2**70)],
+    }
+    for what, cmd in runs.items():
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, (what, proc.stderr)
+        assert "Traceback" not in proc.stderr, what
+        last = proc.stderr.strip().splitlines()[-1]
+        assert ("--out" in last and str(a_file) in last) or "--seed" in last, (what, last)
+
+
+def test_run_leaves_no_temporary_files(tutorials, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["run", "01_good", "--quick", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.rglob("*"))
+    assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")], names
+    assert json.loads((out / "index.json").read_text())["tutorials"]["01_good"]["ok"]
+
+
+def test_exercise_start_refuses_an_unusable_out(tmp_path, capsys):
+    out = _outs(tmp_path)["under_a_file"]
+    assert cli.main(["exercise", "start", "gaussian_kl", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out" in err and str(out) in err

@@ -17,6 +17,8 @@ kernel's exception (``ClaimFailed`` with the statement) is reported.
 
 from __future__ import annotations
 
+import argparse
+import errno
 import importlib.util
 import json
 import os
@@ -30,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import check_output_dir
+from .arguments import out_error, positive_int_type
 from .catalog import TutorialInfo, find_tutorials, tutorials_dir
 
 __all__ = [
@@ -240,13 +244,12 @@ def build_book(
     tutorials = list(find_tutorials(tutorials_dir()) if tutorials is None else tutorials)
     if not tutorials:
         raise BookError(f"no tutorials found in {tutorials_dir()}")
-    out = Path(out)
+    out = Path(out).resolve()
     try:
-        if out.exists() and not out.is_dir():
-            raise BookError(f"--out {out} exists and is not a directory")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _check_out(out, "out")
     except OSError as err:
-        raise BookError(f"cannot create the output folder {out}: {err}") from err
+        raise BookError(f"{out_error(err, 'out')} (the output folder is not a directory "
+                        "or not writable)") from None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vitoolkit-book-") as tmp:
         src = Path(tmp) / "src"
@@ -272,13 +275,53 @@ def build_book(
             summary = src / PAGES_DIR / "results" / name / "summary.json"
             if summary.is_file():
                 summaries[name] = json.loads(summary.read_text(encoding="utf-8"))
-        tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp_out, ignore_errors=True)
-        shutil.copytree(html, tmp_out)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp_out, out)
+        _replace_folder(html, out)
     return BookBuild(out=out, pages=pages, seconds=time.perf_counter() - start, warnings=warnings,
                      summaries=summaries)
+
+
+def _check_out(out: Path, name: str) -> None:
+    """``out`` can be replaced by a book: a writable folder (created) whose parent is writable.
+
+    A non-empty folder is replaced only if it holds a book built earlier (Sphinx's
+    ``.buildinfo``): ``--out .`` must not delete the files of the current folder.
+    """
+    check_output_dir(out, name)
+    check_output_dir(out.resolve().parent, f"{name}'s parent")
+    if any(out.iterdir()) and not (out / ".buildinfo").is_file():
+        raise FileExistsError(errno.EEXIST, f"{name} is a non-empty folder that holds no book "
+                              "built earlier; refusing to replace it", str(out))
+
+
+def _replace_folder(source: Path, out: Path) -> None:
+    """Put a copy of ``source`` at ``out``, never leaving a half-copied ``out``.
+
+    The copy is made beside ``out`` under a name carrying this process's id, then
+    swapped in by two renames; copies left by killed builds are removed first.
+    """
+    prefix = f".{out.name}."
+    for entry in out.parent.glob(prefix + "*.tmp"):
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    new = out.with_name(f"{prefix}{os.getpid()}.new.tmp")
+    old = out.with_name(f"{prefix}{os.getpid()}.old.tmp")
+    shutil.rmtree(new, ignore_errors=True)
+    shutil.copytree(source, new)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process
+        return True
+    return True
 
 
 def add_arguments(parser) -> None:
@@ -288,11 +331,26 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-run", dest="run", action="store_false",
                         help="render the tutorials without executing them")
     parser.add_argument("--strict", action="store_true", help="Sphinx warnings are errors")
-    parser.add_argument("--jobs", default="auto", help="parallel Sphinx jobs (default: auto)")
+    parser.add_argument("--jobs", default="auto", type=_jobs_type,
+                        help="parallel Sphinx jobs, an integer >= 1 or 'auto' (default: auto)")
+
+
+def _jobs_type(text: str):
+    if text == "auto":
+        return text
+    try:
+        return positive_int_type(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} or 'auto'") from None
 
 
 def run(args) -> int:
     """Entry point of ``vitoolkit book``."""
+    try:  # before any tutorial runs: the folder the book will replace must be writable
+        _check_out(Path(args.out).resolve(), "--out")
+    except OSError as err:
+        print(f"vitoolkit book: error: {out_error(err)}", file=sys.stderr)
+        return 2
     try:
         result = build_book(args.out, quick=args.quick, run=args.run, strict=args.strict,
                             jobs=args.jobs)

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..fileio import check_output_dir, write_text
+from .arguments import out_error, seed_type
 from .catalog import TutorialInfo, find_tutorials, tutorials_dir
 
 __all__ = ["TutorialInfo", "find_tutorials", "tutorials_dir", "main"]
@@ -37,7 +39,6 @@ def _cmd_list(args) -> int:
 
 def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
     out = Path(args.out) / t.name
-    out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(t.path), "--out", str(out), "--seed", str(args.seed)]
     if args.quick:
         cmd.append("--quick")
@@ -95,14 +96,19 @@ def _cmd_run(args) -> int:
             print(f"unknown tutorial {args.name!r}; valid names: {valid}", file=sys.stderr)
             return 2
         chosen = matches
+    # Every output folder is proved writable before the first tutorial runs.
+    try:
+        for t in chosen:
+            check_output_dir(Path(args.out) / t.name, "--out")
+    except OSError as err:
+        print(f"vitoolkit run: error: {out_error(err)}", file=sys.stderr)
+        return 2
     results = {}
     for i, t in enumerate(chosen, 1):
         ok, seconds = _run_one(t, args, f"{i}/{len(chosen)}")
         results[t.name] = {"ok": ok, "seconds": round(seconds, 2)}
-    index = Path(args.out) / "index.json"
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(json.dumps({"quick": args.quick, "seed": args.seed, "tutorials": results},
-                                indent=2))
+    write_text(Path(args.out) / "index.json",
+               json.dumps({"quick": args.quick, "seed": args.seed, "tutorials": results}, indent=2))
     failed = [name for name, r in results.items() if not r["ok"]]
     if failed:
         print(f"{len(failed)} of {len(chosen)} tutorials failed: {', '.join(failed)}",
@@ -120,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="a tutorial name (see `vitoolkit list`) or 'all'")
     run.add_argument("--quick", action="store_true", help="the small setting used by CI")
     run.add_argument("--out", default="results", help="output folder (default: results)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    run.add_argument("--seed", type=seed_type, default=0,
+                     help="random seed, an integer in 0..2**63-1 (default: 0)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream each tutorial's output")
     book = sub.add_parser("book", help="build the course book (HTML gallery of the tutorials)")
     from .book import add_arguments as add_book_arguments
@@ -146,8 +153,9 @@ def _add_exercise_arguments(parser) -> None:
     check = sub.add_parser("check", help="grade the function NAME defined in FILE (runs FILE's code)")
     check.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
     check.add_argument("file", help="a .py script or .ipynb notebook that defines the function NAME")
-    check.add_argument("--seed", type=int, default=None,
-                       help="seed of the random cases (default: a fresh one, printed)")
+    check.add_argument("--seed", type=seed_type, default=None,
+                       help="seed of the random cases, an integer in 0..2**63-1 "
+                            "(default: a fresh one, printed)")
     solution = sub.add_parser("solution", help="print the model answer (for instructors)")
     solution.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
 

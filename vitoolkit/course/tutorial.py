@@ -45,6 +45,10 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_write, check_output_dir, write_text
+from ..validation import MAX_SEED, check_int
+from .arguments import out_error, parse_seed, positive_int_type, seed_type
+
 __all__ = ["Tutorial", "ClaimFailed", "to_jsonable"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -182,35 +186,39 @@ class Tutorial:
         parser = argparse.ArgumentParser(prog=f"{name}.py", add_help=True)
         parser.add_argument("--quick", action="store_true", help="small setting for CI")
         parser.add_argument("--out", default=None, help="output folder")
-        parser.add_argument("--seed", type=int, default=None, help="random seed")
+        parser.add_argument("--seed", type=seed_type, default=None,
+                            help="random seed, an integer in 0..2**63-1 (default 0)")
         parser.add_argument("--formats", default=None, help="figure formats, e.g. png,svg")
-        parser.add_argument("--threads", type=int, default=None,
+        parser.add_argument("--threads", type=positive_int_type, default=None,
                             help="torch intra-op threads (default 1)")
         args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
         env = os.environ
         self.name = name
         self.quick = bool(args.quick) or env.get("VITOOLKIT_QUICK", "").lower() in _TRUE
-        seed = args.seed if args.seed is not None else env.get("VITOOLKIT_SEED", 0)
-        try:
-            self.seed = int(seed)
-        except ValueError as err:
-            raise ValueError(f"seed must be an integer, got {seed!r}") from err
+        # One rule for every tutorial (vitoolkit.course.arguments): 0 <= seed <= 2**63 - 1.
+        self.seed = args.seed if args.seed is not None else parse_seed(
+            env.get("VITOOLKIT_SEED", "0"), "VITOOLKIT_SEED")
         out = args.out or env.get("VITOOLKIT_OUT") or os.path.join("results", name)
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out = check_output_dir(out, "--out" if args.out else "VITOOLKIT_OUT"
+                                        if env.get("VITOOLKIT_OUT") else "the output folder")
+        except OSError as err:
+            if args.out and argv is None:  # a script run from a shell: a usage error, no traceback
+                parser.error(out_error(err))
+            raise
         formats = args.formats or env.get("VITOOLKIT_FORMATS", "png")
         self.formats = [f.strip().lower() for f in formats.split(",") if f.strip()]
         unknown = set(self.formats) - {"png", "svg", "pdf"}
         if unknown:
             raise ValueError(f"formats must be among png, svg, pdf; got {sorted(unknown)}")
-        threads = args.threads if args.threads is not None else env.get("VITOOLKIT_THREADS", 1)
-        try:
-            self.threads = int(threads)
-        except ValueError as err:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}") from err
-        if self.threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        if args.threads is not None:
+            self.threads = args.threads
+        else:
+            try:
+                self.threads = positive_int_type(env.get("VITOOLKIT_THREADS", "1"))
+            except argparse.ArgumentTypeError as err:
+                raise ValueError(f"threads (VITOOLKIT_THREADS) {err}") from None
         # The tutorials' models are small: one intra-op thread avoids synchronisation
         # costs that dominate tiny tensor operations. Restored by finish().
         import torch
@@ -230,15 +238,24 @@ class Tutorial:
             print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
 
     # -- randomness -------------------------------------------------------
+    def derived_seed(self, offset: int = 0) -> int:
+        """``seed + offset``, wrapped into ``[0, 2**63 - 1]`` (so it is a valid seed for any seed).
+
+        Equal to ``seed + offset`` unless the sum passes ``2**63 - 1``; use it wherever
+        a tutorial needs a second seed (``derived_seed(1)`` rather than ``seed + 1``).
+        """
+        offset = check_int(offset, "offset", minimum=0)
+        return (self.seed + offset) % (MAX_SEED + 1)
+
     def generator(self, offset: int = 0):
-        """A fresh ``torch.Generator`` seeded with ``seed + offset``."""
+        """A fresh ``torch.Generator`` seeded with :meth:`derived_seed` ``(offset)``."""
         import torch
 
-        return torch.Generator().manual_seed(self.seed + offset)
+        return torch.Generator().manual_seed(self.derived_seed(offset))
 
     def rng(self, offset: int = 0) -> np.random.Generator:
-        """A fresh ``numpy.random.Generator`` seeded with ``seed + offset``."""
-        return np.random.default_rng(self.seed + offset)
+        """A fresh ``numpy.random.Generator`` seeded with :meth:`derived_seed` ``(offset)``."""
+        return np.random.default_rng(self.derived_seed(offset))
 
     def choose(self, quick: Any, full: Any) -> Any:
         """Return ``quick`` in the quick setting, else ``full``."""
@@ -332,7 +349,8 @@ class Tutorial:
         ``summary.json`` under ``"figure_problems"`` (one list per figure, empty
         when clean). A problem does not fail the run; the test suite asserts
         there are none. Each file is written to a temporary name in the same
-        folder and moved into place, so a reader never sees half a figure. In a
+        folder, fsynced and moved into place (:func:`vitoolkit.fileio.atomic_write`),
+        so a reader never sees half a figure. In a
         Jupyter kernel the figure is then displayed inline; either way it is
         closed afterwards, so a long lesson does not accumulate open figures.
         """
@@ -344,12 +362,8 @@ class Tutorial:
         with checked_draw(fig) as check:
             for fmt in self.formats:
                 path = self.out / f"{name}.{fmt}"
-                tmp = self.out / f".{name}.{os.getpid()}.tmp.{fmt}"
-                try:
-                    fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
-                    os.replace(tmp, path)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                with atomic_write(path, "wb") as handle:  # a file object: the format is explicit
+                    fig.savefig(handle, dpi=150, bbox_inches="tight", format=fmt)
                 paths.append(path)
         problems = check.problems
         if check.error is not None:
@@ -385,16 +399,7 @@ class Tutorial:
             raise ValueError(f"save_interactive: name must be a plain file stem, got {name!r}")
         if not hasattr(fig, "to_html"):
             raise TypeError(f"save_interactive: fig must be a plotly Figure, got {type(fig).__name__}")
-        path = self.out / f"{name}.html"
-        tmp = self.out / f".{name}.{os.getpid()}.tmp.html"
-        try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(fig.to_html(include_plotlyjs=True, full_html=True))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = write_text(self.out / f"{name}.html", fig.to_html(include_plotlyjs=True, full_html=True))
         self.interactive.append(name)
         if self._notebook:
             from IPython.display import HTML, display
@@ -424,16 +429,7 @@ class Tutorial:
             "claims": self.claims,
             "figure_problems": self.figure_problems,
         }
-        path = self.out / "summary.json"
-        tmp = self.out / f".summary.{os.getpid()}.json.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(payload, indent=2, sort_keys=False))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = write_text(self.out / "summary.json", json.dumps(payload, indent=2, sort_keys=False))
         import torch
 
         torch.set_num_threads(self._threads_before)

@@ -48,6 +48,14 @@ def run(args) -> int:
         print(solution(args.name), end="")
         return 0
     if command == "start":
+        from ..course.arguments import out_error
+        from ..fileio import check_output_dir
+
+        try:
+            check_output_dir(args.out, "--out")
+        except OSError as err:
+            print(f"vitoolkit exercise start: error: {out_error(err)}", file=sys.stderr)
+            return 2
         try:
             path = write_stub(args.name, args.out, fmt=args.fmt, force=args.force)
         except ExerciseFileError as err:
@@ -55,10 +63,7 @@ def run(args) -> int:
             return 1
         print(f"wrote {path}\nwhen your function is ready: vitoolkit exercise check {args.name} {path}")
         return 0
-    # check
-    if args.seed is not None and args.seed < 0:
-        print(f"--seed must be a non-negative integer, got {args.seed}", file=sys.stderr)
-        return 2
+    # check (--seed was validated by the parser: vitoolkit.course.arguments.seed_type)
     try:
         fn = load_function(args.file, args.name)
     except ExerciseFileError as err:

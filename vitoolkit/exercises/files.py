@@ -12,11 +12,14 @@ files you would run yourself.
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from ..fileio import check_output_dir, write_text
+from ..validation import check_bool, check_choice
 from .registry import get_exercise, stub
 
 __all__ = ["ExerciseFileError", "CHECK_TAG", "write_stub", "load_function", "notebook_source"]
@@ -45,8 +48,10 @@ def write_stub(name: str, out_dir=".", *, fmt: str = "py", force: bool = False) 
     overwritten unless ``force``.
     """
     ex = get_exercise(name)
-    if fmt not in ("py", "ipynb"):
-        raise ValueError(f"fmt must be 'py' or 'ipynb', got {fmt!r}")
+    fmt = check_choice(fmt, ("py", "ipynb"), "fmt")
+    force = check_bool(force, "force")
+    if isinstance(out_dir, bool) or not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path (str or os.PathLike), got {type(out_dir).__name__}")
     out_dir = Path(out_dir)
     path = out_dir / f"{name}.{fmt}"
     if path.exists() and not force:
@@ -58,8 +63,8 @@ def write_stub(name: str, out_dir=".", *, fmt: str = "py", force: bool = False) 
                 f"    report = check(\"{name}\", {name})\n"
                 "    print(report)\n"
                 "    raise SystemExit(0 if report.passed else 1)\n")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        _writable(out_dir)
+        write_text(path, text)
         return path
     try:
         import nbformat
@@ -79,9 +84,16 @@ def write_stub(name: str, out_dir=".", *, fmt: str = "py", force: bool = False) 
         v4.new_code_cell(source.rstrip("\n")),
         v4.new_code_cell(_check_call(name), metadata={"tags": [CHECK_TAG]}),
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
+    _writable(out_dir)
+    write_text(path, nbformat.writes(nb))
     return path
+
+
+def _writable(out_dir: Path) -> None:
+    try:
+        check_output_dir(out_dir, "out_dir")
+    except OSError as err:
+        raise ExerciseFileError(f"{err.strerror}: {err.filename}") from None
 
 
 def _strip_magics(source: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..validation import check_seed
 from .report import CheckResult
 
 __all__ = ["Grader", "Case", "Failed", "NotImplementedStub", "Mistake"]
@@ -271,7 +272,7 @@ class Grader:
     """Collects the checks of one grading run; ``generator`` seeds every random case."""
 
     def __init__(self, seed: int):
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.checks: list[CheckResult] = []
 

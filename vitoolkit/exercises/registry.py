@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-import operator
 import secrets
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..validation import check_seed
 from .grading import Grader, NotImplementedStub
 from .report import CheckResult, Report
 
@@ -164,16 +164,9 @@ def check(name: str, fn: Callable, *, seed: int | None = None) -> Report:
     ex = get_exercise(name)
     if not callable(fn):
         raise TypeError(f"fn must be the function to grade, got {type(fn).__name__}")
+    seed = check_seed(seed, "seed", allow_none=True)
     if seed is None:
         seed = _new_seed()
-    else:
-        try:
-            value = operator.index(seed)
-        except TypeError:
-            value = None
-        if value is None or isinstance(seed, bool) or value < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        seed = value
     report = Report(ex.name, seed)
     expected = list(inspect.signature(ex.reference).parameters)
     try:
