@@ -57,8 +57,13 @@ def test_unknown_names_and_bad_arguments_raise_clearly():
         stub("nope")
     with pytest.raises(TypeError, match="fn must be the function"):
         check("iwae_bound", "not a function")
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         check("iwae_bound", lambda lw: lw, seed=-1)
+    with pytest.raises(ValueError, match="seed must be an integer <= 9223372036854775807"):
+        check("iwae_bound", lambda lw: lw, seed=2**70)
+    for bad in (1.5, True, "3"):  # not truncated, not read as 1, not parsed
+        with pytest.raises(TypeError, match="seed must be an integer"):
+            check("iwae_bound", lambda lw: lw, seed=bad)
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
