@@ -362,8 +362,8 @@ def test_standard_normal_prior_kl_matches_the_general_normal_formula():
     from torch.distributions import Normal
     from torch.distributions.kl import _kl_normal_normal
 
+    from vitoolkit.distributions import StandardNormal
     from vitoolkit.divergences import kl_divergence
-    from vitoolkit.vae.model import StandardNormal
 
     gen = torch.Generator().manual_seed(0)
     loc = torch.randn(50, 4, generator=gen, dtype=torch.float64) * 3

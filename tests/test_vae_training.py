@@ -176,7 +176,7 @@ def test_bad_training_input(digits):
         train(model, X * 2, epochs=1, batch_size=10, progress=False)
     with pytest.raises(ValueError, match=r"data must have shape \(n, 64\)"):
         train(model, X[:, :10], epochs=1, batch_size=10, progress=False)
-    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         train(model, X, epochs=0, batch_size=10, progress=False)
     with pytest.raises(ValueError, match="patience .* needs validation"):
         train(model, X, epochs=1, batch_size=10, patience=2, progress=False)
@@ -221,9 +221,9 @@ def test_schedules():
     assert [cyc(t) for t in range(8, 16)] == cycle
     assert cycle[0] == 0.0 and cycle[4:] == [1.0] * 4
     assert annealing.constant(4.0)(123) == 4.0
-    with pytest.raises(ValueError, match="ratio must lie in"):
+    with pytest.raises(ValueError, match="ratio must be > 0"):
         annealing.cyclical(8, ratio=0)
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         annealing.linear_warmup(0)
 
 

@@ -16,26 +16,19 @@ accepts a constant ``beta``. Plain functions of the step work too.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from ..validation import check_int, check_real
 
 __all__ = ["Schedule", "constant", "linear_warmup", "cyclical", "as_schedule"]
 
 
 def _finite_nonneg(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a real number, got {value!r}") from err
-    if not (0 <= value < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
+    return check_real(value, name, minimum=0.0)
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return check_int(value, name, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -82,9 +75,7 @@ def linear_warmup(steps: int, start: float = 0.0, end: float = 1.0) -> Schedule:
 
 def cyclical(period: int, ratio: float = 0.5, start: float = 0.0, end: float = 1.0) -> Schedule:
     """beta(t) = start + (end - start) min((t mod period) / (ratio period), 1)  (Fu et al. 2019)."""
-    ratio = _finite_nonneg(ratio, "ratio")
-    if not 0 < ratio <= 1:
-        raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
+    ratio = check_real(ratio, "ratio", minimum=0.0, maximum=1.0, strict_minimum=True)
     return Schedule("cyclical", _finite_nonneg(start, "start"), _finite_nonneg(end, "end"),
                     _positive_int(period, "period"), ratio)
 

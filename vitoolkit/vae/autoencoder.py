@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .model import _check_int, _LatentVariableModel
+from ..validation import check_int
+from .model import _LatentVariableModel
 from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
 
 __all__ = ["Autoencoder", "sample_label_histogram"]
@@ -34,8 +35,8 @@ class Autoencoder(_LatentVariableModel):
                  architecture: str = "mlp", image_shape=None, activation: str = "relu",
                  loss: str = "bce", seed: int = 0):
         super().__init__()
-        self.data_dim = _check_int(data_dim, "data_dim", 1)
-        self.latent_dim = _check_int(latent_dim, "latent_dim", 1)
+        self.data_dim = check_int(data_dim, "data_dim", minimum=1)
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
         hidden_dims = check_hidden_dims(hidden_dims)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -132,7 +133,7 @@ def sample_label_histogram(samples, data, labels, num_classes: int | None = None
     if not (bool(torch.isfinite(samples).all()) and bool(torch.isfinite(data).all())):
         raise ValueError("samples and data must be finite")
     num_classes = int(labels.max()) + 1 if num_classes is None else \
-        _check_int(num_classes, "num_classes", 1)
+        check_int(num_classes, "num_classes", minimum=1)
     nearest = labels[torch.cdist(samples, data).argmin(dim=1)]
     counts = torch.bincount(nearest, minlength=num_classes).to(torch.float64)
     return counts / counts.sum()

@@ -48,8 +48,9 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from ..distributions import check_temperature, gumbel_softmax_sample
+from ..validation import check_choice, check_int, check_real
 from .likelihoods import make_likelihood
-from .model import _check_int, _LatentVariableModel, check_num_samples
+from .model import _LatentVariableModel, check_num_samples
 from .networks import MLP, build_network, check_hidden_dims
 
 __all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES", "BiasVariance",
@@ -96,12 +97,6 @@ def bias_and_variance(draws: torch.Tensor, exact: torch.Tensor) -> BiasVariance:
     return BiasVariance(math.sqrt(max(bias_sq, 0.0)), variance, float(exact.norm()))
 
 
-def _check_choice(value, choices, name: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
 class CategoricalVAE(_LatentVariableModel):
     r"""VAE with ``num_latents`` categorical latents of ``num_categories`` classes each.
 
@@ -138,18 +133,16 @@ class CategoricalVAE(_LatentVariableModel):
                  activation: str = "relu", observation_scale: float = 0.1,
                  min_scale: float = 0.01, seed: int = 0):
         super().__init__()
-        self.data_dim = _check_int(data_dim, "data_dim", 1)
-        self.num_latents = _check_int(num_latents, "num_latents", 1)
-        self.num_categories = _check_int(num_categories, "num_categories", 2)
+        self.data_dim = check_int(data_dim, "data_dim", minimum=1)
+        self.num_latents = check_int(num_latents, "num_latents", minimum=1)
+        self.num_categories = check_int(num_categories, "num_categories", minimum=2)
         self.latent_dim = self.num_latents * self.num_categories
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.estimator = _check_choice(estimator, ESTIMATORS, "estimator")
+        self.estimator = check_choice(estimator, ESTIMATORS, "estimator")
         self.temperature = check_temperature(temperature)
-        self.baseline = _check_choice(baseline, BASELINES, "baseline")
-        if isinstance(baseline_decay, bool) or not isinstance(baseline_decay, (int, float)) \
-                or not 0 <= baseline_decay < 1:
-            raise ValueError(f"baseline_decay must be a number in [0, 1), got {baseline_decay!r}")
-        self.baseline_decay = float(baseline_decay)
+        self.baseline = check_choice(baseline, BASELINES, "baseline")
+        self.baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0,
+                                         maximum=1.0, strict_maximum=True)
         self.likelihood = make_likelihood(likelihood, observation_scale=observation_scale,
                                           min_scale=min_scale)
         self.config = {
@@ -288,7 +281,7 @@ class CategoricalVAE(_LatentVariableModel):
                        batch_size: int = 512) -> torch.Tensor:
         """Importance-sampled log p(x) with q(z | x) as proposal (L_K, large K), shape (n,)."""
         k = check_num_samples(num_samples)
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         x = self._check_x(x)
         out = [torch.logsumexp(self._log_weights(x[s:s + batch_size], k, generator), 0)
                - math.log(k) for s in range(0, x.shape[0], batch_size)]
@@ -341,7 +334,7 @@ class CategoricalVAE(_LatentVariableModel):
         """Decode codes drawn from the uniform prior: decoder means (or draws), (n, data_dim)."""
         from ..distributions import sample as _sample
 
-        n = _check_int(n, "n", 1)
+        n = check_int(n, "n", minimum=1)
         ref = self._ref
         flat = torch.zeros((n, self.num_latents, self.num_categories), device=ref.device,
                            dtype=ref.dtype)
@@ -364,7 +357,7 @@ class CategoricalVAE(_LatentVariableModel):
             baseline = self.baseline
         if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
             return torch.as_tensor(float(baseline), dtype=x.dtype, device=x.device), None
-        _check_choice(baseline, BASELINES, "baseline")
+        check_choice(baseline, BASELINES, "baseline")
         if baseline == "none":
             return torch.zeros((), dtype=x.dtype, device=x.device), None
         running = self.running_baseline.to(x.dtype)
@@ -510,10 +503,10 @@ class CategoricalVAE(_LatentVariableModel):
         Tensor of shape (num_draws, P), P = number of encoder weights (float64).
         """
         x = self._check_x(x)
-        num_draws = _check_int(num_draws, "num_draws", 1)
+        num_draws = check_int(num_draws, "num_draws", minimum=1)
         k = check_num_samples(num_samples)
         estimator = self.estimator if estimator is None else \
-            _check_choice(estimator, ESTIMATORS, "estimator")
+            check_choice(estimator, ESTIMATORS, "estimator")
         params = self.encoder_parameters()
         out = []
         for _ in range(num_draws):

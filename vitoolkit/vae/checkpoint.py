@@ -1,26 +1,30 @@
 """Saving and loading models and training runs, safely.
 
-- Writes are atomic: the payload goes to a temporary file in the same folder,
-  is flushed to disk, and only then ``os.replace``-d over the target, so a
-  crash or an error during a save leaves the previous checkpoint intact.
+- Writes are atomic (:func:`vitoolkit.fileio.atomic_write`): the payload goes to
+  a temporary file in the same folder, is flushed to disk, and only then
+  ``os.replace``-d over the target, so a crash, an error or a ``kill -9`` during
+  a save leaves the previous checkpoint intact; the temporary file a killed
+  writer leaves behind is removed by the next save to the same path.
 - Reads use ``torch.load(..., weights_only=True)``: no arbitrary code runs when
   a file is loaded. Payloads hold only tensors, numbers, strings, lists and dicts.
-- A truncated or foreign file, or a checkpoint of a different architecture,
-  raises a ``ValueError`` that says which.
+- A truncated or foreign file, a checkpoint of a different architecture, or one
+  with the right format marker but missing keys or values of the wrong type,
+  raises a ``ValueError`` that names the file (and the key).
 """
 
 from __future__ import annotations
 
-import os
+import numbers
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from ..fileio import atomic_write
+
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "save_model", "load_model",
-           "check_compatible"]
+           "check_compatible", "check_model_payload", "check_training_state"]
 
 #: Marker stored in every file this module writes.
 FORMAT = "vitoolkit.vae.checkpoint/1"
@@ -37,19 +41,8 @@ def save_checkpoint(path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**payload, "format": FORMAT}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 
@@ -86,6 +79,66 @@ def _model_classes():
     from .vqvae import VQVAE
 
     return {cls.__name__: cls for cls in (VAE, Autoencoder, CategoricalVAE, VQVAE, SparseAutoencoder)}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_state_dict(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(t, torch.Tensor)
+                                       for k, t in v.items())
+
+
+def _is_generator_state(v) -> bool:
+    return isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.ndim == 1
+
+
+#: key -> (test, what it must be) for the entries a saved model must hold.
+_MODEL_KEYS = {
+    "model_class": (lambda v: isinstance(v, str), "a str"),
+    "model_config": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+                     "a dict of constructor arguments"),
+    "model_state": (_is_state_dict, "a dict of tensors"),
+}
+#: ... and the further entries of a training checkpoint.
+_TRAINING_KEYS = {
+    **_MODEL_KEYS,
+    "optimizer_state": (lambda v: isinstance(v, dict) and "state" in v and "param_groups" in v,
+                        "an optimizer state dict"),
+    "shuffle_state": (_is_generator_state, "a uint8 generator-state tensor"),
+    "noise_state": (_is_generator_state, "a uint8 generator-state tensor"),
+    "epoch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "step": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "history": (lambda v: isinstance(v, dict), "a dict"),
+    "best_value": (_is_real, "a real number"),
+    "best_state": (lambda v: v is None or _is_state_dict(v), "None or a dict of tensors"),
+    "bad_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "settings": (lambda v: isinstance(v, dict), "a dict"),
+}
+
+
+def _check_keys(payload: dict, schema: dict, path) -> None:
+    for key, (test, what) in schema.items():
+        if key not in payload:
+            raise ValueError(f"{path} is damaged: key {key!r} is missing")
+        if not test(payload[key]):
+            raise ValueError(f"{path} is damaged: key {key!r} must be {what}, got "
+                             f"{type(payload[key]).__name__}")
+
+
+def check_model_payload(payload: dict, path="checkpoint") -> None:
+    """``ValueError`` naming ``path`` and the key unless ``payload`` holds a complete saved model."""
+    _check_keys(payload, _MODEL_KEYS, path)
+
+
+def check_training_state(payload: dict, path="checkpoint") -> None:
+    """``ValueError`` naming ``path`` and the key unless ``payload`` is a complete training state."""
+    _check_keys(payload, _TRAINING_KEYS, path)
 
 
 def check_compatible(model, payload: dict, path="checkpoint") -> None:
@@ -129,13 +182,22 @@ def load_model(path, model=None):
         the stored constructor arguments.
     """
     payload = load_checkpoint(path)
+    where = repr(str(path))
+    check_model_payload(payload, where)
     if model is None:
         classes = _model_classes()
-        cls = classes.get(payload.get("model_class"))
+        cls = classes.get(payload["model_class"])
         if cls is None:
-            raise ValueError(f"{str(path)!r} holds an unknown model class "
-                             f"{payload.get('model_class')!r}")
-        model = cls(**payload["model_config"])
-    check_compatible(model, payload, repr(str(path)))
-    model.load_state_dict(payload["model_state"])
+            raise ValueError(f"{where} holds an unknown model class "
+                             f"{payload['model_class']!r}")
+        try:
+            model = cls(**payload["model_config"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where} is damaged: key 'model_config' does not build a "
+                             f"{cls.__name__}: {err}") from None
+    check_compatible(model, payload, where)
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as err:
+        raise ValueError(f"{where}: key 'model_state' does not load: {err}") from None
     return model

@@ -36,6 +36,7 @@ import torch
 from torch.distributions import Normal
 
 from ..divergences import kl_divergence
+from ..validation import check_int, check_memory, check_real
 from .latent import _call, _prepare, check_data, encode_batched, latent_means
 from .model import (
     ImportanceEstimate,
@@ -43,6 +44,7 @@ from .model import (
     check_num_samples,
     importance_estimate,
     log_importance_weights,
+    posterior_log_weights,
 )
 
 __all__ = [
@@ -170,13 +172,7 @@ def kl_per_dimension(model, x, y=None) -> torch.Tensor:
 
 
 def _check_threshold(value, name) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a number, got {value!r}") from err
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
+    return check_real(value, name, minimum=0.0)
 
 
 def active_units(model, x, threshold: float = ACTIVITY_THRESHOLD, y=None) -> ActiveUnits:
@@ -258,9 +254,17 @@ def check_posterior_collapse(model, x, *, threshold: float = ACTIVITY_THRESHOLD,
 
 
 def _check_count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
+
+
+#: Log weights (pool x examples) one pass of :func:`iwae_curve` holds at most.
+_MAX_POOL_ELEMENTS = 2**24
+
+
+def _model_dtype(model) -> torch.dtype:
+    for p in model.parameters():
+        return p.dtype
+    return torch.get_default_dtype()
 
 
 def _randn(shape, like: torch.Tensor, generator):
@@ -336,10 +340,15 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
     steps = _check_count(steps, "steps", 0)
     num_samples = _check_count(num_samples, "num_samples", 1)
     eval_samples = _check_count(eval_samples, "eval_samples", 2)
-    lr = _check_threshold(lr, "lr")
-    if lr == 0:
-        raise ValueError("lr must be > 0")
+    lr = check_real(lr, "lr", minimum=0.0, strict_minimum=True)
     x = check_data(x)
+    # The evaluation keeps eval_samples draws (n x latent_dim each) and two sets of weights.
+    itemsize = torch.finfo(_model_dtype(model)).bits // 8
+    latent = getattr(model, "latent_dim", 1)
+    check_memory(eval_samples * x.shape[0] * (latent + 4) * itemsize, "eval_samples",
+                 eval_samples, f"the common draws and log weights of {x.shape[0]} examples")
+    check_memory(num_samples * x.shape[0] * (latent + 4) * itemsize, "num_samples",
+                 num_samples, f"one optimisation step's draws for {x.shape[0]} examples")
     if log_likelihood is not None:
         log_likelihood = torch.as_tensor(log_likelihood).detach()
         if log_likelihood.shape != (x.shape[0],):
@@ -464,15 +473,18 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
         raise ValueError(f"every k must divide pool={pool}; {bad} do not")
     batch_size = _check_count(batch_size, "batch_size", 1)
     x = check_data(x)
+    # Every k regroups the same S draws, so all S log weights of a pass are kept at once
+    # (and their grouped copies): refuse a pool that cannot fit even one example.
+    itemsize = torch.finfo(_model_dtype(model)).bits // 8
+    check_memory(3 * pool * itemsize, "pool", pool, "the log weights of one example")
+    batch_size = max(1, min(batch_size, _MAX_POOL_ELEMENTS // pool))
     bounds, stderrs, parts = [], [], []
     with _eval_mode(model), torch.no_grad():
         x, y = _prepare(model, x, y)
         for start in range(0, x.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             yb = None if y is None else y[sl]
-            q = _diag_normal(_call(model.encode, x[sl], yb))
-            log_w = log_importance_weights(model, x[sl], q.loc, q.scale, pool, y=yb,
-                                           generator=generator)
+            log_w = posterior_log_weights(model, x[sl], yb, pool, generator)
             est = importance_estimate(log_w, warn=False)
             parts.append(est)
             b_rows, s_rows = [], []

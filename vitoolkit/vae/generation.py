@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 
 from ..distributions import sample as _sample
+from ..validation import check_int
 
 __all__ = [
     "AncestralSamples",
@@ -63,9 +64,8 @@ def ancestral_samples(model, num_z: int, num_x: int = 1, *, generator=None) -> A
     -------
     AncestralSamples (tensors without gradient, in the model's dtype).
     """
-    for value, name in ((num_z, "num_z"), (num_x, "num_x")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    num_z = check_int(num_z, "num_z", minimum=1)
+    num_x = check_int(num_x, "num_x", minimum=1)
     ref = next(model.parameters())
     latent_dim = model.prior.event_shape[-1]
     with torch.no_grad():

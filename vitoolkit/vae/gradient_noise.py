@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..validation import check_int
 from .model import KL_METHODS
 
 __all__ = ["GradientNoise", "elbo_gradients", "gradient_noise", "with_kl"]
@@ -65,8 +66,7 @@ def elbo_gradients(model, x, num_samples: int, *, kl: str | None = None, paramet
     Tensor of shape (num_samples, num_parameters), float64. The model's ``.grad``
     fields are left cleared.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
+    num_samples = check_int(num_samples, "num_samples", minimum=2)
     if parameters not in _PARTS:
         raise ValueError(f"parameters must be one of {_PARTS}, got {parameters!r}")
     net = with_kl(model, model.kl if kl is None else kl)

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..validation import check_int
+
 __all__ = [
     "LatentPath",
     "Traversal",
@@ -203,8 +205,7 @@ def interpolate_codes(z_start, z_end, num_steps: int = 8, *, method: str = "line
             f"z_start and z_end must be 1-D of equal shape, got {tuple(z0.shape)} "
             f"and {tuple(z1.shape)}"
         )
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+    num_steps = check_int(num_steps, "num_steps", minimum=2)
     t = torch.linspace(0.0, 1.0, num_steps, dtype=z0.dtype).unsqueeze(-1)
     if method == "linear":
         return (1 - t) * z0 + t * z1
@@ -274,8 +275,7 @@ def interpolation_distances(model, x_start, x_end, reference, num_steps: int = 9
     if za.shape != zb.shape:
         raise ValueError(f"x_start and x_end must have the same shape, got codes {tuple(za.shape)} "
                          f"and {tuple(zb.shape)}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+    num_steps = check_int(num_steps, "num_steps", minimum=2)
     ref = check_data(reference, "reference")
     t = torch.linspace(0.0, 1.0, num_steps, dtype=za.dtype, device=za.device)
     return torch.stack([nearest_distance(decode_mean(model, (1 - ti) * za + ti * zb), ref)

@@ -40,11 +40,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Independent, Normal, register_kl
+from torch.distributions import Independent, Normal
 
+from ..distributions import StandardNormal
 from ..distributions import sample as _sample
 from ..divergences import KHAT_THRESHOLD, UnreliableEstimateWarning, kl_divergence, pareto_khat
-from .annealing import _finite_nonneg
+from ..divergences.psis import fit_generalized_pareto, tail_length
+from ..validation import check_int, check_memory, check_real, check_seed
 from .likelihoods import make_likelihood
 from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
 
@@ -57,6 +59,9 @@ __all__ = [
     "check_num_samples",
     "importance_estimate",
     "log_importance_weights",
+    "posterior_importance",
+    "posterior_log_weights",
+    "posterior_params",
 ]
 
 #: How the KL term of the ELBO is computed.
@@ -69,30 +74,15 @@ OBJECTIVES = ("elbo", "iwae")
 _CHUNK_ELEMENTS = 2**22
 
 
-class StandardNormal(Normal):
-    """A Normal whose parameters are loc = 0 and scale = 1: the factors of the VAE prior.
-
-    It behaves exactly as ``Normal(0, 1)``; the separate type lets the KL
-    registry use the shorter closed form below, which the training step
-    evaluates at every update.
-    """
-
-
-@register_kl(Normal, StandardNormal)
-def _kl_normal_standard_normal(p: Normal, q: StandardNormal) -> torch.Tensor:
-    # KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, per coordinate:
-    # Kingma & Welling (2013), Appendix B (the general Normal-Normal form with q's
-    # loc = 0 and scale = 1 substituted).
-    # (Products rather than pow: the same values with a cheaper backward pass.)
-    return 0.5 * (p.loc * p.loc + p.scale * p.scale - 1) - p.scale.log()
+# Importance-sampling estimators keep every log weight (k x n entries) up to this size;
+# beyond it they stream over the samples (running log-sum-exp), holding only one chunk
+# of draws and each example's Pareto tail (2**24 float32 = 64 MiB).
+_STREAM_ELEMENTS = 2**24
 
 
 def check_num_samples(num_samples, name: str = "num_samples") -> int:
-    """An integer k >= 1 of importance samples."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
-            or num_samples < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {num_samples!r}")
-    return int(num_samples)
+    """An integer k >= 1 of importance samples (:func:`vitoolkit.validation.check_int`)."""
+    return check_int(num_samples, name, minimum=1)
 
 
 class ImportanceEstimate(NamedTuple):
@@ -192,6 +182,19 @@ def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: tor
     -------
     Tensor of shape (k, n), differentiable in the model's parameters, loc and scale.
     """
+    return torch.cat(list(_log_weight_chunks(model, x, loc, scale, num_samples, eps=eps, y=y,
+                                             generator=generator)), dim=0)
+
+
+def _sample_chunk(model, x) -> int:
+    """Samples decoded at once: ~_CHUNK_ELEMENTS decoder activations for the n examples."""
+    width = getattr(model, "_decoder_width", x.shape[-1])
+    return max(1, _CHUNK_ELEMENTS // (x.shape[0] * width))
+
+
+def _log_weight_chunks(model, x, loc, scale, num_samples=None, *, eps=None, y=None,
+                       generator=None):
+    """Yield the log weights of :func:`log_importance_weights` chunk by chunk, (k_c, n) each."""
     if (num_samples is None) == (eps is None):
         raise ValueError("give exactly one of num_samples and eps")
     k = int(num_samples) if eps is None else eps.shape[0]
@@ -201,9 +204,7 @@ def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: tor
             return model.decode(z) if y is None else model.decode(z, y)
     q = Normal(loc, scale, validate_args=False)
     prior = model.prior
-    width = getattr(model, "_decoder_width", x.shape[-1])
-    chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * width))
-    out = []
+    chunk = _sample_chunk(model, x)
     for start in range(0, k, chunk):
         kc = min(chunk, k - start)
         if eps is None:
@@ -212,14 +213,145 @@ def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: tor
         else:
             e = eps[start:start + kc]
         z = loc + scale * e
-        out.append(decode(z, y).log_prob(x) + prior.log_prob(z) - q.log_prob(z).sum(-1))
-    return torch.cat(out, dim=0)
+        yield decode(z, y).log_prob(x) + prior.log_prob(z) - q.log_prob(z).sum(-1)
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+class _StreamingEstimate:
+    r""":func:`importance_estimate` accumulated over chunks of draws, without keeping them.
+
+    log-mean-exp is a running log-sum-exp (float64); the standard error uses
+    sum_j rel_j^2 = exp(LSE(2 log w) - 2 value), since the relative weights
+    rel_j = w_j / mean(w) have mean 1: sd(rel)^2 = (sum rel^2 - k) / (k - 1); the
+    Pareto k-hat needs only the M + 1 largest log weights of each example
+    (M = :func:`~vitoolkit.divergences.psis.tail_length`), kept as the draws pass.
+    """
+
+    def __init__(self, k: int, n: int, like: torch.Tensor):
+        self.k = k
+        self.m = tail_length(k)
+        opts = {"dtype": torch.float64, "device": like.device}
+        self.lse = torch.full((n,), -math.inf, **opts)
+        self.lse2 = torch.full((n,), -math.inf, **opts)
+        self.top = None
+        self.seen = 0
+
+    @staticmethod
+    def memory(k: int, n: int, itemsize: int) -> int:
+        """Bytes held besides one chunk: the tails (twice, while merging) and the sums."""
+        return n * (2 * (tail_length(k) + 1) * itemsize + 32)
+
+    def update(self, log_w: torch.Tensor) -> None:
+        lw = log_w.detach()
+        lw64 = lw.double()
+        self.lse = torch.logaddexp(self.lse, torch.logsumexp(lw64, dim=0))
+        self.lse2 = torch.logaddexp(self.lse2, torch.logsumexp(2 * lw64, dim=0))
+        self.seen += lw.shape[0]
+        keep = self.m + 1
+        merged = lw if self.top is None else torch.cat([self.top, lw], dim=0)
+        if merged.shape[0] > keep:
+            merged = torch.topk(merged, keep, dim=0, largest=True, sorted=False).values
+        self.top = merged
+
+    def result(self, dtype) -> ImportanceEstimate:
+        k = self.k
+        value = self.lse - math.log(k)
+        if k > 1:
+            sum_rel2 = torch.exp(self.lse2 - 2 * value)
+            var = ((sum_rel2 - k) / (k - 1)).clamp_min(0)
+            stderr = torch.sqrt(var / k)
+        else:
+            stderr = torch.full_like(value, math.nan)
+        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), self._khat())
+
+    def _khat(self) -> torch.Tensor:
+        """Pareto k-hat from the M + 1 largest log weights, as :func:`pareto_khat` computes it."""
+        n = self.lse.shape[0]
+        khat = torch.full((n,), math.nan, dtype=torch.float64, device=self.lse.device)
+        if self.m < 5 or self.k < self.m + 1:
+            return khat
+        top = torch.sort(self.top.double(), dim=0).values  # ascending, (M + 1, n)
+        threshold, tail = top[:1], top[1:]
+        largest = tail[-1:]
+        # Exceedances exp(tail) - exp(threshold), divided by exp(max): in [0, 1], no overflow.
+        exceed = torch.exp(tail - largest) - torch.exp(threshold - largest)
+        exceed = torch.nan_to_num(exceed.clamp_min(0), nan=0.0)
+        khat, _ = fit_generalized_pareto(exceed, dim=0, prior=True)
+        return torch.where(torch.isposinf(largest[0]), torch.full_like(khat, math.inf), khat)
+
+
+def _graph_bytes_per_draw(model, x) -> int:
+    """Rough bytes autograd keeps per importance draw and example (decoder activations)."""
+    decoder = getattr(model, "decoder", None)
+    layers = 1 if decoder is None else max(1, sum(
+        1 for m in decoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))))
+    width = getattr(model, "_decoder_width", x.shape[-1])
+    return 2 * layers * width * x.element_size()
+
+
+def _needs_graph(model, *tensors) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return any(t.requires_grad for t in tensors) or any(
+        p.requires_grad for p in model.parameters())
+
+
+def posterior_params(model, x, y=None):
+    """(loc, scale) of q(z|x): the model's ``_encode_params(x, y)`` when it has one (a
+    :class:`VAE`, no input checks), else those of ``model.encode(x[, y])``."""
+    encode = getattr(model, "_encode_params", None)
+    if encode is not None:
+        return encode(x, y)
+    q = model.encode(x) if y is None else model.encode(x, y)
+    base = getattr(q, "base_dist", q)
+    return base.loc, base.scale
+
+
+def posterior_log_weights(model, x, y, num_samples: int, generator=None) -> torch.Tensor:
+    """log w_j for k draws z_j from the model's own q(z|x), shape (k, n).
+
+    The one route from (model, x, k) to the log weights with the encoder as proposal,
+    behind :meth:`VAE.iwae_bound`, :meth:`VAE.log_likelihood`, the IWAE training
+    objective and :func:`vitoolkit.vae.diagnostics.iwae_curve`.
+    """
+    loc, scale = posterior_params(model, x, y)
+    return log_importance_weights(model, x, loc, scale, num_samples, y=y, generator=generator)
+
+
+def posterior_importance(model, x, y, num_samples: int, generator=None,
+                         *, what: str = "importance sampling", name: str = "num_samples"):
+    """Importance sampling with the model's own q(z|x): the log weights, or their estimate.
+
+    Returns ``(log_w, estimate)``: with up to ``_STREAM_ELEMENTS`` log weights (or when
+    a gradient is wanted) ``log_w`` is the (k, n) tensor of :func:`posterior_log_weights`
+    and ``estimate`` None; beyond, the draws are streamed, ``log_w`` is None and
+    ``estimate`` the :class:`ImportanceEstimate`. A gradient through k draws needs every
+    draw's activations at once: ``check_memory`` refuses a k that cannot fit (naming
+    ``name``); under ``torch.no_grad()`` the draws are streamed and only a k whose
+    Pareto tails cannot fit is refused.
+    """
+    loc, scale = posterior_params(model, x, y)
+    n = x.shape[0]
+    if num_samples * n <= _STREAM_ELEMENTS:
+        return log_importance_weights(model, x, loc, scale, num_samples, y=y,
+                                      generator=generator), None
+    if _needs_graph(model, x, loc, scale):
+        check_memory(num_samples * n * _graph_bytes_per_draw(model, x), name, num_samples,
+                     f"the autograd graph of {what} over {n} examples (the backward pass needs "
+                     "every draw's activations; under torch.no_grad() the draws are streamed)")
+        return log_importance_weights(model, x, loc, scale, num_samples, y=y,
+                                      generator=generator), None
+    itemsize = x.element_size()
+    chunk = min(_sample_chunk(model, x), num_samples)
+    per_chunk = chunk * n * _graph_bytes_per_draw(model, x)
+    check_memory(per_chunk + _StreamingEstimate.memory(num_samples, n, itemsize), name,
+                 num_samples, f"{what} over {n} examples (one chunk of draws and each "
+                 "example's Pareto tail)")
+    acc = _StreamingEstimate(num_samples, n, loc)
+    with torch.no_grad():
+        for lw in _log_weight_chunks(model, x, loc, scale, num_samples, y=y,
+                                     generator=generator):
+            acc.update(lw)
+    return None, acc.result(loc.dtype)
 
 
 class _LatentVariableModel(nn.Module):
@@ -232,7 +364,7 @@ class _LatentVariableModel(nn.Module):
 
     def _init_seeded(self, seed, build) -> None:
         # Seed the initialisation without touching the caller's global random state.
-        seed = _check_int(seed, "seed", 0)
+        seed = check_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             build()
@@ -289,6 +421,9 @@ class _LatentVariableModel(nn.Module):
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{name} must be a tensor, got {type(y).__name__}")
         ref = self._ref
+        if y.dtype == torch.bool or y.is_complex():
+            raise TypeError(f"{name} must hold integer class labels or one-hot rows, got dtype "
+                            f"{y.dtype}")
         if y.ndim == 1 and not y.is_floating_point():
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.conditional_dim):
                 raise ValueError(f"{name} labels must lie in 0..{self.conditional_dim - 1}, "
@@ -300,6 +435,14 @@ class _LatentVariableModel(nn.Module):
         y = y.to(device=ref.device, dtype=ref.dtype)
         if not bool(torch.isfinite(y).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
+        # One-hot: every entry 0 or 1 and exactly one 1 per row (a soft or multi-hot label
+        # would be fed to the networks as a condition they never saw in training).
+        binary = (y == 0) | (y == 1)
+        bad = ~binary.all(dim=1) | (y.sum(dim=1) != 1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise ValueError(f"{name} must be one-hot (one entry 1, the rest 0, per row); rows "
+                             f"{rows}{', ...' if int(bad.sum()) > 5 else ''} are not")
         return y
 
     def _check_z(self, z, name: str = "z") -> torch.Tensor:
@@ -361,9 +504,9 @@ class VAE(_LatentVariableModel):
                  activation: str = "relu", observation_scale: float = 0.1,
                  min_scale: float = 0.01, posterior_scale: float | None = None, seed: int = 0):
         super().__init__()
-        self.data_dim = _check_int(data_dim, "data_dim", 1)
-        self.latent_dim = _check_int(latent_dim, "latent_dim", 1)
-        self.conditional_dim = _check_int(conditional_dim, "conditional_dim", 0)
+        self.data_dim = check_int(data_dim, "data_dim", minimum=1)
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+        self.conditional_dim = check_int(conditional_dim, "conditional_dim", minimum=0)
         hidden_dims = check_hidden_dims(hidden_dims)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -495,8 +638,19 @@ class VAE(_LatentVariableModel):
 
     def _log_weights(self, x, y, num_samples: int, generator=None) -> torch.Tensor:
         """log p(x, z_j) - log q(z_j | x) for j = 1..k, z_j ~ q(z | x), shape (k, n)."""
-        loc, scale = self._encode_params(x, y)
-        return log_importance_weights(self, x, loc, scale, num_samples, y=y, generator=generator)
+        return posterior_log_weights(self, x, y, num_samples, generator)
+
+    def _importance(self, x, y, k: int, generator, what: str, *, warn: bool, stacklevel: int):
+        """The :class:`ImportanceEstimate` of L_k per example (streamed when k * n is large).
+
+        ``stacklevel`` as for :func:`warnings.warn` from here (3: the caller's caller).
+        """
+        log_w, est = posterior_importance(self, x, y, k, generator, what=what)
+        if est is None:
+            return importance_estimate(log_w, what=what, warn=warn, stacklevel=stacklevel + 1)
+        if warn:
+            _warn_unreliable(est.khat, what, stacklevel)
+        return est
 
     def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
         r"""ELBO(x) = E_q[log p(x|z)] - beta KL(q(z|x) || p(z)), one-sample estimate.
@@ -533,6 +687,11 @@ class VAE(_LatentVariableModel):
         ----------
         x : Tensor of shape (n, data_dim)
         num_samples : int >= 1 (k)
+            Under ``torch.no_grad()`` (or with nothing requiring grad) a k * n beyond
+            2**24 log weights is streamed in chunks (running log-sum-exp), so memory
+            does not grow with k; with a gradient every draw's activations are
+            needed at once, and a k that would not fit in memory raises
+            :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``.
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
         return_diagnostics : bool, default False
@@ -552,8 +711,8 @@ class VAE(_LatentVariableModel):
         k = check_num_samples(num_samples)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
-        log_w = self._log_weights(x, y, k, generator)
-        est = importance_estimate(log_w, what=f"iwae_bound(num_samples={k})", stacklevel=3)
+        est = self._importance(x, y, k, generator, f"iwae_bound(num_samples={k})", warn=True,
+                               stacklevel=3)
         return est if return_diagnostics else est.value
 
     @torch.no_grad()
@@ -573,10 +732,15 @@ class VAE(_LatentVariableModel):
         ----------
         x : Tensor of shape (n, data_dim)
         num_samples : int >= 1
+            Any size whose Pareto tail (3 sqrt(k) log weights per example) fits in
+            memory: beyond 2**24 log weights per pass the draws are streamed
+            (running log-sum-exp); a larger k raises
+            :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``.
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
         batch_size : int
-            Examples per pass (samples are further chunked to bound memory).
+            Examples per pass (samples are further chunked to bound memory; fewer
+            examples per pass when a streamed k makes the tails long).
         return_diagnostics : bool, default False
             Also return each example's standard error and Pareto k-hat.
 
@@ -592,17 +756,23 @@ class VAE(_LatentVariableModel):
             When some example's k-hat exceeds 0.7: the message says how many.
         """
         k = check_num_samples(num_samples)
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         was_training = self.training
         self.eval()
         try:
             parts = []
+            # Streaming keeps each example's Pareto tail, 3 sqrt(k) log weights: fewer
+            # examples per pass when that tail is long.
+            tail = tail_length(k) + 1
+            if k * min(batch_size, x.shape[0]) > _STREAM_ELEMENTS:
+                batch_size = max(1, min(batch_size, _STREAM_ELEMENTS // tail))
+            what = f"log_likelihood(num_samples={k})"
             for s in range(0, x.shape[0], batch_size):
                 yb = None if y is None else y[s:s + batch_size]
-                log_w = self._log_weights(x[s:s + batch_size], yb, k, generator)
-                parts.append(importance_estimate(log_w, warn=False))
+                parts.append(self._importance(x[s:s + batch_size], yb, k, generator, what,
+                                              warn=False, stacklevel=2))
         finally:
             self.train(was_training)
         est = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
@@ -617,7 +787,7 @@ class VAE(_LatentVariableModel):
 
         Returns a tensor of shape (n, data_dim).
         """
-        n = _check_int(n, "n", 1)
+        n = check_int(n, "n", minimum=1)
         y = self._check_y(y, n)
         ref = self._ref
         z = torch.randn((n, self.latent_dim), generator=generator, device=ref.device,
@@ -683,4 +853,4 @@ class VAE(_LatentVariableModel):
 
 
 def _check_beta(beta) -> float:
-    return _finite_nonneg(beta, "beta")
+    return check_real(beta, "beta", minimum=0.0)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..validation import check_int
+
 __all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "build_network"]
 
 #: The named hidden-layer nonlinearities.
@@ -33,12 +35,6 @@ ACTIVATIONS = {
 ARCHITECTURES = ("mlp", "conv")
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def check_hidden_dims(hidden_dims, name: str = "hidden_dims") -> tuple[int, ...]:
     """Validate a sequence of positive layer widths and return it as a tuple."""
     if isinstance(hidden_dims, int) and not isinstance(hidden_dims, bool):
@@ -46,7 +42,7 @@ def check_hidden_dims(hidden_dims, name: str = "hidden_dims") -> tuple[int, ...]
     if not isinstance(hidden_dims, Sequence):
         raise TypeError(f"{name} must be a sequence of positive integers, got {hidden_dims!r}")
     for i, width in enumerate(hidden_dims):
-        _check_positive_int(width, f"{name}[{i}]")
+        check_int(width, f"{name}[{i}]", minimum=1)
     return tuple(int(w) for w in hidden_dims)
 
 
@@ -72,8 +68,8 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_features: int, hidden_dims: Sequence[int], out_features: int,
                  activation: str = "relu"):
-        in_features = _check_positive_int(in_features, "in_features")
-        out_features = _check_positive_int(out_features, "out_features")
+        in_features = check_int(in_features, "in_features", minimum=1)
+        out_features = check_int(out_features, "out_features", minimum=1)
         hidden_dims = check_hidden_dims(hidden_dims)
         layers: list[nn.Module] = []
         width = in_features
@@ -93,10 +89,10 @@ def check_image_shape(image_shape, data_dim: int, num_halvings: int) -> tuple[in
     shape = tuple(image_shape)
     if len(shape) == 2:
         shape = (1, *shape)
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
-                              for s in shape):
+    if len(shape) != 3:
         raise ValueError(f"image_shape must be (C, H, W) or (H, W) of positive ints, "
                          f"got {image_shape!r}")
+    shape = tuple(check_int(s, f"image_shape[{i}]", minimum=1) for i, s in enumerate(shape))
     c, h, w = shape
     if c * h * w != data_dim:
         raise ValueError(f"image_shape {shape} has {c * h * w} values but data_dim={data_dim}")

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import torch
 
 from ..divergences import Estimate, mean_and_stderr
+from ..validation import check_int
 from .latent import encode_batched
 
 __all__ = [
@@ -133,8 +134,7 @@ class AggregatePosterior:
 
         Returns z of shape (num_samples, L) and the component indices (num_samples,).
         """
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
         idx = torch.randint(self.num_components, (num_samples,), generator=generator)
         eps = torch.randn(num_samples, self.latent_dim, generator=generator, dtype=torch.float64)
         return self.loc[idx] + self.scale[idx] * eps, idx

@@ -22,7 +22,8 @@ from torch import nn
 from torch.distributions import Bernoulli
 
 from ..divergences import kl_divergence
-from .model import _check_int, _LatentVariableModel
+from ..validation import check_int, check_probability, check_real
+from .model import _LatentVariableModel
 
 __all__ = ["SparseAutoencoder", "bernoulli_sparsity_penalty"]
 
@@ -61,15 +62,10 @@ class SparseAutoencoder(_LatentVariableModel):
     def __init__(self, data_dim: int, hidden_dim: int, *, sparsity: float = 0.05,
                  weight: float = 1.0, seed: int = 0):
         super().__init__()
-        self.data_dim = _check_int(data_dim, "data_dim", 1)
-        self.latent_dim = _check_int(hidden_dim, "hidden_dim", 1)
-        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) \
-                or not 0 < sparsity < 1:
-            raise ValueError(f"sparsity must be a number in (0, 1), got {sparsity!r}")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-                or not 0 <= weight < float("inf"):
-            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
-        self.sparsity, self.weight = float(sparsity), float(weight)
+        self.data_dim = check_int(data_dim, "data_dim", minimum=1)
+        self.latent_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
+        self.sparsity = check_probability(sparsity, "sparsity", open_interval=True)
+        self.weight = check_real(weight, "weight", minimum=0.0)
         self.config = {"data_dim": self.data_dim, "hidden_dim": self.latent_dim,
                        "sparsity": self.sparsity, "weight": self.weight, "seed": int(seed)}
 

@@ -24,18 +24,21 @@ fairly for early stopping.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ..fileio import check_output_file
+from ..validation import check_bool, check_int, check_positive, check_real, check_seed
 from .annealing import Schedule, as_schedule
 from .autoencoder import Autoencoder
 from .categorical import CategoricalVAE
-from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .checkpoint import check_compatible, check_training_state, load_checkpoint, save_checkpoint
 from .model import OBJECTIVES, VAE, check_num_samples
 from .sparse import SparseAutoencoder
 from .vqvae import VQVAE
@@ -90,6 +93,10 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict) -> History:
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - names:
+            unknown = sorted(set(data) - names) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"not a training history: unexpected {unknown}")
         return cls(**data)
 
 
@@ -100,10 +107,72 @@ def _describe(schedule) -> str:
     return getattr(schedule, "__qualname__", type(schedule).__name__)
 
 
-def _resolve_device(device) -> torch.device:
+def resolve_device(device) -> torch.device:
+    """The torch device to train on; ``ValueError`` naming ``device`` if it cannot work here.
+
+    ``None`` picks CUDA when available, else the CPU. Strings such as ``"cuda"``
+    without a CUDA build or GPU, ``"mps"`` off Apple silicon, or ``"foo"`` are
+    refused before anything runs (instead of failing deep inside torch).
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if not isinstance(device, (str, torch.device)) or isinstance(device, bool):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"device={device!r} is not a device torch knows ({err})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device!r}: CUDA is not available on this machine "
+                             "(torch has no CUDA build or sees no GPU); use device='cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device={device!r}: only {count} CUDA device(s) here")
+        return dev
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={device!r}: Apple's MPS backend is not available on this "
+                             "machine; use device='cpu'")
+        return dev
+    raise ValueError(f"device={device!r} is not supported for training; use 'cpu', 'cuda' "
+                     "or 'mps'")
+
+
+@contextlib.contextmanager
+def intra_op_threads(num_threads: int | None):
+    """Run the block with ``torch.set_num_threads(num_threads)``; restore the setting after.
+
+    ``None`` leaves torch's current setting alone.
+    """
+    if num_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before != num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _check_beta_value(value, schedule, epoch: int, step: int) -> float:
+    """A schedule's beta at ``step``: a finite real number >= 0, else a ValueError saying where."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and value >= 0
+    if not ok:
+        raise ValueError(f"beta schedule {_describe(schedule)} returned {value!r} at epoch "
+                         f"{epoch + 1}, step {step}; beta must be a finite real number >= 0")
+    return value
 
 
 def _summarise(batches: list, is_vae: bool) -> dict:
@@ -123,20 +192,6 @@ def _summarise(batches: list, is_vae: bool) -> dict:
         kl = float(kl_per_dim.sum())
         out.update(elbo=recon - kl, recon=recon, kl=kl, kl_per_dim=kl_per_dim.tolist())
     return out
-
-
-def _check_positive(value, name: str, kind=int):
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        return int(value)
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a real number, got {value!r}") from err
-    if not (0 < value < math.inf):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
 
 
 def _split_validation(validation):
@@ -185,7 +240,7 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
           free_bits: float = 0.0, objective: str = "elbo", num_samples: int = 1, labels=None,
           validation=None, patience: int | None = None, seed: int = 0, checkpoint=None,
           resume: bool = False, progress: bool = True, device=None,
-          restore_best: bool = True) -> History:
+          restore_best: bool = True, num_threads: int | None = 1) -> History:
     r"""Fit a model of :mod:`vitoolkit.vae` by mini-batch Adam.
 
     For a :class:`VAE`, each step minimises the batch mean of
@@ -208,7 +263,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     ----------
     model : VAE, Autoencoder, CategoricalVAE, VQVAE or SparseAutoencoder
     data : Tensor or array of shape (n, data_dim)
-        Training data, checked once (shape, NaN, likelihood support).
+        Training data, checked once (shape, NaN, likelihood support) and detached:
+        no gradient ever flows back into the caller's tensor.
     epochs : int
         Total number of epochs (a resumed run continues up to this number).
     batch_size : int
@@ -216,7 +272,9 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         Adam learning rate.
     beta : float or callable
         KL weight, constant or a schedule ``beta(step)`` (see
-        :mod:`vitoolkit.vae.annealing`); ELBO objective only.
+        :mod:`vitoolkit.vae.annealing`); ELBO objective only. A schedule that
+        returns a negative, NaN or non-numeric value raises a ``ValueError`` naming
+        the schedule, the epoch, the step and the value.
     free_bits : float >= 0
         Nats per latent dimension not penalised (ELBO objective only).
     objective : {"elbo", "iwae", "wake_sleep", "rws"}
@@ -234,15 +292,25 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         Seeds the shuffling and noise generators (the model's initial weights
         come from its own ``seed``).
     checkpoint : str or Path, optional
-        File written atomically after every epoch.
+        File written atomically after every epoch. Checked before training starts
+        (an ``OSError`` naming the path if it is a directory, or its folder cannot
+        be created or written), so a bad path never costs an epoch.
     resume : bool
         Continue from ``checkpoint`` if it exists (the settings must match).
     progress : bool
         Show a tqdm progress bar over epochs.
     device : str or torch.device, optional
-        Default: CUDA when available, else CPU.
+        Default: CUDA when available, else CPU. A device that cannot work here
+        (``"cuda"`` without CUDA, ``"mps"`` off Apple silicon, ``"foo"``) raises a
+        ``ValueError`` before anything runs.
     restore_best : bool
         With ``validation``, end with the parameters of the best validation epoch.
+    num_threads : int or None, default 1
+        Torch intra-op threads while training, restored afterwards. The default, one
+        thread, is the fast choice for the small networks of the tutorials: on a
+        2-core machine torch's default thread count made ``train`` about three times
+        slower (``benchmarks/bench_vae.py`` measures both). ``None`` keeps torch's
+        current setting (``torch.get_num_threads()``).
 
     Returns
     -------
@@ -252,43 +320,91 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         names = ", ".join(c.__name__ for c in TRAINABLE_MODELS)
         raise TypeError(f"model must be one of vitoolkit.vae's {names}, "
                         f"got {type(model).__name__}")
-    is_vae = bool(getattr(model, "_reports_elbo", isinstance(model, VAE)))
-    epochs = _check_positive(epochs, "epochs")
-    batch_size = _check_positive(batch_size, "batch_size")
-    lr = _check_positive(lr, "lr", float)
+    epochs = check_int(epochs, "epochs", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    lr = check_positive(lr, "lr")
     num_samples = check_num_samples(num_samples)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
+    resume = check_bool(resume, "resume")
+    progress = check_bool(progress, "progress")
+    restore_best = check_bool(restore_best, "restore_best")
+    if num_threads is not None:
+        num_threads = check_int(num_threads, "num_threads", minimum=1)
     if objective not in TRAIN_OBJECTIVES:
         raise ValueError(f"objective must be one of {TRAIN_OBJECTIVES}, got {objective!r}")
     if objective in WAKE_SLEEP_OBJECTIVES and not isinstance(model, VAE):
         raise ValueError(f"objective={objective!r} trains a VAE's encoder by the forward KL; "
                          f"it needs a vitoolkit.vae.VAE, got {type(model).__name__}")
-    if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) \
-            or not 0 <= free_bits < math.inf:
-        raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
+    free_bits = check_real(free_bits, "free_bits", minimum=0.0)
     schedule = as_schedule(beta)
     beta_value = schedule.end if isinstance(schedule, Schedule) and schedule.kind == "constant" \
         else None
-    if objective != "elbo" and (free_bits > 0 or schedule(0) != 1.0):
+    first_beta = _check_beta_value(schedule(0), schedule, 0, 0)
+    if objective != "elbo" and (free_bits > 0 or first_beta != 1.0):
         raise ValueError(f"beta and free_bits apply to objective='elbo' only; "
                          f"objective={objective!r} is trained as is (beta=1, free_bits=0)")
     if patience is not None:
-        patience = _check_positive(patience, "patience")
+        patience = check_int(patience, "patience", minimum=1)
         if validation is None:
             raise ValueError("patience (early stopping) needs validation data")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
+    dev = resolve_device(device)
+    if checkpoint is not None:
+        # Before anything changes the model: a bad path fails now, not after an epoch.
+        checkpoint = check_output_file(checkpoint, "checkpoint")
+    with intra_op_threads(num_threads):
+        return _fit(model, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                    schedule=schedule, beta_value=beta_value, free_bits=free_bits,
+                    objective=objective, num_samples=num_samples, labels=labels,
+                    validation=validation, patience=patience, seed=seed,
+                    checkpoint=checkpoint, resume=resume, progress=progress, dev=dev,
+                    restore_best=restore_best)
 
-    dev = _resolve_device(device)
+
+def _detached(t):
+    return t.detach() if isinstance(t, torch.Tensor) and t.requires_grad else t
+
+
+def _restore(model, optimizer, shuffle_gen, noise_gen, state, settings, checkpoint):
+    """Load a training checkpoint into the run's objects; ValueError naming file and key."""
+    where = repr(str(checkpoint))
+    check_training_state(state, where)
+    check_compatible(model, state, where)
+    diffs = {k: (state["settings"].get(k), v) for k, v in settings.items()
+             if state["settings"].get(k) != v}
+    if diffs:
+        raise ValueError(f"cannot resume {where}: settings differ (checkpoint, now): {diffs}")
+    steps = [
+        ("model_state", lambda: model.load_state_dict(state["model_state"])),
+        ("optimizer_state", lambda: optimizer.load_state_dict(state["optimizer_state"])),
+        ("shuffle_state", lambda: shuffle_gen.set_state(state["shuffle_state"])),
+        ("noise_state", lambda: noise_gen.set_state(
+            state["noise_state"].to(noise_gen.get_state().device))),
+    ]
+    for key, load in steps:
+        try:
+            load()
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            raise ValueError(f"{where}: key {key!r} cannot be restored: "
+                             f"{type(err).__name__}: {err}") from None
+    try:
+        return History.from_dict(state["history"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: key 'history' is not a training history: {err}") from None
+
+
+def _fit(model, data, *, epochs, batch_size, lr, schedule, beta_value, free_bits, objective,
+         num_samples, labels, validation, patience, seed, checkpoint, resume, progress, dev,
+         restore_best) -> History:
+    is_vae = bool(getattr(model, "_reports_elbo", isinstance(model, VAE)))
     model.to(dev)
-    X = model._check_x(data, "data")
-    Y = model._check_y(labels, X.shape[0], "labels")
+    X = _detached(model._check_x(_detached(data), "data"))
+    Y = _detached(model._check_y(_detached(labels), X.shape[0], "labels"))
     Xv, Yv = _split_validation(validation)
     if Xv is not None:
-        Xv = model._check_x(Xv, "validation")
-        Yv = model._check_y(Yv, Xv.shape[0], "validation labels")
+        Xv = _detached(model._check_x(_detached(Xv), "validation"))
+        Yv = _detached(model._check_y(_detached(Yv), Xv.shape[0], "validation labels"))
     n = X.shape[0]
 
     step_loss = _step_loss(model, objective)
@@ -305,17 +421,7 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         state = load_checkpoint(checkpoint)
         if state.get("kind") != "training":
             raise ValueError(f"{str(checkpoint)!r} is a saved model, not a training checkpoint")
-        check_compatible(model, state, repr(str(checkpoint)))
-        diffs = {k: (state["settings"].get(k), v) for k, v in settings.items()
-                 if state["settings"].get(k) != v}
-        if diffs:
-            raise ValueError(f"cannot resume {str(checkpoint)!r}: settings differ "
-                             f"(checkpoint, now): {diffs}")
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        shuffle_gen.set_state(state["shuffle_state"])
-        noise_gen.set_state(state["noise_state"].to(noise_gen.get_state().device))
-        history = History.from_dict(state["history"])
+        history = _restore(model, optimizer, shuffle_gen, noise_gen, state, settings, checkpoint)
         start_epoch, step = state["epoch"], state["step"]
         best_value, bad_epochs = state["best_value"], state["bad_epochs"]
         best_state = state["best_state"]
@@ -337,7 +443,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         Yp = None if Y is None else Y[perm]
         batches = []
         for s in range(0, n, batch_size):
-            b = beta_value if beta_value is not None else float(schedule(step))
+            b = beta_value if beta_value is not None else \
+                _check_beta_value(schedule(step), schedule, epoch, step)
             loss, stats = step_loss(Xp[s:s + batch_size],
                                     None if Yp is None else Yp[s:s + batch_size], b,
                                     free_bits, num_samples, noise_gen)

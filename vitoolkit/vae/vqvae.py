@@ -33,8 +33,9 @@ import math
 import torch
 from torch import nn
 
+from ..validation import check_int, check_real
 from .likelihoods import make_likelihood
-from .model import _check_int, _LatentVariableModel
+from .model import _LatentVariableModel
 from .networks import build_network, check_hidden_dims
 
 __all__ = ["VQVAE"]
@@ -71,16 +72,13 @@ class VQVAE(_LatentVariableModel):
                  commitment: float = 0.25, activation: str = "relu",
                  observation_scale: float = 0.1, min_scale: float = 0.01, seed: int = 0):
         super().__init__()
-        self.data_dim = _check_int(data_dim, "data_dim", 1)
-        self.num_embeddings = _check_int(num_embeddings, "num_embeddings", 1)
-        self.embedding_dim = _check_int(embedding_dim, "embedding_dim", 1)
-        self.num_latents = _check_int(num_latents, "num_latents", 1)
+        self.data_dim = check_int(data_dim, "data_dim", minimum=1)
+        self.num_embeddings = check_int(num_embeddings, "num_embeddings", minimum=1)
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim", minimum=1)
+        self.num_latents = check_int(num_latents, "num_latents", minimum=1)
         self.latent_dim = self.num_latents * self.embedding_dim
         hidden_dims = check_hidden_dims(hidden_dims)
-        if isinstance(commitment, bool) or not isinstance(commitment, (int, float)) \
-                or not 0 <= commitment < math.inf:
-            raise ValueError(f"commitment must be a finite number >= 0, got {commitment!r}")
-        self.commitment = float(commitment)
+        self.commitment = check_real(commitment, "commitment", minimum=0.0)
         self.likelihood = make_likelihood(likelihood, observation_scale=observation_scale,
                                           min_scale=min_scale)
         self.config = {
@@ -189,7 +187,7 @@ class VQVAE(_LatentVariableModel):
         (The paper fits an autoregressive prior over codes afterwards; under the
         uniform prior the latents are independent, so samples are poor.)
         """
-        n = _check_int(n, "n", 1)
+        n = check_int(n, "n", minimum=1)
         idx = torch.randint(0, self.num_embeddings, (n, self.num_latents), generator=generator)
         z = self.codebook[idx.to(self.codebook.device)].reshape(n, self.latent_dim)
         return self.likelihood.distribution(self.decoder(z)).mean
