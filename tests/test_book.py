@@ -176,8 +176,8 @@ def test_book_command_rejects_a_file_as_output(tmp_path, capsys):
 
     target = tmp_path / "a_file"
     target.write_text("x")
-    assert main(["book", "--out", str(target), "--no-run"]) == 1
-    assert "not a directory" in capsys.readouterr().err
+    assert main(["book", "--out", str(target), "--no-run"]) == 2
+    assert "--out must be a directory" in capsys.readouterr().err
 
 
 # -- the real book, built once ---------------------------------------------------------
