@@ -240,9 +240,13 @@ def test_estimate_unpacks_to_two_fields_and_carries_khat():
 
 def test_monte_carlo_kl_rejects_bad_arguments():
     p, q = normal(0, 1), normal(1, 2)
-    for bad in (1, 0, 2.5, True):
-        with pytest.raises(ValueError, match="num_samples"):
+    for bad in (1, 0, -3):
+        with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
             monte_carlo_kl(p, q, bad)
+    for bad in (2.5, 4.0, True, "10"):  # the package rule: a count is an int, never coerced
+        with pytest.raises(TypeError, match="num_samples must be an integer >= 2"):
+            monte_carlo_kl(p, q, bad)
+    assert float(monte_carlo_kl(p, q, np.int64(10), generator=torch.Generator().manual_seed(0)).stderr) > 0
     with pytest.raises(ValueError, match="estimator must be one of"):
         monte_carlo_kl(p, q, 10, estimator="k2")
 
@@ -337,7 +341,7 @@ def test_alpha_divergence_rejects_undefined_alpha():
     p, q = normal(0.0, 1.0), normal(0.0, 2.0)
     with pytest.raises(ValueError, match="alpha=3.0 gives an infinite divergence"):
         alpha_divergence(q, p, 3.0)  # alpha > 1 with q narrower than p
-    with pytest.raises(ValueError, match="alpha must be finite"):
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
         alpha_divergence(p, q, float("nan"))
     with pytest.raises(TypeError, match="alpha must be a real number"):
         alpha_divergence(p, q, "half")

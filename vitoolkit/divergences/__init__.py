@@ -3,15 +3,26 @@ grid quadrature, the entropies an ELBO needs, and the Pareto k-hat that says whe
 Monte Carlo standard error is meaningless (``pareto_khat``, ``UnreliableEstimateWarning``).
 
 Importing this package registers the toolkit's extra closed-form KL pairs in
-``torch.distributions.kl`` (Wishart, Normal-Wishart, full vs diagonal Gaussian).
+``torch.distributions.kl`` (Wishart, Normal-Wishart, full vs diagonal Gaussian, Normal vs
+:class:`~vitoolkit.distributions.StandardNormal`); they are registered nowhere else, so
+``kl_divergence``'s answer never depends on which topic modules were imported.
+``UnreliableEstimateWarning`` is :class:`vitoolkit.exceptions.UnreliableEstimateWarning`.
 """
 
 from ._gaussian import gaussian_params
-from .alpha import alpha_divergence, log_alpha_affinity, renyi_divergence
+from .alpha import ALPHA_ESTIMATORS, alpha_divergence, log_alpha_affinity, renyi_divergence
 from .closed_form import kl_divergence
 from .entropy import cross_entropy, entropy
 from .grid import Grid, default_bounds, evaluate_on_grid, grid_divergence, make_grid
-from .monte_carlo import KL_ESTIMATORS, Estimate, mean_and_stderr, monte_carlo_kl, warn_if_unreliable
+from .monte_carlo import (
+    CHUNK_VALUES,
+    KL_ESTIMATORS,
+    MAX_DRAW_VALUES,
+    Estimate,
+    mean_and_stderr,
+    monte_carlo_kl,
+    warn_if_unreliable,
+)
 from .psis import (
     KHAT_THRESHOLD,
     UnreliableEstimateWarning,
@@ -23,6 +34,9 @@ from .psis import (
 )
 
 __all__ = [
+    "ALPHA_ESTIMATORS",
+    "CHUNK_VALUES",
+    "MAX_DRAW_VALUES",
     "KHAT_THRESHOLD",
     "Estimate",
     "Grid",

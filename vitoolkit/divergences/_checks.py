@@ -1,11 +1,24 @@
-"""Validation shared by the divergence functions (messages name the argument)."""
+"""Validation shared by the divergence functions, built on :mod:`vitoolkit.validation`.
+
+Only the divergence-specific checks live here (two distributions with matching event
+shapes and broadcastable batch shapes); numbers go through the toolkit's primitives, so
+messages name the argument and the rules are the package's (a bool is not a number, a
+float is not a count).
+
+One rule for sample counts in this package: every Monte Carlo function returns a
+standard error, so ``num_samples`` is an integer >= 2 (Python, NumPy or 0-d tensor
+integer; ``2.0`` and ``True`` are refused with a ``TypeError``).
+"""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.distributions import Distribution
+
+from ..validation import check_int, check_real
+
+#: Fewest draws a Monte Carlo estimate with a standard error accepts.
+MIN_SAMPLES = 2
 
 
 def check_distribution(d, name: str) -> None:
@@ -38,22 +51,11 @@ def check_pair(p, q) -> torch.Size:
         ) from err
 
 
-def check_num_samples(num_samples) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(
-            f"num_samples must be an integer >= 2 (a standard error needs two draws), "
-            f"got {num_samples!r}"
-        )
-    return num_samples
+def check_num_samples(num_samples, name: str = "num_samples") -> int:
+    """An integer >= 2 (a standard error needs two draws)."""
+    return check_int(num_samples, name, minimum=MIN_SAMPLES)
 
 
-def check_alpha(alpha) -> float:
-    if isinstance(alpha, bool):
-        raise TypeError(f"alpha must be a real number, got {alpha!r}")
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"alpha must be a real number, got {alpha!r}") from err
-    if not math.isfinite(value):
-        raise ValueError(f"alpha must be finite, got {alpha!r}")
-    return value
+def check_alpha(alpha, name: str = "alpha") -> float:
+    """A finite real number (bools and strings refused)."""
+    return check_real(alpha, name)

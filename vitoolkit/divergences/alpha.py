@@ -21,23 +21,55 @@ S_alpha = alpha S_q + (1 - alpha) S_p,
 
 finite if and only if alpha Lambda_p + (1 - alpha) Lambda_q is positive definite
 (always for 0 < alpha < 1).
+
+Monte Carlo. With draws from the sampler s (q or p, ``sample_from``), the ratio
+w = other/s and the exponent e (alpha when sampling q, 1 - alpha when sampling p),
+A_alpha = E_s[w^e], and two unbiased per-draw estimators of D_alpha, with the same mean
+because E_s[w] = 1:
+
+- ``"plain"``: (1 - w^e) / (alpha (1 - alpha)). Near e = 1 the numerator is about
+  (1 - e)(w - 1) to first order, so the terms' variance grows like Var(w)/(1 - e)^2.
+- ``"self_normalised"``: (w^e - 1 - e (w - 1)) / (e (e - 1)), the Amari-alpha
+  Csiszar function with f'(1) = 0 (Cichocki & Amari 2010; TensorFlow Probability's
+  ``tfp.vi.amari_alpha(..., self_normalized=True)``). This is not self-normalised
+  importance sampling: the term e (w - 1) is a control variate with mean zero, which
+  cancels that first-order part; the variance stays bounded as e -> 1 (the terms tend
+  to w log w - (w - 1)). It needs E_s[w^2] finite, which the plain terms only need for
+  e > 1: when s is much narrower than the other density (heavy-tailed w) it can be far
+  worse.
+- ``"auto"`` (the default) takes, per batch entry, the one with the smaller standard
+  error on the same draws (both are computed; the choice only adds a bias of the order
+  of the correlation between a sample mean and its sample variance, O(1/S)), except
+  that the self-normalised terms are not chosen when their tail (the Pareto k-hat of w)
+  is heavier than the plain terms' (of w^e) and above 1/4: their fourth moment is then
+  infinite and their small sample standard error may be luck.
+
+The Renyi divergence uses the same two estimates of A_alpha.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from ..distributions import sample
+from ..validation import check_choice, check_memory
 from ._checks import check_alpha, check_num_samples, check_pair
 from ._gaussian import gaussian_params
 from .closed_form import kl_divergence
-from .monte_carlo import Estimate, monte_carlo_kl
+from .monte_carlo import Estimate, plan_draws
+from .psis import pareto_khat
 
-__all__ = ["alpha_divergence", "renyi_divergence", "log_alpha_affinity"]
+__all__ = ["alpha_divergence", "renyi_divergence", "log_alpha_affinity", "ALPHA_ESTIMATORS"]
 
 _METHODS = ("auto", "closed_form", "monte_carlo")
+#: Monte Carlo estimators of the alpha and Renyi divergences.
+ALPHA_ESTIMATORS = ("auto", "plain", "self_normalised")
+#: Tail shape below which the terms' fourth moment is finite, so their sample standard
+#: error is itself a sound estimate (used by ``estimator="auto"``).
+_SE_TRUST_KHAT = 0.25
 
 
 def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
@@ -75,33 +107,135 @@ def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
             + 0.5 * (1 - alpha) * logdet_p + 0.5 * alpha * logdet_q)
 
 
-def _mc_log_weights(p, q, num_samples, generator, sample_from, alpha):
-    """Per-sample log of the affinity integrand's importance weight, and its exponent."""
-    if sample_from == "q":
-        x = sample(q, (num_samples,), generator=generator)
-        return alpha * (p.log_prob(x) - q.log_prob(x))
-    if sample_from == "p":
-        x = sample(p, (num_samples,), generator=generator)
-        return (1 - alpha) * (q.log_prob(x) - p.log_prob(x))
-    raise ValueError(f"sample_from must be 'q' or 'p', got {sample_from!r}")
-
-
-def _mc_affinity(p, q, alpha, num_samples, generator, sample_from):
-    """Monte Carlo A_alpha: returns (log A_hat, stderr(A_hat) / A_hat)."""
-    check_num_samples(num_samples)
+def _mc_log_ratios(p, q, num_samples, generator, sample_from, batch):
+    """log w = log other(x) - log sampler(x) for x ~ sampler, shape (S, *batch), drawn in chunks."""
+    sampler, other = (q, p) if sample_from == "q" else (p, q)
+    chunk = plan_draws(num_samples, batch, p.event_shape, what=f"Monte Carlo draws from {sample_from}")
+    # Only the log ratios (S values per batch entry) are kept, with about six arrays of
+    # that size for the two estimators: refuse before drawing if they would not fit.
+    check_memory(num_samples * math.prod(batch) * 8 * 6, "num_samples", num_samples,
+                 "the log importance ratios and the estimators' terms")
+    if sampler.batch_shape != batch:
+        sampler = sampler.expand(batch)
+    parts = []
     with torch.no_grad():
-        logw = _mc_log_weights(p, q, num_samples, generator, sample_from, alpha)
-    if bool(torch.isnan(logw).any()):
+        for start in range(0, num_samples, chunk):
+            x = sample(sampler, (min(chunk, num_samples - start),), generator=generator)
+            parts.append(torch.broadcast_to(other.log_prob(x) - sampler.log_prob(x),
+                                            (x.shape[0], *batch)))
+    log_w = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+    if bool(torch.isnan(log_w).any()):
         raise ValueError("log densities of p or q were NaN on the Monte Carlo samples")
-    log_a = torch.logsumexp(logw, 0) - math.log(num_samples)
-    rel = torch.exp(logw - log_a)  # w / A_hat, mean 1
-    rel_stderr = rel.std(0, unbiased=True) / math.sqrt(num_samples)
-    return log_a, rel_stderr
+    return log_w
 
 
-def _resolve(p, q, method, num_samples):
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+class _Forms(NamedTuple):
+    """The two Monte Carlo estimates of one quantity, each with its standard error."""
+
+    plain: torch.Tensor
+    plain_se: torch.Tensor
+    normalised: torch.Tensor
+    normalised_se: torch.Tensor
+
+
+def _choose(forms: _Forms, estimator: str, khat_plain, khat_normalised) -> Estimate:
+    """The estimator asked for; for "auto" see the module docstring (per entry)."""
+    if estimator == "plain":
+        return Estimate(forms.plain, forms.plain_se, khat_plain)
+    if estimator == "self_normalised":
+        return Estimate(forms.normalised, forms.normalised_se, khat_normalised)
+    usable = torch.isfinite(forms.normalised) & torch.isfinite(forms.normalised_se)
+    # A sample standard error is itself trustworthy when the terms' fourth moment is
+    # finite (tail shape k < 1/4). The self-normalised terms contain w as well as w^e,
+    # so their tail can be heavier than the plain terms' (0 < e < 1); then their smaller
+    # sample standard error may be luck, and they are chosen only if that tail is light.
+    tail_ok = ((khat_normalised <= khat_plain) | (khat_normalised < _SE_TRUST_KHAT)
+               | torch.isnan(khat_normalised))
+    better = usable & tail_ok & ~(forms.plain_se < forms.normalised_se)
+    return Estimate(torch.where(better, forms.normalised, forms.plain),
+                    torch.where(better, forms.normalised_se, forms.plain_se),
+                    torch.where(better, khat_normalised, khat_plain))
+
+
+def _mean_se(terms):
+    n = terms.shape[0]
+    return terms.mean(0), terms.std(0, unbiased=True) / math.sqrt(n)
+
+
+def _mc_alpha(log_w, e, scale, estimator) -> Estimate:
+    """D_alpha from draws of the sampler, log w = log(other/sampler), w^e the affinity integrand.
+
+    D = (1 - A) / scale with A = E[w^e], scale = alpha (1 - alpha) = e (1 - e). Plain terms
+    (1 - w^e) / scale; self-normalised terms (w^e - 1 - e (w - 1)) / (e (e - 1)), the same
+    mean because E[w] = 1. At e = 0 and e = 1 the limits: -log w and w - 1 - log w (a KL
+    over the sampler), w log w and w log w - (w - 1) (the importance-weighted KL).
+    """
+    dtype = log_w.dtype
+    khat_w = pareto_khat(log_w, dim=0).to(dtype)
+    if e in (0.0, 1.0):
+        plain_terms = -log_w if e == 0.0 else torch.exp(log_w) * log_w
+        normalised_terms = plain_terms + torch.expm1(log_w) * (1.0 if e == 0.0 else -1.0)
+        khat_plain = khat_w
+    else:
+        n = log_w.shape[0]
+        elw = e * log_w
+        log_a = torch.logsumexp(elw, 0) - math.log(n)
+        rel = torch.exp(elw - log_a)  # w^e / A_hat, mean 1: computed in log space, no overflow
+        a_plain = Estimate(-torch.expm1(log_a) / scale,
+                           torch.exp(log_a) * rel.std(0, unbiased=True) / math.sqrt(n) / abs(scale))
+        normalised_terms = (torch.expm1(elw) - e * torch.expm1(log_w)) / (e * (e - 1))
+        khat_plain = pareto_khat(elw, dim=0).to(dtype)
+        plain_terms = None
+    nv, nse = _mean_se(normalised_terms)
+    if plain_terms is not None:
+        a_plain = Estimate(*_mean_se(plain_terms))
+    forms = _Forms(a_plain.value, a_plain.stderr, nv, nse)
+    return _choose(forms, estimator, khat_plain, torch.maximum(khat_plain, khat_w))
+
+
+def _mc_renyi(log_w, e, alpha, estimator) -> Estimate:
+    """D^R_alpha = log A / (alpha - 1) from the plain or the self-normalised estimate of A."""
+    dtype = log_w.dtype
+    n = log_w.shape[0]
+    elw = e * log_w
+    log_a = torch.logsumexp(elw, 0) - math.log(n)
+    rel_se = torch.exp(elw - log_a).std(0, unbiased=True) / math.sqrt(n)
+    c_mean, c_se = _mean_se(torch.expm1(elw) - e * torch.expm1(log_w))  # A_sn - 1
+    a_sn = 1 + c_mean
+    k = abs(alpha - 1)
+    # A_sn can be <= 0 (its terms are not positive): then only the plain form is usable.
+    positive = a_sn > 0
+    normalised = torch.where(positive, torch.log1p(c_mean.clamp_min(-1 + 1e-300)),
+                             torch.full_like(c_mean, math.nan)) / (alpha - 1)
+    forms = _Forms(log_a / (alpha - 1), rel_se / k, normalised,
+                   torch.where(positive, c_se / (a_sn.abs() * k), torch.full_like(c_se, math.nan)))
+    if estimator == "self_normalised" and not bool(positive.all()):
+        raise ValueError(
+            "estimator='self_normalised': the self-normalised estimate of the affinity "
+            "A_alpha is not positive for some entries (its terms can be negative), so its log "
+            "is undefined; use estimator='plain' or 'auto', or more num_samples")
+    khat_w = pareto_khat(log_w, dim=0).to(dtype)
+    khat_plain = pareto_khat(elw, dim=0).to(dtype)
+    return _choose(forms, estimator, khat_plain, torch.maximum(khat_plain, khat_w))
+
+
+def _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, renyi):
+    sample_from = check_choice(sample_from, ("q", "p"), "sample_from")
+    estimator = check_choice(estimator, ALPHA_ESTIMATORS, "estimator")
+    if num_samples is None:
+        raise ValueError("num_samples is required for method='monte_carlo'")
+    num_samples = check_num_samples(num_samples)
+    log_w = _mc_log_ratios(p, q, num_samples, generator, sample_from, batch)
+    e = alpha if sample_from == "q" else 1.0 - alpha  # A_alpha = E_sampler[w^e]
+    if renyi:
+        return _mc_renyi(log_w, e, alpha, estimator)
+    return _mc_alpha(log_w, e, alpha * (1 - alpha), estimator)
+
+
+def _resolve(p, q, method, num_samples, sample_from, estimator):
+    check_choice(sample_from, ("q", "p"), "sample_from")
+    check_choice(estimator, ALPHA_ESTIMATORS, "estimator")
+    method = check_choice(method, _METHODS, "method")
     gaussian = gaussian_params(p) is not None and gaussian_params(q) is not None
     if method == "auto":
         if gaussian:
@@ -121,7 +255,8 @@ def _resolve(p, q, method, num_samples):
 
 
 def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: int | None = None,
-                     generator: torch.Generator | None = None, sample_from: str = "q"):
+                     generator: torch.Generator | None = None, sample_from: str = "q",
+                     estimator: str = "auto"):
     r"""Minka's alpha-divergence D_alpha(p || q) (see the module docstring).
 
     Parameters
@@ -132,47 +267,57 @@ def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
     method : {"auto", "closed_form", "monte_carlo"}
         ``"auto"`` uses the closed form for two Gaussians, Monte Carlo otherwise.
     num_samples : int >= 2, needed for Monte Carlo.
+        Refused before drawing (``ResourceLimitError``) when the draws would not fit
+        (:func:`~vitoolkit.divergences.monte_carlo.plan_draws`).
     generator : torch.Generator, optional
     sample_from : {"q", "p"}
         Which distribution the Monte Carlo draws come from:
         A_alpha = E_q[(p/q)^alpha] = E_p[(q/p)^(1-alpha)].
+    estimator : {"auto", "plain", "self_normalised"}
+        The Monte Carlo terms (see the module docstring). ``"plain"`` averages
+        (1 - w^e) / (alpha (1 - alpha)); ``"self_normalised"`` adds the zero-mean control
+        variate e (w - 1) (TFP's ``amari_alpha(self_normalized=True)``), whose variance
+        stays bounded as the exponent e -> 1 where the plain one grows like 1/(1 - e)^2;
+        ``"auto"`` (default) returns, entry by entry, the one of the two with the smaller
+        standard error on the same draws.
 
     Returns
     -------
-    Tensor (closed form) or Estimate (Monte Carlo), of the broadcast batch shape.
+    Tensor (closed form) or Estimate (Monte Carlo), of the broadcast batch shape. The
+    Monte Carlo estimate carries ``khat``: the Pareto k-hat (Vehtari et al. 2024) of the
+    heaviest importance ratio its terms average (w^e for the plain form, also w for the
+    self-normalised one); above 0.7 its standard error cannot be trusted. No warning is
+    issued here.
     """
-    check_pair(p, q)
+    batch = check_pair(p, q)
     alpha = check_alpha(alpha)
-    how = _resolve(p, q, method, num_samples)
+    how = _resolve(p, q, method, num_samples, sample_from, estimator)
+    if how == "monte_carlo":
+        return _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, renyi=False)
     if alpha in (0.0, 1.0):
         a, b = (q, p) if alpha == 0.0 else (p, q)
-        if how == "closed_form":
-            return kl_divergence(a, b)
-        return monte_carlo_kl(a, b, check_num_samples(num_samples), generator=generator)
-    scale = alpha * (1 - alpha)
-    if how == "closed_form":
-        return -torch.expm1(log_alpha_affinity(p, q, alpha)) / scale
-    log_a, rel_stderr = _mc_affinity(p, q, alpha, num_samples, generator, sample_from)
-    a_hat = torch.exp(log_a)
-    return Estimate(-torch.expm1(log_a) / scale, a_hat * rel_stderr / abs(scale))
+        return kl_divergence(a, b)
+    return -torch.expm1(log_alpha_affinity(p, q, alpha)) / (alpha * (1 - alpha))
 
 
 def renyi_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: int | None = None,
-                     generator: torch.Generator | None = None, sample_from: str = "q"):
+                     generator: torch.Generator | None = None, sample_from: str = "q",
+                     estimator: str = "auto"):
     r"""Renyi divergence of order alpha, D^R_alpha(p || q) = log A_alpha / (alpha - 1).
 
     alpha = 1 returns KL(p || q). Arguments as in :func:`alpha_divergence`; the
     Monte Carlo standard error is the delta-method one, stderr(A) / (A abs(alpha - 1))
-    (the estimate of log A is biased low by Jensen, by O(1/num_samples)).
+    (the estimate of log A is biased low by Jensen, by O(1/num_samples)). The
+    self-normalised estimate of A can be <= 0 (its terms are not all positive): ``"auto"``
+    then uses the plain one, and ``estimator="self_normalised"`` raises a ``ValueError``.
     """
-    check_pair(p, q)
+    batch = check_pair(p, q)
     alpha = check_alpha(alpha)
-    how = _resolve(p, q, method, num_samples)
+    how = _resolve(p, q, method, num_samples, sample_from, estimator)
+    if how == "monte_carlo":
+        if alpha == 1.0:
+            return _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, renyi=False)
+        return _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, renyi=True)
     if alpha == 1.0:
-        if how == "closed_form":
-            return kl_divergence(p, q)
-        return monte_carlo_kl(p, q, check_num_samples(num_samples), generator=generator)
-    if how == "closed_form":
-        return log_alpha_affinity(p, q, alpha) / (alpha - 1)
-    log_a, rel_stderr = _mc_affinity(p, q, alpha, num_samples, generator, sample_from)
-    return Estimate(log_a / (alpha - 1), rel_stderr / abs(alpha - 1))
+        return kl_divergence(p, q)
+    return log_alpha_affinity(p, q, alpha) / (alpha - 1)

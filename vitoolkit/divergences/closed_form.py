@@ -26,6 +26,8 @@ Pairs added here (each verified against an independent route in the tests):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.distributions import (
     Independent,
@@ -36,7 +38,7 @@ from torch.distributions import (
 )
 from torch.distributions import kl_divergence as _torch_kl
 
-from ..distributions import NormalWishart, StandardNormal
+from ..distributions import NormalWishart, StandardNormal, expected_log_det_wishart
 from ._checks import check_pair
 
 __all__ = ["kl_divergence"]
@@ -74,17 +76,15 @@ def kl_divergence(p, q) -> torch.Tensor:
         ) from None
 
 
-def _mvdigamma(x: torch.Tensor, d: int) -> torch.Tensor:
-    i = torch.arange(1, d + 1, dtype=x.dtype)
-    return torch.digamma((x.unsqueeze(-1) + 1 - i) / 2).sum(-1)
-
-
 def _logdet_tril(tril: torch.Tensor) -> torch.Tensor:
     return 2 * torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)
 
 
 @register_kl(Wishart, Wishart)
 def _kl_wishart_wishart(p: Wishart, q: Wishart) -> torch.Tensor:
+    # E_p[log W_p(L) - log W_q(L)] with log W(L | V, n) = (n - D - 1)/2 log det L
+    # - tr(V^-1 L)/2 - n D/2 log 2 - n/2 log det V - log Gamma_D(n/2), E_p[L] = n_p V_p
+    # and E_p[log det L] from the core (PRML eq. B.81).
     d = p.event_shape[-1]
     lp, lq = p.scale_tril, q.scale_tril
     lp, lq = torch.broadcast_tensors(lp, lq)
@@ -92,10 +92,13 @@ def _kl_wishart_wishart(p: Wishart, q: Wishart) -> torch.Tensor:
     m = torch.linalg.solve_triangular(lq, lp, upper=False)
     trace = m.pow(2).sum((-2, -1))
     n_p, n_q = p.df, q.df
+    logdet_p, logdet_q = _logdet_tril(lp), _logdet_tril(lq)
+    e_logdet = expected_log_det_wishart(n_p, lp)
     return (
-        0.5 * (n_p - n_q) * _mvdigamma(n_p, d)
+        0.5 * (n_p - n_q) * (e_logdet - d * math.log(2.0))
         + 0.5 * n_p * (trace - d)
-        + 0.5 * n_q * (_logdet_tril(lq) - _logdet_tril(lp))
+        - 0.5 * n_p * logdet_p
+        + 0.5 * n_q * logdet_q
         + torch.mvlgamma(n_q / 2, d)
         - torch.mvlgamma(n_p / 2, d)
     )

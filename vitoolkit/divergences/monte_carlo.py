@@ -24,13 +24,20 @@ from typing import NamedTuple
 import torch
 
 from ..distributions import sample
+from ..exceptions import ResourceLimitError
+from ..validation import check_choice, check_memory, format_bytes
 from ._checks import check_num_samples, check_pair
-from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, pareto_khat, tail_khat
+from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, tail_khat, tail_length
 
-__all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS", "mean_and_stderr", "warn_if_unreliable"]
+__all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS", "CHUNK_VALUES", "MAX_DRAW_VALUES",
+           "mean_and_stderr", "plan_draws", "warn_if_unreliable"]
 
 #: The named Monte Carlo KL estimators.
 KL_ESTIMATORS = ("log_ratio", "k3")
+#: Draw coordinates (draws x batch x event) evaluated at once: bounds a call's working memory.
+CHUNK_VALUES = 2**20
+#: Most draw coordinates one Monte Carlo call evaluates (a few minutes of CPU); more is refused.
+MAX_DRAW_VALUES = 2**33
 
 
 class _ValueStderr(NamedTuple):
@@ -97,6 +104,106 @@ def warn_if_unreliable(est: Estimate, what: str, *, stacklevel: int = 3) -> None
     )
 
 
+def _numel(shape) -> int:
+    return math.prod(int(n) for n in shape)
+
+
+def plan_draws(num_samples: int, batch_shape, event_shape, *, what: str,
+               arrays_per_value: int = 6, itemsize: int = 8) -> int:
+    """Refuse an oversized Monte Carlo request before drawing; return the draws per chunk.
+
+    Sizes are Python integers (no overflow). A request is refused with a
+    :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples`` when it would
+    evaluate more than :data:`MAX_DRAW_VALUES` draw coordinates (draws x batch x event; the
+    work, since chunking bounds the memory) or when a single draw of the whole batch does
+    not fit in memory (:func:`vitoolkit.validation.check_memory`). Otherwise the draws
+    are taken :data:`CHUNK_VALUES` coordinates at a time.
+    """
+    per_draw = _numel(batch_shape) * max(1, _numel(event_shape))
+    total = num_samples * per_draw
+    if total > MAX_DRAW_VALUES:
+        raise ResourceLimitError(
+            f"num_samples={num_samples} would draw {total:,} values ({what}: batch shape "
+            f"{tuple(batch_shape)}, event shape {tuple(event_shape)}), {format_bytes(total * itemsize)} "
+            f"of draws, more than the {MAX_DRAW_VALUES:,} one call evaluates (minutes of CPU); "
+            "use a smaller num_samples")
+    chunk = max(1, min(num_samples, CHUNK_VALUES // per_draw))
+    check_memory(chunk * per_draw * arrays_per_value * itemsize, "num_samples", num_samples,
+                 f"one chunk of {chunk} draws ({what})")
+    return chunk
+
+
+class _RunningMoments:
+    """Mean and sum of squared deviations over dim 0, merged chunk by chunk in float64.
+
+    Chan, Golub & LeVeque's pairwise update: exact in exact arithmetic, and as accurate as
+    the two-pass formula on each chunk.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.mean = None
+        self.m2 = None
+
+    def add(self, terms: torch.Tensor) -> None:
+        t = terms.to(torch.float64)
+        c = t.shape[0]
+        mean_c = t.mean(0)
+        m2_c = (t - mean_c).pow(2).sum(0)
+        if self.n == 0:
+            self.n, self.mean, self.m2 = c, mean_c, m2_c
+            return
+        n = self.n + c
+        delta = mean_c - self.mean
+        self.mean = self.mean + delta * (c / n)
+        self.m2 = self.m2 + m2_c + delta.pow(2) * (self.n * c / n)
+        self.n = n
+
+    def estimate(self, dtype) -> Estimate:
+        stderr = torch.sqrt(self.m2 / (self.n - 1)) / math.sqrt(self.n)
+        return Estimate(self.mean.to(dtype), stderr.to(dtype))
+
+
+class _TopRows:
+    """The ``k`` largest values over dim 0 of a stream of chunks (for a tail fit)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.rows = None
+        self._pending: list[torch.Tensor] = []
+        self._pending_rows = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        self._pending.append(values)
+        self._pending_rows += values.shape[0]
+        if self._pending_rows >= 4 * self.k:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        parts = ([] if self.rows is None else [self.rows]) + self._pending
+        cat = torch.cat(parts, 0)
+        self.rows = torch.topk(cat, min(self.k, cat.shape[0]), dim=0).values if cat.shape[0] > self.k \
+            else cat
+        self._pending, self._pending_rows = [], 0
+
+    def result(self) -> torch.Tensor:
+        if self._pending:
+            self._reduce()
+        return self.rows
+
+
+def _ratio_khat(top_log_r: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Pareto k-hat of r from its largest log values (dim 0) out of ``num_samples`` draws."""
+    from .psis import _right_tail_khat
+
+    t = top_log_r.detach().to(torch.float64)
+    if bool(torch.isnan(t).any()):
+        raise ValueError("log_ratios contains NaN")
+    batch = t.shape[1:]
+    rows = t.reshape(t.shape[0], -1).T
+    return _right_tail_khat(rows, log_scale=True, num_samples=num_samples).reshape(batch)
+
+
 def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
                    generator: torch.Generator | None = None) -> Estimate:
     r"""Monte Carlo estimate of KL(p || q) = E_p[log p(x) - log q(x)].
@@ -108,6 +215,10 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
     ----------
     p, q : torch.distributions.Distribution
     num_samples : int >= 2
+        Draws are taken and averaged in chunks of about :data:`CHUNK_VALUES` values,
+        so memory stays bounded whatever ``num_samples`` is; a request of more than
+        :data:`MAX_DRAW_VALUES` values (draws x batch x event) is refused before
+        drawing (``ResourceLimitError``, a ``ValueError``).
     estimator : {"log_ratio", "k3"}
         See the module docstring for their variance trade-off.
     generator : torch.Generator, optional
@@ -122,7 +233,7 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         It says how heavy the ratio's tail is: above 0.7, any average of r (the k3 terms
         grow like r; importance sampling) has a meaningless standard error.
 
-        Warns
+    Warns
     -----
     UnreliableEstimateWarning
         For ``"k3"`` when ``khat`` > 0.7: its standard error cannot be trusted. The
@@ -132,20 +243,29 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         so it never warns. (A scale-free tail fit to the log r terms themselves raises
         false alarms on such near-constant terms, so none is made.)
     """
-    check_pair(p, q)
-    check_num_samples(num_samples)
-    if estimator not in KL_ESTIMATORS:
-        raise ValueError(f"estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
-    with torch.no_grad():
-        x = sample(p, (num_samples,), generator=generator)
-        log_p = p.log_prob(x)
-        log_q = q.log_prob(x)
-    if not bool(torch.isfinite(log_p).all()):
-        raise ValueError("p.log_prob returned non-finite values on p's own samples")
-    log_r = log_q - log_p
-    terms = -log_r if estimator == "log_ratio" else torch.expm1(log_r) - log_r
-    value, stderr = mean_and_stderr(terms)
-    est = Estimate(value, stderr, pareto_khat(log_r, dim=0).to(value.dtype))
+    batch = check_pair(p, q)
+    num_samples = check_num_samples(num_samples)
+    estimator = check_choice(estimator, KL_ESTIMATORS, "estimator")
+    chunk = plan_draws(num_samples, batch, p.event_shape, what="monte_carlo_kl")
+    if p.batch_shape != batch:
+        p = p.expand(batch)  # draws of the broadcast shape, so q.log_prob lines up
+    moments = _RunningMoments()
+    top = _TopRows(tail_length(num_samples) + 1)
+    dtype = None
+    for start in range(0, num_samples, chunk):
+        c = min(chunk, num_samples - start)
+        with torch.no_grad():
+            x = sample(p, (c,), generator=generator)
+            log_p = p.log_prob(x)
+            log_q = q.log_prob(x)
+        if not bool(torch.isfinite(log_p).all()):
+            raise ValueError("p.log_prob returned non-finite values on p's own samples")
+        log_r = torch.broadcast_to(log_q - log_p, (c, *batch))
+        dtype = log_r.dtype
+        moments.add(-log_r if estimator == "log_ratio" else torch.expm1(log_r) - log_r)
+        top.add(log_r)
+    value, stderr = moments.estimate(dtype)
+    est = Estimate(value, stderr, _ratio_khat(top.result(), num_samples).to(dtype))
     if estimator == "k3":
         warn_if_unreliable(est, f"monte_carlo_kl(estimator='k3', num_samples={num_samples})")
     return est

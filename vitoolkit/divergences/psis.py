@@ -34,6 +34,8 @@ import math
 
 import torch
 
+from ..exceptions import UnreliableEstimateWarning  # re-exported: one class, defined there
+
 __all__ = [
     "KHAT_THRESHOLD",
     "UnreliableEstimateWarning",
@@ -55,15 +57,6 @@ _PRIOR_CENTRE = 0.5
 _MIN_TAIL = 5
 #: Elements of the (batch, grid, tail) work array evaluated at once.
 _CHUNK_ELEMENTS = 4_000_000
-
-
-class UnreliableEstimateWarning(UserWarning):
-    """A Monte Carlo estimate whose standard error cannot be trusted.
-
-    Issued when the Pareto k-hat of the averaged terms (or of the importance ratios)
-    exceeds :data:`KHAT_THRESHOLD`: the terms' variance is infinite or effectively so,
-    and the printed standard error understates the real error, often by a lot.
-    """
 
 
 def tail_length(num_samples: int) -> int:
@@ -172,12 +165,17 @@ def _as_rows(values, dim: int, name: str) -> tuple[torch.Tensor, torch.Size]:
     return t.reshape(-1, t.shape[-1]), t.shape[:-1]
 
 
-def _right_tail_khat(rows: torch.Tensor, *, log_scale: bool) -> torch.Tensor:
-    """k-hat of the right tail of each row (B, S); rows in log space when ``log_scale``."""
-    s = rows.shape[-1]
+def _right_tail_khat(rows: torch.Tensor, *, log_scale: bool,
+                     num_samples: int | None = None) -> torch.Tensor:
+    """k-hat of the right tail of each row (B, S); rows in log space when ``log_scale``.
+
+    ``num_samples`` (default S) is the number of draws the rows came from: a caller that
+    streams draws in chunks may pass only the largest ones (at least M + 1 per row).
+    """
+    s = rows.shape[-1] if num_samples is None else num_samples
     m = tail_length(s)
     out = torch.full((rows.shape[0],), math.nan, dtype=torch.float64, device=rows.device)
-    if m < _MIN_TAIL or s < m + 1:
+    if m < _MIN_TAIL or rows.shape[-1] < m + 1:
         return out  # too few draws to fit a tail (S < 25): unknown, not reliable-by-default
     top = torch.topk(rows, m + 1, dim=-1, largest=True, sorted=True).values.flip(-1)  # ascending
     threshold, tail = top[:, :1], top[:, 1:]
