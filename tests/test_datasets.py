@@ -207,8 +207,71 @@ def test_render_rejects_bad_factors():
     ],
 )
 def test_load_shapes_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         load_shapes(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n": 5, "binarize": "yes"}, TypeError, "binarize must be True or False"),
+        ({"n": 5, "binarize": 1}, TypeError, "binarize"),
+        ({"n": 5.0}, TypeError, "n must be an integer"),
+        ({"n": True}, TypeError, "n must be an integer"),
+        ({"n": 5, "seed": 2**70}, ValueError, "seed must be an integer <="),
+        ({"n": 5, "supersample": 2.0}, TypeError, "supersample"),
+        ({"n": 5, "scale_range": "ab"}, ValueError, "scale_range must be a pair"),
+        ({"n": 5, "position_range": (0.0, float("nan"))}, ValueError, r"position_range\[1\]"),
+        ({"n": 5, "rotation_range": (0.0, "1")}, TypeError, r"rotation_range\[1\]"),
+    ],
+)
+def test_load_shapes_arguments_are_not_coerced(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load_shapes(**kwargs)
+
+
+def test_render_refuses_what_it_used_to_coerce():
+    with pytest.raises(ValueError, match="integer codes"):  # 1.7 was truncated to 1
+        render_shapes([1.7], [0.5], [0.0], [0.0], [0.0])
+    with pytest.raises(ValueError, match="scale must have 1 dimension"):  # was flattened
+        render_shapes([0, 1], [[0.5, 0.5]], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0])
+    with pytest.raises(TypeError, match="rotation must hold real numbers"):
+        render_shapes([0], [0.5], [True], [0.0], [0.0])
+    with pytest.raises(ValueError, match="shape must be one of"):
+        shape_area("hexagon", 1.0)
+    with pytest.raises(ValueError, match="scale must be >= 0"):
+        shape_area("square", -1.0)
+
+
+def test_oversized_shapes_requests_are_refused_before_allocating(monkeypatch):
+    import tracemalloc
+
+    from vitoolkit.exceptions import ResourceLimitError
+
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "64M")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResourceLimitError, match="n=100000000 would need"):
+            load_shapes(10**8)
+        with pytest.raises(ResourceLimitError, match="image_size=4000 would need"):
+            render_shapes([0], [0.5], [0.0], [0.0], [0.0], image_size=4000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak
+
+
+def test_split_indices_validates_its_arguments():
+    sizes = {"train": 2, "val": 1, "test": 1}
+    assert split_indices(4, sizes, "val", 0).shape == (1,)
+    with pytest.raises(TypeError, match="seed"):
+        split_indices(4, sizes, "val", 1.5)
+    with pytest.raises(ValueError, match="sizes must be a dict"):
+        split_indices(4, {"train": 4}, "train", 0)
+    with pytest.raises(ValueError, match=r"sizes\['val'\] must be an integer >= 0"):
+        split_indices(4, {"train": 4, "val": -1, "test": 1}, "train", 0)
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_indices(4, sizes, "dev", 0)
 
 
 # -- IDX and MNIST ---------------------------------------------------------------------

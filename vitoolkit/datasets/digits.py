@@ -10,23 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..validation import check_bool, check_choice, check_int, check_seed
+
 __all__ = ["DIGITS_SPLIT_SIZES", "load_digits", "split_indices"]
 
 #: Sizes of the fixed train / validation / test split of the 1,797 digits (70 / 15 / 15 %).
 DIGITS_SPLIT_SIZES = {"train": 1257, "val": 270, "test": 270}
 
 _SPLITS = (None, "train", "val", "test")
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def _check_split(split) -> None:
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
 
 
 def split_indices(n: int, sizes: dict[str, int], split: str, seed: int) -> np.ndarray:
@@ -48,11 +39,15 @@ def split_indices(n: int, sizes: dict[str, int], split: str, seed: int) -> np.nd
     -------
     ndarray of shape (sizes[split],), sorted int64 indices.
     """
+    n = check_int(n, "n", minimum=0)
+    split = check_choice(split, ("train", "val", "test"), "split")
+    seed = check_seed(seed)
+    if not isinstance(sizes, dict) or set(sizes) != {"train", "val", "test"}:
+        raise ValueError(f"sizes must be a dict with keys 'train', 'val', 'test', got {sizes!r}")
+    sizes = {k: check_int(v, f"sizes[{k!r}]", minimum=0) for k, v in sizes.items()}
     if sum(sizes.values()) != n:
         raise ValueError(f"split sizes {sizes} must sum to n={n}")
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    perm = np.random.default_rng(_check_seed(seed)).permutation(n)
+    perm = np.random.default_rng(seed).permutation(n)
     a, b = sizes["train"], sizes["train"] + sizes["val"]
     part = {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}[split]
     return np.sort(part).astype(np.int64)
@@ -78,10 +73,10 @@ def load_digits(*, binarize: bool = False, split: str | None = None, seed: int =
     X : Tensor of shape (n, 64), float32, values in [0, 1] (pixels row-major).
     y : Tensor of shape (n,), int64 labels 0..9.
     """
-    _check_split(split)
-    seed = _check_seed(seed)
-    if not isinstance(binarize, (bool, np.bool_)):
-        raise TypeError(f"binarize must be a bool, got {binarize!r}")
+    if split is not None:
+        split = check_choice(split, _SPLITS[1:], "split")
+    seed = check_seed(seed)
+    binarize = check_bool(binarize, "binarize")
     from sklearn.datasets import load_digits as _sk_load_digits
 
     data = _sk_load_digits()

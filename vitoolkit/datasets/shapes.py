@@ -28,6 +28,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..validation import (
+    as_float_array,
+    as_float_tensor,
+    check_bool,
+    check_choice,
+    check_int,
+    check_memory,
+    check_real,
+    check_seed,
+)
+
 __all__ = [
     "SHAPE_NAMES",
     "SHAPES_FACTOR_NAMES",
@@ -51,14 +62,15 @@ def shape_area(shape: str, scale) -> torch.Tensor:
     square: side sqrt(2) s, area 2 s^2; ellipse: pi s (s / 2); equilateral
     triangle: (3 sqrt(3) / 4) s^2.
     """
-    scale = torch.as_tensor(scale, dtype=torch.float64)
     factor = {
         "square": 2.0,
         "ellipse": math.pi * _ELLIPSE_RATIO,
         "triangle": 3.0 * math.sqrt(3.0) / 4.0,
     }
-    if shape not in factor:
-        raise ValueError(f"shape must be one of {SHAPE_NAMES}, got {shape!r}")
+    shape = check_choice(shape, SHAPE_NAMES, "shape")
+    scale = as_float_tensor(scale, "scale", dtype=torch.float64)
+    if bool((scale < 0).any()):
+        raise ValueError("scale must be >= 0 (a circumradius)")
     return factor[shape] * scale**2
 
 
@@ -99,23 +111,32 @@ def render_shapes(
     Tensor of shape (n, image_size, image_size), float32 in [0, 1]; row 0 is the
     top of the image (y = 1), column 0 its left edge (x = -1).
     """
-    image_size = _check_positive_int(image_size, "image_size")
-    supersample = _check_positive_int(supersample, "supersample")
-    shape = torch.as_tensor(shape).long().reshape(-1)
-    values = [torch.as_tensor(t, dtype=torch.float64).reshape(-1) for t in (scale, rotation, x, y)]
-    n = shape.shape[0]
-    for name, t in zip(("scale", "rotation", "x", "y"), values, strict=True):
+    image_size = check_int(image_size, "image_size", minimum=1)
+    supersample = check_int(supersample, "supersample", minimum=1)
+    codes = as_float_array(shape, "shape", ndim=1)
+    if not np.array_equal(codes, np.round(codes)):
+        raise ValueError("shape must hold integer codes into SHAPE_NAMES, got non-integer values")
+    n = codes.shape[0]
+    if n and (codes.min() < 0 or codes.max() >= len(SHAPE_NAMES)):
+        raise ValueError(f"shape codes must be in 0..{len(SHAPE_NAMES) - 1}, got {np.unique(codes)}")
+    shape = torch.as_tensor(codes.astype(np.int64))
+    values = []
+    for name, t in zip(("scale", "rotation", "x", "y"), (scale, rotation, x, y), strict=True):
+        t = as_float_array(t, name, ndim=1, finite=False)
         if t.shape[0] != n:
             raise ValueError(f"{name} must have shape ({n},) like shape, got {tuple(t.shape)}")
-        if not bool(torch.isfinite(t).all()):
+        if not np.isfinite(t).all():
             raise ValueError(f"{name} must be finite")
-    if n and (shape.min() < 0 or shape.max() >= len(SHAPE_NAMES)):
-        raise ValueError(f"shape codes must be in 0..{len(SHAPE_NAMES) - 1}, got {shape.unique()}")
+        values.append(torch.as_tensor(t))
     scale, rotation, cx, cy = values
     if n and not bool((scale > 0).all()):
         raise ValueError("scale must be positive")
 
     m = image_size * supersample
+    # One pass holds about six float64 (m * m) point arrays per image; the output n images.
+    check_memory(48 * m * m, "image_size", image_size,
+                 f"the {m} x {m} sub-pixel grid of one image (supersample={supersample})")
+    check_memory(4 * n * image_size**2, "n", n, f"{n} images of {image_size} x {image_size}")
     # Sample points at the centres of the sub-pixels, in [-1, 1].
     t = -1.0 + (2.0 * torch.arange(m, dtype=torch.float64) + 1.0) / m
     gy, gx = torch.meshgrid(-t, t, indexing="ij")  # rows run from y = 1 down to y = -1
@@ -138,20 +159,15 @@ def render_shapes(
     return out
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_range(value, name: str, low: float = -math.inf) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a pair (low, high), got {value!r}") from err
-    if not (math.isfinite(a) and math.isfinite(b) and low <= a <= b):
-        raise ValueError(f"{name} must be finite with {low} <= low <= high, got {value!r}")
-    return a, b
+def _check_range(value, name: str) -> tuple[float, float]:
+    """A pair ``(low, high)`` of finite numbers with ``low <= high``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (low, high), got {value!r}")
+    low = check_real(value[0], f"{name}[0]")
+    high = check_real(value[1], f"{name}[1]")
+    if low > high:
+        raise ValueError(f"{name} must have low <= high, got {value!r}")
+    return low, high
 
 
 def load_shapes(
@@ -198,9 +214,13 @@ def load_shapes(
     factors : Tensor of shape (n, 5), float32, columns :data:`SHAPES_FACTOR_NAMES`
         (the shape column holds the integer code into :data:`SHAPE_NAMES`).
     """
-    n = _check_positive_int(n, "n")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    n = check_int(n, "n", minimum=1)
+    seed = check_seed(seed)
+    image_size = check_int(image_size, "image_size", minimum=1)
+    supersample = check_int(supersample, "supersample", minimum=1)
+    binarize = check_bool(binarize, "binarize")
+    check_memory(4 * n * (image_size**2 + 5), "n", n,
+                 f"{n} images of {image_size} x {image_size} and their factors")
     if isinstance(shapes, str) or not shapes:
         raise ValueError(f"shapes must be a non-empty sequence of names, got {shapes!r}")
     unknown = [s for s in shapes if s not in SHAPE_NAMES]
@@ -208,11 +228,11 @@ def load_shapes(
         raise ValueError(f"shapes must be among {SHAPE_NAMES}, got unknown {unknown}")
     scale_lo, scale_hi = _check_range(scale_range, "scale_range")
     if scale_lo <= 0:
-        raise ValueError(f"scale_range must be positive, got {scale_range!r}")
+        raise ValueError(f"scale_range must be positive (scale_range[0] > 0), got {scale_range!r}")
     rot_lo, rot_hi = _check_range(rotation_range, "rotation_range")
     pos_lo, pos_hi = _check_range(position_range, "position_range")
 
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(seed)
     codes = np.array([SHAPE_NAMES.index(s) for s in shapes])
     shape = codes[rng.integers(0, len(codes), size=n)]
     scale = rng.uniform(scale_lo, scale_hi, size=n)
