@@ -74,6 +74,30 @@ def test_invalid_inputs_are_named(y_true, y_prob, match):
         expected_calibration_error(y_true, y_prob)
 
 
+def test_inputs_are_not_coerced():
+    with pytest.raises(ValueError, match="y_true must have 1 dimension"):  # was flattened
+        expected_calibration_error([[0, 1]], [0.2, 0.8])
+    with pytest.raises(ValueError, match="y_prob must have 1 dimension"):
+        expected_calibration_error([0, 1], [[0.2], [0.8]])
+    with pytest.raises(TypeError, match="y_prob must hold real numbers"):
+        expected_calibration_error([0, 1], ["0.2", "0.8"])
+    with pytest.raises(TypeError, match="n_bins must be an integer"):
+        reliability([0, 1], [0.1, 0.9], n_bins=2.0)
+    with pytest.raises(TypeError, match="n_bins must be an integer"):
+        reliability([0, 1], [0.1, 0.9], n_bins=True)
+    # bool labels are labels: the same as 0/1
+    assert expected_calibration_error(np.array([False, True]), [0.3, 0.6]) == pytest.approx(
+        expected_calibration_error([0, 1], [0.3, 0.6]))
+
+
+def test_oversized_bin_count_is_refused_before_allocating(monkeypatch):
+    from vitoolkit.exceptions import ResourceLimitError
+
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1M")
+    with pytest.raises(ResourceLimitError, match="n_bins=1000000000000 would need"):
+        reliability([0, 1], [0.1, 0.9], n_bins=10**12)
+
+
 def test_invalid_bins_and_strategy():
     with pytest.raises(ValueError, match="n_bins"):
         reliability([0, 1], [0.1, 0.9], n_bins=0)

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .validation import as_float_array, check_choice, check_int, check_memory
+
 __all__ = ["Reliability", "reliability", "expected_calibration_error"]
 
 
@@ -42,8 +44,13 @@ class Reliability(NamedTuple):
 
 
 def _check(y_true, y_prob):
-    y_true = np.asarray(y_true).reshape(-1)
-    y_prob = np.asarray(y_prob, dtype=float).reshape(-1)
+    """1-D labels in {0, 1} (bools too) and probabilities in [0, 1] of the same length."""
+    if type(y_true).__module__.startswith("torch"):
+        y_true = y_true.detach().cpu().numpy()
+    if isinstance(y_true, np.ndarray) and y_true.dtype.kind == "b":
+        y_true = y_true.astype(np.float64)
+    y_true = as_float_array(y_true, "y_true", ndim=1)
+    y_prob = as_float_array(y_prob, "y_prob", ndim=1, finite=False)
     if y_true.shape != y_prob.shape:
         raise ValueError(f"y_true and y_prob must have the same length, got {y_true.shape[0]} "
                          f"and {y_prob.shape[0]}")
@@ -71,14 +78,13 @@ def reliability(y_true, y_prob, *, n_bins: int = 10, strategy: str = "uniform") 
     Reliability (``prob_true`` and ``prob_pred`` equal ``calibration_curve``'s output)
     """
     y_true, y_prob = _check(y_true, y_prob)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
+    strategy = check_choice(strategy, ("uniform", "quantile"), "strategy")
+    check_memory(8 * 6 * (n_bins + 1), "n_bins", n_bins, "the bin edges and per-bin sums")
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
-    elif strategy == "quantile":
-        edges = np.percentile(y_prob, np.linspace(0, 100, n_bins + 1))
     else:
-        raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+        edges = np.percentile(y_prob, np.linspace(0, 100, n_bins + 1))
     # the same assignment as calibration_curve: the interior edges, right-closed search
     ids = np.searchsorted(edges[1:-1], y_prob)
     sums_pred = np.bincount(ids, weights=y_prob, minlength=len(edges))
