@@ -397,3 +397,36 @@ def test_exercise_start_refuses_an_unusable_out(tmp_path, capsys):
     assert cli.main(["exercise", "start", "gaussian_kl", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "--out" in err and str(out) in err
+
+
+def test_figures_in_every_format_are_whole_files_and_a_failed_save_keeps_the_old(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tut = Tutorial("99_x", argv=["--out", str(tmp_path), "--formats", "png,svg,pdf"])
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    paths = tut.savefig(fig, "f")
+    # Saved through a file object, so the format must be explicit: check the magic bytes.
+    heads = {p.suffix: p.read_bytes()[:8] for p in paths}
+    assert heads[".png"] == b"\x89PNG\r\n\x1a\n" and heads[".pdf"].startswith(b"%PDF")
+    assert b"<?xml" in (tmp_path / "f.svg").read_bytes()[:100]
+    before = {p.name: p.read_bytes() for p in paths}
+
+    fig2, ax2 = plt.subplots()
+    ax2.plot([0, 1], [0, 1])
+
+    def dies_midway(handle, **kwargs):
+        handle.write(b"half a figure")
+        raise RuntimeError("renderer died")
+
+    fig2.savefig = dies_midway
+    with pytest.raises(RuntimeError, match="renderer died"):
+        tut.savefig(fig2, "f")
+    assert {p.name: p.read_bytes() for p in paths} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png", "f.svg"]
+    plt.close("all")
+    tut.finish()
+    assert json.loads((tmp_path / "summary.json").read_text())["figures"] == ["f"]

@@ -540,16 +540,16 @@ LEARNING_RATE, DRAWS = 0.05, 8
 tut.record("bbvi_learning_rate", LEARNING_RATE)
 tut.record("bbvi_draws_per_step", DRAWS)
 runs = bbvi_comparison(model, num_iterations=iters, num_samples=DRAWS, learning_rate=LEARNING_RATE,
-                       seed=tut.seed + 10)
+                       seed=tut.derived_seed(10))
 logreg = BayesianLogisticRegression.synthetic(100, 3, generator=tut.generator(11),
                                               reference_samples=tut.choose(20_000, 200_000),
-                                              seed=tut.seed + 12)
+                                              seed=tut.derived_seed(12))
 ess = logreg.effective_sample_size
 tut.record("logreg_reference_ess", ess, ".0f")
 tut.claim("The importance-sampled reference is reliable: effective sample size above 1000",
           ess > 1000, ess=ess)
 runs_lr = bbvi_comparison(logreg, num_iterations=iters_lr, num_samples=DRAWS,
-                          learning_rate=LEARNING_RATE, seed=tut.seed + 13)
+                          learning_rate=LEARNING_RATE, seed=tut.derived_seed(13))
 for est in runs:
     tut.record(f"conjugate_final_kl_{est}", runs[est].distance[-1], ".2e")
     tut.record(f"logreg_final_distance_{est}", runs_lr[est].distance[-1], ".3f")

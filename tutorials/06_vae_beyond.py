@@ -266,7 +266,7 @@ n_shapes = tut.choose(3000, 10000)
 S_train, F_train = load_shapes(n_shapes, seed=tut.seed)
 # The plug-in mutual information is biased up by about (bins - 1)^2 / (2 n)
 # nats (Paninski 2003, eq. 3 ff.); n = 3000 and 20 bins keep that near 0.06.
-S_test, F_test = load_shapes(tut.choose(3000, 10000), seed=tut.seed + 1)
+S_test, F_test = load_shapes(tut.choose(3000, 10000), seed=tut.derived_seed(1))
 SHAPE_HW = (16, 16)
 SHAPE_LATENT = 8
 shape_epochs = tut.choose(20, 60)
