@@ -18,6 +18,7 @@ from vitoolkit.conjugate import (
     ConjugateGaussian,
     ElboSurface,
     EvidenceEstimate,
+    NormalStatistics,
     independent_copies_relative_variance,
 )
 from vitoolkit.divergences import kl_divergence
@@ -200,3 +201,57 @@ def test_bad_arguments_are_named(model_and_data):
         model.importance_evidence(x, model.prior, 1)
     with pytest.raises(ValueError, match="lr"):
         model.gradient_fit(x, lr=-1.0)
+
+
+def test_sufficient_statistics_stand_in_for_the_data(model_and_data):
+    model, x = model_and_data
+    st = model.statistics(x)
+    assert isinstance(st, NormalStatistics) and st.count == 15
+    assert float(st.mean) == pytest.approx(float(x.mean()), rel=1e-15)
+    q = Normal(t([0.1, 1.0]), t([0.5, 0.2]))
+    z = t([-1.0, 0.4, 2.0])
+    for method, args in (("log_evidence", ()), ("log_likelihood", (z,)), ("log_joint", (z,)),
+                         ("elbo", (q,)), ("expected_log_likelihood", (q,))):
+        torch.testing.assert_close(getattr(model, method)(st, *args), getattr(model, method)(x, *args),
+                                   rtol=1e-14, atol=1e-12)
+    post = model.posterior(st)
+    assert float(post.loc) == pytest.approx(float(model.posterior(x).loc), rel=1e-14)
+    # Statistics of an (n, D) array: D independent copies, one per column.
+    cols = torch.stack([x, 2 * x - 1], -1)
+    st2 = model.statistics(cols)
+    ev = model.log_evidence(st2)
+    assert ev.shape == (2,)
+    assert float(ev[1]) == pytest.approx(float(model.log_evidence(2 * x - 1)), rel=1e-13)
+    # E_q[log p(x | z)] by its definition (a sum over the data) against the statistics route.
+    direct = (-0.5 * torch.log(2 * math.pi * model.noise_scale**2)
+              - ((x - q.loc.unsqueeze(-1)) ** 2 + q.scale.unsqueeze(-1) ** 2)
+              / (2 * model.noise_scale**2)).sum(-1)
+    torch.testing.assert_close(model.expected_log_likelihood(x, q), direct, rtol=1e-13, atol=1e-11)
+
+
+def test_no_silent_coercion_and_oversized_requests_are_refused(model_and_data):
+    from vitoolkit.exceptions import ResourceLimitError
+
+    model, x = model_and_data
+    with pytest.raises(TypeError, match="n must be an integer"):
+        model.sample_data(5.0)
+    with pytest.raises(TypeError, match="prior_scale must be a real number"):
+        ConjugateGaussian(0.0, True, 1.0)
+    with pytest.raises(TypeError, match="prior_loc must be a real number"):
+        ConjugateGaussian("0.5")
+    with pytest.raises(TypeError, match="num_samples must be an integer"):
+        model.importance_evidence(x, model.prior, 100.0)
+    with pytest.raises(ValueError, match="means must have 1 dimension"):
+        model.elbo_surface(x, torch.zeros(3, 4), torch.zeros(5))
+    with pytest.raises(ValueError, match=r"init must be a sequence"):
+        model.gradient_fit(x, init=(0.0, 0.0))
+    with pytest.raises(TypeError, match=r"x must hold real numbers"):
+        model.log_evidence([True, False])
+    with pytest.raises(ResourceLimitError, match="num_samples=1000000000000"):
+        model.importance_evidence(x, model.prior, 10**12)
+    with pytest.raises(ResourceLimitError, match="num_samples=1000000000000"):
+        model.elbo_monte_carlo(x, model.prior, 10**12)
+    with pytest.raises(ResourceLimitError, match="num_points=10000000000"):
+        model.elbo_quadrature(x, model.prior, num_points=10**10)
+    with pytest.raises(ResourceLimitError, match="n=1000000000000"):
+        model.sample_data(10**12)

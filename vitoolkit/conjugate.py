@@ -28,6 +28,13 @@ lessons, each with a closed form to check it against:
   error, effective sample size and Pareto k-hat
   (:meth:`~ConjugateGaussian.importance_evidence`), and the exact relative variance of
   its weights (:meth:`~ConjugateGaussian.weight_relative_variance`).
+
+Every method that takes the data ``x`` also takes its sufficient statistics
+(:meth:`ConjugateGaussian.statistics`, a :class:`NormalStatistics`): the model only ever
+sees x through (n, mean, sum of squared deviations), so a caller that evaluates the
+model many times (black-box VI in :mod:`vitoolkit.gradients.bbvi`) summarises its data
+once. Statistics of an (n, D) array describe D independent copies of the model, one per
+column, and broadcast like a trailing batch dimension of size D.
 """
 
 from __future__ import annotations
@@ -35,18 +42,26 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
-from torch.distributions import Normal
+from torch.distributions import Distribution, Normal
 
 from .distributions import sample
 from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
+from .validation import (
+    as_float_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_positive,
+    check_real,
+)
 
 __all__ = [
     "ConjugateGaussian",
     "ElboSurface",
     "EvidenceEstimate",
     "GradientFitPath",
+    "NormalStatistics",
     "independent_copies_relative_variance",
 ]
 
@@ -61,9 +76,8 @@ def independent_copies_relative_variance(relative_variance, num_copies: int) -> 
     effective sample size of importance sampling falls exponentially with the
     dimension of z (MacKay, Information Theory, Inference and Learning Algorithms, 29.2).
     """
-    if isinstance(num_copies, bool) or not isinstance(num_copies, int) or num_copies < 1:
-        raise ValueError(f"num_copies must be a positive integer, got {num_copies!r}")
-    v = torch.as_tensor(relative_variance, dtype=torch.float64)
+    num_copies = check_int(num_copies, "num_copies", minimum=1)
+    v = as_float_tensor(relative_variance, "relative_variance", dtype=torch.float64, finite=False)
     return torch.expm1(num_copies * torch.log1p(v))
 
 
@@ -111,11 +125,24 @@ class GradientFitPath(NamedTuple):
     log_evidence: torch.Tensor
 
 
-def _positive(value, name: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64)
-    if t.dim() != 0 or not bool(torch.isfinite(t)) or float(t) <= 0:
-        raise ValueError(f"{name} must be a positive finite scalar, got {value!r}")
-    return t
+class NormalStatistics(NamedTuple):
+    """Sufficient statistics of data x_1..x_n for the mean of N(z, s^2): all the model uses.
+
+    ``count`` n (an int), ``mean`` the sample mean and ``sum_sq_dev`` sum_i (x_i - mean)^2,
+    float64 tensors of shape () for data (n,) or (D,) for data (n, D) (one per column).
+    """
+
+    count: int
+    mean: torch.Tensor
+    sum_sq_dev: torch.Tensor
+
+
+def _check_num_samples(num_samples, batch_numel: int) -> int:
+    n = check_int(num_samples, "num_samples", minimum=2)
+    # Draws, log-densities and weights: about four float64 arrays of (num_samples, *batch).
+    check_memory(4 * 8 * n * max(1, batch_numel), "num_samples", n,
+                 f"{n} draws of a batch of {batch_numel}")
+    return n
 
 
 class ConjugateGaussian:
@@ -131,31 +158,43 @@ class ConjugateGaussian:
     """
 
     def __init__(self, prior_loc: float = 0.0, prior_scale: float = 1.0, noise_scale: float = 1.0):
-        loc = torch.as_tensor(prior_loc, dtype=torch.float64)
-        if loc.dim() != 0 or not bool(torch.isfinite(loc)):
-            raise ValueError(f"prior_loc must be a finite scalar, got {prior_loc!r}")
-        self.prior_loc = loc
-        self.prior_scale = _positive(prior_scale, "prior_scale")
-        self.noise_scale = _positive(noise_scale, "noise_scale")
+        self.prior_loc = torch.tensor(check_real(prior_loc, "prior_loc"), dtype=torch.float64)
+        self.prior_scale = torch.tensor(check_positive(prior_scale, "prior_scale"), dtype=torch.float64)
+        self.noise_scale = torch.tensor(check_positive(noise_scale, "noise_scale"), dtype=torch.float64)
 
     @property
     def prior(self) -> Normal:
         """p(z) = N(prior_loc, prior_scale^2)."""
         return Normal(self.prior_loc, self.prior_scale)
 
-    def _data(self, x) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(x, torch.Tensor)
-                            else x, dtype=torch.float64)
+    @staticmethod
+    def statistics(x) -> NormalStatistics:
+        """The sufficient statistics of data ``x`` of shape (n,) or (n, D), n >= 1.
+
+        For (n, D) data each column is the data of one independent copy of the model.
+        """
+        if isinstance(x, NormalStatistics):
+            return x
+        x = as_float_tensor(x, "x", dtype=torch.float64, ndim=(1, 2))
+        if x.shape[0] < 1:
+            raise ValueError(f"x must hold at least one observation, got shape {tuple(x.shape)}")
+        mean = x.mean(0)
+        return NormalStatistics(x.shape[0], mean, (x - mean).pow(2).sum(0))
+
+    def _data(self, x) -> NormalStatistics:
+        """Statistics of x given as an (n,) array (n >= 1, finite) or as NormalStatistics."""
+        if isinstance(x, NormalStatistics):
+            return x
+        x = as_float_tensor(x, "x", dtype=torch.float64)
         if x.dim() != 1 or x.shape[0] < 1:
-            raise ValueError(f"x must have shape (n,) with n >= 1, got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains NaN or infinite values")
-        return x
+            raise ValueError(f"x must have shape (n,) with n >= 1, got {tuple(x.shape)}; "
+                             "for D independent copies pass statistics(x) of an (n, D) array")
+        return self.statistics(x)
 
     def sample_data(self, n: int, *, generator: torch.Generator | None = None):
         """Draw (z, x) from the model: z of shape (), x of shape (n,)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = check_int(n, "n", minimum=1)
+        check_memory(8 * n, "n", n, f"{n} observations")
         z = sample(self.prior, generator=generator)
         x = sample(Normal(z, self.noise_scale), (n,), generator=generator)
         return z, x
@@ -170,11 +209,11 @@ class ConjugateGaussian:
 
     def posterior(self, x) -> Normal:
         """Exact p(z | x) = N(m_n, s_n^2) (PRML eq. 2.141-2.142)."""
-        x = self._data(x)
-        precision = 1 / self.prior_scale**2 + x.shape[0] / self.noise_scale**2
+        st = self._data(x)
+        precision = 1 / self.prior_scale**2 + st.count / self.noise_scale**2
         var = 1 / precision
-        mean = var * (self.prior_loc / self.prior_scale**2 + x.sum() / self.noise_scale**2)
-        return Normal(mean, var.sqrt())
+        mean = var * (self.prior_loc / self.prior_scale**2 + st.count * st.mean / self.noise_scale**2)
+        return Normal(mean, var.sqrt().expand(mean.shape))
 
     def log_evidence(self, x) -> torch.Tensor:
         """Exact log p(x) = log N(x; m0 1, s^2 I + s0^2 1 1^T), in O(n).
@@ -184,11 +223,8 @@ class ConjugateGaussian:
             log p(x) = -n/2 log(2 pi s^2) - 1/2 log(1 + n s0^2 / s^2)
                        - sum_i (x_i - xbar)^2 / (2 s^2) - n (xbar - m0)^2 / (2 (s^2 + n s0^2)).
         """
-        x = self._data(x)
-        n = x.shape[0]
+        n, xbar, ss = self._data(x)
         s2, s02 = self.noise_scale**2, self.prior_scale**2
-        xbar = x.mean()
-        ss = (x - xbar).pow(2).sum()
         return (-0.5 * n * torch.log(2 * math.pi * s2) - 0.5 * torch.log1p(n * s02 / s2)
                 - ss / (2 * s2) - n * (xbar - self.prior_loc) ** 2 / (2 * (s2 + n * s02)))
 
@@ -202,11 +238,8 @@ class ConjugateGaussian:
         Through the sufficient statistics (n, mean, sum of squared deviations), so the cost
         does not grow with n: -n/2 log(2 pi s^2) - [sum_i (x_i - xbar)^2 + n (xbar - z)^2] / (2 s^2).
         """
-        x = self._data(x)
+        n, xbar, ss = self._data(x)
         z = torch.as_tensor(z, dtype=torch.float64)
-        n = x.shape[0]
-        xbar = x.mean()
-        ss = (x - xbar).pow(2).sum()
         s2 = self.noise_scale**2
         return -0.5 * n * torch.log(2 * math.pi * s2) - (ss + n * (xbar - z).pow(2)) / (2 * s2)
 
@@ -216,11 +249,14 @@ class ConjugateGaussian:
         return self.log_likelihood(x, z) + self.prior.log_prob(z)
 
     def expected_log_likelihood(self, x, q: Normal) -> torch.Tensor:
-        """E_q[log p(x | z)] = sum_i [-1/2 log 2 pi s^2 - ((x_i - m)^2 + v) / (2 s^2)]."""
-        x = self._data(x)
-        m, v = q.loc.unsqueeze(-1), q.scale.pow(2).unsqueeze(-1)
+        """E_q[log p(x | z)] = sum_i [-1/2 log 2 pi s^2 - ((x_i - m)^2 + v) / (2 s^2)].
+
+        Through the sufficient statistics: sum_i (x_i - m)^2 = sum_i (x_i - xbar)^2 + n (xbar - m)^2.
+        """
+        n, xbar, ss = self._data(x)
+        m, v = q.loc, q.scale.pow(2)
         s2 = self.noise_scale**2
-        return (-0.5 * torch.log(2 * math.pi * s2) - ((x - m) ** 2 + v) / (2 * s2)).sum(-1)
+        return -0.5 * n * torch.log(2 * math.pi * s2) - (ss + n * ((xbar - m) ** 2 + v)) / (2 * s2)
 
     def elbo(self, x, q: Normal) -> torch.Tensor:
         """Closed-form ELBO(q) = E_q[log p(x | z)] - KL(q || p(z)) for Gaussian ``q``.
@@ -234,8 +270,9 @@ class ConjugateGaussian:
     def elbo_monte_carlo(self, x, q, num_samples: int, *,
                          generator: torch.Generator | None = None) -> Estimate:
         """Monte Carlo ELBO E_q[log p(x, z) - log q(z)] from ``num_samples`` draws of q."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
+        if not isinstance(q, Distribution):
+            raise TypeError(f"q must be a torch.distributions.Distribution, got {type(q).__name__}")
+        num_samples = _check_num_samples(num_samples, q.batch_shape.numel())
         z = sample(q, (num_samples,), generator=generator)
         return mean_and_stderr(self.log_joint(x, z) - q.log_prob(z))
 
@@ -246,8 +283,11 @@ class ConjugateGaussian:
         The data of an ELBO landscape: both terms in closed form, shape (len(log_scales),
         len(means)); their sum is log p(x) at every grid point (Blei et al. 2017, eq. 13).
         """
-        means = torch.as_tensor(means, dtype=torch.float64).reshape(-1)
-        log_scales = torch.as_tensor(log_scales, dtype=torch.float64).reshape(-1)
+        means = as_float_tensor(means, "means", dtype=torch.float64, ndim=1)
+        log_scales = as_float_tensor(log_scales, "log_scales", dtype=torch.float64, ndim=1)
+        size = means.shape[0] * log_scales.shape[0]
+        check_memory(8 * 8 * size, "len(means) x len(log_scales)",
+                     f"{means.shape[0]} x {log_scales.shape[0]}", "the grid of q's")
         m, ls = torch.meshgrid(means, log_scales, indexing="xy")
         q = Normal(m, ls.exp())
         return ElboSurface(means, log_scales, self.elbo(x, q), kl_divergence(q, self.posterior(x)),
@@ -262,6 +302,10 @@ class ConjugateGaussian:
         """
         if not isinstance(q, Normal):
             raise TypeError(f"q must be a torch.distributions.Normal, got {type(q).__name__}")
+        num_points = check_int(num_points, "num_points", minimum=2)
+        width = check_positive(width, "width")
+        check_memory(8 * 8 * num_points * max(1, q.batch_shape.numel()), "num_points", num_points,
+                     f"{num_points} nodes for each of {q.batch_shape.numel()} q's")
         u = torch.linspace(-width, width, num_points, dtype=torch.float64)
         z = q.loc.unsqueeze(-1) + q.scale.unsqueeze(-1) * u  # (..., num_points)
         log_w = self.log_joint(x, z) - q.log_prob(z.movedim(-1, 0)).movedim(0, -1)
@@ -277,9 +321,8 @@ class ConjugateGaussian:
         log p(x; theta) (Neal & Hinton 1998); the fixed point is the marginal maximum
         likelihood theta* = mean(x).
         """
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
-        thetas = [torch.as_tensor(init, dtype=torch.float64)]
+        num_steps = check_int(num_steps, "num_steps", minimum=0)
+        thetas = [torch.tensor(check_real(init, "init"), dtype=torch.float64)]
         for _ in range(num_steps):
             thetas.append(self.with_prior_loc(thetas[-1]).posterior(x).loc)
         return torch.stack(thetas)
@@ -302,14 +345,15 @@ class ConjugateGaussian:
         lr : float > 0
         objective : {"maximize_elbo", "minimize_negative_elbo"}
         """
-        if objective not in _OBJECTIVES:
-            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        objective = check_choice(objective, _OBJECTIVES, "objective")
+        num_steps = check_int(num_steps, "num_steps", minimum=0)
+        lr = check_positive(lr, "lr")
+        if isinstance(init, (str, bytes)) or not hasattr(init, "__len__") or len(init) != 3:
+            raise ValueError(f"init must be a sequence (loc, log_scale, prior_loc) of three numbers, "
+                             f"got {init!r}")
+        params = [torch.tensor(check_real(v, f"init[{i}]"), dtype=torch.float64)
+                  for i, v in enumerate(init)]
         x = self._data(x)
-        params = [torch.tensor(float(v), dtype=torch.float64) for v in init]
         maximize = objective == "maximize_elbo"
         rows = []
 
@@ -347,8 +391,7 @@ class ConjugateGaussian:
         estimator p(x) ~ mean_s p(x | z_s).
         """
         proposal = self._proposal(proposal)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
+        num_samples = _check_num_samples(num_samples, proposal.batch_shape.numel())
         z = sample(proposal, (num_samples,), generator=generator)
         return self.log_joint(x, z) - proposal.log_prob(z)
 
