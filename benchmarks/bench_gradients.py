@@ -16,10 +16,18 @@ Compared in the same run:
    over the score and pathwise part of the sweep (Pyro has no measure-valued
    estimator). Pyro returns only the averaged gradient, not per-sample estimates.
 
-All methods run with one intra-op thread (fair to the per-sample loop, whose tiny
-operations are slowed by thread hand-offs on a shared machine).
+4. ``--part core``: the rest of the package's hot paths, each timed alone (ELBO
+   gradients of the conjugate model for every estimator, black-box VI runs, the
+   discrete estimators, the exact gradients), the minimum CPU time of ``--repeats``
+   runs, so the figures can be compared across versions of the package
+   (``PYTHONPATH=<old checkout> python benchmarks/bench_gradients.py --part core``).
 
-Run: ``python benchmarks/bench_gradients.py [--samples N] [--subset M]``.
+All methods run with one intra-op thread (fair to the per-sample loop, whose tiny
+operations are slowed by thread hand-offs on a shared machine). Times are CPU
+seconds of this process (``time.process_time``), which a busy shared machine
+disturbs less than wall time.
+
+Run: ``python benchmarks/bench_gradients.py [--part sweep|core|all] [--samples N] [--subset M]``.
 """
 
 from __future__ import annotations
@@ -100,13 +108,94 @@ def pyro_gradient(cost, mu, sigma, num_particles, score):
     return -grads[0], -grads[1] / pyro.param("scale").detach()
 
 
+def _cpu_time(fn, repeats):
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def core_workloads():
+    """(name, callable) pairs for the package's hot paths outside the Mohamed sweep."""
+    from vitoolkit.gradients.bbvi import BayesianLogisticRegression, ConjugateGaussianModel, run_bbvi
+    from vitoolkit.gradients.discrete import discrete_gradients, exact_discrete_gradient
+    from vitoolkit.gradients.elbo import elbo_gradients
+
+    def gen(seed=0):
+        return torch.Generator().manual_seed(seed)
+
+    data = 1.5 + torch.randn((20, 2), generator=gen(1), dtype=torch.float64)
+    conj = ConjugateGaussianModel(data, prior_loc=0.3, prior_scale=2.0, noise_scale=1.2)
+    logreg = BayesianLogisticRegression.synthetic(100, 2, generator=gen(2),
+                                                  reference_samples=50_000, seed=1)
+    loc = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    scale = torch.tensor([0.6, 0.3], dtype=torch.float64)
+    logits = torch.tensor([[0.3, -0.5, 1.0, 0.2], [-1.0, 0.0, 0.5, 2.0]], dtype=torch.float64)
+    target = torch.tensor([0.45, 0.2, 0.9, 0.6], dtype=torch.float64)
+
+    def bits(b):
+        return ((b - target) ** 2).sum(-1) + 2.0 * b[..., 0] * b[..., -1]
+
+    rows = [(f"elbo_gradients {e}, 200k draws", lambda e=e: elbo_gradients(
+        conj.log_joint, loc, scale, estimator=e, num_samples=200_000, generator=gen()))
+        for e in ("pathwise", "stl", "score", "score_baseline")]
+    rows += [(f"run_bbvi conjugate {e}, 300 it x 8", lambda e=e: run_bbvi(
+        conj, estimator=e, num_iterations=300, num_samples=8, generator=gen()))
+        for e in ("stl", "score_baseline")]
+    rows.append(("run_bbvi logistic pathwise, 200 it x 8", lambda: run_bbvi(
+        logreg, estimator="pathwise", num_iterations=200, num_samples=8, generator=gen())))
+    rows.append(("BayesianLogisticRegression(200k reference draws)", lambda: (
+        BayesianLogisticRegression.synthetic(100, 2, generator=gen(2), reference_samples=200_000))))
+    rows.append(("ConjugateGaussianModel + log_evidence x 1000", lambda: [
+        ConjugateGaussianModel(data, prior_scale=2.0).log_evidence() for _ in range(1000)]))
+    for fam in ("bernoulli", "categorical"):
+        for est in ("score_loo", "gumbel_softmax"):
+            rows.append((f"discrete_gradients {fam} {est}, 200k", lambda fam=fam, est=est: (
+                discrete_gradients(bits, logits, family=fam, estimator=est, num_samples=200_000,
+                                   generator=gen(), temperature=0.5))))
+    rows.append(("exact_discrete_gradient bernoulli D=4 x 200", lambda: [
+        exact_discrete_gradient(bits, logits, family="bernoulli") for _ in range(200)]))
+    rows.append(("gaussian_gradients pathwise 1-D, 20 draws x 2000 calls", lambda: [
+        gaussian_gradients_small() for _ in range(2000)]))
+    return rows
+
+
+def gaussian_gradients_small():
+    from vitoolkit.gradients import Quadratic, gaussian_gradients
+
+    return gaussian_gradients(Quadratic(1.0), [0.5], [1.0], estimator="pathwise", num_samples=20)
+
+
+def run_core(repeats):
+    import vitoolkit
+
+    print(f"core workloads (package at {vitoolkit.__file__}), min CPU seconds of {repeats} runs")
+    rows = core_workloads()
+    for _name, fn in rows:
+        fn()  # warm-up
+    total = 0.0
+    for name, fn in rows:
+        t = _cpu_time(fn, repeats)
+        total += t
+        print(f"  {name:58s} {t:8.4f}")
+    print(f"  {'total':58s} {total:8.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("sweep", "core", "all"), default="all")
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--subset", type=int, default=2_000,
                         help="samples timed per estimator for the per-sample loop")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per core workload")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.part in ("core", "all"):
+        run_core(args.repeats)
+    if args.part == "core":
+        return
     ks = np.geomspace(0.1, 10.0, 25)
     n = args.samples
     configs = len(MOHAMED_COSTS) * len(MOHAMED_ESTIMATORS) * len(ks)
@@ -115,13 +204,13 @@ def main():
 
     # 1. vitoolkit
     mohamed_sweep(ks[:2], num_samples=1000)  # warm-up
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     sweep = mohamed_sweep(ks, num_samples=n, generator=torch.Generator().manual_seed(0))
-    t_ours = time.perf_counter() - t0
+    t_ours = time.process_time() - t0
     sp_costs = ("score", "pathwise")
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     mohamed_sweep(ks, estimators=sp_costs, num_samples=n, generator=torch.Generator().manual_seed(0))
-    t_ours_sp = time.perf_counter() - t0
+    t_ours_sp = time.process_time() - t0
 
     # 2. per-sample loop, timed on a subset and extrapolated
     per_sample = {}
@@ -130,9 +219,9 @@ def main():
         times = []
         for name in MOHAMED_COSTS:
             cost = make_cost(name, 1.0)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             naive_per_sample(cost, est, 1.0, 1.0, args.subset, gen)
-            times.append((time.perf_counter() - t0) / args.subset)
+            times.append((time.process_time() - t0) / args.subset)
         per_sample[est] = float(np.mean(times))
     t_naive = sum(per_sample.values()) * n * len(ks) * len(MOHAMED_COSTS)
     t_naive_sp = sum(per_sample[e] for e in sp_costs) * n * len(ks) * len(MOHAMED_COSTS)
@@ -146,7 +235,7 @@ def main():
         have_pyro = False
     if have_pyro:
         errors = []
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for name in MOHAMED_COSTS:
             for k in ks:
                 cost = make_cost(name, float(k))
@@ -157,7 +246,7 @@ def main():
                         e_loc, e_scale = exact_gaussian_gradient(cost, [1.0], [1.0])
                         errors.append(abs(float(g_loc) - (float(e_loc[0]) - 1.0 / 100)))
                         errors.append(abs(float(g_scale) - (float(e_scale[0]) - 1.0 / 100 + 1.0)))
-        t_pyro = time.perf_counter() - t0
+        t_pyro = time.process_time() - t0
         pyro_note = f"max |Pyro pathwise - exact| over the sweep = {max(errors):.3g}"
 
     bias = max(float(np.max(np.abs(np.asarray(c["mean"][e][p]) - c["exact"][p])
@@ -165,7 +254,7 @@ def main():
                for c in sweep.values() for e in c["mean"] for p in ("loc", "scale"))
     print(f"check: largest |bias| of any vitoolkit estimate = {bias:.2f} standard errors")
     print()
-    print(f"{'method':58s} {'seconds':>10s} {'ratio to vitoolkit':>19s}")
+    print(f"{'method':58s} {'CPU s':>10s} {'ratio to vitoolkit':>19s}")
     rows = [
         ("vitoolkit.mohamed_sweep (all 4 estimators)", t_ours, t_ours),
         (f"per-sample loop, all 4 (extrapolated from {args.subset}/est/cost)", t_naive, t_ours),

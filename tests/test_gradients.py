@@ -261,7 +261,7 @@ def test_bad_inputs_raise_clear_errors():
     _bad("loc must have shape", loc=0.0)
     _bad(r"expected output \(10,\), got \(10, 1\)", cost=lambda x: x)
     _bad("non-finite", cost=lambda x: torch.log(x.sum(-1) - 100.0))
-    _bad("loc must be finite", loc=[float("nan")])
+    _bad("loc contains 1 NaN", loc=[float("nan")])
     _bad("do not broadcast", loc=[0.0, 1.0], scale=[1.0, 1.0, 1.0])
 
 
@@ -281,9 +281,105 @@ def test_pathwise_refuses_non_differentiable_costs():
 
 
 def test_constant_cost_is_not_mistaken_for_a_step():
-    s = gaussian_gradients(lambda x: 0.0 * x.sum(-1) + 3.0, [0.0], [1.0], estimator="pathwise",
-                           num_samples=5)
+    # The same constant written three ways: with a graph, as ones_like (no graph), outside torch.
+    for cost in (lambda x: 0.0 * x.sum(-1) + 3.0,
+                 lambda x: 3.0 * torch.ones_like(x[..., 0]),
+                 lambda x: torch.from_numpy(np.full(x.shape[:-1], 3.0))):
+        s = gaussian_gradients(cost, [0.2, -1.0], [1.0, 0.5], estimator="pathwise",
+                               num_samples=50, generator=torch.Generator().manual_seed(0))
+        assert s.loc.shape == (50, 2)
+        assert bool((s.loc == 0).all()) and bool((s.scale == 0).all())
+        # ... and it agrees with the exact gradient (zero) and the score function's mean.
+        exact = exact_gaussian_gradient(cost, [0.2, -1.0], [1.0, 0.5])
+        assert float(torch.cat(exact).abs().max()) < 1e-12
+    # A step whose draws all land on one side is constant on the draws: zero, as its gradient
+    # (the density at the step is about 1e-300) - but one whose draws straddle it is refused.
+    s = gaussian_gradients(lambda x: (x > 40.0).to(x.dtype).sum(-1), [0.0], [1.0],
+                           estimator="pathwise", num_samples=100)
     assert bool((s.loc == 0).all())
+    _bad("carries no gradient", cost=lambda x: (x > 0.0).to(x.dtype).sum(-1), estimator="pathwise",
+         num_samples=100)
+
+
+def test_a_constant_log_joint_leaves_the_entropy_gradient():
+    # ELBO = c + H[q], so the pathwise per-sample gradient is exactly (0, 1/scale).
+    from vitoolkit.gradients.elbo import elbo_gradients
+
+    loc, scale = _t([0.3, -0.2]), _t([0.5, 2.0])
+    for log_joint in (lambda z: -2.0 * torch.ones_like(z[..., 0]), lambda z: 0.0 * z.sum(-1) - 2.0):
+        s = elbo_gradients(log_joint, loc, scale, estimator="pathwise", num_samples=20,
+                           generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(s.loc, torch.zeros(20, 2, dtype=D64), rtol=0, atol=1e-14)
+        torch.testing.assert_close(s.scale, (1 / scale).expand(20, 2), rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match="carries no gradient"):
+        elbo_gradients(lambda z: torch.from_numpy(np.cos(z.detach().numpy()).sum(-1)), loc, scale,
+                       estimator="stl", num_samples=20)
+
+
+# -- the boundary: resources and coercion ------------------------------------------------------
+
+
+def test_oversized_requests_are_refused_before_allocation():
+    import resource
+
+    from vitoolkit.exceptions import ResourceLimitError
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for estimator in ("score", "pathwise", "measure_valued"):
+        with pytest.raises(ResourceLimitError, match=r"num_samples=1000000000000 would need .*TiB"):
+            gaussian_gradients(Quadratic(1.0), [0.0], [1.0], estimator=estimator,
+                               num_samples=10**12)
+    # The guard counts the batch: 10**7 draws of a (1000, 100) problem.
+    with pytest.raises(ResourceLimitError, match="num_samples"):
+        gaussian_gradients(Linear(), torch.zeros(1000, 100), [1.0], estimator="score",
+                           num_samples=10**7)
+    with pytest.raises(ValueError, match=r"num_nodes must be an integer <= 300"):
+        exact_gaussian_gradient(Quadratic(1.0), [0.0], [1.0], num_nodes=10**9)
+    with pytest.raises(ValueError, match="num_nodes"):
+        gauss_hermite_expectation(lambda x: x.sum(-1), [0.0, 0.0], [1.0, 1.0], num_nodes=301)
+    # Refused, not attempted: the peak memory did not grow by the request (or by much at all).
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_memory_limit_is_read_from_the_environment(monkeypatch):
+    from vitoolkit.exceptions import ResourceLimitError
+
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1M")
+    gaussian_gradients(Quadratic(1.0), [0.0], [1.0], estimator="score", num_samples=1000)
+    with pytest.raises(ResourceLimitError, match=r"num_samples=100000 would need 6\.1 MiB"):
+        gaussian_gradients(Quadratic(1.0), [0.0], [1.0], estimator="score", num_samples=100_000)
+    # Quadrature: 200 nodes for a batch of 2000 parameters is 19 MiB of nodes and values.
+    with pytest.raises(ResourceLimitError, match="num_nodes=200"):
+        exact_gaussian_gradient(Quadratic(1.0), torch.zeros(2000, 1), [1.0], method="quadrature")
+
+
+@pytest.mark.parametrize(("kw", "error", "match"), [
+    ({"num_samples": 10.0}, TypeError, "num_samples must be an integer >= 2, got 10.0"),
+    ({"num_samples": True}, TypeError, "num_samples must be an integer"),
+    ({"num_samples": "10"}, TypeError, "num_samples must be an integer"),
+    ({"loc": ["a"]}, TypeError, "loc must"),
+    ({"scale": [True]}, TypeError, "scale must hold real numbers, got a boolean"),
+    ({"loc": [1 + 2j]}, TypeError, "loc must hold real numbers, got complex"),
+    ({"estimator": 3}, ValueError, "estimator must be one of"),
+    ({"cost": "quadratic"}, TypeError, "cost must be callable"),
+    ({"estimator": "score_baseline", "baseline": [1.0, 2.0]}, ValueError,
+     r"baseline must broadcast to the batch shape \(\)"),
+])
+def test_no_silent_coercion(kw, error, match):
+    args = {"cost": Quadratic(1.0), "loc": [0.0], "scale": [1.0], "estimator": "score",
+            "num_samples": 10}
+    args.update(kw)
+    with pytest.raises(error, match=match):
+        gaussian_gradients(args.pop("cost"), args.pop("loc"), args.pop("scale"), **args)
+
+
+def test_numpy_and_torch_integers_are_counts_and_lists_are_float64():
+    a = gaussian_gradients(Quadratic(1.0), [-0.3], [0.7], estimator="score",
+                           num_samples=np.int64(10), generator=torch.Generator().manual_seed(0))
+    b = gaussian_gradients(Quadratic(1.0), _t([-0.3]), _t([0.7]), estimator="score",
+                           num_samples=torch.tensor(10), generator=torch.Generator().manual_seed(0))
+    # A Python list is read in float64 (not through float32, which would move -0.3 by 1e-8).
+    assert torch.equal(a.loc, b.loc) and torch.equal(a.scale, b.scale)
 
 
 # -- experiments -------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_discrete_bad_inputs():
     with pytest.raises(ValueError, match="needs a temperature"):
         discrete_gradients(cost_bits, logits, family="categorical", estimator="gumbel_softmax",
                            num_samples=10)
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
         discrete_gradients(cost_bits, logits, family="categorical", estimator="gumbel_softmax",
                            num_samples=10, temperature=0.0)
     with pytest.raises(ValueError, match="family must be one of"):
@@ -114,6 +114,52 @@ def test_discrete_bad_inputs():
         discrete_gradients(cost_bits, logits, family="bernoulli", estimator="score", num_samples=1)
     with pytest.raises(ValueError, match="2\\^21 outcomes"):
         exact_discrete_gradient(lambda b: b.sum(-1), torch.zeros(21), family="bernoulli")
+    with pytest.raises(TypeError, match="temperature must be a real number"):
+        discrete_gradients(cost_bits, logits, family="categorical", estimator="gumbel_softmax",
+                           num_samples=10, temperature=True)
+    with pytest.raises(TypeError, match="logits must hold real numbers, got a boolean"):
+        discrete_gradients(cost_bits, [True, False], family="bernoulli", estimator="score",
+                           num_samples=10)
+
+
+def test_discrete_resource_guards():
+    from vitoolkit.exceptions import ResourceLimitError
+
+    with pytest.raises(ResourceLimitError, match="num_samples=1000000000000"):
+        discrete_gradients(cost_bits, torch.zeros(3, dtype=D64), family="bernoulli",
+                           estimator="score", num_samples=10**12)
+    # 2^20 outcomes for each of 10,000 problems of 20 bits: 6 TiB of outcomes.
+    with pytest.raises(ResourceLimitError, match=r"logits=.*10000, 20.*would need"):
+        exact_discrete_gradient(lambda b: b.sum(-1), torch.zeros(10_000, 20), family="bernoulli")
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "categorical"])
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through"])
+def test_relaxed_estimators_tell_a_constant_from_a_step(family, estimator):
+    logits = torch.tensor([0.3, -0.5, 1.0, 0.2], dtype=D64)
+    kw = {"family": family, "estimator": estimator, "num_samples": 100, "temperature": 0.5}
+    for const in (lambda y: 2.0 * torch.ones_like(y[..., 0]), lambda y: 0.0 * y.sum(-1) + 2.0):
+        g = discrete_gradients(const, logits, **kw)
+        assert g.shape == (100, 4) and bool((g == 0).all())
+    # Varying values without a graph (computed outside torch): refused, not returned as zeros.
+    with pytest.raises(ValueError, match="carries no gradient"):
+        discrete_gradients(lambda y: torch.from_numpy(y.detach().numpy().sum(-1)), logits, **kw)
+
+
+def test_relaxed_draws_come_from_the_core_gumbel_softmax_sampler():
+    # The categorical relaxation is vitoolkit.distributions.gumbel_softmax_sample: the same
+    # generator state gives the same y, so f(y) = y . a has per-draw gradient J(y)^T a / tau.
+    from vitoolkit.distributions import gumbel_softmax_sample
+
+    logits = torch.tensor([0.3, -0.5, 1.0, 0.2], dtype=D64)
+    a = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=D64)
+    tau = 0.7
+    g = discrete_gradients(lambda y: (y * a).sum(-1), logits, family="categorical",
+                           estimator="gumbel_softmax", num_samples=50, temperature=tau,
+                           generator=torch.Generator().manual_seed(3))
+    y = gumbel_softmax_sample(logits, tau, (50,), generator=torch.Generator().manual_seed(3)).soft
+    expected = y * (a - (y * a).sum(-1, keepdim=True)) / tau  # softmax Jacobian, by hand
+    torch.testing.assert_close(g, expected, rtol=1e-12, atol=1e-12)
 
 
 # -- ELBO gradients ------------------------------------------------------------------------------
@@ -159,6 +205,20 @@ def test_elbo_gradients_are_unbiased(estimator):
                        generator=torch.Generator().manual_seed(2))
     for samples, truth in zip(s, (e_loc, e_scale), strict=True):
         assert_mc_close(samples.mean(0), truth, samples.std(0) / math.sqrt(n))
+
+
+def test_conjugate_model_is_the_core_model_column_by_column():
+    # Independent route: log p(x, z) summed over data points and coordinates by Normal.log_prob.
+    m = _model()
+    z = torch.randn((5, 3, 2), generator=torch.Generator().manual_seed(7), dtype=D64)
+    direct = (Normal(z.unsqueeze(-2), 1.2).log_prob(m.data).sum(-2)
+              + Normal(torch.tensor(0.3, dtype=D64), 2.0).log_prob(z)).sum(-1)
+    torch.testing.assert_close(m.log_joint(z), direct, rtol=1e-13, atol=1e-11)
+    # The posterior per coordinate is the one-dimensional core model's.
+    for d in range(2):
+        post = m.model.posterior(m.data[:, d])
+        assert float(post.loc) == pytest.approx(float(m.posterior_loc[d]), rel=1e-14)
+        assert float(post.scale) == pytest.approx(float(m.posterior_scale[d]), rel=1e-14)
 
 
 def test_elbo_bad_inputs():
@@ -216,6 +276,26 @@ def test_bbvi_bad_inputs():
                  init_scale=[1.0])
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
         BayesianLogisticRegression(torch.zeros((3, 2)), torch.tensor([0.0, 2.0, 1.0]))
+    from vitoolkit.exceptions import ResourceLimitError
+
+    with pytest.raises(ResourceLimitError, match="num_samples=1000000000000"):
+        run_bbvi(m, estimator="stl", num_iterations=5, num_samples=10**12)
+    with pytest.raises(ResourceLimitError, match="num_samples"):
+        elbo_gradients(m.log_joint, [0.0, 0.0], [1.0, 1.0], estimator="score",
+                       num_samples=10**12)
+    with pytest.raises(ResourceLimitError, match="reference_samples=10000000000"):
+        BayesianLogisticRegression(torch.zeros((3, 2)), torch.tensor([0.0, 1.0, 1.0]),
+                                   reference_samples=10**10)
+    with pytest.raises(TypeError, match="num_iterations must be an integer"):
+        run_bbvi(m, estimator="stl", num_iterations=5.0, num_samples=4)
+    with pytest.raises(TypeError, match="learning_rate must be a real number"):
+        run_bbvi(m, estimator="stl", num_iterations=5, num_samples=4, learning_rate="0.1")
+    with pytest.raises(ValueError, match=r"baseline_decay must be < 1"):
+        run_bbvi(m, estimator="score_baseline", num_iterations=5, num_samples=4, baseline_decay=1.0)
+    with pytest.raises(TypeError, match="data must"):
+        ConjugateGaussianModel([["a", "b"]])
+    with pytest.raises(ValueError, match="prior_scale must be > 0"):
+        ConjugateGaussianModel(torch.zeros(3, 2), prior_scale=0.0)
 
 
 # -- generic distributions -------------------------------------------------------------------------
@@ -236,3 +316,11 @@ def test_generic_pathwise_refuses_a_distribution_without_rsample():
     with pytest.raises(ValueError, match="Poisson has no rsample"):
         distribution_gradients(lambda x: x.sum(-1), torch.distributions.Poisson, [2.0],
                                estimator="pathwise", num_samples=10)
+    from vitoolkit.exceptions import ResourceLimitError
+
+    with pytest.raises(ResourceLimitError, match="num_samples"):
+        distribution_gradients(lambda x: x.sum(-1), torch.distributions.Poisson, [2.0],
+                               estimator="score", num_samples=10**12)
+    with pytest.raises(TypeError, match=r"params\[0\] must"):
+        distribution_gradients(lambda x: x.sum(-1), torch.distributions.Poisson, ["2"],
+                               estimator="score", num_samples=10)

@@ -1,31 +1,29 @@
-"""Boundary validation shared by the gradient estimators (messages name the argument)."""
+"""Domain checks of the gradient estimators, built on :mod:`vitoolkit.validation`.
+
+The primitives (types, ranges, finiteness, the memory guard) come from the shared
+validation layer; what is here is specific to gradient estimation: a (loc, scale)
+pair of one broadcast shape, a draw count that fits in memory, a cost's output,
+and the rule that tells a constant cost from a step function when the cost's
+output carries no autograd graph.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from ..divergences._checks import check_num_samples
+from ..validation import as_float_tensor, check_choice, check_int, check_memory
 
-__all__ = ["as_params", "check_num_samples", "evaluate_cost", "check_choice"]
+__all__ = ["as_params", "check_choice", "check_num_samples", "evaluate_cost", "no_graph_is_constant"]
 
-
-def _as_float64(value, name: str) -> torch.Tensor:
-    try:
-        t = torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be array-like of real numbers, got {value!r}") from err
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must be real-valued, got dtype {t.dtype}")
-    t = t.detach().to(torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite, got {t.tolist()!r}")
-    return t
+#: Float64 arrays of shape (num_samples, *params) an estimator holds at once (draws,
+#: points, cost values, two scores, two outputs and autograd's buffers), an upper bound.
+WORKING_COPIES = 8
 
 
 def as_params(loc, scale, *, loc_name: str = "loc", scale_name: str = "scale"):
     """float64 copies of (loc, scale) broadcast to one shape (..., D); scale > 0."""
-    loc = _as_float64(loc, loc_name)
-    scale = _as_float64(scale, scale_name)
+    loc = as_float_tensor(loc, loc_name, dtype=torch.float64)
+    scale = as_float_tensor(scale, scale_name, dtype=torch.float64)
     if loc.ndim == 0:
         raise ValueError(
             f"{loc_name} must have shape (..., D) with the event dimension last; got a scalar "
@@ -46,6 +44,17 @@ def as_params(loc, scale, *, loc_name: str = "loc", scale_name: str = "scale"):
     return loc.expand(shape).clone(), scale.expand(shape).clone()
 
 
+def check_num_samples(num_samples, values_per_sample: int = 1, *, name: str = "num_samples",
+                      minimum: int = 2, copies: int = WORKING_COPIES) -> int:
+    """An integer >= ``minimum`` whose ``copies`` float64 arrays of
+    (num_samples, values_per_sample) fit in memory; refused before anything is allocated."""
+    n = check_int(num_samples, name, minimum=minimum)
+    per_sample = max(1, int(values_per_sample))
+    check_memory(8 * copies * n * per_sample, name, n,
+                 f"{copies} float64 arrays of {n} x {per_sample} values")
+    return n
+
+
 def evaluate_cost(cost, x: torch.Tensor, *, name: str = "cost") -> torch.Tensor:
     """``cost(x)`` checked to be a finite tensor of shape ``x.shape[:-1]``."""
     out = cost(x)
@@ -62,9 +71,16 @@ def evaluate_cost(cost, x: torch.Tensor, *, name: str = "cost") -> torch.Tensor:
     return out.to(x.dtype)
 
 
-def check_choice(value, choices, name: str) -> str:
-    """``value`` (a str or a str-valued enum member) if it is among ``choices``."""
-    key = getattr(value, "value", value)
-    if key not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-    return key
+def no_graph_is_constant(values: torch.Tensor, message: str) -> bool:
+    """For a function output that carries no autograd graph: True if it is constant over the
+    draws (dim 0), whose gradient is then genuinely zero; otherwise raise ``message``.
+
+    A function whose values vary across the draws but that autograd cannot differentiate is
+    piecewise constant (a comparison, rounding) or computed outside torch: differentiating
+    it would return 0 instead of its gradient. Equal values at every draw are what a
+    constant (``c * torch.ones_like(x[..., 0])``) gives, and its gradient is exactly 0.
+    """
+    values = values.detach()
+    if values.shape[0] == 0 or bool((values == values[:1]).all()):
+        return True
+    raise ValueError(message)

@@ -9,8 +9,9 @@ moving average of past ELBO terms as its baseline (Ranganath et al., section 3).
 
 Two models with a reference posterior:
 
-- :class:`ConjugateGaussianModel`: z ~ N(m0, s0^2 I), x_i | z ~ N(z, s^2 I). The
-  posterior is Gaussian and in the mean-field family, so the exact ELBO is
+- :class:`ConjugateGaussianModel`: z ~ N(m0, s0^2 I), x_i | z ~ N(z, s^2 I), D independent
+  copies of :class:`vitoolkit.conjugate.ConjugateGaussian` (whose closed forms it uses).
+  The posterior is Gaussian and in the mean-field family, so the exact ELBO is
   log p(x) - KL(q || p(z | x)) and the distance is that KL, which reaches 0.
 - :class:`BayesianLogisticRegression`: w ~ N(0, s0^2 I), y_i ~ Bernoulli(sigmoid(x_i . w)).
   The reference posterior mean and covariance come from self-normalised
@@ -29,10 +30,12 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
+from ..conjugate import ConjugateGaussian
 from ..distributions import MultivariateStudentT, sample
 from ..divergences import kl_divergence
+from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
 from ._checks import as_params, check_choice, check_num_samples
-from .elbo import ELBO_ESTIMATORS, elbo_terms, gaussian_entropy
+from .elbo import ELBO_ESTIMATORS, elbo_terms
 
 __all__ = [
     "ConjugateGaussianModel",
@@ -41,9 +44,6 @@ __all__ = [
     "run_bbvi",
 ]
 
-_LOG_2PI = math.log(2 * math.pi)
-
-
 def _diag_normal(loc, scale):
     return Independent(Normal(loc, scale), 1)
 
@@ -51,7 +51,9 @@ def _diag_normal(loc, scale):
 class ConjugateGaussianModel:
     r"""z ~ N(prior_loc, prior_scale^2 I_D), x_i | z ~ N(z, noise_scale^2 I_D), i = 1..n.
 
-    Posterior (Bishop PRML eq. 2.141-2.142, per coordinate):
+    D independent copies of :class:`vitoolkit.conjugate.ConjugateGaussian`, one per
+    column of the data, evaluated through the data's sufficient statistics (computed
+    once). Posterior (Bishop PRML eq. 2.141-2.142, per coordinate):
     precision = 1/s0^2 + n/s^2, mean = (m0/s0^2 + sum_i x_i / s^2) / precision.
 
     Parameters
@@ -62,27 +64,20 @@ class ConjugateGaussianModel:
 
     def __init__(self, data, prior_loc: float = 0.0, prior_scale: float = 1.0,
                  noise_scale: float = 1.0):
-        x = torch.as_tensor(data).detach().to(torch.float64)
+        x = as_float_tensor(data, "data", dtype=torch.float64, ndim=(1, 2))
         if x.ndim == 1:
             x = x.unsqueeze(-1)
-        if x.ndim != 2 or x.shape[0] < 1:
+        if x.shape[0] < 1:
             raise ValueError(f"data must have shape (n,) or (n, D) with n >= 1, got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("data must be finite")
-        for name, v in (("prior_scale", prior_scale), ("noise_scale", noise_scale)):
-            if not (math.isfinite(float(v)) and float(v) > 0):
-                raise ValueError(f"{name} must be positive and finite, got {v!r}")
+        self.model = ConjugateGaussian(prior_loc, prior_scale, noise_scale)
         self.data = x
-        self.prior_loc = float(prior_loc)
-        self.prior_scale = float(prior_scale)
-        self.noise_scale = float(noise_scale)
-        n = x.shape[0]
-        precision = 1 / self.prior_scale**2 + n / self.noise_scale**2
-        self.posterior_scale = torch.full((x.shape[1],), precision**-0.5, dtype=torch.float64)
-        self.posterior_loc = (self.prior_loc / self.prior_scale**2
-                              + x.sum(0) / self.noise_scale**2) / precision
-        self._sum = x.sum(0)
-        self._sum_sq = (x**2).sum(0)
+        self.prior_loc = float(self.model.prior_loc)
+        self.prior_scale = float(self.model.prior_scale)
+        self.noise_scale = float(self.model.noise_scale)
+        self.statistics = self.model.statistics(x)
+        post = self.model.posterior(self.statistics)
+        self.posterior_loc, self.posterior_scale = post.loc, post.scale
+        self._log_evidence = float(self.model.log_evidence(self.statistics).sum())
 
     @property
     def dim(self) -> int:
@@ -90,21 +85,15 @@ class ConjugateGaussianModel:
 
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) for z of shape (..., D); returns (...)."""
-        n, s0, s = self.data.shape[0], self.prior_scale, self.noise_scale
-        log_prior = -0.5 * ((z - self.prior_loc) / s0) ** 2 - math.log(s0) - 0.5 * _LOG_2PI
-        # sum_i (x_i - z)^2 from sufficient statistics.
-        sq = self._sum_sq - 2 * z * self._sum + n * z**2
-        log_lik = -0.5 * sq / s**2 - n * (math.log(s) + 0.5 * _LOG_2PI)
-        return (log_prior + log_lik).sum(-1)
+        return self.model.log_joint(self.statistics, z).sum(-1)
 
     def posterior(self):
         """The exact posterior p(z | x), a diagonal Gaussian (Independent Normal)."""
         return _diag_normal(self.posterior_loc, self.posterior_scale)
 
     def log_evidence(self) -> float:
-        """log p(x) = log p(x, z) - log p(z | x), at any z (here the posterior mean)."""
-        z = self.posterior_loc
-        return float(self.log_joint(z) - self.posterior().log_prob(z))
+        """log p(x) in closed form (the sum of the D coordinates' evidences)."""
+        return self._log_evidence
 
     def elbo(self, loc, scale) -> float:
         """The exact ELBO = log p(x) - KL(q || p(z | x))."""
@@ -131,22 +120,29 @@ class BayesianLogisticRegression:
 
     def __init__(self, features, labels, prior_scale: float = 1.0,
                  reference_samples: int = 200_000, seed: int = 0):
-        x = torch.as_tensor(features).detach().to(torch.float64)
-        y = torch.as_tensor(labels).detach().to(torch.float64)
-        if x.ndim != 2:
-            raise ValueError(f"features must have shape (n, D), got {tuple(x.shape)}")
+        x = as_float_tensor(features, "features", dtype=torch.float64, ndim=2)
+        if isinstance(labels, torch.Tensor) and labels.dtype == torch.bool:
+            labels = labels.to(torch.float64)  # a boolean label vector is unambiguous
+        y = as_float_tensor(labels, "labels", dtype=torch.float64)
+        if x.shape[0] < 1:
+            raise ValueError(f"features must have shape (n, D) with n >= 1, got {tuple(x.shape)}")
         if y.shape != x.shape[:1]:
             raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
         if not bool(((y == 0) | (y == 1)).all()):
             raise ValueError("labels must be 0 or 1")
-        if not (math.isfinite(float(prior_scale)) and float(prior_scale) > 0):
-            raise ValueError(f"prior_scale must be positive and finite, got {prior_scale!r}")
-        self.features, self.labels, self.prior_scale = x, y, float(prior_scale)
-        self._reference(check_num_samples(reference_samples), seed)
+        self.features, self.labels = x, y
+        self.prior_scale = check_positive(prior_scale, "prior_scale")
+        # Draws (S, D) and linear predictors (S, n), a few copies of each.
+        n = check_num_samples(reference_samples, x.shape[0] + x.shape[1], name="reference_samples",
+                              copies=4)
+        self._reference(n, check_seed(seed))
 
     @classmethod
     def synthetic(cls, num_data: int = 100, dim: int = 2, *, generator=None, **kwargs):
         """Data from the model itself: x ~ N(0, I), w ~ N(0, I), y ~ Bernoulli(sigmoid(x . w))."""
+        num_data = check_int(num_data, "num_data", minimum=1)
+        dim = check_int(dim, "dim", minimum=1)
+        check_memory(8 * 2 * num_data * (dim + 1), "num_data", num_data, f"{num_data} x {dim} features")
         x = torch.randn((num_data, dim), generator=generator, dtype=torch.float64)
         w = torch.randn((dim,), generator=generator, dtype=torch.float64)
         u = torch.rand((num_data,), generator=generator, dtype=torch.float64)
@@ -160,9 +156,13 @@ class BayesianLogisticRegression:
         """log p(y, w | X) for w of shape (..., D); returns (...)."""
         eta = w @ self.features.T
         log_lik = (self.labels * eta - torch.nn.functional.softplus(eta)).sum(-1)
-        s0 = self.prior_scale
-        log_prior = (-0.5 * (w / s0) ** 2 - math.log(s0) - 0.5 * _LOG_2PI).sum(-1)
-        return log_lik + log_prior
+        return log_lik + self._prior().log_prob(w).sum(-1)
+
+    def _prior(self) -> Normal:
+        """p(w) per coordinate: N(0, prior_scale^2)."""
+        zero = torch.zeros((), dtype=torch.float64)
+        return Normal(zero, torch.full((), self.prior_scale, dtype=torch.float64),
+                      validate_args=False)
 
     def _laplace(self, iterations: int = 50):
         w = torch.zeros(self.dim, dtype=torch.float64)
@@ -202,10 +202,13 @@ class BayesianLogisticRegression:
 
         Under q each linear predictor eta_i = x_i . w is N(x_i . loc, sum_d x_id^2 scale_d^2),
         so E_q[log p(y | w)] is n one-dimensional Gauss-Hermite integrals of
-        y_i eta_i - softplus(eta_i); the prior term and the entropy are closed forms.
+        y_i eta_i - softplus(eta_i); the prior term and the entropy together are
+        -KL(q || p(w)), in closed form.
         """
-        loc = torch.as_tensor(loc, dtype=torch.float64)
-        scale = torch.as_tensor(scale, dtype=torch.float64)
+        loc, scale = as_params(loc, scale)
+        if loc.shape != (self.dim,):
+            raise ValueError(f"loc and scale must have shape ({self.dim},), got {tuple(loc.shape)}")
+        num_nodes = check_int(num_nodes, "num_nodes", minimum=2, maximum=300)
         t, w = np.polynomial.hermite.hermgauss(num_nodes)
         t = torch.from_numpy(t).unsqueeze(-1)
         w = torch.from_numpy(w / math.sqrt(math.pi)).unsqueeze(-1)
@@ -213,9 +216,8 @@ class BayesianLogisticRegression:
         sd = ((self.features**2) @ scale**2).sqrt()
         eta = mean + math.sqrt(2.0) * sd * t  # (num_nodes, n)
         expected_lik = (self.labels * mean).sum() - (w * torch.nn.functional.softplus(eta)).sum()
-        s0 = self.prior_scale
-        expected_prior = (-0.5 * (loc**2 + scale**2) / s0**2 - math.log(s0) - 0.5 * _LOG_2PI).sum()
-        return float(expected_lik + expected_prior + gaussian_entropy(scale))
+        kl = kl_divergence(Normal(loc, scale), self._prior()).sum()
+        return float(expected_lik - kl)
 
     def distance(self, loc, scale) -> float:
         """Standardised distance of q's mean to the posterior mean,
@@ -264,14 +266,16 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
         Moving-average decay of the ``"score_baseline"`` baseline.
     """
     key = check_choice(estimator, ELBO_ESTIMATORS, "estimator")
-    n = check_num_samples(num_samples)
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int) or num_iterations < 1:
-        raise ValueError(f"num_iterations must be an integer >= 1, got {num_iterations!r}")
-    if not (math.isfinite(float(learning_rate)) and float(learning_rate) > 0):
-        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
-    if not 0 <= float(baseline_decay) < 1:
-        raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
-    d = model.dim
+    for attr in ("dim", "log_joint", "elbo", "distance"):
+        if not hasattr(model, attr):
+            raise TypeError(f"model must have dim, log_joint, elbo and distance; "
+                            f"{type(model).__name__} has no {attr}")
+    d = check_int(model.dim, "model.dim", minimum=1)
+    n = check_num_samples(num_samples, d)
+    num_iterations = check_int(num_iterations, "num_iterations", minimum=1)
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0, maximum=1.0,
+                                strict_maximum=True)
     loc0 = torch.zeros(d) if init_loc is None else init_loc
     scale0 = torch.ones(d) if init_scale is None else init_scale
     loc0, scale0 = as_params(loc0, scale0, loc_name="init_loc", scale_name="init_scale")
@@ -279,7 +283,7 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
         raise ValueError(f"init_loc and init_scale must have shape ({d},), got {tuple(loc0.shape)}")
     loc = loc0.clone().requires_grad_(True)
     log_scale = scale0.log().requires_grad_(True)
-    optimiser = torch.optim.Adam([loc, log_scale], lr=float(learning_rate))
+    optimiser = torch.optim.Adam([loc, log_scale], lr=learning_rate)
     elbos, distances, variances = [], [], []
     baseline = None
     for _ in range(num_iterations):

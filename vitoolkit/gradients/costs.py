@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from ..validation import as_float_tensor
+
 __all__ = [
     "Cost",
     "Linear",
@@ -36,10 +38,7 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
 def _as64(value, name: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return t
+    return as_float_tensor(value, name, dtype=torch.float64)
 
 
 class Cost:

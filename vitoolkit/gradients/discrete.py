@@ -9,7 +9,8 @@ sample until one jumps), so the estimators are:
   or onehot(b) - softmax(theta) (Categorical); optionally with a baseline;
 - the Gumbel-softmax / Concrete relaxation (Jang, Gu & Poole 2017; Maddison,
   Mnih & Teh 2017): replace the one-hot b by y = softmax((theta + G) / tau),
-  G ~ Gumbel (for Bernoulli, sigmoid((theta + L) / tau), L ~ Logistic), and
+  G ~ Gumbel (the core's :func:`vitoolkit.distributions.gumbel_softmax_sample`;
+  for Bernoulli, the binary Concrete sigmoid((theta + L) / tau), L ~ Logistic), and
   differentiate f(y) by autograd. It is biased (it differentiates E[f(y)], not
   E[f(b)]); the bias shrinks as the temperature tau -> 0 while the variance
   grows. ``"straight_through"`` uses the hard b forwards and y's gradient
@@ -27,7 +28,9 @@ import itertools
 
 import torch
 
-from ._checks import check_choice, check_num_samples, evaluate_cost
+from ..distributions import gumbel_softmax_sample
+from ..validation import as_float_tensor, check_memory, check_positive
+from ._checks import check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 
 __all__ = [
     "DISCRETE_ESTIMATORS",
@@ -45,14 +48,12 @@ _MAX_BITS = 20
 
 
 def _check_logits(logits, family: str) -> torch.Tensor:
-    t = torch.as_tensor(logits).detach().to(torch.float64)
+    t = as_float_tensor(logits, "logits", dtype=torch.float64)
     if t.ndim == 0:
         raise ValueError(
             f"logits must have shape (..., D) for bernoulli or (..., K) for categorical, "
             f"got a scalar {t.item()!r}"
         )
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"logits must be finite, got {t.tolist()!r}")
     if family == "categorical" and t.shape[-1] < 2:
         raise ValueError(f"categorical logits need K >= 2 classes, got shape {tuple(t.shape)}")
     return t
@@ -60,13 +61,11 @@ def _check_logits(logits, family: str) -> torch.Tensor:
 
 def _draw(logits, family, n, generator):
     """Hard samples (n, *logits.shape) in {0, 1}: bits or one-hot rows."""
-    u = torch.rand((n, *logits.shape), generator=generator, dtype=torch.float64)
     if family == "bernoulli":
+        u = torch.rand((n, *logits.shape), generator=generator, dtype=torch.float64)
         return (u < torch.sigmoid(logits)).to(torch.float64)
     # Gumbel-max: argmax(theta + G) is an exact categorical draw.
-    gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(torch.float64).tiny)))
-    index = (logits + gumbel).argmax(-1)
-    return torch.nn.functional.one_hot(index, logits.shape[-1]).to(torch.float64)
+    return gumbel_softmax_sample(logits, 1.0, (n,), generator=generator).hard
 
 
 def _score_of(b, logits, family):
@@ -75,29 +74,33 @@ def _score_of(b, logits, family):
     return b - torch.softmax(logits, -1)
 
 
+def _binary_concrete(theta, temperature, generator):
+    """sigmoid((theta + L) / tau), L ~ Logistic(0, 1), and its hard bits, one draw per entry."""
+    tiny, eps = torch.finfo(theta.dtype).tiny, torch.finfo(theta.dtype).eps
+    u = torch.rand(theta.shape, generator=generator, dtype=theta.dtype).clamp(tiny, 1 - eps)
+    y = torch.sigmoid((theta + (torch.log(u) - torch.log1p(-u))) / temperature)
+    return y, (y > 0.5).to(y.dtype)
+
+
 def _relaxed_gradients(cost, logits, family, n, generator, temperature, straight_through):
-    u = torch.rand((n, *logits.shape), generator=generator, dtype=torch.float64)
-    u = u.clamp(torch.finfo(torch.float64).tiny, 1 - torch.finfo(torch.float64).eps)
     # One copy of the logits per draw: the gradient of the summed cost w.r.t. copy i is draw i's.
     theta = logits.expand(n, *logits.shape).clone().requires_grad_(True)
+    grad = None
     with torch.enable_grad():
         if family == "bernoulli":
-            noise = torch.log(u) - torch.log1p(-u)  # Logistic(0, 1)
-            y = torch.sigmoid((theta + noise) / temperature)
-            hard = (y > 0.5).to(y.dtype)
+            y, hard = _binary_concrete(theta, temperature, generator)
         else:
-            noise = -torch.log(-torch.log(u))  # Gumbel(0, 1)
-            y = torch.softmax((theta + noise) / temperature, -1)
-            hard = torch.nn.functional.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
+            y, hard = gumbel_softmax_sample(theta, temperature, generator=generator)
         if straight_through:
             y = hard + y - y.detach()
         f = evaluate_cost(cost, y)
-        if not f.requires_grad:
-            raise ValueError(
+        if f.requires_grad:
+            (grad,) = torch.autograd.grad(f.sum(), theta, allow_unused=True)
+        else:
+            no_graph_is_constant(f, (
                 "the Gumbel-softmax estimator differentiates the cost at relaxed (continuous) "
-                "inputs, but the cost's output does not depend on them through torch operations"
-            )
-        (grad,) = torch.autograd.grad(f.sum(), theta, allow_unused=True)
+                "inputs, but the cost's output carries no gradient with respect to them while "
+                "its values vary across draws (computed outside torch, or piecewise constant)"))
     if grad is None:
         grad = torch.zeros_like(theta)
     if not bool(torch.isfinite(grad).all()):
@@ -107,18 +110,6 @@ def _relaxed_gradients(cost, logits, family, n, generator, temperature, straight
 
 def _check_family(family) -> str:
     return check_choice(family, FAMILIES, "family")
-
-
-def _check_temperature(temperature) -> float:
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"temperature must be a positive number for Gumbel-softmax, got {temperature!r}"
-        ) from err
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
-    return value
 
 
 def discrete_gradients(cost, logits, *, family: str, estimator: str, num_samples: int,
@@ -159,13 +150,13 @@ def discrete_gradients(cost, logits, *, family: str, estimator: str, num_samples
         )
     key = check_choice(estimator, DISCRETE_ESTIMATORS, "estimator")
     logits = _check_logits(logits, family)
-    n = check_num_samples(num_samples)
+    n = check_num_samples(num_samples, logits.numel())
     if not callable(cost):
         raise TypeError(f"cost must be callable, got {type(cost).__name__}")
     if key in ("gumbel_softmax", "straight_through"):
         if temperature is None:
             raise ValueError(f"estimator {key!r} needs a temperature > 0")
-        tau = _check_temperature(temperature)
+        tau = check_positive(temperature, "temperature")
         return _relaxed_gradients(cost, logits, family, n, generator, tau,
                                   key == "straight_through")
     with torch.no_grad():
@@ -179,10 +170,12 @@ def discrete_gradients(cost, logits, *, family: str, estimator: str, num_samples
         if baseline is None:
             c = evaluate_cost(cost, _draw(logits, family, n, generator)).mean(0).unsqueeze(-1)
         else:
-            c = torch.as_tensor(baseline, dtype=torch.float64)
-            if not bool(torch.isfinite(c).all()):
-                raise ValueError(f"baseline must be finite, got {baseline!r}")
-            c = c.expand(logits.shape[:-1]).unsqueeze(-1)
+            c = as_float_tensor(baseline, "baseline", dtype=torch.float64)
+            try:
+                c = c.expand(logits.shape[:-1]).unsqueeze(-1)
+            except RuntimeError as err:
+                raise ValueError(f"baseline must broadcast to the batch shape "
+                                 f"{tuple(logits.shape[:-1])}, got shape {tuple(c.shape)}") from err
         return (f - c) * score
 
 
@@ -196,6 +189,9 @@ def _outcomes(logits, family):
                 f"enumeration over D={width} Bernoulli bits needs 2^{width} outcomes; "
                 f"use D <= {_MAX_BITS} or a Monte Carlo estimator"
             )
+        outcomes = 2**width
+        check_memory(4 * 8 * outcomes * logits.numel(), "logits", f"<shape {tuple(logits.shape)}>",
+                     f"{outcomes} outcomes for each of {logits.numel() // width} problems")
         table = torch.tensor(list(itertools.product((0.0, 1.0), repeat=width)),
                              dtype=torch.float64)
         b = table.reshape(table.shape[0], *batch_ones, width).expand(-1, *logits.shape)

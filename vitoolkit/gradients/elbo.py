@@ -21,27 +21,34 @@ the reparameterised route has two members (Roeder, Wu & Duvenaud, NeurIPS 2017):
 
 from __future__ import annotations
 
-import math
-
 import torch
+from torch.distributions import Normal
 
-from ._checks import as_params, check_choice, check_num_samples, evaluate_cost
+from ..validation import as_float_tensor
+from ._checks import as_params, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 from .gaussian import GradientSamples
 
 __all__ = ["ELBO_ESTIMATORS", "elbo_gradients", "gaussian_entropy"]
 
 #: The estimators of :func:`elbo_gradients`.
 ELBO_ESTIMATORS = ("pathwise", "stl", "score", "score_baseline")
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _q(loc, scale) -> Normal:
+    # loc and scale are validated at the boundary; skip torch's per-call argument checks.
+    return Normal(loc, scale, validate_args=False)
 
 
 def gaussian_entropy(scale: torch.Tensor) -> torch.Tensor:
-    """Entropy of prod_d N(loc_d, scale_d^2): sum_d log scale_d + D/2 log(2 pi e); shape (...)."""
-    return (torch.log(scale) + _HALF_LOG_2PI + 0.5).sum(-1)
+    """Entropy of prod_d N(loc_d, scale_d^2): sum_d log scale_d + D/2 log(2 pi e); shape (...).
+
+    ``torch.distributions.Normal.entropy`` summed over the last dimension.
+    """
+    return _q(torch.zeros_like(scale), scale).entropy().sum(-1)
 
 
 def _log_q(z, loc, scale):
-    return (-0.5 * ((z - loc) / scale) ** 2 - torch.log(scale) - _HALF_LOG_2PI).sum(-1)
+    return _q(loc, scale).log_prob(z).sum(-1)
 
 
 def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
@@ -58,10 +65,11 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
                 log_q = _log_q(z, loc_i, scale_i)
             log_p = evaluate_cost(log_joint, z, name="log_joint")
             if not log_p.requires_grad:
-                raise ValueError(
+                # Constant in z: its gradient is zero and only log q's remains.
+                no_graph_is_constant(log_p, (
                     f"the {estimator!r} ELBO gradient differentiates log_joint, but its output "
-                    "does not depend on z through torch operations; use 'score'"
-                )
+                    "carries no gradient with respect to z while its values vary across draws "
+                    "(computed outside torch, or piecewise constant); use 'score'"))
             w = log_p - log_q
             g_loc, g_scale = torch.autograd.grad(w.sum(), (loc_i, scale_i))
         if not (bool(torch.isfinite(g_loc).all()) and bool(torch.isfinite(g_scale).all())):
@@ -76,7 +84,7 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
                 b = (evaluate_cost(log_joint, z0, name="log_joint") - _log_q(z0, loc, scale))
                 b = b.mean(0)
             else:
-                b = torch.as_tensor(baseline, dtype=torch.float64).expand(loc.shape[:-1])
+                b = baseline.expand(loc.shape[:-1])
             centred = (w - b).unsqueeze(-1)
         else:
             centred = w.unsqueeze(-1)
@@ -99,6 +107,7 @@ def elbo_gradients(log_joint, loc, scale, *, estimator: str, num_samples: int,
     scale : array-like broadcastable to loc's shape, positive
     estimator : {"pathwise", "stl", "score", "score_baseline"}
     num_samples : int >= 2
+        Refused before allocation if the draws would not fit in memory.
     generator : torch.Generator, optional
     baseline : float or Tensor of shape loc.shape[:-1], optional
         For ``"score_baseline"``.
@@ -110,9 +119,14 @@ def elbo_gradients(log_joint, loc, scale, *, estimator: str, num_samples: int,
     """
     key = check_choice(estimator, ELBO_ESTIMATORS, "estimator")
     loc, scale = as_params(loc, scale)
-    n = check_num_samples(num_samples)
+    n = check_num_samples(num_samples, loc.numel())
     if not callable(log_joint):
         raise TypeError(f"log_joint must be callable, got {type(log_joint).__name__}")
-    if baseline is not None and not bool(torch.isfinite(torch.as_tensor(baseline)).all()):
-        raise ValueError(f"baseline must be finite, got {baseline!r}")
+    if baseline is not None:
+        baseline = as_float_tensor(baseline, "baseline", dtype=torch.float64)
+        try:
+            baseline = baseline.expand(loc.shape[:-1])
+        except RuntimeError as err:
+            raise ValueError(f"baseline must broadcast to the batch shape {tuple(loc.shape[:-1])}, "
+                             f"got shape {tuple(baseline.shape)}") from err
     return elbo_terms(log_joint, loc, scale, key, n, generator, baseline)[0]

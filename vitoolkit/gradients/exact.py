@@ -21,6 +21,7 @@ import math
 import numpy as np
 import torch
 
+from ..validation import check_int, check_memory
 from ._checks import as_params, check_choice, evaluate_cost
 from .costs import Cost
 
@@ -28,6 +29,9 @@ __all__ = ["exact_gaussian_gradient", "gauss_hermite_expectation"]
 
 _METHODS = ("auto", "closed_form", "quadrature")
 _MAX_POINTS = 400_000
+# NumPy's hermgauss overflows to NaN weights from about 380 nodes; 300 is far beyond
+# what a smooth cost needs (200 is the default for separable costs).
+MAX_NODES = 300
 
 
 def _nodes(num_nodes: int):
@@ -39,7 +43,14 @@ def _default_nodes(d: int) -> int:
     return max(2, min(120, int(math.floor(_MAX_POINTS ** (1.0 / d) + 1e-9))))
 
 
+def _check_points(num_points: int, loc, num_nodes, what: str) -> None:
+    # Nodes, cost values and weighted products: about six float64 arrays of (points, *loc.shape).
+    check_memory(6 * 8 * num_points * max(1, loc.numel()), "num_nodes", num_nodes,
+                 f"{what} for a batch of {loc.numel()} parameters")
+
+
 def _separable_quadrature(cost: Cost, loc, scale, num_nodes):
+    _check_points(num_nodes, loc, num_nodes, f"{num_nodes} Gauss-Hermite nodes")
     t, w = _nodes(num_nodes)
     shape = (num_nodes,) + (1,) * loc.ndim
     t, w = t.reshape(shape), w.reshape(shape)
@@ -80,6 +91,7 @@ def _quadrature(cost, loc, scale, num_nodes):
             f"needs {n}^{d} cost evaluations; pass a separable vitoolkit.gradients.costs.Cost "
             "(quadrature is then one-dimensional per coordinate) or estimate by Monte Carlo"
         )
+    _check_points(n**d, loc, n, f"{n}^{d} Gauss-Hermite nodes")
     return _product_quadrature(cost, loc, scale, n)
 
 
@@ -90,6 +102,8 @@ def gauss_hermite_expectation(cost, loc, scale, *, num_nodes: int | None = None)
     """
     loc, scale = as_params(loc, scale)
     num_nodes = _check_nodes(num_nodes)
+    if not callable(cost):
+        raise TypeError(f"cost must be callable (..., D) -> (...), got {type(cost).__name__}")
     with torch.no_grad():
         return _quadrature(cost, loc, scale, num_nodes)[0]
 
@@ -97,9 +111,7 @@ def gauss_hermite_expectation(cost, loc, scale, *, num_nodes: int | None = None)
 def _check_nodes(num_nodes):
     if num_nodes is None:
         return None
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 2:
-        raise ValueError(f"num_nodes must be an integer >= 2, got {num_nodes!r}")
-    return num_nodes
+    return check_int(num_nodes, "num_nodes", minimum=2, maximum=MAX_NODES)
 
 
 def exact_gaussian_gradient(cost, loc, scale, *, method: str = "auto",
@@ -119,9 +131,10 @@ def exact_gaussian_gradient(cost, loc, scale, *, method: str = "auto",
     scale : array-like broadcastable to loc's shape, positive
     method : {"auto", "closed_form", "quadrature"}
         ``"auto"`` uses the closed form when available, else quadrature.
-    num_nodes : int, optional
+    num_nodes : int in [2, 300], optional
         Gauss-Hermite nodes per dimension (default 200 for a separable cost,
         else as many as keep the tensor-product rule under 400,000 points).
+        NumPy's rule loses its weights to overflow beyond about 380 nodes.
 
     Returns
     -------

@@ -26,6 +26,7 @@ import math
 import numpy as np
 import torch
 
+from ..validation import as_float_array, check_int, check_memory, check_positive, check_real
 from .bbvi import run_bbvi
 from .costs import Cost, make_cost
 from .discrete import discrete_gradients, exact_discrete_gradient
@@ -107,10 +108,10 @@ def variance_vs_k(cost: str, ks, *, estimators=MOHAMED_ESTIMATORS, num_samples: 
         ``closed_form`` {estimator: {"loc", "scale"}} where a closed form exists,
         ``skipped`` {estimator: reason} (e.g. pathwise on a step).
     """
-    k = torch.as_tensor(np.asarray(ks, dtype=np.float64)).reshape(-1, 1)
+    k = torch.from_numpy(as_float_array(ks, "ks", ndim=(0, 1))).reshape(-1, 1)
     f = make_cost(cost, k)
-    mu = torch.full_like(k, float(loc))
-    sigma = torch.full_like(k, float(scale))
+    mu = torch.full_like(k, check_real(loc, "loc"))
+    sigma = torch.full_like(k, check_positive(scale, "scale"))
     g_loc, g_scale = exact_gaussian_gradient(f, mu, sigma)
     out = {"k": _np(k[:, 0]), "cost": cost, "formula": f.formula,
            "exact": {"loc": _np(g_loc[:, 0]), "scale": _np(g_scale[:, 0])},
@@ -161,7 +162,8 @@ def variance_vs_dimension(dims, *, cost: str = "linear", k: float = 1.0,
         ``dims`` (M,), ``variance``, ``variance_stderr`` and ``closed_form``
         {estimator: {"loc", "scale"}} (M,).
     """
-    dims = [int(d) for d in dims]
+    dims = [check_int(d, f"dims[{i}]", minimum=1) for i, d in enumerate(dims)]
+    loc, scale = check_real(loc, "loc"), check_positive(scale, "scale")
     f = make_cost(cost, k)
     out = {"dims": np.asarray(dims), "cost": cost, "formula": f.formula,
            "variance": {}, "variance_stderr": {}, "closed_form": {}}
@@ -205,12 +207,17 @@ def variance_vs_num_samples(cost: str, num_samples, *, k: float = 1.0,
         ``num_samples`` (M,), ``exact`` (float), per estimator {"variance", "snr",
         "theory_variance", "theory_snr"} (M,).
     """
-    ns = np.asarray([int(n) for n in num_samples])
-    if ns.min() < 1:
-        raise ValueError(f"num_samples must all be >= 1, got {num_samples!r}")
+    if isinstance(num_samples, (str, bytes)) or not hasattr(num_samples, "__iter__"):
+        raise TypeError(f"num_samples must be a sequence of integers >= 1, got {num_samples!r}")
+    ns = np.asarray([check_int(n, f"num_samples[{i}]", minimum=1) for i, n in enumerate(num_samples)])
+    if ns.size == 0:
+        raise ValueError("num_samples must hold at least one sample size")
+    replicates = check_int(replicates, "replicates", minimum=2)
+    check_memory(8 * 8 * replicates * int(ns.max()), "replicates x max(num_samples)",
+                 f"{replicates} x {int(ns.max())}", "the per-sample estimates")
     f = make_cost(cost, k)
-    mu = torch.tensor([float(loc)], dtype=torch.float64)
-    sigma = torch.tensor([float(scale)], dtype=torch.float64)
+    mu = torch.tensor([check_real(loc, "loc")], dtype=torch.float64)
+    sigma = torch.tensor([check_positive(scale, "scale")], dtype=torch.float64)
     exact = float(exact_gaussian_gradient(f, mu, sigma)[0][0])
     n_max = int(ns.max())
     out = {"num_samples": ns, "cost": cost, "formula": f.formula, "exact": exact, "results": {}}
@@ -244,8 +251,8 @@ def estimator_table(cost: str, *, k: float = 1.0, estimators=None, num_samples: 
 
     f = make_cost(cost, k)
     estimators = ESTIMATORS if estimators is None else estimators
-    mu = torch.tensor([float(loc)], dtype=torch.float64)
-    sigma = torch.tensor([float(scale)], dtype=torch.float64)
+    mu = torch.tensor([check_real(loc, "loc")], dtype=torch.float64)
+    sigma = torch.tensor([check_positive(scale, "scale")], dtype=torch.float64)
     g_loc, g_scale = exact_gaussian_gradient(f, mu, sigma)
     table = {"exact": {"loc": float(g_loc[0]), "scale": float(g_scale[0])},
              "cost": cost, "formula": f.formula, "estimators": {}}
@@ -277,9 +284,9 @@ def gumbel_softmax_sweep(cost, logits, temperatures, *, family: str = "categoric
         {"bias_norm", "bias_stderr", "variance"} (M,), and the same (scalars) for
         each ``reference`` estimator.
     """
-    logits = torch.as_tensor(logits, dtype=torch.float64)
+    logits = torch.from_numpy(as_float_array(logits, "logits"))
     exact = exact_discrete_gradient(cost, logits, family=family)
-    temps = np.asarray(temperatures, dtype=np.float64)
+    temps = as_float_array(temperatures, "temperatures", ndim=1)
 
     def summarise(g):
         mean = g.mean(0)

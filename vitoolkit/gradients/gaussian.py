@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import torch
 
-from ._checks import as_params, check_choice, check_num_samples, evaluate_cost
+from ..validation import as_float_tensor
+from ._checks import as_params, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 
 __all__ = ["GradientSamples", "GradientEstimator", "ESTIMATORS", "gaussian_gradients"]
 
@@ -141,9 +142,7 @@ def _score_baseline(cost, loc, scale, n, generator, baseline):
     if baseline is None:
         b = _pilot_mean(cost, loc, scale, n, generator)
     else:
-        b = torch.as_tensor(baseline, dtype=torch.float64)
-        if not bool(torch.isfinite(b).all()):
-            raise ValueError(f"baseline must be finite, got {baseline!r}")
+        b = as_float_tensor(baseline, "baseline", dtype=torch.float64)
         try:
             b = b.expand(loc.shape[:-1]).unsqueeze(-1)
         except RuntimeError as err:
@@ -180,17 +179,19 @@ def _pathwise(cost, loc, scale, n, generator, baseline):
         )
     eps = _randn((n, *loc.shape), generator)
     x = (loc + scale * eps).requires_grad_(True)
+    grad = None
     with torch.enable_grad():
         f = evaluate_cost(cost, x)
-        if not f.requires_grad:
-            raise ValueError(
+        if f.requires_grad:
+            # Draws are independent, so the gradient of the summed cost holds every per-sample f'.
+            (grad,) = torch.autograd.grad(f.sum(), x, allow_unused=True)
+        else:
+            # No graph: a constant (gradient exactly 0) is fine; values that vary do not.
+            no_graph_is_constant(f, (
                 "the pathwise estimator needs a cost that autograd can differentiate, but the "
-                "cost's output carries no gradient with respect to its input (it is piecewise "
-                "constant, e.g. built from a comparison, or computed outside torch); use "
-                "'score' or 'measure_valued'"
-            )
-        # Draws are independent, so the gradient of the summed cost holds every per-sample f'.
-        (grad,) = torch.autograd.grad(f.sum(), x, allow_unused=True)
+                "cost's output carries no gradient with respect to its input while its values "
+                "vary across draws (it is piecewise constant, e.g. built from a comparison, or "
+                "computed outside torch); use 'score' or 'measure_valued'"))
     if grad is None:
         grad = torch.zeros_like(x)
     if not bool(torch.isfinite(grad).all()):
@@ -309,14 +310,23 @@ def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
 
     Raises
     ------
+    TypeError
+        A count that is not an integer (``2.0``, ``True``), a non-numeric loc or
+        scale, a cost that is not callable.
     ValueError
         Non-positive scale, num_samples < 2, an unknown estimator (the message
         lists the valid ones), a cost output of the wrong shape or with
-        non-finite values, or ``"pathwise"`` for a non-differentiable cost.
+        non-finite values, or ``"pathwise"`` for a non-differentiable cost
+        (declared ``differentiable = False``, or whose values vary across the
+        draws while autograd finds no gradient). A cost that is constant in x is
+        differentiable, with gradient zero.
+    vitoolkit.exceptions.ResourceLimitError
+        ``num_samples`` too large for memory (a ``ValueError``; raised before
+        anything is allocated).
     """
     key = check_choice(estimator, ESTIMATORS, "estimator")
     loc, scale = as_params(loc, scale)
-    n = check_num_samples(num_samples)
+    n = check_num_samples(num_samples, loc.numel())
     if not callable(cost):
         raise TypeError(f"cost must be callable (..., D) -> (...), got {type(cost).__name__}")
     with torch.no_grad():

@@ -20,6 +20,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..distributions import sample
+from ..validation import as_float_tensor
 from ._checks import check_choice, check_num_samples, evaluate_cost
 
 __all__ = ["distribution_gradients", "GENERIC_ESTIMATORS"]
@@ -59,13 +60,15 @@ def distribution_gradients(cost, make_distribution, params, *, estimator: str, n
         One per parameter, each ``(num_samples, *param.shape)``.
     """
     key = check_choice(estimator, GENERIC_ESTIMATORS, "estimator")
-    n = check_num_samples(num_samples)
     if not callable(make_distribution):
         raise TypeError("make_distribution must be callable: (*params) -> Distribution")
-    params = [torch.as_tensor(p).detach().to(torch.float64) for p in params]
-    for i, p in enumerate(params):
-        if not bool(torch.isfinite(p).all()):
-            raise ValueError(f"params[{i}] must be finite, got {p.tolist()!r}")
+    if not callable(cost):
+        raise TypeError(f"cost must be callable, got {type(cost).__name__}")
+    if isinstance(params, (str, bytes, torch.Tensor)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"params must be a sequence of array-likes (one per parameter), "
+                        f"got {type(params).__name__}")
+    params = [as_float_tensor(p, f"params[{i}]", dtype=torch.float64) for i, p in enumerate(params)]
+    n = check_num_samples(num_samples, sum(p.numel() for p in params))
     copies = [p.expand(n, *p.shape).clone().requires_grad_(True) for p in params]
     with torch.enable_grad():
         dist = make_distribution(*copies)
