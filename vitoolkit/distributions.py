@@ -178,8 +178,28 @@ def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     concentration : Tensor of shape (..., K), positive.
+
+    Raises
+    ------
+    ValueError
+        Naming ``concentration`` when an entry is not positive and finite (digamma of a
+        non-positive number is a number, but not this expectation).
     """
+    concentration = torch.as_tensor(concentration)
+    if concentration.dim() < 1:
+        raise ValueError(f"concentration must have shape (..., K), got a scalar {concentration!r}")
+    _check_positive_tensor(concentration, "concentration")
     return torch.digamma(concentration) - torch.digamma(concentration.sum(-1, keepdim=True))
+
+
+def _check_positive_tensor(t: torch.Tensor, name: str, minimum: float = 0.0,
+                           what: str = "positive") -> None:
+    """Every entry of ``t`` finite and > ``minimum``; otherwise a ValueError naming ``name``."""
+    bad = ~(torch.isfinite(t) & (t > minimum))
+    if bool(bad.any()):
+        worst = t[bad].reshape(-1)[0].item()
+        raise ValueError(f"{name} must be {what} and finite everywhere; {int(bad.sum())} of "
+                         f"{t.numel()} entries are not (e.g. {worst!r})")
 
 
 def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
@@ -191,9 +211,15 @@ def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torc
     ----------
     df : Tensor of shape (...), nu > D - 1.
     scale_tril : Tensor of shape (..., D, D), Cholesky factor of W.
+
+    Raises
+    ------
+    ValueError
+        Naming ``df`` when some nu <= D - 1 (the Wishart is not defined there).
     """
     d = scale_tril.shape[-1]
     df = torch.as_tensor(df, dtype=scale_tril.dtype)
+    _check_positive_tensor(df, "df", d - 1, f"> D - 1 = {d - 1} (the Wishart degrees of freedom)")
     i = torch.arange(1, d + 1, dtype=scale_tril.dtype)
     psi = torch.digamma((df.unsqueeze(-1) + 1 - i) / 2).sum(-1)
     logdet = 2 * torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1)).sum(-1)
@@ -263,8 +289,12 @@ class NormalWishart(Distribution):
                 f"broadcast: {tuple(loc.shape[:-1])}, {tuple(mean_precision.shape)}, "
                 f"{tuple(df.shape)}, {tuple(scale_tril.shape[:-2])}"
             ) from err
-        if validate_args is not False and bool((df <= d - 1).any()):
-            raise ValueError(f"df must exceed D - 1 = {d - 1}, got {df}")
+        # Checked whatever validate_args says: the entropy, KL and expectations return
+        # numbers for invalid parameters, not errors.
+        if bool((~(df > d - 1)).any()):
+            raise ValueError(f"NormalWishart: df must exceed D - 1 = {d - 1} (the Wishart degrees "
+                             f"of freedom), got {df}")
+        _check_positive_tensor(mean_precision, "mean_precision")
         self.loc = loc.expand(batch_shape + (d,))
         self.mean_precision = mean_precision.expand(batch_shape)
         self.df = df.expand(batch_shape)
@@ -375,12 +405,17 @@ class MultivariateStudentT(Distribution):
 
     def __init__(self, df, loc, scale_tril, validate_args=None):
         loc = torch.as_tensor(loc)
+        if loc.dim() < 1:
+            raise ValueError(f"loc must have shape (..., D), got shape {tuple(loc.shape)}")
         dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
         self.loc = loc.to(dtype)
         self.scale_tril = torch.as_tensor(scale_tril, dtype=dtype)
         self.df = torch.as_tensor(df, dtype=dtype)
         d = self.loc.shape[-1]
         _check_square(self.scale_tril, "scale_tril", d)
+        # Checked whatever validate_args says (log_prob returns numbers for df <= 0).
+        _check_positive_tensor(self.df, "df", 0.0, "positive (the degrees of freedom)")
+        _check_positive_tensor(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1), "scale_tril's diagonal")
         batch_shape = torch.broadcast_shapes(
             self.loc.shape[:-1], self.df.shape, self.scale_tril.shape[:-2]
         )

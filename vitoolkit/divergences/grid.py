@@ -16,11 +16,17 @@ from typing import NamedTuple
 
 import torch
 
+from ..validation import check_choice, check_int, check_memory, check_real
 from ._checks import check_alpha, check_distribution, check_pair
 
-__all__ = ["Grid", "make_grid", "evaluate_on_grid", "grid_divergence", "default_bounds"]
+__all__ = ["Grid", "make_grid", "evaluate_on_grid", "grid_divergence", "default_bounds",
+           "integrand_bounds"]
 
 _DIVERGENCES = ("kl", "alpha", "renyi")
+#: Largest fraction of the integrand's mass left in the outer 1% of the grid on a side.
+_TAIL_TOL = 1e-13
+#: How many times a side may be moved out by the grid's width before giving up.
+_MAX_DOUBLINGS = 10
 
 
 class Grid(NamedTuple):
@@ -39,6 +45,28 @@ class Grid(NamedTuple):
         for axis in reversed(self.axes):
             out = torch.trapezoid(out, axis, dim=-1)
         return out
+
+    def weights(self) -> torch.Tensor:
+        """The trapezoidal rule's weight of every point, shape ``self.shape`` (float64).
+
+        The product over axes of w_i = (x_{i+1} - x_{i-1}) / 2 (half a cell at the ends),
+        so ``integrate(values) == (weights() * values).sum()``.
+        """
+        out = None
+        for axis in self.axes:
+            h = torch.diff(axis.to(torch.float64))
+            w = torch.zeros(len(axis), dtype=torch.float64, device=axis.device)
+            w[:-1] += h / 2
+            w[1:] += h / 2
+            out = w if out is None else out.unsqueeze(-1) * w
+        return out
+
+    def log_weights(self) -> torch.Tensor:
+        """log of :meth:`weights`, flattened to (M,) in ``points.reshape(-1, D)`` order.
+
+        For integrals in log space: log integral exp(f) = logsumexp(f.reshape(-1) + log_weights()).
+        """
+        return self.weights().reshape(-1).log()
 
 
 def _dimension(d) -> int:
@@ -71,15 +99,32 @@ def default_bounds(*dists, width: float = 10.0):
     return [(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
 
+def _grid_bytes(num_points: int, dim: int, arrays_per_point: int) -> int:
+    """Bytes of ``arrays_per_point`` float64 arrays on a num_points^dim grid (Python ints)."""
+    return num_points ** dim * arrays_per_point * 8
+
+
 def make_grid(bounds, num_points: int, dtype=torch.float64) -> Grid:
-    """A regular grid over ``bounds`` = [(lo, hi)] or [(lo, hi), (lo, hi)]."""
-    if isinstance(bounds[0], (int, float)):
+    """A regular grid over ``bounds`` = [(lo, hi)] or [(lo, hi), (lo, hi)].
+
+    ``num_points`` (an int >= 3) points per axis; a grid whose points would not fit in
+    memory is refused before allocating (``ResourceLimitError`` naming ``num_points``).
+    """
+    if isinstance(bounds, (tuple, list)) and bounds and isinstance(bounds[0], (int, float)):
         bounds = [bounds]
-    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
-        raise ValueError(f"num_points must be an integer >= 3, got {num_points!r}")
+    try:
+        pairs = [(check_real(lo, "bounds"), check_real(hi, "bounds")) for lo, hi in bounds]
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ValueError) and "bounds" in str(err):
+            raise ValueError(f"bounds must be finite with hi > lo: {err}") from None
+        raise TypeError(f"bounds must be [(lo, hi)] or [(lo, hi), (lo, hi)] of real numbers, "
+                        f"got {bounds!r}") from None
+    num_points = check_int(num_points, "num_points", minimum=3)
+    check_memory(_grid_bytes(num_points, len(pairs), len(pairs)), "num_points", num_points,
+                 f"a grid of {num_points}^{len(pairs)} points")
     axes = []
-    for lo, hi in bounds:
-        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+    for lo, hi in pairs:
+        if not hi > lo:
             raise ValueError(f"bounds must be finite with hi > lo, got ({lo}, {hi})")
         axes.append(torch.linspace(lo, hi, num_points, dtype=dtype))
     mesh = torch.meshgrid(*axes, indexing="ij")
@@ -106,6 +151,101 @@ def _dtype_of(dist):
     return torch.get_default_dtype()
 
 
+def _log_mass(lp, lq, divergence, alpha):
+    """log of a non-negative function whose tails bound the integrand's (same shape)."""
+    if divergence == "kl":
+        # p |log p - log q| and p itself (the KL integrand is p (log p - log q)).
+        gap = torch.log(torch.abs(lp - lq))
+        return torch.logaddexp(lp, lp + torch.nan_to_num(gap, nan=-math.inf))
+    mixed = alpha * lp + (1 - alpha) * lq
+    return torch.logsumexp(torch.stack([lp, lq, torch.nan_to_num(mixed, nan=-math.inf)]), 0)
+
+
+def _marginal(mass, axis):
+    others = tuple(d for d in range(mass.dim()) if d != axis)
+    return mass.sum(others) if others else mass
+
+
+def _edge_fractions(log_mass, grid, band):
+    """Per axis, the fraction of the mass in the first and last ``band`` points."""
+    shift = log_mass.max()
+    mass = torch.exp(log_mass - shift) * grid.weights()
+    total = mass.sum()
+    out = []
+    for axis in range(mass.dim()):
+        marginal = _marginal(mass, axis)
+        out.append((float(marginal[:band].sum() / total), float(marginal[-band:].sum() / total)))
+    return out
+
+
+def _significant_range(log_mass, grid, tol):
+    """Per axis, the bounds of the points whose marginal mass is above ``tol`` of the total."""
+    mass = torch.exp(log_mass - log_mass.max()) * grid.weights()
+    total = mass.sum()
+    out = []
+    for axis, ax in enumerate(grid.axes):
+        marginal = _marginal(mass, axis) / total
+        keep = (marginal > tol).nonzero().squeeze(-1)
+        lo_i = max(int(keep[0]) - 1, 0)
+        hi_i = min(int(keep[-1]) + 1, len(ax) - 1)
+        out.append((float(ax[lo_i]), float(ax[hi_i])))
+    return out
+
+
+def integrand_bounds(p, q, divergence: str = "kl", *, alpha: float | None = None,
+                     num_points: int | None = None, tol: float = _TAIL_TOL,
+                     max_doublings: int = _MAX_DOUBLINGS):
+    """Grid bounds chosen from the integrand of the divergence, not from p and q alone.
+
+    Starts from :func:`default_bounds` (mean +/- 10 sd of p and q) and, while the
+    integrand's mass (p |log p - log q| and p for KL; p, q and p^alpha q^(1-alpha) for the
+    alpha and Renyi divergences) in the outer 1% of the grid on a side exceeds ``tol`` of
+    its total, moves that side out by the current width. The geometric mean
+    p^alpha q^(1-alpha) is centred outside both densities when alpha < 0 or alpha > 1, so
+    moment-based bounds alone can cut it off. Finally the bounds are trimmed to where the
+    mass is above ``tol`` (plus one cell), so the points are not wasted on empty space.
+
+    Raises ``ValueError`` when the tails have not decayed after ``max_doublings`` moves
+    (the divergence may be infinite, or the tails too heavy: pass bounds explicitly).
+    """
+    dim = _dimension(p)
+    if num_points is None:
+        num_points = 4001 if dim == 1 else 601
+    bounds = default_bounds(p, q)
+    band = max(2, num_points // 100)
+    for _ in range(max_doublings + 1):
+        grid = make_grid(bounds, num_points)
+        log_mass = _log_mass(*_log_densities(p, q, grid), divergence, alpha)
+        if bool(torch.isposinf(log_mass).any()):
+            return bounds  # the integrand is infinite somewhere: so is the divergence
+        fractions = _edge_fractions(log_mass, grid, band)
+        moved = False
+        new = []
+        for (lo, hi), (left, right) in zip(bounds, fractions, strict=True):
+            width = hi - lo
+            if not left <= tol:
+                lo, moved = lo - width, True
+            if not right <= tol:
+                hi, moved = hi + width, True
+            new.append((lo, hi))
+        if not moved:
+            return _significant_range(log_mass, grid, tol * 1e-3)
+        bounds = new
+    raise ValueError(
+        f"the {divergence} integrand of {type(p).__name__} and {type(q).__name__} still has "
+        f"more than {tol:g} of its mass at the edge of bounds {bounds} after {max_doublings} "
+        "doublings: the divergence may be infinite or the tails too heavy for a grid; pass "
+        "bounds explicitly")
+
+
+def _log_densities(p, q, grid):
+    lp = evaluate_on_grid(p, grid).double()
+    lq = evaluate_on_grid(q, grid).double()
+    if bool(torch.isnan(lp).any() or torch.isnan(lq).any()):
+        raise ValueError("log densities were NaN on the grid")
+    return lp, lq
+
+
 def grid_divergence(p, q, divergence: str = "kl", *, alpha: float | None = None, bounds=None,
                     num_points: int | None = None) -> torch.Tensor:
     """A divergence between two 1-D or 2-D densities by trapezoidal quadrature.
@@ -119,42 +259,45 @@ def grid_divergence(p, q, divergence: str = "kl", *, alpha: float | None = None,
         D^R_alpha(p || q) (see the module docstring).
     alpha : float, required for "alpha" and "renyi".
     bounds : [(lo, hi)] per dimension, optional
-        Default: mean +/- 10 standard deviations of both p and q.
-    num_points : int, optional
-        Points per dimension (default 4001 in 1-D, 601 in 2-D).
+        Default: chosen from the integrand by :func:`integrand_bounds` (expanded until
+        its tails carry less than 1e-13 of its mass, then trimmed).
+    num_points : int >= 3, optional
+        Points per dimension (default 4001 in 1-D, 601 in 2-D). A grid that would not
+        fit in memory is refused before allocating (``ResourceLimitError``).
 
     Returns
     -------
     Tensor (scalar, float64).
     """
     check_pair(p, q)
-    if divergence not in _DIVERGENCES:
-        raise ValueError(f"divergence must be one of {_DIVERGENCES}, got {divergence!r}")
+    divergence = check_choice(divergence, _DIVERGENCES, "divergence")
     dim = _dimension(p)
     if divergence != "kl":
         if alpha is None:
             raise ValueError(f"alpha is required for divergence={divergence!r}")
         alpha = check_alpha(alpha)
-    if bounds is None:
-        bounds = default_bounds(p, q)
     if num_points is None:
         num_points = 4001 if dim == 1 else 601
-    grid = make_grid(bounds, num_points)
-    lp = evaluate_on_grid(p, grid).double()
-    lq = evaluate_on_grid(q, grid).double()
-    if bool(torch.isnan(lp).any() or torch.isnan(lq).any()):
-        raise ValueError("log densities were NaN on the grid")
+    num_points = check_int(num_points, "num_points", minimum=3)
+    # Points, two log densities and about five temporaries per point, before allocating.
+    check_memory(_grid_bytes(num_points, dim, dim + 8), "num_points", num_points,
+                 f"quadrature on {num_points}^{dim} points")
+    kind, a = divergence, alpha
     if divergence == "alpha" and alpha == 0.0:
-        lp, lq, divergence = lq, lp, "kl"
+        p, q, kind = q, p, "kl"
     elif divergence in ("alpha", "renyi") and alpha == 1.0:
-        divergence = "kl"
-    if divergence == "kl":
+        kind = "kl"
+    if bounds is None:
+        bounds = integrand_bounds(p, q, kind, alpha=a, num_points=num_points)
+    grid = make_grid(bounds, num_points)
+    lp, lq = _log_densities(p, q, grid)
+    if kind == "kl":
         dens = torch.exp(lp)
         integrand = torch.where(dens > 0, dens * (lp - lq), torch.zeros_like(dens))
         return grid.integrate(integrand)
     mixed = torch.exp(alpha * lp + (1 - alpha) * lq)
     mixed = torch.where(torch.isnan(mixed), torch.zeros_like(mixed), mixed)
-    if divergence == "renyi":
+    if kind == "renyi":
         return torch.log(grid.integrate(mixed)) / (alpha - 1)
     integrand = alpha * torch.exp(lp) + (1 - alpha) * torch.exp(lq) - mixed
     return grid.integrate(integrand) / (alpha * (1 - alpha))
