@@ -13,7 +13,7 @@ from _stats import assert_mc_close
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import gammaln, logsumexp, multigammaln
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import BayesianGaussianMixture
 
 from vitoolkit.cavi import BayesianGMM, ELBODecreaseError
@@ -245,8 +245,8 @@ def test_not_converging_warns_and_parameters_stay_finite_on_duplicates():
 
 
 @pytest.mark.parametrize("X, kwargs, match", [
-    (np.array([[0.0, 1.0], [np.nan, 1.0], [2.0, 3.0]]), {}, "X contains NaN"),
-    (np.array([[0.0, 1.0], [np.inf, 1.0], [2.0, 3.0]]), {}, "X contains NaN or inf"),
+    (np.array([[0.0, 1.0], [np.nan, 1.0], [2.0, 3.0]]), {}, r"X contains 1 NaN or inf"),
+    (np.array([[0.0, 1.0], [np.inf, 1.0], [2.0, 3.0]]), {}, r"X contains 1 NaN or inf"),
     (np.zeros((2, 2)), {"n_components": 3}, "n_components=3"),
     (None, {"covariance_prior": [[1.0, 2.0], [2.0, 1.0]]}, "covariance_prior must be positive"),
     (None, {"covariance_prior": [[1.0, 0.5], [0.0, 1.0]]}, "covariance_prior must be symmetric"),
@@ -269,9 +269,9 @@ def test_bad_input_names_the_argument(X, kwargs, match):
 
 def test_predict_checks_dimensions():
     model = BayesianGMM(2, random_state=0).fit(blobs(0, n_per=10))
-    with pytest.raises(ValueError, match="fitted on 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but BayesianGMM is expecting 2"):
         model.predict(np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="X contains NaN"):
+    with pytest.raises(ValueError, match="X contains 1 NaN or inf"):
         model.score_samples(np.array([[np.nan, 0.0]]))
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         BayesianGMM(2).predict(np.zeros((3, 2)))

@@ -173,12 +173,12 @@ def test_not_converging_warns():
 
 
 @pytest.mark.parametrize("X, kwargs, match", [
-    (np.array([0.0, np.nan, 1.0]), {}, "X contains NaN"),
-    (np.array([0.0, np.inf, 1.0]), {}, "X contains NaN or inf"),
+    (np.array([0.0, np.nan, 1.0]), {}, r"X contains 1 NaN or inf"),
+    (np.array([0.0, np.inf, 1.0]), {}, r"X contains 1 NaN or inf"),
     (np.zeros(2), {"n_components": 3}, "n_components=3"),
     (np.zeros(5), {"prior_std": 0.0}, "prior_std"),
     (np.zeros(5), {"prior_std": -1.0}, "prior_std"),
-    (np.zeros((2, 2, 2)), {}, r"X must have shape \(n,\) or \(n, d\)"),
+    (np.zeros((2, 2, 2)), {}, r"X must have 1 or 2 dimension\(s\), got shape \(2, 2, 2\)"),
     (np.zeros(5), {"n_init": 0}, "n_init"),
 ])
 def test_bad_input_names_the_argument(X, kwargs, match):
@@ -189,7 +189,7 @@ def test_bad_input_names_the_argument(X, kwargs, match):
 
 def test_predict_checks_dimensions_and_evidence_refuses_large_problems():
     model = UnitVarianceGMM(2, random_state=0).fit(np.random.default_rng(0).normal(size=(20, 2)))
-    with pytest.raises(ValueError, match="fitted on 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but UnitVarianceGMM is expecting 2"):
         model.predict(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="max_assignments"):
         exact_log_evidence(np.zeros(30), 3, 1.0)

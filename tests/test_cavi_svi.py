@@ -92,11 +92,11 @@ def test_bad_settings_name_the_argument(kwargs, match):
 
 def test_bad_batches():
     svi = StochasticBayesianGMM(2, random_state=0).partial_fit(blobs(0, n_per=20))
-    with pytest.raises(ValueError, match="fitted on 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but StochasticBayesianGMM is expecting 2"):
         svi.partial_fit(np.zeros((5, 3)))
     bad = blobs(1, n_per=20)
     bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match="X contains NaN"):
+    with pytest.raises(ValueError, match="X contains 1 NaN or inf"):
         svi.partial_fit(bad)
     with pytest.raises(ValueError, match="empty iterable"):
         StochasticBayesianGMM(2).fit(iter([]))

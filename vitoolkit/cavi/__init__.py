@@ -6,9 +6,13 @@
 - :class:`BayesianGMM`: Bishop's variational Gaussian mixture (PRML section 10.2).
 - :class:`StochasticBayesianGMM`: the same model by stochastic variational inference
   (Hoffman, Blei, Wang & Paisley 2013) over a stream of mini-batches.
+
+The three are scikit-learn estimators sharing one fit loop (:mod:`vitoolkit.cavi._base`).
+Importing this package does not import torch (only ``BayesianGMM.score_samples`` does).
 """
 
-from .bayesian_gmm import BayesianGMM, ELBODecreaseError
+from ..exceptions import ELBODecreaseError
+from .bayesian_gmm import BayesianGMM
 from .blei import (
     UnitVarianceGMM,
     assignment_update,

@@ -24,27 +24,31 @@ model (scikit-learn's diag E-step uses the full-Wishart digamma sum).
 
 from __future__ import annotations
 
-import warnings
+from types import SimpleNamespace
 
 import numpy as np
-import torch
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
 
-from ..distributions import MultivariateStudentT
+from ..exceptions import ELBODecreaseError
+from ..validation import (
+    as_float_array,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_positive,
+    check_real,
+    check_shape,
+)
 from . import _gauss_wishart as gw
-from ._validation import as_data, check_features, check_int, check_positive, check_random_state
+from ._base import MixtureVI, record_step
+from ._init import INIT_PARAMS, initial_assignment
 
 __all__ = ["BayesianGMM", "ELBODecreaseError"]
 
 _COVARIANCE_TYPES = ("full", "diag")
-_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-class ELBODecreaseError(RuntimeError):
-    """Raised by ``check_monotonic=True`` when a coordinate update lowers the ELBO."""
-
-
-class BayesianGMM:
+class BayesianGMM(MixtureVI):
     r"""Variational Bayesian Gaussian mixture fitted by CAVI (PRML section 10.2).
 
     Parameters
@@ -54,7 +58,8 @@ class BayesianGMM:
     covariance_type : {"full", "diag"}, default="full"
     tol : float, default=1e-3
         Stop when the ELBO changes by less than ``tol`` nats between iterations
-        (scikit-learn's absolute criterion).
+        (scikit-learn's absolute criterion); else a
+        :class:`~vitoolkit.exceptions.ConvergenceWarning`.
     max_iter : int, default=100
     n_init : int, default=1
         Initialisations; the one with the largest final ELBO is kept.
@@ -73,7 +78,8 @@ class BayesianGMM:
         nu_0 (> d - 1 for "full"; > 0 for "diag", one Gamma per dimension).
     covariance_prior : array-like of shape (d, d) ("full") or (d,) ("diag"), default=cov of X
         W_0^{-1}, positive definite.
-    random_state : None, int or RandomState
+    random_state : None, int, RandomState or Generator
+        An int seed in [0, 2**32 - 1]; floats, bools and strings are refused.
     check_monotonic : bool, default=False
         Record the ELBO after every factor update in ``step_elbo_`` and raise
         :class:`ELBODecreaseError` if one decreases beyond round-off.
@@ -99,6 +105,29 @@ class BayesianGMM:
         "q(pi)", "q(mu,Lambda)".
     n_iter_ : int
     converged_ : bool
+    labels_ : ndarray (n,) of int64
+        ``predict(X)`` of the training data after a final E-step.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` was a pandas DataFrame.
+
+    Notes
+    -----
+    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
+    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
+    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
+    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
+    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
+    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
+    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
+    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
+
+    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
+
+    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
+      samples of one feature (the course's 1-D examples);
+    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
+      fit runs in NumPy only.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, max_iter=100,
@@ -122,9 +151,11 @@ class BayesianGMM:
         self.random_state = random_state
         self.check_monotonic = check_monotonic
 
-    # -- validation --------------------------------------------------------
-    def _check_settings(self):
-        check_int(self.n_components, "n_components", 1)
+    _min_samples = 2
+
+    # -- validation (in fit, scikit-learn's convention) ----------------------------
+    def _check_parameters(self, X):
+        self._check_loop_settings(X)
         if self.covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {_COVARIANCE_TYPES}, got "
                              f"{self.covariance_type!r} ('tied' and 'spherical' are not "
@@ -134,33 +165,25 @@ class BayesianGMM:
                 "weight_concentration_prior_type must be 'dirichlet_distribution' (PRML 10.39), "
                 f"got {self.weight_concentration_prior_type!r}; for a Dirichlet process use "
                 "sklearn.mixture.BayesianGaussianMixture")
-        if self.init_params not in _INIT_PARAMS:
-            raise ValueError(f"init_params must be one of {_INIT_PARAMS}, "
-                             f"got {self.init_params!r}")
-        check_int(self.max_iter, "max_iter", 1)
-        check_int(self.n_init, "n_init", 1)
-        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or self.tol < 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
+        check_choice(self.init_params, INIT_PARAMS, "init_params")
+        check_bool(self.check_monotonic, "check_monotonic")
 
     def _make_prior(self, X: np.ndarray) -> gw.Prior:
         """Validate the prior and return it in coordinates centred at ``mean_prior_``."""
-        n, d = X.shape
+        d = X.shape[1]
         K = self.n_components
         diag = self.covariance_type == "diag"
-        alpha0 = check_positive(self.weight_concentration_prior, "weight_concentration_prior",
-                                allow_none=True)
-        beta0 = check_positive(self.mean_precision_prior, "mean_precision_prior",
-                               allow_none=True)
-        self.weight_concentration_prior_ = 1.0 / K if alpha0 is None else alpha0
-        self.mean_precision_prior_ = 1.0 if beta0 is None else beta0
+        alpha0, beta0 = self.weight_concentration_prior, self.mean_precision_prior
+        self.weight_concentration_prior_ = (
+            1.0 / K if alpha0 is None else check_positive(alpha0, "weight_concentration_prior"))
+        self.mean_precision_prior_ = (
+            1.0 if beta0 is None else check_positive(beta0, "mean_precision_prior"))
         if self.mean_prior is None:
             self.mean_prior_ = X.mean(axis=0)
         else:
-            m0 = np.asarray(self.mean_prior, dtype=np.float64).reshape(-1)
-            if m0.shape != (d,) or not np.all(np.isfinite(m0)):
-                raise ValueError(f"mean_prior must be finite with shape ({d},), "
-                                 f"got shape {np.shape(self.mean_prior)}")
-            self.mean_prior_ = m0
+            m0 = as_float_array(self.mean_prior, "mean_prior")
+            check_shape(m0.shape, (d,), "mean_prior")
+            self.mean_prior_ = m0.copy()
         if self.degrees_of_freedom_prior is None:
             self.degrees_of_freedom_prior_ = float(d)
         else:
@@ -179,10 +202,12 @@ class BayesianGMM:
     def _check_covariance_prior(self, X, diag):
         d = X.shape[1]
         given = self.covariance_prior is not None
+        where = "covariance_prior" if given else "covariance_prior (default: covariance of X)"
         if not given:
             cov = np.var(X, axis=0, ddof=1) if diag else np.atleast_2d(np.cov(X.T))
+            check_finite(cov, where)
         else:
-            cov = np.asarray(self.covariance_prior, dtype=np.float64)
+            cov = as_float_array(self.covariance_prior, "covariance_prior")
             want = (d,) if diag else (d, d)
             if diag and cov.shape == (d, d):
                 raise ValueError(f"covariance_prior for covariance_type='diag' must have shape "
@@ -190,122 +215,61 @@ class BayesianGMM:
             if cov.shape != want:
                 raise ValueError(f"covariance_prior must have shape {want} for covariance_type="
                                  f"{self.covariance_type!r}, got {cov.shape}")
-        where = "covariance_prior" if given else "covariance_prior (default: covariance of X)"
-        if not np.all(np.isfinite(cov)):
-            raise ValueError(f"{where} must be finite")
         if diag:
             if not np.all(cov > 0):
                 raise ValueError(f"{where} must be positive in every dimension, got {cov}")
             return cov.copy()
         if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * np.abs(cov).max()):
             raise ValueError(f"{where} must be symmetric")
-        if np.linalg.eigvalsh(cov)[0] <= 0:
+        smallest = np.linalg.eigvalsh(cov)[0]
+        if not smallest > 0:
             raise ValueError(f"{where} must be positive definite; its smallest eigenvalue is "
-                             f"{np.linalg.eigvalsh(cov)[0]:.3g}")
+                             f"{smallest:.3g}")
         return 0.5 * (cov + cov.T)
 
-    # -- initialisation ------------------------------------------------------
-    def _initial_resp(self, X: np.ndarray, rs: np.random.RandomState) -> np.ndarray:
-        """Initial responsibilities, drawn exactly as scikit-learn's mixtures draw them."""
-        from sklearn.cluster import KMeans, kmeans_plusplus
-
-        n, K = X.shape[0], self.n_components
-        resp = np.zeros((n, K))
-        if self.init_params == "kmeans":
-            label = KMeans(n_clusters=K, n_init=1, random_state=rs).fit(X).labels_
-            resp[np.arange(n), label] = 1
-        elif self.init_params == "random":
-            resp = rs.uniform(size=(n, K))
-            resp /= resp.sum(axis=1)[:, None]
-        elif self.init_params == "random_from_data":
-            resp[rs.choice(n, size=K, replace=False), np.arange(K)] = 1
-        else:
-            _, idx = kmeans_plusplus(X, K, random_state=rs)
-            resp[idx, np.arange(K)] = 1
-        return resp
-
-    # -- fitting -------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Fit by CAVI from ``n_init`` initialisations, keeping the largest final ELBO.
-
-        Parameters
-        ----------
-        X : array-like of shape (n,) or (n, d)
-        y : ignored
-        """
-        self._check_settings()
-        X = as_data(X, min_samples=2)
-        if X.shape[0] < self.n_components:
-            raise ValueError(f"X has {X.shape[0]} samples but n_components="
-                             f"{self.n_components}; need n_samples >= n_components")
+    # -- the hooks of the shared loop ----------------------------------------------
+    def _prior_context(self, X):
         prior = self._make_prior(X)
-        Xc = X - self.mean_prior_
-        rs = check_random_state(self.random_state)
-        best = None
-        for _ in range(self.n_init):
-            resp = self._initial_resp(X, rs)
-            run = self._cavi(Xc, resp, prior)
-            if best is None or run[1][-1] > best[1][-1]:
-                best = run
-        post, history, steps, n_iter, converged = best
-        self._prior = prior
-        self.n_features_in_ = X.shape[1]
-        self._set_posterior(post)
-        self.elbo_history_ = history
-        self.lower_bound_ = history[-1]
-        self.step_elbo_ = steps
-        self.n_iter_ = n_iter
-        self.converged_ = converged
-        if not converged:
-            warnings.warn(f"BayesianGMM did not converge in max_iter={self.max_iter} iterations "
-                          f"(tol={self.tol}); increase max_iter or tol, or try other "
-                          "initialisations", ConvergenceWarning, stacklevel=2)
-        return self
+        return SimpleNamespace(prior=prior, Xc=X - self.mean_prior_)
 
-    def _cavi(self, Xc, resp, prior):
-        stats = gw.stats_from_resp(Xc, resp, prior.diag)
-        post = gw.posterior_from_stats(stats, prior)
-        steps = []
-        check = bool(self.check_monotonic)
+    def _prepare(self, X):
+        ctx = self._prior_context(X)
+        ctx.passes = gw.design(ctx.Xc, ctx.prior.diag)
+        return ctx
+
+    def _initial_stats(self, X, Xc, prior, random_state):
+        """Statistics of the initial responsibilities of ``X`` (drawn exactly as scikit-learn's
+        mixtures draw them; no (n, K) matrix for the hard ones) and whether they are a q(Z)
+        for every row."""
+        start = initial_assignment(X, self.n_components, self.init_params, random_state)
+        return gw.stats_from_assignment(Xc, start, prior.diag), start.covers_all
+
+    def _initialize(self, X, ctx, random_state, steps):
+        stats, proper = self._initial_stats(X, ctx.Xc, ctx.prior, random_state)
+        post = gw.posterior_from_stats(stats, ctx.prior)
         # "random_from_data" and "k-means++" seed one point per component: their initial
         # responsibilities are not a distribution q(Z) for every point, so no bound yet.
-        if check and np.allclose(resp.sum(axis=1), 1.0):
-            self._record(steps, 0, "init", stats, post, prior)
-        history = []
-        converged = False
-        it = 0
-        passes = gw.design(Xc, prior.diag)
-        for it in range(1, self.max_iter + 1):
-            stats = gw.accumulate(passes(), post, precomputed=True)
-            if check:
-                self._record(steps, it, "q(Z)", stats, post, prior)
-            gw.update_weights(post, stats, prior)
-            if check:
-                self._record(steps, it, "q(pi)", stats, post, prior)
-            gw.update_gauss_wishart(post, stats, prior)
-            value = gw.elbo(stats, post, prior)
-            if check:
-                self._record(steps, it, "q(mu,Lambda)", stats, post, prior, value)
-            if not np.isfinite(value):
-                raise FloatingPointError(f"the ELBO became {value} at iteration {it}; "
-                                         "check the scale of X and of the priors")
-            history.append(value)
-            if it > 1 and abs(history[-1] - history[-2]) < self.tol:
-                converged = True
-                break
-        return post, history, steps, it, converged
+        if self.check_monotonic and proper:
+            record_step(steps, 0, "init", gw.elbo(stats, post, ctx.prior), check=True)
+        return post
 
-    @staticmethod
-    def _record(steps, it, name, stats, post, prior, value=None):
-        value = gw.elbo(stats, post, prior) if value is None else value
-        if steps:
-            prev = steps[-1][2]
-            # round-off of a sum of n terms of size abs(ELBO)/n: a few ulps of abs(ELBO)
-            if value < prev - 1e-9 * max(1.0, abs(prev)):
-                raise ELBODecreaseError(
-                    f"the ELBO decreased at iteration {it} after updating {name}: "
-                    f"{prev!r} -> {value!r} (by {prev - value:.3g} nats)")
-        steps.append((it, name, value))
+    def _iterate(self, ctx, post, it, steps) -> float:
+        prior, check = ctx.prior, self.check_monotonic
+        stats = gw.accumulate(ctx.passes(), post, precomputed=True)
+        if check:
+            record_step(steps, it, "q(Z)", gw.elbo(stats, post, prior), check=True)
+        gw.update_weights(post, stats, prior)
+        if check:
+            record_step(steps, it, "q(pi)", gw.elbo(stats, post, prior), check=True)
+        gw.update_gauss_wishart(post, stats, prior)
+        value = gw.elbo(stats, post, prior)
+        if check:
+            record_step(steps, it, "q(mu,Lambda)", value, check=True)
+        return value
+
+    def _set_fitted(self, X, ctx, post):
+        self._prior = ctx.prior
+        self._set_posterior(post)
 
     def _set_posterior(self, post: gw.Posterior):
         self._post = post
@@ -321,30 +285,15 @@ class BayesianGMM:
             cov = np.linalg.inv(self.precisions_)
             self.covariances_ = 0.5 * (cov + np.swapaxes(cov, 1, 2))
 
+    def _log_resp(self, X) -> np.ndarray:
+        """log r_nk under the fitted q (PRML eq. 10.49) of validated rows; shape (n, K)."""
+        return gw.log_resp(X - self.mean_prior_, self._post)
+
     # -- fitted model --------------------------------------------------------
-    def _centred(self, X, name="X"):
-        if not hasattr(self, "_post"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit first")
-        X = as_data(X, name)
-        check_features(X, self.n_features_in_, name)
-        return X - self.mean_prior_
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities r_nk under the fitted q (PRML eq. 10.49); shape (n, K)."""
-        return np.exp(gw.log_resp(self._centred(X), self._post))
-
-    def predict(self, X) -> np.ndarray:
-        """The component with the largest responsibility; shape (n,)."""
-        return np.argmax(gw.log_resp(self._centred(X), self._post), axis=1)
-
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """``fit(X)`` followed by a final E-step: the labels of ``X``; shape (n,)."""
-        return self.fit(X).predict(X)
-
     def elbo(self, X) -> float:
         """The full ELBO (nats) of data ``X`` (n, d) under the fitted global factors, with
         q(Z) set to its optimum for ``X``."""
-        Xc = self._centred(X)
+        Xc = self._validated(X) - self.mean_prior_
         return gw.elbo(gw.accumulate(gw.chunks_of(Xc), self._post), self._post, self._prior)
 
     def elbo_from_batches(self, batches) -> tuple[float, int]:
@@ -353,29 +302,25 @@ class BayesianGMM:
         Memory is bounded by one batch, so this evaluates fits on data that does not fit in
         memory (e.g. :class:`~vitoolkit.cavi.svi.StochasticBayesianGMM`).
         """
-        if not hasattr(self, "_post"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit first")
-        gen = (self._centred(b, "batch") for b in batches)
+        check_is_fitted(self)
+        gen = (self._validated(b, "batch") - self.mean_prior_ for b in batches)
         stats = gw.accumulate((c for b in gen for c in gw.chunks_of(b)), self._post)
         return gw.elbo(stats, self._post, self._prior), stats.n
 
-    def score_samples(self, X) -> np.ndarray:
+    def _score_samples(self, X) -> np.ndarray:
         r"""log p(x_new | X), the variational posterior predictive (PRML eq. 10.81-10.82).
 
         p(x | X) ~= 1/alpha_hat sum_k alpha_k St(x | m_k, L_k, nu_k + 1 - d),
         L_k = (nu_k + 1 - d) beta_k / (1 + beta_k) W_k (L_k is the precision of the t).
         For ``"diag"`` each component is a product of d one-dimensional t's with nu_k
-        degrees of freedom. Evaluated with :class:`vitoolkit.distributions.MultivariateStudentT`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n,) or (n, d)
-
-        Returns
-        -------
-        ndarray of shape (n,)
+        degrees of freedom. Evaluated with :class:`vitoolkit.distributions.MultivariateStudentT`
+        (torch is imported here, not with the module).
         """
-        Xc = self._centred(X)
+        import torch
+
+        from ..distributions import MultivariateStudentT
+
+        Xc = X - self.mean_prior_
         post = self._post
         d = Xc.shape[1]
         log_w = torch.from_numpy(np.log(post.alpha) - np.log(post.alpha.sum()))
@@ -401,15 +346,27 @@ class BayesianGMM:
             out[start : start + step] = torch.logsumexp(lp + log_w, dim=1).numpy()
         return out
 
-    def score(self, X, y=None) -> float:
-        """Mean of :meth:`score_samples` over ``X``."""
-        return float(np.mean(self.score_samples(X)))
+    def score_samples(self, X) -> np.ndarray:
+        r"""log p(x_new | X), the variational posterior predictive (PRML eq. 10.81-10.82).
+
+        p(x | X) ~= 1/alpha_hat sum_k alpha_k St(x | m_k, L_k, nu_k + 1 - d),
+        L_k = (nu_k + 1 - d) beta_k / (1 + beta_k) W_k (L_k is the precision of the t).
+        For ``"diag"`` each component is a product of d one-dimensional t's with nu_k
+        degrees of freedom.
+
+        Parameters
+        ----------
+        X : array-like of shape (n,) or (n, d)
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
+        return super().score_samples(X)
 
     def effective_n_components(self, min_weight: float = 0.01) -> int:
         """How many components carry at least ``min_weight`` of E_q[pi] (the rest the
         Dirichlet prior has switched off, PRML section 10.2 and Fig. 10.6)."""
-        if not hasattr(self, "_post"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit first")
-        if not (0 <= min_weight < 1):
-            raise ValueError(f"min_weight must be in [0, 1), got {min_weight!r}")
-        return int(np.sum(self.weights_ >= min_weight))
+        check_is_fitted(self)
+        w = check_real(min_weight, "min_weight", minimum=0.0, maximum=1.0, strict_maximum=True)
+        return int(np.sum(self.weights_ >= w))

@@ -30,13 +30,13 @@ log p(x) - ELBO = KL(q || p(mu, c | x)) can be measured.
 from __future__ import annotations
 
 import math
-import warnings
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.special import logsumexp, xlogy
-from sklearn.exceptions import ConvergenceWarning
 
-from ._validation import as_data, check_features, check_int, check_positive, check_random_state
+from ..validation import as_float_array, check_bool, check_int, check_positive, check_shape
+from ._base import MixtureVI, as_matrix, record_step
 
 __all__ = [
     "UnitVarianceGMM",
@@ -72,7 +72,7 @@ def assignment_update(X, means, mean_variances) -> np.ndarray:
     -------
     resp : ndarray of shape (n, K), rows summing to one.
     """
-    X = as_data(X)
+    X = as_matrix(X)
     means, mean_variances = _check_factors(means, mean_variances, X.shape[1])
     scores = _log_assignment_scores(X, means, mean_variances)
     return np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
@@ -94,11 +94,11 @@ def mean_update(X, resp, prior_std, component=None):
         Update only this k (returns its (d,) mean and scalar variance);
         by default all components, returning arrays of shape (K, d) and (K,).
     """
-    X = as_data(X)
+    X = as_matrix(X)
     resp = _check_resp(resp, X.shape[0])
-    sigma = check_positive(prior_std, "prior_std")
+    sigma = _check_prior_std(prior_std)
     if component is not None:
-        k = check_int(component, "component", 0)
+        k = check_int(component, "component", minimum=0)
         if k >= resp.shape[1]:
             raise ValueError(f"component must be < K = {resp.shape[1]}, got {k}")
         resp = resp[:, k : k + 1]
@@ -121,8 +121,8 @@ def unit_variance_elbo(X, resp, means, mean_variances, prior_std) -> float:
     mean_variances : array-like of shape (K,)
     prior_std : float
     """
-    X = as_data(X)
-    sigma = check_positive(prior_std, "prior_std")
+    X = as_matrix(X)
+    sigma = _check_prior_std(prior_std)
     means, mean_variances = _check_factors(means, mean_variances, X.shape[1])
     resp = _check_resp(resp, X.shape[0], means.shape[0])
     return _elbo(X, resp, means, mean_variances, sigma)
@@ -144,35 +144,36 @@ def _elbo(X, resp, means, variances, sigma) -> float:
     return float(log_p_mu + log_p_c + log_lik + ent_c + ent_mu)
 
 
+def _check_prior_std(value) -> float:
+    """sigma > 0 whose square is a positive finite float64 (the ELBO uses log sigma^2)."""
+    sigma = check_positive(value, "prior_std")
+    if not 0.0 < sigma * sigma < math.inf:
+        raise ValueError(f"prior_std must have a square representable in float64 "
+                         f"(about 1e-154 to 1e154), got {value!r}")
+    return sigma
+
+
 def _check_factors(means, mean_variances, d):
-    means = np.asarray(means, dtype=np.float64)
-    if means.ndim == 1 and d == 1:
+    means = as_float_array(means, "means", ndim=(1, 2))
+    if means.ndim == 1 and d == 1:  # (K,) means of 1-D data, as a 1-D X is (n, 1)
         means = means[:, None]
-    if means.ndim != 2 or means.shape[1] != d:
-        raise ValueError(f"means must have shape (K, {d}), got {means.shape}")
-    variances = np.asarray(mean_variances, dtype=np.float64).reshape(-1)
-    if variances.shape != (means.shape[0],):
-        raise ValueError(
-            f"mean_variances must have shape ({means.shape[0]},), got {variances.shape}"
-        )
-    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(variances))
-            and np.all(variances > 0)):
-        raise ValueError("means must be finite and mean_variances finite and positive")
+    check_shape(means.shape, (None, d), "means")
+    variances = as_float_array(mean_variances, "mean_variances", ndim=1)
+    check_shape(variances.shape, (means.shape[0],), "mean_variances")
+    if not np.all(variances > 0):
+        raise ValueError(f"mean_variances must be positive, got {variances}")
     return means, variances
 
 
 def _check_resp(resp, n, K=None):
-    resp = np.asarray(resp, dtype=np.float64)
-    if resp.ndim != 2 or resp.shape[0] != n or (K is not None and resp.shape[1] != K):
-        want = f"({n}, {K if K is not None else 'K'})"
-        raise ValueError(f"resp must have shape {want}, got {resp.shape}")
-    if not (np.all(np.isfinite(resp)) and np.all(resp >= 0)
-            and np.allclose(resp.sum(axis=1), 1.0, atol=1e-8)):
-        raise ValueError("resp must be finite, non-negative, with rows summing to one")
+    resp = as_float_array(resp, "resp", ndim=2)
+    check_shape(resp.shape, (n, K), "resp")
+    if not (np.all(resp >= 0) and np.allclose(resp.sum(axis=1), 1.0, atol=1e-8)):
+        raise ValueError("resp must be non-negative with rows summing to one")
     return resp
 
 
-class UnitVarianceGMM:
+class UnitVarianceGMM(MixtureVI):
     r"""Mean-field CAVI for Blei et al.'s (2017, section 3) unit-variance Gaussian mixture.
 
     Model, family, updates and ELBO are in the module docstring. One iteration
@@ -181,20 +182,23 @@ class UnitVarianceGMM:
 
     Parameters
     ----------
-    n_components : int
+    n_components : int, default=1
         K, the number of mixture components.
     prior_std : float, default=5.0
         sigma, the prior standard deviation of each component mean.
     max_iter : int, default=200
         Maximum number of CAVI iterations per initialisation.
     tol : float, default=1e-8
-        Convergence when abs(ELBO_t - ELBO_{t-1}) <= tol * abs(ELBO_{t-1}) (relative change).
+        Convergence when abs(ELBO_t - ELBO_{t-1}) < tol * abs(ELBO_{t-1}) (relative change);
+        else a :class:`~vitoolkit.exceptions.ConvergenceWarning`.
     n_init : int, default=1
         Number of random initialisations; the one with the largest final ELBO is kept.
     random_state : None, int, RandomState or Generator
-        Seeds the initialisation (means at K distinct random data points, s_k^2 = 1).
+        Seeds the initialisation (means at K distinct random data points, s_k^2 = 1). An int
+        seed in [0, 2**32 - 1]; floats, bools and strings are refused.
     init_means : array-like of shape (K, d), optional
-        Start from these variational means instead (then ``n_init`` must be 1).
+        Start from these variational means instead (then ``n_init`` must be 1). Any other
+        shape is refused, never reshaped.
     record_steps : bool, default=False
         Also record the ELBO after every coordinate update in ``step_elbo_``.
 
@@ -219,9 +223,33 @@ class UnitVarianceGMM:
     converged_ : bool
     lower_bound_ : float
         The last ELBO of the kept run.
+    labels_ : ndarray (n,) of int64
+        The argmax of ``resp_``.
+    n_features_in_ : int
+
+    Notes
+    -----
+    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
+    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
+    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
+    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
+    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
+    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
+    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
+    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
+
+    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
+
+    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
+      samples of one feature (the course's 1-D examples);
+    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
+      fit runs in NumPy only.
+
+    :meth:`score_samples` is the log predictive density with each q(mu_k) integrated out,
+    log sum_k 1/K N(x; m_k, (1 + s_k^2) I).
     """
 
-    def __init__(self, n_components, prior_std=5.0, max_iter=200, tol=1e-8, n_init=1,
+    def __init__(self, n_components=1, prior_std=5.0, max_iter=200, tol=1e-8, n_init=1,
                  random_state=None, init_means=None, record_steps=False):
         self.n_components = n_components
         self.prior_std = prior_std
@@ -232,129 +260,90 @@ class UnitVarianceGMM:
         self.init_means = init_means
         self.record_steps = record_steps
 
-    def _check_params(self, X):
-        K = check_int(self.n_components, "n_components", 1)
-        check_positive(self.prior_std, "prior_std")
-        check_int(self.max_iter, "max_iter", 1)
-        check_int(self.n_init, "n_init", 1)
-        if not (isinstance(self.tol, (int, float)) and self.tol >= 0):
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
-        if X.shape[0] < K:
-            raise ValueError(
-                f"X has {X.shape[0]} samples but n_components={K}; "
-                "need at least as many samples as components"
-            )
+    _tol_kind = "relative"
+
+    # -- the hooks of the shared loop ------------------------------------
+    def _check_parameters(self, X):
+        self._check_loop_settings(X)
+        _check_prior_std(self.prior_std)
+        check_bool(self.record_steps, "record_steps")
         if self.init_means is not None:
             if self.n_init != 1:
                 raise ValueError(f"init_means fixes the start, so n_init must be 1, "
                                  f"got {self.n_init}")
-            init = np.asarray(self.init_means, dtype=np.float64).reshape(K, -1)
-            if init.shape != (K, X.shape[1]) or not np.all(np.isfinite(init)):
-                raise ValueError(f"init_means must be finite with shape ({K}, {X.shape[1]}), "
-                                 f"got {np.shape(self.init_means)}")
+            init = as_float_array(self.init_means, "init_means", ndim=2)
+            check_shape(init.shape, (self.n_components, X.shape[1]), "init_means")
 
-    def fit(self, X, y=None):
-        """Run CAVI from ``n_init`` initialisations and keep the best ELBO.
+    def _prepare(self, X):
+        return SimpleNamespace(sigma=float(self.prior_std))
 
-        Parameters
-        ----------
-        X : array-like of shape (n,) or (n, d)
-        y : ignored
-        """
-        X = as_data(X)
-        self._check_params(X)
-        rng = check_random_state(self.random_state)
-        sigma = float(self.prior_std)
-        best = None
-        for _ in range(self.n_init):
-            run = self._single_run(X, rng, sigma)
-            if best is None or run["elbo_history"][-1] > best["elbo_history"][-1]:
-                best = run
-        self.n_features_in_ = X.shape[1]
-        self.means_ = best["means"]
-        self.mean_variances_ = best["variances"]
-        self.elbo_history_ = best["elbo_history"]
-        self.step_elbo_ = best["steps"]
-        self.means_history_ = best["means_history"]
-        self.mean_variances_history_ = best["variances_history"]
-        self.n_iter_ = best["n_iter"]
-        self.converged_ = best["converged"]
-        self.lower_bound_ = self.elbo_history_[-1]
-        # A final assignment update so that fit(X).predict(X) == fit_predict(X).
-        self.resp_ = np.exp(self._log_resp(X))
-        if not self.converged_:
-            warnings.warn(
-                f"UnitVarianceGMM did not converge in max_iter={self.max_iter} iterations "
-                f"(tol={self.tol}); increase max_iter or tol", ConvergenceWarning, stacklevel=2)
-        return self
-
-    def _single_run(self, X, rng, sigma):
-        n, d = X.shape
-        K = self.n_components
+    def _initialize(self, X, ctx, random_state, steps):
+        n, K = X.shape[0], self.n_components
         if self.init_means is not None:
-            means = np.asarray(self.init_means, dtype=np.float64).reshape(K, d).copy()
+            means = as_float_array(self.init_means, "init_means").copy()
         else:
-            means = X[rng.choice(n, size=K, replace=False)].copy()
-        variances = np.ones(K)
-        resp = np.full((n, K), 1.0 / K)
-        history, steps = [], []
-        means_hist, var_hist = [means.copy()], [variances.copy()]
+            means = X[random_state.choice(n, size=K, replace=False)].copy()
+        state = SimpleNamespace(means=means, variances=np.ones(K), resp=np.full((n, K), 1.0 / K),
+                                X=X)
+        state.means_history = [means.copy()]
+        state.variances_history = [state.variances.copy()]
         if self.record_steps:
-            steps.append((0, "init", _elbo(X, resp, means, variances, sigma)))
-        converged = False
-        it = 0
-        for it in range(1, self.max_iter + 1):
-            scores = _log_assignment_scores(X, means, variances)
-            resp = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
-            if self.record_steps:
-                steps.append((it, "c", _elbo(X, resp, means, variances, sigma)))
-                for k in range(K):
-                    # q(mu_k) depends on phi only, so the factors can be updated in turn.
-                    s2 = 1.0 / (1.0 / sigma**2 + resp[:, k].sum())
-                    means[k] = s2 * (resp[:, k] @ X)
-                    variances[k] = s2
-                    steps.append((it, f"mu_{k + 1}", _elbo(X, resp, means, variances, sigma)))
-            else:
-                variances = 1.0 / (1.0 / sigma**2 + resp.sum(axis=0))
-                means = variances[:, None] * (resp.T @ X)
-            means_hist.append(means.copy())
-            var_hist.append(variances.copy())
-            history.append(_elbo(X, resp, means, variances, sigma))
-            if it > 1 and abs(history[-1] - history[-2]) <= self.tol * abs(history[-2]):
-                converged = True
-                break
-        return {"means": means, "variances": variances, "elbo_history": history,
-                "steps": steps, "means_history": means_hist, "variances_history": var_hist,
-                "n_iter": it, "converged": converged}
+            record_step(steps, 0, "init", self._state_elbo(ctx, state), check=False)
+        return state
+
+    @staticmethod
+    def _state_elbo(ctx, s) -> float:
+        return _elbo(s.X, s.resp, s.means, s.variances, ctx.sigma)
+
+    def _iterate(self, ctx, s, it, steps) -> float:
+        X, sigma = s.X, ctx.sigma
+        scores = _log_assignment_scores(X, s.means, s.variances)
+        s.resp = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+        if self.record_steps:
+            record_step(steps, it, "c", self._state_elbo(ctx, s), check=False)
+            for k in range(self.n_components):
+                # q(mu_k) depends on phi only, so the factors can be updated in turn.
+                s2 = 1.0 / (1.0 / sigma**2 + s.resp[:, k].sum())
+                s.means[k] = s2 * (s.resp[:, k] @ X)
+                s.variances[k] = s2
+                record_step(steps, it, f"mu_{k + 1}", self._state_elbo(ctx, s), check=False)
+        else:
+            s.variances = 1.0 / (1.0 / sigma**2 + s.resp.sum(axis=0))
+            s.means = s.variances[:, None] * (s.resp.T @ X)
+        s.means_history.append(s.means.copy())
+        s.variances_history.append(s.variances.copy())
+        return self._state_elbo(ctx, s)
+
+    def _set_fitted(self, X, ctx, s):
+        self.means_ = s.means
+        self.mean_variances_ = s.variances
+        self.means_history_ = s.means_history
+        self.mean_variances_history_ = s.variances_history
+        # a final assignment update, so that fit(X).predict(X) equals the argmax of resp_
+        self.resp_ = np.exp(self._log_resp(X))
 
     # -- fitted model ----------------------------------------------------
-    def _check_fitted(self, X):
-        if not hasattr(self, "means_"):
-            raise RuntimeError("this UnitVarianceGMM is not fitted yet; call fit(X) first")
-        X = as_data(X)
-        check_features(X, self.n_features_in_)
-        return X
-
     def _log_resp(self, X):
         scores = _log_assignment_scores(X, self.means_, self.mean_variances_)
         return scores - logsumexp(scores, axis=1, keepdims=True)
 
     def predict_proba(self, X) -> np.ndarray:
         """phi for new points given the fitted q(mu) (section 3.1); shape (n, K)."""
-        X = self._check_fitted(X)
-        return np.exp(self._log_resp(X))
+        return super().predict_proba(X)
 
-    def predict(self, X) -> np.ndarray:
-        """The most probable component of each point; shape (n,)."""
-        return np.argmax(self.predict_proba(X), axis=1)
-
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """``fit(X)`` then the labels of ``X``."""
-        return self.fit(X).predict(X)
+    def _score_samples(self, X) -> np.ndarray:
+        # log of the plug-in density sum_k 1/K N(x; m_k, (1 + s_k^2) I), the model's
+        # predictive with each q(mu_k) integrated out (a Gaussian convolution).
+        d = X.shape[1]
+        var = 1.0 + self.mean_variances_
+        sq = (np.sum(X**2, axis=1)[:, None] - 2 * X @ self.means_.T
+              + np.sum(self.means_**2, axis=1)[None, :])
+        log_n = -0.5 * (d * np.log(2 * math.pi * var)[None, :] + sq / var[None, :])
+        return logsumexp(log_n, axis=1) - math.log(self.n_components)
 
     def elbo(self, X) -> float:
         """The full ELBO for data ``X`` (n, d) under the fitted q(mu) and the optimal phi."""
-        X = self._check_fitted(X)
+        X = self._validated(X)
         resp = np.exp(self._log_resp(X))
         return _elbo(X, resp, self.means_, self.mean_variances_, float(self.prior_std))
 
@@ -384,11 +373,11 @@ def exact_log_evidence(X, n_components, prior_std, *, max_assignments=2**20,
     chunk_size : int
         Assignments evaluated at once (bounds memory).
     """
-    X = as_data(X)
-    K = check_int(n_components, "n_components", 1)
-    sigma = check_positive(prior_std, "prior_std")
-    limit = check_int(max_assignments, "max_assignments", 1)
-    chunk = check_int(chunk_size, "chunk_size", 1)
+    X = as_matrix(X)
+    K = check_int(n_components, "n_components", minimum=1)
+    sigma = _check_prior_std(prior_std)
+    limit = check_int(max_assignments, "max_assignments", minimum=1)
+    chunk = check_int(chunk_size, "chunk_size", minimum=1)
     n, d = X.shape
     if n * math.log(K) > math.log(limit):
         raise ValueError(

@@ -21,10 +21,13 @@ Normal-Wishart. Memory is bounded by the batch: no (N, K) array ever exists.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
+from ..validation import check_int, check_real
 from . import _gauss_wishart as gw
-from ._validation import as_data, check_features, check_int, check_random_state
+from ._base import as_data, check_random_state
 from .bayesian_gmm import BayesianGMM
 
 __all__ = ["StochasticBayesianGMM"]
@@ -47,6 +50,14 @@ class StochasticBayesianGMM(BayesianGMM):
         Rows per step when :meth:`fit` is given one array.
     max_iter : int, default=10
         Passes (epochs) over an array given to :meth:`fit`.
+    tol : float or None, default=None
+        With a number, :meth:`fit` on an array stops when the mean of an epoch's ELBO
+        estimates changes by less than ``tol`` nats from the previous epoch's (else a
+        :class:`~vitoolkit.exceptions.ConvergenceWarning`); ``None`` runs all ``max_iter``
+        epochs (the estimates are noisy) and leaves ``converged_`` False.
+    n_init : int, default=1
+        Restarts of :meth:`fit` on an array; the one with the largest exact ELBO of the data
+        is kept.
 
     Attributes
     ----------
@@ -56,16 +67,42 @@ class StochasticBayesianGMM(BayesianGMM):
         :meth:`elbo` or :meth:`elbo_from_batches`).
     learning_rates_ : list of float
         rho_t of each step.
+    epoch_elbo_ : list of float
+        After :meth:`fit` on an array: the mean of each epoch's estimates (what ``tol``
+        compares).
+    n_iter_ : int
+        Epochs of :meth:`fit` on an array; steps of :meth:`partial_fit`.
     n_steps_, n_samples_seen_ : int
+
+    Notes
+    -----
+    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
+    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
+    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
+    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
+    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
+    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
+    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
+    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
+
+    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
+
+    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
+      samples of one feature (the course's 1-D examples);
+    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
+      fit runs in NumPy only.
+
+    ``fit`` reads one array (NumPy, torch, pandas, a list of rows) as one data set and any
+    other iterable (a generator, a list of 2-D arrays) as a stream of batches.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", total_samples=1_000_000,
                  learning_offset=10.0, learning_decay=0.7, batch_size=1024, max_iter=10,
-                 init_params="kmeans", weight_concentration_prior=None,
+                 tol=None, n_init=1, init_params="kmeans", weight_concentration_prior=None,
                  mean_precision_prior=None, mean_prior=None, degrees_of_freedom_prior=None,
                  covariance_prior=None, random_state=None):
         super().__init__(n_components, covariance_type=covariance_type, max_iter=max_iter,
-                         init_params=init_params,
+                         tol=tol, n_init=n_init, init_params=init_params,
                          weight_concentration_prior=weight_concentration_prior,
                          mean_precision_prior=mean_precision_prior, mean_prior=mean_prior,
                          degrees_of_freedom_prior=degrees_of_freedom_prior,
@@ -75,60 +112,25 @@ class StochasticBayesianGMM(BayesianGMM):
         self.learning_decay = learning_decay
         self.batch_size = batch_size
 
-    def _check_svi_settings(self):
-        self._check_settings()
-        check_int(self.total_samples, "total_samples", 1)
-        check_int(self.batch_size, "batch_size", 1)
-        tau = self.learning_offset
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau >= 0:
-            raise ValueError(f"learning_offset must be a number >= 0, got {tau!r}")
-        kappa = self.learning_decay
-        if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) \
-                or not 0.5 < kappa <= 1:
+    _tol_optional = True
+
+    def _check_parameters(self, X):
+        super()._check_parameters(X)
+        check_int(self.total_samples, "total_samples", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_real(self.learning_offset, "learning_offset", minimum=0.0)
+        kappa = check_real(self.learning_decay, "learning_decay")
+        if not 0.5 < kappa <= 1:
             raise ValueError("learning_decay must be in (0.5, 1] (Robbins-Monro conditions), "
                              f"got {kappa!r}")
 
-    def partial_fit(self, X, y=None):
-        """One SVI step on the mini-batch ``X`` of shape (m,) or (m, d).
-
-        The first call validates the settings, fixes the priors (defaults from this
-        batch) and initialises the global factors from this batch's initial
-        responsibilities, scaled to ``total_samples``.
-        """
-        if not hasattr(self, "_post"):
-            self._check_svi_settings()
-            X = as_data(X, "X", min_samples=2)
-            if X.shape[0] < self.n_components:
-                raise ValueError(f"the first batch X has {X.shape[0]} samples but n_components="
-                                 f"{self.n_components}; it initialises the components, so it "
-                                 "needs at least n_components samples")
-            self._prior = self._make_prior(X)
-            self.n_features_in_ = X.shape[1]
-            self._rs = check_random_state(self.random_state)
-            resp = self._initial_resp(X, self._rs)
-            self._total = getattr(self, "_fit_total", None) or self.total_samples
-            scale = self._total / X.shape[0]
-            stats = gw.stats_from_resp(X - self.mean_prior_, resp, self._prior.diag)
-            self._set_posterior(gw.posterior_from_stats(stats.scaled(scale), self._prior))
-            self.n_steps_ = 0
-            self.n_samples_seen_ = 0
-            self.elbo_history_ = []
-            self.learning_rates_ = []
-            self.n_iter_ = 0
-            self.converged_ = False
-        else:
-            X = as_data(X, "X")
-            check_features(X, self.n_features_in_, "X")
-        self._step(X - self.mean_prior_)
-        return self
-
-    def _step(self, Xc):
-        prior, post = self._prior, self._post
-        scale = self._total / Xc.shape[0]
-        stats = gw.accumulate(gw.chunks_of(Xc), post).scaled(scale)
-        self.elbo_history_.append(gw.elbo(stats, post, prior))
+    # -- one SVI step --------------------------------------------------------
+    def _svi_step(self, post, prior, Xc, total, t):
+        """The global factors after one natural-gradient step on the centred batch ``Xc``
+        (step ``t`` >= 1), the mini-batch ELBO estimate at ``post``, and rho_t."""
+        stats = gw.accumulate(gw.chunks_of(Xc), post).scaled(total / Xc.shape[0])
+        estimate = gw.elbo(stats, post, prior)
         target = gw.posterior_from_stats(stats, prior)
-        t = self.n_steps_ + 1
         rho = float((t + self.learning_offset) ** (-self.learning_decay))
         new = post.copy()
         new.alpha = (1 - rho) * post.alpha + rho * target.alpha
@@ -148,50 +150,127 @@ class StochasticBayesianGMM(BayesianGMM):
                       + rho * (target.W_inv + outer(target.beta, target.m)))
             W_inv = second - outer(new.beta, new.m)
             new.W_inv = 0.5 * (W_inv + np.swapaxes(W_inv, 1, 2))
+        return new, estimate, rho
+
+    def _start(self, X, prior, total, random_state):
+        """Global factors from the initial responsibilities of the batch ``X``, scaled to
+        ``total`` points."""
+        stats, _ = self._initial_stats(X, X - self.mean_prior_, prior, random_state)
+        return gw.posterior_from_stats(stats.scaled(total / X.shape[0]), prior)
+
+    # -- streaming -----------------------------------------------------------
+    def partial_fit(self, X, y=None):
+        """One SVI step on the mini-batch ``X`` of shape (m,) or (m, d).
+
+        The first call (or the first after :meth:`fit`) validates the settings, fixes the
+        priors (defaults from this batch) and initialises the global factors from this
+        batch's initial responsibilities, scaled to ``total_samples``.
+        """
+        if not self.__sklearn_is_fitted__():
+            self._reset()
+            X = as_data(self, X, reset=True, min_samples=2)
+            self._check_parameters(X)
+            prior = self._make_prior(X)
+            self._prior = prior
+            self._rs = check_random_state(self.random_state)
+            self._total = self.total_samples
+            self.n_features_in_ = X.shape[1]
+            self._set_posterior(self._start(X, prior, self._total, self._rs))
+            self.n_steps_ = 0
+            self.n_samples_seen_ = 0
+            self.elbo_history_ = []
+            self.learning_rates_ = []
+            self.n_iter_ = 0
+            self.converged_ = False
+            self._fitted = True
+        else:
+            X = as_data(self, X)
+        new, estimate, rho = self._svi_step(self._post, self._prior, X - self.mean_prior_,
+                                            self._total, self.n_steps_ + 1)
         self._set_posterior(new)
-        self.n_steps_ = t
-        self.n_iter_ = t
-        self.n_samples_seen_ += Xc.shape[0]
+        self.n_steps_ += 1
+        self.n_iter_ = self.n_steps_
+        self.n_samples_seen_ += X.shape[0]
+        self.elbo_history_.append(estimate)
         self.learning_rates_.append(rho)
-        self.lower_bound_ = self.elbo_history_[-1]
+        self.lower_bound_ = estimate
+        return self
+
+    # -- the hooks of the shared loop (fit on an array) ------------------------
+    def _prepare(self, X):
+        ctx = self._prior_context(X)  # no cached features: SVI never makes a full pass
+        ctx.batch = min(self.batch_size, X.shape[0])
+        return ctx
+
+    def _initialize(self, X, ctx, random_state, steps):
+        n = X.shape[0]
+        first = X[random_state.permutation(n)[: max(ctx.batch, 2, self.n_components)]]
+        post = self._start(first, ctx.prior, n, random_state)
+        return SimpleNamespace(post=post, t=0, estimates=[], rates=[], seen=0,
+                               random_state=random_state)
+
+    def _iterate(self, ctx, s, it, steps) -> float:
+        """One epoch: a pass over X in shuffled mini-batches; returns the mean of the epoch's
+        ELBO estimates."""
+        n = ctx.Xc.shape[0]
+        order = s.random_state.permutation(n)
+        first = len(s.estimates)
+        for start in range(0, n, ctx.batch):
+            batch = ctx.Xc[order[start : start + ctx.batch]]
+            s.t += 1
+            s.post, estimate, rho = self._svi_step(s.post, ctx.prior, batch, n, s.t)
+            s.estimates.append(estimate)
+            s.rates.append(rho)
+            s.seen += batch.shape[0]
+        return float(np.mean(s.estimates[first:]))
+
+    def _run_score(self, X, ctx, s, history):
+        if self.n_init == 1:
+            return history[-1]
+        stats = gw.accumulate(gw.chunks_of(ctx.Xc), s.post)  # exact ELBO of X
+        return gw.elbo(stats, s.post, ctx.prior)
+
+    def _set_fitted(self, X, ctx, s):
+        super()._set_fitted(X, ctx, s.post)
+        self._total = X.shape[0]
+        self._rs = s.random_state
+        self.epoch_elbo_ = self.elbo_history_
+        self.elbo_history_ = s.estimates
+        self.lower_bound_ = s.estimates[-1]
+        self.learning_rates_ = s.rates
+        self.n_steps_ = s.t
+        self.n_samples_seen_ = s.seen
 
     def fit(self, X, y=None):
         """Run SVI from scratch.
 
         Parameters
         ----------
-        X : array of shape (n,) or (n, d), or an iterable of such arrays
-            An array is cut into shuffled mini-batches of ``batch_size`` rows for
-            ``max_iter`` epochs (``total_samples`` is then n); any other iterable is
-            streamed once, one SVI step per batch, and ``total_samples`` must be given.
+        X : array-like of shape (n,) or (n, d), or an iterable of such arrays
+            An array (NumPy, torch, pandas, or a list of rows) is cut into shuffled
+            mini-batches of ``batch_size`` rows for ``max_iter`` epochs (``total_samples``
+            is then n; prior defaults come from all of X). Any other iterable (a generator,
+            a list of 2-D arrays) is streamed once, one SVI step per batch, and
+            ``total_samples`` must be given.
+        y : ignored
         """
-        for name in ("_post", "_prior"):
-            if hasattr(self, name):
-                delattr(self, name)
-        try:
-            import torch
-
-            is_array = isinstance(X, (np.ndarray, torch.Tensor))
-        except ImportError:  # pragma: no cover
-            is_array = isinstance(X, np.ndarray)
-        if not is_array:
+        self._reset()
+        if not _is_one_array(X):
             for batch in X:
                 self.partial_fit(batch)
-            if not hasattr(self, "_post"):
+            if not self.__sklearn_is_fitted__():
                 raise ValueError("X was an empty iterable of batches")
             return self
-        X = as_data(X, min_samples=2)
-        self._check_svi_settings()
-        epochs = check_int(self.max_iter, "max_iter", 1)
-        self._fit_total = X.shape[0]
-        order_rs = check_random_state(self.random_state)
-        bs = min(self.batch_size, X.shape[0])
-        for _ in range(epochs):
-            order = order_rs.permutation(X.shape[0])
-            for start in range(0, X.shape[0], bs):
-                batch = X[order[start : start + bs]]
-                if not hasattr(self, "_post") and batch.shape[0] < max(2, self.n_components):
-                    batch = X[order[:max(2, self.n_components)]]
-                self.partial_fit(batch)
-        del self._fit_total
-        return self
+        return super().fit(X)
+
+
+def _is_one_array(X) -> bool:
+    """True for one data set (an array, a tensor, a DataFrame, a sparse matrix to be refused,
+    or a list/tuple of rows or numbers); False for an iterable of batches."""
+    if hasattr(X, "__array__") or hasattr(X, "__array_interface__") or hasattr(X, "tocsr"):
+        return True
+    if isinstance(X, (str, bytes)):
+        return True  # refused by the validation with a message naming X
+    if isinstance(X, (list, tuple)):
+        return len(X) == 0 or np.ndim(X[0]) <= 1
+    return False

@@ -1,0 +1,320 @@
+"""The fit loop shared by the CAVI mixture estimators, as scikit-learn's ``BaseMixture``.
+
+:class:`MixtureVI` owns what :class:`~vitoolkit.cavi.UnitVarianceGMM`,
+:class:`~vitoolkit.cavi.BayesianGMM` and :class:`~vitoolkit.cavi.StochasticBayesianGMM`
+have in common: input validation (``X``, ``random_state``, ``tol``, ``max_iter``,
+``n_init``), ``n_init`` restarts keeping the largest final ELBO, the convergence rule
+``|ELBO_t - ELBO_{t-1}| < tol`` (times ``|ELBO_{t-1}|`` for a relative ``tol``), the
+:class:`~vitoolkit.exceptions.ConvergenceWarning`, the optional per-factor ELBO record
+(``step_elbo_``, :class:`~vitoolkit.exceptions.ELBODecreaseError`), the final E-step that
+gives ``labels_``, and ``NotFittedError`` before ``fit``. A model supplies hooks:
+
+- ``_check_parameters(X)``: validate the hyper-parameters (in ``fit``, scikit-learn's rule);
+- ``_prepare(X) -> ctx``: what every restart shares (priors, centred data, cached features);
+- ``_initialize(X, ctx, random_state, steps) -> state``: one restart's starting factors;
+- ``_iterate(ctx, state, it, steps) -> float``: one iteration of coordinate updates on
+  ``state``, returning the ELBO (nats) after it;
+- ``_run_score(X, ctx, state, history) -> float``: how restarts are compared (default:
+  the last ELBO);
+- ``_set_fitted(X, ctx, state)``: publish the fitted attributes;
+- ``_log_resp(X) -> (n, K)``: log responsibilities of validated data under the fit.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
+
+from ..exceptions import ELBODecreaseError, NonFiniteError
+from ..validation import as_float_array, check_int, check_real
+
+__all__ = ["MixtureVI", "as_data", "as_matrix", "check_random_state", "check_tol",
+           "record_step"]
+
+#: scikit-learn's estimator checks these estimators fail on purpose (listed in each class
+#: docstring; tests/test_cavi_sklearn.py runs every other check).
+EXPECTED_FAILED_CHECKS = {
+    "check_fit1d": "a 1-D X is accepted by design, read as n samples of one feature",
+}
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_PREDICT_CHUNK = 2**16  # rows per block in predict/score: bounds the (rows, K) arrays
+
+
+def check_random_state(value, name: str = "random_state") -> np.random.RandomState:
+    """scikit-learn's ``check_random_state`` without its silent coercions.
+
+    ``None`` (NumPy's global ``RandomState``), an integer seed in [0, 2**32 - 1], a
+    ``RandomState`` (used as is) or a ``Generator`` (seeds a new ``RandomState`` from it).
+    A float, a bool or a string is refused with a ``TypeError`` naming ``name``.
+    """
+    if value is None:
+        return np.random.mtrand._rand
+    if isinstance(value, np.random.RandomState):
+        return value
+    if isinstance(value, np.random.Generator):
+        return np.random.RandomState(int(value.integers(2**32 - 1)))
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, an int seed, a numpy RandomState or Generator, "
+                        f"got {value!r} ({type(value).__name__})")
+    return np.random.RandomState(check_int(value, name, minimum=0, maximum=2**32 - 1))
+
+
+def check_tol(value, name: str = "tol") -> float:
+    """A finite number >= 0 (bools and strings refused)."""
+    return check_real(value, name, minimum=0.0)
+
+
+def as_data(estimator, X, name: str = "X", *, reset: bool = False,
+            min_samples: int = 1) -> np.ndarray:
+    """``X`` as a C-contiguous float64 array (n, d); a 1-D ``X`` is read as (n, 1) by design.
+
+    Refuses sparse, complex, boolean, string and object input, NaN/inf, too few rows, and
+    data so large that its squares overflow float64 (a ``NonFiniteError`` naming ``name``),
+    so no NaN appears deep inside an update. With ``reset=False`` the number of features
+    must be the fitted one (scikit-learn's message).
+    """
+    _check_feature_names(estimator, X, reset=reset)
+    arr = as_matrix(X, name, min_samples=min_samples)
+    n, d = arr.shape
+    if not reset:
+        expected = estimator.n_features_in_
+        if d != expected:
+            hint = ""
+            if np.ndim(X) == 1:
+                hint = (f"; a 1-D {name} is read as {n} samples of one feature. Reshape your "
+                        f"data with {name}.reshape(1, -1) if it is a single sample")
+            raise ValueError(f"{name} has {d} features, but {type(estimator).__name__} is "
+                             f"expecting {expected} features as input{hint}")
+    return arr
+
+
+def as_matrix(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
+    """:func:`as_data` without an estimator: validated data as a float64 (n, d) array."""
+    try:
+        arr = as_float_array(X, name, ndim=(1, 2))
+    except TypeError as err:
+        if "complex" in str(err):
+            # scikit-learn's convention for its estimators (its check_complex_data)
+            raise ValueError(f"Complex data not supported: {err}") from None
+        if "non-numeric" in str(err):  # say which entry, as scikit-learn does
+            try:
+                np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as detail:
+                raise TypeError(f"{err}: {detail}") from None
+        raise
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    n, d = arr.shape
+    if d < 1:
+        raise ValueError(f"{name} must have at least one feature: 0 feature(s) (shape={arr.shape})"
+                         " while a minimum of 1 is required.")
+    if n < min_samples:
+        raise ValueError(f"{name} has {n} sample(s) (n_samples={n}) but at least {min_samples} "
+                         "are needed")
+    check_scale(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+def check_scale(X: np.ndarray, name: str = "X") -> None:
+    """Refuse finite data whose second moments would overflow float64 (``NonFiniteError``)."""
+    if X.size == 0:
+        return
+    peak = float(np.max(np.abs(X)))
+    limit = math.sqrt(_FLOAT_MAX / (16.0 * X.shape[0] * X.shape[1]))
+    if peak > limit:
+        raise NonFiniteError(
+            f"{name} has entries as large as {peak:.3g} in magnitude; with {X.shape[0]} rows "
+            f"their sums of squares overflow float64 (limit about {limit:.3g}); rescale {name} "
+            "(e.g. sklearn.preprocessing.StandardScaler) before fitting")
+
+
+def record_step(steps: list, it: int, name: str, value: float, *, check: bool) -> None:
+    """Append (iteration, factor, ELBO) to ``steps``; with ``check`` raise
+    :class:`ELBODecreaseError` when the ELBO fell by more than round-off."""
+    if check and steps:
+        prev = steps[-1][2]
+        # round-off of a sum of n terms of size abs(ELBO)/n: a few ulps of abs(ELBO)
+        if value < prev - 1e-9 * max(1.0, abs(prev)):
+            raise ELBODecreaseError(
+                f"the ELBO decreased at iteration {it} after updating {name}: "
+                f"{prev!r} -> {value!r} (by {prev - value:.3g} nats)")
+    steps.append((it, name, value))
+
+
+class _Run:
+    __slots__ = ("state", "history", "steps", "n_iter", "converged", "score")
+
+    def __init__(self, state, history, steps, n_iter, converged):
+        self.state, self.history, self.steps = state, history, steps
+        self.n_iter, self.converged = n_iter, converged
+        self.score = -math.inf
+
+
+class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
+    """Base class: the CAVI fit loop (module docstring). Not for direct use."""
+
+    #: "absolute": stop when |dELBO| < tol; "relative": when |dELBO| < tol * |ELBO_{t-1}|.
+    _tol_kind = "absolute"
+    #: smallest number of rows ``fit`` accepts
+    _min_samples = 1
+
+    # -- hooks ---------------------------------------------------------------
+    def _check_parameters(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, X):
+        return None
+
+    def _initialize(self, X, ctx, random_state, steps):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _iterate(self, ctx, state, it, steps) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _run_score(self, X, ctx, state, history) -> float:
+        return history[-1]
+
+    def _set_fitted(self, X, ctx, state):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _log_resp(self, X) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score_samples(self, X) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- shared settings -------------------------------------------------------
+    def _check_loop_settings(self, X):
+        """n_components (<= n), max_iter, n_init, tol (``None`` allowed where the model
+        says so) and random_state: the loop's own arguments."""
+        K = check_int(self.n_components, "n_components", minimum=1)
+        check_int(self.max_iter, "max_iter", minimum=1)
+        check_int(self.n_init, "n_init", minimum=1)
+        if not (self.tol is None and self._tol_optional):
+            check_tol(self.tol)
+        check_random_state(self.random_state)
+        if X.shape[0] < K:
+            raise ValueError(f"X has {X.shape[0]} samples but n_components={K}; need "
+                             "n_samples >= n_components")
+
+    _tol_optional = False
+
+    # -- the loop --------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Fit from ``n_init`` initialisations, keeping the one with the largest final ELBO.
+
+        Parameters
+        ----------
+        X : array-like of shape (n,) or (n, d)
+            A 1-D ``X`` is n samples of one feature.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._reset()
+        X = as_data(self, X, reset=True, min_samples=self._min_samples)
+        self._check_parameters(X)
+        random_state = check_random_state(self.random_state)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ctx = self._prepare(X)
+            best = None
+            for _ in range(self.n_init):
+                run = self._single_run(X, ctx, random_state)
+                run.score = self._run_score(X, ctx, run.state, run.history)
+                if best is None or run.score > best.score:
+                    best = run
+        self.n_features_in_ = X.shape[1]
+        self.elbo_history_ = best.history
+        self.lower_bound_ = best.history[-1]
+        self.step_elbo_ = best.steps
+        self.n_iter_ = best.n_iter
+        self.converged_ = best.converged
+        self._set_fitted(X, ctx, best.state)
+        self._fitted = True
+        # a final E-step, so that fit(X).predict(X) == fit_predict(X) == labels_
+        self.labels_ = self._predict_validated(X)
+        if not best.converged and self.tol is not None:
+            from ..exceptions import ConvergenceWarning
+
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} iterations "
+                f"(tol={self.tol}); increase max_iter or tol, or try other initialisations",
+                ConvergenceWarning, stacklevel=2)
+        return self
+
+    def _single_run(self, X, ctx, random_state) -> _Run:
+        steps: list = []
+        state = self._initialize(X, ctx, random_state, steps)
+        history: list = []
+        converged = False
+        it = 0
+        tol = self.tol
+        for it in range(1, self.max_iter + 1):
+            value = float(self._iterate(ctx, state, it, steps))
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    f"the ELBO became {value} at iteration {it} although X is finite; the scale "
+                    "of X or of the priors overflows float64: rescale X or change the priors")
+            history.append(value)
+            if tol is not None and it > 1:
+                change = abs(history[-1] - history[-2])
+                scale = abs(history[-2]) if self._tol_kind == "relative" else 1.0
+                if change < tol * scale:
+                    converged = True
+                    break
+        return _Run(state, history, steps, it, converged)
+
+    def _reset(self):
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        for name in ("_fitted",):
+            self.__dict__.pop(name, None)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "_fitted", False)
+
+    # -- the fitted model ----------------------------------------------------
+    def _validated(self, X, name: str = "X") -> np.ndarray:
+        check_is_fitted(self)
+        return as_data(self, X, name)
+
+    def _predict_validated(self, X) -> np.ndarray:
+        out = np.empty(X.shape[0], dtype=np.int64)
+        for start in range(0, X.shape[0], _PREDICT_CHUNK):
+            out[start : start + _PREDICT_CHUNK] = np.argmax(
+                self._log_resp(X[start : start + _PREDICT_CHUNK]), axis=1)
+        return out
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities of new points under the fitted factors; shape (n, K)."""
+        return np.exp(self._log_resp(self._validated(X)))
+
+    def predict(self, X) -> np.ndarray:
+        """The component with the largest responsibility; shape (n,), int64."""
+        return self._predict_validated(self._validated(X))
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """``fit(X)`` then the labels of ``X`` (``labels_``); shape (n,)."""
+        return self.fit(X).labels_
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log density of each row of ``X`` under the fitted model; shape (n,)."""
+        return self._score_samples(self._validated(X))
+
+    def score(self, X, y=None) -> float:
+        """Mean of :meth:`score_samples` over ``X``."""
+        return float(np.mean(self.score_samples(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.target_tags.required = False
+        return tags
