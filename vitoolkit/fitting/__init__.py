@@ -11,12 +11,12 @@ any other; :mod:`~vitoolkit.fitting.laplace` gives the Laplace approximation and
 :mod:`~vitoolkit.fitting.reference` reference posteriors (exact grid, NUTS).
 """
 
+from .. import exceptions as _exceptions
+from ..exceptions import UnreliableEstimateWarning
 from .gaussian_fit import (
     DIVERGENCES,
     METHODS,
-    ConvergenceWarning,
     GaussianFit,
-    UnreliableEstimateWarning,
     fit_alpha_sweep,
     fit_gaussian,
 )
@@ -32,22 +32,39 @@ from .logistic import (
 from .moments import target_moments
 from .objectives import NonFiniteTargetError
 from .reference import GridReference, Reference, grid_reference, nuts_reference
+from .routes import OBJECTIVES
+from .settings import FitSettings, GridSettings, OptimiserSettings, SamplingSettings, StartSettings
 from .targets import Banana, LogProbOnly, Ring, bimodal_1d, correlated_gaussian, mixture_2d
 
-__all__ = [
+
+def __getattr__(name):
+    # ConvergenceWarning is vitoolkit.exceptions.ConvergenceWarning, which that module builds on
+    # first use (it subclasses scikit-learn's, whose import costs about a second)
+    if name == "ConvergenceWarning":
+        return _exceptions.ConvergenceWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getattr__)
     "Banana",
     "ConvergenceWarning",
     "DIVERGENCES",
+    "FitSettings",
     "GaussianFit",
+    "GridSettings",
     "GridReference",
     "LaplaceFit",
     "LogProbOnly",
     "LogisticPosterior",
     "METHODS",
     "NonFiniteTargetError",
+    "OBJECTIVES",
+    "OptimiserSettings",
     "Predictive",
     "Reference",
     "Ring",
+    "SamplingSettings",
+    "StartSettings",
     "UnreliableEstimateWarning",
     "bimodal_1d",
     "correlated_gaussian",

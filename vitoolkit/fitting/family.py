@@ -10,10 +10,11 @@ event shape () is the case D = 1 and gets a scalar ``Normal`` back.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
+
+from ..divergences import entropy
+from ..validation import check_int
 
 __all__ = ["GaussianParams", "FAMILIES", "base_noise"]
 
@@ -63,22 +64,32 @@ class GaussianParams:
             return self.loc + eps * self.log_diag.exp()
         return self.loc + eps @ self.scale_tril().mT
 
+    def torch_distribution(self):
+        """q as a torch distribution on (..., D) points that keeps the gradient to the parameters.
+
+        ``Independent(Normal, 1)`` (diagonal) or ``MultivariateNormal`` (full): the
+        log-density and entropy come from torch, not from a formula written here.
+        """
+        scale = self.log_diag.exp()
+        if self.lower is None:
+            return Independent(Normal(self.loc, scale, validate_args=False), 1,
+                               validate_args=False)
+        return MultivariateNormal(self.loc, scale_tril=self.scale_tril(), validate_args=False)
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log q(x) for x of shape (..., D) -> (...)."""
-        diff = x - self.loc
-        if self.lower is None:
-            white = diff * torch.exp(-self.log_diag)
-        else:
-            # invert the small D x D factor once rather than solving against every point
-            eye = torch.eye(self.dim, dtype=torch.float64)
-            inv = torch.linalg.solve_triangular(self.scale_tril(), eye, upper=False)
-            white = diff @ inv.mT
-        return (-0.5 * white.pow(2).sum(-1) - self.log_diag.sum()
-                - 0.5 * self.dim * math.log(2 * math.pi))
+        return self.torch_distribution().log_prob(x)
 
     def entropy(self) -> torch.Tensor:
-        """H[q] = D/2 (1 + log 2 pi) + sum_i log L_ii (PRML eq. B.41)."""
-        return 0.5 * self.dim * (1 + math.log(2 * math.pi)) + self.log_diag.sum()
+        """H[q] (PRML eq. B.41), from :func:`vitoolkit.divergences.entropy`.
+
+        H[N(m, L L^T)] = D/2 (1 + log 2 pi) + sum_i log L_ii depends on L only through its
+        diagonal, so it is the entropy of the mean-field Gaussian with that diagonal (the
+        cheaper torch object to build, for the full family too).
+        """
+        scale = self.log_diag.exp()
+        return entropy(Independent(Normal(self.loc, scale, validate_args=False), 1,
+                                   validate_args=False))
 
     def is_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters())
@@ -120,6 +131,8 @@ def base_noise(num_samples: int, dim: int, generator: torch.Generator) -> torch.
     fixed (common random numbers) makes the objective a smooth deterministic
     function that L-BFGS can minimise (sample-average approximation).
     """
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    dim = check_int(dim, "dim", minimum=1)
     half = (num_samples + 1) // 2
     eps = torch.randn(half, dim, generator=generator, dtype=torch.float64)
     eps = torch.cat([eps, -eps])

@@ -40,27 +40,26 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.distributions import Distribution
 
-from ..divergences import KHAT_THRESHOLD, UnreliableEstimateWarning, make_grid
-from ..divergences._checks import check_alpha
-from . import objectives as obj
+from .. import exceptions
+from ..divergences import KHAT_THRESHOLD
+from ..exceptions import UnreliableEstimateWarning
+from ..validation import check_bool, check_real
 from .evaluate import evaluate_fit
-from .family import FAMILIES, GaussianParams
-from .optimise import ConvergenceWarning, one_thread, optimise
-from .starts import default_inits, init_params, reference_moments
+from .family import GaussianParams
+from .optimise import one_thread, optimise
+from .routes import DIVERGENCES, METHODS, objective_for
+from .settings import FitSettings, build_settings
+from .starts import Start, default_starts
 
-__all__ = ["GaussianFit", "fit_gaussian", "fit_alpha_sweep", "ConvergenceWarning",
+__all__ = ["GaussianFit", "fit_gaussian", "fit_alpha_sweep", "ConvergenceWarning",  # noqa: F822
            "UnreliableEstimateWarning", "DIVERGENCES", "METHODS"]
 
-#: The divergences :func:`fit_gaussian` minimises.
-DIVERGENCES = ("reverse", "forward", "alpha")
-#: The fitting routes (see the module docstring).
-METHODS = ("auto", "quadrature", "stochastic", "samples", "snis", "moments")
-_ALLOWED = {
-    "reverse": ("quadrature", "stochastic"),
-    "forward": ("quadrature", "samples", "snis", "moments"),
-    "alpha": ("quadrature", "stochastic"),
-}
-_OPTIMIZERS = ("lbfgs", "adam")
+
+def __getattr__(name):
+    # vitoolkit.exceptions builds ConvergenceWarning (a scikit-learn subclass) on first use
+    if name == "ConvergenceWarning":
+        return exceptions.ConvergenceWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -142,80 +141,6 @@ class GaussianFit:
         return self.history[-1] if self.history else float(self.value)
 
 
-# ----------------------------------------------------------------------------- validation
-def _check_choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def _check_alpha(divergence, alpha):
-    if divergence != "alpha":
-        if alpha is not None:
-            raise ValueError(f"alpha={alpha!r} is only used with divergence='alpha', "
-                             f"got divergence={divergence!r}")
-        return None
-    if alpha is None:
-        raise ValueError("divergence='alpha' needs alpha (a real number; Minka's convention: "
-                         "0 is reverse KL, 1 is forward KL)")
-    return check_alpha(alpha)
-
-
-def _check_positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _resolve_method(method, divergence, alpha, target, proposal):
-    _check_choice(method, "method", METHODS)
-    kind = divergence
-    if divergence == "alpha" and alpha == 0.0:
-        kind = "reverse"
-    elif divergence == "alpha" and alpha == 1.0:
-        kind = "forward"
-    low_dim = target.dim <= 2
-    if method == "auto":
-        if kind in ("reverse", "alpha"):
-            return kind, "quadrature" if low_dim else "stochastic"
-        if proposal is not None:
-            return kind, "snis"
-        if target.moments() is not None:
-            return kind, "moments"
-        if low_dim:
-            return kind, "quadrature"
-        if target.can_sample:
-            return kind, "samples"
-        raise ValueError(_cannot_sample_message(target))
-    if divergence == "alpha" and kind == "forward" and method == "stochastic":
-        method = "samples" if proposal is None else "snis"  # the alpha -> 1 limit's own route
-    if divergence == "alpha" and kind == "reverse" and method not in _ALLOWED["reverse"]:
-        raise ValueError(f"method={method!r} does not apply to alpha=0 (reverse KL); "
-                         f"use one of {_ALLOWED['reverse']}")
-    if method not in _ALLOWED[kind]:
-        raise ValueError(f"method={method!r} does not apply to divergence={divergence!r}; "
-                         f"use one of {_ALLOWED[kind]} (or 'auto')")
-    if method == "quadrature" and not low_dim:
-        raise ValueError(f"method='quadrature' handles 1-D and 2-D targets, got D={target.dim}; "
-                         "use method='stochastic' (reverse, alpha) or 'samples'/'snis'/'moments'"
-                         " (forward)")
-    if method == "samples" and not target.can_sample:
-        raise ValueError(_cannot_sample_message(target))
-    if method == "snis" and proposal is None:
-        raise ValueError("method='snis' needs proposal=<a torch distribution that can sample, "
-                         "with the target's event shape>")
-    if method == "moments" and target.moments() is None:
-        raise ValueError(f"the moments of {target.kind} are not known in closed form; use "
-                         "method='samples', 'snis' (with a proposal) or 'quadrature' (1-D/2-D)")
-    return kind, method
-
-
-def _cannot_sample_message(target):
-    return (f"a forward-KL fit needs E_p[.], but the target ({target.kind}) cannot sample; "
-            "pass proposal=<distribution> for self-normalised importance sampling, or use "
-            "method='quadrature' (1-D/2-D targets, with bounds=...) or method='moments' "
-            "(targets whose mean and covariance are known)")
-
 # ---------------------------------------------------------------------------------- API
 def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto", init=None,
                  n_init=1, proposal=None, num_samples=None, bounds=None, num_points=None,
@@ -289,10 +214,19 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
 
     Raises
     ------
+    TypeError
+        An argument of the wrong kind (a bool or a string where a number is meant, a
+        float count or seed, a target that is not a torch distribution); the message
+        names the argument.
     ValueError
         Unknown divergence/family/method, missing or non-finite ``alpha``, init
-        shapes not matching the target's dimension, a forward fit on a target
-        that cannot sample without a proposal (the message lists the routes).
+        shapes not matching the target's dimension (never reshaped), a
+        (divergence, method) pair with no registered objective (the message lists
+        the registered pairs), a forward fit on a target that cannot sample without
+        a proposal (the message lists the routes).
+    vitoolkit.exceptions.ResourceLimitError
+        ``num_samples``, ``value_samples`` or ``num_points`` would need more memory than
+        ``vitoolkit.validation.memory_limit()``; refused before anything is allocated.
     NonFiniteTargetError
         The target's ``log_prob`` was NaN/+inf (or -inf where q has mass).
     FloatingPointError
@@ -300,160 +234,94 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
 
     Notes
     -----
-    The fit runs with one intra-op torch thread (restored on return): the
-    tensors are small and thread synchronisation only slowed it down.
+    The arguments are checked and grouped into typed settings at entry
+    (:func:`vitoolkit.fitting.settings.build_settings`), and the objective comes
+    from the registry :data:`vitoolkit.fitting.routes.OBJECTIVES`, keyed by
+    (divergence, method). The fit runs with one intra-op torch thread (restored on
+    return): the tensors are small and thread synchronisation only slowed it down.
     """
+    settings = build_settings(
+        target, divergence, alpha=alpha, family=family, method=method, init=init, n_init=n_init,
+        proposal=proposal, num_samples=num_samples, bounds=bounds, num_points=num_points,
+        optimizer=optimizer, steps=steps, lr=lr, tol=tol, resample=resample,
+        value_samples=value_samples, generator=generator, seed=seed)
     with one_thread():
-        return _fit_gaussian(target, divergence, alpha=alpha, family=family, method=method,
-                             init=init, n_init=n_init, proposal=proposal,
-                             num_samples=num_samples, bounds=bounds, num_points=num_points,
-                             optimizer=optimizer, steps=steps, lr=lr, tol=tol, resample=resample,
-                             value_samples=value_samples, generator=generator, seed=seed)
+        return _fit(settings)
 
 
-def _fit_gaussian(target, divergence, *, alpha, family, method, init, n_init, proposal,
-                  num_samples, bounds, num_points, optimizer, steps, lr, tol, resample,
-                  value_samples, generator, seed):
+def _fit(s: FitSettings) -> GaussianFit:
+    """Run one checked fit (every start) and return the best."""
     start = time.perf_counter()
-    _check_choice(divergence, "divergence", DIVERGENCES)
-    alpha = _check_alpha(divergence, alpha)
-    _check_choice(family, "family", FAMILIES)
-    _check_choice(optimizer, "optimizer", _OPTIMIZERS)
-    _check_positive_int(n_init, "n_init")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
-    _check_positive_int(value_samples, "value_samples", 0)
-    tgt = obj.Target(target, "target")
-    prop = None
-    if proposal is not None:
-        prop = obj.Target(proposal, "proposal")
-        if prop.dim != tgt.dim or prop.scalar_event != tgt.scalar_event:
-            raise ValueError(f"proposal event shape {tuple(proposal.event_shape)} does not match "
-                             f"the target's {tuple(target.event_shape)}")
-        if not prop.can_sample:
-            raise ValueError(f"proposal ({prop.kind}) must be able to sample")
-    kind, method = _resolve_method(method, divergence, alpha, tgt, prop)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(seed))
-    if num_samples is None:
-        num_samples = 2048 if method == "stochastic" else 20_000
-    _check_positive_int(num_samples, "num_samples", 2)
-    steps = steps if steps is not None else (200 if optimizer == "lbfgs" else 3000)
-    _check_positive_int(steps, "steps")
-
-    ref_mean, ref_var = reference_moments(tgt, prop, bounds, generator)
-    grid_spec = None
-    if method == "quadrature" or (method == "moments" and tgt.dim <= 2):
-        if bounds is None:
-            bounds = getattr(target, "quadrature_bounds", None)
-        if bounds is None:
-            sd = ref_var.clamp_min(1e-12).sqrt()
-            bounds = [(float(m - 7 * s), float(m + 7 * s)) for m, s in zip(ref_mean, sd,
-                                                                             strict=True)]
-        if len(bounds) != tgt.dim:
-            raise ValueError(f"bounds must give one (lo, hi) per dimension (D={tgt.dim}), "
-                             f"got {len(bounds)}")
-        if num_points is None:
-            num_points = 801 if tgt.dim == 1 else 101
-        grid_spec = (list(bounds), num_points)
-
-    common = dict(q_grid_points=401 if tgt.dim == 1 else 121, target=tgt, kind=kind,
-                  alpha=alpha, family=family, method=method,
-                  divergence=divergence, proposal=prop, num_samples=num_samples,
-                  grid_spec=grid_spec, optimizer=optimizer, steps=steps, lr=lr, tol=tol,
-                  resample=resample, value_samples=value_samples, generator=generator)
-    if method == "moments":
-        mean, cov = tgt.moments()
-        fit = _finish(GaussianParams(mean, _chol(cov, family), family, tgt.scalar_event),
-                      [], 0, True, mean, common)
+    build = objective_for(s.kind, s.method)
+    # starts first: random starts draw from the generator before the objective's noise
+    starts = () if s.method == "moments" else _starts(s)
+    objective = build(s)
+    if objective.closed_form:
+        mean, cov = objective.solution
+        tril = (torch.diag(torch.diagonal(cov).sqrt()) if s.family == "diagonal"
+                else torch.linalg.cholesky(cov))
+        params = Start(mean, tril).params(s.family, s.target.scalar_event)
+        fit = _finish(params, [], 0, True, mean, s)
         return replace(fit, seconds=time.perf_counter() - start)
 
-    if init is None and kind == "alpha" and alpha < 0:
-        # D_alpha is infinite for alpha < 0 unless q's tails are lighter than p's, so a
-        # moment-sized start is unusable: continue from the reverse-KL (alpha -> 0) fits
-        pre = fit_gaussian(target, "reverse", family=family, method=method, n_init=n_init,
-                           num_samples=num_samples, bounds=bounds, num_points=num_points,
-                           optimizer=optimizer, steps=steps, lr=lr, tol=tol, resample=resample,
-                           value_samples=0, generator=generator)
-        init = [{"loc": f.loc.reshape(-1), "covariance": f.covariance.reshape(tgt.dim, tgt.dim)}
-                for f in (pre.candidates or (pre,))]
-    if init is None:
-        narrow = kind == "reverse" or (kind == "alpha" and alpha < 1)
-        inits = default_inits(n_init, tgt, ref_mean, ref_var, generator, narrow)
-    else:
-        inits = list(init) if isinstance(init, (list, tuple)) else [init]
-        if not inits:
-            raise ValueError("init must not be an empty list")
-    starts = [init_params(i, family, tgt) for i in inits]
-    objective = _build_objective(common)
     fits = []
-    for q in starts:
+    opt = s.optimiser
+    for first in starts:
+        q = first.params(s.family, s.target.scalar_event)
         init_loc = q.loc.detach().clone()
         history, n_evals, converged = optimise(
-            objective, q, optimizer=optimizer, steps=steps, lr=lr, tol=tol, resample=resample,
-            generator=generator, label=f"{divergence}" + (f" (alpha={alpha})" if alpha else ""))
+            objective, q, optimizer=opt.name, steps=opt.steps, lr=opt.lr, tol=opt.tol,
+            resample=opt.resample, generator=s.sampling.generator, label=s.label)
         if not converged:
-            warnings.warn(f"the {divergence} fit ({method}, {optimizer}) did not settle within "
-                          f"steps={steps}; raise steps or tol", ConvergenceWarning, stacklevel=3)
-        ess, khat = (objective.ess, objective.khat) if method == "snis" else (None, None)
-        fits.append(_finish(q, history, n_evals, converged, init_loc, common, ess, khat))
+            warnings.warn(f"the {s.divergence} fit ({s.method}, {opt.name}) did not settle "
+                          f"within steps={opt.steps}; raise steps or tol",
+                          exceptions.ConvergenceWarning, stacklevel=3)
+        ess, khat = (objective.ess, objective.khat) if s.method == "snis" else (None, None)
+        fits.append(_finish(q, history, n_evals, converged, init_loc, s, ess, khat))
     best = min(fits, key=lambda f: f.objective)
     if best.khat is not None and best.khat > KHAT_THRESHOLD:
         warnings.warn(f"the forward fit by self-normalised importance sampling is unreliable: the "
                       f"Pareto k-hat of the importance ratios p/r is {best.khat:.2f} > "
-                      f"{KHAT_THRESHOLD} (ESS {best.ess:.0f} of {num_samples} draws). The proposal "
-                      "misses mass of the target, so the fitted moments and the value's standard "
-                      "error cannot be trusted; use a proposal with heavier tails that covers the "
-                      "target", UnreliableEstimateWarning, stacklevel=3)
+                      f"{KHAT_THRESHOLD} (ESS {best.ess:.0f} of {s.sampling.num_samples} draws). "
+                      "The proposal misses mass of the target, so the fitted moments and the "
+                      "value's standard error cannot be trusted; use a proposal with heavier "
+                      "tails that covers the target", UnreliableEstimateWarning, stacklevel=3)
     return replace(best, candidates=tuple(fits) if len(fits) > 1 else (),
                    seconds=time.perf_counter() - start)
 
 
-def _chol(cov, family):
-    if family == "diagonal":
-        return torch.diag(torch.diagonal(cov).sqrt())
-    return torch.linalg.cholesky(cov)
+def _starts(s: FitSettings) -> tuple:
+    """The given starts, or random ones (for alpha < 0: the reverse-KL fits from them)."""
+    if s.starts.inits is not None:
+        return s.starts.inits
+    mean, var = s.reference_moments()
+    if s.kind == "alpha" and s.alpha < 0:
+        # D_alpha is infinite for alpha < 0 unless q's tails are lighter than p's, so a
+        # moment-sized start is unusable: continue from the reverse-KL (alpha -> 0) fits
+        reverse = replace(s, divergence="reverse", alpha=None, kind="reverse",
+                          sampling=replace(s.sampling, value_samples=0))
+        pre = _fit(reverse)
+        return tuple(Start(f.loc.reshape(-1), torch.linalg.cholesky(
+            f.covariance.reshape(s.target.dim, s.target.dim))) for f in (pre.candidates or (pre,)))
+    narrow = s.kind == "reverse" or (s.kind == "alpha" and s.alpha < 1)
+    return default_starts(s.starts.n_init, s.target, mean, var, s.sampling.generator, narrow)
 
 
-def _build_objective(c):
-    tgt, kind, method = c["target"], c["kind"], c["method"]
-    if method == "quadrature":
-        if kind == "reverse" or (kind == "alpha" and c["alpha"] < 0):
-            # nodes that move with q: a fixed grid lets q escape it (see objectives)
-            nodes = obj.whitened_grid(c["q_grid_points"], tgt.dim)
-            if kind == "reverse":
-                return obj.ReverseKLReparam(tgt, 0, None, nodes=nodes)
-            return obj.AlphaReparam(tgt, 0, None, c["alpha"], nodes=nodes)
-        grid = make_grid(*c["grid_spec"])
-        if kind == "forward":
-            return obj.ForwardKLQuadrature(tgt, grid)
-        return obj.AlphaQuadrature(tgt, grid, c["alpha"])
-    n, gen = c["num_samples"], c["generator"]
-    if method == "stochastic":
-        if kind == "reverse":
-            return obj.ReverseKLReparam(tgt, n, gen)
-        return obj.AlphaReparam(tgt, n, gen, c["alpha"])
-    if method == "samples":
-        return obj.ForwardKLWeighted(obj.exact_draws(tgt, n), gen)
-    return obj.ForwardKLWeighted(obj.snis_draws(tgt, c["proposal"], n), gen)
-
-
-def _finish(q, history, n_evals, converged, init_loc, c, ess=None, khat=None):
-    tgt = c["target"]
+def _finish(q: GaussianParams, history, n_evals, converged, init_loc, s: FitSettings, ess=None,
+            khat=None) -> GaussianFit:
     dist = q.distribution()
     tril = q.scale_tril().detach()
     cov = tril @ tril.mT
     loc = q.loc.detach().clone()
-    if tgt.scalar_event:
+    if s.target.scalar_event:
         loc, cov = loc[0], cov[0, 0]
         init_loc = init_loc.reshape(-1)[0]
-    value, stderr, how = evaluate_fit(tgt, dist, c["kind"], c["alpha"], c["method"], c["grid_spec"],
-                                   c["proposal"], c["value_samples"], c["generator"])
+    value, stderr, how = evaluate_fit(s.target, dist, s.kind, s.alpha, s.method, s.grid.spec,
+                                      s.proposal, s.sampling.value_samples, s.sampling.generator)
     return GaussianFit(loc=loc, covariance=cov, distribution=dist, history=history, value=value,
-                       stderr=stderr, value_method=how, divergence=c["divergence"],
-                       alpha=c["alpha"], family=c["family"], method=c["method"], n_iter=len(history),
-                       n_evals=n_evals, converged=converged, seconds=0.0, ess=ess, khat=khat,
-                       init_loc=init_loc)
+                       stderr=stderr, value_method=how, divergence=s.divergence, alpha=s.alpha,
+                       family=s.family, method=s.method, n_iter=len(history), n_evals=n_evals,
+                       converged=converged, seconds=0.0, ess=ess, khat=khat, init_loc=init_loc)
 
 
 def fit_alpha_sweep(target, alphas, *, warm_start=True, **kwargs) -> list:
@@ -468,9 +336,15 @@ def fit_alpha_sweep(target, alphas, *, warm_start=True, **kwargs) -> list:
     -------
     list of GaussianFit, one per alpha.
     """
-    alphas = [float(a) for a in alphas]
+    if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__iter__"):
+        raise TypeError(f"alphas must be a sequence of real numbers, got {type(alphas).__name__}")
+    alphas = [check_real(a, f"alphas[{i}]") for i, a in enumerate(alphas)]
     if not alphas:
         raise ValueError("alphas must contain at least one value")
+    warm_start = check_bool(warm_start, "warm_start")
+    for name in ("divergence", "alpha"):
+        if name in kwargs:
+            raise TypeError(f"fit_alpha_sweep sets {name} itself; got {name}={kwargs[name]!r}")
     fits = []
     for a in alphas:
         fit = fit_gaussian(target, "alpha", alpha=a, **kwargs)
@@ -479,4 +353,3 @@ def fit_alpha_sweep(target, alphas, *, warm_start=True, **kwargs) -> list:
             cov = fit.covariance.reshape(1, 1) if fit.covariance.dim() == 0 else fit.covariance
             kwargs = {**kwargs, "init": {"loc": fit.loc, "covariance": cov}, "n_init": 1}
     return fits
-

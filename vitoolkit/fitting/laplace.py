@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.distributions import Distribution, MultivariateNormal
 
-from .optimise import ConvergenceWarning, one_thread
+from .. import exceptions
+from .optimise import one_thread
 
 __all__ = ["LaplaceFit", "laplace_approximation"]
 
@@ -158,7 +159,7 @@ def laplace_approximation(target, *, init=None, hessian=None, gtol: float = 1e-8
     converged = bool(res.success) or grad_norm <= 1e3 * gtol
     if not converged:
         warnings.warn(f"the Laplace mode search stopped after {res.nit} iterations with gradient "
-                      f"norm {grad_norm:.3g} ({res.message}); raise max_iter", ConvergenceWarning,
+                      f"norm {grad_norm:.3g} ({res.message}); raise max_iter", exceptions.ConvergenceWarning,
                       stacklevel=2)
     log_det = 2 * float(torch.log(torch.diagonal(chol)).sum())
     log_evidence = log_p_mode + 0.5 * d * math.log(2 * math.pi) - 0.5 * log_det

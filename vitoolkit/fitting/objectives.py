@@ -45,10 +45,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Normal
 
 from ..distributions import sample
-from ..divergences import Grid, pareto_khat
+from ..divergences import Grid, make_grid, pareto_khat
+from ..exceptions import NonFiniteError
+from ._checks import check_target
 from .family import GaussianParams, base_noise
 from .moments import target_moments
 
@@ -68,8 +70,11 @@ __all__ = [
 ]
 
 
-class NonFiniteTargetError(ValueError):
-    """The target's ``log_prob`` returned NaN or +inf (or -inf where q has mass)."""
+class NonFiniteTargetError(NonFiniteError):
+    """The target's ``log_prob`` returned NaN or +inf (or -inf where q has mass).
+
+    A :class:`vitoolkit.exceptions.NonFiniteError` (so a ``ValueError``).
+    """
 
 
 class Target:
@@ -82,22 +87,16 @@ class Target:
     """
 
     def __init__(self, target, name: str = "target"):
-        if not isinstance(target, Distribution):
-            raise TypeError(f"{name} must be a torch.distributions.Distribution, got "
-                            f"{type(target).__name__}")
-        if tuple(target.batch_shape) != ():
-            raise ValueError(f"{name} must be unbatched, got batch_shape "
-                             f"{tuple(target.batch_shape)}; fit one target at a time")
-        event = tuple(target.event_shape)
-        if len(event) > 1 or (len(event) == 1 and event[0] < 1):
-            raise ValueError(f"{name} must have event shape () or (D,), got {event}")
+        self.dim = check_target(target, name)
         self.dist = target
         self.name = name
         self.kind = type(target).__name__
-        self.scalar_event = event == ()
-        self.dim = 1 if self.scalar_event else event[0]
+        self.scalar_event = tuple(target.event_shape) == ()
         self.dtype = _dtype_of(target)
         self._can_sample = None
+        self._moments = ()
+        #: a rough (mean, variance) for default grids and starts, set on first need
+        self.reference = None
 
     def log_prob(self, x: torch.Tensor, *, during: str, allow_neg_inf: bool) -> torch.Tensor:
         """log p at points x of shape (..., D), as float64 (...); non-finite values raise."""
@@ -135,7 +134,10 @@ class Target:
         return x.reshape(n, self.dim)
 
     def moments(self):
-        return target_moments(self.dist)
+        """``(mean (D,), covariance (D, D))`` if known exactly, else None (computed once)."""
+        if self._moments == ():
+            self._moments = target_moments(self.dist)
+        return self._moments
 
 
 def _dtype_of(dist) -> torch.dtype:
@@ -148,15 +150,16 @@ def _dtype_of(dist) -> torch.dtype:
 
 
 def trapezoid_log_weights(grid: Grid) -> torch.Tensor:
-    """log of the trapezoidal-rule weights on every grid point, flattened to (M,)."""
-    weights = None
-    for axis in grid.axes:
-        h = torch.diff(axis)
-        w = torch.zeros_like(axis)
-        w[:-1] += h / 2
-        w[1:] += h / 2
-        weights = w if weights is None else (weights.unsqueeze(-1) * w).reshape(-1)
-    return weights.log()
+    """log of the weights of the core's quadrature rule on every grid point, flattened to (M,).
+
+    ``grid.integrate`` (:class:`vitoolkit.divergences.Grid`) is linear in the values, so
+    its gradient with respect to them is the weight of every point: the rule is asked,
+    not written again. Needed for integrals in log space (log-sum-exp).
+    """
+    values = torch.zeros(grid.shape, dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        (weights,) = torch.autograd.grad(grid.integrate(values), values)
+    return weights.reshape(-1).log()
 
 
 def snis_weights(log_p: torch.Tensor, log_r: torch.Tensor):
@@ -174,6 +177,8 @@ class Objective:
 
     #: whether the objective depends on random draws (``resample`` changes it)
     stochastic = False
+    #: whether the minimiser is known in closed form (``solution``): no optimiser runs
+    closed_form = False
 
     def loss(self, q: GaussianParams) -> torch.Tensor:
         raise NotImplementedError
@@ -201,6 +206,35 @@ class ReverseKLQuadrature(_GridObjective):
         return (torch.exp(log_q + self.log_w) * (log_q - self.log_p)).sum()
 
 
+def sigma_points(points: torch.Tensor, weights: torch.Tensor):
+    r"""2D equally weighted points with the same total weight, mean and covariance.
+
+    For weights w_n >= 0 with total Z, weighted mean m and covariance S = C C^T
+    (Cholesky), the points m +/- sqrt(D) c_i (c_i the columns of C), each of weight
+    Z / (2D), have the same Z, m and S. A weighted sum of a quadratic function
+    depends on the points only through Z, m and S, and log q is quadratic for a
+    Gaussian q, so::
+
+        sum_n w_n log q(x_n) = sum_i Z/(2D) log q(m +/- sqrt(D) c_i)    (exactly)
+
+    (the symmetric sigma points of the unscented transform, Julier & Uhlmann 2004,
+    exact for polynomials of degree <= 2). A forward-KL evaluation then costs O(D^2)
+    instead of O(N D). Returns ``(points, weights)`` unchanged when S is singular.
+    """
+    total = weights.sum()
+    w = weights / total
+    mean = w @ points
+    centred = points - mean
+    cov = (centred.mT * w) @ centred
+    tril, info = torch.linalg.cholesky_ex(0.5 * (cov + cov.mT))
+    if int(info) != 0 or not bool(torch.isfinite(tril).all()):
+        return points, weights
+    d = points.shape[-1]
+    spread = math.sqrt(d) * tril.mT  # rows: sqrt(D) c_i
+    nodes = torch.cat([mean + spread, mean - spread])
+    return nodes, torch.full((2 * d,), 1.0 / (2 * d), dtype=weights.dtype) * total
+
+
 class ForwardKLQuadrature(_GridObjective):
     """KL(p || q) = integral p (log p - log q) dx by the trapezoidal rule on ``grid``."""
 
@@ -209,9 +243,10 @@ class ForwardKLQuadrature(_GridObjective):
         mass = torch.exp(self.log_p + self.log_w)
         self.mass = mass
         self.const = torch.where(mass > 0, mass * self.log_p, torch.zeros_like(mass)).sum()
+        self.nodes, self.node_weights = sigma_points(self.points, mass)
 
     def loss(self, q):
-        return self.const - (self.mass * q.log_prob(self.points)).sum()
+        return self.const - (self.node_weights * q.log_prob(self.nodes)).sum()
 
 
 class AlphaQuadrature(_GridObjective):
@@ -242,11 +277,14 @@ def whitened_grid(num_points: int, dim: int, width: float = 10.0):
     sharp-but-smooth valleys of log p between separated modes, where Gauss-Hermite
     rules converge slowly.
     """
-    axis = torch.linspace(-width, width, num_points, dtype=torch.float64)
-    mesh = torch.stack(torch.meshgrid(*([axis] * dim), indexing="ij"), -1).reshape(-1, dim)
-    log_w = -0.5 * mesh.pow(2).sum(-1)
+    mesh = make_grid([(-width, width)] * dim, num_points).points.reshape(-1, dim)
+    log_w = _STANDARD_NORMAL.log_prob(mesh).sum(-1)
     log_w = log_w - torch.logsumexp(log_w, 0)  # trapezoid end weights are e^-50: negligible
     return mesh, log_w
+
+
+_STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
+                          torch.tensor(1.0, dtype=torch.float64), validate_args=False)
 
 
 class _ReparamObjective(Objective):
@@ -264,6 +302,7 @@ class _ReparamObjective(Objective):
         if nodes is not None:
             self.stochastic = False
             self.eps, self.log_w = nodes
+            self.log_base = _STANDARD_NORMAL.log_prob(self.eps).sum(-1)
         else:
             self.resample(generator)
 
@@ -273,11 +312,12 @@ class _ReparamObjective(Objective):
         self.eps = base_noise(self.num_samples, self.target.dim, generator)
         self.log_w = torch.full((self.eps.shape[0],), -math.log(self.eps.shape[0]),
                                 dtype=torch.float64)
+        self.log_base = _STANDARD_NORMAL.log_prob(self.eps).sum(-1)
 
     def _log_q_at_samples(self, q):
-        # log q(m + L eps) = log N(eps; 0, I) - log|L|: exact, and avoids a solve
-        return (-0.5 * self.eps.pow(2).sum(-1) - q.log_diag.sum()
-                - 0.5 * q.dim * math.log(2 * math.pi))
+        # change of variables z = m + L eps: log q(z) = log N(eps; 0, I) - log|det L|, with
+        # log N(eps; 0, I) fixed with the noise (exact, and no solve against every point)
+        return self.log_base - q.log_diag.sum()
 
 
 class ReverseKLReparam(_ReparamObjective):
@@ -328,9 +368,10 @@ class ForwardKLWeighted(Objective):
         self.khat = drawn[4] if len(drawn) > 4 else None
         finite = self.weights > 0
         self.const = (self.weights[finite] * self.log_p[finite]).sum()
+        self.nodes, self.node_weights = sigma_points(self.points, self.weights)
 
     def loss(self, q):
-        return self.const - (self.weights * q.log_prob(self.points)).sum()
+        return self.const - (self.node_weights * q.log_prob(self.nodes)).sum()
 
 
 def exact_draws(target: Target, num_samples: int):

@@ -16,11 +16,16 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["ConvergenceWarning", "optimise", "one_thread"]
+from .. import exceptions
+
+__all__ = ["ConvergenceWarning", "optimise", "one_thread"]  # noqa: F822
 
 
-class ConvergenceWarning(UserWarning):
-    """The optimiser stopped at ``steps`` before the objective settled."""
+def __getattr__(name):
+    # the toolkit's one ConvergenceWarning (vitoolkit.exceptions, built on first use)
+    if name == "ConvergenceWarning":
+        return exceptions.ConvergenceWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextmanager

@@ -1,94 +1,119 @@
-"""Starting points for the fits: the target's rough scale, init dicts, random starts."""
+"""Starting points for the fits: ``init`` dicts checked at the boundary, random starts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from . import objectives as obj
+from ..validation import as_float_tensor
+from ._checks import F64, as_vector
 from .family import GaussianParams
 
-__all__ = ["reference_moments", "init_params", "default_inits"]
+__all__ = ["Start", "parse_inits", "reference_moments", "default_starts"]
+
+
+@dataclass(frozen=True)
+class Start:
+    """One starting Gaussian: ``loc`` (D,) and a lower-triangular ``scale_tril`` (D, D)."""
+
+    loc: torch.Tensor
+    scale_tril: torch.Tensor
+
+    def params(self, family: str, scalar_event: bool) -> GaussianParams:
+        """Trainable parameters of the family (a diagonal family keeps diag(scale_tril))."""
+        tril = self.scale_tril
+        if family == "diagonal":
+            tril = torch.diag(torch.diagonal(tril))
+        return GaussianParams(self.loc, tril, family, scalar_event)
+
+
+def parse_inits(init, dim: int, scalar_event: bool, family: str) -> tuple:
+    """``init`` (a dict, or a list/tuple of dicts) as a tuple of :class:`Start`.
+
+    Each dict has ``"loc"`` of shape (D,) and either ``"scale"`` (D,) or a float, or
+    ``"covariance"`` (D, D), symmetric positive definite (diagonal for
+    ``family="diagonal"``). For a target with event shape () the loc may be a number,
+    and for D = 1 the covariance a number. Nothing else is reshaped.
+    """
+    if isinstance(init, dict):
+        return (_parse_one(init, "init", dim, scalar_event, family),)
+    if not isinstance(init, (list, tuple)):
+        raise TypeError(f"init must be a dict with 'loc' and 'scale' or 'covariance', or a list "
+                        f"of such dicts, got {type(init).__name__}")
+    if not init:
+        raise ValueError("init must not be an empty list")
+    return tuple(_parse_one(entry, f"init[{i}]", dim, scalar_event, family)
+                 for i, entry in enumerate(init))
+
+
+def _parse_one(entry, name, dim, scalar_event, family) -> Start:
+    if not isinstance(entry, dict) or "loc" not in entry:
+        raise TypeError(f"{name} must be a dict with 'loc' and 'scale' or 'covariance', got "
+                        f"{entry!r}")
+    unknown = set(entry) - {"loc", "scale", "covariance"}
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {sorted(unknown)}; use 'loc' and 'scale' or "
+                         "'covariance'")
+    if "scale" in entry and "covariance" in entry:
+        raise ValueError(f"{name} gives both 'scale' and 'covariance'; give one")
+    loc = as_vector(entry["loc"], f"{name}['loc']", dim, scalar_event=scalar_event)
+    if "covariance" in entry:
+        cov = as_float_tensor(entry["covariance"], f"{name}['covariance']", dtype=F64)
+        if cov.dim() == 0 and dim == 1:
+            cov = cov.reshape(1, 1)
+        if tuple(cov.shape) != (dim, dim):
+            raise ValueError(f"{name}['covariance'] must have shape ({dim}, {dim}) for the "
+                             f"target's dimension D={dim}, got shape {tuple(cov.shape)}")
+        if family == "diagonal" and bool((cov - torch.diag(torch.diagonal(cov))).abs().max() > 0):
+            raise ValueError(f"family='diagonal' needs a diagonal {name}['covariance'] (or "
+                             "'scale'); got off-diagonal entries")
+        if float((cov - cov.mT).abs().max()) > 1e-10 * float(cov.abs().max()):
+            raise ValueError(f"{name}['covariance'] must be symmetric, got {cov.tolist()}")
+        tril, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0:
+            raise ValueError(f"{name}['covariance'] must be positive definite")
+        return Start(loc, tril)
+    scale = as_float_tensor(entry.get("scale", 1.0), f"{name}['scale']", dtype=F64)
+    if scale.dim() == 0:
+        scale = scale.expand(dim)  # one number for every dimension (documented)
+    scale = as_vector(scale, f"{name}['scale']", dim, scalar_event=scalar_event)
+    if not bool((scale > 0).all()):
+        raise ValueError(f"{name}['scale'] must be positive, got {scale.tolist()}")
+    return Start(loc, torch.diag(scale))
 
 
 def reference_moments(target, proposal, bounds, generator):
-    """A rough (mean (D,), variance (D,)) of the target for grids and default inits."""
+    """A rough (mean (D,), variance (D,)) of the target, for default grids and random starts."""
     moments = target.moments()
     if moments is not None:
         return moments[0], torch.diagonal(moments[1])
     try:
-        return (target.dist.mean.reshape(-1).to(torch.float64),
-                target.dist.variance.reshape(-1).to(torch.float64))
+        return (target.dist.mean.reshape(-1).to(F64), target.dist.variance.reshape(-1).to(F64))
     except (AttributeError, NotImplementedError):
         pass
     if target.can_sample:
         x = target.sample(4096, generator)
         return x.mean(0), x.var(0)
     if proposal is not None:
+        from .objectives import snis_weights
+
         x = proposal.sample(4096, generator)
         log_r = proposal.log_prob(x, during="SNIS (proposal density)", allow_neg_inf=False)
         log_p = target.log_prob(x, during="choosing a starting point", allow_neg_inf=True)
-        w, _ = obj.snis_weights(log_p, log_r)
+        w, _ = snis_weights(log_p, log_r)
         mean = (w.unsqueeze(-1) * x).sum(0)
         return mean, (w.unsqueeze(-1) * (x - mean).pow(2)).sum(0)
     if bounds is not None:
-        lo = torch.tensor([b[0] for b in bounds], dtype=torch.float64)
-        hi = torch.tensor([b[1] for b in bounds], dtype=torch.float64)
+        lo = torch.tensor([b[0] for b in bounds], dtype=F64)
+        hi = torch.tensor([b[1] for b in bounds], dtype=F64)
         return (lo + hi) / 2, ((hi - lo) / 8).pow(2)
     raise ValueError(f"cannot place a starting point for {target.kind}: it has no known moments, "
                      "no sampler and no proposal; pass init={'loc': ..., 'scale': ...} and, for "
                      "quadrature, bounds=[(lo, hi), ...]")
 
 
-def _as_vector(value, name, d, scalar_event):
-    t = torch.as_tensor(value, dtype=torch.float64)
-    if t.dim() == 0 and scalar_event:
-        t = t.reshape(1)
-    if t.shape != (d,):
-        want = "() or (1,)" if scalar_event else f"({d},)"
-        raise ValueError(f"init {name} must have shape {want} to match the target's "
-                         f"dimension D={d}, got shape {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"init {name} must be finite, got {t.tolist()}")
-    return t
-
-
-def init_params(init, family, target):
-    """GaussianParams from an init dict with 'loc' and 'scale' (D,) or 'covariance' (D, D)."""
-    if not isinstance(init, dict) or "loc" not in init:
-        raise TypeError(f"init must be a dict with 'loc' and 'scale' or 'covariance' (or a list "
-                        f"of such dicts), got {init!r}")
-    unknown = set(init) - {"loc", "scale", "covariance"}
-    if unknown:
-        raise ValueError(f"init has unknown keys {sorted(unknown)}; use 'loc' and 'scale' or "
-                         "'covariance'")
-    d = target.dim
-    loc = _as_vector(init["loc"], "loc", d, target.scalar_event)
-    if "covariance" in init:
-        cov = torch.as_tensor(init["covariance"], dtype=torch.float64)
-        if cov.dim() == 0 and d == 1:
-            cov = cov.reshape(1, 1)
-        if cov.shape != (d, d):
-            raise ValueError(f"init covariance must have shape ({d}, {d}) for the target's "
-                             f"dimension D={d}, got shape {tuple(cov.shape)}")
-        if family == "diagonal" and bool((cov - torch.diag(torch.diagonal(cov))).abs().max() > 0):
-            raise ValueError("family='diagonal' needs a diagonal init covariance (or init "
-                             "'scale'); got off-diagonal entries")
-        tril, info = torch.linalg.cholesky_ex(cov)
-        if int(info) != 0:
-            raise ValueError("init covariance must be symmetric positive definite")
-    else:
-        scale = init.get("scale", 1.0)
-        scale = _as_vector(scale if torch.as_tensor(scale).dim() else [float(scale)] * d,
-                           "scale", d, target.scalar_event)
-        if not bool((scale > 0).all()):
-            raise ValueError(f"init scale must be positive, got {scale.tolist()}")
-        tril = torch.diag(scale)
-    if family == "diagonal":
-        tril = torch.diag(torch.diagonal(tril))
-    return GaussianParams(loc, tril, family, target.scalar_event)
-
-
-def default_inits(n_init, target, ref_mean, ref_var, generator, narrow):
+def default_starts(n_init, target, ref_mean, ref_var, generator, narrow) -> tuple:
     """Random starts: means drawn from the target (or N(E[x], diag Var[x]) if it cannot
     sample), scale sqrt(Var[x]), divided by 3 when ``narrow``.
 
@@ -99,6 +124,7 @@ def default_inits(n_init, target, ref_mean, ref_var, generator, narrow):
     if target.can_sample:
         locs = target.sample(n_init, generator)
     else:
-        eps = torch.randn(n_init, ref_mean.shape[0], generator=generator, dtype=torch.float64)
+        eps = torch.randn(n_init, ref_mean.shape[0], generator=generator, dtype=F64)
         locs = ref_mean + sd * eps
-    return [{"loc": loc, "scale": sd / 3 if narrow else sd} for loc in locs]
+    tril = torch.diag(sd / 3 if narrow else sd)
+    return tuple(Start(loc, tril) for loc in locs)
