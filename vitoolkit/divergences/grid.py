@@ -299,5 +299,25 @@ def grid_divergence(p, q, divergence: str = "kl", *, alpha: float | None = None,
     mixed = torch.where(torch.isnan(mixed), torch.zeros_like(mixed), mixed)
     if kind == "renyi":
         return torch.log(grid.integrate(mixed)) / (alpha - 1)
-    integrand = alpha * torch.exp(lp) + (1 - alpha) * torch.exp(lq) - mixed
-    return grid.integrate(integrand) / (alpha * (1 - alpha))
+    return grid.integrate(_alpha_integrand(lp, lq, alpha, mixed))
+
+
+def _alpha_integrand(lp, lq, alpha, mixed):
+    """[alpha p + (1-alpha) q - p^alpha q^(1-alpha)] / (alpha (1-alpha)) without cancellation.
+
+    For alpha < 1/2, with d = log p - log q, it equals
+    [p - q - q expm1(alpha d) / alpha] / (1 - alpha), which tends to the KL(q || p)
+    integrand as alpha -> 0 instead of dividing a difference of nearly equal numbers by
+    alpha; for alpha >= 1/2 the same with p and q swapped and 1 - alpha (Minka's
+    D_alpha(p || q) = D_{1-alpha}(q || p)). Points where that form is not finite (a
+    density zero) use the direct one.
+    """
+    direct = (alpha * torch.exp(lp) + (1 - alpha) * torch.exp(lq) - mixed) / (alpha * (1 - alpha))
+    if alpha >= 0.5:
+        lp, lq, alpha = lq, lp, 1.0 - alpha
+    t = alpha * (lp - lq)
+    big = t > 30  # expm1(t) = exp(t) to double precision: no cancellation to avoid
+    term = torch.where(big, torch.exp(lq + t.clamp_min(30)) / alpha,
+                       torch.exp(lq) * torch.expm1(t.clamp_max(30)) / alpha)
+    stable = (torch.exp(lp) - torch.exp(lq) - term) / (1 - alpha)
+    return torch.where(torch.isfinite(stable), stable, direct)
