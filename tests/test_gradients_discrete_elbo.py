@@ -324,3 +324,12 @@ def test_generic_pathwise_refuses_a_distribution_without_rsample():
     with pytest.raises(TypeError, match=r"params\[0\] must"):
         distribution_gradients(lambda x: x.sum(-1), torch.distributions.Poisson, ["2"],
                                estimator="score", num_samples=10)
+
+
+def test_generic_pathwise_tells_a_constant_from_a_step():
+    gamma = lambda a, b: torch.distributions.Gamma(a, b)  # noqa: E731
+    kw = {"estimator": "pathwise", "num_samples": 50}
+    g_a, g_b = distribution_gradients(lambda x: 2.0 * torch.ones_like(x[..., 0]), gamma, [2.0, 3.0], **kw)
+    assert bool((g_a == 0).all()) and bool((g_b == 0).all())
+    with pytest.raises(ValueError, match="carries no gradient"):
+        distribution_gradients(lambda x: (x[..., 0] > 0.5).to(x.dtype), gamma, [2.0, 3.0], **kw)

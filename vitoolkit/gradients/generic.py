@@ -21,7 +21,7 @@ from torch.distributions import Distribution
 
 from ..distributions import sample
 from ..validation import as_float_tensor
-from ._checks import check_choice, check_num_samples, evaluate_cost
+from ._checks import check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 
 __all__ = ["distribution_gradients", "GENERIC_ESTIMATORS"]
 
@@ -85,10 +85,19 @@ def distribution_gradients(cost, make_distribution, params, *, estimator: str, n
         if key == "pathwise":
             x = sample(dist, (), generator=generator, rsample=True)
             objective = f_of(x)
+            if not objective.requires_grad:
+                # A constant cost has gradient zero; one that varies without a graph is a step.
+                no_graph_is_constant(objective, (
+                    "the pathwise estimator differentiates the cost, but its output carries no "
+                    "gradient with respect to the sample while its values vary across draws "
+                    "(piecewise constant, or computed outside torch); use estimator='score'"))
         else:
             x = sample(dist, (), generator=generator).detach()
             objective = f_of(x).detach() * dist.log_prob(x)
-        grads = torch.autograd.grad(objective.sum(), copies, allow_unused=True)
+        if objective.requires_grad:
+            grads = torch.autograd.grad(objective.sum(), copies, allow_unused=True)
+        else:
+            grads = (None,) * len(copies)
     out = tuple(torch.zeros_like(c) if g is None else g.detach()
                 for g, c in zip(grads, copies, strict=True))
     for i, g in enumerate(out):
