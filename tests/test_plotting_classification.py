@@ -66,3 +66,78 @@ def test_reliability_and_costs():
     dots = cplot.plot_costs(["fast", "slow"], [0.05, 20.0], ax=axes[1])
     np.testing.assert_allclose(dots.get_offsets()[:, 0], [0.05, 20.0])
     _clean(fig)
+
+
+# -- boundary checks of the shared plotting helpers ------------------------------------
+
+
+def test_covariance_ellipse_refuses_wrong_shapes_and_scales():
+    import matplotlib.pyplot as plt
+
+    from vitoolkit.plotting.fitting import covariance_ellipse
+
+    fig, ax = subplots(1, 1)
+    ell = covariance_ellipse([1.0, 2.0], [[4.0, 0.0], [0.0, 1.0]], n_std=1.5, ax=ax)
+    # Independent route: half-lengths n_std * sqrt(eigenvalue) along the axes.
+    assert ell.width == pytest.approx(2 * 1.5 * 2.0) and ell.height == pytest.approx(3.0)
+    with pytest.raises(ValueError, match=r"shapes \(2,\) and \(2, 2\)"):
+        covariance_ellipse([0.0, 0.0, 0.0], np.eye(3), ax=ax)
+    with pytest.raises(ValueError, match="covariance must have 2 dimension"):
+        covariance_ellipse([0.0, 0.0], [1.0, 1.0], ax=ax)  # was a numpy LinAlgError
+    with pytest.raises(ValueError, match="symmetric"):
+        covariance_ellipse([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]], ax=ax)
+    with pytest.raises(ValueError, match="n_std must be > 0"):
+        covariance_ellipse([0.0, 0.0], np.eye(2), n_std=-1.0, ax=ax)
+    with pytest.raises(TypeError, match="n_std must be a real number"):
+        covariance_ellipse([0.0, 0.0], np.eye(2), n_std=True, ax=ax)
+    plt.close(fig)
+
+
+def test_density_grids_refuse_oversized_and_malformed_requests(monkeypatch):
+    import tracemalloc
+
+    import matplotlib.pyplot as plt
+    import torch
+
+    from vitoolkit.exceptions import ResourceLimitError
+    from vitoolkit.plotting.fitting import plot_density_1d, plot_density_2d
+
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
+    fig, ax = subplots(1, 1)
+    with pytest.raises(ValueError, match="bounds must have lo < hi"):
+        plot_density_1d(normal, (1.0, -1.0), ax=ax)
+    with pytest.raises(TypeError, match="num_points must be an integer"):
+        plot_density_1d(normal, (-1.0, 1.0), num_points=50.0, ax=ax)
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "16M")
+    mvn = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64),
+                                                 torch.eye(2, dtype=torch.float64))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResourceLimitError, match="num_points=200000 would need"):
+            plot_density_2d(mvn, [(-1, 1), (-1, 1)], num_points=200_000, ax=ax)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    with pytest.raises(ValueError, match=r"bounds\[1\] must be a pair"):
+        plot_density_2d(mvn, [(-1, 1), 3.0], ax=ax)
+    plt.close(fig)
+
+
+def test_image_tiling_refuses_truncating_coercions():
+    from vitoolkit.plotting.images import image_shape_of, square_shape, tile_images
+
+    images = np.arange(2 * 6, dtype=float).reshape(2, 6)
+    mosaic = tile_images(images, (2, 3), ncols=2, pad=1)
+    # Independent route: the two 2x3 images side by side with a NaN column between them.
+    np.testing.assert_array_equal(mosaic[:, :3], images[0].reshape(2, 3))
+    np.testing.assert_array_equal(mosaic[:, 4:], images[1].reshape(2, 3))
+    assert np.isnan(mosaic[:, 3]).all()
+    with pytest.raises(TypeError, match="image_shape entries must be an integer"):
+        image_shape_of((2.5, 2.4), 6)  # int() made this (2, 2), then a wrong-size error
+    with pytest.raises(TypeError, match="pad must be an integer"):
+        tile_images(images, (2, 3), pad=0.5)
+    with pytest.raises(ValueError, match="ncols must be an integer >= 1"):
+        tile_images(images, (2, 3), ncols=0)
+    with pytest.raises(TypeError, match="data_dim"):
+        square_shape(16.0)

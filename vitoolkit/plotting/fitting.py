@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Ellipse
 
+from ..validation import as_float_array, check_int, check_memory, check_positive, check_real
 from .style import color, get_ax
 
 __all__ = [
@@ -33,6 +34,16 @@ def _numpy(x):
     return np.asarray(x, dtype=float)
 
 
+def _interval(value, name: str) -> tuple[float, float]:
+    """A pair ``(lo, hi)`` of finite numbers with ``lo < hi``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (lo, hi), got {value!r}")
+    lo, hi = check_real(value[0], f"{name}[0]"), check_real(value[1], f"{name}[1]")
+    if not lo < hi:
+        raise ValueError(f"{name} must have lo < hi, got {value!r}")
+    return lo, hi
+
+
 def _log_prob(dist, points: np.ndarray) -> np.ndarray:
     x = torch.as_tensor(points, dtype=torch.float64)
     with torch.no_grad():
@@ -45,8 +56,11 @@ def plot_density_1d(dist, bounds, *, ax=None, num_points: int = 600, fill: bool 
 
     Returns the ``Line2D`` (and fills under it when ``fill``).
     """
+    lo, hi = _interval(bounds, "bounds")
+    num_points = check_int(num_points, "num_points", minimum=2)
+    check_memory(8 * 4 * num_points, "num_points", num_points, "the density grid")
     ax = get_ax(ax)
-    x = np.linspace(bounds[0], bounds[1], num_points)
+    x = np.linspace(lo, hi, num_points)
     y = np.exp(_log_prob(dist, x))
     (line,) = ax.plot(x, y, **kwargs)
     if fill:
@@ -87,9 +101,16 @@ def plot_fits_1d(target, fits, labels, bounds, *, ax=None, xlabel: str = "x"):
 def plot_density_2d(dist, bounds, *, ax=None, num_points: int = 160, levels: int = 12,
                     cmap: str = "Greys"):
     """Filled contours of a 2-D density over ``bounds = [(x_lo, x_hi), (y_lo, y_hi)]``."""
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise ValueError(f"bounds must be [(x_lo, x_hi), (y_lo, y_hi)], got {bounds!r}")
+    x_bounds, y_bounds = _interval(bounds[0], "bounds[0]"), _interval(bounds[1], "bounds[1]")
+    num_points = check_int(num_points, "num_points", minimum=2)
+    levels = check_int(levels, "levels", minimum=1)
+    # the grid, its points (2 columns) and the densities, float64
+    check_memory(8 * 6 * num_points**2, "num_points", num_points, "the 2-D density grid")
     ax = get_ax(ax)
-    xs = np.linspace(*bounds[0], num_points)
-    ys = np.linspace(*bounds[1], num_points)
+    xs = np.linspace(*x_bounds, num_points)
+    ys = np.linspace(*y_bounds, num_points)
     gx, gy = np.meshgrid(xs, ys, indexing="xy")
     dens = np.exp(_log_prob(dist, np.stack([gx, gy], -1)))
     return ax.contourf(gx, gy, dens, levels=levels, cmap=cmap)
@@ -100,8 +121,15 @@ def covariance_ellipse(loc, covariance, *, n_std: float = 2.0, ax=None, **kwargs
 
     Axes along the covariance's eigenvectors, half-lengths n_std sqrt(eigenvalue).
     """
+    loc = as_float_array(loc, "loc", ndim=1)
+    cov = as_float_array(covariance, "covariance", ndim=2)
+    if loc.shape != (2,) or cov.shape != (2, 2):
+        raise ValueError(f"loc and covariance must have shapes (2,) and (2, 2), got {loc.shape} "
+                         f"and {cov.shape}")
+    if not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-12 * max(1.0, float(np.abs(cov).max()))):
+        raise ValueError("covariance must be symmetric")
+    n_std = check_positive(n_std, "n_std")
     ax = get_ax(ax)
-    loc, cov = _numpy(loc), _numpy(covariance)
     vals, vecs = np.linalg.eigh(cov)
     angle = math.degrees(math.atan2(vecs[1, -1], vecs[0, -1]))
     width, height = 2 * n_std * np.sqrt(np.clip(vals[::-1], 0, None))

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..validation import check_int, check_memory
 from .style import get_ax, to_numpy
 
 __all__ = ["image_shape_of", "square_shape", "tile_images", "plot_image_grid"]
@@ -17,7 +18,8 @@ __all__ = ["image_shape_of", "square_shape", "tile_images", "plot_image_grid"]
 
 def square_shape(data_dim: int) -> tuple[int, int]:
     """(s, s) for data_dim = s^2 (8x8 digits, 16x16 shapes, 28x28 MNIST)."""
-    s = math.isqrt(int(data_dim))
+    data_dim = check_int(data_dim, "data_dim", minimum=1)
+    s = math.isqrt(data_dim)
     if s * s != data_dim:
         raise ValueError(f"data_dim={data_dim} is not a square number of pixels; "
                          "pass image_shape=(H, W)")
@@ -28,7 +30,9 @@ def image_shape_of(image_shape, width: int) -> tuple[int, int]:
     """Validate ``image_shape`` against ``width`` values per image (None: square)."""
     if image_shape is None:
         return square_shape(width)
-    shape = tuple(int(s) for s in tuple(image_shape)[-2:])
+    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
+        raise TypeError(f"image_shape must be a pair (H, W), got {image_shape!r}")
+    shape = tuple(check_int(s, "image_shape entries", minimum=1) for s in tuple(image_shape)[-2:])
     if len(shape) != 2 or shape[0] * shape[1] != width:
         raise ValueError(f"image_shape {tuple(image_shape)} does not match {width} values per image")
     return shape
@@ -51,10 +55,13 @@ def tile_images(images, image_shape=None, ncols: int | None = None, pad: int = 1
     -------
     ndarray of shape (rows (H + pad) - pad, cols (W + pad) - pad)
     """
+    pad = check_int(pad, "pad", minimum=0)
+    if ncols is not None:
+        ncols = check_int(ncols, "ncols", minimum=1)
     a = to_numpy(images).astype(float)
     if a.ndim == 2:
         n = a.shape[0]
-        ncols = ncols or math.ceil(math.sqrt(n))
+        ncols = ncols or max(1, math.ceil(math.sqrt(n)))
         nrows = math.ceil(n / ncols)
         padded = np.full((nrows * ncols, a.shape[1]), fill)
         padded[:n] = a
@@ -63,6 +70,8 @@ def tile_images(images, image_shape=None, ncols: int | None = None, pad: int = 1
         raise ValueError(f"images must have shape (n, H*W) or (rows, cols, H*W), got {a.shape}")
     h, w = image_shape_of(image_shape, a.shape[-1])
     rows, cols = a.shape[:2]
+    check_memory(8 * (rows * (h + pad)) * (cols * (w + pad)), "pad" if pad > max(h, w) else "images",
+                 pad if pad > max(h, w) else a.shape, "the image mosaic")
     out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), fill, dtype=float)
     for r in range(rows):
         for c in range(cols):
