@@ -216,6 +216,13 @@ def _log_weight_chunks(model, x, loc, scale, num_samples=None, *, eps=None, y=No
         yield decode(z, y).log_prob(x) + prior.log_prob(z) - q.log_prob(z).sum(-1)
 
 
+def _tail_size(k: int) -> int:
+    """M + 1 log weights kept per example for the Pareto fit (safe for any Python int k)."""
+    if k < 2**53:
+        return tail_length(k) + 1
+    return 3 * math.isqrt(k) + 2  # ceil(3 sqrt(k)) + 1, without a float overflow
+
+
 class _StreamingEstimate:
     r""":func:`importance_estimate` accumulated over chunks of draws, without keeping them.
 
@@ -238,7 +245,7 @@ class _StreamingEstimate:
     @staticmethod
     def memory(k: int, n: int, itemsize: int) -> int:
         """Bytes held besides one chunk: the tails (twice, while merging) and the sums."""
-        return n * (2 * (tail_length(k) + 1) * itemsize + 32)
+        return n * (2 * _tail_size(k) * itemsize + 32)
 
     def update(self, log_w: torch.Tensor) -> None:
         lw = log_w.detach()
@@ -261,7 +268,7 @@ class _StreamingEstimate:
             stderr = torch.sqrt(var / k)
         else:
             stderr = torch.full_like(value, math.nan)
-        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), self._khat())
+        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), self._khat().to(dtype))
 
     def _khat(self) -> torch.Tensor:
         """Pareto k-hat from the M + 1 largest log weights, as :func:`pareto_khat` computes it."""
@@ -765,7 +772,7 @@ class VAE(_LatentVariableModel):
             parts = []
             # Streaming keeps each example's Pareto tail, 3 sqrt(k) log weights: fewer
             # examples per pass when that tail is long.
-            tail = tail_length(k) + 1
+            tail = _tail_size(k)
             if k * min(batch_size, x.shape[0]) > _STREAM_ELEMENTS:
                 batch_size = max(1, min(batch_size, _STREAM_ELEMENTS // tail))
             what = f"log_likelihood(num_samples={k})"

@@ -1,0 +1,342 @@
+"""vitoolkit.vae at its public boundary: bad paths, devices, schedules, labels, counts and sizes.
+
+Each bad input must be refused with an error naming the argument (or the file and key)
+*before* the model changes; oversized importance-sampling requests are streamed when the
+math allows and refused before allocating when it does not.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from test_vae_model import _linear_gaussian_vae
+
+from vitoolkit.datasets import load_digits
+from vitoolkit.exceptions import ResourceLimitError
+from vitoolkit.vae import VAE, annealing, load_model, save_model, train
+from vitoolkit.vae import model as vae_model
+from vitoolkit.vae.checkpoint import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(binarize=True, split="train")
+    return X[:120], y[:120]
+
+
+def _small(seed=0, **kw):
+    return VAE(64, 2, hidden_dims=(8,), seed=seed, **kw)
+
+
+def _snapshot(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _unchanged(model, before):
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+FIT = dict(epochs=2, batch_size=40, progress=False)
+
+
+# -- checkpoint paths and devices: refused before the first epoch -------------------
+
+
+def test_unwritable_checkpoint_path_is_refused_before_training(digits, tmp_path):
+    X, _ = digits
+    model = _small()
+    before = _snapshot(model)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="checkpoint must be a file path") as err:
+        train(model, X, checkpoint=tmp_path / "folder", **FIT)
+    assert str(tmp_path / "folder") in str(err.value)
+    (tmp_path / "plain").write_text("a file, not a folder")
+    with pytest.raises(NotADirectoryError, match="plain"):
+        train(model, X, checkpoint=tmp_path / "plain" / "c.pt", **FIT)
+    assert _unchanged(model, before)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_checkpoint_folder_is_refused_before_training(digits, tmp_path):
+    X, _ = digits
+    model = _small()
+    before = _snapshot(model)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            train(model, X, checkpoint=folder / "c.pt", **FIT)
+    finally:
+        folder.chmod(0o700)
+    assert _unchanged(model, before)
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:0" if not torch.cuda.is_available() else "cuda:99",
+                                    "mps", "meta"])
+def test_devices_that_cannot_work_here_are_refused(digits, device):
+    if device == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        pytest.skip("MPS is available here")
+    X, _ = digits
+    model = _small()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=rf"device='{device}'"):
+        train(model, X, device=device, **FIT)
+    assert _unchanged(model, before)
+    with pytest.raises(TypeError, match="device must be"):
+        train(model, X, device=3, **FIT)
+
+
+# -- the beta schedule ------------------------------------------------------------------
+
+
+def _bad_after(step, value):
+    def schedule(t):
+        return 1.0 if t < step else value
+    return schedule
+
+
+@pytest.mark.parametrize("value", [-0.5, math.nan, math.inf, "1", None, True])
+def test_bad_beta_schedule_values_name_the_schedule_epoch_and_step(digits, value):
+    X, _ = digits
+    # 120 examples / 40 per batch = 3 steps per epoch: step 4 is in epoch 2.
+    with pytest.raises(ValueError, match=rf"beta schedule .*_bad_after.*schedule returned "
+                                         rf"{value!r}.* at epoch 2, step 4"):
+        train(_small(), X, beta=_bad_after(4, value), **FIT)
+    with pytest.raises(ValueError, match=r"epoch 1, step 0"):
+        train(_small(), X, beta=_bad_after(0, value), **FIT)
+
+
+def test_schedule_constructors_refuse_wrong_kinds():
+    with pytest.raises(TypeError, match="steps must be an integer"):
+        annealing.linear_warmup(10.0)
+    with pytest.raises(TypeError, match="end must be a real number"):
+        annealing.linear_warmup(10, end="1")
+    with pytest.raises(ValueError, match="start must be >= 0"):
+        annealing.cyclical(8, start=-1.0)
+    with pytest.raises(TypeError, match="beta must be a real number"):
+        _small().elbo(torch.zeros(1, 64), beta=True)
+
+
+# -- the caller's tensors ---------------------------------------------------------------
+
+
+def test_training_data_that_requires_grad_gets_no_gradient(digits):
+    X, y = digits
+    data = X.clone().requires_grad_(True)
+    val = X[:30].clone().requires_grad_(True)
+    hist = train(_small(), data, validation=val, **FIT)
+    assert data.grad is None and val.grad is None
+    assert len(hist) == 2 and all(math.isfinite(v) for v in hist.train_elbo)
+    # The same run as with plain data: detaching changes nothing else.
+    ref = train(_small(), X, validation=X[:30], **FIT)
+    assert hist.train_elbo == ref.train_elbo
+    soft = torch.nn.functional.one_hot(y, 10).float().requires_grad_(True)
+    train(_small(conditional_dim=10), X, labels=soft, **FIT)
+    assert soft.grad is None
+
+
+# -- damaged checkpoints ------------------------------------------------------------------
+
+
+def _training_checkpoint(X, path):
+    train(_small(), X, checkpoint=path, **FIT)
+    return load_checkpoint(path)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("model_state", None), ("optimizer_state", "adam"), ("shuffle_state", [1, 2]),
+    ("noise_state", torch.zeros(3)), ("epoch", 1.5), ("step", -1), ("history", []),
+    ("best_value", "high"), ("best_state", 3), ("bad_epochs", True), ("settings", None),
+    ("model_config", "VAE"), ("model_class", 7),
+])
+def test_checkpoint_with_marker_but_wrong_types_names_file_and_key(digits, tmp_path, key, value):
+    X, _ = digits
+    good = _training_checkpoint(X, tmp_path / "good.pt")
+    bad = tmp_path / "bad.pt"
+    for payload in ({**good, key: value}, {k: v for k, v in good.items() if k != key}):
+        save_checkpoint(bad, payload)
+        with pytest.raises(ValueError, match=rf"bad\.pt.*key '{key}'"):
+            train(_small(), X, epochs=3, batch_size=40, checkpoint=bad, resume=True,
+                  progress=False)
+
+
+def test_damaged_saved_model_names_file_and_key(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(_small(), path)
+    good = load_checkpoint(path)
+    cases = {
+        "model_state": {**good, "model_state": {"encoder.0.weight": "not a tensor"}},
+        "model_config": {**good, "model_config": {**good["model_config"], "latent_dim": "2"}},
+    }
+    for key, payload in cases.items():
+        save_checkpoint(path, payload)
+        with pytest.raises(ValueError, match=rf"m\.pt.*key '{key}'"):
+            load_model(path)
+    save_checkpoint(path, {k: v for k, v in good.items() if k != "model_class"})
+    with pytest.raises(ValueError, match=r"m\.pt.*key 'model_class' is missing"):
+        load_model(path)
+    # Right keys and types, wrong content of the optimiser state: still named.
+    ckpt = tmp_path / "c.pt"
+    X, _ = load_digits(binarize=True, split="val")
+    state = _training_checkpoint(X[:80], ckpt)
+    save_checkpoint(ckpt, {**state, "optimizer_state": {"state": {}, "param_groups": [{}]}})
+    with pytest.raises(ValueError, match=r"c\.pt.*key 'optimizer_state'"):
+        train(_small(), X[:80], epochs=3, batch_size=40, checkpoint=ckpt, resume=True,
+              progress=False)
+
+
+def test_a_dead_writers_temporary_file_is_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "m.pt"
+    # A pid that is not running: the writer was killed mid-save.
+    dead = 2**22 + 12345
+    while True:
+        try:
+            os.kill(dead, 0)
+            dead += 1
+        except ProcessLookupError:
+            break
+    stale = tmp_path / f".m.pt.{dead}.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    save_model(_small(), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+def test_num_threads_applies_during_training_and_is_restored(digits):
+    X, _ = digits
+    seen = []
+
+    def recording(step):
+        seen.append(torch.get_num_threads())
+        return 1.0
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # (The first call, step 0, is the up-front check of the schedule.)
+        train(_small(), X, beta=recording, **FIT)
+        assert len(seen) == 7 and set(seen[1:]) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        train(_small(), X, beta=recording, num_threads=None, **FIT)
+        assert set(seen[1:]) == {2} and torch.get_num_threads() == 2
+        for bad, error in ((0, ValueError), (True, TypeError), (1.0, TypeError)):
+            with pytest.raises(error, match="num_threads"):
+                train(_small(), X, num_threads=bad, **FIT)
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- counts and seeds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, error", [(1.5, TypeError), (True, TypeError), ("3", TypeError),
+                                          (-1, ValueError), (2**70, ValueError)])
+def test_seeds_are_checked_not_coerced(digits, value, error):
+    X, _ = digits
+    with pytest.raises(error, match="seed"):
+        VAE(64, 2, seed=value)
+    with pytest.raises(error, match="seed"):
+        train(_small(), X, seed=value, **FIT)
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("epochs", 2.0, TypeError), ("batch_size", True, TypeError), ("batch_size", 0, ValueError),
+    ("lr", "0.1", TypeError), ("lr", 0.0, ValueError), ("free_bits", math.nan, ValueError),
+    ("patience", 1.0, TypeError), ("resume", 1, TypeError), ("progress", "no", TypeError),
+])
+def test_training_counts_and_flags_are_checked(digits, name, value, error):
+    X, _ = digits
+    kw = {**FIT, name: value}
+    with pytest.raises(error, match=name):
+        train(_small(), X, validation=X[:20], **kw)
+
+
+def test_model_methods_check_their_counts():
+    model = _small()
+    x = torch.zeros(3, 64)
+    for call in (lambda k: model.iwae_bound(x, k), lambda k: model.log_likelihood(x, k),
+                 lambda k: model.sample(k)):
+        with pytest.raises(TypeError, match=r"(num_samples|n) must be an integer"):
+            call(2.0)
+        with pytest.raises(TypeError):
+            call(True)
+        with pytest.raises(ValueError, match=r"must be an integer >= 1"):
+            call(0)
+
+
+# -- conditional labels ---------------------------------------------------------------------
+
+
+def test_conditional_labels_must_be_one_hot():
+    model = VAE(64, 2, hidden_dims=(8,), conditional_dim=3)
+    x = torch.zeros(2, 64)
+    good = torch.tensor([[1.0, 0, 0], [0, 0, 1]])
+    assert model.elbo(x, y=good).shape == (2,)
+    assert torch.equal(model.elbo(x, y=torch.tensor([0, 2]), generator=torch.Generator()
+                                  .manual_seed(0)),
+                       model.elbo(x, y=good, generator=torch.Generator().manual_seed(0)))
+    for bad, rows in ((torch.tensor([[0.5, 0.5, 0], [0, 0, 1]]), r"\[0\]"),
+                      (torch.tensor([[1.0, 1, 0], [0, 0, 1]]), r"\[0\]"),
+                      (torch.tensor([[1.0, 0, 0], [0, 0, 0]]), r"\[1\]"),
+                      (torch.tensor([[2.0, -1, 0], [0, 0, 1]]), r"\[0\]")):
+        with pytest.raises(ValueError, match=rf"y must be one-hot .* rows {rows}"):
+            model.elbo(x, y=bad)
+    with pytest.raises(TypeError, match="y must hold integer class labels"):
+        model.elbo(x, y=torch.tensor([True, False]))
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2"):
+        model.elbo(x, y=torch.tensor([0, 3]))
+
+
+# -- importance sampling at any k -------------------------------------------------------------
+
+
+def test_streamed_importance_sampling_equals_the_kept_weights(monkeypatch):
+    """Below the threshold all log weights are kept; above it they are streamed. Same draws,
+    same estimate (value, standard error and Pareto k-hat) up to float rounding."""
+    model, _ = _linear_gaussian_vae(exact_posterior=False)
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(3))
+    k = 3000
+    monkeypatch.setattr(vae_model, "_CHUNK_ELEMENTS", 5 * 6 * 70)  # 70 draws per chunk
+    with torch.no_grad():
+        kept = model.iwae_bound(x, k, generator=torch.Generator().manual_seed(1),
+                                return_diagnostics=True)
+        monkeypatch.setattr(vae_model, "_STREAM_ELEMENTS", 100)
+        streamed = model.iwae_bound(x, k, generator=torch.Generator().manual_seed(1),
+                                    return_diagnostics=True)
+    torch.testing.assert_close(streamed.value, kept.value, rtol=0, atol=2e-5)
+    torch.testing.assert_close(streamed.stderr, kept.stderr, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(streamed.khat, kept.khat, rtol=0, atol=1e-6)
+
+
+def test_streamed_log_likelihood_matches_the_exact_evidence(monkeypatch):
+    """The streamed estimator against the closed-form log p(x) of a linear-Gaussian VAE."""
+    model, marginal = _linear_gaussian_vae(exact_posterior=False)
+    x = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(vae_model, "_STREAM_ELEMENTS", 1000)
+    est = model.log_likelihood(x, 20000, batch_size=3, generator=torch.Generator().manual_seed(2),
+                               return_diagnostics=True)
+    exact = marginal.log_prob(x.double())
+    z = (est.value.double() - exact) / est.stderr.double()
+    assert bool((z.abs() < 5).all()), z
+    assert bool((est.khat < 0.7).all())
+
+
+def test_oversized_importance_requests_are_refused_before_allocating(monkeypatch):
+    model = _small()
+    x = torch.zeros(4, 64)
+    # With a gradient every draw's activations are needed at once: refused, named.
+    with pytest.raises(ResourceLimitError, match=r"num_samples=10000000000 would need .*TiB"):
+        model.iwae_bound(x, 10**10)
+    # Streaming needs only each example's Pareto tail; refuse when even that cannot fit.
+    for k in (10**40, 10**400):
+        with pytest.raises(ResourceLimitError, match=r"num_samples=1000000000000"):
+            model.log_likelihood(x, k)
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1M")
+    with torch.no_grad(), pytest.raises(ResourceLimitError, match="num_samples=10000000000"):
+        model.iwae_bound(x, 10**10)
