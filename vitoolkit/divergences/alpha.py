@@ -41,8 +41,8 @@ because E_s[w] = 1:
   error on the same draws (both are computed; the choice only adds a bias of the order
   of the correlation between a sample mean and its sample variance, O(1/S)), except
   that the self-normalised terms are not chosen when their tail (the Pareto k-hat of w)
-  is heavier than the plain terms' (of w^e) and above 1/4: their fourth moment is then
-  infinite and their small sample standard error may be luck.
+  is clearly heavier than the plain terms' (of w^e; by more than 0.1) and above 1/4:
+  their fourth moment is then infinite and their small sample standard error may be luck.
 
 The Renyi divergence uses the same two estimates of A_alpha.
 """
@@ -70,6 +70,9 @@ ALPHA_ESTIMATORS = ("auto", "plain", "self_normalised")
 #: Tail shape below which the terms' fourth moment is finite, so their sample standard
 #: error is itself a sound estimate (used by ``estimator="auto"``).
 _SE_TRUST_KHAT = 0.25
+#: How much heavier (in k-hat) the self-normalised terms' tail may look before "auto"
+#: distrusts their standard error (k-hat's own sampling error is a few hundredths).
+_KHAT_MARGIN = 0.1
 
 
 def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
@@ -185,7 +188,7 @@ def _choose(forms: _Forms, estimator: str, khat_plain, khat_normalised) -> Estim
     # finite (tail shape k < 1/4). The self-normalised terms contain w as well as w^e,
     # so their tail can be heavier than the plain terms' (0 < e < 1); then their smaller
     # sample standard error may be luck, and they are chosen only if that tail is light.
-    tail_ok = ((khat_normalised <= khat_plain) | (khat_normalised < _SE_TRUST_KHAT)
+    tail_ok = ((khat_normalised <= khat_plain + _KHAT_MARGIN) | (khat_normalised < _SE_TRUST_KHAT)
                | torch.isnan(khat_normalised))
     better = usable & tail_ok & ~(forms.plain_se < forms.normalised_se)
     return Estimate(torch.where(better, forms.normalised, forms.plain),
