@@ -292,3 +292,12 @@ def test_feature_names_are_checked_like_scikit_learn():
     assert list(model.feature_names_in_) == ["a", "b"]
     with pytest.warns(UserWarning, match="feature names"):
         model.predict(X)
+
+
+def test_elbo_from_batches_reads_one_array_as_one_batch():
+    X = blobs(12)
+    model = BayesianGMM(3, random_state=0).fit(X)
+    exact = model.elbo(X)
+    for batches in (X, X.tolist(), [X[:50], X[50:]], (b for b in np.array_split(X, 4))):
+        value, n = model.elbo_from_batches(batches)
+        assert n == len(X) and value == pytest.approx(exact, rel=1e-12)

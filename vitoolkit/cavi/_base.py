@@ -33,6 +33,7 @@ from ..exceptions import ELBODecreaseError, NonFiniteError
 from ..validation import as_float_array, check_int, check_real
 
 __all__ = ["MixtureVI", "as_data", "as_matrix", "check_random_state", "check_tol",
+           "is_one_array",
            "record_step"]
 
 #: scikit-learn's estimator checks these estimators fail on purpose (listed in each class
@@ -118,6 +119,18 @@ def as_matrix(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
                          "are needed")
     check_scale(arr, name)
     return np.ascontiguousarray(arr)
+
+
+def is_one_array(X) -> bool:
+    """True for one data set (an array, a tensor, a DataFrame, a sparse matrix to be refused,
+    or a list/tuple of rows or numbers); False for an iterable of batches."""
+    if hasattr(X, "__array__") or hasattr(X, "__array_interface__") or hasattr(X, "tocsr"):
+        return True
+    if isinstance(X, (str, bytes)):
+        return True  # refused by the validation with a message naming X
+    if isinstance(X, (list, tuple)):
+        return len(X) == 0 or np.ndim(X[0]) <= 1
+    return False
 
 
 def check_scale(X: np.ndarray, name: str = "X") -> None:

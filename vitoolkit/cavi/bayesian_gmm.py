@@ -40,7 +40,7 @@ from ..validation import (
     check_shape,
 )
 from . import _gauss_wishart as gw
-from ._base import MixtureVI, record_step
+from ._base import MixtureVI, is_one_array, record_step
 from ._init import INIT_PARAMS, initial_assignment
 
 __all__ = ["BayesianGMM", "ELBODecreaseError"]
@@ -299,10 +299,14 @@ class BayesianGMM(MixtureVI):
     def elbo_from_batches(self, batches) -> tuple[float, int]:
         """Stream the ELBO over an iterable of arrays (each (m, d)); returns (ELBO, n).
 
+        One array (or a list of rows) is read as a single batch.
+
         Memory is bounded by one batch, so this evaluates fits on data that does not fit in
         memory (e.g. :class:`~vitoolkit.cavi.svi.StochasticBayesianGMM`).
         """
         check_is_fitted(self)
+        if is_one_array(batches):  # one array (or a list of rows) is one batch, not n rows
+            batches = [batches]
         gen = (self._validated(b, "batch") - self.mean_prior_ for b in batches)
         stats = gw.accumulate((c for b in gen for c in gw.chunks_of(b)), self._post)
         return gw.elbo(stats, self._post, self._prior), stats.n

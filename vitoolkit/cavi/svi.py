@@ -27,7 +27,7 @@ import numpy as np
 
 from ..validation import check_int, check_real
 from . import _gauss_wishart as gw
-from ._base import as_data, check_random_state
+from ._base import as_data, check_random_state, is_one_array
 from .bayesian_gmm import BayesianGMM
 
 __all__ = ["StochasticBayesianGMM"]
@@ -255,7 +255,7 @@ class StochasticBayesianGMM(BayesianGMM):
         y : ignored
         """
         self._reset()
-        if not _is_one_array(X):
+        if not is_one_array(X):
             for batch in X:
                 self.partial_fit(batch)
             if not self.__sklearn_is_fitted__():
@@ -263,14 +263,3 @@ class StochasticBayesianGMM(BayesianGMM):
             return self
         return super().fit(X)
 
-
-def _is_one_array(X) -> bool:
-    """True for one data set (an array, a tensor, a DataFrame, a sparse matrix to be refused,
-    or a list/tuple of rows or numbers); False for an iterable of batches."""
-    if hasattr(X, "__array__") or hasattr(X, "__array_interface__") or hasattr(X, "tocsr"):
-        return True
-    if isinstance(X, (str, bytes)):
-        return True  # refused by the validation with a message naming X
-    if isinstance(X, (list, tuple)):
-        return len(X) == 0 or np.ndim(X[0]) <= 1
-    return False
