@@ -430,3 +430,41 @@ def test_figures_in_every_format_are_whole_files_and_a_failed_save_keeps_the_old
     plt.close("all")
     tut.finish()
     assert json.loads((tmp_path / "summary.json").read_text())["figures"] == ["f"]
+
+
+def test_book_folder_is_replaced_whole_and_dead_builds_are_cleaned(tmp_path, monkeypatch):
+    import shutil
+
+    from vitoolkit.course import book
+
+    out = tmp_path / "site"
+    old_site, new_site = tmp_path / "old_html", tmp_path / "new_html"
+    for folder, text in ((old_site, "old"), (new_site, "new")):
+        (folder / "tutorials").mkdir(parents=True)
+        (folder / ".buildinfo").write_text(text)
+        (folder / "tutorials" / "page.html").write_text(text)
+    book._replace_folder(old_site, out)
+    # A copy left by a killed build (its pid no longer runs) is removed by the next one.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".site.{dead}.new.tmp"
+    stale.mkdir()
+    book._check_out(out, "out")  # an earlier book may be replaced
+    # A copy that fails midway leaves the old book in place.
+    real = shutil.copytree
+
+    def fails(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        if src == new_site:  # the top-level call, after the copy is made
+            raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(book.shutil, "copytree", fails)
+    with pytest.raises(OSError, match="No space left"):
+        book._replace_folder(new_site, out)
+    monkeypatch.undo()
+    assert (out / "tutorials" / "page.html").read_text() == "old"
+    assert not list(tmp_path.glob(".site.*"))  # the failed copy was removed
+    book._replace_folder(new_site, out)
+    assert (out / "tutorials" / "page.html").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new_html", "old_html", "site"]
+    assert not stale.exists()

@@ -307,7 +307,11 @@ def _replace_folder(source: Path, out: Path) -> None:
     new = out.with_name(f"{prefix}{os.getpid()}.new.tmp")
     old = out.with_name(f"{prefix}{os.getpid()}.old.tmp")
     shutil.rmtree(new, ignore_errors=True)
-    shutil.copytree(source, new)
+    try:
+        shutil.copytree(source, new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     if out.exists():
         os.replace(out, old)
     os.replace(new, out)
