@@ -195,3 +195,18 @@ def test_predict_checks_dimensions_and_evidence_refuses_large_problems():
         exact_log_evidence(np.zeros(30), 3, 1.0)
     with pytest.raises(ValueError, match="n_components"):
         exact_log_evidence(np.zeros(3), 0, 1.0)
+
+
+def test_exact_evidence_refuses_oversized_chunks_before_allocating():
+    import tracemalloc
+
+    from vitoolkit.exceptions import ResourceLimitError
+
+    tracemalloc.start()
+    with pytest.raises(ResourceLimitError, match="chunk_size=1000000000000 would need"):
+        exact_log_evidence(np.zeros(30), 3, 1.0, max_assignments=3**30, chunk_size=10**12)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20
+    with pytest.raises(ValueError, match="max_assignments must be an integer <="):
+        exact_log_evidence(np.zeros(3), 3, 1.0, max_assignments=2**70)  # K**n past int64

@@ -234,7 +234,9 @@ class BayesianGMM(MixtureVI):
 
     def _prepare(self, X):
         ctx = self._prior_context(X)
-        ctx.passes = gw.design(ctx.Xc, ctx.prior.diag)
+        # the feature blocks of X, cached once per fit; passing the Design itself to
+        # gw.accumulate splits each E-step over threads
+        ctx.passes = gw.design(ctx.Xc, ctx.prior.diag, K=self.n_components)
         return ctx
 
     def _initial_stats(self, X, Xc, prior, random_state):
@@ -255,7 +257,7 @@ class BayesianGMM(MixtureVI):
 
     def _iterate(self, ctx, post, it, steps) -> float:
         prior, check = ctx.prior, self.check_monotonic
-        stats = gw.accumulate(ctx.passes(), post, precomputed=True)
+        stats = gw.accumulate(ctx.passes, post)
         if check:
             record_step(steps, it, "q(Z)", gw.elbo(stats, post, prior), check=True)
         gw.update_weights(post, stats, prior)
@@ -294,7 +296,8 @@ class BayesianGMM(MixtureVI):
         """The full ELBO (nats) of data ``X`` (n, d) under the fitted global factors, with
         q(Z) set to its optimum for ``X``."""
         Xc = self._validated(X) - self.mean_prior_
-        return gw.elbo(gw.accumulate(gw.chunks_of(Xc), self._post), self._post, self._prior)
+        blocks = gw.design(Xc, self._post.diag, budget_bytes=0, K=self.n_components)
+        return gw.elbo(gw.accumulate(blocks, self._post), self._post, self._prior)
 
     def elbo_from_batches(self, batches) -> tuple[float, int]:
         """Stream the ELBO over an iterable of arrays (each (m, d)); returns (ELBO, n).

@@ -35,7 +35,15 @@ from types import SimpleNamespace
 import numpy as np
 from scipy.special import logsumexp, xlogy
 
-from ..validation import as_float_array, check_bool, check_int, check_positive, check_shape
+from .. import expectations as ex
+from ..validation import (
+    as_float_array,
+    check_bool,
+    check_int,
+    check_memory,
+    check_positive,
+    check_shape,
+)
 from ._base import MixtureVI, as_matrix, record_step
 
 __all__ = [
@@ -128,19 +136,27 @@ def unit_variance_elbo(X, resp, means, mean_variances, prior_std) -> float:
     return _elbo(X, resp, means, mean_variances, sigma)
 
 
+def _expected_sq_distances(X, means, variances) -> np.ndarray:
+    """E_q ||x_i - mu_k||^2 = ||x_i||^2 - 2 x_i . m_k + ||m_k||^2 + d s_k^2; shape (n, K)."""
+    d = X.shape[1]
+    return (np.sum(X**2, axis=1)[:, None] - 2.0 * (X @ means.T)
+            + (np.sum(means**2, axis=1) + d * variances)[None, :])
+
+
 def _elbo(X, resp, means, variances, sigma) -> float:
+    """The module docstring's ELBO, its Gaussian terms from :mod:`vitoolkit.expectations`."""
     n, d = X.shape
     K = means.shape[0]
-    sq_m = np.sum(means**2, axis=1)
-    log_p_mu = np.sum(-0.5 * d * math.log(2 * math.pi * sigma**2)
-                      - (sq_m + d * variances) / (2 * sigma**2))
+    s2 = sigma * sigma
+    # E log p(mu_k) = E log N(mu_k | 0, sigma^2 I): precision I / sigma^2
+    log_p_mu = np.sum(ex.expected_gaussian_log_density(
+        -d * math.log(s2), (np.sum(means**2, axis=1) + d * variances) / s2, d))
     log_p_c = -n * math.log(K)
-    nk = resp.sum(axis=0)
-    cross = np.sum((resp.T @ X) * means)  # sum_ik phi_ik x_i . m_k
-    log_lik = (-0.5 * d * _LOG_2PI * n - 0.5 * np.sum(resp.sum(axis=1) * np.sum(X**2, axis=1))
-               + cross - 0.5 * np.sum(nk * (sq_m + d * variances)))
+    # E log p(x_i | c_i = k, mu) = E log N(x_i | mu_k, I), weighted by phi_ik
+    log_lik = np.sum(resp * ex.expected_gaussian_log_density(
+        0.0, _expected_sq_distances(X, means, variances), d))
     ent_c = -np.sum(xlogy(resp, resp))
-    ent_mu = np.sum(0.5 * d * (np.log(2 * math.pi * variances) + 1.0))
+    ent_mu = np.sum(ex.gaussian_entropy(d * np.log(variances), d))  # H[N(m_k, s_k^2 I)]
     return float(log_p_mu + log_p_c + log_lik + ent_c + ent_mu)
 
 
@@ -332,13 +348,12 @@ class UnitVarianceGMM(MixtureVI):
         return super().predict_proba(X)
 
     def _score_samples(self, X) -> np.ndarray:
-        # log of the plug-in density sum_k 1/K N(x; m_k, (1 + s_k^2) I), the model's
-        # predictive with each q(mu_k) integrated out (a Gaussian convolution).
+        # log sum_k 1/K N(x; m_k, (1 + s_k^2) I): the model's predictive with each q(mu_k)
+        # integrated out (a Gaussian convolution)
         d = X.shape[1]
         var = 1.0 + self.mean_variances_
-        sq = (np.sum(X**2, axis=1)[:, None] - 2 * X @ self.means_.T
-              + np.sum(self.means_**2, axis=1)[None, :])
-        log_n = -0.5 * (d * np.log(2 * math.pi * var)[None, :] + sq / var[None, :])
+        sq = _expected_sq_distances(X, self.means_, np.zeros_like(var))  # ||x - m_k||^2
+        log_n = ex.expected_gaussian_log_density(-d * np.log(var)[None, :], sq / var[None, :], d)
         return logsumexp(log_n, axis=1) - math.log(self.n_components)
 
     def elbo(self, X) -> float:
@@ -370,13 +385,15 @@ def exact_log_evidence(X, n_components, prior_std, *, max_assignments=2**20,
     prior_std : float
     max_assignments : int, default=2**20
         Refuse when K^n exceeds this (the cost is K^n n K operations).
-    chunk_size : int
-        Assignments evaluated at once (bounds memory).
+    chunk_size : int, default=2**14
+        Assignments evaluated at once (bounds memory, about chunk_size n (8 + 9 K) bytes;
+        refused before allocating beyond :func:`vitoolkit.validation.memory_limit`).
     """
     X = as_matrix(X)
     K = check_int(n_components, "n_components", minimum=1)
     sigma = _check_prior_std(prior_std)
-    limit = check_int(max_assignments, "max_assignments", minimum=1)
+    # assignments are numbered in int64: K**n must stay below 2**62
+    limit = check_int(max_assignments, "max_assignments", minimum=1, maximum=2**62)
     chunk = check_int(chunk_size, "chunk_size", minimum=1)
     n, d = X.shape
     if n * math.log(K) > math.log(limit):
@@ -385,6 +402,10 @@ def exact_log_evidence(X, n_components, prior_std, *, max_assignments=2**20,
             f"max_assignments={limit}; use fewer points or components, or raise max_assignments"
         )
     total = K**n
+    rows = min(chunk, total)
+    # labels (A, n) int64, the one-hot (A, n, K) float64 and its boolean temporary
+    check_memory(rows * n * (8 + 9 * K), "chunk_size", chunk,
+                 f"the one-hot assignments of {rows} assignments of {n} points")
     s2 = sigma**2
     sq = np.sum(X**2, axis=1)
     powers = K ** np.arange(n)
