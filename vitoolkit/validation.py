@@ -199,18 +199,19 @@ def as_float_array(value, name: str, *, ndim: int | Iterable[int] | None = None,
                         f"(got {type(value).__name__}); convert with .toarray()")
     if type(value).__module__.startswith("torch"):
         value = value.detach().cpu().numpy()
-    if isinstance(value, (str, bytes)):
+    if value is None or isinstance(value, (str, bytes)):
         raise _kind_error(value, name, "an array of real numbers")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of real numbers: {err}") from None
     if arr.dtype == object:
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
+        # Only genuine real numbers may be converted: astype would turn None into NaN
+        # and True into 1.0 silently.
+        if not all(isinstance(v, numbers.Real) and not _is_bool(v) for v in arr.reshape(-1)):
             raise TypeError(f"{name} must be an array of real numbers, got entries of "
                             f"mixed or non-numeric type") from None
+        arr = arr.astype(np.float64)
     if arr.dtype.kind == "b":
         raise TypeError(f"{name} must hold real numbers, got a boolean array")
     if arr.dtype.kind == "c":
