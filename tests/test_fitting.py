@@ -461,3 +461,226 @@ def test_moving_grid_avoids_the_fixed_grid_spurious_minimum_of_reverse_kl():
     # a q far wider than the grid keeps only a sliver of its mass on it: the fixed-grid
     # objective then drops below the true minimum, a minimum that does not exist
     assert float(fixed.loss(q).detach()) < minimum < exact
+
+
+# --------------------------------------------------------------- one core, one warning class
+def test_one_convergence_warning_and_non_finite_error_class():
+    import sklearn.exceptions
+
+    import vitoolkit.exceptions as exc
+    import vitoolkit.fitting as fitting
+    from vitoolkit.fitting import gaussian_fit, optimise
+
+    assert ConvergenceWarning is exc.ConvergenceWarning
+    assert fitting.ConvergenceWarning is optimise.ConvergenceWarning is gaussian_fit.ConvergenceWarning
+    assert issubclass(ConvergenceWarning, sklearn.exceptions.ConvergenceWarning)
+    assert issubclass(NonFiniteTargetError, exc.NonFiniteError)
+    assert issubclass(NonFiniteTargetError, ValueError)
+    assert UnreliableEstimateWarning is exc.UnreliableEstimateWarning
+
+
+def test_importing_fitting_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = "import sys, vitoolkit.fitting; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sigma_points_give_the_weighted_sum_of_any_gaussian_log_density(gen):
+    from vitoolkit.fitting.objectives import sigma_points
+
+    x = torch.randn(500, 3, generator=gen, dtype=F64) * torch.tensor([1.0, 3.0, 0.5], dtype=F64)
+    w = torch.rand(500, generator=gen, dtype=F64) * 2.7
+    nodes, weights = sigma_points(x, w)
+    assert nodes.shape == (6, 3) and float(weights.sum()) == pytest.approx(float(w.sum()), rel=1e-14)
+    for _ in range(3):
+        a = torch.randn(3, 3, generator=gen, dtype=F64)
+        q = MultivariateNormal(torch.randn(3, generator=gen, dtype=F64),
+                               covariance_matrix=a @ a.mT + 0.1 * torch.eye(3, dtype=F64))
+        direct = (w * q.log_prob(x)).sum()
+        assert float((weights * q.log_prob(nodes)).sum()) == pytest.approx(float(direct), rel=1e-12)
+    # points on a line: the identity still holds (any factor of the covariance will do)
+    line = torch.stack([torch.arange(5.0, dtype=F64)] * 2, -1)
+    nodes, weights = sigma_points(line, torch.ones(5, dtype=F64))
+    direct = q.log_prob(torch.cat([line, torch.zeros(5, 1, dtype=F64)], -1)).sum()
+    padded = torch.cat([nodes, torch.zeros(nodes.shape[0], 1, dtype=F64)], -1)
+    assert float((weights * q.log_prob(padded)).sum()) == pytest.approx(float(direct), rel=1e-10)
+    # a covariance without a Cholesky factor (one point) keeps the points themselves
+    one = torch.tensor([[1.0, 2.0, 3.0]], dtype=F64)
+    same, same_w = sigma_points(one, torch.tensor([2.0], dtype=F64))
+    assert torch.equal(same, one) and torch.equal(same_w, torch.tensor([2.0], dtype=F64))
+
+
+def test_quadrature_log_weights_are_the_core_grid_rule(gen):
+    from vitoolkit.divergences import make_grid
+    from vitoolkit.fitting.objectives import trapezoid_log_weights
+
+    grid = make_grid([(-2.0, 3.0), (-1.0, 4.0)], 37)
+    values = torch.rand(grid.shape, generator=gen, dtype=F64)
+    by_weights = (trapezoid_log_weights(grid).exp() * values.reshape(-1)).sum()
+    assert float(by_weights) == pytest.approx(float(grid.integrate(values)), rel=1e-13)
+    # and the rule itself: h/2 at the ends, h inside, a product across axes
+    h0, h1 = 5.0 / 36, 5.0 / 36
+    w = trapezoid_log_weights(grid).exp().reshape(grid.shape)
+    assert float(w[0, 0]) == pytest.approx(h0 * h1 / 4, rel=1e-12)
+    assert float(w[5, 7]) == pytest.approx(h0 * h1, rel=1e-12)
+
+
+# --------------------------------------------------------------- registry and settings
+def test_every_registered_route_recovers_a_gaussian_target():
+    from vitoolkit.fitting import OBJECTIVES
+
+    p = correlated_gaussian(0.6, (1.2, 0.8), (0.5, -1.0))
+    cov = p.covariance_matrix
+    proposal = _gaussian(4.0 * torch.eye(2))
+    assert set(OBJECTIVES) == {("reverse", "quadrature"), ("reverse", "stochastic"),
+                               ("alpha", "quadrature"), ("alpha", "stochastic"),
+                               ("forward", "quadrature"), ("forward", "samples"),
+                               ("forward", "snis"), ("forward", "moments")}
+    n = 40_000
+    for divergence, method in OBJECTIVES:
+        alpha = 0.5 if divergence == "alpha" else None
+        fit = fit_gaussian(p, divergence, alpha=alpha, method=method, num_samples=n,
+                           proposal=proposal if method == "snis" else None, value_samples=0)
+        assert fit.method == method
+        if method in ("samples", "snis"):
+            ess = n if method == "samples" else fit.ess
+            se = torch.diagonal(cov).sqrt() / math.sqrt(ess)
+            assert_mc_close(fit.loc, p.loc, se)
+            assert_mc_close(torch.diagonal(fit.covariance), torch.diagonal(cov),
+                            torch.diagonal(cov) * math.sqrt(2 / ess))
+        else:
+            torch.testing.assert_close(fit.loc, p.loc, rtol=0, atol=1e-7)
+            torch.testing.assert_close(fit.covariance, cov, rtol=1e-6, atol=1e-7)
+
+
+def test_an_unregistered_pair_lists_the_registered_ones():
+    from vitoolkit.fitting.routes import objective_for
+
+    with pytest.raises(ValueError, match=r"Registered \(divergence, method\) pairs: .*'forward', "
+                                         r"'moments'"):
+        fit_gaussian(correlated_gaussian(0.5), "reverse", method="samples")
+    with pytest.raises(ValueError, match="does not apply"):
+        objective_for("alpha", "moments")
+
+
+def test_settings_are_grouped_typed_and_resolved():
+    from vitoolkit.fitting.settings import build_settings
+
+    base = dict(alpha=None, family="full", method="auto", init=None, n_init=2, proposal=None,
+                num_samples=None, bounds=None, num_points=None, optimizer="lbfgs", steps=None,
+                lr=None, tol=1e-12, resample=True, value_samples=100, generator=None, seed=3)
+    s = build_settings(Banana(), "reverse", **base)
+    assert (s.kind, s.method) == ("reverse", "quadrature")
+    assert (s.optimiser.name, s.optimiser.steps, s.optimiser.lr) == ("lbfgs", 200, None)
+    assert s.grid.used and s.grid.bounds == tuple(Banana().quadrature_bounds)
+    assert s.grid.num_points == 101 and s.starts.n_init == 2 and s.starts.inits is None
+    s = build_settings(_gaussian(SIGMA_3D), "alpha", **{**base, "alpha": 0.3,
+                                                       "optimizer": "adam"})
+    assert (s.method, s.optimiser.steps, s.sampling.num_samples) == ("stochastic", 3000, 2048)
+    assert not s.grid.used and s.grid.spec is None
+    s = build_settings(bimodal_1d(), "alpha", **{**base, "alpha": 1, "init": {"loc": 1.0}})
+    assert (s.divergence, s.kind, s.method) == ("alpha", "forward", "moments")
+    assert s.starts.inits[0].loc.shape == (1,) and s.sampling.num_samples == 20_000
+
+
+def test_reference_moments_are_not_computed_when_init_and_bounds_are_given(monkeypatch):
+    import vitoolkit.fitting.settings as settings_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("reference_moments called although init and bounds were given")
+
+    monkeypatch.setattr(settings_module, "reference_moments", refuse)
+    p = bimodal_1d(6.0)
+    fit = fit_gaussian(p, "reverse", init={"loc": 2.0, "scale": 1.0}, bounds=[(-12.0, 12.0)])
+    assert abs(float(fit.loc) - 3.0) < 0.1
+    fit = fit_gaussian(p, "forward", method="quadrature", init={"loc": 0.0, "scale": 3.0},
+                       bounds=[(-12.0, 12.0)])
+    assert float(fit.covariance) == pytest.approx(1 + 9, rel=1e-6)
+    with pytest.raises(AssertionError, match="reference_moments called"):
+        fit_gaussian(p, "reverse")  # random starts need it
+
+
+# --------------------------------------------------------------- the boundary (issue 12)
+@pytest.mark.parametrize("kwargs,err,name", [
+    (dict(tol=True), TypeError, "tol"),
+    (dict(tol=-1.0), ValueError, "tol"),
+    (dict(tol="1e-9"), TypeError, "tol"),
+    (dict(steps=True), TypeError, "steps"),
+    (dict(steps=10.0), TypeError, "steps"),
+    (dict(steps=0), ValueError, "steps"),
+    (dict(seed=1.5), TypeError, "seed"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(seed=2**70), ValueError, "seed"),
+    (dict(n_init=2.0), TypeError, "n_init"),
+    (dict(num_samples="2048", method="stochastic"), TypeError, "num_samples"),
+    (dict(num_points=100.0), TypeError, "num_points"),
+    (dict(num_points=2), ValueError, "num_points"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(lr="0.1"), TypeError, "lr"),
+    (dict(resample=1), TypeError, "resample"),
+    (dict(value_samples=1), ValueError, "value_samples"),
+    (dict(value_samples=-5), ValueError, "value_samples"),
+    (dict(generator=0), TypeError, "generator"),
+    (dict(optimizer="sgd"), ValueError, "optimizer"),
+    (dict(bounds=[(-5.0, 5.0)]), ValueError, "bounds"),
+    (dict(bounds=[(-5.0, 5.0), (True, 5.0)]), TypeError, "bounds"),
+    (dict(bounds=[(-5.0, 5.0), (5.0, -5.0)]), ValueError, "bounds"),
+    (dict(bounds=[(-5.0, 5.0), (float("nan"), 5.0)]), ValueError, "bounds"),
+    (dict(init={"loc": [[0.0, 0.0]]}), ValueError, "init\\['loc'\\]"),
+    (dict(init={"loc": [0.0, 0.0], "scale": [[1.0, 1.0]]}), ValueError, "init\\['scale'\\]"),
+    (dict(init={"loc": ["0", "0"]}), TypeError, "init\\['loc'\\]"),
+    (dict(init={"loc": [0.0, float("inf")]}), ValueError, "init\\['loc'\\]"),
+    (dict(init={"loc": [0.0, 0.0], "scale": 1.0, "covariance": torch.eye(2)}), ValueError,
+     "init"),
+    (dict(init=[{"loc": [0.0, 0.0]}, {"loc": [0.0]}]), ValueError, "init\\[1\\]\\['loc'\\]"),
+    (dict(init="centre"), TypeError, "init"),
+    (dict(init=[]), ValueError, "init"),
+    (dict(init={"loc": [0.0, 0.0], "covariance": [[1.0, 0.9], [0.0, 1.0]]}), ValueError,
+     "symmetric"),
+    (dict(init={"loc": [0.0, 0.0], "covariance": [[1.0, 2.0], [2.0, 1.0]]}), ValueError,
+     "positive definite"),
+])
+def test_fit_gaussian_refuses_bad_values_naming_the_argument(kwargs, err, name):
+    with pytest.raises(err, match=name):
+        fit_gaussian(correlated_gaussian(0.5), "reverse", **kwargs)
+
+
+def test_oversized_requests_are_refused_before_allocating(monkeypatch):
+    import resource
+
+    from vitoolkit.exceptions import ResourceLimitError
+
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1G")
+    p = correlated_gaussian(0.5)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ResourceLimitError, match="num_samples=1000000000000"):
+        fit_gaussian(p, "reverse", method="stochastic", num_samples=10**12)
+    with pytest.raises(ResourceLimitError, match="num_points=200000"):
+        fit_gaussian(p, "forward", method="quadrature", num_points=200_000)
+    with pytest.raises(ResourceLimitError, match="value_samples"):
+        fit_gaussian(p, "reverse", value_samples=10**11)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 100_000  # nothing near the requested terabytes was touched
+
+
+def test_fit_alpha_sweep_checks_its_alphas():
+    with pytest.raises(TypeError, match=r"alphas\[1\]"):
+        fit_alpha_sweep(correlated_gaussian(0.5), [0.5, "1"])
+    with pytest.raises(TypeError, match="alphas"):
+        fit_alpha_sweep(correlated_gaussian(0.5), 0.5)
+    with pytest.raises(TypeError, match="warm_start"):
+        fit_alpha_sweep(correlated_gaussian(0.5), [0.5], warm_start="yes")
+    with pytest.raises(TypeError, match="sets alpha itself"):
+        fit_alpha_sweep(correlated_gaussian(0.5), [0.5], alpha=0.3)
+
+
+def test_scalar_event_targets_take_scalar_or_length_one_inits_only():
+    p = bimodal_1d(6.0)
+    a = fit_gaussian(p, "reverse", init={"loc": 2.0, "scale": 1.0}, value_samples=0)
+    b = fit_gaussian(p, "reverse", init={"loc": [2.0], "scale": [1.0]}, value_samples=0)
+    assert float(a.loc) == float(b.loc)
+    with pytest.raises(ValueError, match=r"init\['loc'\] must have shape \(\) or \(1,\)"):
+        fit_gaussian(p, "reverse", init={"loc": [[2.0]]})

@@ -172,3 +172,23 @@ def test_tutorial_03_quick_run(tutorial_run):
                                                             rel=1e-6)
     assert numbers["bishop_forward_var_x1"] == pytest.approx(numbers["bishop_closed_form_forward_var_x1"],
                                                             rel=1e-6)
+
+
+@pytest.mark.parametrize("bad,err,name", [
+    (lambda: bimodal_1d("4"), TypeError, "separation"),
+    (lambda: bimodal_1d(4.0, scale=True), TypeError, "scale"),
+    (lambda: bimodal_1d(4.0, weights=[[0.5, 0.5]]), ValueError, "weights"),
+    (lambda: correlated_gaussian(0.5, scales=(1.0, 1.0, 1.0)), ValueError, "scales"),
+    (lambda: correlated_gaussian(0.5, loc=[[0.0, 0.0]]), ValueError, "loc"),
+    (lambda: correlated_gaussian(float("nan")), ValueError, "rho"),
+    (lambda: mixture_2d(2.0), TypeError, "n_modes"),
+    (lambda: mixture_2d(locs=[[0.0, 0.0, 0.0]]), ValueError, "locs"),
+    (lambda: mixture_2d(2, weights=[1.0, 1.0, 1.0]), ValueError, "weights"),
+    (lambda: Banana(curvature="0.5"), TypeError, "curvature"),
+    (lambda: Banana(scales=[1.0]), ValueError, "scales"),
+    (lambda: Ring(radius=float("inf")), ValueError, "radius"),
+    (lambda: target_moments("p"), TypeError, "target"),
+])
+def test_targets_name_the_bad_argument(bad, err, name):
+    with pytest.raises(err, match=name):
+        bad()

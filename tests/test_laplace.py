@@ -136,3 +136,44 @@ def test_log_evidence_formula():
     expected = (fit.log_prob_at_mode + 0.5 * math.log(2 * math.pi)
                 - 0.5 * math.log(float(fit.hessian[0, 0])))
     assert fit.log_evidence == pytest.approx(expected, rel=1e-12)
+
+
+class _NanAway(Distribution):
+    """N(0, 1) near the origin, NaN beyond |w| > 3: a broken log density."""
+
+    arg_constraints = {}
+    support = constraints.real_vector
+
+    def __init__(self):
+        super().__init__(torch.Size(), torch.Size((1,)), validate_args=False)
+
+    def log_prob(self, value):
+        lp = -0.5 * value[..., 0] ** 2
+        return torch.where(value[..., 0].abs() > 3, torch.full_like(lp, math.nan), lp)
+
+
+@pytest.mark.parametrize("kwargs,err,name", [
+    (dict(init=np.zeros((1, 1))), ValueError, "init"),
+    (dict(init=["0"]), TypeError, "init"),
+    (dict(init=[math.inf]), ValueError, "init"),
+    (dict(gtol=True), TypeError, "gtol"),
+    (dict(gtol=0.0), ValueError, "gtol"),
+    (dict(max_iter=5.0), TypeError, "max_iter"),
+    (dict(max_iter=0), ValueError, "max_iter"),
+    (dict(hessian="exact"), TypeError, "hessian"),
+])
+def test_laplace_refuses_bad_values_naming_the_argument(kwargs, err, name):
+    with pytest.raises(err, match=name):
+        laplace_approximation(_posterior_1d(20, 0), **kwargs)
+
+
+def test_laplace_reports_a_non_finite_log_density():
+    from vitoolkit.exceptions import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="log_prob"):
+        laplace_approximation(_NanAway(), init=[5.0])
+    post = _posterior_1d(20, 0)
+    with pytest.raises(NonFiniteError, match="Hessian"):
+        laplace_approximation(post, hessian=lambda w: torch.full((1, 1), math.nan, dtype=F64))
+    with pytest.raises(ValueError, match=r"hessian\(w\) must return shape \(1, 1\)"):
+        laplace_approximation(post, hessian=lambda w: torch.ones(2, 2, dtype=F64))

@@ -102,7 +102,7 @@ def test_design_matrix_and_intercept():
     (dict(X=np.ones((5, 2)), y=np.ones(4)), "y must have shape"),
     (dict(X=np.ones((5, 2)), y=np.full(5, 2)), "labels 0 and 1"),
     (dict(X=np.ones((5, 2)), y=np.ones(5), prior_std=0.0), "prior_std"),
-    (dict(X=np.full((5, 2), np.nan), y=np.ones(5)), "finite"),
+    (dict(X=np.full((5, 2), np.nan), y=np.ones(5)), "X contains 10 NaN or inf"),
 ])
 def test_invalid_arguments_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -249,3 +249,53 @@ def test_toy_data_is_seeded_and_correlated():
         make_toy_data(10, correlation=1.0)
     with pytest.raises(ValueError, match="n must be"):
         make_toy_data(1)
+
+
+@pytest.mark.parametrize("bad,err,name", [
+    (dict(prior_std="1"), TypeError, "prior_std"),
+    (dict(prior_std=True), TypeError, "prior_std"),
+    (dict(fit_intercept=1), TypeError, "fit_intercept"),
+    (dict(X=[["a", "b"]] * 5), TypeError, "X"),
+    (dict(X=np.ones((5, 2)) + 1j), TypeError, "X"),
+    (dict(y=np.ones((5, 1))), ValueError, "y must have shape"),
+])
+def test_posterior_refuses_bad_values_naming_the_argument(bad, err, name):
+    args = {"X": np.ones((5, 2)), "y": np.array([0, 1, 0, 1, 1]), **bad}
+    with pytest.raises(err, match=name):
+        LogisticPosterior(**args)
+
+
+def test_boolean_labels_are_labels():
+    X = np.ones((4, 2))
+    a = LogisticPosterior(X, np.array([True, False, True, True]))
+    b = LogisticPosterior(X, np.array([1, 0, 1, 1]))
+    assert torch.equal(a.labels, b.labels)
+
+
+def test_predictions_and_toy_data_refuse_bad_values(monkeypatch):
+    from vitoolkit.exceptions import ResourceLimitError
+
+    X, y = _data(d=2)
+    post = LogisticPosterior(X, y)
+    q = MultivariateNormal(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))
+    with pytest.raises(TypeError, match="num_samples"):
+        predictive(post, X, q, num_samples=100.0)
+    with pytest.raises(TypeError, match="generator"):
+        predictive(post, X, q, generator=1)
+    with pytest.raises(TypeError, match="posterior"):
+        predictive(q, X, q)
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1G")
+    with pytest.raises(ResourceLimitError, match="num_samples=10000000000"):
+        predictive(post, X, q, num_samples=10**10)
+    with pytest.raises(ResourceLimitError, match="n=10000000000"):
+        make_toy_data(10**10)
+    with pytest.raises(TypeError, match="n must be"):
+        make_toy_data(10.0)
+    with pytest.raises(ValueError, match="weights"):
+        make_toy_data(10, weights=[[1.0, 2.0]])
+    with pytest.raises(ValueError, match="covariance"):
+        probit_predictive(post.design, torch.zeros(3, dtype=F64), torch.eye(2, dtype=F64))
+    with pytest.raises(ValueError, match="loc"):
+        post.box(torch.zeros(2, dtype=F64), 1.0)
+    with pytest.raises(TypeError, match="tol"):
+        sklearn_map(post, tol="small")

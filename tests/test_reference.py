@@ -98,3 +98,35 @@ def test_nuts_validates_its_arguments(toy):
         nuts_reference(post, num_samples=10, precondition=(torch.zeros(3), torch.eye(3)))
     with pytest.raises(TypeError, match="torch.distributions"):
         nuts_reference(object(), num_samples=10)
+
+
+def test_grid_reference_refuses_bad_values_and_oversized_grids(monkeypatch):
+    from vitoolkit.exceptions import NonFiniteError, ResourceLimitError
+    from vitoolkit.fitting.logistic import LogisticPosterior
+
+    target = MultivariateNormal(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64))
+    box = [(-6.0, 6.0), (-6.0, 6.0)]
+    with pytest.raises(TypeError, match="num_points"):
+        grid_reference(target, box, num_points=101.0)
+    with pytest.raises(TypeError, match=r"bounds\[0\]\[1\]"):
+        grid_reference(target, [(-6.0, "6"), (-6.0, 6.0)])
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1G")
+    with pytest.raises(ResourceLimitError, match="num_points=200000"):
+        grid_reference(target, box, num_points=200_000)
+    broken = LogisticPosterior(torch.ones(4, 2, dtype=F64), torch.tensor([0.0, 1.0, 0.0, 1.0]),
+                               fit_intercept=False)
+    broken.labels = torch.full((4,), math.nan, dtype=F64)
+    with pytest.raises(NonFiniteError, match="NaN or \\+inf"):
+        grid_reference(broken, box, num_points=11)
+
+
+def test_nuts_refuses_bad_values_before_sampling(toy):
+    post, lap, _ = toy
+    with pytest.raises(TypeError, match="seed"):
+        nuts_reference(post, num_samples=10, seed=1.0)
+    with pytest.raises(TypeError, match="num_chains"):
+        nuts_reference(post, num_samples=10, num_chains=True)
+    with pytest.raises(ValueError, match="init"):
+        nuts_reference(post, num_samples=10, init=torch.zeros(1, 2, dtype=F64))
+    with pytest.raises(TypeError, match="precondition"):
+        nuts_reference(post, num_samples=10, precondition=lap.loc)

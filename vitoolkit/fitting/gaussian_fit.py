@@ -29,6 +29,9 @@ method          route                                              divergences
 "auto" is: reverse and alpha -> quadrature in 1-D/2-D, else stochastic;
 forward -> snis if a proposal is given, else moments if known exactly, else
 quadrature in 1-D/2-D, else samples if the target can sample, else an error.
+Each (divergence, method) pair of the table is one entry of the registry
+:data:`vitoolkit.fitting.routes.OBJECTIVES`; the keyword arguments are checked and
+grouped into typed settings by :mod:`vitoolkit.fitting.settings`.
 """
 
 from __future__ import annotations

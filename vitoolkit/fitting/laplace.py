@@ -25,9 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.distributions import Distribution, MultivariateNormal
+from torch.distributions import MultivariateNormal
 
 from .. import exceptions
+from ..validation import as_float_tensor, check_int, check_positive
+from ._checks import as_vector, check_target
+from .objectives import NonFiniteTargetError
 from .optimise import one_thread
 
 __all__ = ["LaplaceFit", "laplace_approximation"]
@@ -68,17 +71,6 @@ class LaplaceFit:
         return torch.diagonal(self.covariance).sqrt()
 
 
-def _dimension(target) -> int:
-    if not isinstance(target, Distribution):
-        raise TypeError(f"target must be a torch.distributions.Distribution, got "
-                        f"{type(target).__name__}")
-    event = tuple(target.event_shape)
-    if tuple(target.batch_shape) != () or len(event) != 1:
-        raise ValueError(f"target must be unbatched with event shape (D,), got batch_shape "
-                         f"{tuple(target.batch_shape)} and event_shape {event}")
-    return event[0]
-
-
 def laplace_approximation(target, *, init=None, hessian=None, gtol: float = 1e-8,
                           max_iter: int = 200) -> LaplaceFit:
     """Fit the Laplace approximation of ``target`` (see the module docstring).
@@ -109,18 +101,28 @@ def laplace_approximation(target, *, init=None, hessian=None, gtol: float = 1e-8
 
     Raises
     ------
+    TypeError
+        ``target`` is not a torch distribution, ``hessian`` not callable, a count or
+        tolerance of the wrong kind.
     ValueError
         The curvature at the mode is not positive definite (no Gaussian matches it: the
-        mode is a saddle or the density is flat in some direction), or ``log_prob`` is not
-        finite at ``init``.
+        mode is a saddle or the density is flat in some direction), ``init`` of the wrong
+        shape, or a non-positive ``gtol``.
+    NonFiniteTargetError
+        ``log_prob`` (or its gradient or Hessian) is NaN or infinite at ``init`` or at a
+        point of the search.
     """
+    d = check_target(target, "target", vector_event=True)
+    x0 = (np.zeros(d) if init is None else
+          as_vector(init, "init", d).numpy().astype(float, copy=True))
+    if hessian is not None and not callable(hessian):
+        raise TypeError(f"hessian must be a callable w -> (D, D) tensor or None, got "
+                        f"{type(hessian).__name__}")
+    gtol = check_positive(gtol, "gtol")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     from scipy.optimize import minimize
 
     start = time.perf_counter()
-    d = _dimension(target)
-    x0 = np.zeros(d) if init is None else np.asarray(torch.as_tensor(init, dtype=_F64), dtype=float)
-    if x0.shape != (d,):
-        raise ValueError(f"init must have shape ({d},), got {x0.shape}")
 
     def negative_log_p(w):
         return -target.log_prob(w)
@@ -129,18 +131,34 @@ def laplace_approximation(target, *, init=None, hessian=None, gtol: float = 1e-8
         w = torch.tensor(x, dtype=_F64, requires_grad=True)
         value = negative_log_p(w)
         (grad,) = torch.autograd.grad(value, w)
-        return float(value.detach()), grad.numpy()
+        value = float(value.detach())
+        # log p = -inf is allowed (the trust region shrinks away from it); NaN, log p = +inf
+        # and a non-finite gradient at a finite value are not
+        bad_grad = math.isfinite(value) and not bool(torch.isfinite(grad).all())
+        if math.isnan(value) or value == -math.inf or bad_grad:
+            raise NonFiniteTargetError(
+                f"target ({type(target).__name__}).log_prob returned {-value} with gradient "
+                f"{grad.tolist()} at w={list(x)} during the Laplace mode search")
+        return value, grad.numpy()
 
     def hess(x):
         w = torch.tensor(x, dtype=_F64)
         if hessian is not None:
-            return torch.as_tensor(hessian(w), dtype=_F64).detach().numpy()
-        return torch.autograd.functional.hessian(negative_log_p, w, vectorize=True).numpy()
+            h = as_float_tensor(hessian(w), "hessian(w)", dtype=_F64, finite=False)
+            if tuple(h.shape) != (d, d):
+                raise ValueError(f"hessian(w) must return shape ({d}, {d}), got {tuple(h.shape)}")
+        else:
+            h = torch.autograd.functional.hessian(negative_log_p, w, vectorize=True)
+        if not bool(torch.isfinite(h).all()):
+            raise NonFiniteTargetError(f"the Hessian of -log p is not finite at w={list(x)}")
+        return h.detach().numpy()
 
     with one_thread():
-        f0, _ = fun(x0)
+        w0 = torch.tensor(x0, dtype=_F64)
+        f0 = -float(target.log_prob(w0).detach())
         if not math.isfinite(f0):
-            raise ValueError(f"target.log_prob is {-f0} at init {x0.tolist()}; start where it is finite")
+            raise NonFiniteTargetError(f"target.log_prob is {-f0} at init {x0.tolist()}; start "
+                                       "where it is finite")
         res = minimize(fun, x0, jac=True, hess=hess, method="trust-exact",
                        options={"gtol": gtol, "maxiter": max_iter})
         loc = torch.tensor(res.x, dtype=_F64)

@@ -37,6 +37,31 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, constraints
 
 from ..distributions import sample as _sample
+from ..validation import (
+    as_float_tensor,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    check_real,
+    check_shape,
+)
+from ._checks import check_draws_memory, check_generator
+
+
+def _labels(y, n: int) -> torch.Tensor:
+    """Labels of shape (n,) holding 0 and 1 only (bools accepted: they are labels here)."""
+    if isinstance(y, torch.Tensor) and y.dtype == torch.bool:
+        y = y.to(_F64)
+    elif isinstance(y, np.ndarray) and y.dtype.kind == "b":
+        y = y.astype(np.float64)
+    t = as_float_tensor(y, "y", dtype=_F64)
+    if tuple(t.shape) != (n,):
+        raise ValueError(f"y must have shape ({n},) to match X, got {tuple(t.shape)}")
+    if not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError(f"y must hold labels 0 and 1 only, got values {sorted(set(t.tolist()))[:5]}")
+    return t
 
 __all__ = [
     "LogisticPosterior",
@@ -53,11 +78,10 @@ _LAMBDA_SQ = math.pi / 8
 
 
 def _as_matrix(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(_F64)
+    t = as_float_tensor(x, name, dtype=_F64, finite=False)
     if t.dim() != 2:
         raise ValueError(f"{name} must have shape (n_samples, n_features), got shape {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite")
+    check_finite(t, name)
     return t
 
 
@@ -96,20 +120,16 @@ class LogisticPosterior(Distribution):
     def __init__(self, X, y, prior_std: float = 1.0, *, fit_intercept: bool = True,
                  validate_args=None):
         X = _as_matrix(X, "X")
-        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(_F64)
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
-        if not bool(((y == 0) | (y == 1)).all()):
-            raise ValueError("y must hold labels 0 and 1 only")
-        prior_std = float(prior_std)
-        if not (math.isfinite(prior_std) and prior_std > 0):
-            raise ValueError(f"prior_std must be a finite positive number, got {prior_std!r}")
-        self.fit_intercept = bool(fit_intercept)
+        y = _labels(y, X.shape[0])
+        prior_std = check_positive(prior_std, "prior_std")
+        self.fit_intercept = check_bool(fit_intercept, "fit_intercept")
         self.prior_std = prior_std
         self.n_features = X.shape[1]
         self.design = self.design_matrix(X)
         self.labels = y
         self.dim = self.design.shape[1]
+        self._prior = Normal(torch.zeros((), dtype=_F64), torch.tensor(prior_std, dtype=_F64),
+                             validate_args=False)
         super().__init__(torch.Size(), torch.Size((self.dim,)), validate_args=validate_args)
 
     def design_matrix(self, X) -> torch.Tensor:
@@ -123,7 +143,10 @@ class LogisticPosterior(Distribution):
 
     # ------------------------------------------------------------------ densities
     def _weights(self, w) -> torch.Tensor:
-        w = torch.as_tensor(w, dtype=_F64)
+        if isinstance(w, torch.Tensor) and w.is_floating_point():
+            w = w.to(_F64)  # keeps the autograd graph (the fits differentiate through it)
+        else:
+            w = as_float_tensor(w, "w", dtype=_F64, finite=False)
         if w.shape[-1:] != (self.dim,):
             raise ValueError(f"w must have shape (..., {self.dim}), got {tuple(w.shape)}")
         return w
@@ -131,8 +154,7 @@ class LogisticPosterior(Distribution):
     def log_prior(self, w) -> torch.Tensor:
         """log N(w; 0, s^2 I), w of shape (..., D) -> (...)."""
         w = self._weights(w)
-        s2 = self.prior_std**2
-        return -0.5 * w.pow(2).sum(-1) / s2 - 0.5 * self.dim * math.log(2 * math.pi * s2)
+        return self._prior.log_prob(w).sum(-1)
 
     def log_likelihood(self, w) -> torch.Tensor:
         """sum_n log Bernoulli(y_n; sigmoid(phi_n^T w)) (PRML eq. 4.90), (..., D) -> (...).
@@ -176,9 +198,19 @@ class LogisticPosterior(Distribution):
     def box(self, loc, scale, width: float = 8.0) -> list:
         """Bounds [(lo, hi)] * D = loc +/- width * scale: what ``fit_gaussian(bounds=...)`` and
         grids need for a target without known moments. loc, scale: (D,) or scalars."""
-        loc = torch.as_tensor(loc, dtype=_F64).expand(self.dim)
-        scale = torch.as_tensor(scale, dtype=_F64).expand(self.dim)
+        loc, scale = self._vector(loc, "loc"), self._vector(scale, "scale")
+        if not bool((scale > 0).all()):
+            raise ValueError(f"scale must be positive, got {scale.tolist()}")
+        width = check_positive(width, "width")
         return [(float(m - width * s), float(m + width * s)) for m, s in zip(loc, scale, strict=True)]
+
+    def _vector(self, value, name) -> torch.Tensor:
+        """A number (the same for every weight) or a vector of shape (D,); never reshaped."""
+        t = as_float_tensor(value, name, dtype=_F64)
+        if t.dim() == 0:
+            return t.expand(self.dim)
+        check_shape(t.shape, (self.dim,), name)
+        return t
 
     @property
     def sklearn_C(self) -> float:
@@ -233,9 +265,12 @@ def probit_predictive(design, loc, covariance) -> torch.Tensor:
     -------
     Tensor of shape (m,)
     """
-    design = torch.as_tensor(design, dtype=_F64)
-    loc = torch.as_tensor(loc, dtype=_F64)
-    covariance = torch.as_tensor(covariance, dtype=_F64)
+    design = as_float_tensor(design, "design", dtype=_F64, ndim=2)
+    d = design.shape[1]
+    loc = as_float_tensor(loc, "loc", dtype=_F64)
+    check_shape(loc.shape, (d,), "loc")
+    covariance = as_float_tensor(covariance, "covariance", dtype=_F64)
+    check_shape(covariance.shape, (d, d), "covariance")
     mu_a = design @ loc
     var_a = ((design @ covariance) * design).sum(-1)
     kappa = (1 + _LAMBDA_SQ * var_a).rsqrt()
@@ -266,6 +301,10 @@ def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_
     -------
     Predictive
     """
+    if not isinstance(posterior, LogisticPosterior):
+        raise TypeError(f"posterior must be a LogisticPosterior, got {type(posterior).__name__}")
+    method = check_choice(method, ("monte_carlo", "probit"), "method")
+    check_generator(generator)
     design = posterior.design_matrix(X)
     if hasattr(approx, "points") and hasattr(approx, "weights"):
         weights = approx.weights.to(_F64)
@@ -283,10 +322,11 @@ def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_
     if method == "probit":
         loc, cov = _gaussian_moments(approx)
         return Predictive(probit_predictive(design, loc, cov), None, "probit")
-    if method != "monte_carlo":
-        raise ValueError(f"method must be 'monte_carlo' or 'probit', got {method!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
+    if not isinstance(approx, Distribution):
+        raise TypeError(f"approx must be a Gaussian torch distribution, a Tensor of draws or a "
+                        f"weighted point set (GridReference), got {type(approx).__name__}")
+    num_samples = check_int(num_samples, "num_samples", minimum=2)
+    check_draws_memory(num_samples, posterior.dim, "num_samples", "the posterior draws")
     with torch.no_grad():
         draws = _sample(approx, (num_samples,), generator=generator).to(_F64)
     weights = torch.full((num_samples,), 1.0 / num_samples, dtype=_F64)
@@ -319,6 +359,10 @@ def sklearn_map(posterior: LogisticPosterior, *, tol: float = 1e-10, max_iter: i
     -------
     sklearn.linear_model.LogisticRegression, fitted.
     """
+    if not isinstance(posterior, LogisticPosterior):
+        raise TypeError(f"posterior must be a LogisticPosterior, got {type(posterior).__name__}")
+    tol = check_positive(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=posterior.sklearn_C, fit_intercept=False, tol=tol, max_iter=max_iter)
@@ -345,14 +389,13 @@ def make_toy_data(n: int, *, weights=(2.0, 2.0), correlation: float = 0.9, gener
     -------
     (X, y) : Tensors of shapes (n, 2) and (n,), float64; y holds 0 and 1.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
-    rho = float(correlation)
-    if not -1 < rho < 1:
-        raise ValueError(f"correlation must lie in (-1, 1), got {correlation!r}")
-    w = torch.as_tensor(weights, dtype=_F64)
-    if w.shape != (2,):
-        raise ValueError(f"weights must have two entries, got shape {tuple(w.shape)}")
+    n = check_int(n, "n", minimum=2)
+    check_draws_memory(n, 2, "n", "the inputs")
+    rho = check_real(correlation, "correlation", minimum=-1.0, maximum=1.0, strict_minimum=True,
+                     strict_maximum=True)
+    w = as_float_tensor(weights, "weights", dtype=_F64)
+    check_shape(w.shape, (2,), "weights")
+    check_generator(generator)
     chol = torch.linalg.cholesky(torch.tensor([[1.0, rho], [rho, 1.0]], dtype=_F64))
     X = torch.randn(n, 2, generator=generator, dtype=_F64) @ chol.mT
     u = torch.rand(n, generator=generator, dtype=_F64)

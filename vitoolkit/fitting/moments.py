@@ -19,6 +19,7 @@ import torch
 from torch.distributions import Distribution, MixtureSameFamily
 
 from ..divergences import gaussian_params
+from ._checks import check_target
 
 __all__ = ["target_moments"]
 
@@ -37,6 +38,7 @@ def target_moments(target: Distribution):
     target : torch.distributions.Distribution
         Unbatched, event shape () or (D,).
     """
+    check_target(target, "target")
     params = gaussian_params(target)
     if params is not None:
         return _as_event_matrix(target, *params)

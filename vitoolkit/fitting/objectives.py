@@ -24,6 +24,14 @@ Forward KL(p || q) = E_p[log p - log q]                      (maximum likelihood
       importance weights w_n proportional to p(x_n) / r(x_n) (Owen 2013, ch. 9).
     - moment matching needs no objective (see :mod:`vitoolkit.fitting.moments`).
 
+    log q is quadratic in x, so both weighted sums are taken exactly over the 2D
+    :func:`sigma_points` with the same total weight, mean and covariance as the
+    grid or the draws: each evaluation costs O(D^2), not O(N D).
+
+The Gaussian log-density and entropy of q come from ``torch.distributions``
+(:meth:`GaussianParams.torch_distribution`), the quadrature weights from the
+core's :class:`vitoolkit.divergences.Grid`; nothing Gaussian is written here.
+
 Minka's alpha (Minka 2005, MSR-TR-2005-173, eq. 2), with A = integral p^alpha q^(1-alpha):
 
     D_alpha(p || q) = (1 - A) / (alpha (1 - alpha)) is minimised through the
@@ -101,7 +109,12 @@ class Target:
     def log_prob(self, x: torch.Tensor, *, during: str, allow_neg_inf: bool) -> torch.Tensor:
         """log p at points x of shape (..., D), as float64 (...); non-finite values raise."""
         arg = x[..., 0] if self.scalar_event else x
-        lp = self.dist.log_prob(arg.to(self.dtype)).to(torch.float64)
+        lp = self.dist.log_prob(arg.to(self.dtype))
+        if not isinstance(lp, torch.Tensor) or lp.shape != x.shape[:-1]:
+            shape = tuple(lp.shape) if isinstance(lp, torch.Tensor) else type(lp).__name__
+            raise ValueError(f"{self.name} ({self.kind}).log_prob must return one value per point,"
+                             f" shape {tuple(x.shape[:-1])}, got {shape} during {during}")
+        lp = lp.to(torch.float64)
         bad = torch.isnan(lp) | (lp == math.inf)
         if not allow_neg_inf:
             bad = bad | (lp == -math.inf)

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import torch
 
 from ..divergences import make_grid
-from .laplace import _dimension
-from .objectives import trapezoid_log_weights
+from ..validation import as_float_tensor, check_int, check_seed
+from ._checks import as_vector, check_bounds, check_draws_memory, check_grid_memory, check_target
+from .objectives import NonFiniteTargetError, trapezoid_log_weights
 
 __all__ = ["Reference", "GridReference", "nuts_reference", "grid_reference"]
 
@@ -130,18 +131,29 @@ def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
     GridReference
     """
     start = time.perf_counter()
-    d = _dimension(target)
+    d = check_target(target, "target", vector_event=True)
     if d > 2:
         raise ValueError(f"grid_reference integrates 1-D and 2-D densities, got D={d}; use "
                          "nuts_reference")
-    if len(bounds) != d:
-        raise ValueError(f"bounds must give one (lo, hi) per dimension (D={d}), got {len(bounds)}")
-    grid = make_grid(list(bounds), num_points)
+    bounds = check_bounds(bounds, d)
+    num_points = check_int(num_points, "num_points", minimum=3)
+    check_grid_memory(num_points, d)
+    grid = make_grid(bounds, num_points)
     points = grid.points.reshape(-1, d)
     with torch.no_grad():
-        log_p = target.log_prob(points).to(_F64)
-    if bool(torch.isnan(log_p).any() | (log_p == math.inf).any()):
-        raise ValueError("target.log_prob returned NaN or +inf on the grid")
+        log_p = as_float_tensor(target.log_prob(points), "target.log_prob(points)", dtype=_F64,
+                                finite=False)
+    if tuple(log_p.shape) != (points.shape[0],):
+        raise ValueError(f"target.log_prob must return one value per point, shape "
+                         f"({points.shape[0]},), got {tuple(log_p.shape)}")
+    bad = torch.isnan(log_p) | (log_p == math.inf)
+    if bool(bad.any()):
+        raise NonFiniteTargetError(
+            f"target ({type(target).__name__}).log_prob returned NaN or +inf at {int(bad.sum())} "
+            f"of {bad.numel()} grid points (first at w={points[bad][0].tolist()})")
+    if not bool(torch.isfinite(log_p).any()):
+        raise NonFiniteTargetError(f"target ({type(target).__name__}).log_prob is -inf at every "
+                                   "grid point: the bounds miss the mass")
     log_mass = log_p + trapezoid_log_weights(grid)
     log_z = torch.logsumexp(log_mass, 0)
     w = torch.exp(log_mass - log_z)
@@ -205,23 +217,37 @@ def nuts_reference(target, *, num_samples: int = 1000, warmup_steps: int = 500, 
     -------
     Reference
     """
-    pyro, MCMC, NUTS, effective_sample_size, split_gelman_rubin = _pyro()
-    start = time.perf_counter()
-    d = _dimension(target)
-    for name, value, least in (("num_samples", num_samples, 2), ("warmup_steps", warmup_steps, 0),
-                               ("num_chains", num_chains, 1), ("max_tree_depth", max_tree_depth, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    d = check_target(target, "target", vector_event=True)
+    num_samples = check_int(num_samples, "num_samples", minimum=2)
+    warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
+    num_chains = check_int(num_chains, "num_chains", minimum=1)
+    max_tree_depth = check_int(max_tree_depth, "max_tree_depth", minimum=1, maximum=30)
+    seed = check_seed(seed)
+    if seed + num_chains - 1 > 2**63 - 1:
+        raise ValueError(f"seed + num_chains - 1 must be <= 2**63 - 1 (chain c uses seed + c), "
+                         f"got seed={seed}")
+    check_draws_memory(num_chains * num_samples, d, "num_samples", "the chains' draws")
     if precondition is None:
         loc, tril = torch.zeros(d, dtype=_F64), torch.eye(d, dtype=_F64)
     else:
-        loc = torch.as_tensor(precondition[0], dtype=_F64).reshape(-1)
-        cov = torch.as_tensor(precondition[1], dtype=_F64)
-        if loc.shape != (d,) or cov.shape != (d, d):
+        if not isinstance(precondition, (tuple, list)) or len(precondition) != 2:
+            raise TypeError(f"precondition must be a pair (loc ({d},), covariance ({d}, {d})), "
+                            f"got {type(precondition).__name__}")
+        loc = as_float_tensor(precondition[0], "precondition[0]", dtype=_F64)
+        cov = as_float_tensor(precondition[1], "precondition[1]", dtype=_F64)
+        if tuple(loc.shape) != (d,) or tuple(cov.shape) != (d, d):
             raise ValueError(f"precondition must be (loc ({d},), covariance ({d}, {d})), got shapes "
                              f"{tuple(loc.shape)} and {tuple(cov.shape)}")
-        tril = torch.linalg.cholesky(0.5 * (cov + cov.mT))
-    w0 = loc if init is None else torch.as_tensor(init, dtype=_F64).reshape(d)
+        tril, info = torch.linalg.cholesky_ex(0.5 * (cov + cov.mT))
+        if int(info) != 0:
+            raise ValueError("precondition[1] (the covariance) must be positive definite")
+    pyro, MCMC, NUTS, effective_sample_size, split_gelman_rubin = _pyro()
+    start = time.perf_counter()
+    w0 = loc if init is None else as_vector(init, "init", d)
+    log_p0 = float(target.log_prob(w0).detach())
+    if not math.isfinite(log_p0):
+        raise NonFiniteTargetError(f"target.log_prob is {log_p0} at the starting point "
+                                   f"{w0.tolist()}; start where it is finite (init=...)")
     z0 = torch.linalg.solve_triangular(tril, (w0 - loc)[:, None], upper=False)[:, 0]
 
     def potential(params):

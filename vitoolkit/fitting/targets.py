@@ -42,24 +42,31 @@ from torch.distributions import (
     constraints,
 )
 
+from ..validation import (
+    as_float_tensor,
+    check_int,
+    check_memory,
+    check_positive,
+    check_real,
+    check_shape,
+)
+
 __all__ = ["bimodal_1d", "correlated_gaussian", "mixture_2d", "Banana", "Ring", "LogProbOnly"]
 
 _F64 = torch.float64
 
 
-def _positive(value, name: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return value
+def _positive_vector(value, name: str, k: int) -> torch.Tensor:
+    """A float64 vector of shape (k,) with finite positive entries (never reshaped)."""
+    t = as_float_tensor(value, name, dtype=_F64)
+    check_shape(t.shape, (k,), name)
+    if not bool((t > 0).all()):
+        raise ValueError(f"{name} must be positive, got {t.tolist()}")
+    return t
 
 
 def _weights(weights, k: int) -> torch.Tensor:
-    w = torch.as_tensor(weights, dtype=_F64).reshape(-1)
-    if w.numel() != k:
-        raise ValueError(f"weights must have {k} entries (one per component), got {w.numel()}")
-    if not bool(torch.isfinite(w).all() and (w > 0).all()):
-        raise ValueError(f"weights must be finite and positive, got {w.tolist()}")
+    w = _positive_vector(weights, "weights", k)
     return w / w.sum()
 
 
@@ -79,10 +86,9 @@ def bimodal_1d(separation: float = 4.0, weights=(0.5, 0.5), scale: float = 1.0,
     scale : float > 0
     loc : float
     """
-    separation = float(separation)
-    if not (math.isfinite(separation) and separation >= 0):
-        raise ValueError(f"separation must be finite and >= 0, got {separation!r}")
-    scale = _positive(scale, "scale")
+    separation = check_real(separation, "separation", minimum=0.0)
+    scale = check_positive(scale, "scale")
+    loc = check_real(loc, "loc")
     w = _weights(weights, 2)
     means = torch.tensor([loc - separation / 2, loc + separation / 2], dtype=_F64)
     return MixtureSameFamily(Categorical(probs=w), Normal(means, torch.full((2,), scale, dtype=_F64)))
@@ -95,15 +101,11 @@ def correlated_gaussian(rho: float = 0.9, scales=(1.0, 1.0), loc=(0.0, 0.0)) -> 
     = s_i^2 (1 - rho^2), the forward fit the marginals s_i^2, and both minima
     equal -1/2 log(1 - rho^2).
     """
-    rho = float(rho)
-    if not (math.isfinite(rho) and -1 < rho < 1):
-        raise ValueError(f"rho must lie strictly between -1 and 1, got {rho!r}")
-    s = torch.as_tensor(scales, dtype=_F64).reshape(-1)
-    m = torch.as_tensor(loc, dtype=_F64).reshape(-1)
-    if s.numel() != 2 or m.numel() != 2:
-        raise ValueError(f"scales and loc must have 2 entries, got {s.numel()} and {m.numel()}")
-    if not bool((s > 0).all() and torch.isfinite(s).all()):
-        raise ValueError(f"scales must be finite and positive, got {s.tolist()}")
+    rho = check_real(rho, "rho", minimum=-1.0, maximum=1.0, strict_minimum=True,
+                     strict_maximum=True)
+    s = _positive_vector(scales, "scales", 2)
+    m = as_float_tensor(loc, "loc", dtype=_F64)
+    check_shape(m.shape, (2,), "loc")
     cov = torch.stack([torch.stack([s[0] ** 2, rho * s[0] * s[1]]),
                        torch.stack([rho * s[0] * s[1], s[1] ** 2])])
     return MultivariateNormal(m, covariance_matrix=cov)
@@ -117,19 +119,20 @@ def mixture_2d(n_modes: int = 3, radius: float = 3.0, scale: float = 0.6, weight
     (the first on the positive x-axis); pass ``locs`` of shape (K, 2) instead to
     place them yourself. ``weights`` default to equal.
     """
-    scale = _positive(scale, "scale")
+    scale = check_positive(scale, "scale")
     if locs is None:
-        if isinstance(n_modes, bool) or not isinstance(n_modes, int) or n_modes < 1:
-            raise ValueError(f"n_modes must be a positive integer, got {n_modes!r}")
-        radius = _positive(radius, "radius")
+        n_modes = check_int(n_modes, "n_modes", minimum=1)
+        check_memory(n_modes * 64, "n_modes", n_modes, "the components")
+        radius = check_positive(radius, "radius")
         angle = 2 * math.pi * torch.arange(n_modes, dtype=_F64) / n_modes
         centres = radius * torch.stack([angle.cos(), angle.sin()], -1)
     else:
-        centres = torch.as_tensor(locs, dtype=_F64)
-        if centres.dim() != 2 or centres.shape[-1] != 2:
-            raise ValueError(f"locs must have shape (K, 2), got {tuple(centres.shape)}")
+        centres = as_float_tensor(locs, "locs", dtype=_F64)
+        check_shape(centres.shape, (None, 2), "locs")
+        if centres.shape[0] < 1:
+            raise ValueError("locs must hold at least one centre, got shape (0, 2)")
     k = centres.shape[0]
-    w = _weights(torch.ones(k) if weights is None else weights, k)
+    w = _weights(torch.ones(k, dtype=_F64) if weights is None else weights, k)
     cov = torch.eye(2, dtype=_F64).expand(k, 2, 2) * scale**2
     return MixtureSameFamily(Categorical(probs=w), MultivariateNormal(centres, covariance_matrix=cov))
 
@@ -154,13 +157,8 @@ class Banana(Distribution):
     has_rsample = True
 
     def __init__(self, curvature: float = 0.5, scales=(1.5, 0.5), validate_args=None):
-        self.curvature = float(curvature)
-        if not math.isfinite(self.curvature):
-            raise ValueError(f"curvature must be finite, got {curvature!r}")
-        s = torch.as_tensor(scales, dtype=_F64).reshape(-1)
-        if s.numel() != 2 or not bool((s > 0).all() and torch.isfinite(s).all()):
-            raise ValueError(f"scales must be two finite positive numbers, got {s.tolist()}")
-        self.scales = s
+        self.curvature = check_real(curvature, "curvature")
+        self.scales = _positive_vector(scales, "scales", 2)
         super().__init__(torch.Size(), torch.Size((2,)), validate_args=validate_args)
 
     def _centre(self, x1):
@@ -225,8 +223,8 @@ class Ring(Distribution):
     support = constraints.real_vector
 
     def __init__(self, radius: float = 2.5, width: float = 0.4, validate_args=None):
-        self.radius = _positive(radius, "radius")
-        self.width = _positive(width, "width")
+        self.radius = check_positive(radius, "radius")
+        self.width = check_positive(width, "width")
         r, w = self.radius, self.width
         e = math.exp(-0.5 * (r / w) ** 2)
         i0 = w * math.sqrt(2 * math.pi) * 0.5 * math.erfc(-r / (w * math.sqrt(2)))
