@@ -35,7 +35,7 @@ __all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS", "CHUNK_VALUES", "MAX_D
 #: The named Monte Carlo KL estimators.
 KL_ESTIMATORS = ("log_ratio", "k3")
 #: Draw coordinates (draws x batch x event) evaluated at once: bounds a call's working memory.
-CHUNK_VALUES = 2**20
+CHUNK_VALUES = 2**18
 #: Most draw coordinates one Monte Carlo call evaluates (a few minutes of CPU); more is refused.
 MAX_DRAW_VALUES = 2**33
 

@@ -1,0 +1,172 @@
+"""The core's public boundary: resource guards, chunked Monte Carlo, parameter checks."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from _stats import assert_mc_close
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
+from torch.distributions import Normal
+
+import vitoolkit.divergences as dv
+import vitoolkit.divergences.monte_carlo as mc_module
+from vitoolkit.distributions import (
+    MultivariateStudentT,
+    NormalWishart,
+    StandardNormal,
+    expected_log_det_wishart,
+    expected_log_dirichlet,
+    sample,
+)
+from vitoolkit.divergences import kl_divergence, monte_carlo_kl, pareto_khat
+from vitoolkit.exceptions import ResourceLimitError, UnreliableEstimateWarning
+
+D = torch.float64
+
+
+def normal(m, s):
+    return Normal(torch.tensor(m, dtype=D), torch.tensor(s, dtype=D))
+
+
+def test_unreliable_estimate_warning_is_the_one_in_vitoolkit_exceptions():
+    assert dv.UnreliableEstimateWarning is UnreliableEstimateWarning
+    assert dv.psis.UnreliableEstimateWarning is UnreliableEstimateWarning
+
+
+def test_absurd_monte_carlo_requests_are_refused_before_allocating():
+    p, q = normal(0.0, 1.0), normal(0.5, 1.2)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResourceLimitError, match=r"num_samples=1000000000000 would draw"):
+            monte_carlo_kl(p, q, 10**12)
+        # A batch too large for even one draw (2^32 pairs, within the work limit for two
+        # draws): refused through the memory limit.
+        big = Normal(torch.zeros(1, dtype=D).expand(2**32), torch.ones(1, dtype=D).expand(2**32),
+                     validate_args=False)
+        with pytest.raises(ResourceLimitError, match="num_samples=2 would need .* for one chunk"):
+            monte_carlo_kl(big, big, 2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200_000  # bytes of Python objects; no tensor was allocated either
+    assert isinstance(ResourceLimitError("x"), ValueError)
+
+
+def test_chunked_monte_carlo_equals_the_estimate_from_all_draws_at_once(monkeypatch):
+    # With chunks of 1000 draws the estimate must be the mean, standard error and k-hat
+    # of exactly the draws a chunk-by-chunk sampler gives (streamed moments and top-k).
+    monkeypatch.setattr(mc_module, "CHUNK_VALUES", 1000)
+    p, q = normal(0.0, 1.0), normal(0.5, 1.2)
+    n = 10_500
+    est = monte_carlo_kl(p, q, n, estimator="k3", generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    x = torch.cat([sample(p, (min(1000, n - s),), generator=g) for s in range(0, n, 1000)])
+    log_r = q.log_prob(x) - p.log_prob(x)
+    terms = torch.expm1(log_r) - log_r
+    assert float(est.value) == pytest.approx(float(terms.mean()), rel=1e-12)
+    assert float(est.stderr) == pytest.approx(float(terms.std() / math.sqrt(n)), rel=1e-9)
+    assert float(est.khat) == float(pareto_khat(log_r))
+    assert_mc_close(est.value, kl_divergence(p, q), est.stderr)
+
+
+def test_large_request_runs_in_bounded_memory():
+    # 10^7 draws: all at once (draws, two log densities, ratios, terms) would be 400+ MB.
+    code = (
+        "import resource, torch; from torch.distributions import Normal;"
+        "from vitoolkit.divergences import monte_carlo_kl, kl_divergence;"
+        "D = torch.float64;"
+        "p, q = Normal(torch.tensor(0.0, dtype=D), torch.tensor(1.0, dtype=D)),"
+        " Normal(torch.tensor(0.5, dtype=D), torch.tensor(1.2, dtype=D));"
+        "monte_carlo_kl(p, q, 1000, generator=torch.Generator().manual_seed(0));"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "est = monte_carlo_kl(p, q, 10**7, generator=torch.Generator().manual_seed(0));"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "err = abs(float(est.value) - float(kl_divergence(p, q))) / float(est.stderr);"
+        "print(after - before, err)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rss_kb, z = out.stdout.split()
+    assert int(rss_kb) < 150_000, out.stdout
+    assert float(z) < 4.5
+
+
+def test_batched_monte_carlo_broadcasts_p_against_q():
+    p = Normal(torch.zeros(3, 1, dtype=D), torch.ones(3, 1, dtype=D))
+    q = Normal(torch.tensor([0.3, -0.2], dtype=D), torch.tensor([1.2, 0.9], dtype=D))
+    est = monte_carlo_kl(p, q, 20_000, generator=torch.Generator().manual_seed(1))
+    assert est.value.shape == est.khat.shape == (3, 2)
+    assert_mc_close(est.value, kl_divergence(p, q), est.stderr)
+
+
+def test_num_samples_rule_is_one_integer_rule():
+    p, q = normal(0.0, 1.0), normal(0.5, 1.2)
+    for fn in (lambda n: monte_carlo_kl(p, q, n),
+               lambda n: dv.alpha_divergence(p, q, 0.5, method="monte_carlo", num_samples=n),
+               lambda n: dv.renyi_divergence(p, q, 2.0, method="monte_carlo", num_samples=n)):
+        with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
+            fn(1)
+        with pytest.raises(TypeError, match="num_samples must be an integer >= 2"):
+            fn(3.0)
+        with pytest.raises(TypeError, match="num_samples"):
+            fn(True)
+        fn(np.int32(50))
+        fn(torch.tensor(50))
+
+
+# --------------------------------------------------------------------------- parameters
+def test_invalid_distribution_parameters_raise_naming_the_argument():
+    with pytest.raises(ValueError, match="concentration must be positive"):
+        expected_log_dirichlet(torch.tensor([-1.0, 2.0]))
+    with pytest.raises(ValueError, match="concentration must be positive"):
+        expected_log_dirichlet(torch.tensor([0.0, 2.0]))
+    with pytest.raises(ValueError, match=r"df must be > D - 1 = 1"):
+        expected_log_det_wishart(torch.tensor(1.0), torch.eye(2))
+    for validate in (None, False):
+        with pytest.raises(ValueError, match=r"df must exceed D - 1 = 2"):
+            NormalWishart(torch.zeros(3), 1.0, 2.0, scale_matrix=torch.eye(3), validate_args=validate)
+        with pytest.raises(ValueError, match="mean_precision"):
+            NormalWishart(torch.zeros(3), -1.0, 5.0, scale_matrix=torch.eye(3), validate_args=validate)
+        with pytest.raises(ValueError, match="df must be positive"):
+            MultivariateStudentT(0.0, torch.zeros(2), torch.eye(2), validate_args=validate)
+        with pytest.raises(ValueError, match="scale_tril"):
+            MultivariateStudentT(3.0, torch.zeros(2), -torch.eye(2), validate_args=validate)
+    with pytest.raises(ValueError, match="loc must have shape"):
+        MultivariateStudentT(3.0, torch.tensor(0.0), torch.eye(1))
+    # At the boundary's valid side the values are numbers (D - 1 < df).
+    assert torch.isfinite(expected_log_det_wishart(torch.tensor(1.0 + 1e-6), torch.eye(2)))
+
+
+# --------------------------------------------------------------------------- properties
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3),
+       seed=st.integers(0, 2**16))
+def test_kl_to_standard_normal_broadcasts_as_torch_normal_normal(shapes, seed):
+    (p_shape, q_shape), result = shapes.input_shapes, shapes.result_shape
+    gen = torch.Generator().manual_seed(seed)
+    p = Normal(torch.randn(p_shape, generator=gen, dtype=D),
+               torch.rand(p_shape, generator=gen, dtype=D) + 0.1)
+    got = kl_divergence(p, StandardNormal.with_shape(q_shape, dtype=D))
+    ref = kl_divergence(p, Normal(torch.zeros(q_shape, dtype=D), torch.ones(q_shape, dtype=D)))
+    assert tuple(got.shape) == tuple(result) == tuple(ref.shape)
+    torch.testing.assert_close(got, ref)
+    assert bool((got >= 0).all())
+
+
+@given(m=st.floats(-3, 3), s=st.floats(0.3, 3), alpha=st.floats(-0.9, 1.9))
+def test_alpha_divergence_is_nonnegative_and_zero_on_the_diagonal(m, s, alpha):
+    p, q = normal(0.0, 1.0), normal(m, s)
+    assert float(dv.alpha_divergence(p, p, alpha)) == pytest.approx(0.0, abs=1e-12)
+    try:
+        value = float(dv.alpha_divergence(p, q, alpha))
+    except ValueError:
+        return  # infinite for this pair
+    assert value >= -1e-12
