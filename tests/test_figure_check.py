@@ -346,3 +346,17 @@ def test_an_error_inside_the_check_never_breaks_the_save(tmp_path, monkeypatch):
     assert isinstance(check.error, RuntimeError) and check.problems is None
     with pytest.raises(RuntimeError, match="measuring failed"):
         check_figure(fig)
+
+
+def test_a_non_figure_is_refused_by_name():
+    import matplotlib.pyplot as plt
+
+    from vitoolkit.plotting.figure_check import checked_draw
+
+    fig, ax = plt.subplots()
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure, got Axes"):
+        check_figure(ax)
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure, got str"), \
+            checked_draw("figure.png"):
+        pass
+    plt.close(fig)

@@ -28,6 +28,25 @@ def test_alpha_dial_rejects_mismatched_shapes():
         alpha_dial(np.zeros(5), np.zeros(5), [0.1, 0.2], np.zeros((3, 5)))
 
 
+def test_interactive_figures_refuse_what_they_used_to_coerce():
+    x = np.linspace(-1, 1, 5)
+    with pytest.raises(TypeError, match="alphas must hold real numbers"):
+        alpha_dial(x, x**2, ["0.5"], (x**2)[None])  # a string was parsed as 0.5
+    with pytest.raises(ValueError, match="locs must have shape"):
+        alpha_dial(x, x**2, [0.5], (x**2)[None], locs=[0.0, 1.0], scales=[1.0, 1.0])
+    with pytest.raises(ValueError, match="target_density contains 1 NaN"):
+        alpha_dial(x, np.r_[x[:4], np.nan], [0.5], (x**2)[None])
+    m, s = np.linspace(-1, 1, 5), np.linspace(-1, 0, 4)
+    elbo = -np.add.outer(s**2, m**2)
+    with pytest.raises(TypeError, match="log_evidence must be a real number"):
+        elbo_explorer(m, s, elbo, -elbo, [0.0], [0.0], [0.0], [0.0], "0.0")
+    with pytest.raises(ValueError, match="path_means must have 1 dimension"):
+        elbo_explorer(m, s, elbo, -elbo, [[0.0]], [0.0], [0.0], [0.0], 0.0)
+    # an ELBO surface reaching -inf in its tails is drawn (clipped), not refused
+    elbo[0, 0] = -np.inf
+    elbo_explorer(m, s, elbo, -elbo, [0.0], [0.0], [0.0], [0.0], 0.0)
+
+
 def test_elbo_explorer_reads_out_elbo_kl_and_their_sum():
     m, s = np.linspace(-1, 1, 5), np.linspace(-1, 0, 4)
     elbo = -np.add.outer(s**2, m**2)

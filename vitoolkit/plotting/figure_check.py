@@ -590,6 +590,10 @@ def checked_draw(fig):
 
     An exception inside the check is kept in ``check.error`` instead of breaking the draw.
     """
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     check = DrawCheck()
 
     def on_draw(event):
@@ -627,7 +631,10 @@ def check_figure(fig) -> list[str]:
         says what is wrong and what to do about it.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     restore = None
     canvas = fig.canvas
     if not isinstance(canvas, FigureCanvasAgg):

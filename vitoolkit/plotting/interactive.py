@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .style import PALETTE, to_numpy
+from ..validation import as_float_array, check_real
+from .style import PALETTE
 
 __all__ = ["alpha_dial", "elbo_explorer"]
 
@@ -42,10 +43,18 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
         The fitted mean and standard deviation, shown in each step's title.
     """
     go = _go()
-    x = to_numpy(x).astype(float)
-    target = to_numpy(target_density).astype(float)
-    fitted = np.atleast_2d(to_numpy(fitted_densities).astype(float))
-    alphas = [float(a) for a in alphas]
+    x = as_float_array(x, "x", ndim=1)
+    target = as_float_array(target_density, "target_density", ndim=1)
+    fitted = np.atleast_2d(as_float_array(fitted_densities, "fitted_densities", ndim=(1, 2)))
+    alphas = [float(a) for a in as_float_array(alphas, "alphas", ndim=1)]
+    if locs is not None:
+        locs = as_float_array(locs, "locs", ndim=1)
+    if scales is not None:
+        scales = as_float_array(scales, "scales", ndim=1)
+    for name, values in (("locs", locs), ("scales", scales)):
+        if values is not None and values.size != len(alphas):
+            raise ValueError(f"alpha_dial: {name} must have shape ({len(alphas)},) like alphas, "
+                             f"got {values.shape}")
     if fitted.shape != (len(alphas), x.size) or target.shape != x.shape:
         raise ValueError(f"alpha_dial: fitted_densities must have shape ({len(alphas)}, {x.size}) "
                          f"and target_density shape ({x.size},); got {fitted.shape} and {target.shape}")
@@ -53,7 +62,7 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
     def label(i: int) -> str:
         text = f"alpha = {alphas[i]:g}"
         if locs is not None and scales is not None:
-            text += f": q = N({float(to_numpy(locs)[i]):.2f}, {float(to_numpy(scales)[i]):.2f}^2)"
+            text += f": q = N({locs[i]:.2f}, {scales[i]:.2f}^2)"
         return text
 
     fig = go.Figure()
@@ -95,10 +104,16 @@ def elbo_explorer(means, log_scales, elbo, kl, path_means, path_log_scales, path
         log p(x); each step shows ELBO + KL against it.
     """
     go = _go()
-    means, log_scales = to_numpy(means).astype(float), to_numpy(log_scales).astype(float)
-    elbo, kl = to_numpy(elbo).astype(float), to_numpy(kl).astype(float)
-    pm, ps = to_numpy(path_means).astype(float), to_numpy(path_log_scales).astype(float)
-    pe, pk = to_numpy(path_elbo).astype(float), to_numpy(path_kl).astype(float)
+    means = as_float_array(means, "means", ndim=1)
+    log_scales = as_float_array(log_scales, "log_scales", ndim=1)
+    # the surface may reach -inf in its far tails; it is clipped below for drawing
+    elbo = as_float_array(elbo, "elbo", ndim=2, finite=False)
+    kl = as_float_array(kl, "kl", ndim=2, finite=False)
+    pm = as_float_array(path_means, "path_means", ndim=1)
+    ps = as_float_array(path_log_scales, "path_log_scales", ndim=1)
+    pe = as_float_array(path_elbo, "path_elbo", ndim=1)
+    pk = as_float_array(path_kl, "path_kl", ndim=1)
+    log_evidence = check_real(log_evidence, "log_evidence")
     if elbo.shape != (log_scales.size, means.size) or kl.shape != elbo.shape:
         raise ValueError(f"elbo_explorer: elbo and kl must have shape ({log_scales.size}, {means.size}),"
                          f" got {elbo.shape} and {kl.shape}")
