@@ -25,15 +25,21 @@ Reported:
    reference loop (same architecture and batch size, no validation), timed
    alternately; ratio toolkit / reference (the issue asks >= 0.95).
 
-Both run single-threaded (``torch.set_num_threads(1)``): for networks this
+3. Threads: epochs per second of ``train`` at the tutorials' model sizes with its
+   default ``num_threads=1`` against ``num_threads=None`` (torch's default intra-op
+   thread count, the machine's cores), CPU and wall time, alternating, with the
+   load average printed. ``--threads`` runs only this part.
+
+Parts 1-2 run single-threaded (``torch.set_num_threads(1)``): for networks this
 small, intra-op threads cost more than they give, and on a shared machine they
-make timings erratic. Run: ``python benchmarks/bench_vae.py [--quick]``.
+make timings erratic. Run: ``python benchmarks/bench_vae.py [--quick] [--threads]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -184,18 +190,61 @@ def quality(epochs, seeds, k_ll, batch, X, Xv, Xt):
     print(flush=True)
 
 
+#: The tutorials' training set-ups: (label, VAE arguments, data dim, batch size, validation).
+TUTORIAL_SIZES = [
+    ("05: VAE(64, 8), (256, 128), batch 64", dict(data_dim=64, latent_dim=8), 64, False),
+    ("05: VAE(64, 2), (256, 128), batch 64", dict(data_dim=64, latent_dim=2), 64, False),
+    ("06: VAE(64, 16), (128, 64), batch 128, val", dict(data_dim=64, latent_dim=16,
+                                                        hidden_dims=(128, 64)), 128, True),
+]
+
+
+def thread_speed(epochs: int, reps: int, X, Xv):
+    """Epochs/s of ``train`` with ``num_threads=1`` (the default) and torch's default count."""
+    default = torch.get_num_threads()
+    print(f"\n# threads: train(num_threads=1) vs num_threads=None (torch's default, "
+          f"{default} threads); {epochs} epochs x {X.shape[0]} examples, {reps} alternating "
+          f"repetitions; load average before: {os.getloadavg()[0]:.2f}")
+    print(f"{'set-up':<44} {'1 thread ep/s (CPU, wall)':>27} {'default ep/s (CPU, wall)':>26} "
+          f"{'ratio CPU':>9} {'ratio wall':>10}")
+    for label, kwargs, batch, with_val in TUTORIAL_SIZES:
+        rates = {1: ([], []), None: ([], [])}
+        for r in range(reps):
+            for threads in ((1, None) if r % 2 == 0 else (None, 1)):
+                model = VAE(**kwargs, seed=r)
+                t0, c0 = time.perf_counter(), time.process_time()
+                train(model, X, epochs=epochs, batch_size=batch, lr=2e-3, seed=r,
+                      validation=Xv if with_val else None, progress=False, num_threads=threads)
+                cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+                rates[threads][0].append(epochs / cpu)
+                rates[threads][1].append(epochs / wall)
+        one = [statistics.median(v) for v in rates[1]]
+        many = [statistics.median(v) for v in rates[None]]
+        print(f"{label:<44} {one[0]:>13.2f}, {one[1]:>11.2f} {many[0]:>12.2f}, {many[1]:>11.2f} "
+              f"{one[0] / many[0]:>9.2f} {one[1] / many[1]:>10.2f}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}; torch threads restored: "
+          f"{torch.get_num_threads() == default}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--long", action="store_true", help="also a 300-epoch budget")
+    parser.add_argument("--threads", action="store_true", help="only the threads comparison")
     args = parser.parse_args()
+    if args.threads:
+        X, _ = load_digits(binarize=True, split="train")
+        Xv, _ = load_digits(binarize=True, split="val")
+        thread_speed(3 if args.quick else 5, 3 if args.quick else 5, X, Xv)
+        return
+    X, _ = load_digits(binarize=True, split="train")
+    Xv, _ = load_digits(binarize=True, split="val")
+    thread_speed(3 if args.quick else 5, 3 if args.quick else 5, X, Xv)
     torch.set_num_threads(1)
     budgets = [30] if args.quick else ([150, 300] if args.long else [150])
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     k_ll = 200 if args.quick else 1000
     batch = 64
-    X, _ = load_digits(binarize=True, split="train")
-    Xv, _ = load_digits(binarize=True, split="val")
     Xt, _ = load_digits(binarize=True, split="test")
 
     for budget in budgets:
