@@ -594,3 +594,26 @@ def test_the_elbo_exercise_agrees_with_the_vae_model():
     eps = torch.randn(loc.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     got = _compile(solution("bernoulli_vae_elbo"), "bernoulli_vae_elbo")(x, loc, log_var, model.decoder, eps)
     assert torch.allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_stub_files_are_written_whole_and_arguments_are_checked(tmp_path):
+    from vitoolkit.exercises import ExerciseFileError, load_function, write_stub
+
+    path = write_stub("gaussian_kl", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gaussian_kl.py"]  # no temporary left
+    assert callable(load_function(path, "gaussian_kl"))
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        write_stub("gaussian_kl", tmp_path, fmt="txt")
+    with pytest.raises(TypeError, match="force must be True or False"):
+        write_stub("gaussian_kl", tmp_path, force=1)
+    with pytest.raises(TypeError, match="out_dir must be a path"):
+        write_stub("gaussian_kl", 3)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ExerciseFileError, match="out_dir") as info:
+        write_stub("gaussian_kl", blocker / "sub")
+    assert str(blocker / "sub") in str(info.value)
+    with pytest.raises(TypeError, match="path must be a path"):
+        load_function(None, "gaussian_kl")
+    with pytest.raises(ValueError, match="name must be a Python function name"):
+        load_function(path, "gaussian kl")

@@ -147,6 +147,10 @@ def load_function(path, name: str) -> Callable:
         The file is missing or of another type, its code raised, or it defines
         no callable ``name`` (the message lists the functions it does define).
     """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path (str or os.PathLike), got {type(path).__name__}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Python function name, got {name!r}")
     path = Path(path)
     if not path.is_file():
         raise ExerciseFileError(f"no such file: {path}")
