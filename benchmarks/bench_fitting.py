@@ -33,7 +33,6 @@ from vitoolkit.fitting import (
     fit_gaussian,
     mixture_2d,
 )
-from vitoolkit.fitting.objectives import trapezoid_log_weights
 
 
 def _unpack(theta, d, family):
@@ -60,7 +59,7 @@ def scipy_fit(target, divergence, alpha, family, bounds, num_points, loc0, tril0
     grid = make_grid(bounds, num_points)
     d = len(bounds)
     pts = grid.points.reshape(-1, d).numpy()
-    log_w = trapezoid_log_weights(grid).numpy()
+    log_w = grid.log_weights().numpy()
     log_p = evaluate_on_grid(target, grid).double().numpy().reshape(-1)
     mass = np.exp(log_p + log_w)
 

@@ -513,21 +513,6 @@ def test_sigma_points_give_the_weighted_sum_of_any_gaussian_log_density(gen):
     assert torch.equal(same, one) and torch.equal(same_w, torch.tensor([2.0], dtype=F64))
 
 
-def test_quadrature_log_weights_are_the_core_grid_rule(gen):
-    from vitoolkit.divergences import make_grid
-    from vitoolkit.fitting.objectives import trapezoid_log_weights
-
-    grid = make_grid([(-2.0, 3.0), (-1.0, 4.0)], 37)
-    values = torch.rand(grid.shape, generator=gen, dtype=F64)
-    by_weights = (trapezoid_log_weights(grid).exp() * values.reshape(-1)).sum()
-    assert float(by_weights) == pytest.approx(float(grid.integrate(values)), rel=1e-13)
-    # and the rule itself: h/2 at the ends, h inside, a product across axes
-    h0, h1 = 5.0 / 36, 5.0 / 36
-    w = trapezoid_log_weights(grid).exp().reshape(grid.shape)
-    assert float(w[0, 0]) == pytest.approx(h0 * h1 / 4, rel=1e-12)
-    assert float(w[5, 7]) == pytest.approx(h0 * h1, rel=1e-12)
-
-
 # --------------------------------------------------------------- registry and settings
 def test_every_registered_route_recovers_a_gaussian_target():
     from vitoolkit.fitting import OBJECTIVES

@@ -30,7 +30,7 @@ Forward KL(p || q) = E_p[log p - log q]                      (maximum likelihood
 
 The Gaussian log-density and entropy of q come from ``torch.distributions``
 (:meth:`GaussianParams.torch_distribution`), the quadrature weights from the
-core's :class:`vitoolkit.divergences.Grid`; nothing Gaussian is written here.
+core's :meth:`vitoolkit.divergences.Grid.log_weights`; nothing Gaussian is written here.
 
 Minka's alpha (Minka 2005, MSR-TR-2005-173, eq. 2), with A = integral p^alpha q^(1-alpha):
 
@@ -72,7 +72,6 @@ __all__ = [
     "ForwardKLWeighted",
     "AlphaQuadrature",
     "AlphaReparam",
-    "trapezoid_log_weights",
     "whitened_grid",
     "snis_weights",
 ]
@@ -162,19 +161,6 @@ def _dtype_of(dist) -> torch.dtype:
     return torch.float64
 
 
-def trapezoid_log_weights(grid: Grid) -> torch.Tensor:
-    """log of the weights of the core's quadrature rule on every grid point, flattened to (M,).
-
-    ``grid.integrate`` (:class:`vitoolkit.divergences.Grid`) is linear in the values, so
-    its gradient with respect to them is the weight of every point: the rule is asked,
-    not written again. Needed for integrals in log space (log-sum-exp).
-    """
-    values = torch.zeros(grid.shape, dtype=torch.float64, requires_grad=True)
-    with torch.enable_grad():
-        (weights,) = torch.autograd.grad(grid.integrate(values), values)
-    return weights.reshape(-1).log()
-
-
 def snis_weights(log_p: torch.Tensor, log_r: torch.Tensor):
     r"""Self-normalised importance weights w_n proportional to p(x_n) / r(x_n), and the ESS.
 
@@ -203,7 +189,7 @@ class Objective:
 class _GridObjective(Objective):
     def __init__(self, target: Target, grid: Grid, during: str, allow_neg_inf: bool):
         self.points = grid.points.reshape(-1, target.dim).to(torch.float64)
-        self.log_w = trapezoid_log_weights(grid)
+        self.log_w = grid.log_weights()
         with torch.no_grad():
             self.log_p = target.log_prob(self.points, during=during, allow_neg_inf=allow_neg_inf)
 

@@ -33,7 +33,7 @@ import torch
 from ..divergences import make_grid
 from ..validation import as_float_tensor, check_int, check_seed
 from ._checks import as_vector, check_bounds, check_draws_memory, check_grid_memory, check_target
-from .objectives import NonFiniteTargetError, trapezoid_log_weights
+from .objectives import NonFiniteTargetError
 
 __all__ = ["Reference", "GridReference", "nuts_reference", "grid_reference"]
 
@@ -154,7 +154,7 @@ def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
     if not bool(torch.isfinite(log_p).any()):
         raise NonFiniteTargetError(f"target ({type(target).__name__}).log_prob is -inf at every "
                                    "grid point: the bounds miss the mass")
-    log_mass = log_p + trapezoid_log_weights(grid)
+    log_mass = log_p + grid.log_weights()
     log_z = torch.logsumexp(log_mass, 0)
     w = torch.exp(log_mass - log_z)
     mean = (w[:, None] * points).sum(0)
