@@ -272,10 +272,12 @@ class _Blas:
 
 
 def _blas_one_thread():
-    if _Blas.controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _Blas.controller = ThreadpoolController()
+    if _Blas.controller is None:  # scikit-learn's, if it has made one: scanning costs ~0.05 s
+        try:
+            from sklearn.utils.parallel import _get_threadpool_controller
+        except ImportError:  # pragma: no cover - private helper moved
+            from threadpoolctl import ThreadpoolController as _get_threadpool_controller
+        _Blas.controller = _get_threadpool_controller()
     return _Blas.controller.limit(limits=1, user_api="blas")
 
 
@@ -311,7 +313,8 @@ def _block_rows(K: int) -> int:
 
 class Design:
     """The centred data of a fit cut into row blocks, with each block's feature rows
-    (1 + d + Q, m) cached when they fit in ``budget_bytes`` (else recomputed per pass).
+    (1 + d + Q, m) cached on the first pass when they fit in ``budget_bytes`` (else
+    recomputed on every pass).
 
     Calling it returns itself (the old "generator factory" interface: ``passes()``);
     iterating yields the transposed feature blocks. :func:`accumulate` recognises it and
@@ -323,9 +326,10 @@ class Design:
         d = Xc.shape[1]
         self.width = 1 + d + n_quad_features(d, diag)
         self.bounds = [(s, min(s + rows, Xc.shape[0])) for s in range(0, Xc.shape[0], rows)]
-        self.cached = None
-        if Xc.shape[0] * self.width * 8 <= budget_bytes:
-            self.cached = [features(Xc[a:b], diag).T.copy() for a, b in self.bounds]
+        # filled block by block on the first pass (so a fit's initialisation, e.g. k-means,
+        # never holds it at the same time); None when over budget
+        self.cached = [None] * len(self.bounds) if Xc.shape[0] * self.width * 8 <= budget_bytes \
+            else None
 
     def __call__(self):
         return self
@@ -335,9 +339,13 @@ class Design:
             yield self.block(i)
 
     def block(self, i: int, buf: np.ndarray | None = None) -> np.ndarray:
-        if self.cached is not None:
-            return self.cached[i]
+        """Feature rows (1 + d + Q, m) of block ``i`` (cached, or written into ``buf``)."""
         a, b = self.bounds[i]
+        if self.cached is not None:
+            if self.cached[i] is None:  # each block belongs to one thread: no race
+                self.cached[i] = _feature_rows(self.Xc[a:b].T, self.diag,
+                                               np.empty((self.width, b - a)))
+            return self.cached[i]
         if buf is None:
             buf = np.empty((self.width, b - a))
         return _feature_rows(self.Xc[a:b].T, self.diag, buf[:, : b - a])
