@@ -26,6 +26,8 @@ import torch
 from torch.distributions import Distribution, MultivariateNormal, Normal, Wishart, constraints
 from torch.distributions.utils import broadcast_all
 
+from . import expectations as _ex
+
 __all__ = [
     "StandardNormal",
     "NormalWishart",
@@ -189,7 +191,7 @@ def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:
     if concentration.dim() < 1:
         raise ValueError(f"concentration must have shape (..., K), got a scalar {concentration!r}")
     _check_positive_tensor(concentration, "concentration")
-    return torch.digamma(concentration) - torch.digamma(concentration.sum(-1, keepdim=True))
+    return _ex.expected_log_dirichlet(concentration)
 
 
 def _check_positive_tensor(t: torch.Tensor, name: str, minimum: float = 0.0,
@@ -218,12 +220,9 @@ def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torc
         Naming ``df`` when some nu <= D - 1 (the Wishart is not defined there).
     """
     d = scale_tril.shape[-1]
-    df = torch.as_tensor(df, dtype=scale_tril.dtype)
+    df = torch.as_tensor(df, dtype=scale_tril.dtype, device=scale_tril.device)
     _check_positive_tensor(df, "df", d - 1, f"> D - 1 = {d - 1} (the Wishart degrees of freedom)")
-    i = torch.arange(1, d + 1, dtype=scale_tril.dtype)
-    psi = torch.digamma((df.unsqueeze(-1) + 1 - i) / 2).sum(-1)
-    logdet = 2 * torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1)).sum(-1)
-    return psi + d * math.log(2.0) + logdet
+    return _ex.expected_log_det_wishart(df, scale_tril)
 
 
 class NormalWishart(Distribution):
@@ -371,14 +370,14 @@ class NormalWishart(Distribution):
         return log_w + normal.log_prob(mean)
 
     def entropy(self):
-        r"""H = H[W(Lambda)] + D/2 (1 + log 2 pi) - D/2 log beta - 1/2 E[log det Lambda]."""
+        r"""H = H[W(Lambda)] + E_Lambda H[N(m, (beta Lambda)^-1)]
+        = H[W] + D/2 (1 + log 2 pi) - D/2 log beta - 1/2 E[log det Lambda] (PRML B.82, B.41)."""
         d = self.event_shape[0]
-        return (
-            self.wishart.entropy()
-            + 0.5 * d * (1 + math.log(2 * math.pi))
-            - 0.5 * d * torch.log(self.mean_precision)
-            - 0.5 * self.expected_log_det_precision
-        )
+        log_det_w = _ex.log_det_tril(self.scale_tril)
+        e_log_det = _ex.expected_log_det_wishart(self.df, log_det_scale=log_det_w, dim=d)
+        # E[log det (beta Lambda)^-1] = -(D log beta + E[log det Lambda])
+        return (_ex.wishart_entropy(self.df, log_det_w, d)
+                + _ex.gaussian_entropy(-(d * torch.log(self.mean_precision) + e_log_det), d))
 
 
 class MultivariateStudentT(Distribution):

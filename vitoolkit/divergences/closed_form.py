@@ -26,8 +26,6 @@ Pairs added here (each verified against an independent route in the tests):
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.distributions import (
     Independent,
@@ -38,7 +36,8 @@ from torch.distributions import (
 )
 from torch.distributions import kl_divergence as _torch_kl
 
-from ..distributions import NormalWishart, StandardNormal, expected_log_det_wishart
+from .. import expectations as _ex
+from ..distributions import NormalWishart, StandardNormal
 from ._checks import check_pair
 
 __all__ = ["kl_divergence"]
@@ -76,43 +75,26 @@ def kl_divergence(p, q) -> torch.Tensor:
         ) from None
 
 
-def _logdet_tril(tril: torch.Tensor) -> torch.Tensor:
-    return 2 * torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)
-
-
 @register_kl(Wishart, Wishart)
 def _kl_wishart_wishart(p: Wishart, q: Wishart) -> torch.Tensor:
-    # E_p[log W_p(L) - log W_q(L)] with log W(L | V, n) = (n - D - 1)/2 log det L
-    # - tr(V^-1 L)/2 - n D/2 log 2 - n/2 log det V - log Gamma_D(n/2), E_p[L] = n_p V_p
-    # and E_p[log det L] from the core (PRML eq. B.81).
+    # The formula lives once in vitoolkit.expectations.kl_wishart; here only the scalars
+    # it takes, from the Cholesky factors: tr(V_q^-1 V_p) = ||L_q^-1 L_p||_F^2.
     d = p.event_shape[-1]
-    lp, lq = p.scale_tril, q.scale_tril
-    lp, lq = torch.broadcast_tensors(lp, lq)
-    # tr(V_q^{-1} V_p) = || L_q^{-1} L_p ||_F^2
-    m = torch.linalg.solve_triangular(lq, lp, upper=False)
-    trace = m.pow(2).sum((-2, -1))
-    n_p, n_q = p.df, q.df
-    logdet_p, logdet_q = _logdet_tril(lp), _logdet_tril(lq)
-    e_logdet = expected_log_det_wishart(n_p, lp)
-    return (
-        0.5 * (n_p - n_q) * (e_logdet - d * math.log(2.0))
-        + 0.5 * n_p * (trace - d)
-        - 0.5 * n_p * logdet_p
-        + 0.5 * n_q * logdet_q
-        + torch.mvlgamma(n_q / 2, d)
-        - torch.mvlgamma(n_p / 2, d)
-    )
+    lp, lq = torch.broadcast_tensors(p.scale_tril, q.scale_tril)
+    trace = torch.linalg.solve_triangular(lq, lp, upper=False).pow(2).sum((-2, -1))
+    return _ex.kl_wishart(p.df, _ex.log_det_tril(lp), q.df, _ex.log_det_tril(lq), trace, d)
 
 
 @register_kl(NormalWishart, NormalWishart)
 def _kl_normal_wishart(p: NormalWishart, q: NormalWishart) -> torch.Tensor:
+    # vitoolkit.expectations.kl_normal_wishart, with (m_p - m_q)^T W_p (m_p - m_q) as the
+    # squared norm of L_p^T (m_p - m_q).
     d = p.event_shape[0]
-    kl_w = _kl_wishart_wishart(p.wishart, q.wishart)
-    ratio = q.mean_precision / p.mean_precision
-    diff = p.loc - q.loc
-    proj = (diff.unsqueeze(-2) @ p.scale_tril).squeeze(-2)  # diff^T W_p diff = squared norm of L_p^T diff
-    quad = proj.pow(2).sum(-1)
-    return kl_w + 0.5 * (d * (ratio - 1 - torch.log(ratio)) + q.mean_precision * p.df * quad)
+    lp, lq = torch.broadcast_tensors(p.scale_tril, q.scale_tril)
+    trace = torch.linalg.solve_triangular(lq, lp, upper=False).pow(2).sum((-2, -1))
+    proj = ((p.loc - q.loc).unsqueeze(-2) @ p.scale_tril).squeeze(-2)
+    return _ex.kl_normal_wishart(p.mean_precision, p.df, _ex.log_det_tril(lp), q.mean_precision,
+                                 q.df, _ex.log_det_tril(lq), trace, proj.pow(2).sum(-1), d)
 
 
 @register_kl(Normal, StandardNormal)
