@@ -468,3 +468,14 @@ def test_book_folder_is_replaced_whole_and_dead_builds_are_cleaned(tmp_path, mon
     assert (out / "tutorials" / "page.html").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new_html", "old_html", "site"]
     assert not stale.exists()
+
+
+def test_tutorial_out_that_cannot_be_a_folder_names_the_option(tmp_path, monkeypatch):
+    blocker = _outs(tmp_path)["file"]
+    with pytest.raises(NotADirectoryError) as info:
+        Tutorial("99_x", argv=["--out", str(blocker)])
+    assert "--out" in str(info.value) and str(blocker) in str(info.value)
+    monkeypatch.setenv("VITOOLKIT_OUT", str(blocker / "sub"))
+    with pytest.raises(OSError) as info:
+        Tutorial("99_x", argv=[])
+    assert "VITOOLKIT_OUT" in str(info.value) and str(blocker / "sub") in str(info.value)
