@@ -53,6 +53,8 @@ def test_tail_length_is_the_papers_m():
     assert tail_length(100_000) == math.ceil(3 * math.sqrt(100_000))
     with pytest.raises(ValueError, match="num_samples"):
         tail_length(0)
+    with pytest.raises(TypeError, match="num_samples"):
+        tail_length(100.0)
 
 
 @pytest.mark.parametrize("k", [0.2, 0.5, 0.9])

@@ -35,6 +35,7 @@ import math
 import torch
 
 from ..exceptions import UnreliableEstimateWarning  # re-exported: one class, defined there
+from ..validation import check_choice, check_int
 
 __all__ = [
     "KHAT_THRESHOLD",
@@ -61,8 +62,7 @@ _CHUNK_ELEMENTS = 4_000_000
 
 def tail_length(num_samples: int) -> int:
     """M = ceil(min(0.2 S, 3 sqrt(S))): how many of S draws form the fitted tail."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
     return int(math.ceil(min(0.2 * num_samples, 3.0 * math.sqrt(num_samples))))
 
 
@@ -242,8 +242,7 @@ def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:
     Tensor (float64) of the remaining batch shape, with the conventions of
     :func:`pareto_khat` (NaN for S < 25, -inf for a tail with no spread).
     """
-    if tail not in ("both", "right", "left"):
-        raise ValueError(f"tail must be 'both', 'right' or 'left', got {tail!r}")
+    tail = check_choice(tail, ("both", "right", "left"), "tail")
     rows, batch = _as_rows(values, dim, "values")
     ks = []
     if tail in ("both", "right"):
