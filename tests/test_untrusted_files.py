@@ -264,3 +264,11 @@ def test_write_idx_leaves_no_temporary_and_replaces_atomically(tmp_path):
         write_idx(path, np.arange(n, dtype=np.int16))
     np.testing.assert_array_equal(read_idx(path), np.arange(4, dtype=np.int16))
     assert [p.name for p in tmp_path.iterdir()] == ["b.gz"]
+
+
+def test_more_dimensions_than_numpy_supports_is_a_format_error(tmp_path):
+    path = tmp_path / "deep"
+    path.write_bytes(_header(0x08, (1,) * 100) + b"\x07")
+    with pytest.raises(IDXFormatError, match="cannot hold shape") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
