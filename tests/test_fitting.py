@@ -513,6 +513,23 @@ def test_sigma_points_give_the_weighted_sum_of_any_gaussian_log_density(gen):
     assert torch.equal(same, one) and torch.equal(same_w, torch.tensor([2.0], dtype=F64))
 
 
+def test_family_log_density_and_entropy_are_torchs(gen):
+    from vitoolkit.fitting.family import GaussianParams
+
+    x = torch.randn(50, 3, generator=gen, dtype=F64) * 2
+    a = torch.randn(3, 3, generator=gen, dtype=F64)
+    tril = torch.linalg.cholesky(a @ a.mT + 0.2 * torch.eye(3, dtype=F64))
+    loc = torch.randn(3, generator=gen, dtype=F64)
+    full = GaussianParams(loc, tril, "full")
+    mvn = MultivariateNormal(loc, scale_tril=tril)
+    torch.testing.assert_close(full.log_prob(x).detach(), mvn.log_prob(x), rtol=1e-13, atol=1e-12)
+    assert float(full.entropy().detach()) == pytest.approx(float(mvn.entropy()), rel=1e-13, abs=1e-13)
+    diag = GaussianParams(loc, torch.diag(torch.diagonal(tril)), "diagonal")
+    ind = torch.distributions.Independent(Normal(loc, torch.diagonal(tril)), 1)
+    torch.testing.assert_close(diag.log_prob(x).detach(), ind.log_prob(x), rtol=1e-13, atol=1e-12)
+    assert float(diag.entropy().detach()) == pytest.approx(float(ind.entropy()), rel=1e-13, abs=1e-13)
+
+
 # --------------------------------------------------------------- registry and settings
 def test_every_registered_route_recovers_a_gaussian_target():
     from vitoolkit.fitting import OBJECTIVES

@@ -16,10 +16,13 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 from ..divergences import entropy
 from ..validation import check_int
 
-__all__ = ["GaussianParams", "FAMILIES", "base_noise"]
+__all__ = ["GaussianParams", "FAMILIES", "STANDARD_NORMAL", "base_noise"]
 
 #: The variational families.
 FAMILIES = ("full", "diagonal")
+#: N(0, 1) in float64: the base density of the reparameterisation x = m + L eps.
+STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
+                         torch.tensor(1.0, dtype=torch.float64), validate_args=False)
 
 
 class GaussianParams:
@@ -77,8 +80,21 @@ class GaussianParams:
         return MultivariateNormal(self.loc, scale_tril=self.scale_tril(), validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log q(x) for x of shape (..., D) -> (...)."""
-        return self.torch_distribution().log_prob(x)
+        """log q(x) for x of shape (..., D) -> (...).
+
+        By the change of variables x = m + L eps: log q(x) = log N(eps; 0, I) - log|det L|,
+        eps = L^-1 (x - m), with torch's standard normal density. Equal to
+        ``torch_distribution().log_prob(x)`` (tested) and cheaper for the optimiser: the
+        small D x D factor is inverted once instead of solved against every point, which
+        also keeps the backward pass a matrix product.
+        """
+        if self.lower is None:
+            eps = (x - self.loc) * torch.exp(-self.log_diag)
+        else:
+            eye = torch.eye(self.dim, dtype=torch.float64)
+            inv = torch.linalg.solve_triangular(self.scale_tril(), eye, upper=False)
+            eps = (x - self.loc) @ inv.mT
+        return STANDARD_NORMAL.log_prob(eps).sum(-1) - self.log_diag.sum()
 
     def entropy(self) -> torch.Tensor:
         """H[q] (PRML eq. B.41), from :func:`vitoolkit.divergences.entropy`.

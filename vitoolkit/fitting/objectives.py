@@ -29,7 +29,8 @@ Forward KL(p || q) = E_p[log p - log q]                      (maximum likelihood
     grid or the draws: each evaluation costs O(D^2), not O(N D).
 
 The Gaussian log-density and entropy of q come from ``torch.distributions``
-(:meth:`GaussianParams.torch_distribution`), the quadrature weights from the
+(:class:`GaussianParams`: torch's standard normal density after the change of
+variables x = m + L eps, and the entropy of its torch distribution), the quadrature weights from the
 core's :meth:`vitoolkit.divergences.Grid.log_weights`; nothing Gaussian is written here.
 
 Minka's alpha (Minka 2005, MSR-TR-2005-173, eq. 2), with A = integral p^alpha q^(1-alpha):
@@ -53,13 +54,13 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Distribution, Normal
+from torch.distributions import Distribution
 
 from ..distributions import sample
 from ..divergences import Grid, make_grid, pareto_khat
 from ..exceptions import NonFiniteError
 from ._checks import check_target
-from .family import GaussianParams, base_noise
+from .family import STANDARD_NORMAL, GaussianParams, base_noise
 from .moments import target_moments
 
 __all__ = [
@@ -277,13 +278,9 @@ def whitened_grid(num_points: int, dim: int, width: float = 10.0):
     rules converge slowly.
     """
     mesh = make_grid([(-width, width)] * dim, num_points).points.reshape(-1, dim)
-    log_w = _STANDARD_NORMAL.log_prob(mesh).sum(-1)
+    log_w = STANDARD_NORMAL.log_prob(mesh).sum(-1)
     log_w = log_w - torch.logsumexp(log_w, 0)  # trapezoid end weights are e^-50: negligible
     return mesh, log_w
-
-
-_STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
-                          torch.tensor(1.0, dtype=torch.float64), validate_args=False)
 
 
 class _ReparamObjective(Objective):
@@ -301,7 +298,7 @@ class _ReparamObjective(Objective):
         if nodes is not None:
             self.stochastic = False
             self.eps, self.log_w = nodes
-            self.log_base = _STANDARD_NORMAL.log_prob(self.eps).sum(-1)
+            self.log_base = STANDARD_NORMAL.log_prob(self.eps).sum(-1)
         else:
             self.resample(generator)
 
@@ -311,7 +308,7 @@ class _ReparamObjective(Objective):
         self.eps = base_noise(self.num_samples, self.target.dim, generator)
         self.log_w = torch.full((self.eps.shape[0],), -math.log(self.eps.shape[0]),
                                 dtype=torch.float64)
-        self.log_base = _STANDARD_NORMAL.log_prob(self.eps).sum(-1)
+        self.log_base = STANDARD_NORMAL.log_prob(self.eps).sum(-1)
 
     def _log_q_at_samples(self, q):
         # change of variables z = m + L eps: log q(z) = log N(eps; 0, I) - log|det L|, with
