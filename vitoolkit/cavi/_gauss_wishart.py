@@ -57,11 +57,16 @@ class Prior:
     W_inv: np.ndarray  # (d, d) full, (d,) diag
     diag: bool
 
+    _cache: tuple | None = field(default=None, repr=False, compare=False)
+
     def log_det_W(self) -> np.ndarray:
-        """log det W_0 (full: a scalar array; diag: (d,), one per Normal-Gamma factor)."""
-        if self.diag:
-            return -np.log(self.W_inv)
-        return np.asarray(-np.linalg.slogdet(self.W_inv)[1])
+        """log det W_0 (full: a scalar array; diag: (d,), one per Normal-Gamma factor);
+        computed once per ``W_inv`` array."""
+        if self._cache is None or self._cache[0] is not self.W_inv:
+            value = (-np.log(self.W_inv) if self.diag
+                     else np.asarray(-np.linalg.slogdet(self.W_inv)[1]))
+            self._cache = (self.W_inv, value)
+        return self._cache[1]
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Posterior:
     nu: np.ndarray  # (K,)
     diag: bool
     _cache: tuple | None = field(default=None, repr=False, compare=False)
+    _alpha_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> Posterior:
         return Posterior(self.alpha.copy(), self.beta.copy(), self.m.copy(),
@@ -116,7 +122,11 @@ class Posterior:
             W = np.linalg.inv(self.W_inv)
             W = 0.5 * (W + np.swapaxes(W, 1, 2))
             prec = self.nu[:, None, None] * W
-        self._cache = (self.W_inv, self.nu, (W, log_det, prec))
+        e_log_det = ex.expected_log_det_wishart(self._per_factor(self.nu), log_det_scale=log_det,
+                                                dim=1 if self.diag else self.m.shape[1])
+        if self.diag:
+            e_log_det = e_log_det.sum(axis=1)
+        self._cache = (self.W_inv, self.nu, (W, log_det, prec, e_log_det))
         return self._cache[2]
 
     def scale_matrix(self) -> np.ndarray:
@@ -142,13 +152,14 @@ class Posterior:
 
     def expected_log_det(self) -> np.ndarray:
         """E[log det Lambda_k] (PRML eq. 10.65), via the shared core; shape (K,)."""
-        e = ex.expected_log_det_wishart(self._per_factor(self.nu), log_det_scale=self.log_det_W(),
-                                        dim=1 if self.diag else self.m.shape[1])
-        return e.sum(axis=1) if self.diag else e
+        return self._derived()[3]
 
     def expected_log_weights(self) -> np.ndarray:
         """E[log pi_k] (PRML eq. 10.66), via the shared core; shape (K,)."""
-        return ex.expected_log_dirichlet(self.alpha)
+        c = self._alpha_cache
+        if c is None or c[0] is not self.alpha:
+            c = self._alpha_cache = (self.alpha, ex.expected_log_dirichlet(self.alpha))
+        return c[1]
 
 
 def _chol(a: np.ndarray) -> np.ndarray:
