@@ -159,3 +159,15 @@ def test_kernel_does_not_import_torch():
             "import vitoolkit.expectations; from vitoolkit.cavi import _init; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_predict_labels_equal_the_argmax_of_the_responsibilities(cov, threads, monkeypatch):
+    monkeypatch.setenv("VITOOLKIT_NUM_THREADS", threads)
+    Xc, post, _ = _fitted(cov)
+    want = np.argmax(gw.log_resp(Xc, post), axis=1)
+    np.testing.assert_array_equal(gw.predict_labels(Xc, post), want)
+    des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=2**29)
+    gw.accumulate(des, post)  # cache filled
+    np.testing.assert_array_equal(gw.predict_labels(des, post), want)

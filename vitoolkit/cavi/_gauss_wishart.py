@@ -439,6 +439,34 @@ def _estep_design(des: Design, Ct: np.ndarray):
     return raw, lse, n
 
 
+def predict_labels(data, post: Posterior) -> np.ndarray:
+    """argmax_k r_nk for every row, shape (n,) int64: the argmax of log rho = F C (the
+    normaliser is the same for every k), over a :class:`Design` (threaded, no (n, K) array
+    beyond one block per thread) or centred data (n, d)."""
+    des = data if isinstance(data, Design) else design(data, post.diag, budget_bytes=0,
+                                                       K=post.m.shape[0])
+    Ct = np.ascontiguousarray(log_rho_coefficients(post).T)
+    out = np.empty(des.Xc.shape[0], dtype=np.int64)
+    nb = len(des.bounds)
+    parts = max(1, min(n_threads(), nb // 2))
+    cuts = [round(i * nb / parts) for i in range(parts + 1)]
+
+    def part(j):
+        buf = None
+        for i in range(cuts[j], cuts[j + 1]):
+            a, b = des.bounds[i]
+            if des.cached is None and buf is None:
+                buf = np.empty((des.width, b - a))
+            np.argmax(Ct @ des.block(i, buf), axis=0, out=out[a:b])
+
+    with _blas_one_thread():
+        if parts == 1:
+            part(0)
+        else:
+            list(_pool(parts).map(part, range(parts)))
+    return out
+
+
 def chunks_of(Xc: np.ndarray):
     for start in range(0, Xc.shape[0], CHUNK):
         yield Xc[start : start + CHUNK]
