@@ -43,7 +43,8 @@ _LOG_2PI = math.log(2 * math.pi)
 CHUNK = 8192  # rows per pass of chunks_of: keeps (chunk, K) blocks in cache, memory bounded
 # exp of arguments below about -708 (subnormal results) runs 10-30x slower on x86; arguments are
 # floored here first. exp(-700) ~ 1e-304 next to the row maximum's exp(0) = 1: invisible in
-# every sum (it changes responsibilities by < 1e-300 relative).
+# every sum (it changes responsibilities by < 1e-300 relative). The floor is a pass of its own,
+# so a Design remembers which of its blocks needed it (a block checks its minimum until then).
 _EXP_FLOOR = -700.0
 
 
@@ -339,6 +340,7 @@ class Design:
         self.bounds = [(s, min(s + rows, Xc.shape[0])) for s in range(0, Xc.shape[0], rows)]
         # filled block by block on the first pass (so a fit's initialisation, e.g. k-means,
         # never holds it at the same time); None when over budget
+        self.floors = [False] * len(self.bounds)  # see _EXP_FLOOR
         self.cached = [None] * len(self.bounds) if Xc.shape[0] * self.width * 8 <= budget_bytes \
             else None
 
@@ -369,17 +371,22 @@ def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10
     return Design(Xc, diag, _block_rows(K), budget_bytes)
 
 
-def _estep_blocks(blocks, Ct: np.ndarray):
+def _estep_blocks(blocks, Ct: np.ndarray, floors=None, ids=()):
     """E-step over an iterable of feature blocks Ft (W, m): returns (sum_n r_n F_n^T as
-    (K, W), sum_n log sum_k rho_nk, rows)."""
+    (K, W), sum_n log sum_k rho_nk, rows). ``floors[ids[j]]`` (bool) records whether block j
+    needs the exp floor; without ``floors`` every block is floored."""
     raw = np.zeros((Ct.shape[0], Ct.shape[1]))
     lse = 0.0
     n = 0
-    for Ft in blocks:
+    for j, Ft in enumerate(blocks):
         L = Ct @ Ft  # log rho, (K, m): reductions over K run along contiguous rows
         mx = L.max(axis=0)
         L -= mx
-        np.maximum(L, _EXP_FLOOR, out=L)
+        if floors is None:
+            np.maximum(L, _EXP_FLOOR, out=L)
+        elif floors[ids[j]] or L.min() < _EXP_FLOOR:
+            floors[ids[j]] = True
+            np.maximum(L, _EXP_FLOOR, out=L)
         np.exp(L, out=L)
         s = L.sum(axis=0)
         np.reciprocal(s, out=s)
@@ -424,7 +431,8 @@ def _estep_design(des: Design, Ct: np.ndarray):
         a, b = cuts[j], cuts[j + 1]
         rows = des.bounds[a][1] - des.bounds[a][0] if b > a else 0
         buf = None if des.cached is not None else np.empty((des.width, rows))
-        return _estep_blocks((des.block(i, buf) for i in range(a, b)), Ct)
+        return _estep_blocks((des.block(i, buf) for i in range(a, b)), Ct, des.floors,
+                             range(a, b))
 
     if parts == 1:
         results = [part(0)]
