@@ -109,6 +109,14 @@ def test_check_real_refuses_nan_and_inf_with_a_value_error_naming_the_argument(v
     assert named(err)
 
 
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_check_real_refuses_integers_beyond_float64_with_a_value_error(value):
+    with pytest.raises(ValueError, match=f"{NAME} must be a finite number"):
+        check_real(value, NAME)
+    with pytest.raises(ValueError, match=NAME):
+        check_positive(value, NAME)
+
+
 def test_check_real_allow_inf_admits_infinity_but_never_nan():
     assert check_real(math.inf, NAME, allow_inf=True) == math.inf
     assert check_real(-math.inf, NAME, allow_inf=True) == -math.inf
@@ -259,6 +267,7 @@ def test_as_float_array_detaches_tensors_that_require_grad():
     (np.array([object()], dtype=object), "non-numeric"),
     (np.array([True, False]), "boolean"),
     (torch.tensor([True]), "boolean"),
+    (torch.eye(2).to_sparse(), "sparse"),
     ("1.0", "str"),
     (b"12", "bytes"),
     (np.array(["1.0"]), "<U3"),

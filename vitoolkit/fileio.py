@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -48,6 +49,25 @@ def _remove_stale(path: Path) -> None:
                 entry.unlink()
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would give: the target's own if it exists, else
+    0o666 minus the umask (``mkstemp`` alone would leave every written file private, 0o600)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        pass
+    umask = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+    if umask is None:  # pragma: no cover - no /proc: read it the classic (racy) way
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a directory be opened
         fd = os.open(folder, os.O_RDONLY)
@@ -77,6 +97,8 @@ def atomic_write(path, mode: str = "w", *, encoding: str | None = "utf-8"):
     except OSError as err:
         raise OSError(err.errno, f"cannot write {str(path)!r}: {err.strerror}",
                       str(path)) from None
+    with contextlib.suppress(OSError):  # not fatal: the file would only stay private
+        os.fchmod(fd, _new_file_mode(path))
     try:
         kwargs = {"encoding": encoding} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as handle:

@@ -116,7 +116,11 @@ def check_real(value, name: str, *, minimum: float | None = None,
     if _is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_shown(value)} "
                         f"({type(value).__name__})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float64's range, e.g. 10**400
+        raise ValueError(f"{name} must be a finite number, got an integer of "
+                         f"{len(str(abs(int(value))))} digits") from None
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and (value < minimum or (strict_minimum and value == minimum)):
@@ -198,6 +202,9 @@ def as_float_array(value, name: str, *, ndim: int | Iterable[int] | None = None,
         raise TypeError(f"{name} must be a dense array; sparse input is not supported "
                         f"(got {type(value).__name__}); convert with .toarray()")
     if type(value).__module__.startswith("torch"):
+        if getattr(value, "layout", None) is not None and str(value.layout) != "torch.strided":
+            raise TypeError(f"{name} must be a dense tensor; sparse input is not supported "
+                            f"(got layout {value.layout}); convert with .to_dense()")
         value = value.detach().cpu().numpy()
     if value is None or isinstance(value, (str, bytes)):
         raise _kind_error(value, name, "an array of real numbers")
@@ -245,8 +252,9 @@ def as_float_tensor(value, name: str, *, dtype=None, ndim: int | Iterable[int] |
             raise TypeError(f"{name} must hold real numbers, got complex dtype {value.dtype}")
         if value.dtype == torch.bool:
             raise TypeError(f"{name} must hold real numbers, got a boolean tensor")
-        if value.is_sparse:
-            raise TypeError(f"{name} must be a dense tensor; sparse input is not supported")
+        if value.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense tensor; sparse input is not supported "
+                            f"(got layout {value.layout}); convert with .to_dense()")
         t = value.detach() if value.requires_grad else value
         t = t.to(dtype)
     else:
