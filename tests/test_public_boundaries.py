@@ -131,6 +131,9 @@ OWNERS = {
     "vitoolkit.datasets": "H5",
     "vitoolkit.calibration": "H5",
 }
+#: Submodules with another owner than their package (the longest matching prefix wins).
+OWNERS.update({f"vitoolkit.vae.{m}": "H7" for m in (
+    "diagnostics", "wake_sleep", "sparse", "linear_gaussian", "autoencoder", "posterior_stats", "networks")})
 
 #: CPU seconds one call may take before it counts as hung (a valid call takes milliseconds).
 CALL_SECONDS = 5.0
@@ -933,7 +936,7 @@ _POS = Real(0, strict_min=True)
 _NONNEG = Real(0)
 _PROB_OPEN = Real(0, 1, strict_min=True, strict_max=True)
 _ANY = Real()
-_TORCH_VALIDATE = Obj(nullable=True, numbers_refused=True)
+_TORCH_VALIDATE = Flag(nullable=True)  # torch's validate_args: True, False or None
 _DIST = Obj(either=(("a batched Normal", batched_normal), ("a 3-d MultivariateNormal", mvn3)))
 _DIST1 = Obj(either=(("a 2-d MultivariateNormal", mvn2), ("a batched Normal", batched_normal)))
 _MODEL = Obj(
@@ -2148,7 +2151,12 @@ def baseline_kwargs(spec: Spec) -> dict:
 
 
 def _owner(spec: Spec) -> str:
-    return OWNERS.get(spec.module, "lead")
+    obj = spec.target[0] if isinstance(spec.target, tuple) else spec.target
+    parts = obj.__module__.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in OWNERS:
+            return OWNERS[".".join(parts[:n])]
+    return "lead"
 
 
 def run_case(spec: Spec, name: str, hostile: Hostile | None):
