@@ -141,3 +141,25 @@ def test_image_tiling_refuses_truncating_coercions():
         tile_images(images, (2, 3), ncols=0)
     with pytest.raises(TypeError, match="data_dim"):
         square_shape(16.0)
+
+
+def test_plotting_functions_refuse_strings_instead_of_parsing_them():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from vitoolkit.plotting import vae_beyond
+    from vitoolkit.plotting.style import to_float
+
+    # tensors (even ones that require grad) and bools are drawn as numbers
+    t = torch.tensor([1.0, 2.0], requires_grad=True)
+    np.testing.assert_array_equal(to_float(t, "t"), [1.0, 2.0])
+    np.testing.assert_array_equal(to_float(np.array([True, False]), "b"), [1.0, 0.0])
+    assert np.isnan(to_float([1.0, float("nan")], "gappy")[1])  # NaN is a gap, not an error
+    with pytest.raises(TypeError, match="seconds must hold real numbers"):
+        cplot.plot_costs(["a", "b"], ["1.5", "2"])  # were parsed as 1.5 and 2
+    fig, ax = subplots(1, 1)
+    with pytest.raises(TypeError, match=r"curves\['elbo'\] must hold real numbers"):
+        vae_beyond.plot_curves({"elbo": ["-1", "-2"]}, ax=ax)
+    with pytest.raises(TypeError, match="complex"):
+        to_float(np.array([1 + 2j]), "z")
+    plt.close(fig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Circle, Ellipse
 
-from .style import color, get_ax
+from .style import color, get_ax, to_float
 
 __all__ = [
     "plot_elbo_steps",
@@ -97,7 +97,7 @@ def plot_mean_intervals(means_history, variances_history, ax=None, *, width: flo
     lo = float(np.min(means - width * sds))
     hi = float(np.max(means + width * sds))
     if reference is not None:
-        for r in np.asarray(reference, dtype=float).reshape(-1):
+        for r in to_float(reference, "reference").reshape(-1):
             ax.axhline(r, color="0.5", ls=":", lw=1, zorder=0)
         lo = min(lo, float(np.min(reference)))
         hi = max(hi, float(np.max(reference)))
@@ -201,7 +201,7 @@ def plot_restart_elbos(elbos, groups, ax=None):
     list of PathCollections, one per optimum.
     """
     ax = get_ax(ax)
-    elbos, groups = np.asarray(elbos, dtype=float), np.asarray(groups)
+    elbos, groups = to_float(elbos, "elbos"), np.asarray(groups)
     drawn = []
     for g in np.unique(groups):
         sel = np.flatnonzero(groups == g)
@@ -271,7 +271,7 @@ def plot_weights(weights: dict, ax=None):
     width = 0.8 / len(names)
     drawn = []
     for i, name in enumerate(names):
-        w = np.asarray(weights[name], dtype=float)
+        w = to_float(weights[name], f"weights[{name!r}]")
         drawn.append(ax.bar(x[: len(w)] + (i - (len(names) - 1) / 2) * width, w, width,
                             color=color(i), label=name))
     ax.set_xticks(x, [str(k + 1) for k in x])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fitting import covariance_ellipse
-from .style import color, get_ax
+from .style import color, get_ax, to_float
 from .style import to_numpy as _np
 
 __all__ = [
@@ -112,7 +112,7 @@ def plot_std_vs_reference(reference_std, stds, *, ax=None, xlabel: str = "refere
     dict label -> PathCollection (and "y = x" -> Line2D)
     """
     ax = get_ax(ax)
-    ref = _np(reference_std).astype(float)
+    ref = to_float(reference_std, "reference_std")
     out = {}
     markers = ["o", "s", "D", "^", "v"]
     sizes = [60, 30, 18, 12, 8]
@@ -121,7 +121,7 @@ def plot_std_vs_reference(reference_std, stds, *, ax=None, xlabel: str = "refere
         out[label] = ax.scatter(ref, _np(s), s=sizes[i % len(sizes)], marker=markers[i % len(markers)],
                                 facecolor="none", edgecolor=color(i), linewidths=1.4, label=label,
                                 zorder=3)
-    every = np.concatenate([ref] + [_np(s).astype(float) for s in stds.values()])
+    every = np.concatenate([ref] + [to_float(s, f"stds[{k!r}]") for k, s in stds.items()])
     lo, hi = every.min() / 1.25, every.max() * 1.25
     (out["y = x"],) = ax.plot([lo, hi], [lo, hi], color="0.3", lw=1.2, ls="--", label="y = x",
                               zorder=1)
@@ -167,7 +167,7 @@ def plot_mean_offsets(offsets, *, ax=None, xlabel: str = "(mean - reference mean
     out = {}
     labels = list(offsets)
     for i, label in enumerate(labels):
-        v = _np(offsets[label]).astype(float)
+        v = to_float(offsets[label], f"offsets[{label!r}]")
         row = len(labels) - 1 - i
         jitter = np.linspace(-0.18, 0.18, v.size) if v.size > 1 else np.zeros(1)
         out[label] = ax.scatter(v, row + jitter, s=20, color=color(i), edgecolor="k",
@@ -207,7 +207,7 @@ def plot_reliability(curves, *, ax=None, counts=None):
         (out[label],) = ax.plot(_np(pred), _np(true), marker=marker, lw=1.2, ms=4, color=color(i),
                                 label=label, alpha=0.9)
         if counts is not None:
-            size = 10 + 400 * _np(counts[label]).astype(float) / total
+            size = 10 + 400 * to_float(counts[label], f"counts[{label!r}]") / total
             ax.scatter(_np(pred), _np(true), s=size, marker=marker, facecolor="none",
                        edgecolor=color(i), linewidths=1.0, alpha=0.9, zorder=3)
     ax.set_xlim(-0.04, 1.04)
@@ -233,7 +233,7 @@ def plot_costs(labels, seconds, *, ax=None, xlabel: str = "wall time (seconds, l
     PathCollection
     """
     ax = get_ax(ax)
-    sec = _np(seconds).astype(float)
+    sec = to_float(seconds, "seconds")
     pos = np.arange(len(labels))[::-1]
     dots = ax.scatter(sec, pos, s=70, c=[color(i) for i in range(len(labels))], edgecolor="k",
                       linewidths=0.6, zorder=3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import ticker
 
-from .style import color, get_ax
+from .style import color, get_ax, to_float
 from .style import to_numpy as _np
 
 __all__ = [
@@ -71,7 +71,7 @@ def plot_gap_bars(labels, gap, kl, *, ax=None, title="", linthresh: float = 0.1)
     dict with the ``bars`` container and the ``kl`` points.
     """
     ax = get_ax(ax)
-    gap, kl = _np(gap).astype(float), _np(kl).astype(float)
+    gap, kl = to_float(gap, "gap"), to_float(kl, "kl")
     pos = np.arange(len(labels))[::-1]
     bars = ax.barh(pos, gap, height=0.6, color=color(0), alpha=0.75,
                    label="log p(x) - ELBO(q)  (from the ELBO)")
@@ -219,7 +219,7 @@ def plot_estimates_vs_samples(num_samples, estimates, exact, *, ax=None, ylabel=
     dict name -> ErrorbarContainer, plus ``exact`` -> Line2D.
     """
     ax = get_ax(ax)
-    ns = _np(num_samples).astype(float)
+    ns = to_float(num_samples, "num_samples")
     out = {}
     k = len(estimates)
     for i, (name, (vals, errs)) in enumerate(estimates.items()):
@@ -251,7 +251,7 @@ def plot_khat_vs_samples(num_samples, khats, *, threshold: float = 0.7, ax=None,
     dict label -> Line2D, plus ``threshold`` -> Line2D.
     """
     ax = get_ax(ax)
-    ns = _np(num_samples).astype(float)
+    ns = to_float(num_samples, "num_samples")
     out = {}
     for i, (label, values) in enumerate(khats.items()):
         (out[label],) = ax.plot(ns, _np(values), "o-", color=color(i + 2), mec="k", lw=2, label=label)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from .style import color, get_ax
+from .style import color, get_ax, to_float
 from .style import to_numpy as _np
 
 __all__ = [
@@ -83,11 +83,11 @@ def plot_sweep(x, series: dict, *, ax=None, errors: dict | None = None, logx: bo
     list of the drawn containers (one per series).
     """
     ax = get_ax(ax)
-    x = _np(x).astype(float)
+    x = to_float(x, "x")
     drawn = []
     for i, (name, values) in enumerate(series.items()):
-        err = None if errors is None or name not in errors else _np(errors[name]).astype(float)
-        drawn.append(ax.errorbar(x, _np(values).astype(float), yerr=err, marker="o",
+        err = None if errors is None or name not in errors else to_float(errors[name], f"errors[{name!r}]")
+        drawn.append(ax.errorbar(x, to_float(values, f"series[{name!r}]"), yerr=err, marker="o",
                                  color=color(i), label=name, capsize=2))
     if logx:
         ax.set_xscale("log")
@@ -117,7 +117,7 @@ def plot_codebook_usage(counts: dict, *, ax=None, title: str = "",
     ax = get_ax(ax)
     lines = []
     for i, (name, c) in enumerate(counts.items()):
-        c = np.sort(_np(c).astype(float))[::-1]
+        c = np.sort(to_float(c, f"counts[{name!r}]"))[::-1]
         share = c / c.sum()
         (line,) = ax.step(np.arange(1, len(c) + 1), share, where="mid", color=color(i),
                           label=name, lw=2)
@@ -155,7 +155,8 @@ def plot_curves_xy(curves: dict, *, ax=None, styles: dict | None = None, logx: b
         style = {"color": color(i)}
         if styles and name in styles:
             style.update(styles[name])
-        (line,) = ax.plot(_np(x).astype(float), _np(y).astype(float), label=name, **style)
+        xs, ys = to_float(x, f"curves[{name!r}] x"), to_float(y, f"curves[{name!r}] y")
+        (line,) = ax.plot(xs, ys, label=name, **style)
         lines.append(line)
     if logx:
         ax.set_xscale("log")
@@ -190,7 +191,7 @@ def plot_ratio_bars(names, ratios, *, ax=None, references: dict | None = None,
     BarContainer.
     """
     ax = get_ax(ax)
-    ratios = _np(ratios).astype(float)
+    ratios = to_float(ratios, "ratios")
     bars = ax.bar(range(len(ratios)), ratios, yerr=None if errors is None else _np(errors),
                   color=[color(i) for i in range(len(ratios))], capsize=3)
     for j, (label, level) in enumerate((references or {}).items()):

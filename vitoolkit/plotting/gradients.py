@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import PALETTE, get_ax
+from .style import PALETTE, get_ax, to_float
 
 __all__ = [
     "estimator_color",
@@ -66,13 +66,13 @@ def _style(name: str) -> dict:
 
 def _floor(values, floor=1e-12):
     # Log axes cannot show an exact zero (pathwise on a linear cost); draw it at the floor.
-    return np.maximum(np.asarray(values, dtype=float), floor)
+    return np.maximum(to_float(values, "values"), floor)
 
 
 def _positive(values):
     # A variance that is exactly zero at isolated points (e.g. coupled measure-valued
     # estimates where f(mu + R) - f(mu - R) vanishes) is left as a gap on log axes.
-    v = np.asarray(values, dtype=float)
+    v = to_float(values, "values")
     scale = np.nanmax(np.abs(v)) if v.size else 0.0
     return np.where(v > 1e-12 * max(scale, 1e-300), v, np.nan)
 
@@ -109,7 +109,7 @@ def plot_variance_vs_dimension(result: dict, param: str = "loc", ax=None, title:
     lines = []
     for est, by_param in result["variance"].items():
         st = _style(est)
-        values = np.asarray(by_param[param], dtype=float)
+        values = to_float(by_param[param], f"result['variance'][{est!r}][{param!r}]")
         if np.all(values == 0):
             # Exactly zero cannot sit on a log axis: say it in the axes (top left, above the
             # data of growing curves) instead of drawing nothing.
@@ -242,7 +242,7 @@ def plot_bbvi(results: dict, quantity: str = "elbo", ax=None, reference: float |
         values = getattr(res, quantity)
         st = _style(est)
         st.pop("marker")
-        values = np.asarray(values, dtype=float)
+        values = to_float(values, f"results[{est!r}]")
         if quantity != "elbo":
             values = np.where(values > 0, values, np.nan)  # exact zeros: gaps on a log axis
         lines += ax.plot(np.arange(len(values)), values, lw=1.5, **st)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["PALETTE", "set_theme", "get_ax", "subplots", "color", "to_numpy"]
+__all__ = ["PALETTE", "set_theme", "get_ax", "subplots", "color", "to_numpy", "to_float"]
 
 #: Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008), in the order used for series.
 PALETTE = [
@@ -37,6 +37,23 @@ def to_numpy(x):
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return np.asarray(x)
+
+
+def to_float(x, name: str):
+    """``x`` as a float64 NumPy array to draw, refusing what is not numbers (the error names ``name``).
+
+    Tensors are detached and copied to the CPU; bools count as 0/1. Strings,
+    complex numbers and ragged or object arrays raise a ``TypeError`` instead of
+    being parsed or truncated. NaN and inf are kept: a plot shows them as gaps.
+    """
+    import numpy as np
+
+    from ..validation import as_float_array
+
+    a = to_numpy(x) if not isinstance(x, (str, bytes)) else x
+    if isinstance(a, np.ndarray) and a.dtype.kind == "b":
+        a = a.astype(np.float64)
+    return as_float_array(a, name, finite=False)
 
 
 def color(i: int) -> str:

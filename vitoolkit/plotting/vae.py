@@ -13,7 +13,7 @@ import numpy as np
 
 from .images import image_shape_of as _image_shape
 from .images import plot_image_grid, tile_images
-from .style import color, get_ax
+from .style import color, get_ax, to_float
 from .style import to_numpy as _np
 
 _color = color
@@ -152,8 +152,8 @@ def plot_metric_bars(names, values, errors=None, *, ax=None, title: str = "",
                      ylabel: str = "nats per example"):
     """Bars of one number per setting (``names``), with optional error bars; returns the bars."""
     ax = get_ax(ax)
-    values = _np(values).astype(float)
-    err = None if errors is None else _np(errors).astype(float)
+    values = to_float(values, "values")
+    err = None if errors is None else to_float(errors, "errors")
     bars = ax.bar(range(len(values)), values, yerr=err, capsize=4,
                   color=[color(i) for i in range(len(values))])
     ax.set_xticks(range(len(values)))
@@ -188,13 +188,13 @@ def plot_curves(x, curves: dict, *, ax=None, bands: dict | None = None, title: s
     ax = get_ax(ax)
     out = {}
     for i, (label, y) in enumerate(curves.items()):
-        xs = _np(x[label] if isinstance(x, dict) else x).astype(float)
-        ys = _np(y).astype(float)
+        xs = to_float(x[label] if isinstance(x, dict) else x, "x")
+        ys = to_float(y, f"curves[{label!r}]")
         kw = {"color": color(i), "lw": 2.0}
         kw.update((styles or {}).get(label, {}))
         (out[label],) = ax.plot(xs, ys, label=label, **kw)
         if bands and label in bands:
-            half = _np(bands[label]).astype(float)
+            half = to_float(bands[label], f"bands[{label!r}]")
             ax.fill_between(xs, ys - half, ys + half, color=out[label].get_color(), alpha=0.2,
                             linewidth=0)
     ax.set_xlabel(xlabel)
@@ -221,12 +221,12 @@ def plot_density_contours(x, y, density, reference=None, *, ax=None, title: str 
     ``filled`` and, when given, ``reference``.
     """
     ax = get_ax(ax)
-    d = _np(density).astype(float)
+    d = to_float(density, "density")
     lv = np.linspace(0.0, float(np.nanmax(d)), levels + 1)
     out = {"filled": ax.contourf(_np(x), _np(y), d, levels=lv, cmap="Blues")}
     ax.figure.colorbar(out["filled"], ax=ax, label=colorbar_label, format="%.2f")
     if reference is not None:
-        r = _np(reference).astype(float)
+        r = to_float(reference, "reference")
         out["reference"] = ax.contour(_np(x), _np(y), r, levels=lv[1::2], colors="k",
                                       linewidths=1.0, linestyles="--")
     ax.set_aspect("equal")
@@ -243,7 +243,7 @@ def plot_correlation_matrix(corr, labels=None, *, ax=None, title: str = "", anno
     Returns the ``AxesImage``.
     """
     ax = get_ax(ax)
-    c = _np(corr).astype(float)
+    c = to_float(corr, "corr")
     im = ax.imshow(c, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     ax.figure.colorbar(im, ax=ax, label="correlation")
     n = c.shape[0]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .images import plot_image_grid, square_shape
-from .style import color, get_ax
-from .style import to_numpy as _np
+from .style import color, get_ax, to_float
 
 __all__ = [
     "plot_active_units",
@@ -64,7 +63,7 @@ def plot_kl_per_dimension(kl_per_dim: dict, *, threshold: float | None = None, a
     ax = get_ax(ax)
     lines = []
     for i, (name, values) in enumerate(kl_per_dim.items()):
-        v = np.sort(_np(values).astype(float))[::-1]
+        v = np.sort(to_float(values, f"kl_per_dim[{name!r}]"))[::-1]
         (line,) = ax.plot(np.arange(1, len(v) + 1), np.maximum(v, 1e-4), marker="o", ms=4,
                           color=color(i), label=name)
         lines.append(line)
@@ -127,7 +126,7 @@ def plot_curves(curves: dict, *, ax=None, xlabel: str = "epoch", ylabel: str = "
     ax = get_ax(ax)
     lines = []
     for i, (name, values) in enumerate(curves.items()):
-        v = _np(values).astype(float)
+        v = to_float(values, f"curves[{name!r}]")
         (line,) = ax.plot(np.arange(1, len(v) + 1), v, color=color(i), label=name)
         lines.append(line)
     ax.set_xlabel(xlabel)
@@ -163,11 +162,12 @@ def plot_bounds_vs_samples(ks, bounds: dict, *, log_likelihood: dict | None = No
     list of Line2D
     """
     ax = get_ax(ax)
-    ks = _np(ks).astype(float)
+    ks = to_float(ks, "ks")
     lines = []
     for i, (name, values) in enumerate(bounds.items()):
-        err = None if stderr is None or name not in stderr else 2 * _np(stderr[name]).astype(float)
-        cont = ax.errorbar(ks, _np(values).astype(float), yerr=err, marker="o", color=color(i),
+        err = (None if stderr is None or name not in stderr
+               else 2 * to_float(stderr[name], f"stderr[{name!r}]"))
+        cont = ax.errorbar(ks, to_float(values, f"bounds[{name!r}]"), yerr=err, marker="o", color=color(i),
                            capsize=3, label=f"{name}: L_k (+-2 s.e.)" if err is not None
                            else f"{name}: L_k")
         lines.append(cont.lines[0])
@@ -205,13 +205,13 @@ def plot_bound_gaps(ks, gaps: dict, *, stderr: dict | None = None, ax=None,
     list of Line2D
     """
     ax = get_ax(ax)
-    ks = _np(ks).astype(float)
+    ks = to_float(ks, "ks")
     lines = []
     for i, (name, values) in enumerate(gaps.items()):
-        v = _np(values).astype(float)
+        v = to_float(values, f"gaps[{name!r}]")
         err = None
         if stderr is not None and name in stderr:
-            e = 2 * _np(stderr[name]).astype(float)
+            e = 2 * to_float(stderr[name], f"stderr[{name!r}]")
             err = np.vstack([np.minimum(e, 0.9 * v), e])  # a log axis cannot go below 0
         cont = ax.errorbar(ks, v, yerr=err, marker="o", color=color(i), capsize=3, label=name)
         lines.append(cont.lines[0])
@@ -243,7 +243,7 @@ def plot_khat(khats: dict, *, threshold: float = 0.7, ax=None,
     ax = get_ax(ax)
     lines = []
     for i, (name, values) in enumerate(khats.items()):
-        v = np.sort(_np(values).astype(float))
+        v = np.sort(to_float(values, f"khats[{name!r}]"))
         v = v[np.isfinite(v)]
         frac = (np.arange(1, len(v) + 1) - 0.5) / max(len(v), 1)
         (line,) = ax.plot(frac, v, color=color(i), label=name)
@@ -298,7 +298,7 @@ def plot_factor_matrix(matrix, *, unit_labels=None, factor_names=None, ax=None,
     AxesImage
     """
     ax = get_ax(ax)
-    m = _np(matrix).astype(float)
+    m = to_float(matrix, "matrix")
     im = ax.imshow(m, cmap="viridis", aspect="auto", vmin=0.0)
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize="x-small",
