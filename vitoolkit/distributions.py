@@ -27,6 +27,9 @@ from torch.distributions import Distribution, MultivariateNormal, Normal, Wishar
 from torch.distributions.utils import broadcast_all
 
 from . import expectations as _ex
+from .validation import as_float_array, check_bool, check_int, check_memory, check_real
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 __all__ = [
     "StandardNormal",
@@ -67,7 +70,13 @@ class StandardNormal(Normal):
     """
 
     def __init__(self, loc=0.0, scale=1.0, validate_args=None):
-        super().__init__(loc, scale, validate_args=validate_args)
+        check_validate_args(validate_args)
+        loc = _number_or_param(loc, "loc")
+        scale = _number_or_param(scale, "scale")
+        try:
+            super().__init__(loc, scale, validate_args=validate_args)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"StandardNormal: loc and scale must broadcast: {err}") from None
         for name, tensor, value in (("loc", self.loc, 0), ("scale", self.scale, 1)):
             if tensor.requires_grad:
                 raise ValueError(f"StandardNormal: {name} must be a constant {value} (it requires "
@@ -92,6 +101,85 @@ class StandardNormal(Normal):
         return super().expand(batch_shape, _instance=new)
 
 
+# -- argument checks shared by the core (vitoolkit.divergences imports them) ---------
+def as_param(value, name: str, *, dtype=None, min_ndim: int = 0, finite: bool = True,
+             allow_neg_inf: bool = False) -> torch.Tensor:
+    """A real floating tensor from ``value`` (tensor, array or number), named in every error.
+
+    Tensors keep their autograd graph, dtype and device (integer tensors become the
+    default float dtype, or ``dtype``); other input is read as float64 (or ``dtype``).
+    Strings, bools, complex and object input are refused with a ``TypeError``; NaN and
+    inf (with ``allow_neg_inf``, NaN and +inf) and fewer than ``min_ndim`` dimensions
+    with a ``ValueError``.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got complex dtype {value.dtype}")
+        if value.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers, got a boolean tensor")
+        t = value
+        if dtype is not None and t.dtype != dtype:
+            t = t.to(dtype)
+        elif t.dtype not in _FLOAT_DTYPES:
+            t = t.to(torch.get_default_dtype())
+    else:
+        t = torch.from_numpy(as_float_array(value, name, finite=False))
+        if dtype is not None:
+            t = t.to(dtype)
+    if t.dim() < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape "
+                         f"{tuple(t.shape)}")
+    if finite:
+        bad = torch.isnan(t) | (torch.isposinf(t) if allow_neg_inf else torch.isinf(t))
+        if bool(bad.any()):
+            raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf entries (of {t.numel()})")
+    return t
+
+
+def _number_or_param(value, name: str):
+    """A Python int/float kept as it is (torch's scalar convention), anything else as_param."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return check_real(value, name)
+    return as_param(value, name)
+
+
+def check_validate_args(value) -> None:
+    """``validate_args`` is None, True or False (torch's convention)."""
+    if value is not None:
+        check_bool(value, "validate_args")
+
+
+def check_sample_shape(sample_shape, name: str = "sample_shape") -> torch.Size:
+    """A shape (a tuple or list of integers >= 0, or a torch.Size); an int n means (n,)."""
+    if isinstance(sample_shape, (int,)) and not isinstance(sample_shape, bool):
+        sample_shape = (sample_shape,)
+    if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, (tuple, list, torch.Size)):
+        raise TypeError(f"{name} must be a tuple of integers, got {type(sample_shape).__name__}")
+    return torch.Size(check_int(n, name, minimum=0) for n in sample_shape)
+
+
+def check_draw_memory(sample_shape: torch.Size, per_draw_shape, name: str = "sample_shape",
+                      itemsize: int = 8, arrays: int = 3) -> None:
+    """Refuse, before drawing, draws that would not fit in memory (sizes in Python ints)."""
+    per_draw = math.prod(int(n) for n in per_draw_shape)
+    count = math.prod(int(n) for n in sample_shape)
+    check_memory(count * per_draw * itemsize * arrays, name, tuple(sample_shape),
+                 f"{count:,} draws of shape {tuple(per_draw_shape)}")
+
+
+def check_distribution_arg(d, name: str) -> None:
+    if not isinstance(d, Distribution):
+        raise TypeError(f"{name} must be a torch.distributions.Distribution, got {type(d).__name__}")
+
+
+def _check_lower_cholesky(tril: torch.Tensor, name: str) -> None:
+    """Lower triangular with a positive diagonal (a Cholesky factor)."""
+    if bool((torch.triu(tril, diagonal=1) != 0).any()):
+        raise ValueError(f"{name} must be lower triangular (a Cholesky factor); its upper "
+                         "triangle has non-zero entries")
+    _check_positive_tensor(torch.diagonal(tril, dim1=-2, dim2=-1), f"{name}'s diagonal")
+
+
 def sample(dist: Distribution, sample_shape=torch.Size(), *, generator=None, rsample=False):
     """Draw ``dist.sample(sample_shape)`` (or ``rsample``) from a local generator.
 
@@ -105,6 +193,12 @@ def sample(dist: Distribution, sample_shape=torch.Size(), *, generator=None, rsa
     rsample : bool
         Use the reparameterised sampler (keeps gradients).
     """
+    check_distribution_arg(dist, "dist")
+    sample_shape = check_sample_shape(sample_shape)
+    rsample = check_bool(rsample, "rsample")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_draw_memory(sample_shape, dist.batch_shape + dist.event_shape)
     draw = dist.rsample if rsample else dist.sample
     if generator is None:
         return draw(torch.Size(sample_shape))
@@ -128,15 +222,7 @@ class GumbelSoftmaxSample(NamedTuple):
 
 def check_temperature(temperature, name: str = "temperature") -> float:
     """A positive finite temperature (the Gumbel-softmax tau), as a float."""
-    if isinstance(temperature, bool):
-        raise ValueError(f"{name} must be a positive finite number, got {temperature!r}")
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a positive finite number, got {temperature!r}") from err
-    if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive finite number (tau > 0), got {temperature!r}")
-    return value
+    return check_real(temperature, name, minimum=0.0, strict_minimum=True)
 
 
 def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, sample_shape=torch.Size(), *,
@@ -165,7 +251,14 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, sample_shape
     GumbelSoftmaxSample(soft, hard), each of shape ``sample_shape + logits.shape``.
     """
     tau = check_temperature(temperature)
-    shape = torch.Size(sample_shape) + logits.shape
+    logits = as_param(logits, "logits", min_ndim=1, allow_neg_inf=True)
+    if logits.shape[-1] < 1:
+        raise ValueError(f"logits must have at least one category, got shape {tuple(logits.shape)}")
+    if bool(torch.isneginf(logits).all(-1).any()):
+        raise ValueError("logits: every category is -inf in some row (no probability mass)")
+    sample_shape = check_sample_shape(sample_shape)
+    check_draw_memory(sample_shape, logits.shape, arrays=4)
+    shape = sample_shape + logits.shape
     u = torch.rand(shape, generator=generator, dtype=logits.dtype, device=logits.device)
     tiny = torch.finfo(logits.dtype).tiny
     gumbel = -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(logits.dtype).eps)))
@@ -187,9 +280,7 @@ def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:
         Naming ``concentration`` when an entry is not positive and finite (digamma of a
         non-positive number is a number, but not this expectation).
     """
-    concentration = torch.as_tensor(concentration)
-    if concentration.dim() < 1:
-        raise ValueError(f"concentration must have shape (..., K), got a scalar {concentration!r}")
+    concentration = as_param(concentration, "concentration", min_ndim=1)
     _check_positive_tensor(concentration, "concentration")
     return _ex.expected_log_dirichlet(concentration)
 
@@ -219,8 +310,11 @@ def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torc
     ValueError
         Naming ``df`` when some nu <= D - 1 (the Wishart is not defined there).
     """
+    scale_tril = as_param(scale_tril, "scale_tril", min_ndim=2)
     d = scale_tril.shape[-1]
-    df = torch.as_tensor(df, dtype=scale_tril.dtype, device=scale_tril.device)
+    _check_square(scale_tril, "scale_tril", d)
+    _check_lower_cholesky(scale_tril, "scale_tril")
+    df = as_param(df, "df", dtype=scale_tril.dtype).to(scale_tril.device)
     _check_positive_tensor(df, "df", d - 1, f"> D - 1 = {d - 1} (the Wishart degrees of freedom)")
     return _ex.expected_log_det_wishart(df, scale_tril)
 
@@ -258,26 +352,28 @@ class NormalWishart(Distribution):
 
     def __init__(self, loc, mean_precision, df, *, scale_matrix=None, scale_tril=None,
                  validate_args=None):
+        check_validate_args(validate_args)
         if (scale_matrix is None) == (scale_tril is None):
             raise ValueError("NormalWishart: give exactly one of scale_matrix or scale_tril")
-        loc = torch.as_tensor(loc)
-        if loc.dim() < 1:
-            raise ValueError(f"loc must have shape (..., D), got shape {tuple(loc.shape)}")
-        dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
-        loc = loc.to(dtype)
+        loc = as_param(loc, "loc", min_ndim=1)
+        dtype = loc.dtype
+        mean_precision = as_param(mean_precision, "mean_precision", dtype=dtype)
+        df = as_param(df, "df", dtype=dtype)
         if scale_tril is None:
-            scale_matrix = torch.as_tensor(scale_matrix, dtype=dtype)
+            scale_matrix = as_param(scale_matrix, "scale_matrix", dtype=dtype, min_ndim=2)
             _check_square(scale_matrix, "scale_matrix", loc.shape[-1])
             scale_tril, info = torch.linalg.cholesky_ex(scale_matrix)
             if bool((info != 0).any()):
                 raise ValueError("scale_matrix must be symmetric positive definite")
         else:
-            scale_tril = torch.as_tensor(scale_tril, dtype=dtype)
+            scale_tril = as_param(scale_tril, "scale_tril", dtype=dtype, min_ndim=2)
             _check_square(scale_tril, "scale_tril", loc.shape[-1])
+            _check_lower_cholesky(scale_tril, "scale_tril")
         d = loc.shape[-1]
-        mean_precision, df = broadcast_all(
-            torch.as_tensor(mean_precision, dtype=dtype), torch.as_tensor(df, dtype=dtype)
-        )
+        try:
+            mean_precision, df = broadcast_all(mean_precision, df)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"NormalWishart: mean_precision and df do not broadcast: {err}") from None
         try:
             batch_shape = torch.broadcast_shapes(
                 loc.shape[:-1], mean_precision.shape, df.shape, scale_tril.shape[:-2]
@@ -403,21 +499,28 @@ class MultivariateStudentT(Distribution):
     has_rsample = True
 
     def __init__(self, df, loc, scale_tril, validate_args=None):
-        loc = torch.as_tensor(loc)
+        check_validate_args(validate_args)
+        loc = as_param(loc, "loc")
         if loc.dim() < 1:
             raise ValueError(f"loc must have shape (..., D), got shape {tuple(loc.shape)}")
-        dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
-        self.loc = loc.to(dtype)
-        self.scale_tril = torch.as_tensor(scale_tril, dtype=dtype)
-        self.df = torch.as_tensor(df, dtype=dtype)
+        dtype = loc.dtype
+        self.loc = loc
+        self.scale_tril = as_param(scale_tril, "scale_tril", dtype=dtype, min_ndim=2)
+        self.df = as_param(df, "df", dtype=dtype)
         d = self.loc.shape[-1]
         _check_square(self.scale_tril, "scale_tril", d)
         # Checked whatever validate_args says (log_prob returns numbers for df <= 0).
         _check_positive_tensor(self.df, "df", 0.0, "positive (the degrees of freedom)")
-        _check_positive_tensor(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1), "scale_tril's diagonal")
-        batch_shape = torch.broadcast_shapes(
-            self.loc.shape[:-1], self.df.shape, self.scale_tril.shape[:-2]
-        )
+        _check_lower_cholesky(self.scale_tril, "scale_tril")
+        try:
+            batch_shape = torch.broadcast_shapes(
+                self.loc.shape[:-1], self.df.shape, self.scale_tril.shape[:-2]
+            )
+        except RuntimeError as err:
+            raise ValueError(
+                "MultivariateStudentT: batch shapes of df, loc and scale_tril do not broadcast: "
+                f"{tuple(self.df.shape)}, {tuple(self.loc.shape[:-1])}, "
+                f"{tuple(self.scale_tril.shape[:-2])}") from err
         super().__init__(batch_shape, torch.Size((d,)), validate_args=validate_args)
 
     @property
@@ -443,10 +546,17 @@ class MultivariateStudentT(Distribution):
             self._validate_sample(value)
         d = self.event_shape[0]
         diff = value - self.loc
+        batch = torch.broadcast_shapes(diff.shape[:-1], self.scale_tril.shape[:-2])
         sol = torch.linalg.solve_triangular(
-            self.scale_tril.expand(diff.shape[:-1] + (d, d)), diff.unsqueeze(-1), upper=False
+            self.scale_tril.expand(batch + (d, d)), diff.expand(batch + (d,)).unsqueeze(-1),
+            upper=False,
         ).squeeze(-1)
-        maha = sol.pow(2).sum(-1)
+        # log(1 + maha / nu) with maha = |sol|^2 computed from the scaled norm, so a point
+        # 1e200 scales away gives a finite (very negative) log density, not -inf.
+        top = sol.abs().amax(-1)
+        safe = torch.where(top > 0, top, torch.ones_like(top))
+        log_maha = 2 * (torch.log(safe) + 0.5 * torch.log((sol / safe.unsqueeze(-1)).pow(2).sum(-1)))
+        log_maha = torch.where(top > 0, log_maha, torch.full_like(log_maha, -math.inf))
         half_logdet = torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)
         nu = self.df
         return (
@@ -454,10 +564,11 @@ class MultivariateStudentT(Distribution):
             - torch.lgamma(nu / 2)
             - 0.5 * d * torch.log(nu * math.pi)
             - half_logdet
-            - 0.5 * (nu + d) * torch.log1p(maha / nu)
+            - 0.5 * (nu + d) * torch.logaddexp(torch.zeros_like(log_maha), log_maha - torch.log(nu))
         )
 
 
 def _check_square(matrix: torch.Tensor, name: str, d: int) -> None:
     if matrix.dim() < 2 or matrix.shape[-1] != d or matrix.shape[-2] != d:
-        raise ValueError(f"{name} must have shape (..., {d}, {d}), got {tuple(matrix.shape)}")
+        raise ValueError(f"{name} must have shape (..., {d}, {d}) (D = {d} from loc's last "
+                         f"dimension), got {tuple(matrix.shape)}")

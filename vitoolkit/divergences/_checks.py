@@ -26,13 +26,18 @@ def check_distribution(d, name: str) -> None:
         raise TypeError(f"{name} must be a torch.distributions.Distribution, got {type(d).__name__}")
 
 
-def check_pair(p, q) -> torch.Size:
-    """Both are distributions with equal event shapes and broadcastable batch shapes."""
-    check_distribution(p, "p")
-    check_distribution(q, "q")
+def check_pair(p, q, names=("p", "q")) -> torch.Size:
+    """Both are distributions with equal event shapes and broadcastable batch shapes.
+
+    ``names`` are the argument names used in messages (``cross_entropy(q, p)`` passes
+    ``("q", "p")``).
+    """
+    a, b = names
+    check_distribution(p, a)
+    check_distribution(q, b)
     if p.event_shape != q.event_shape:
         raise ValueError(
-            f"p and q must have the same event_shape, got {tuple(p.event_shape)} "
+            f"{a} and {b} must have the same event_shape, got {tuple(p.event_shape)} "
             f"({type(p).__name__}) and {tuple(q.event_shape)} ({type(q).__name__})"
         )
     # Fast path (this runs once per VAE training step; broadcast_shapes costs ~7 us):
@@ -46,7 +51,7 @@ def check_pair(p, q) -> torch.Size:
         return torch.broadcast_shapes(p.batch_shape, q.batch_shape)
     except RuntimeError as err:
         raise ValueError(
-            f"batch shapes of p {tuple(p.batch_shape)} and q {tuple(q.batch_shape)} "
+            f"batch shapes of {a} {tuple(p.batch_shape)} and {b} {tuple(q.batch_shape)} "
             "do not broadcast"
         ) from err
 
@@ -54,6 +59,22 @@ def check_pair(p, q) -> torch.Size:
 def check_num_samples(num_samples, name: str = "num_samples") -> int:
     """An integer >= 2 (a standard error needs two draws)."""
     return check_int(num_samples, name, minimum=MIN_SAMPLES)
+
+
+def check_dim(dim, ndim: int, name: str = "dim") -> int:
+    """An axis index valid for ``ndim`` dimensions (negative counts from the end)."""
+    dim = check_int(dim, name)
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name}={dim} is out of range for an array with {ndim} dimension(s)")
+    return dim
+
+
+def check_finite_result(value: torch.Tensor, name: str, given) -> torch.Tensor:
+    """Refuse a result that overflowed float64 because of the argument ``name``."""
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name}={given!r} makes the result overflow float64 (got "
+                         f"{value.detach().reshape(-1)[0].item()!r}); use a smaller |{name}|")
+    return value
 
 
 def check_alpha(alpha, name: str = "alpha") -> float:

@@ -56,7 +56,7 @@ import torch
 
 from ..distributions import sample
 from ..validation import check_choice, check_memory
-from ._checks import check_alpha, check_num_samples, check_pair
+from ._checks import check_alpha, check_finite_result, check_num_samples, check_pair
 from ._gaussian import gaussian_params
 from .closed_form import kl_divergence
 from .monte_carlo import Estimate, plan_draws
@@ -122,8 +122,9 @@ def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
     delta = torch.linalg.solve_triangular(chol, (mp - mq).unsqueeze(-1), upper=False)
     white = torch.linalg.solve_triangular(chol_a, delta, upper=False)
     quad = white.pow(2).sum((-2, -1))
-    return (-0.5 * a * (1 - a) * quad - 0.5 * _log_det_eye_plus(k, a, chol_a)
-            + 0.5 * a * _log_det_eye_plus(k, 1.0, None))
+    out = (-0.5 * a * (1 - a) * quad - 0.5 * _log_det_eye_plus(k, a, chol_a)
+           + 0.5 * a * _log_det_eye_plus(k, 1.0, None))
+    return check_finite_result(out, "alpha", alpha)
 
 
 def _log_det_eye_plus(k: torch.Tensor, a: float, chol) -> torch.Tensor:
@@ -266,9 +267,10 @@ def _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, reny
     num_samples = check_num_samples(num_samples)
     log_w = _mc_log_ratios(p, q, num_samples, generator, sample_from, batch)
     e = alpha if sample_from == "q" else 1.0 - alpha  # A_alpha = E_sampler[w^e]
-    if renyi:
-        return _mc_renyi(log_w, e, alpha, estimator)
-    return _mc_alpha(log_w, e, alpha * (1 - alpha), estimator)
+    est = (_mc_renyi(log_w, e, alpha, estimator) if renyi
+           else _mc_alpha(log_w, e, alpha * (1 - alpha), estimator))
+    check_finite_result(est.value, "alpha", alpha)
+    return est
 
 
 def _resolve(p, q, method, num_samples, sample_from, estimator):
@@ -336,7 +338,8 @@ def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
     if alpha in (0.0, 1.0):
         a, b = (q, p) if alpha == 0.0 else (p, q)
         return kl_divergence(a, b)
-    return -torch.expm1(log_alpha_affinity(p, q, alpha)) / (alpha * (1 - alpha))
+    return check_finite_result(-torch.expm1(log_alpha_affinity(p, q, alpha)) / (alpha * (1 - alpha)),
+                               "alpha", alpha)
 
 
 def renyi_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: int | None = None,

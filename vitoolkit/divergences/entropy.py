@@ -41,5 +41,5 @@ def cross_entropy(q, p) -> torch.Tensor:
 
     ``-cross_entropy(q, prior)`` is the E_q[log p(z)] term of an ELBO.
     """
-    check_pair(q, p)
+    check_pair(q, p, names=("q", "p"))
     return entropy(q) + kl_divergence(q, p)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..validation import check_choice, check_int, check_memory, check_real
+from ..validation import check_choice, check_int, check_memory, check_positive, check_real
 from ._checks import check_alpha, check_distribution, check_pair
 
 __all__ = ["Grid", "make_grid", "evaluate_on_grid", "grid_divergence", "default_bounds",
@@ -80,6 +80,21 @@ def _dimension(d) -> int:
 
 def default_bounds(*dists, width: float = 10.0):
     """Bounds covering every distribution's mean +/- ``width`` standard deviations."""
+    width = check_positive(width, "width")
+    if not dists:
+        raise TypeError("default_bounds needs at least one distribution (dists)")
+    dims = set()
+    for d in dists:
+        check_distribution(d, "dists")
+        try:
+            dims.add(_dimension(d))
+        except ValueError as err:
+            raise ValueError(f"dists: {err}") from None
+        if tuple(d.batch_shape) != ():
+            raise ValueError(f"dists must be unbatched, got batch_shape {tuple(d.batch_shape)}")
+    if len(dims) > 1:
+        raise ValueError(f"dists must all be 1-D or all 2-D, got event shapes "
+                         f"{[tuple(d.event_shape) for d in dists]}")
     lows, highs = [], []
     for d in dists:
         try:
@@ -99,6 +114,17 @@ def default_bounds(*dists, width: float = 10.0):
     return [(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
 
+def _check_bounds(bounds, dim: int):
+    """[(lo, hi)] * dim (a single (lo, hi) pair is accepted in 1-D)."""
+    if dim == 1 and isinstance(bounds, (tuple, list)) and len(bounds) == 2 \
+            and all(isinstance(b, (int, float)) for b in bounds):
+        bounds = [tuple(bounds)]
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != dim:
+        raise ValueError(f"bounds must be a list of {dim} (lo, hi) pair(s), one per dimension, "
+                         f"got {bounds!r}")
+    return bounds
+
+
 def _grid_bytes(num_points: int, dim: int, arrays_per_point: int) -> int:
     """Bytes of ``arrays_per_point`` float64 arrays on a num_points^dim grid (Python ints)."""
     return num_points ** dim * arrays_per_point * 8
@@ -109,7 +135,10 @@ def make_grid(bounds, num_points: int, dtype=torch.float64) -> Grid:
 
     ``num_points`` (an int >= 3) points per axis; a grid whose points would not fit in
     memory is refused before allocating (``ResourceLimitError`` naming ``num_points``).
+    ``dtype`` is torch.float32 or torch.float64.
     """
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     if isinstance(bounds, (tuple, list)) and bounds and isinstance(bounds[0], (int, float)):
         bounds = [bounds]
     try:
@@ -134,14 +163,24 @@ def make_grid(bounds, num_points: int, dtype=torch.float64) -> Grid:
 def evaluate_on_grid(dist, grid: Grid) -> torch.Tensor:
     """``dist.log_prob`` on every grid point, shape ``grid.shape``."""
     check_distribution(dist, "dist")
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a Grid (from make_grid), got {type(grid).__name__}")
+    if _event_dim(dist) != len(grid.axes):
+        raise ValueError(f"dist has event_shape {tuple(dist.event_shape)} but the grid is "
+                         f"{len(grid.axes)}-D")
     if tuple(dist.batch_shape) != ():
-        raise ValueError(f"grid quadrature needs an unbatched distribution, got batch_shape "
+        raise ValueError(f"dist must be unbatched for grid quadrature, got batch_shape "
                          f"{tuple(dist.batch_shape)}")
     pts = grid.points
     if tuple(dist.event_shape) == ():
         pts = pts.squeeze(-1)
     with torch.no_grad():
         return dist.log_prob(pts.to(_dtype_of(dist)))
+
+
+def _event_dim(dist) -> int:
+    shape = tuple(dist.event_shape)
+    return 1 if shape == () else int(math.prod(shape))
 
 
 def _dtype_of(dist):
@@ -270,12 +309,21 @@ def grid_divergence(p, q, divergence: str = "kl", *, alpha: float | None = None,
     Tensor (scalar, float64).
     """
     check_pair(p, q)
+    for d, name in ((p, "p"), (q, "q")):
+        if tuple(d.batch_shape) != ():
+            raise ValueError(f"{name} must be unbatched for grid quadrature, got batch_shape "
+                             f"{tuple(d.batch_shape)}")
     divergence = check_choice(divergence, _DIVERGENCES, "divergence")
-    dim = _dimension(p)
-    if divergence != "kl":
-        if alpha is None:
-            raise ValueError(f"alpha is required for divergence={divergence!r}")
+    try:
+        dim = _dimension(p)
+    except ValueError as err:
+        raise ValueError(f"p and q: {err}") from None
+    if alpha is not None:
         alpha = check_alpha(alpha)
+    elif divergence != "kl":
+        raise ValueError(f"alpha is required for divergence={divergence!r}")
+    if bounds is not None:
+        bounds = _check_bounds(bounds, dim)
     if num_points is None:
         num_points = 4001 if dim == 1 else 601
     num_points = check_int(num_points, "num_points", minimum=3)

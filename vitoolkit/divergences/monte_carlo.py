@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import torch
 
-from ..distributions import sample
+from ..distributions import as_param, sample
 from ..exceptions import ResourceLimitError
-from ..validation import check_choice, check_memory, format_bytes
+from ..validation import check_bool, check_choice, check_int, check_memory, format_bytes
 from ._checks import check_num_samples, check_pair
 from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, tail_khat, tail_length
 
@@ -79,8 +79,18 @@ def mean_and_stderr(terms: torch.Tensor, *, diagnose: bool = False) -> Estimate:
     error is sound; for importance ratios prefer :func:`~vitoolkit.divergences.pareto_khat`
     on the log ratios.
     """
+    diagnose = check_bool(diagnose, "diagnose")
+    terms = as_param(terms, "terms", min_ndim=1)
     n = terms.shape[0]
-    value, stderr = terms.mean(0), terms.std(0, unbiased=True) / math.sqrt(n)
+    if n < 2:
+        raise ValueError(f"terms must hold at least 2 draws along dim 0 for a standard error, "
+                         f"got shape {tuple(terms.shape)}")
+    value = terms.mean(0)
+    # The standard deviation of terms divided by their largest magnitude: no overflow
+    # for terms near the float64 limit.
+    top = terms.detach().abs().amax(0)
+    top = torch.where(top > 0, top, torch.ones_like(top))
+    stderr = top * (terms / top).std(0, unbiased=True) / math.sqrt(n)
     if not diagnose:
         return Estimate(value, stderr)
     return Estimate(value, stderr, tail_khat(terms.detach(), dim=0).to(value.dtype))
@@ -88,6 +98,10 @@ def mean_and_stderr(terms: torch.Tensor, *, diagnose: bool = False) -> Estimate:
 
 def warn_if_unreliable(est: Estimate, what: str, *, stacklevel: int = 3) -> None:
     """Issue an :class:`UnreliableEstimateWarning` when any ``est.khat`` exceeds 0.7."""
+    if not isinstance(est, Estimate):
+        raise TypeError(f"est must be an Estimate (from monte_carlo_kl, mean_and_stderr...), "
+                        f"got {type(est).__name__}")
+    stacklevel = check_int(stacklevel, "stacklevel", minimum=1)
     if est.khat is None:
         return
     bad = est.khat > KHAT_THRESHOLD

@@ -34,8 +34,10 @@ import math
 
 import torch
 
+from ..distributions import _check_positive_tensor, as_param
 from ..exceptions import UnreliableEstimateWarning  # re-exported: one class, defined there
-from ..validation import check_choice, check_int
+from ..validation import check_bool, check_choice, check_int
+from ._checks import check_dim
 
 __all__ = [
     "KHAT_THRESHOLD",
@@ -111,10 +113,9 @@ def fit_generalized_pareto(exceedances, dim: int = -1, *, prior: bool = True):
     (k, sigma) : float64 tensors of the remaining shape. A row whose exceedances are all
     zero has no tail to fit: k = -inf and sigma = 0.
     """
-    y = torch.as_tensor(exceedances).to(torch.float64)
-    if y.dim() == 0:
-        raise ValueError("exceedances must have at least one dimension (the draws)")
-    y = y.movedim(dim, -1)
+    prior = check_bool(prior, "prior")
+    y = as_param(exceedances, "exceedances", dtype=torch.float64, min_ndim=1).detach()
+    y = y.movedim(check_dim(dim, y.dim()), -1)
     n = y.shape[-1]
     if n < _MIN_TAIL:
         raise ValueError(f"exceedances needs at least {_MIN_TAIL} draws along dim {dim}, got {n}")
@@ -153,13 +154,12 @@ def _fit_rows(sorted_rows: torch.Tensor, prior: bool) -> tuple[torch.Tensor, tor
 
 
 def _as_rows(values, dim: int, name: str) -> tuple[torch.Tensor, torch.Size]:
-    t = torch.as_tensor(values)
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
-    t = t.detach().to(torch.float64)
+    t = as_param(values, name, dtype=torch.float64, finite=False).detach()
     if t.dim() == 0:
         raise ValueError(f"{name} must have at least one dimension (the draws along dim)")
-    t = t.movedim(dim, -1)
+    t = t.movedim(check_dim(dim, t.dim()), -1)
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     if bool(torch.isnan(t).any()):
         raise ValueError(f"{name} contains NaN")
     return t.reshape(-1, t.shape[-1]), t.shape[:-1]
@@ -263,9 +263,9 @@ def normal_ratio_tail_shape(sampling_scale, other_scale) -> torch.Tensor:
     A sampling distribution at least as wide gives a bounded ratio: no tail, -inf.
     The means do not enter. Arguments broadcast; returns float64.
     """
-    a = torch.as_tensor(sampling_scale, dtype=torch.float64)
-    b = torch.as_tensor(other_scale, dtype=torch.float64)
-    if bool((a <= 0).any()) or bool((b <= 0).any()):
-        raise ValueError("sampling_scale and other_scale must be positive")
+    a = as_param(sampling_scale, "sampling_scale", dtype=torch.float64)
+    b = as_param(other_scale, "other_scale", dtype=torch.float64)
+    _check_positive_tensor(a, "sampling_scale")
+    _check_positive_tensor(b, "other_scale")
     k = 1 - a**2 / b**2
     return torch.where(k > 0, k, torch.full_like(k, -math.inf))
