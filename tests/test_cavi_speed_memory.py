@@ -5,6 +5,7 @@ matrix, the threaded and cached E-step, the exp floor, and the entropy from the 
 from __future__ import annotations
 
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -176,3 +177,22 @@ def test_predict_labels_equal_the_argmax_of_the_responsibilities(cov, threads, m
     des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=2**29)
     gw.accumulate(des, post)  # cache filled
     np.testing.assert_array_equal(gw.predict_labels(des, post), want)
+
+
+def test_threaded_estep_works_in_a_forked_child(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setenv("VITOOLKIT_NUM_THREADS", "2")
+    Xc, post, _ = _fitted(n_per=3000)
+    des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=0)
+    want = gw.accumulate(des, post).nk  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with warnings.catch_warnings():  # Python >= 3.12 warns about fork() with live threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_child_estep, (des, post)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
+
+
+def _child_estep(des, post):
+    return gw.accumulate(des, post).nk

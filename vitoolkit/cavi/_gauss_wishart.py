@@ -305,15 +305,17 @@ def n_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_POOL: list = [None, 0]
+_POOL: list = [None, 0, 0]  # executor, its thread count, the process that made it
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    if _POOL[0] is None or _POOL[1] != threads:
-        if _POOL[0] is not None:
+    """One executor per process, remade when the thread count changes or after a fork (a
+    forked child has the executor object but not its threads)."""
+    pid = os.getpid()
+    if _POOL[0] is None or _POOL[1] != threads or _POOL[2] != pid:
+        if _POOL[0] is not None and _POOL[2] == pid:
             _POOL[0].shutdown(wait=False)
-        _POOL[0] = ThreadPoolExecutor(threads, thread_name_prefix="vitoolkit-cavi")
-        _POOL[1] = threads
+        _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="vitoolkit-cavi"), threads, pid]
     return _POOL[0]
 
 
