@@ -249,3 +249,8 @@ def test_torch_gradients_flow_through_the_shared_code():
 def test_unknown_namespace_is_rejected():
     with pytest.raises(TypeError):
         ex.digamma([1.0, 2.0])
+
+
+def test_python_numbers_alone_are_rejected():
+    with pytest.raises(TypeError, match="at least one argument"):
+        ex.kl_wishart(4.0, 0.1, 3.0, 0.2, 2.0, 2)

@@ -92,6 +92,9 @@ def _arrays(*values):
     """The namespace of the array arguments, and every argument as an array of it (Python
     numbers take the dtype and device of the first array)."""
     arrays = [v for v in values if not isinstance(v, (int, float))]
+    if not arrays:
+        raise TypeError("vitoolkit.expectations: give at least one argument as an array (NumPy "
+                        "or torch); Python numbers alone have no namespace")
     xp = array_namespace(*arrays)
     ref = arrays[0]
     return xp, [v if not isinstance(v, (int, float))
