@@ -21,7 +21,9 @@ and asserts that the call either
   ``ValueError``) whose message names the parameter (for a path, an ``OSError``
   naming the path or the parameter also counts), or
 - returns, and everything it returns (tensors, arrays, numbers, records, a
-  model's weights, a fitted estimator's ``*_`` attributes) is finite,
+  model's weights, a fitted estimator's ``*_`` attributes) is finite, except
+  documented sentinel values (Pareto k-hat: NaN for too few draws, -inf for no
+  tail, +inf for an infinite ratio; ``Spec.sentinels`` lists where),
 
 within :data:`CALL_SECONDS` CPU seconds (a valid call takes milliseconds; CPU time, so a
 loaded machine does not count as a hang) and without a numerical ``RuntimeWarning``.
@@ -132,8 +134,20 @@ OWNERS = {
     "vitoolkit.calibration": "H5",
 }
 #: Submodules with another owner than their package (the longest matching prefix wins).
-OWNERS.update({f"vitoolkit.vae.{m}": "H7" for m in (
-    "diagnostics", "wake_sleep", "sparse", "linear_gaussian", "autoencoder", "posterior_stats", "networks")})
+OWNERS.update(
+    {
+        f"vitoolkit.vae.{m}": "H7"
+        for m in (
+            "diagnostics",
+            "wake_sleep",
+            "sparse",
+            "linear_gaussian",
+            "autoencoder",
+            "posterior_stats",
+            "networks",
+        )
+    }
+)
 
 #: CPU seconds one call may take before it counts as hung (a valid call takes milliseconds).
 CALL_SECONDS = 5.0
@@ -396,6 +410,10 @@ def _lib(b, fn_torch, fn_np):
     return fn_torch(b) if isinstance(b, torch.Tensor) else fn_np(np.asarray(b))
 
 
+def _numel(b) -> int:
+    return int(np.prod(tuple(b.shape), dtype=np.int64)) if hasattr(b, "shape") else 1
+
+
 def _as_array(b):
     return b.detach() if isinstance(b, torch.Tensor) else np.asarray(b)
 
@@ -407,10 +425,20 @@ class Data(Kind):
     with a positive diagonal). ``example`` gives a value for a parameter whose baseline is
     None, to derive shape and sign hostiles from."""
 
-    def __init__(self, domain=None, *, classes=None, nullable=False, example=None, allow_nonfinite=False):
+    def __init__(
+        self,
+        domain=None,
+        *,
+        classes=None,
+        nullable=False,
+        example=None,
+        allow_nonfinite=False,
+        allow_inf=False,
+    ):
         super().__init__(nullable=nullable)
         self.domain, self.classes, self.example = domain, classes, example
         self.allow_nonfinite = allow_nonfinite
+        self.allow_inf = allow_inf or allow_nonfinite
 
     def _base(self, b):
         return self.example() if (b is None and self.example is not None) else b
@@ -432,8 +460,8 @@ class Data(Kind):
             self.wrap("array of strings", lambda b: np.full(b.shape, "a"), "type", True),
             self.wrap(
                 "object array",
-                lambda b: np.array([object()] * max(1, b.size), dtype=object).reshape(
-                    b.shape if b.size else (1,)
+                lambda b: np.array([object()] * max(1, _numel(b)), dtype=object).reshape(
+                    tuple(b.shape) if _numel(b) else (1,)
                 ),
                 "type",
                 True,
@@ -451,7 +479,7 @@ class Data(Kind):
             self.wrap("negative", lambda b: -(abs(b) + 1), "sign", signed),
             self.wrap("zeros", lambda b: b * 0, "sign", dom in ("positive", "spd", "tril", "prob")),
             self.wrap("nan entry", lambda b: _flat_set(b, NAN), "finiteness", not self.allow_nonfinite),
-            self.wrap("inf entry", lambda b: _flat_set(b, INF), "finiteness", not self.allow_nonfinite),
+            self.wrap("inf entry", lambda b: _flat_set(b, INF), "finiteness", not self.allow_inf),
             self.wrap(
                 "scaled by 1e300",
                 lambda b: b * 1e300 + (1e300 if dom != "labels" else 0),
@@ -506,7 +534,7 @@ class Data(Kind):
 
     def _entry_bad(self, v):
         if not math.isfinite(v):
-            return not self.allow_nonfinite
+            return not (self.allow_nonfinite or (self.allow_inf and not math.isnan(v)))
         dom = self.domain
         return {
             "positive": v <= 0,
@@ -907,6 +935,8 @@ class Spec:
     params: dict
     instance: Callable | None = None
     then: Callable | None = None
+    #: Result paths (regular expressions) where NaN/inf are documented values, not failures.
+    sentinels: tuple = ()
 
     @property
     def name(self) -> str:
@@ -932,6 +962,10 @@ def fit_then(X=X2):
     return lambda est: est.fit(X)
 
 
+#: pareto_khat's documented values: NaN for fewer than 25 draws (too few to fit), -inf when the
+#: largest ratios are equal (no tail), +inf for an infinite ratio. Every ``*khat*`` field of a
+#: result follows the same rule (see _nonfinite).
+_KHAT_SENTINELS = (r"^result$",)
 _POS = Real(0, strict_min=True)
 _NONNEG = Real(0)
 _PROB_OPEN = Real(0, 1, strict_min=True, strict_max=True)
@@ -1075,6 +1109,7 @@ SPECS: list[Spec] = [
             dim=A(Count(None, huge=None, invalid=(5, -7))),
             prior=A(Flag()),
         ),
+        sentinels=(r"^result\[0\]$",),  # k = -inf for an all-zero row (no tail), as documented
     ),
     # documented to return None for anything that is not a Gaussian: any value may be handled
     Spec(divergences.gaussian_params, dict(d=A(Text(), F(normal)))),
@@ -1115,21 +1150,29 @@ SPECS: list[Spec] = [
     Spec(
         divergences.normal_ratio_tail_shape,
         dict(sampling_scale=A(Data("positive"), 1.0), other_scale=A(Data("positive"), 2.0)),
+        sentinels=(r"^result$",),  # -inf: a sampling distribution as wide has no tail (documented)
     ),
     Spec(
         divergences.pareto_khat,
         dict(
-            log_ratios=A(Data(), F(lambda: torch.from_numpy(np.random.default_rng(4).normal(size=100)))),
+            # +inf for an infinite ratio is documented
+            log_ratios=A(
+                Data(allow_inf=True), F(lambda: torch.from_numpy(np.random.default_rng(4).normal(size=100)))
+            ),
             dim=A(Count(None, huge=None, invalid=(3, -3))),
         ),
+        sentinels=_KHAT_SENTINELS,
     ),
     Spec(
         divergences.tail_khat,
         dict(
-            values=A(Data(), F(lambda: torch.from_numpy(np.random.default_rng(5).normal(size=100)))),
+            values=A(
+                Data(allow_inf=True), F(lambda: torch.from_numpy(np.random.default_rng(5).normal(size=100)))
+            ),
             dim=A(Count(None, huge=None, invalid=(3, -3))),
             tail=A(Choice(("left", "right", "both"))),
         ),
+        sentinels=_KHAT_SENTINELS,
     ),
     Spec(divergences.tail_length, dict(num_samples=A(Count(1, huge="either"), 100))),
     Spec(
@@ -2058,10 +2101,17 @@ def _names(message: str, name: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", message) is not None
 
 
-def _nonfinite(obj, path="result", depth=0, seen=None):
-    """Where ``obj`` holds a NaN, an inf or a complex number (None when everything is finite)."""
+def _nonfinite(obj, path="result", depth=0, seen=None, sentinels=()):
+    """Where ``obj`` holds a NaN, an inf or a complex number (None when everything is finite).
+
+    Paths matching ``sentinels``, and fields named ``*khat*`` (Pareto k-hat, whose NaN/+-inf
+    values are documented diagnostics), are not checked.
+    """
     seen = set() if seen is None else seen
     if depth > 4 or id(obj) in seen or obj is None or isinstance(obj, (bool, str, bytes, np.bool_, type)):
+        return None
+    leaf = path.rsplit(".", 1)[-1]
+    if "khat" in leaf or any(re.search(p, path) for p in sentinels):
         return None
     seen.add(id(obj))
     if isinstance(obj, numbers.Number):
@@ -2083,20 +2133,22 @@ def _nonfinite(obj, path="result", depth=0, seen=None):
         return None
     if isinstance(obj, torch.nn.Module):
         for key, value in obj.state_dict().items():
-            bad = _nonfinite(value, f"{path}.{key}", depth + 1, seen)
+            bad = _nonfinite(value, f"{path}.{key}", depth + 1, seen, sentinels)
             if bad:
                 return bad
         return None
     if isinstance(obj, (list, tuple)):
         fields = getattr(obj, "_fields", None)
         for i, value in enumerate(obj):
-            bad = _nonfinite(value, f"{path}.{fields[i]}" if fields else f"{path}[{i}]", depth + 1, seen)
+            bad = _nonfinite(
+                value, f"{path}.{fields[i]}" if fields else f"{path}[{i}]", depth + 1, seen, sentinels
+            )
             if bad:
                 return bad
         return None
     if isinstance(obj, dict):
         for key, value in obj.items():
-            bad = _nonfinite(value, f"{path}[{key!r}]", depth + 1, seen)
+            bad = _nonfinite(value, f"{path}[{key!r}]", depth + 1, seen, sentinels)
             if bad:
                 return bad
         return None
@@ -2105,7 +2157,7 @@ def _nonfinite(obj, path="result", depth=0, seen=None):
         for key, value in vars(obj).items():
             if callable(value) and not isinstance(value, torch.Tensor):
                 continue
-            bad = _nonfinite(value, f"{path}.{key}", depth + 1, seen)
+            bad = _nonfinite(value, f"{path}.{key}", depth + 1, seen, sentinels)
             if bad:
                 return bad
     return None
@@ -2169,6 +2221,7 @@ def run_case(spec: Spec, name: str, hostile: Hostile | None):
             value = hostile.make(kwargs[name][0] if is_var else kwargs[name])
             kwargs[name] = (value,) + tuple(kwargs[name][1:]) if is_var else value
     except Exception as err:  # pragma: no cover - a bug in this table
+        STATS.failures.append(("H6 (table)", spec.name, name, label, f"could not build: {err!r}"))
         return f"could not build the hostile value {label}: {err!r}"
     path_kind = isinstance(spec.params[name].kind, PathArg)
     measure = hostile is not None and hostile.measure
@@ -2199,7 +2252,7 @@ def run_case(spec: Spec, name: str, hostile: Hostile | None):
             if hostile is not None and hostile.refuse:
                 failure = f"accepted (returned {_short_value(result)})"
             else:
-                bad = _nonfinite(result)
+                bad = _nonfinite(result, sentinels=spec.sentinels)
                 if bad:
                     failure = f"returned non-finite output: {bad}"
                 else:
