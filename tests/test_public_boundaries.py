@@ -484,7 +484,7 @@ class Data(Kind):
                 "scaled by 1e300",
                 lambda b: b * 1e300 + (1e300 if dom != "labels" else 0),
                 "finiteness",
-                dom in ("unit", "prob", "labels", "spd"),
+                dom in ("unit", "prob", "labels"),
             ),
         ]
         if dom != "labels" and dom is not None:
@@ -1895,7 +1895,7 @@ SPECS: list[Spec] = [
     ),
     Spec(
         datasets.shape_area,
-        dict(shape=A(Choice(datasets.SHAPE_NAMES), "square"), scale=A(Data("positive"), 0.5)),
+        dict(shape=A(Choice(datasets.SHAPE_NAMES), "square"), scale=A(Data("nonneg"), 0.5)),
     ),
     # ---- conjugate -----------------------------------------------------------------------
     Spec(
