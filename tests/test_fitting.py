@@ -630,6 +630,8 @@ def test_reference_moments_are_not_computed_when_init_and_bounds_are_given(monke
     (dict(bounds=[(-5.0, 5.0)]), ValueError, "bounds"),
     (dict(bounds=[(-5.0, 5.0), (True, 5.0)]), TypeError, "bounds"),
     (dict(bounds=[(-5.0, 5.0), (5.0, -5.0)]), ValueError, "bounds"),
+    (dict(bounds=[(-5.0, 5.0), torch.tensor(1.0)]), TypeError, r"bounds\[1\]"),
+    (dict(bounds=torch.tensor(1.0)), TypeError, "bounds"),
     (dict(bounds=[(-5.0, 5.0), (float("nan"), 5.0)]), ValueError, "bounds"),
     (dict(init={"loc": [[0.0, 0.0]]}), ValueError, "init\\['loc'\\]"),
     (dict(init={"loc": [0.0, 0.0], "scale": [[1.0, 1.0]]}), ValueError, "init\\['scale'\\]"),
@@ -686,3 +688,8 @@ def test_scalar_event_targets_take_scalar_or_length_one_inits_only():
     assert float(a.loc) == float(b.loc)
     with pytest.raises(ValueError, match=r"init\['loc'\] must have shape \(\) or \(1,\)"):
         fit_gaussian(p, "reverse", init={"loc": [[2.0]]})
+
+
+def test_a_diverging_step_size_is_reported_as_such_not_as_a_bad_target():
+    with pytest.raises(FloatingPointError, match="smaller lr"):
+        fit_gaussian(correlated_gaussian(0.5), "reverse", lr=1e30, steps=5, value_samples=0)

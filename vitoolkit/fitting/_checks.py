@@ -42,7 +42,7 @@ def check_target(target, name: str = "target", *, vector_event: bool = False) ->
 
 def check_bounds(bounds, dim: int, name: str = "bounds") -> list:
     """``bounds`` as a list of ``dim`` pairs of finite floats (lo, hi) with lo < hi."""
-    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+    if not _sized(bounds):
         raise TypeError(f"{name} must be a list of (lo, hi) pairs, one per dimension, got "
                         f"{type(bounds).__name__}")
     if len(bounds) != dim:
@@ -50,7 +50,7 @@ def check_bounds(bounds, dim: int, name: str = "bounds") -> list:
                          f"{len(bounds)} entries: {bounds!r}")
     out = []
     for i, pair in enumerate(bounds):
-        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+        if not _sized(pair) or len(pair) != 2:
             raise TypeError(f"{name}[{i}] must be a pair (lo, hi), got {pair!r}")
         lo = check_real(pair[0], f"{name}[{i}][0]")
         hi = check_real(pair[1], f"{name}[{i}][1]")
@@ -58,6 +58,17 @@ def check_bounds(bounds, dim: int, name: str = "bounds") -> list:
             raise ValueError(f"{name}[{i}] must have lo < hi, got ({lo}, {hi})")
         out.append((lo, hi))
     return out
+
+
+def _sized(value) -> bool:
+    """A sequence with a length (not a string, not a 0-d array)."""
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        len(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_generator(generator, name: str = "generator"):

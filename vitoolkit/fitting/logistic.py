@@ -313,7 +313,7 @@ def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_
     if isinstance(approx, torch.Tensor):
         draws = posterior._weights(approx)
         if draws.dim() != 2:
-            raise ValueError(f"posterior draws must have shape (S, {posterior.dim}), got "
+            raise ValueError(f"approx (posterior draws) must have shape (S, {posterior.dim}), got "
                              f"{tuple(draws.shape)}")
         s = draws.shape[0]
         weights = torch.full((s,), 1.0 / s, dtype=_F64)

@@ -119,6 +119,11 @@ class Target:
         if not allow_neg_inf:
             bad = bad | (lp == -math.inf)
         if bool(bad.any()):
+            if not bool(torch.isfinite(x).all()):
+                raise FloatingPointError(
+                    f"the points where {self.name}.log_prob is evaluated became non-finite during "
+                    f"{during}: q's parameters overflowed (the optimiser diverged). Try a smaller "
+                    "lr, optimizer='lbfgs', or a start nearer the target (init=...)")
             where = x.detach().reshape(-1, self.dim)[bad.reshape(-1)][0].tolist()
             value = lp.detach().reshape(-1)[bad.reshape(-1)][0].item()
             hint = ("reverse KL and alpha <= 0 need log p finite wherever q has mass"
