@@ -8,12 +8,20 @@ the wrong proportions (some digits over-produced, others almost never).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_int
+from ..validation import as_float_tensor, check_choice, check_int, check_memory, check_seed
 from .model import _LatentVariableModel
-from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
+from .networks import (
+    ARCHITECTURES,
+    build_network,
+    check_hidden_dims,
+    check_image_shape,
+    check_parameter_memory,
+    mlp_parameter_count,
+)
 
 __all__ = ["Autoencoder", "sample_label_histogram"]
 
@@ -38,18 +46,24 @@ class Autoencoder(_LatentVariableModel):
         self.data_dim = check_int(data_dim, "data_dim", minimum=1)
         self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
         hidden_dims = check_hidden_dims(hidden_dims)
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        if loss not in ("bce", "mse"):
-            raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
-        self.loss_name = loss
-        self.image_shape = (check_image_shape(image_shape, self.data_dim, len(hidden_dims))
-                            if architecture == "conv" else None)
+        architecture = check_choice(architecture, ARCHITECTURES, "architecture")
+        self.loss_name = loss = check_choice(loss, ("bce", "mse"), "loss")
+        seed = check_seed(seed)
+        mlp = architecture == "mlp"
+        if mlp:  # the conv networks check their own size
+            widths = (self.data_dim, *hidden_dims, self.latent_dim)
+            check_parameter_memory(
+                mlp_parameter_count(widths) + mlp_parameter_count(widths[::-1]),
+                {"data_dim": self.data_dim, "latent_dim": self.latent_dim,
+                 "hidden_dims": hidden_dims})
+        # An MLP ignores the image shape, but a given one must still describe the data.
+        shape = None if image_shape is None and mlp else check_image_shape(
+            image_shape, self.data_dim, None if mlp else len(hidden_dims))
+        self.image_shape = None if mlp else shape
         self.config = {"data_dim": self.data_dim, "latent_dim": self.latent_dim,
                        "hidden_dims": list(hidden_dims), "architecture": architecture,
                        "image_shape": None if image_shape is None else list(image_shape),
-                       "activation": activation, "loss": loss, "seed": int(seed)}
-        mlp = architecture == "mlp"
+                       "activation": activation, "loss": loss, "seed": seed}
 
         def build():
             self.encoder = build_network(
@@ -61,6 +75,14 @@ class Autoencoder(_LatentVariableModel):
                 activation=activation, image_shape=self.image_shape)
 
         self._init_seeded(seed, build)
+
+    def _check_x(self, x, name: str = "x") -> torch.Tensor:
+        # The support is checked in float64 too, before the model's float32 can round a
+        # value just outside [0, 1] onto its boundary.
+        x64 = as_float_tensor(x, name, dtype=torch.float64)
+        if x64.numel():
+            self._check_support(x64, name)
+        return super()._check_x(x, name)
 
     def _check_support(self, x, name):
         if self.loss_name == "bce":
@@ -121,19 +143,50 @@ def sample_label_histogram(samples, data, labels, num_classes: int | None = None
     -------
     Tensor of shape (num_classes,), float64, summing to 1.
     """
-    samples = torch.as_tensor(samples).detach().to(torch.float64)
-    data = torch.as_tensor(data).detach().to(torch.float64)
-    labels = torch.as_tensor(labels)
-    if samples.ndim != 2 or data.ndim != 2 or samples.shape[1] != data.shape[1]:
+    samples = as_float_tensor(samples, "samples", dtype=torch.float64, ndim=2)
+    data = as_float_tensor(data, "data", dtype=torch.float64, ndim=2)
+    if samples.shape[0] == 0 or data.shape[0] == 0:
+        raise ValueError(f"samples and data must have at least one row, got shapes "
+                         f"{tuple(samples.shape)} and {tuple(data.shape)}")
+    if samples.shape[1] != data.shape[1]:
         raise ValueError(f"samples (m, d) and data (n, d) must share d, got "
                          f"{tuple(samples.shape)} and {tuple(data.shape)}")
-    if labels.shape != (data.shape[0],) or labels.is_floating_point():
-        raise ValueError(f"labels must be integers of shape ({data.shape[0]},), "
-                         f"got {tuple(labels.shape)} {labels.dtype}")
-    if not (bool(torch.isfinite(samples).all()) and bool(torch.isfinite(data).all())):
-        raise ValueError("samples and data must be finite")
-    num_classes = int(labels.max()) + 1 if num_classes is None else \
-        check_int(num_classes, "num_classes", minimum=1)
-    nearest = labels[torch.cdist(samples, data).argmin(dim=1)]
+    labels = _check_labels(labels, data.shape[0])
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    else:
+        num_classes = check_int(num_classes, "num_classes", minimum=1)
+        check_memory(8 * num_classes, "num_classes", num_classes, "the class counts")
+        if int(labels.max()) >= num_classes:
+            raise ValueError(f"labels must lie in 0..num_classes-1 = 0..{num_classes - 1}, "
+                             f"got a label {int(labels.max())}")
+    # The (m, n) distance matrix in float64, in blocks of samples.
+    block = max(1, 2**24 // data.shape[0])
+    nearest = torch.cat([labels[torch.cdist(samples[i:i + block], data).argmin(dim=1)]
+                         for i in range(0, samples.shape[0], block)])
     counts = torch.bincount(nearest, minlength=num_classes).to(torch.float64)
     return counts / counts.sum()
+
+
+def _check_labels(labels, n: int) -> torch.Tensor:
+    """Integer class labels of shape (n,), non-negative, as an int64 tensor."""
+    if isinstance(labels, torch.Tensor):
+        t = labels.detach().cpu()
+    else:
+        if labels is None or isinstance(labels, (str, bytes)):
+            raise TypeError(f"labels must be an array of integer class labels, got "
+                            f"{type(labels).__name__}")
+        try:
+            arr = np.asarray(labels)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"labels must be an array of integer class labels: {err}") from None
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"labels must hold integers, got dtype {arr.dtype}")
+        t = torch.from_numpy(arr.astype(np.int64))
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"labels must hold integers, got dtype {t.dtype}")
+    if t.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) like the rows of data, got {tuple(t.shape)}")
+    if bool((t < 0).any()):
+        raise ValueError(f"labels must be non-negative class indices, got {int(t.min())}")
+    return t.to(torch.int64)

@@ -33,10 +33,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 from torch.distributions import Normal
 
 from ..divergences import kl_divergence
-from ..validation import check_int, check_memory, check_real
+from ..validation import as_float_tensor, check_int, check_memory, check_real
 from .latent import _call, _prepare, check_data, encode_batched, latent_means
 from .model import (
     ImportanceEstimate,
@@ -144,6 +145,45 @@ def _diag_normal(q) -> Normal:
     return base
 
 
+# -- arguments -----------------------------------------------------------------
+
+
+def _check_model(model, needs: tuple = ("encode", "prior")) -> None:
+    """``model`` must be a torch module with the VAE interface parts the caller uses."""
+    missing = [a for a in needs if not hasattr(model, a)]
+    if not isinstance(model, nn.Module) or missing or not all(
+            callable(getattr(model, a)) for a in needs if a != "prior"):
+        raise TypeError(
+            f"model must be a VAE-like torch.nn.Module with {', '.join(needs)} (such as "
+            f"vitoolkit.vae.VAE), got {type(model).__name__}"
+            + (f" without {', '.join(missing)}" if missing and isinstance(model, nn.Module) else ""))
+
+
+def _check_inputs(model, x, y, *, needs: tuple = ("encode", "prior"), min_rows: int = 1):
+    """Validate (model, x, y) at the boundary: x a finite real (n, data_dim) array in the
+    model's support, y None or the model's conditions for n rows."""
+    _check_model(model, needs)
+    dtype = x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else torch.float64
+    x = as_float_tensor(x, "x", dtype=dtype)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (n, data_dim), got {tuple(x.shape)}")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"x must have at least {min_rows} rows, got shape {tuple(x.shape)}")
+    data_dim = getattr(model, "data_dim", None)
+    if isinstance(data_dim, int) and x.shape[1] != data_dim:
+        raise ValueError(f"x has {x.shape[1]} columns but the model has data_dim={data_dim}: "
+                         "x and model do not match")
+    if hasattr(model, "_check_support"):
+        model._check_support(x, "x")  # e.g. a Bernoulli likelihood needs x in [0, 1]
+    if hasattr(model, "_check_y") and hasattr(model, "conditional_dim"):
+        y = model._check_y(y, x.shape[0], "y")
+    elif y is not None:
+        y = as_float_tensor(y, "y", ndim=2)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {tuple(y.shape)}")
+    return x, y
+
+
 # -- information per unit -------------------------------------------------------
 
 
@@ -165,6 +205,7 @@ def kl_per_dimension(model, x, y=None) -> torch.Tensor:
     -------
     Tensor of shape (n, latent_dim); average over rows for the per-unit rate.
     """
+    x, y = _check_inputs(model, x, y)
     with _eval_mode(model):
         loc, scale = encode_batched(model, x, y)
         prior = _diag_normal(model.prior)
@@ -196,7 +237,7 @@ def active_units(model, x, threshold: float = ACTIVITY_THRESHOLD, y=None) -> Act
     ActiveUnits
     """
     threshold = _check_threshold(threshold, "threshold")
-    check_data(x, min_rows=2)
+    x, y = _check_inputs(model, x, y, needs=("encode",), min_rows=2)
     with _eval_mode(model):
         means = latent_means(model, x, y)
     activity = means.var(dim=0, unbiased=True)
@@ -233,9 +274,8 @@ def check_posterior_collapse(model, x, *, threshold: float = ACTIVITY_THRESHOLD,
     CollapseReport
     """
     epsilon = _check_threshold(epsilon, "epsilon")
-    delta = _check_threshold(delta, "delta")
-    if delta >= 1:
-        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
+    delta = check_real(delta, "delta", minimum=0.0, maximum=1.0, strict_maximum=True)
+    x, y = _check_inputs(model, x, y, min_rows=2)
     units = active_units(model, x, threshold, y)
     kl = kl_per_dimension(model, x, y)
     below = (kl < epsilon).to(kl.dtype).mean(dim=0)
@@ -340,8 +380,10 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
     steps = _check_count(steps, "steps", 0)
     num_samples = _check_count(num_samples, "num_samples", 1)
     eval_samples = _check_count(eval_samples, "eval_samples", 2)
-    lr = check_real(lr, "lr", minimum=0.0, strict_minimum=True)
-    x = check_data(x)
+    x, y = _check_inputs(model, x, y, needs=("encode", "decode", "prior"))
+    # Adam multiplies the model-dtype parameters by lr: it must be representable there.
+    lr = check_real(lr, "lr", minimum=0.0, strict_minimum=True,
+                    maximum=float(torch.finfo(_model_dtype(model)).max))
     # The evaluation keeps eval_samples draws (n x latent_dim each) and two sets of weights.
     itemsize = torch.finfo(_model_dtype(model)).bits // 8
     latent = getattr(model, "latent_dim", 1)
@@ -350,13 +392,11 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
     check_memory(num_samples * x.shape[0] * (latent + 4) * itemsize, "num_samples",
                  num_samples, f"one optimisation step's draws for {x.shape[0]} examples")
     if log_likelihood is not None:
-        log_likelihood = torch.as_tensor(log_likelihood).detach()
+        log_likelihood = as_float_tensor(log_likelihood, "log_likelihood", dtype=torch.float64)
         if log_likelihood.shape != (x.shape[0],):
             raise ValueError(
                 f"log_likelihood must have shape ({x.shape[0]},), got {tuple(log_likelihood.shape)}"
             )
-        if not bool(torch.isfinite(log_likelihood).all()):
-            raise ValueError("log_likelihood contains NaN or infinite values")
     with _eval_mode(model):
         x, y = _prepare(model, x, y)
         with torch.no_grad():
@@ -381,6 +421,13 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
             g_loc, g_scale = torch.autograd.grad(loss, [loc, log_scale])
             loc.grad, log_scale.grad = g_loc, g_scale
             optimiser.step()
+            with torch.no_grad():
+                new_scale = log_scale.exp()
+                ok = bool(torch.isfinite(loc).all()) and bool(torch.isfinite(new_scale).all()) \
+                    and bool((new_scale > 0).all())
+            if not ok:
+                raise ValueError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r} "
+                                 "(means or scales left the floating-point range); use a smaller lr")
 
         with torch.no_grad():
             loc_opt, scale_opt = loc.detach(), log_scale.detach().exp()

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal
 
+from .diagnostics import _check_inputs
 from .model import VAE
 
 __all__ = ["linear_gaussian_parts", "linear_gaussian_posterior", "linear_gaussian_evidence"]
@@ -33,10 +34,16 @@ def linear_gaussian_parts(model: VAE):
     layers = list(model.decoder.children()) if isinstance(model.decoder, nn.Sequential) else []
     if model.likelihood.name != "gaussian" or len(layers) != 1 \
             or not isinstance(layers[0], nn.Linear) or model.conditional_dim:
-        raise ValueError("the exact posterior needs an unconditional VAE with hidden_dims=() "
-                         "(an affine decoder) and likelihood='gaussian' (fixed noise scale)")
+        raise ValueError("model must be an unconditional VAE with hidden_dims=() (an affine "
+                         "decoder) and likelihood='gaussian' (fixed noise scale) for the exact "
+                         "posterior")
     lin = layers[0]
     return lin.weight, lin.bias, model.likelihood.observation_scale
+
+
+def _check_data(model: VAE, x) -> torch.Tensor:
+    x, _ = _check_inputs(model, x, None)
+    return model._check_x(x).double()
 
 
 def linear_gaussian_posterior(model: VAE, x) -> MultivariateNormal:
@@ -51,8 +58,8 @@ def linear_gaussian_posterior(model: VAE, x) -> MultivariateNormal:
     -------
     MultivariateNormal with batch shape (n,) and event shape (latent_dim,).
     """
-    x = model._check_x(x).double()
     weight, bias, sigma = linear_gaussian_parts(model)
+    x = _check_data(model, x)
     w, b = weight.detach().double(), bias.detach().double()
     eye = torch.eye(w.shape[1], dtype=torch.float64)
     precision = eye + w.T @ w / sigma**2
@@ -64,8 +71,8 @@ def linear_gaussian_posterior(model: VAE, x) -> MultivariateNormal:
 
 def linear_gaussian_evidence(model: VAE, x) -> torch.Tensor:
     """The exact log p(x) = log N(x; b, W W^T + sigma^2 I) of a linear-Gaussian VAE, (n,)."""
-    x = model._check_x(x).double()
     weight, bias, sigma = linear_gaussian_parts(model)
+    x = _check_data(model, x)
     w, b = weight.detach().double(), bias.detach().double()
     cov = w @ w.T + sigma**2 * torch.eye(w.shape[0], dtype=torch.float64)
     return MultivariateNormal(b, covariance_matrix=cov).log_prob(x)

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..validation import check_int
+from ..validation import check_choice, check_int, check_memory
 
-__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "build_network"]
+__all__ = ["ACTIVATIONS", "MLP", "ConvEncoder", "ConvDecoder", "build_network",
+           "check_parameter_memory", "mlp_parameter_count"]
 
 #: The named hidden-layer nonlinearities.
 ACTIVATIONS = {
@@ -36,20 +37,41 @@ ARCHITECTURES = ("mlp", "conv")
 
 
 def check_hidden_dims(hidden_dims, name: str = "hidden_dims") -> tuple[int, ...]:
-    """Validate a sequence of positive layer widths and return it as a tuple."""
+    """Validate a sequence of positive layer widths and return it as a tuple.
+
+    A single int is one hidden layer; a string is not a sequence of widths.
+    """
     if isinstance(hidden_dims, int) and not isinstance(hidden_dims, bool):
         hidden_dims = (hidden_dims,)
-    if not isinstance(hidden_dims, Sequence):
+    if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
         raise TypeError(f"{name} must be a sequence of positive integers, got {hidden_dims!r}")
-    for i, width in enumerate(hidden_dims):
-        check_int(width, f"{name}[{i}]", minimum=1)
-    return tuple(int(w) for w in hidden_dims)
+    return tuple(check_int(w, f"{name}[{i}]", minimum=1) for i, w in enumerate(hidden_dims))
 
 
 def _activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[check_choice(name, ACTIVATIONS, "activation")]()
+
+
+def mlp_parameter_count(widths: Sequence[int]) -> int:
+    """Weights and biases of a chain of affine layers ``widths[0] -> widths[1] -> ...`` (Python int)."""
+    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def _largest(value) -> int:
+    if isinstance(value, (tuple, list)):
+        return max((_largest(v) for v in value), default=0)
+    return int(value)
+
+
+def check_parameter_memory(count: int, arguments: dict, what: str = "the network's weights") -> None:
+    """Refuse, before building, a network of ``count`` parameters that would not fit in memory.
+
+    ``arguments`` maps the (already validated) size arguments to their values; the
+    error names the largest of them. Parameters are counted in the torch default dtype.
+    """
+    itemsize = torch.finfo(torch.get_default_dtype()).bits // 8
+    name = max(arguments, key=lambda k: _largest(arguments[k]))
+    check_memory(count * itemsize, name, arguments[name], f"{what} ({count} parameters)")
 
 
 class MLP(nn.Sequential):
@@ -71,6 +93,10 @@ class MLP(nn.Sequential):
         in_features = check_int(in_features, "in_features", minimum=1)
         out_features = check_int(out_features, "out_features", minimum=1)
         hidden_dims = check_hidden_dims(hidden_dims)
+        check_choice(activation, ACTIVATIONS, "activation")
+        check_parameter_memory(mlp_parameter_count((in_features, *hidden_dims, out_features)),
+                               {"in_features": in_features, "hidden_dims": hidden_dims,
+                                "out_features": out_features})
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden_dims:
@@ -82,25 +108,51 @@ class MLP(nn.Sequential):
         self.out_features = out_features
 
 
-def check_image_shape(image_shape, data_dim: int, num_halvings: int) -> tuple[int, int, int]:
-    """Validate ``image_shape`` = (C, H, W) or (H, W) against ``data_dim`` and the strides."""
+def _check_chw(image_shape, num_halvings: int | None, name: str = "image_shape",
+               *, allow_2d: bool = True) -> tuple[int, int, int]:
+    """``image_shape`` = (C, H, W) (or (H, W) with ``allow_2d``) of positive ints, H and W
+    divisible by 2**num_halvings (skipped when None)."""
     if image_shape is None:
-        raise ValueError("architecture='conv' needs image_shape=(channels, height, width)")
-    shape = tuple(image_shape)
-    if len(shape) == 2:
-        shape = (1, *shape)
-    if len(shape) != 3:
-        raise ValueError(f"image_shape must be (C, H, W) or (H, W) of positive ints, "
-                         f"got {image_shape!r}")
-    shape = tuple(check_int(s, f"image_shape[{i}]", minimum=1) for i, s in enumerate(shape))
+        raise ValueError(f"architecture='conv' needs {name}=(channels, height, width)")
+    want = "(C, H, W) or (H, W)" if allow_2d else "(C, H, W)"
+    if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence):
+        raise TypeError(f"{name} must be a sequence {want} of positive integers, got {image_shape!r}")
+    if len(image_shape) not in ((2, 3) if allow_2d else (3,)):
+        raise ValueError(f"{name} must be {want} of positive integers, got {image_shape!r}")
+    shape = tuple(check_int(s, f"{name}[{i}]", minimum=1) for i, s in enumerate(image_shape))
+    shape = (1, *shape) if len(shape) == 2 else shape
     c, h, w = shape
-    if c * h * w != data_dim:
-        raise ValueError(f"image_shape {shape} has {c * h * w} values but data_dim={data_dim}")
-    factor = 2 ** num_halvings
+    factor = 2 ** (num_halvings or 0)
     if h % factor or w % factor:
-        raise ValueError(f"image_shape {shape}: height and width must be divisible by "
+        raise ValueError(f"{name} {shape}: height and width must be divisible by "
                          f"2**len(hidden_dims) = {factor} for the stride-2 layers")
     return shape
+
+
+def check_image_shape(image_shape, data_dim: int, num_halvings: int | None,
+                      name: str = "image_shape") -> tuple[int, int, int]:
+    """Validate ``image_shape`` = (C, H, W) or (H, W) against ``data_dim`` and the strides.
+
+    ``num_halvings=None`` skips the stride check (an MLP that only reshapes images).
+    """
+    shape = _check_chw(image_shape, num_halvings, name)
+    c, h, w = shape
+    if c * h * w != data_dim:
+        raise ValueError(f"{name} {shape} has {c * h * w} values but data_dim={data_dim}")
+    return shape
+
+
+def _conv_parameter_count(shape, channels, features: int, extra: int, kernel: int,
+                          params_per_pixel: int = 1) -> int:
+    """Parameters of the stride-2 stack on ``shape`` plus its linear map to/from ``features``."""
+    c, h, w = shape
+    count, prev = 0, c
+    for ch in channels:
+        count += prev * ch * kernel * kernel + ch
+        prev, h, w = ch, h // 2, w // 2
+    if kernel == 4:  # the decoder's last layer outputs c * params_per_pixel maps, not c
+        count += (c * params_per_pixel - c) * (channels[0] * kernel * kernel + 1)
+    return count + (prev * h * w + extra + 1) * features
 
 
 class ConvEncoder(nn.Module):
@@ -121,11 +173,18 @@ class ConvEncoder(nn.Module):
     def __init__(self, image_shape, channels: Sequence[int], out_features: int,
                  extra_features: int = 0, activation: str = "relu"):
         super().__init__()
-        channels = check_hidden_dims(channels, "hidden_dims")
+        channels = check_hidden_dims(channels, "channels")
         if not channels:
-            raise ValueError("architecture='conv' needs at least one entry in hidden_dims")
-        self.image_shape = tuple(image_shape)
-        self.extra_features = extra_features
+            raise ValueError("channels must have at least one entry (architecture='conv' needs "
+                             "at least one entry in hidden_dims)")
+        self.image_shape = _check_chw(image_shape, len(channels), allow_2d=False)
+        out_features = check_int(out_features, "out_features", minimum=1)
+        self.extra_features = extra_features = check_int(extra_features, "extra_features", minimum=0)
+        check_choice(activation, ACTIVATIONS, "activation")
+        check_parameter_memory(
+            _conv_parameter_count(self.image_shape, channels, out_features, extra_features, 3),
+            {"image_shape": self.image_shape, "channels": channels, "out_features": out_features,
+             "extra_features": extra_features})
         c, h, w = self.image_shape
         layers: list[nn.Module] = []
         for ch in channels:
@@ -162,10 +221,20 @@ class ConvDecoder(nn.Module):
     def __init__(self, in_features: int, image_shape, channels: Sequence[int],
                  params_per_pixel: int = 1, activation: str = "relu"):
         super().__init__()
-        channels = check_hidden_dims(channels, "hidden_dims")
-        c, h, w = image_shape
-        self.image_shape = (c, h, w)
-        self.params_per_pixel = params_per_pixel
+        in_features = check_int(in_features, "in_features", minimum=1)
+        channels = check_hidden_dims(channels, "channels")
+        if not channels:
+            raise ValueError("channels must have at least one entry (architecture='conv' needs "
+                             "at least one entry in hidden_dims)")
+        c, h, w = self.image_shape = _check_chw(image_shape, len(channels), allow_2d=False)
+        self.params_per_pixel = params_per_pixel = check_int(params_per_pixel, "params_per_pixel",
+                                                             minimum=1)
+        check_choice(activation, ACTIVATIONS, "activation")
+        check_parameter_memory(
+            _conv_parameter_count(self.image_shape, channels, in_features, 0, 4,
+                                  params_per_pixel),
+            {"in_features": in_features, "image_shape": self.image_shape, "channels": channels,
+             "params_per_pixel": params_per_pixel})
         rev = list(reversed(channels))
         self.start = (rev[0], h // 2 ** len(rev), w // 2 ** len(rev))
         self.head = nn.Linear(in_features, rev[0] * self.start[1] * self.start[2])

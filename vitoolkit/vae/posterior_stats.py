@@ -35,7 +35,8 @@ from typing import NamedTuple
 import torch
 
 from ..divergences import Estimate, mean_and_stderr
-from ..validation import check_int
+from ..validation import as_float_tensor, check_int, check_memory
+from .diagnostics import _check_inputs
 from .latent import encode_batched
 
 __all__ = [
@@ -54,15 +55,11 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def _check_loc_scale(loc, scale) -> tuple[torch.Tensor, torch.Tensor]:
-    loc = torch.as_tensor(loc).detach()
-    scale = torch.as_tensor(scale).detach()
-    if loc.ndim != 2 or loc.shape != scale.shape or loc.shape[0] < 1:
+    loc = as_float_tensor(loc, "loc", dtype=torch.float64)
+    scale = as_float_tensor(scale, "scale", dtype=torch.float64)
+    if loc.ndim != 2 or loc.shape != scale.shape or loc.shape[0] < 1 or loc.shape[1] < 1:
         raise ValueError(f"loc and scale must both have shape (N, latent_dim) with N >= 1, got "
                          f"{tuple(loc.shape)} and {tuple(scale.shape)}")
-    loc = loc.to(torch.float64)
-    scale = scale.to(torch.float64)
-    if not (bool(torch.isfinite(loc).all()) and bool(torch.isfinite(scale).all())):
-        raise ValueError("loc and scale must be finite")
     if bool((scale <= 0).any()):
         raise ValueError(f"scale must be positive, got minimum {float(scale.min()):.3g}")
     return loc, scale
@@ -103,17 +100,24 @@ class AggregatePosterior:
         centred = self.loc - self.mean
         return centred.T @ centred / self.num_components + torch.diag((self.scale ** 2).mean(0))
 
+    def _check_z(self, z) -> torch.Tensor:
+        z = as_float_tensor(z, "z", dtype=torch.float64)
+        if z.ndim < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must have shape (..., {self.latent_dim}), got {tuple(z.shape)}")
+        return z
+
     def component_log_prob(self, z) -> torch.Tensor:
         """log q(z | x_n) for every component: z of shape (..., L) -> (..., N)."""
-        z = torch.as_tensor(z, dtype=torch.float64)
-        if z.shape[-1] != self.latent_dim:
-            raise ValueError(f"z must have shape (..., {self.latent_dim}), got {tuple(z.shape)}")
+        z = self._check_z(z)
+        check_memory(z.numel() * self.num_components * 8 * 2, "z", tuple(z.shape),
+                     f"the log densities under {self.num_components} components")
         u = (z.unsqueeze(-2) - self.loc) / self.scale  # (..., N, L)
         return -0.5 * (u * u).sum(-1) - self.scale.log().sum(-1) - 0.5 * self.latent_dim * _LOG_2PI
 
     def log_prob(self, z, *, batch_size: int = 256) -> torch.Tensor:
         """log q(z) = logsumexp_n log q(z | x_n) - log N, exact; z (..., L) -> (...)."""
-        z = torch.as_tensor(z, dtype=torch.float64)
+        z = self._check_z(z)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         flat = z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
         out = [torch.logsumexp(self.component_log_prob(flat[s:s + batch_size]), dim=-1)
                for s in range(0, flat.shape[0], batch_size)]
@@ -121,9 +125,10 @@ class AggregatePosterior:
 
     def marginal_log_prob(self, values, dim: int) -> torch.Tensor:
         """log density of the one-dimensional marginal q(z[dim]) at ``values`` (shape (m,)) -> (m,)."""
-        if not 0 <= dim < self.latent_dim:
-            raise ValueError(f"dim must lie in 0..{self.latent_dim - 1}, got {dim}")
-        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1, 1)
+        dim = check_int(dim, "dim", minimum=0, maximum=self.latent_dim - 1)
+        v = as_float_tensor(values, "values", dtype=torch.float64, ndim=(0, 1)).reshape(-1, 1)
+        check_memory(v.shape[0] * self.num_components * 8 * 3, "values", tuple(v.shape),
+                     f"the log densities under {self.num_components} components")
         loc, scale = self.loc[:, dim], self.scale[:, dim]
         u = (v - loc) / scale
         comp = -0.5 * u * u - scale.log() - 0.5 * _LOG_2PI
@@ -135,6 +140,11 @@ class AggregatePosterior:
         Returns z of shape (num_samples, L) and the component indices (num_samples,).
         """
         num_samples = check_int(num_samples, "num_samples", minimum=1)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
+        check_memory(num_samples * (3 * self.latent_dim + 2) * 8, "num_samples", num_samples,
+                     "the draws of the mixture")
         idx = torch.randint(self.num_components, (num_samples,), generator=generator)
         eps = torch.randn(num_samples, self.latent_dim, generator=generator, dtype=torch.float64)
         return self.loc[idx] + self.scale[idx] * eps, idx
@@ -142,8 +152,25 @@ class AggregatePosterior:
 
 def aggregate_posterior(model, x, *, batch_size: int = 2048) -> AggregatePosterior:
     """The aggregate posterior of ``model``'s encoder over the rows of ``x`` (n, data_dim)."""
+    x, _ = _check_inputs(model, x, None, needs=("encode",))
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     loc, scale = encode_batched(model, x, batch_size=batch_size)
     return AggregatePosterior(loc, scale)
+
+
+def _check_agg(agg) -> AggregatePosterior:
+    if not isinstance(agg, AggregatePosterior):
+        raise TypeError(f"agg must be an AggregatePosterior, got {type(agg).__name__}")
+    return agg
+
+
+def _check_draws(num_samples, agg: AggregatePosterior, minimum: int = 2) -> int:
+    """A Monte Carlo sample size: an int >= minimum whose draws' log densities fit in memory."""
+    num_samples = check_int(num_samples, "num_samples", minimum=minimum)
+    # log_prob works in blocks of 256 draws; the draws, their densities and marginals are kept.
+    check_memory(num_samples * (4 * agg.latent_dim + 8) * 8, "num_samples", num_samples,
+                 "the draws and their log densities")
+    return num_samples
 
 
 def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -161,6 +188,7 @@ def aggregate_kl_to_prior(agg: AggregatePosterior, num_samples: int, *, generato
     -------
     Estimate(value, stderr), float64 scalars.
     """
+    num_samples = _check_draws(num_samples, _check_agg(agg))
     z, _ = agg.sample(num_samples, generator=generator)
     return mean_and_stderr(agg.log_prob(z) - _standard_normal_log_prob(z))
 
@@ -188,10 +216,15 @@ def aggregate_total_correlation(agg: AggregatePosterior, num_samples: int, *, di
     -------
     Estimate(value, stderr)
     """
+    num_samples = _check_draws(num_samples, _check_agg(agg))
     if dims is not None:
-        idx = torch.as_tensor(list(dims), dtype=torch.long).reshape(-1)
-        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= agg.latent_dim:
-            raise ValueError(f"dims must be non-empty indices in 0..{agg.latent_dim - 1}, got {dims!r}")
+        if isinstance(dims, (str, bytes)) or not hasattr(dims, "__iter__"):
+            raise TypeError(f"dims must be a sequence of unit indices, got {dims!r}")
+        dims = [check_int(d, f"dims[{i}]", minimum=0, maximum=agg.latent_dim - 1)
+                for i, d in enumerate(dims)]
+        if not dims:
+            raise ValueError(f"dims must be non-empty indices in 0..{agg.latent_dim - 1}, got []")
+        idx = torch.as_tensor(dims, dtype=torch.long)
         agg = AggregatePosterior(agg.loc[:, idx], agg.scale[:, idx])
     z, _ = agg.sample(num_samples, generator=generator)
     marginals = sum(agg.marginal_log_prob(z[:, d], d) for d in range(agg.latent_dim))
@@ -220,6 +253,7 @@ def kl_decomposition(agg: AggregatePosterior, num_samples: int, *, generator=Non
     -------
     KLDecomposition
     """
+    num_samples = _check_draws(num_samples, _check_agg(agg))
     z, idx = agg.sample(num_samples, generator=generator)
     log_agg = agg.log_prob(z)
     loc, scale = agg.loc[idx], agg.scale[idx]
@@ -240,8 +274,8 @@ def correlation_matrix(codes) -> torch.Tensor:
 
     Columns with zero variance get correlation 0 with every other column (1 on the diagonal).
     """
-    c = torch.as_tensor(codes).detach().to(torch.float64)
-    if c.ndim != 2 or c.shape[0] < 2:
+    c = as_float_tensor(codes, "codes", dtype=torch.float64)
+    if c.ndim != 2 or c.shape[0] < 2 or c.shape[1] < 1:
         raise ValueError(f"codes must have shape (n >= 2, latent_dim), got {tuple(c.shape)}")
     c = c - c.mean(0)
     cov = c.T @ c / (c.shape[0] - 1)
@@ -255,7 +289,7 @@ def correlation_matrix(codes) -> torch.Tensor:
 
 def max_abs_off_diagonal(matrix) -> float:
     """The largest ``abs(m[i, j])`` with i != j of a square matrix (0 for a 1x1 matrix)."""
-    m = torch.as_tensor(matrix)
+    m = as_float_tensor(matrix, "matrix", dtype=torch.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"matrix must be square, got shape {tuple(m.shape)}")
     if m.shape[0] < 2:
@@ -271,8 +305,11 @@ def gaussian_total_correlation(covariance) -> float:
     matrix (Watanabe 1960's total correlation of a Gaussian); 0 exactly when the
     coordinates are uncorrelated, -1/2 log(1 - rho^2) in two dimensions.
     """
-    cov = torch.as_tensor(covariance, dtype=torch.float64)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+    cov = as_float_tensor(covariance, "covariance", dtype=torch.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] < 1:
         raise ValueError(f"covariance must be square, got shape {tuple(cov.shape)}")
-    _, logdet = torch.linalg.slogdet(cov)
+    sign, logdet = torch.linalg.slogdet(cov)
+    if float(sign) <= 0 or bool((cov.diagonal() <= 0).any()) \
+            or not bool(torch.allclose(cov, cov.T, rtol=1e-8, atol=1e-12)):
+        raise ValueError("covariance must be symmetric positive definite")
     return float(0.5 * (cov.diagonal().log().sum() - logdet))

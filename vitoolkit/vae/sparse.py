@@ -22,8 +22,16 @@ from torch import nn
 from torch.distributions import Bernoulli
 
 from ..divergences import kl_divergence
-from ..validation import check_int, check_probability, check_real
+from ..validation import (
+    as_float_tensor,
+    check_finite,
+    check_int,
+    check_probability,
+    check_real,
+    check_seed,
+)
 from .model import _LatentVariableModel
+from .networks import check_parameter_memory, mlp_parameter_count
 
 __all__ = ["SparseAutoencoder", "bernoulli_sparsity_penalty"]
 
@@ -33,13 +41,35 @@ def bernoulli_sparsity_penalty(activations: torch.Tensor, sparsity: float) -> to
 
     Parameters
     ----------
-    activations : Tensor of shape (n, hidden) with values in (0, 1)
+    activations : Tensor of shape (n, hidden) with values in [0, 1], n >= 1
+        A tensor keeps its autograd graph (the penalty is differentiable in it).
+        The average rates are clamped to [1e-6, 1 - 1e-6], so saturated units
+        (exactly 0 or 1 in float32) give a large but finite penalty.
     sparsity : float in (0, 1), the target rate rho
     """
+    sparsity = check_probability(sparsity, "sparsity", open_interval=True)
+    activations = _check_activations(activations)
     rate = activations.mean(0).clamp(1e-6, 1 - 1e-6)
     target = torch.full_like(rate, sparsity)
     return kl_divergence(Bernoulli(probs=target, validate_args=False),
                          Bernoulli(probs=rate, validate_args=False)).sum()
+
+
+def _check_activations(activations) -> torch.Tensor:
+    name = "activations"
+    if isinstance(activations, torch.Tensor) and activations.is_floating_point():
+        a = activations  # keep the graph: the training loss differentiates through it
+    else:
+        a = as_float_tensor(activations, name, finite=False)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (n, hidden) with n, hidden >= 1, got "
+                         f"{tuple(a.shape)}")
+    with torch.no_grad():
+        check_finite(a.detach(), name)
+        lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name} must be activations in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    return a
 
 
 class SparseAutoencoder(_LatentVariableModel):
@@ -66,14 +96,25 @@ class SparseAutoencoder(_LatentVariableModel):
         self.latent_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         self.sparsity = check_probability(sparsity, "sparsity", open_interval=True)
         self.weight = check_real(weight, "weight", minimum=0.0)
+        seed = check_seed(seed)
+        check_parameter_memory(
+            mlp_parameter_count((self.data_dim, self.latent_dim, self.data_dim)),
+            {"data_dim": self.data_dim, "hidden_dim": self.latent_dim})
         self.config = {"data_dim": self.data_dim, "hidden_dim": self.latent_dim,
-                       "sparsity": self.sparsity, "weight": self.weight, "seed": int(seed)}
+                       "sparsity": self.sparsity, "weight": self.weight, "seed": seed}
 
         def build():
             self.encoder = nn.Linear(self.data_dim, self.latent_dim)
             self.decoder = nn.Linear(self.latent_dim, self.data_dim)
 
         self._init_seeded(seed, build)
+
+    def _check_x(self, x, name: str = "x") -> torch.Tensor:
+        # The support is checked in float64 too, before float32 rounds a value onto [0, 1].
+        x64 = as_float_tensor(x, name, dtype=torch.float64)
+        if x64.numel():
+            self._check_support(x64, name)
+        return super()._check_x(x, name)
 
     def _check_support(self, x, name):
         lo, hi = float(x.min()), float(x.max())

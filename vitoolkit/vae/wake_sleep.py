@@ -32,11 +32,31 @@ from torch.distributions import Normal
 
 from ..distributions import sample as _sample
 from ..divergences import kl_divergence
+from ..validation import check_memory
+from .diagnostics import _check_inputs
+from .model import VAE, check_num_samples
 
 __all__ = ["wake_sleep_loss", "rws_loss", "rws_encoder_surrogate", "WAKE_SLEEP_OBJECTIVES"]
 
 #: The objectives this module implements.
 WAKE_SLEEP_OBJECTIVES = ("wake_sleep", "rws")
+
+
+def _check_arguments(model, x, y, num_samples, generator):
+    """The boundary of the surrogates: a VAE, its data and labels, k draws that fit in memory."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a vitoolkit.vae.VAE, got {type(model).__name__}")
+    x, y = _check_inputs(model, x, y, needs=("encode", "decode", "prior"))
+    x = model._check_x(x, "x")  # the model's dtype and device
+    num_samples = check_num_samples(num_samples)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    # k draws of z and of the decoder's output for every example, a few copies each.
+    itemsize = x.element_size()
+    per_draw = x.shape[0] * (3 * model.latent_dim + 2 * model.data_dim) * itemsize
+    check_memory(num_samples * per_draw, "num_samples", num_samples,
+                 f"{num_samples} draws for each of {x.shape[0]} examples")
+    return x, y, num_samples
 
 
 def _posterior_draws(model, x, y, num_samples, generator):
@@ -72,6 +92,7 @@ def wake_sleep_loss(model, x, y=None, *, num_samples: int = 1, generator=None):
     -E_q grad log p(x|z) (wake) and in the encoder -grad log q(z_d | x_d) on
     n dreams (sleep); ``stats`` as :func:`vitoolkit.vae.train` records them.
     """
+    x, y, num_samples = _check_arguments(model, x, y, num_samples, generator)
     loc, scale, z = _posterior_draws(model, x, y, num_samples, generator)
     log_px = model.likelihood.distribution(model._decode_params(z, y)).log_prob(x)  # (K, n)
     wake = -log_px.mean()  # log p(z) has no parameters: only log p(x|z) moves theta
@@ -92,6 +113,7 @@ def rws_encoder_surrogate(model, x, y=None, *, num_samples: int, generator=None)
     Its gradient in the encoder's weights is the wake-phase update: the
     self-normalised estimate of -grad_phi KL(p(z|x) || q_phi(z|x)).
     """
+    x, y, num_samples = _check_arguments(model, x, y, num_samples, generator)
     loc, scale, z = _posterior_draws(model, x, y, num_samples, generator)
     log_q = Normal(loc, scale, validate_args=False).log_prob(z).sum(-1)
     with torch.no_grad():
@@ -111,6 +133,7 @@ def rws_loss(model, x, y=None, *, num_samples: int, generator=None):
     -------
     (loss, stats) as :func:`wake_sleep_loss`.
     """
+    x, y, num_samples = _check_arguments(model, x, y, num_samples, generator)
     loc, scale, z = _posterior_draws(model, x, y, num_samples, generator)
     log_px = model.likelihood.distribution(model._decode_params(z, y)).log_prob(x)  # (K, n)
     log_q = Normal(loc, scale, validate_args=False).log_prob(z).sum(-1)  # (K, n)
