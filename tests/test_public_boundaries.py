@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import gzip
 import importlib
 import inspect
@@ -395,13 +396,18 @@ class Gen(Kind):
 
 
 def _flat_set(b, value):
-    """A copy of array/tensor ``b`` with its first entry set to ``value`` (float dtype)."""
+    """A copy of array/tensor ``b`` with its first entry set to ``value`` (float dtype; float64 when
+    ``b``'s float type cannot hold the value, so a huge value stays huge rather than failing here)."""
+    big = math.isfinite(value) and abs(value) > 3e38
     if isinstance(b, torch.Tensor):
         out = b.detach().clone()
-        out = out if out.is_floating_point() else out.to(F64)
+        out = out if out.is_floating_point() and not big else out.to(F64)
         out.view(-1)[0] = value
         return out
-    out = np.array(b, dtype=np.float64 if np.asarray(b).dtype.kind in "iub" else None, copy=True)
+    kind = np.asarray(b).dtype
+    out = np.array(
+        b, dtype=np.float64 if kind.kind in "iub" or (big and kind.itemsize < 8) else None, copy=True
+    )
     out.reshape(-1)[0] = value
     return out
 
@@ -490,10 +496,9 @@ class Data(Kind):
         if dom != "labels" and dom is not None:
             pass
         if dom == "labels":
-            out += [
-                self.wrap("fractional labels", lambda b: b + 0.5, "domain", True),
-                self.wrap("label = classes", lambda b: b * 0 + self.classes, "domain", True),
-            ]
+            out.append(self.wrap("fractional labels", lambda b: b + 0.5, "domain", True))
+            if self.classes is not None:
+                out.append(self.wrap("label = classes", lambda b: b * 0 + self.classes, "domain", True))
         else:
             out.append(self.wrap("bool array", lambda b: b != 0, "type", True))
         if dom == "unit":
@@ -541,7 +546,7 @@ class Data(Kind):
             "nonneg": v < 0,
             "unit": not 0 <= v <= 1,
             "prob": not 0 < v < 1,
-            "labels": not (float(v).is_integer() and 0 <= v < (self.classes or 0)),
+            "labels": not (float(v).is_integer() and 0 <= v < (self.classes or math.inf)),
         }.get(dom, False)
 
     def strategy(self):
@@ -631,10 +636,14 @@ class Pair(Kind):
 
 
 class Bounds(Kind):
-    """Integration bounds: a list of (lo, hi) per dimension."""
+    """Integration bounds: a list of (lo, hi) per dimension (``example`` when the baseline is None)."""
+
+    def __init__(self, *, nullable=False, example=None):
+        super().__init__(nullable=nullable)
+        self.example = example
 
     def hostiles(self):
-        return self.types() + [
+        out = self.types() + [
             D("reversed", lambda b: [(hi, lo) for lo, hi in b], "domain", True),
             D("nan bound", lambda b: [(NAN, hi) for lo, hi in b], "finiteness", True),
             D("infinite bounds", lambda b: [(-INF, INF) for _ in b], "finiteness", True),
@@ -644,6 +653,12 @@ class Bounds(Kind):
             D("1e300 wide", lambda b: [(-1e300, 1e300) for _ in b], "finiteness", False),
             K("str 'ab'", "ab", "type", True),
         ]
+        if self.example is not None:
+            out = [
+                dataclasses.replace(h, make=(lambda b, m=h.make: m(self.example() if b is None else b)))
+                for h in out
+            ]
+        return out
 
 
 class Obj(Kind):
@@ -1344,7 +1359,7 @@ SPECS: list[Spec] = [
             n_init=A(_ITER),
             proposal=A(Obj(nullable=True)),
             num_samples=A(Count(2, nullable=True)),
-            bounds=A(Bounds(nullable=True)),
+            bounds=A(Bounds(nullable=True, example=lambda: [(-8.0, 8.0)])),
             num_points=A(Count(2, nullable=True), 41),
             optimizer=A(Choice(("lbfgs", "adam"))),
             steps=A(Count(1, huge=None, nullable=True), 5),
@@ -1664,7 +1679,8 @@ SPECS: list[Spec] = [
             # nearest neighbours in pixel space: any real pixel values
             samples=A(Data(), F(lambda: xbin()[:4])),
             data=A(Data(), F(xbin)),
-            labels=A(Data("labels", classes=3), F(lambda: torch.arange(16) % 3)),
+            # num_classes defaults to labels.max() + 1: any non-negative integer is a label
+            labels=A(Data("labels"), F(lambda: torch.arange(16) % 3)),
             num_classes=A(Count(nullable=True, huge="refuse")),
         ),
     ),
@@ -1684,7 +1700,7 @@ SPECS: list[Spec] = [
     ),
     Spec(
         vae.bernoulli_sparsity_penalty,
-        dict(activations=A(Data("prob"), F(lambda: torch.full((4, 3), 0.2))), sparsity=A(_PROB_OPEN, 0.05)),
+        dict(activations=A(Data("unit"), F(lambda: torch.full((4, 3), 0.2))), sparsity=A(_PROB_OPEN, 0.05)),
     ),
     Spec(vae.linear_gaussian_evidence, dict(model=A(_MODEL, F(linear_vae)), x=A(Data(), F(xbin)))),
     Spec(vae.linear_gaussian_posterior, dict(model=A(_MODEL, F(linear_vae)), x=A(Data(), F(xbin)))),
