@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -301,3 +303,50 @@ def test_elbo_from_batches_reads_one_array_as_one_batch():
     for batches in (X, X.tolist(), [X[:50], X[50:]], (b for b in np.array_split(X, 4))):
         value, n = model.elbo_from_batches(batches)
         assert n == len(X) and value == pytest.approx(exact, rel=1e-12)
+
+
+# -- property test: every hyper-parameter and X fed wrong types, shapes, signs, sizes and
+# non-finite values; each fit either succeeds with finite output or raises a ValueError or
+# TypeError naming the argument ----------------------------------------------------------
+_HOSTILE = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 40), st.integers(2**31, 2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["1", "full", "", "kmeans"]),
+    st.lists(st.floats(-5, 5), min_size=1, max_size=4), st.complex_numbers(max_magnitude=3),
+    st.sampled_from([np.eye(2), np.zeros((2, 2)), np.ones(2), np.float64(2.0), np.int64(2),
+                     np.array([1.0, np.nan]), -np.eye(2)]),
+)
+_LOOP_COUNTS = {"max_iter", "n_init"}  # drawn <= 40: a count of 2**70 iterations runs that long
+
+
+def _fit_or_named_error(est, X, name):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X)
+    except (ValueError, TypeError) as err:
+        assert name in str(err), (name, str(err))
+        return
+    assert math.isfinite(est.lower_bound_)
+    assert np.all(np.isfinite(est.means_))
+    assert np.all(np.isfinite(est.score_samples(X)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), cls=st.sampled_from(CLASSES))
+def test_hostile_hyper_parameters_fit_finitely_or_are_named(data, cls):
+    names = sorted(cls().get_params())
+    name = data.draw(st.sampled_from(names), label="name")
+    value = data.draw(_HOSTILE.filter(lambda v: name not in _LOOP_COUNTS
+                                      or not isinstance(v, int) or v < 2**31), label="value")
+    _fit_or_named_error(cls(2, random_state=0).set_params(**{name: value}), blobs(13, n_per=15),
+                        name)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cls=st.sampled_from(CLASSES), X=st.one_of(
+    st.builds(lambda s, shape: np.random.default_rng(0).normal(size=shape) * s,
+              st.sampled_from([1e-200, 1e-100, 1.0, 1e100, 1e160, 1e200, 1e300]),
+              st.sampled_from([(30, 2), (30,), (3, 2), (1, 2), (0, 2), (30, 0), (2, 2, 2)])),
+    _HOSTILE))
+def test_hostile_data_fits_finitely_or_is_named(cls, X):
+    _fit_or_named_error(cls(2, random_state=0), X, "X")

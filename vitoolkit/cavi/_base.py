@@ -130,7 +130,7 @@ def is_one_array(X) -> bool:
         return True  # refused by the validation with a message naming X
     if isinstance(X, (list, tuple)):
         return len(X) == 0 or np.ndim(X[0]) <= 1
-    return False
+    return not hasattr(X, "__iter__")  # None, a number...: refused by the validation
 
 
 def check_scale(X: np.ndarray, name: str = "X") -> None:

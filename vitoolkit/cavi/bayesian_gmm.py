@@ -156,11 +156,12 @@ class BayesianGMM(MixtureVI):
     # -- validation (in fit, scikit-learn's convention) ----------------------------
     def _check_parameters(self, X):
         self._check_loop_settings(X)
-        if self.covariance_type not in _COVARIANCE_TYPES:
+        if not isinstance(self.covariance_type, str) or self.covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {_COVARIANCE_TYPES}, got "
                              f"{self.covariance_type!r} ('tied' and 'spherical' are not "
                              "implemented)")
-        if self.weight_concentration_prior_type != "dirichlet_distribution":
+        if not (isinstance(self.weight_concentration_prior_type, str)
+                and self.weight_concentration_prior_type == "dirichlet_distribution"):
             raise ValueError(
                 "weight_concentration_prior_type must be 'dirichlet_distribution' (PRML 10.39), "
                 f"got {self.weight_concentration_prior_type!r}; for a Dirichlet process use "
