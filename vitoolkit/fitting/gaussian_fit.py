@@ -165,8 +165,11 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
     method : {"auto", "quadrature", "stochastic", "samples", "snis", "moments"}
         See the module docstring.
     init : dict or list of dict, optional
-        ``{"loc": (D,), "scale": (D,) or float}`` or ``{"loc": ..., "covariance": (D, D)}``.
-        A list runs one fit per entry and returns the best (``candidates`` holds all).
+        ``{"loc": (D,), "scale": (D,) or float}`` or ``{"loc": ..., "covariance": (D, D)}``
+        (for a target with event shape () the loc may be a number). Arrays of another
+        shape are refused, never reshaped. A list runs one fit per entry and returns the
+        best (``candidates`` holds all). With ``init`` (and ``bounds`` for quadrature) the
+        target's rough moments are never computed.
         Default: ``n_init`` random starts, means drawn from the target (from
         N(E_p[x], diag Var_p[x]) if it cannot sample), scale sqrt(Var_p[x]), a third
         of that for reverse KL and alpha < 1 (a narrow start climbs into one mode).
