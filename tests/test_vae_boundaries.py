@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 from test_vae_model import _linear_gaussian_vae
@@ -157,7 +158,14 @@ def test_checkpoint_with_marker_but_wrong_types_names_file_and_key(digits, tmp_p
     X, _ = digits
     good = _training_checkpoint(X, tmp_path / "good.pt")
     bad = tmp_path / "bad.pt"
-    for payload in ({**good, key: value}, {k: v for k, v in good.items() if k != key}):
+    payloads = [{**good, key: value}, {k: v for k, v in good.items() if k != key}]
+    if key == "best_state":  # tensors, but not the model's
+        payloads.append({**good, key: {"w": torch.zeros(2)}})
+    if key == "history":  # a dict, but not a history
+        payloads += [{**good, key: {**good[key], "epoch": 3}},
+                     {**good, key: {**good[key], "stopped_early": "no"}},
+                     {**good, key: {**good[key], "colour": []}}]
+    for payload in payloads:
         save_checkpoint(bad, payload)
         with pytest.raises(ValueError, match=rf"bad\.pt.*key '{key}'"):
             train(_small(), X, epochs=3, batch_size=40, checkpoint=bad, resume=True,
@@ -331,12 +339,63 @@ def test_oversized_importance_requests_are_refused_before_allocating(monkeypatch
     model = _small()
     x = torch.zeros(4, 64)
     # With a gradient every draw's activations are needed at once: refused, named.
-    with pytest.raises(ResourceLimitError, match=r"num_samples=10000000000 would need .*TiB"):
+    with pytest.raises(ResourceLimitError, match=r"num_samples=1000000000 would need .*TiB"):
+        model.iwae_bound(x, 10**9)
+    # More draws than one call may evaluate in reasonable time: refused, named.
+    with pytest.raises(ResourceLimitError, match=r"num_samples=10000000000 for 4 examples"):
         model.iwae_bound(x, 10**10)
     # Streaming needs only each example's Pareto tail; refuse when even that cannot fit.
     for k in (10**40, 10**400):
         with pytest.raises(ResourceLimitError, match=r"num_samples=1000000000000"):
             model.log_likelihood(x, k)
     monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "1M")
-    with torch.no_grad(), pytest.raises(ResourceLimitError, match="num_samples=10000000000"):
-        model.iwae_bound(x, 10**10)
+    with torch.no_grad(), pytest.raises(ResourceLimitError, match="num_samples=1000000000 would"):
+        model.iwae_bound(x, 10**9)
+
+
+# -- constructors, flags, paths: refused by name, nothing allocated -------------------------
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda: VAE(10**12, 2), "data_dim"), (lambda: VAE(64, 2, (10**12,)), "hidden_dims"),
+    (lambda: VAE(64, 2**70), "latent_dim"), (lambda: VAE(64, 2, conditional_dim=10**12),
+                                             "conditional_dim"),
+])
+def test_oversized_networks_are_refused_before_building(build, name):
+    with pytest.raises(ResourceLimitError, match=rf"{name}=.* would need .*TiB"):
+        build()
+
+
+def test_flags_and_names_are_checked_not_coerced(tmp_path):
+    model = _small()
+    x = torch.zeros(3, 64)
+    for call, name in ((lambda v: model.sample(2, mean=v), "mean"),
+                       (lambda v: model.iwae_bound(x, 2, return_diagnostics=v),
+                        "return_diagnostics"),
+                       (lambda v: model.log_likelihood(x, 2, return_diagnostics=v),
+                        "return_diagnostics")):
+        for bad in ("False", 1, None):
+            with pytest.raises(TypeError, match=name):
+                call(bad)
+    with pytest.raises(ResourceLimitError, match="n=1000000000000"):
+        model.sample(10**12)
+    with pytest.raises(ValueError, match="likelihood name must be one of"):
+        VAE(64, 2, likelihood="poisson")
+    with pytest.raises(TypeError, match="observation_scale"):
+        VAE(64, 2, observation_scale=True)
+    with pytest.raises(ValueError, match="image_shape applies to architecture='conv' only"):
+        VAE(64, 2, image_shape=(8, 8))
+    with pytest.raises(TypeError, match=r"x must hold real numbers"):
+        model.elbo(np.array([["a"] * 64]))
+    with pytest.raises(ValueError, match=r"beta=1e\+300 makes beta \* KL overflow"):
+        model.elbo(torch.full((2, 64), 0.5), beta=1e300)
+    for bad in (None, 1.0, True):
+        with pytest.raises(TypeError, match="path must be a path"):
+            save_model(model, bad)
+        with pytest.raises(TypeError, match="path must be a path"):
+            load_model(bad)
+    with pytest.raises(TypeError, match="model must be one of"):
+        save_model(torch.nn.Linear(2, 2), tmp_path / "m.pt")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="path's parent"):
+        save_model(model, tmp_path / "afile" / "m.pt")

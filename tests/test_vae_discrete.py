@@ -319,9 +319,9 @@ def test_bad_input_names_the_argument(digits):
     with pytest.raises(ValueError, match="commitment"):
         VQVAE(64, 8, 2, commitment=-1.0)
     for tau in (0.0, -1.0, float("inf"), float("nan"), "hot"):
-        with pytest.raises(ValueError, match="temperature"):
+        with pytest.raises(TypeError if tau == "hot" else ValueError, match="temperature"):
             CategoricalVAE(64, 2, 3, temperature=tau)
-        with pytest.raises(ValueError, match="temperature"):
+        with pytest.raises(TypeError if tau == "hot" else ValueError, match="temperature"):
             gumbel_softmax_sample(torch.zeros(3), tau)
     with pytest.raises(ValueError, match="estimator"):
         CategoricalVAE(64, 2, 3, estimator="straight_through_magic")

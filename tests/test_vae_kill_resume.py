@@ -31,7 +31,7 @@ N = 200
 # The child: the same run as _run() below; its torch.save announces each checkpoint and,
 # in "block" mode, stops half-way through writing the one of epoch BLOCK (and waits to be
 # killed there). Lines on stdout: START, then "SAVING <epoch>" as each save's bytes are
-# written (before the file is renamed over the checkpoint).
+# written (before the file is renamed over the checkpoint), and "STEP 35" as that step begins.
 CHILD = textwrap.dedent("""
     import sys, time
     import torch
@@ -52,12 +52,22 @@ CHILD = textwrap.dedent("""
         print(f"SAVING {epoch}", flush=True)
 
     torch.save = announcing_save
+
+    import vitoolkit.vae.training as training
+    real_check = training._check_beta_value
+
+    def announcing_check(value, schedule, epoch, step):
+        if step == MID_STEP:
+            print(f"STEP {step}", flush=True)
+        return real_check(value, schedule, epoch, step)
+
+    training._check_beta_value = announcing_check
     print("START", flush=True)
     train(VAE(64, 4, hidden_dims=(32, 16), seed=0), X[:%d], epochs=%d, batch_size=20,
           lr=2e-3, beta=annealing.linear_warmup(25), validation=Xv[:60], patience=50,
           seed=7, checkpoint=path, progress=False)
     print("DONE", flush=True)
-""" % (N, EPOCHS))
+""".replace("MID_STEP", "35") % (N, EPOCHS))
 
 
 def _data():
@@ -81,7 +91,9 @@ CASES = {
     "before-first-save": ("START", 0.0, -1, None),
     "inside-a-save": ("BLOCKED", 0.0, 3, (2,)),  # temporary of epoch 3 half written
     "at-rename": ("SAVING 2", 0.0, -1, (1, 2)),  # as epoch 2's file is renamed into place
-    "mid-epoch": ("SAVING 3", 0.01, -1, (3, 4, 5)),  # while training epoch 4 (or later)
+    # At step 35, in the middle of epoch 4 (10 steps per epoch); on a busy machine the
+    # child may get a little further before the signal lands.
+    "mid-epoch": ("STEP 35", 0.0, -1, (3, 4, 5)),
 }
 
 

@@ -337,7 +337,7 @@ def test_bad_input_raises_clear_errors():
         model.iwae_bound(good, 0)
     with pytest.raises(ValueError, match="num_samples"):
         model.log_likelihood(good, num_samples=-3)
-    with pytest.raises(ValueError, match="likelihood must be one of"):
+    with pytest.raises(ValueError, match="likelihood name must be one of"):
         VAE(64, 2, likelihood="poisson")
     with pytest.raises(ValueError, match="unconditional"):
         model.elbo(good, y=torch.zeros(3, 10))

@@ -84,4 +84,4 @@ def as_schedule(beta):
     """A number becomes :func:`constant`; a callable is returned unchanged."""
     if isinstance(beta, Schedule) or callable(beta):
         return beta
-    return constant(beta)
+    return constant(check_real(beta, "beta", minimum=0.0))

@@ -48,9 +48,17 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from ..distributions import check_temperature, gumbel_softmax_sample
-from ..validation import check_choice, check_int, check_real
+from ..validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_memory,
+    check_positive,
+    check_real,
+    check_seed,
+)
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel, check_num_samples
+from .model import _LatentVariableModel, check_draws, check_network_size, check_num_samples
 from .networks import MLP, build_network, check_hidden_dims
 
 __all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES", "BiasVariance",
@@ -133,18 +141,24 @@ class CategoricalVAE(_LatentVariableModel):
                  activation: str = "relu", observation_scale: float = 0.1,
                  min_scale: float = 0.01, seed: int = 0):
         super().__init__()
+        seed = check_seed(seed)
         self.data_dim = check_int(data_dim, "data_dim", minimum=1)
         self.num_latents = check_int(num_latents, "num_latents", minimum=1)
         self.num_categories = check_int(num_categories, "num_categories", minimum=2)
         self.latent_dim = self.num_latents * self.num_categories
         hidden_dims = check_hidden_dims(hidden_dims)
         self.estimator = check_choice(estimator, ESTIMATORS, "estimator")
-        self.temperature = check_temperature(temperature)
+        self.temperature = check_temperature(check_positive(temperature, "temperature"))
         self.baseline = check_choice(baseline, BASELINES, "baseline")
         self.baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0,
                                          maximum=1.0, strict_maximum=True)
         self.likelihood = make_likelihood(likelihood, observation_scale=observation_scale,
                                           min_scale=min_scale)
+        check_network_size({"data_dim": self.data_dim, "num_latents": self.num_latents,
+                            "num_categories": self.num_categories, "hidden_dims": hidden_dims},
+                           [self.data_dim, *hidden_dims, self.latent_dim],
+                           [self.latent_dim, *hidden_dims[::-1],
+                            self.likelihood.params_per_pixel * self.data_dim])
         self.config = {
             "data_dim": self.data_dim, "num_latents": self.num_latents,
             "num_categories": self.num_categories, "hidden_dims": list(hidden_dims),
@@ -152,7 +166,7 @@ class CategoricalVAE(_LatentVariableModel):
             "temperature": self.temperature, "baseline": self.baseline,
             "baseline_decay": self.baseline_decay, "activation": activation,
             "observation_scale": float(observation_scale), "min_scale": float(min_scale),
-            "seed": int(seed),
+            "seed": seed,
         }
 
         def build():
@@ -252,6 +266,7 @@ class CategoricalVAE(_LatentVariableModel):
         """
         k = check_num_samples(num_samples)
         x = self._check_x(x)
+        self._check_draws(k, x.shape[0], chunked=False)
         log_probs = self._log_probs(x)
         z = self._draw(log_probs, k, generator)
         return self._log_px(z, x).mean(0) - self._kl_dims(log_probs).sum(-1)
@@ -266,6 +281,13 @@ class CategoricalVAE(_LatentVariableModel):
             out.append(self._log_px(z, x) + self.log_prior - self._log_q(z, log_probs))
         return torch.cat(out)
 
+    def _check_draws(self, k: int, n: int, *, chunked: bool) -> None:
+        """Refuse k draws for n examples that cannot fit (or would run for hours)."""
+        check_draws(k, n)
+        per_draw = 4 if chunked else 4 * (self.latent_dim + 2 * self._widest())
+        check_memory(k * n * per_draw, "num_samples", k,
+                     f"{'the log weights' if chunked else 'the draws'} of {n} examples")
+
     def _widest(self) -> int:
         return max(self.likelihood.params_per_pixel * self.data_dim,
                    *(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)))
@@ -274,6 +296,7 @@ class CategoricalVAE(_LatentVariableModel):
         """L_K = log 1/K sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2015, eq. 8), shape (n,)."""
         k = check_num_samples(num_samples)
         x = self._check_x(x)
+        self._check_draws(k, x.shape[0], chunked=not torch.is_grad_enabled())
         return torch.logsumexp(self._log_weights(x, k, generator), 0) - math.log(k)
 
     @torch.no_grad()
@@ -283,6 +306,8 @@ class CategoricalVAE(_LatentVariableModel):
         k = check_num_samples(num_samples)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         x = self._check_x(x)
+        check_draws(k, x.shape[0])
+        self._check_draws(k, min(batch_size, x.shape[0]), chunked=True)
         out = [torch.logsumexp(self._log_weights(x[s:s + batch_size], k, generator), 0)
                - math.log(k) for s in range(0, x.shape[0], batch_size)]
         return torch.cat(out)
@@ -335,6 +360,9 @@ class CategoricalVAE(_LatentVariableModel):
         from ..distributions import sample as _sample
 
         n = check_int(n, "n", minimum=1)
+        mean = check_bool(mean, "mean")
+        check_memory(n * (self.latent_dim + 2 * self._widest()) * 4, "n", n,
+                     "the codes and decoded samples")
         ref = self._ref
         flat = torch.zeros((n, self.num_latents, self.num_categories), device=ref.device,
                            dtype=ref.dtype)

@@ -15,13 +15,14 @@
 from __future__ import annotations
 
 import numbers
+import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_output_file
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "save_model", "load_model",
            "check_compatible", "check_model_payload", "check_training_state"]
@@ -38,8 +39,7 @@ def save_checkpoint(path, payload: dict) -> Path:
     """
     if not isinstance(payload, dict):
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path, "path")
     payload = {**payload, "format": FORMAT}
     with atomic_write(path, "wb") as f:
         torch.save(payload, f)
@@ -56,7 +56,7 @@ def load_checkpoint(path) -> dict:
     ValueError
         The file is corrupt or truncated, or was not written by this module.
     """
-    path = Path(path)
+    path = Path(_check_path(path))
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
     try:
@@ -69,6 +69,12 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f"{str(path)!r} was not written by vitoolkit.vae.checkpoint "
                          f"(expected format {FORMAT!r})")
     return payload
+
+
+def _check_path(path, name: str = "path"):
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    return path
 
 
 def _model_classes():
@@ -163,6 +169,12 @@ def check_compatible(model, payload: dict, path="checkpoint") -> None:
 
 def save_model(model, path) -> Path:
     """Save any of the package's models (VAE, Autoencoder, CategoricalVAE, VQVAE, ...) atomically."""
+    classes = tuple(_model_classes().values())
+    if not isinstance(model, classes):
+        names = ", ".join(c.__name__ for c in classes)
+        raise TypeError(f"model must be one of vitoolkit.vae's {names}, got "
+                        f"{type(model).__name__}")
+    _check_path(path)
     return save_checkpoint(path, {
         "kind": "model", "model_class": type(model).__name__,
         "model_config": dict(model.config),
@@ -181,6 +193,9 @@ def load_model(path, model=None):
         When given, its weights are replaced; otherwise a model is rebuilt from
         the stored constructor arguments.
     """
+    if model is not None and not isinstance(model, tuple(_model_classes().values())):
+        raise TypeError(f"model must be None or a model of vitoolkit.vae, got "
+                        f"{type(model).__name__}")
     payload = load_checkpoint(path)
     where = repr(str(path))
     check_model_payload(payload, where)

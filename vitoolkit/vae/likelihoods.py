@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, ContinuousBernoulli, Independent, Normal
 
+from ..validation import check_positive
+
 __all__ = ["LIKELIHOODS", "Likelihood", "make_likelihood", "bce_floor",
            "continuous_bernoulli_log_normaliser"]
 
@@ -64,14 +66,11 @@ class Likelihood:
     """
 
     def __init__(self, name: str, observation_scale: float = 0.1, min_scale: float = 0.01):
-        if name not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
-        for value, label in ((observation_scale, "observation_scale"), (min_scale, "min_scale")):
-            if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
-                raise ValueError(f"{label} must be a positive finite number, got {value!r}")
+        if not isinstance(name, str) or name not in LIKELIHOODS:
+            raise ValueError(f"likelihood name must be one of {LIKELIHOODS}, got {name!r}")
         self.name = name
-        self.observation_scale = float(observation_scale)
-        self.min_scale = float(min_scale)
+        self.observation_scale = check_positive(observation_scale, "observation_scale")
+        self.min_scale = check_positive(min_scale, "min_scale")
         self.params_per_pixel = 2 if name == "gaussian_learned" else 1
         self.bounded = name in ("bernoulli", "continuous_bernoulli")
 

@@ -46,7 +46,16 @@ from ..distributions import StandardNormal
 from ..distributions import sample as _sample
 from ..divergences import KHAT_THRESHOLD, UnreliableEstimateWarning, kl_divergence, pareto_khat
 from ..divergences.psis import fit_generalized_pareto, tail_length
-from ..validation import check_int, check_memory, check_real, check_seed
+from ..exceptions import ResourceLimitError
+from ..validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_memory,
+    check_positive,
+    check_real,
+    check_seed,
+)
 from .likelihoods import make_likelihood
 from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
 
@@ -78,6 +87,22 @@ _CHUNK_ELEMENTS = 2**22
 # beyond it they stream over the samples (running log-sum-exp), holding only one chunk
 # of draws and each example's Pareto tail (2**24 float32 = 64 MiB).
 _STREAM_ELEMENTS = 2**24
+
+
+#: Most importance draws (samples x examples) one call evaluates: beyond, even streamed, the
+#: call would run for hours, so it is refused like an oversized allocation.
+MAX_DRAWS = 2**34
+
+
+def check_draws(num_samples: int, n: int, name: str = "num_samples") -> None:
+    """Refuse k * n importance draws beyond :data:`MAX_DRAWS` (ResourceLimitError naming it)."""
+    draws = num_samples * n
+    if draws > MAX_DRAWS:
+        shown = f"{draws:.3g}" if draws < 10**300 else f"about 10**{len(str(draws)) - 1}"
+        raise ResourceLimitError(
+            f"{name}={num_samples} for {n} examples asks for {shown} decoder "
+            f"evaluations, more than the {MAX_DRAWS:.3g} one call may take (hours of "
+            f"computing); use a smaller {name}")
 
 
 def check_num_samples(num_samples, name: str = "num_samples") -> int:
@@ -184,6 +209,21 @@ def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: tor
     """
     return torch.cat(list(_log_weight_chunks(model, x, loc, scale, num_samples, eps=eps, y=y,
                                              generator=generator)), dim=0)
+
+
+def check_network_size(sizes: dict, *layer_widths) -> None:
+    """Refuse, before building, networks whose weights would not fit in memory.
+
+    ``layer_widths``: one list of consecutive widths per network (MLP layout; a
+    convolutional network is smaller). The message names the largest of ``sizes``
+    (argument name -> int or sequence of ints), the argument that set the size.
+    """
+    params = sum(a * b + b for widths in layer_widths for a, b in zip(widths[:-1], widths[1:], strict=True))
+    # Weights, their gradients and Adam's two moments, float32.
+    nbytes = 4 * 4 * params
+    name, value = max(sizes.items(), key=lambda kv: max(kv[1]) if isinstance(kv[1], (tuple, list))
+                      and kv[1] else (kv[1] if isinstance(kv[1], int) else 0))
+    check_memory(nbytes, name, value, f"{params} network weights (with gradients and Adam state)")
 
 
 def _sample_chunk(model, x) -> int:
@@ -381,25 +421,30 @@ class _LatentVariableModel(nn.Module):
     def _ref(self) -> torch.Tensor:
         return next(self.parameters())
 
-    def _as_tensor(self, x, name: str) -> torch.Tensor:
+    def _as_tensor(self, x, name: str, *, cast: bool = True) -> torch.Tensor:
         ref = self._ref
         if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must hold real numbers, got a numpy array of dtype "
+                                f"{x.dtype}")
             x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
         if x.dtype == torch.bool or x.is_complex():
             raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-        return x.to(device=ref.device, dtype=ref.dtype)
+        return x.to(device=ref.device, dtype=ref.dtype) if cast else x
 
     def _check_x(self, x, name: str = "x") -> torch.Tensor:
         """Validate data: shape (n, data_dim) (or (n, *image_shape)), finite, in support."""
-        x = self._as_tensor(x, name)
+        # Checked in the caller's precision, then cast: a float64 value outside the support
+        # must not become a valid one by rounding to float32 (-1e-200 -> -0.0).
+        x = self._as_tensor(x, name, cast=False)
         if self.image_shape is not None and x.ndim == 1 + len(self.image_shape) \
                 and tuple(x.shape[1:]) == tuple(self.image_shape):
             x = x.reshape(x.shape[0], -1)
         if x.ndim != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"{name} must have shape (n, {self.data_dim}) (data_dim={self.data_dim})"
-                             f", got {tuple(x.shape)}")
+            raise ValueError(f"{name} must have shape (n, {self.data_dim}) (the model's "
+                             f"data_dim={self.data_dim}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
         finite = torch.isfinite(x).all(dim=1)
@@ -408,7 +453,12 @@ class _LatentVariableModel(nn.Module):
             raise ValueError(f"{name} contains NaN or infinite values (rows {rows}"
                              f"{', ...' if int((~finite).sum()) > 5 else ''})")
         self._check_support(x, name)
-        return x
+        ref = self._ref
+        cast = x.to(device=ref.device, dtype=ref.dtype)
+        if cast.dtype != x.dtype and not bool(torch.isfinite(cast).all()):
+            raise ValueError(f"{name} has values beyond the range of the model's dtype "
+                             f"{ref.dtype} (largest magnitude {float(x.abs().max()):.3g})")
+        return cast
 
     def _check_support(self, x: torch.Tensor, name: str) -> None:
         pass
@@ -424,7 +474,10 @@ class _LatentVariableModel(nn.Module):
             raise ValueError(f"{name} is required: the model is conditional "
                              f"(conditional_dim={self.conditional_dim})")
         if isinstance(y, np.ndarray):
-            y = torch.from_numpy(y)
+            if y.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must hold integer labels or one-hot rows, got a numpy "
+                                f"array of dtype {y.dtype}")
+            y = torch.from_numpy(np.ascontiguousarray(y))
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{name} must be a tensor, got {type(y).__name__}")
         ref = self._ref
@@ -511,22 +564,31 @@ class VAE(_LatentVariableModel):
                  activation: str = "relu", observation_scale: float = 0.1,
                  min_scale: float = 0.01, posterior_scale: float | None = None, seed: int = 0):
         super().__init__()
+        seed = check_seed(seed)
         self.data_dim = check_int(data_dim, "data_dim", minimum=1)
         self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
         self.conditional_dim = check_int(conditional_dim, "conditional_dim", minimum=0)
         hidden_dims = check_hidden_dims(hidden_dims)
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        if kl not in KL_METHODS:
-            raise ValueError(f"kl must be one of {KL_METHODS}, got {kl!r}")
-        if posterior_scale is not None and not (
-                isinstance(posterior_scale, (int, float)) and 0 < posterior_scale < math.inf):
-            raise ValueError(f"posterior_scale must be None or a positive number, "
-                             f"got {posterior_scale!r}")
+        architecture = check_choice(architecture, ARCHITECTURES, "architecture")
+        kl = check_choice(kl, KL_METHODS, "kl")
+        if posterior_scale is not None:
+            posterior_scale = check_positive(posterior_scale, "posterior_scale")
         self.likelihood = make_likelihood(likelihood, observation_scale=observation_scale,
                                           min_scale=min_scale)
-        self.image_shape = (check_image_shape(image_shape, self.data_dim, len(hidden_dims))
-                            if architecture == "conv" else None)
+        if architecture == "conv":
+            self.image_shape = check_image_shape(image_shape, self.data_dim, len(hidden_dims))
+        elif image_shape is not None:
+            raise ValueError("image_shape applies to architecture='conv' only; the MLP reads "
+                             f"flattened data (got image_shape={image_shape!r})")
+        else:
+            self.image_shape = None
+        enc_out = self.latent_dim * (1 if posterior_scale is not None else 2)
+        cond = self.conditional_dim
+        check_network_size({"data_dim": self.data_dim, "latent_dim": self.latent_dim,
+                            "conditional_dim": cond, "hidden_dims": hidden_dims},
+                           [self.data_dim + cond, *hidden_dims, enc_out],
+                           [self.latent_dim + cond, *hidden_dims[::-1],
+                            self.likelihood.params_per_pixel * self.data_dim])
         self.kl = kl
         self.posterior_scale = None if posterior_scale is None else float(posterior_scale)
         #: Constructor arguments, so a checkpoint can rebuild (and check) the model.
@@ -537,10 +599,8 @@ class VAE(_LatentVariableModel):
             "image_shape": None if image_shape is None else list(image_shape), "kl": kl,
             "activation": activation, "observation_scale": float(observation_scale),
             "min_scale": float(min_scale), "posterior_scale": self.posterior_scale,
-            "seed": int(seed),
+            "seed": seed,
         }
-        enc_out = self.latent_dim * (1 if self.posterior_scale is not None else 2)
-        cond = self.conditional_dim
         mlp = architecture == "mlp"
 
         def build():
@@ -681,7 +741,12 @@ class VAE(_LatentVariableModel):
         y = self._check_y(y, x.shape[0])
         beta = _check_beta(beta)
         recon, kl_dims, _ = self._terms(x, y, generator)
-        return recon - beta * kl_dims.sum(-1)
+        kl = kl_dims.sum(-1)
+        out = recon - beta * kl
+        if beta > 1 and not bool(torch.isfinite(out).all()) and bool(torch.isfinite(kl).all()):
+            raise ValueError(f"beta={beta!r} makes beta * KL overflow {out.dtype} (KL up to "
+                             f"{float(kl.detach().max()):.3g} nats); use a smaller beta")
+        return out
 
     def iwae_bound(self, x, num_samples: int, y=None, *, generator=None,
                    return_diagnostics: bool = False):
@@ -716,8 +781,10 @@ class VAE(_LatentVariableModel):
             When some example's k-hat exceeds 0.7 (only possible for k >= 25).
         """
         k = check_num_samples(num_samples)
+        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
+        check_draws(k, x.shape[0])
         est = self._importance(x, y, k, generator, f"iwae_bound(num_samples={k})", warn=True,
                                stacklevel=3)
         return est if return_diagnostics else est.value
@@ -764,8 +831,10 @@ class VAE(_LatentVariableModel):
         """
         k = check_num_samples(num_samples)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
+        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
+        check_draws(k, x.shape[0])
         was_training = self.training
         self.eval()
         try:
@@ -795,6 +864,9 @@ class VAE(_LatentVariableModel):
         Returns a tensor of shape (n, data_dim).
         """
         n = check_int(n, "n", minimum=1)
+        mean = check_bool(mean, "mean")
+        check_memory(n * (self.latent_dim + 2 * self._decoder_width) * 4, "n", n,
+                     "the codes and decoded samples")
         y = self._check_y(y, n)
         ref = self._ref
         z = torch.randn((n, self.latent_dim), generator=generator, device=ref.device,

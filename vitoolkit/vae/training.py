@@ -27,24 +27,27 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
+from ..exceptions import NonFiniteError
 from ..fileio import check_output_file
-from ..validation import check_bool, check_int, check_positive, check_real, check_seed
+from ..validation import check_bool, check_int, check_memory, check_real, check_seed
 from .annealing import Schedule, as_schedule
 from .autoencoder import Autoencoder
 from .categorical import CategoricalVAE
 from .checkpoint import check_compatible, check_training_state, load_checkpoint, save_checkpoint
-from .model import OBJECTIVES, VAE, check_num_samples
+from .model import OBJECTIVES, VAE, check_draws, check_num_samples
 from .sparse import SparseAutoencoder
 from .vqvae import VQVAE
 from .wake_sleep import WAKE_SLEEP_OBJECTIVES, rws_loss, wake_sleep_loss
 
-__all__ = ["History", "train", "ACTIVE_UNIT_THRESHOLD", "TRAIN_OBJECTIVES", "TRAINABLE_MODELS"]
+__all__ = ["History", "TrainingDivergedError", "train", "ACTIVE_UNIT_THRESHOLD", "TRAIN_OBJECTIVES",
+           "TRAINABLE_MODELS"]
 
 #: The objectives :func:`train` accepts (``"wake_sleep"`` and ``"rws"`` for a VAE only).
 TRAIN_OBJECTIVES = (*OBJECTIVES, *WAKE_SLEEP_OBJECTIVES)
@@ -53,6 +56,13 @@ TRAINABLE_MODELS = (VAE, Autoencoder, CategoricalVAE, VQVAE, SparseAutoencoder)
 
 #: Burda et al. (2015), section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+class TrainingDivergedError(NonFiniteError, FloatingPointError):
+    """The training loss became NaN or inf (a ``ValueError``: the fix is another lr or scale;
+    and a ``FloatingPointError``, as before)."""
 
 
 @dataclass
@@ -97,6 +107,15 @@ class History:
         if not isinstance(data, dict) or set(data) - names:
             unknown = sorted(set(data) - names) if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"not a training history: unexpected {unknown}")
+        for key, value in data.items():
+            if key == "best_epoch":
+                ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+            elif key == "stopped_early":
+                ok = isinstance(value, bool)
+            else:
+                ok = isinstance(value, list)
+            if not ok:
+                raise ValueError(f"not a training history: {key!r} is a {type(value).__name__}")
         return cls(**data)
 
 
@@ -322,20 +341,22 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
                         f"got {type(model).__name__}")
     epochs = check_int(epochs, "epochs", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    lr = check_positive(lr, "lr")
+    # (Bounded by float32's range: the parameters and Adam's state are float32.)
+    lr = check_real(lr, "lr", minimum=0.0, strict_minimum=True, maximum=_FLOAT32_MAX)
     num_samples = check_num_samples(num_samples)
     seed = check_seed(seed)
     resume = check_bool(resume, "resume")
     progress = check_bool(progress, "progress")
     restore_best = check_bool(restore_best, "restore_best")
     if num_threads is not None:
-        num_threads = check_int(num_threads, "num_threads", minimum=1)
+        num_threads = check_int(num_threads, "num_threads", minimum=1,
+                                maximum=max(1024, os.cpu_count() or 1))
     if objective not in TRAIN_OBJECTIVES:
         raise ValueError(f"objective must be one of {TRAIN_OBJECTIVES}, got {objective!r}")
     if objective in WAKE_SLEEP_OBJECTIVES and not isinstance(model, VAE):
         raise ValueError(f"objective={objective!r} trains a VAE's encoder by the forward KL; "
                          f"it needs a vitoolkit.vae.VAE, got {type(model).__name__}")
-    free_bits = check_real(free_bits, "free_bits", minimum=0.0)
+    free_bits = check_real(free_bits, "free_bits", minimum=0.0, maximum=_FLOAT32_MAX)
     schedule = as_schedule(beta)
     beta_value = schedule.end if isinstance(schedule, Schedule) and schedule.kind == "constant" \
         else None
@@ -382,6 +403,11 @@ def _restore(model, optimizer, shuffle_gen, noise_gen, state, settings, checkpoi
         ("noise_state", lambda: noise_gen.set_state(
             state["noise_state"].to(noise_gen.get_state().device))),
     ]
+    best = state["best_state"]
+    own = model.state_dict()
+    if best is not None and (set(best) != set(own) or any(
+            tuple(best[k].shape) != tuple(own[k].shape) for k in own)):
+        raise ValueError(f"{where}: key 'best_state' does not match the model's parameters")
     for key, load in steps:
         try:
             load()
@@ -406,6 +432,11 @@ def _fit(model, data, *, epochs, batch_size, lr, schedule, beta_value, free_bits
         Xv = _detached(model._check_x(_detached(Xv), "validation"))
         Yv = _detached(model._check_y(_detached(Yv), Xv.shape[0], "validation labels"))
     n = X.shape[0]
+    batch = min(batch_size, n)
+    check_draws(num_samples, batch)
+    width = getattr(model, "_decoder_width", getattr(model, "data_dim", 1))
+    check_memory(num_samples * batch * 16 * width, "num_samples", num_samples,
+                 f"the activations of {num_samples} draws for a batch of {batch}")
 
     step_loss = _step_loss(model, objective)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -455,9 +486,9 @@ def _fit(model, data, *, epochs, batch_size, lr, schedule, beta_value, free_bits
             step += 1
         tr = _summarise(batches, is_vae)
         if not math.isfinite(tr["loss"]):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"training diverged in epoch {epoch + 1}: the loss became {tr['loss']}; "
-                "lower lr, or check the likelihood's scale (e.g. min_scale)")
+                f"lower lr (now {lr!r}), or check the likelihood's scale (e.g. min_scale)")
         elapsed += time.perf_counter() - t0
         history.epoch.append(epoch + 1)
         history.beta.append(b)

@@ -33,9 +33,9 @@ import math
 import torch
 from torch import nn
 
-from ..validation import check_int, check_real
+from ..validation import check_int, check_memory, check_real, check_seed
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel
+from .model import _LatentVariableModel, check_network_size
 from .networks import build_network, check_hidden_dims
 
 __all__ = ["VQVAE"]
@@ -72,6 +72,7 @@ class VQVAE(_LatentVariableModel):
                  commitment: float = 0.25, activation: str = "relu",
                  observation_scale: float = 0.1, min_scale: float = 0.01, seed: int = 0):
         super().__init__()
+        seed = check_seed(seed)
         self.data_dim = check_int(data_dim, "data_dim", minimum=1)
         self.num_embeddings = check_int(num_embeddings, "num_embeddings", minimum=1)
         self.embedding_dim = check_int(embedding_dim, "embedding_dim", minimum=1)
@@ -81,13 +82,20 @@ class VQVAE(_LatentVariableModel):
         self.commitment = check_real(commitment, "commitment", minimum=0.0)
         self.likelihood = make_likelihood(likelihood, observation_scale=observation_scale,
                                           min_scale=min_scale)
+        check_network_size({"data_dim": self.data_dim, "num_embeddings": self.num_embeddings,
+                            "embedding_dim": self.embedding_dim, "num_latents": self.num_latents,
+                            "hidden_dims": hidden_dims},
+                           [self.data_dim, *hidden_dims, self.latent_dim],
+                           [self.latent_dim, *hidden_dims[::-1],
+                            self.likelihood.params_per_pixel * self.data_dim],
+                           [self.num_embeddings, self.embedding_dim])
         self.config = {
             "data_dim": self.data_dim, "num_embeddings": self.num_embeddings,
             "embedding_dim": self.embedding_dim, "hidden_dims": list(hidden_dims),
             "likelihood": self.likelihood.name, "num_latents": self.num_latents,
             "commitment": self.commitment, "activation": activation,
             "observation_scale": float(observation_scale), "min_scale": float(min_scale),
-            "seed": int(seed),
+            "seed": seed,
         }
 
         def build():
@@ -188,6 +196,8 @@ class VQVAE(_LatentVariableModel):
         uniform prior the latents are independent, so samples are poor.)
         """
         n = check_int(n, "n", minimum=1)
+        check_memory(n * (self.latent_dim + 2 * self.data_dim) * 8, "n", n,
+                     "the codes and decoded samples")
         idx = torch.randint(0, self.num_embeddings, (n, self.num_latents), generator=generator)
         z = self.codebook[idx.to(self.codebook.device)].reshape(n, self.latent_dim)
         return self.likelihood.distribution(self.decoder(z)).mean
