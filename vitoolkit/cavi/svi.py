@@ -36,8 +36,9 @@ __all__ = ["StochasticBayesianGMM"]
 class StochasticBayesianGMM(BayesianGMM):
     r"""Bishop's variational GMM fitted by stochastic VI on a stream of mini-batches.
 
-    Parameters are those of :class:`~vitoolkit.cavi.BayesianGMM` (data-dependent prior
-    defaults are taken from the first batch), plus:
+    Parameters are those of :class:`~vitoolkit.cavi.BayesianGMM` except ``check_monotonic``
+    (data-dependent prior defaults come from the first batch of a stream, from all of X for
+    :meth:`fit` on an array), plus:
 
     total_samples : int, default=1_000_000
         N, the size of the (possibly never materialised) data set; batch statistics are
