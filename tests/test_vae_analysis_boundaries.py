@@ -301,3 +301,22 @@ def test_posterior_stats_check_their_arguments():
     rho = 0.6
     assert gaussian_total_correlation(torch.tensor([[1.0, rho], [rho, 1.0]])) == pytest.approx(
         -0.5 * math.log(1 - rho**2))
+
+
+def test_factor_and_curve_diagnostics_check_their_arguments():
+    from vitoolkit.vae.diagnostics import factor_correlation, iwae_curve, mutual_information_gap
+
+    codes = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(TypeError, match=r"\bfactors\b"):
+        factor_correlation(codes, np.full((40, 1), "a"))
+    with pytest.raises(ValueError, match=r"\bcodes\b"):
+        factor_correlation(np.r_[codes[:-1], [[np.nan, 0.0]]], codes[:, :1])
+    with pytest.raises(TypeError, match=r"\bbins\b"):
+        mutual_information_gap(codes, codes[:, :1], bins=2.0)
+    # Independent route: |Pearson r| from NumPy's corrcoef.
+    r = abs(np.corrcoef(codes[:, 0], codes[:, 1])[0, 1])
+    assert float(factor_correlation(codes, codes[:, 1:])[0, 0]) == pytest.approx(r)
+    with pytest.raises(TypeError, match=r"\bnum_samples\b"):
+        iwae_curve(_small_vae(), _x(), 4, pool=4)
+    with pytest.raises(TypeError, match=r"\bmodel\b"):
+        iwae_curve(torch.nn.Linear(6, 2), _x(), [1, 2], pool=4)

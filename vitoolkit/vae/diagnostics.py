@@ -37,8 +37,8 @@ from torch import nn
 from torch.distributions import Normal
 
 from ..divergences import kl_divergence
-from ..validation import as_float_tensor, check_int, check_memory, check_real
-from .latent import _call, _prepare, check_data, encode_batched, latent_means
+from ..validation import as_float_array, as_float_tensor, check_int, check_memory, check_real
+from .latent import _call, _prepare, encode_batched, latent_means
 from .model import (
     ImportanceEstimate,
     _warn_unreliable,
@@ -212,10 +212,6 @@ def kl_per_dimension(model, x, y=None) -> torch.Tensor:
         return kl_divergence(Normal(loc, scale), Normal(prior.loc, prior.scale))
 
 
-def _check_threshold(value, name) -> float:
-    return check_real(value, name, minimum=0.0)
-
-
 def active_units(model, x, threshold: float = ACTIVITY_THRESHOLD, y=None) -> ActiveUnits:
     r"""Count latent units whose posterior mean varies across the data.
 
@@ -236,7 +232,7 @@ def active_units(model, x, threshold: float = ACTIVITY_THRESHOLD, y=None) -> Act
     -------
     ActiveUnits
     """
-    threshold = _check_threshold(threshold, "threshold")
+    threshold = check_real(threshold, "threshold", minimum=0.0)
     x, y = _check_inputs(model, x, y, needs=("encode",), min_rows=2)
     with _eval_mode(model):
         means = latent_means(model, x, y)
@@ -273,7 +269,7 @@ def check_posterior_collapse(model, x, *, threshold: float = ACTIVITY_THRESHOLD,
     -------
     CollapseReport
     """
-    epsilon = _check_threshold(epsilon, "epsilon")
+    epsilon = check_real(epsilon, "epsilon", minimum=0.0)
     delta = check_real(delta, "delta", minimum=0.0, maximum=1.0, strict_maximum=True)
     x, y = _check_inputs(model, x, y, min_rows=2)
     units = active_units(model, x, threshold, y)
@@ -291,10 +287,6 @@ def check_posterior_collapse(model, x, *, threshold: float = ACTIVITY_THRESHOLD,
 
 
 # -- the amortisation gap ---------------------------------------------------------
-
-
-def _check_count(value, name: str, minimum: int = 1) -> int:
-    return check_int(value, name, minimum=minimum)
 
 
 #: Log weights (pool x examples) one pass of :func:`iwae_curve` holds at most.
@@ -377,13 +369,15 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
     UnreliableEstimateWarning
         When some example's k-hat of the q* weights exceeds 0.7.
     """
-    steps = _check_count(steps, "steps", 0)
-    num_samples = _check_count(num_samples, "num_samples", 1)
-    eval_samples = _check_count(eval_samples, "eval_samples", 2)
+    steps = check_int(steps, "steps", minimum=0)
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    eval_samples = check_int(eval_samples, "eval_samples", minimum=2)
     x, y = _check_inputs(model, x, y, needs=("encode", "decode", "prior"))
     # Adam multiplies the model-dtype parameters by lr: it must be representable there.
     lr = check_real(lr, "lr", minimum=0.0, strict_minimum=True,
                     maximum=float(torch.finfo(_model_dtype(model)).max))
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     # The evaluation keeps eval_samples draws (n x latent_dim each) and two sets of weights.
     itemsize = torch.finfo(_model_dtype(model)).bits // 8
     latent = getattr(model, "latent_dim", 1)
@@ -512,14 +506,18 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
         When some example's k-hat of its S weights exceeds 0.7.
     """
     pool = check_num_samples(pool, "pool")
+    if isinstance(num_samples, (str, bytes)) or not hasattr(num_samples, "__iter__"):
+        raise TypeError(f"num_samples must be a sequence of integers k, got {num_samples!r}")
     ks = sorted({check_num_samples(k, "num_samples") for k in num_samples})
     if not ks:
         raise ValueError("num_samples must name at least one k")
     bad = [k for k in ks if pool % k]
     if bad:
         raise ValueError(f"every k must divide pool={pool}; {bad} do not")
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    x = check_data(x)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    x, y = _check_inputs(model, x, y, needs=("encode", "decode", "prior"))
     # Every k regroups the same S draws, so all S log weights of a pass are kept at once
     # (and their grouped copies): refuse a pool that cannot fit even one example.
     itemsize = torch.finfo(_model_dtype(model)).bits // 8
@@ -556,9 +554,7 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
 
 
 def _as_matrix(a, name: str, n: int | None = None) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a, dtype=np.float64)
+    a = as_float_array(a, name, ndim=(1, 2))
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2:
@@ -567,8 +563,6 @@ def _as_matrix(a, name: str, n: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} must have {n} rows like codes, got {a.shape[0]}")
     if a.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 rows, got {a.shape[0]}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
     return a
 
 
@@ -616,7 +610,7 @@ def mutual_information_matrix(codes, factors, *, bins: int = 20):
     mutual_information : Tensor of shape (latent_dim, num_factors), float64, nats
     factor_entropy : Tensor of shape (num_factors,), float64, H(v_k) in nats
     """
-    bins = _check_count(bins, "bins", 2)
+    bins = check_int(bins, "bins", minimum=2)
     c = _as_matrix(codes, "codes")
     f = _as_matrix(factors, "factors", c.shape[0])
     code_labels = [_discretise(c[:, j], bins) for j in range(c.shape[1])]
@@ -696,6 +690,7 @@ def factor_scores(model, x, factors, *, bins: int = 20, y=None) -> FactorScores:
     -------
     FactorScores
     """
+    x, y = _check_inputs(model, x, y, needs=("encode",))
     with _eval_mode(model):
         codes = latent_means(model, x, y)
     return mutual_information_gap(codes, factors, bins=bins)
