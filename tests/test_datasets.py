@@ -239,7 +239,7 @@ def test_render_refuses_what_it_used_to_coerce():
         render_shapes([0], [0.5], [True], [0.0], [0.0])
     with pytest.raises(ValueError, match="shape must be one of"):
         shape_area("hexagon", 1.0)
-    with pytest.raises(ValueError, match="scale must be >= 0"):
+    with pytest.raises(ValueError, match="scale must be > 0"):
         shape_area("square", -1.0)
 
 
@@ -255,10 +255,38 @@ def test_oversized_shapes_requests_are_refused_before_allocating(monkeypatch):
             load_shapes(10**8)
         with pytest.raises(ResourceLimitError, match="image_size=4000 would need"):
             render_shapes([0], [0.5], [0.0], [0.0], [0.0], image_size=4000)
+        # A huge image is blamed on image_size, not on the (small) number of images.
+        for size in (10**12, 2**70):
+            with pytest.raises(ResourceLimitError, match=rf"^image_size={size} would need"):
+                load_shapes(4, image_size=size)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 2**20, peak
+
+
+@pytest.mark.parametrize("shapes", [True, 1.0, 1 + 1j, object(), torch.zeros(2), ("square", 1)])
+def test_load_shapes_refuses_shapes_that_are_not_names(shapes):
+    with pytest.raises(TypeError, match=r"^shapes must"):
+        load_shapes(4, image_size=8, shapes=shapes)
+
+
+def test_load_shapes_takes_any_sequence_of_names_identically():
+    a = load_shapes(6, seed=3, image_size=8, shapes=("square", "triangle"))
+    b = load_shapes(6, seed=3, image_size=8, shapes=np.array(["square", "triangle"]))
+    c = load_shapes(6, seed=3, image_size=8, shapes=iter(["square", "triangle"]))
+    for other in (b, c):
+        assert torch.equal(a[0], other[0]) and torch.equal(a[1], other[1])
+
+
+def test_shape_area_refuses_a_degenerate_or_overflowing_scale():
+    for bad in (0.0, [0.5, 0.0]):
+        with pytest.raises(ValueError, match=r"^scale must be > 0"):
+            shape_area("square", bad)
+    with pytest.raises(ValueError, match=r"^scale is too large: the area overflows"):
+        shape_area("triangle", [0.5, 2.6e199])
+    # Large but representable: the closed form 2 s^2 of the square, exactly.
+    assert shape_area("square", 1e150).item() == 2 * 1e150**2
 
 
 def test_split_indices_validates_its_arguments():

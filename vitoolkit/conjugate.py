@@ -47,6 +47,7 @@ from torch.distributions import Distribution, Normal
 
 from .distributions import sample
 from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
+from .gradients._checks import overflow_message
 from .validation import (
     as_float_tensor,
     check_choice,
@@ -66,6 +67,11 @@ __all__ = [
 ]
 
 _OBJECTIVES = ("maximize_elbo", "minimize_negative_elbo")
+#: Largest ``width`` of :meth:`ConjugateGaussian.elbo_quadrature`: q's density at |u| = 37 is
+#: 1e-298, and beyond about 38.6 it underflows to 0 in float64, so a wider grid adds nothing.
+MAX_QUADRATURE_WIDTH = 37.0
+# exp(log_scale) is a positive, finite float64 number with room to square it within this range.
+_MAX_ABS_LOG_SCALE = 700.0
 
 
 def independent_copies_relative_variance(relative_variance, num_copies: int) -> torch.Tensor:
@@ -75,10 +81,25 @@ def independent_copies_relative_variance(relative_variance, num_copies: int) -> 
     (1 + v)^d - 1 for d copies of a problem with relative variance v. This is why the
     effective sample size of importance sampling falls exponentially with the
     dimension of z (MacKay, Information Theory, Inference and Learning Algorithms, 29.2).
+
+    ``relative_variance`` must be finite and >= 0 (a variance over a squared mean). A result
+    beyond float64's range (about 1.8e308) is refused with a ValueError naming both
+    arguments and giving its logarithm, d log(1 + v).
     """
     num_copies = check_int(num_copies, "num_copies", minimum=1)
-    v = as_float_tensor(relative_variance, "relative_variance", dtype=torch.float64, finite=False)
-    return torch.expm1(num_copies * torch.log1p(v))
+    v = as_float_tensor(relative_variance, "relative_variance", dtype=torch.float64)
+    if v.numel() and bool((v < 0).any()):
+        raise ValueError(f"relative_variance must be >= 0 (a variance over a squared mean), "
+                         f"got min {v.min().item()!r}")
+    # float(num_copies): exact below 2**53, and no OverflowError for counts beyond 2**63.
+    log_growth = float(num_copies) * torch.log1p(v)
+    out = torch.expm1(log_growth)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"(1 + relative_variance)^num_copies - 1 overflows float64 for num_copies={num_copies} "
+            f"and relative_variance up to {v.max().item():.3g}: its natural logarithm is about "
+            f"{log_growth.max().item():.4g} (> 709.78); use num_copies * log1p(relative_variance)")
+    return out
 
 
 class ElboSurface(NamedTuple):
@@ -162,6 +183,26 @@ class ConjugateGaussian:
         self.prior_scale = torch.tensor(check_positive(prior_scale, "prior_scale"), dtype=torch.float64)
         self.noise_scale = torch.tensor(check_positive(noise_scale, "noise_scale"), dtype=torch.float64)
 
+    def _inputs(self, st: NormalStatistics | None, extra: dict | None = None) -> dict:
+        """The numbers a result depends on (data, model, extra), for naming an overflow's cause."""
+        inputs = {}
+        if st is not None:
+            sd = (st.sum_sq_dev / st.count).sqrt()
+            inputs["x (mean -/+ sd)"] = torch.stack([(st.mean - sd).min(), (st.mean + sd).max()])
+        inputs.update(prior_loc=self.prior_loc, prior_scale=self.prior_scale,
+                      noise_scale=self.noise_scale)
+        inputs.update(extra or {})
+        return inputs
+
+    def _finite(self, values, what: str, st: NormalStatistics | None = None,
+                extra: dict | None = None):
+        """``values`` (a tensor or a tuple) if finite, else a ValueError naming the inputs
+        (data ``x``, the model's parameters, ``extra``) large enough to explain the overflow."""
+        group = (values,) if isinstance(values, torch.Tensor) else tuple(values)
+        if all(bool(torch.isfinite(v).all()) for v in group):
+            return values
+        raise ValueError(overflow_message(what, group, self._inputs(st, extra)))
+
     @property
     def prior(self) -> Normal:
         """p(z) = N(prior_loc, prior_scale^2)."""
@@ -179,7 +220,12 @@ class ConjugateGaussian:
         if x.shape[0] < 1:
             raise ValueError(f"x must hold at least one observation, got shape {tuple(x.shape)}")
         mean = x.mean(0)
-        return NormalStatistics(x.shape[0], mean, (x - mean).pow(2).sum(0))
+        ss = (x - mean).pow(2).sum(0)
+        if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(ss).all())):
+            raise ValueError(
+                f"x is too large: its mean or sum of squared deviations overflows float64 "
+                f"(|x| up to {x.abs().max().item():.3g}); rescale the data")
+        return NormalStatistics(x.shape[0], mean, ss)
 
     def _data(self, x) -> NormalStatistics:
         """Statistics of x given as an (n,) array (n >= 1, finite) or as NormalStatistics."""
@@ -213,6 +259,8 @@ class ConjugateGaussian:
         precision = 1 / self.prior_scale**2 + st.count / self.noise_scale**2
         var = 1 / precision
         mean = var * (self.prior_loc / self.prior_scale**2 + st.count * st.mean / self.noise_scale**2)
+        # A finite precision and variance: the variance is then positive, never 0.
+        self._finite((mean, var, precision), "the posterior's mean, variance and precision", st)
         return Normal(mean, var.sqrt().expand(mean.shape))
 
     def log_evidence(self, x) -> torch.Tensor:
@@ -223,10 +271,14 @@ class ConjugateGaussian:
             log p(x) = -n/2 log(2 pi s^2) - 1/2 log(1 + n s0^2 / s^2)
                        - sum_i (x_i - xbar)^2 / (2 s^2) - n (xbar - m0)^2 / (2 (s^2 + n s0^2)).
         """
-        n, xbar, ss = self._data(x)
+        st = self._data(x)
+        return self._finite(self._log_evidence(st, self.prior_loc), "log p(x)", st)
+
+    def _log_evidence(self, st: NormalStatistics, prior_loc: torch.Tensor) -> torch.Tensor:
+        n, xbar, ss = st
         s2, s02 = self.noise_scale**2, self.prior_scale**2
         return (-0.5 * n * torch.log(2 * math.pi * s2) - 0.5 * torch.log1p(n * s02 / s2)
-                - ss / (2 * s2) - n * (xbar - self.prior_loc) ** 2 / (2 * (s2 + n * s02)))
+                - ss / (2 * s2) - n * (xbar - prior_loc) ** 2 / (2 * (s2 + n * s02)))
 
     def with_prior_loc(self, prior_loc) -> ConjugateGaussian:
         """The same model with prior mean ``prior_loc`` (the parameter theta of tutorial 01)."""
@@ -265,16 +317,26 @@ class ConjugateGaussian:
         """
         if not isinstance(q, Normal):
             raise TypeError(f"q must be a torch.distributions.Normal, got {type(q).__name__}")
-        return self.expected_log_likelihood(x, q) - kl_divergence(q, self.prior)
+        st = self._data(x)
+        return self._finite(self._elbo(st, q), "the ELBO", st, {"q.loc": q.loc, "q.scale": q.scale})
+
+    def _elbo(self, st: NormalStatistics, q: Normal) -> torch.Tensor:
+        return self.expected_log_likelihood(st, q) - kl_divergence(q, self.prior)
 
     def elbo_monte_carlo(self, x, q, num_samples: int, *,
                          generator: torch.Generator | None = None) -> Estimate:
         """Monte Carlo ELBO E_q[log p(x, z) - log q(z)] from ``num_samples`` draws of q."""
         if not isinstance(q, Distribution):
             raise TypeError(f"q must be a torch.distributions.Distribution, got {type(q).__name__}")
+        if q.event_shape != ():
+            raise ValueError(f"q must be a distribution over the scalar z (event shape ()), got "
+                             f"{type(q).__name__} with event shape {tuple(q.event_shape)}")
+        st = self._data(x)
         num_samples = _check_num_samples(num_samples, q.batch_shape.numel())
         z = sample(q, (num_samples,), generator=generator)
-        return mean_and_stderr(self.log_joint(x, z) - q.log_prob(z))
+        terms = self.log_joint(st, z) - q.log_prob(z)
+        self._finite(terms, "log p(x, z) - log q(z)", st, {"z drawn from q": z})
+        return mean_and_stderr(terms)
 
     # -- the ELBO over many q's, and by the Jensen route --------------------------------
     def elbo_surface(self, x, means, log_scales) -> ElboSurface:
@@ -285,13 +347,21 @@ class ConjugateGaussian:
         """
         means = as_float_tensor(means, "means", dtype=torch.float64, ndim=1)
         log_scales = as_float_tensor(log_scales, "log_scales", dtype=torch.float64, ndim=1)
+        if log_scales.numel() and bool((log_scales.abs() > _MAX_ABS_LOG_SCALE).any()):
+            raise ValueError(
+                f"log_scales must lie in [-{_MAX_ABS_LOG_SCALE:g}, {_MAX_ABS_LOG_SCALE:g}] so that "
+                f"exp(log_scales) is a positive finite scale, got values in "
+                f"[{log_scales.min().item():.4g}, {log_scales.max().item():.4g}]")
+        st = self._data(x)
         size = means.shape[0] * log_scales.shape[0]
         check_memory(8 * 8 * size, "len(means) x len(log_scales)",
                      f"{means.shape[0]} x {log_scales.shape[0]}", "the grid of q's")
         m, ls = torch.meshgrid(means, log_scales, indexing="xy")
         q = Normal(m, ls.exp())
-        return ElboSurface(means, log_scales, self.elbo(x, q), kl_divergence(q, self.posterior(x)),
-                           self.log_evidence(x))
+        elbo, kl = self._elbo(st, q), kl_divergence(q, self.posterior(st))
+        self._finite((elbo, kl), "the ELBO and KL over the grid", st,
+                     {"means": means, "log_scales": log_scales, "exp(log_scales)": ls.exp()})
+        return ElboSurface(means, log_scales, elbo, kl, self.log_evidence(st))
 
     def elbo_quadrature(self, x, q: Normal, *, num_points: int = 4001, width: float = 12.0) -> torch.Tensor:
         """E_q[log p(x, z) - log q(z)] by trapezoidal quadrature on z = loc + scale * u, ``|u| <= width``.
@@ -303,14 +373,18 @@ class ConjugateGaussian:
         if not isinstance(q, Normal):
             raise TypeError(f"q must be a torch.distributions.Normal, got {type(q).__name__}")
         num_points = check_int(num_points, "num_points", minimum=2)
-        width = check_positive(width, "width")
+        width = check_real(width, "width", minimum=0.0, strict_minimum=True,
+                           maximum=MAX_QUADRATURE_WIDTH)
+        st = self._data(x)
         check_memory(8 * 8 * num_points * max(1, q.batch_shape.numel()), "num_points", num_points,
                      f"{num_points} nodes for each of {q.batch_shape.numel()} q's")
         u = torch.linspace(-width, width, num_points, dtype=torch.float64)
         z = q.loc.unsqueeze(-1) + q.scale.unsqueeze(-1) * u  # (..., num_points)
-        log_w = self.log_joint(x, z) - q.log_prob(z.movedim(-1, 0)).movedim(0, -1)
+        log_w = self.log_joint(st, z) - q.log_prob(z.movedim(-1, 0)).movedim(0, -1)
         density = torch.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)  # q's density in u
-        return torch.trapezoid(density * log_w, u, dim=-1)
+        out = torch.trapezoid(density * log_w, u, dim=-1)
+        return self._finite(out, "the ELBO by quadrature", st,
+                            {"q.loc": q.loc, "q.scale": q.scale, "width": torch.tensor(width)})
 
     # -- learning the prior mean theta ----------------------------------------------------
     def em_prior_loc(self, x, init: float, num_steps: int) -> torch.Tensor:
@@ -361,11 +435,28 @@ class ConjugateGaussian:
             q = Normal(loc, log_scale.exp())
             return self.expected_log_likelihood(x, q) - kl_divergence(q, Normal(prior_loc, self.prior_scale))
 
+        def check_iterate(step, values, what):
+            if all(bool(torch.isfinite(v).all()) for v in values):
+                return
+            shown = tuple(float(p.detach()) for p in params)
+            if step > 0:
+                raise ValueError(
+                    f"gradient_fit diverged at step {step}: {what} left float64's range at "
+                    f"(loc, log_scale, prior_loc) = {shown}; lr={lr!r} is too large for this "
+                    "problem (or the data too large); use a smaller lr")
+            extra = {f"init[{i}]": p.detach() for i, p in enumerate(params)}
+            extra["exp(init[1])"] = params[1].detach().exp()
+            raise ValueError(overflow_message(f"{what} at init", values, self._inputs(x, extra)))
+
         for step in range(num_steps + 1):
+            # exp(log_scale) must be a positive finite scale before q is built from it.
+            scale = params[1].detach().exp()
+            check_iterate(step, [p.detach() for p in params] + [scale.log(), 1 / scale], "the iterate")
             leaves = [p.requires_grad_(True) for p in params]
             elbo = elbo_of(*leaves)
-            rows.append([p.detach() for p in params]
-                        + [elbo.detach(), self.with_prior_loc(params[2].detach()).log_evidence(x)])
+            log_evidence = self._log_evidence(x, params[2].detach())
+            check_iterate(step, (elbo.detach(), log_evidence), "the ELBO")
+            rows.append([p.detach() for p in params] + [elbo.detach(), log_evidence])
             if step == num_steps:
                 break
             if maximize:
@@ -404,15 +495,20 @@ class ConjugateGaussian:
         Returns :class:`EvidenceEstimate` (log estimate, relative standard error, Kish ESS,
         Pareto k-hat of the weights).
         """
-        log_w = self.importance_log_weights(x, proposal, num_samples, generator=generator)
+        proposal = self._proposal(proposal)
+        st = self._data(x)
+        log_w = self.importance_log_weights(st, proposal, num_samples, generator=generator)
+        extra = {"proposal.loc": proposal.loc, "proposal.scale": proposal.scale}
+        self._finite(log_w, "the log importance weights", st, extra)
         s = log_w.shape[0]
         lse1 = torch.logsumexp(log_w, 0)
         lse2 = torch.logsumexp(2 * log_w, 0)
         log_est = lse1 - math.log(s)
         # Relative sample variance of w: (mean w^2 / (mean w)^2 - 1) * S / (S - 1).
         rel_var = torch.expm1(lse2 - 2 * lse1 + math.log(s)).clamp_min(0) * s / (s - 1)
-        return EvidenceEstimate(log_est, torch.sqrt(rel_var / s), torch.exp(2 * lse1 - lse2),
-                                pareto_khat(log_w, dim=0))
+        rel_stderr, ess = torch.sqrt(rel_var / s), torch.exp(2 * lse1 - lse2)
+        self._finite((log_est, rel_stderr, ess), "the evidence estimate", st, extra)
+        return EvidenceEstimate(log_est, rel_stderr, ess, pareto_khat(log_w, dim=0))
 
     def weight_relative_variance(self, x, proposal: Normal) -> torch.Tensor:
         r"""Exact Var_proposal[w] / p(x)^2 = integral p(z | x)^2 / proposal(z) dz - 1 (closed form).

@@ -60,7 +60,8 @@ def shape_area(shape: str, scale) -> torch.Tensor:
     """Exact area of a shape of circumradius ``scale`` (same units as ``scale``).
 
     square: side sqrt(2) s, area 2 s^2; ellipse: pi s (s / 2); equilateral
-    triangle: (3 sqrt(3) / 4) s^2.
+    triangle: (3 sqrt(3) / 4) s^2. ``scale`` must be positive (as in
+    :func:`render_shapes`) and small enough for its square to fit in float64.
     """
     factor = {
         "square": 2.0,
@@ -69,9 +70,13 @@ def shape_area(shape: str, scale) -> torch.Tensor:
     }
     shape = check_choice(shape, SHAPE_NAMES, "shape")
     scale = as_float_tensor(scale, "scale", dtype=torch.float64)
-    if bool((scale < 0).any()):
-        raise ValueError("scale must be >= 0 (a circumradius)")
-    return factor[shape] * scale**2
+    if bool((scale <= 0).any()):
+        raise ValueError(f"scale must be > 0 (a circumradius), got min {scale.min().item()!r}")
+    area = factor[shape] * scale**2
+    if not bool(torch.isfinite(area).all()):
+        raise ValueError(f"scale is too large: the area overflows float64 (scale up to "
+                         f"{scale.max().item():.3g}; its square must stay below 1.8e308)")
+    return area
 
 
 def _inside(code: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -170,6 +175,24 @@ def _check_range(value, name: str) -> tuple[float, float]:
     return low, high
 
 
+def _check_shapes(shapes) -> list[str]:
+    """``shapes`` as a list of names: a non-empty sequence of str (not a str itself)."""
+    if isinstance(shapes, (str, bytes)):
+        raise ValueError(f"shapes must be a non-empty sequence of names such as ('square',), "
+                         f"not a single string, got {shapes!r}")
+    if isinstance(shapes, torch.Tensor) or not hasattr(shapes, "__iter__"):
+        raise TypeError(f"shapes must be a sequence of shape names from {SHAPE_NAMES}, "
+                        f"got {type(shapes).__name__}")
+    items = list(shapes)
+    if not items:
+        raise ValueError(f"shapes must be a non-empty sequence of names, got {shapes!r}")
+    wrong = [s for s in items if not isinstance(s, str)]
+    if wrong:
+        raise TypeError(f"shapes must hold names (str) from {SHAPE_NAMES}, got "
+                        f"{type(wrong[0]).__name__} {wrong[0]!r:.60}")
+    return items
+
+
 def load_shapes(
     n: int,
     *,
@@ -219,10 +242,12 @@ def load_shapes(
     image_size = check_int(image_size, "image_size", minimum=1)
     supersample = check_int(supersample, "supersample", minimum=1)
     binarize = check_bool(binarize, "binarize")
+    # One image (and its sub-pixel grid) must fit before n of them are considered.
+    check_memory(4 * (image_size**2 + 5), "image_size", image_size,
+                 f"one image of {image_size} x {image_size}")
     check_memory(4 * n * (image_size**2 + 5), "n", n,
                  f"{n} images of {image_size} x {image_size} and their factors")
-    if isinstance(shapes, str) or not shapes:
-        raise ValueError(f"shapes must be a non-empty sequence of names, got {shapes!r}")
+    shapes = _check_shapes(shapes)
     unknown = [s for s in shapes if s not in SHAPE_NAMES]
     if unknown:
         raise ValueError(f"shapes must be among {SHAPE_NAMES}, got unknown {unknown}")

@@ -21,7 +21,8 @@ import math
 
 import torch
 
-from ..validation import as_float_tensor
+from ..validation import as_float_tensor, check_choice
+from ._checks import check_finite_result
 
 __all__ = [
     "Cost",
@@ -67,6 +68,26 @@ class Cost:
 
     def __init__(self, k=1.0):
         self.k = _as64(k, "k")
+        if self.k.numel() == 0:
+            raise ValueError(f"k must hold at least one value, got an empty tensor of shape "
+                             f"{tuple(self.k.shape)}")
+
+    def _check_input_shape(self, *shapes) -> None:
+        """Refuse inputs (torch.Size shapes, or values) that ``k`` does not broadcast against."""
+        shapes = [tuple(v) if isinstance(v, torch.Size) else tuple(torch.as_tensor(v).shape)
+                  for v in shapes]
+        try:
+            torch.broadcast_shapes(self.k.shape, *shapes)
+        except RuntimeError:
+            raise ValueError(
+                f"k of shape {tuple(self.k.shape)} does not broadcast against inputs of shape "
+                f"{' and '.join(map(str, shapes))}; for a sweep over k give it shape (K, 1) "
+                "and loc shape (K, D)"
+            ) from None
+
+    def _checked(self, values, what: str, loc, scale):
+        inputs = {"k": self.k, "loc": torch.as_tensor(loc), "scale": torch.as_tensor(scale)}
+        return check_finite_result(values, f"{type(self).__name__}.{what}", inputs)
 
     def __repr__(self) -> str:
         k = self.k.item() if self.k.numel() == 1 else f"tensor{tuple(self.k.shape)}"
@@ -78,6 +99,7 @@ class Cost:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) = sum over the last dimension of g(x_d); (..., D) -> (...)."""
+        self._check_input_shape(torch.as_tensor(x).shape)
         return self.elementwise(x).sum(-1)
 
     # -- exact moments under N(mu, sigma^2), per coordinate -------------------
@@ -88,12 +110,17 @@ class Cost:
         raise NotImplementedError
 
     def expectation(self, loc, scale) -> torch.Tensor:
-        """E_q[f] for q = N(loc, diag(scale^2)); loc, scale of shape (..., D) -> (...)."""
-        return self.expectation_1d(loc, scale).sum(-1)
+        """E_q[f] for q = N(loc, diag(scale^2)); loc, scale of shape (..., D) -> (...).
+
+        Raises a ValueError naming k, loc or scale when the result overflows float64.
+        """
+        self._check_input_shape(loc, scale)
+        return self._checked(self.expectation_1d(loc, scale).sum(-1), "expectation", loc, scale)
 
     def exact_gradient(self, loc, scale):
         """(d/d loc, d/d scale) of E_q[f], each of the broadcast shape of loc and scale."""
-        g_loc, g_scale = self.gradient_1d(loc, scale)
+        self._check_input_shape(loc, scale)
+        g_loc, g_scale = self._checked(self.gradient_1d(loc, scale), "exact_gradient", loc, scale)
         shape = torch.broadcast_shapes(loc.shape, scale.shape, self.k.shape)
         return g_loc.expand(shape), g_scale.expand(shape)
 
@@ -277,7 +304,12 @@ COSTS = {
 
 
 def make_cost(name: str, k=1.0) -> Cost:
-    """The test cost called ``name`` (one of :data:`COSTS`) with parameter ``k``."""
-    if name not in COSTS:
-        raise ValueError(f"cost must be one of {sorted(COSTS)}, got {name!r}")
-    return COSTS[name](k)
+    """The test cost called ``name`` (one of :data:`COSTS`) with parameter ``k``.
+
+    A ``name`` that is not a string is a TypeError; an unknown one a ValueError listing
+    the valid names.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {sorted(COSTS)}, got {type(name).__name__} "
+                        f"({name!r:.80})")
+    return COSTS[check_choice(name, COSTS, "name")](k)

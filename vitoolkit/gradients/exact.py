@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..validation import check_int, check_memory
-from ._checks import as_params, check_choice, evaluate_cost
+from ._checks import as_params, check_choice, check_finite_result, evaluate_cost
 from .costs import Cost
 
 __all__ = ["exact_gaussian_gradient", "gauss_hermite_expectation"]
@@ -51,6 +51,7 @@ def _check_points(num_points: int, loc, num_nodes, what: str) -> None:
 
 def _separable_quadrature(cost: Cost, loc, scale, num_nodes):
     _check_points(num_nodes, loc, num_nodes, f"{num_nodes} Gauss-Hermite nodes")
+    cost._check_input_shape(loc.shape)
     t, w = _nodes(num_nodes)
     shape = (num_nodes,) + (1,) * loc.ndim
     t, w = t.reshape(shape), w.reshape(shape)
@@ -71,7 +72,7 @@ def _product_quadrature(cost, loc, scale, num_nodes):
     ).prod(-1)
     nodes = nodes.reshape(nodes.shape[0], *([1] * (loc.ndim - 1)), d)
     weights = weights.reshape(weights.shape[0], *([1] * (loc.ndim - 1)))
-    f = evaluate_cost(cost, loc + math.sqrt(2.0) * scale * nodes)
+    f = evaluate_cost(cost, loc + math.sqrt(2.0) * scale * nodes, inputs={"loc": loc, "scale": scale})
     wf = (weights * f).unsqueeze(-1)
     value = (weights * f).sum(0)
     g_loc = (wf * math.sqrt(2.0) * nodes).sum(0) / scale
@@ -105,7 +106,16 @@ def gauss_hermite_expectation(cost, loc, scale, *, num_nodes: int | None = None)
     if not callable(cost):
         raise TypeError(f"cost must be callable (..., D) -> (...), got {type(cost).__name__}")
     with torch.no_grad():
-        return _quadrature(cost, loc, scale, num_nodes)[0]
+        value = _quadrature(cost, loc, scale, num_nodes)[0]
+    return check_finite_result(value, "the Gauss-Hermite expectation", _inputs(cost, loc, scale))
+
+
+def _inputs(cost, loc, scale) -> dict:
+    """The numbers a result depends on, for naming the cause of an overflow."""
+    inputs = {"loc": loc, "scale": scale}
+    if isinstance(cost, Cost):
+        inputs["the cost's k"] = cost.k
+    return inputs
 
 
 def _check_nodes(num_nodes):
@@ -157,5 +167,6 @@ def exact_gaussian_gradient(cost, loc, scale, *, method: str = "auto",
             g_loc, g_scale = cost.exact_gradient(loc, scale)
         else:
             _, g_loc, g_scale = _quadrature(cost, loc, scale, num_nodes)
+    check_finite_result((g_loc, g_scale), "the exact gradient", _inputs(cost, loc, scale))
     shape = torch.broadcast_shapes(g_loc.shape, loc.shape)
     return g_loc.expand(shape).clone(), g_scale.expand(shape).clone()

@@ -21,7 +21,15 @@ from typing import NamedTuple
 import torch
 
 from ..validation import as_float_tensor
-from ._checks import as_params, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
+from ._checks import (
+    as_params,
+    check_choice,
+    check_finite_result,
+    check_num_samples,
+    describe_inputs,
+    evaluate_cost,
+    no_graph_is_constant,
+)
 
 __all__ = ["GradientSamples", "GradientEstimator", "ESTIMATORS", "gaussian_gradients"]
 
@@ -123,8 +131,13 @@ def _double_sided_maxwell(shape, generator):
     return torch.where(z < 0, -chi, chi)
 
 
+def _evaluate(cost, x, loc, scale):
+    """cost(x) for points x drawn with (loc, scale), checked; an overflow names loc or scale."""
+    return evaluate_cost(cost, x, inputs={"loc": loc, "scale": scale})
+
+
 def _score(cost, loc, scale, eps):
-    f = evaluate_cost(cost, loc + scale * eps).unsqueeze(-1)
+    f = _evaluate(cost, loc + scale * eps, loc, scale).unsqueeze(-1)
     return f, eps / scale, (eps**2 - 1) / scale
 
 
@@ -135,7 +148,7 @@ def _score_estimator(cost, loc, scale, n, generator, baseline):
 
 def _pilot_mean(cost, loc, scale, n, generator):
     eps = _randn((n, *loc.shape), generator)
-    return evaluate_cost(cost, loc + scale * eps).mean(0).unsqueeze(-1)
+    return _evaluate(cost, loc + scale * eps, loc, scale).mean(0).unsqueeze(-1)
 
 
 def _score_baseline(cost, loc, scale, n, generator, baseline):
@@ -181,7 +194,7 @@ def _pathwise(cost, loc, scale, n, generator, baseline):
     x = (loc + scale * eps).requires_grad_(True)
     grad = None
     with torch.enable_grad():
-        f = evaluate_cost(cost, x)
+        f = _evaluate(cost, x, loc, scale)
         if f.requires_grad:
             # Draws are independent, so the gradient of the summed cost holds every per-sample f'.
             (grad,) = torch.autograd.grad(f.sum(), x, allow_unused=True)
@@ -195,7 +208,8 @@ def _pathwise(cost, loc, scale, n, generator, baseline):
     if grad is None:
         grad = torch.zeros_like(x)
     if not bool(torch.isfinite(grad).all()):
-        raise ValueError("the cost's autograd gradient is not finite at some sampled points")
+        text, _ = describe_inputs({"loc": loc, "scale": scale})
+        raise ValueError(f"the cost's autograd gradient is not finite at some points drawn with {text}")
     grad = grad.detach()
     if bool((grad == 0).all()) and bool((f.detach().amax(0) > f.detach().amin(0)).any()):
         raise ValueError(
@@ -219,9 +233,9 @@ def _replace_diagonal(base, values):
     return points
 
 
-def _evaluate_perturbed(cost, base, values):
+def _evaluate_perturbed(cost, base, values, loc, scale):
     """cost at each single-coordinate perturbation of base: (n, ..., D)."""
-    return evaluate_cost(cost, _replace_diagonal(base, values)).movedim(0, -1)
+    return _evaluate(cost, _replace_diagonal(base, values), loc, scale).movedim(0, -1)
 
 
 def _measure_valued_block(cost, loc, scale, n, generator, coupled):
@@ -231,14 +245,14 @@ def _measure_valued_block(cost, loc, scale, n, generator, coupled):
     # d/d mu: Rayleigh pair around mu (Mohamed et al. table 1), constant 1 / (sigma sqrt(2 pi)).
     r_pos = _rayleigh(shape, generator)
     r_neg = r_pos if coupled else _rayleigh(shape, generator)
-    f_pos = _evaluate_perturbed(cost, base_pos, loc + scale * r_pos)
-    f_neg = _evaluate_perturbed(cost, base_neg, loc - scale * r_neg)
+    f_pos = _evaluate_perturbed(cost, base_pos, loc + scale * r_pos, loc, scale)
+    f_neg = _evaluate_perturbed(cost, base_neg, loc - scale * r_neg, loc, scale)
     g_loc = (f_pos - f_neg) / (scale * _SQRT_2PI)
     # d/d sigma: double-sided Maxwell vs Gaussian, constant 1 / sigma.
     m = _double_sided_maxwell(shape, generator)
     eps = m * _rand(shape, generator) if coupled else _randn(shape, generator)
-    f_pos = _evaluate_perturbed(cost, base_pos, loc + scale * m)
-    f_neg = _evaluate_perturbed(cost, base_neg, loc + scale * eps)
+    f_pos = _evaluate_perturbed(cost, base_pos, loc + scale * m, loc, scale)
+    f_neg = _evaluate_perturbed(cost, base_neg, loc + scale * eps, loc, scale)
     g_scale = (f_pos - f_neg) / scale
     return g_loc, g_scale
 
@@ -330,4 +344,9 @@ def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
     if not callable(cost):
         raise TypeError(f"cost must be callable (..., D) -> (...), got {type(cost).__name__}")
     with torch.no_grad():
-        return _DISPATCH[key](cost, loc, scale, n, generator, baseline)
+        samples = _DISPATCH[key](cost, loc, scale, n, generator, baseline)
+    # Finite cost values can still overflow once multiplied by a score or divided by a scale.
+    inputs = {"loc": loc, "scale": scale}
+    if baseline is not None and key == "score_baseline":
+        inputs["baseline"] = as_float_tensor(baseline, "baseline", dtype=torch.float64)
+    return check_finite_result(samples, f"the {key!r} gradient estimates", inputs)
