@@ -210,3 +210,20 @@ def test_exact_evidence_refuses_oversized_chunks_before_allocating():
     assert peak < 2**20
     with pytest.raises(ValueError, match="max_assignments must be an integer <="):
         exact_log_evidence(np.zeros(3), 3, 1.0, max_assignments=2**70)  # K**n past int64
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: assignment_update(np.zeros(20), np.zeros((2, 2)), np.ones(2)),
+     r"means must have shape \(K, 1\), one row per component with the 1 feature\(s\) of X"),
+    (lambda: assignment_update(np.zeros((5, 2)), np.zeros((0, 2)), np.ones(0)),
+     "means must have at least one component"),
+    (lambda: assignment_update(np.zeros((5, 2)), np.full((2, 2), 1e300), np.ones(2)),
+     "means has entries as large as 1e\\+300"),
+    (lambda: mean_update(np.zeros(2), np.full((20, 2), 0.5), 1.0),
+     r"resp must have one row per sample of X \(2 rows"),
+    (lambda: unit_variance_elbo(np.zeros((4, 2)), np.full((4, 2), 0.5), np.zeros((2, 2)),
+                                np.array([1.0, -1.0]), 1.0), "mean_variances must be positive"),
+])
+def test_update_functions_name_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -350,3 +350,13 @@ def test_hostile_hyper_parameters_fit_finitely_or_are_named(data, cls):
     _HOSTILE))
 def test_hostile_data_fits_finitely_or_is_named(cls, X):
     _fit_or_named_error(cls(2, random_state=0), X, "X")
+
+
+@pytest.mark.parametrize("cls, kwargs, name", [
+    (BayesianGMM, {"mean_prior": [1e300, 0.0]}, "mean_prior"),
+    (StochasticBayesianGMM, {"mean_prior": [0.0, -1e300]}, "mean_prior"),
+    (UnitVarianceGMM, {"init_means": np.full((2, 2), 1e300)}, "init_means"),
+])
+def test_overflowing_starting_values_are_refused_by_name(cls, kwargs, name):
+    with pytest.raises(NonFiniteError, match=f"{name} has entries as large as 1e\\+300"):
+        cls(2, **kwargs).fit(blobs(14))

@@ -32,8 +32,8 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from ..exceptions import ELBODecreaseError, NonFiniteError
 from ..validation import as_float_array, check_int, check_real
 
-__all__ = ["MixtureVI", "as_data", "as_matrix", "check_random_state", "check_tol",
-           "is_one_array",
+__all__ = ["MixtureVI", "as_data", "as_matrix", "check_random_state", "check_scale",
+           "check_tol", "is_one_array",
            "record_step"]
 
 #: scikit-learn's estimator checks these estimators fail on purpose (listed in each class
@@ -133,15 +133,17 @@ def is_one_array(X) -> bool:
     return not hasattr(X, "__iter__")  # None, a number...: refused by the validation
 
 
-def check_scale(X: np.ndarray, name: str = "X") -> None:
-    """Refuse finite data whose second moments would overflow float64 (``NonFiniteError``)."""
+def check_scale(X: np.ndarray, name: str = "X", *, n_rows: int | None = None) -> None:
+    """Refuse finite values (rows of an (m, d) array) whose second moments, summed over
+    ``n_rows`` rows (default m), would overflow float64: a ``NonFiniteError`` naming ``name``."""
     if X.size == 0:
         return
+    rows = X.shape[0] if n_rows is None else n_rows
     peak = max(float(X.max()), -float(X.min()))  # no |X| temporary (n x d) at n = 1e7
-    limit = math.sqrt(_FLOAT_MAX / (16.0 * X.shape[0] * X.shape[1]))
+    limit = math.sqrt(_FLOAT_MAX / (16.0 * max(rows, 1) * X.shape[1]))
     if peak > limit:
         raise NonFiniteError(
-            f"{name} has entries as large as {peak:.3g} in magnitude; with {X.shape[0]} rows "
+            f"{name} has entries as large as {peak:.3g} in magnitude; with {rows} rows "
             f"their sums of squares overflow float64 (limit about {limit:.3g}); rescale {name} "
             "(e.g. sklearn.preprocessing.StandardScaler) before fitting")
 
@@ -194,6 +196,10 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
 
     def _set_fitted(self, X, ctx, state):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _fit_labels(self, X, ctx) -> np.ndarray:
+        """``labels_``: the final E-step's argmax on the training data."""
+        return self._predict_validated(X)
 
     def _log_resp(self, X) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -252,7 +258,7 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
         self._set_fitted(X, ctx, best.state)
         self._fitted = True
         # a final E-step, so that fit(X).predict(X) == fit_predict(X) == labels_
-        self.labels_ = self._predict_validated(X)
+        self.labels_ = self._fit_labels(X, ctx)
         if not best.converged and self.tol is not None:
             from ..exceptions import ConvergenceWarning
 

@@ -40,7 +40,7 @@ from ..validation import (
     check_shape,
 )
 from . import _gauss_wishart as gw
-from ._base import MixtureVI, is_one_array, record_step
+from ._base import MixtureVI, check_scale, is_one_array, record_step
 from ._init import INIT_PARAMS, initial_assignment
 
 __all__ = ["BayesianGMM", "ELBODecreaseError"]
@@ -184,6 +184,7 @@ class BayesianGMM(MixtureVI):
         else:
             m0 = as_float_array(self.mean_prior, "mean_prior")
             check_shape(m0.shape, (d,), "mean_prior")
+            check_scale(m0[None, :], "mean_prior", n_rows=X.shape[0])  # X - m_0 must not overflow
             self.mean_prior_ = m0.copy()
         if self.degrees_of_freedom_prior is None:
             self.degrees_of_freedom_prior_ = float(d)
@@ -230,25 +231,30 @@ class BayesianGMM(MixtureVI):
 
     # -- the hooks of the shared loop ----------------------------------------------
     def _prior_context(self, X):
-        prior = self._make_prior(X)
-        return SimpleNamespace(prior=prior, Xc=X - self.mean_prior_)
+        return SimpleNamespace(prior=self._make_prior(X), Xc=None, passes=None)
 
     def _prepare(self, X):
-        ctx = self._prior_context(X)
-        # the feature blocks of X, cached once per fit; passing the Design itself to
-        # gw.accumulate splits each E-step over threads
-        ctx.passes = gw.design(ctx.Xc, ctx.prior.diag, K=self.n_components)
-        return ctx
+        return self._prior_context(X)
 
-    def _initial_stats(self, X, Xc, prior, random_state):
+    def _initial_stats(self, X, prior, random_state, centre):
         """Statistics of the initial responsibilities of ``X`` (drawn exactly as scikit-learn's
         mixtures draw them; no (n, K) matrix for the hard ones) and whether they are a q(Z)
-        for every row."""
+        for every row. ``centre()`` gives the centred data; it is called after k-means, so
+        k-means never runs while both X and the centred copy are held."""
         start = initial_assignment(X, self.n_components, self.init_params, random_state)
-        return gw.stats_from_assignment(Xc, start, prior.diag), start.covers_all
+        return gw.stats_from_assignment(centre(), start, prior.diag), start.covers_all
+
+    def _centre(self, X, ctx):
+        if ctx.Xc is None:
+            ctx.Xc = X - self.mean_prior_
+            # the feature blocks of X, cached once per fit; passing the Design itself to
+            # gw.accumulate splits each E-step over threads
+            ctx.passes = gw.design(ctx.Xc, ctx.prior.diag, K=self.n_components)
+        return ctx.Xc
 
     def _initialize(self, X, ctx, random_state, steps):
-        stats, proper = self._initial_stats(X, ctx.Xc, ctx.prior, random_state)
+        stats, proper = self._initial_stats(X, ctx.prior, random_state,
+                                            lambda: self._centre(X, ctx))
         post = gw.posterior_from_stats(stats, ctx.prior)
         # "random_from_data" and "k-means++" seed one point per component: their initial
         # responsibilities are not a distribution q(Z) for every point, so no bound yet.
@@ -287,6 +293,13 @@ class BayesianGMM(MixtureVI):
         else:
             cov = np.linalg.inv(self.precisions_)
             self.covariances_ = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+
+    def _fit_labels(self, X, ctx) -> np.ndarray:
+        data = ctx.passes if getattr(ctx, "passes", None) is not None else X - self.mean_prior_
+        return gw.predict_labels(data, self._post)
+
+    def _predict_validated(self, X) -> np.ndarray:
+        return gw.predict_labels(X - self.mean_prior_, self._post)
 
     def _log_resp(self, X) -> np.ndarray:
         """log r_nk under the fitted q (PRML eq. 10.49) of validated rows; shape (n, K)."""

@@ -44,7 +44,7 @@ from ..validation import (
     check_positive,
     check_shape,
 )
-from ._base import MixtureVI, as_matrix, record_step
+from ._base import MixtureVI, as_matrix, check_scale, record_step
 
 __all__ = [
     "UnitVarianceGMM",
@@ -173,7 +173,13 @@ def _check_factors(means, mean_variances, d):
     means = as_float_array(means, "means", ndim=(1, 2))
     if means.ndim == 1 and d == 1:  # (K,) means of 1-D data, as a 1-D X is (n, 1)
         means = means[:, None]
-    check_shape(means.shape, (None, d), "means")
+    if means.ndim != 2 or means.shape[1] != d:
+        raise ValueError(f"means must have shape (K, {d}), one row per component with the "
+                         f"{d} feature(s) of X, got {means.shape} (a 1-D X is n samples of "
+                         "one feature)")
+    if means.shape[0] < 1:
+        raise ValueError(f"means must have at least one component (row), got shape {means.shape}")
+    check_scale(means, "means")
     variances = as_float_array(mean_variances, "mean_variances", ndim=1)
     check_shape(variances.shape, (means.shape[0],), "mean_variances")
     if not np.all(variances > 0):
@@ -183,6 +189,9 @@ def _check_factors(means, mean_variances, d):
 
 def _check_resp(resp, n, K=None):
     resp = as_float_array(resp, "resp", ndim=2)
+    if resp.shape[0] != n:
+        raise ValueError(f"resp must have one row per sample of X ({n} rows, X read as shape "
+                         f"({n}, d)), got shape {resp.shape}")
     check_shape(resp.shape, (n, K), "resp")
     if not (np.all(resp >= 0) and np.allclose(resp.sum(axis=1), 1.0, atol=1e-8)):
         raise ValueError("resp must be non-negative with rows summing to one")
@@ -289,6 +298,7 @@ class UnitVarianceGMM(MixtureVI):
                                  f"got {self.n_init}")
             init = as_float_array(self.init_means, "init_means", ndim=2)
             check_shape(init.shape, (self.n_components, X.shape[1]), "init_means")
+            check_scale(init, "init_means", n_rows=X.shape[0])
 
     def _prepare(self, X):
         return SimpleNamespace(sigma=float(self.prior_std))

@@ -156,7 +156,7 @@ class StochasticBayesianGMM(BayesianGMM):
     def _start(self, X, prior, total, random_state):
         """Global factors from the initial responsibilities of the batch ``X``, scaled to
         ``total`` points."""
-        stats, _ = self._initial_stats(X, X - self.mean_prior_, prior, random_state)
+        stats, _ = self._initial_stats(X, prior, random_state, lambda: X - self.mean_prior_)
         return gw.posterior_from_stats(stats.scaled(total / X.shape[0]), prior)
 
     # -- streaming -----------------------------------------------------------
@@ -200,6 +200,7 @@ class StochasticBayesianGMM(BayesianGMM):
     # -- the hooks of the shared loop (fit on an array) ------------------------
     def _prepare(self, X):
         ctx = self._prior_context(X)  # no cached features: SVI never makes a full pass
+        ctx.Xc = X - self.mean_prior_
         ctx.batch = min(self.batch_size, X.shape[0])
         return ctx
 
