@@ -691,5 +691,15 @@ def test_scalar_event_targets_take_scalar_or_length_one_inits_only():
 
 
 def test_a_diverging_step_size_is_reported_as_such_not_as_a_bad_target():
-    with pytest.raises(FloatingPointError, match="smaller lr"):
+    from vitoolkit.fitting import OptimiserDivergedError
+
+    with pytest.raises(OptimiserDivergedError, match=r"lr=1e\+30.*smaller lr") as info:
         fit_gaussian(correlated_gaussian(0.5), "reverse", lr=1e30, steps=5, value_samples=0)
+    assert isinstance(info.value, FloatingPointError) and isinstance(info.value, ValueError)
+
+
+def test_alpha_beyond_its_limit_is_refused_by_name():
+    with pytest.raises(ValueError, match="alpha must be <= 100"):
+        fit_gaussian(correlated_gaussian(0.5), "alpha", alpha=1e10)
+    with pytest.raises(ValueError, match=r"alphas\[0\] must be >= -100"):
+        fit_alpha_sweep(correlated_gaussian(0.5), [-1e300])

@@ -40,7 +40,7 @@ def test_grid_reference_refuses_a_grid_that_cuts_the_mass():
     target = MultivariateNormal(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64))
     with pytest.raises(ValueError, match="widen bounds"):
         grid_reference(target, [(-1.0, 6.0), (-6.0, 6.0)], num_points=101)
-    with pytest.raises(ValueError, match="1-D and 2-D"):
+    with pytest.raises(ValueError, match="target must have event shape .* 1-D and 2-D"):
         grid_reference(MultivariateNormal(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64)),
                        [(-5, 5)] * 3)
     with pytest.raises(ValueError, match="one \\(lo, hi\\) per dimension"):

@@ -31,6 +31,7 @@ from .logistic import (
 )
 from .moments import target_moments
 from .objectives import NonFiniteTargetError
+from .optimise import OptimiserDivergedError
 from .reference import GridReference, Reference, grid_reference, nuts_reference
 from .routes import OBJECTIVES
 from .settings import FitSettings, GridSettings, OptimiserSettings, SamplingSettings, StartSettings
@@ -59,6 +60,7 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getat
     "METHODS",
     "NonFiniteTargetError",
     "OBJECTIVES",
+    "OptimiserDivergedError",
     "OptimiserSettings",
     "Predictive",
     "Reference",

@@ -51,7 +51,7 @@ from .evaluate import evaluate_fit
 from .family import GaussianParams
 from .optimise import one_thread, optimise
 from .routes import DIVERGENCES, METHODS, objective_for
-from .settings import FitSettings, build_settings
+from .settings import ALPHA_LIMIT, FitSettings, build_settings
 from .starts import Start, default_starts
 
 __all__ = ["GaussianFit", "fit_gaussian", "fit_alpha_sweep", "ConvergenceWarning",  # noqa: F822
@@ -159,7 +159,8 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
     divergence : {"reverse", "forward", "alpha"}
         KL(q || p), KL(p || q), or Minka's D_alpha(p || q) (MSR-TR-2005-173, eq. 2:
         D_alpha = integral [alpha p + (1 - alpha) q - p^alpha q^(1-alpha)] / (alpha (1 - alpha))).
-    alpha : float, required for ``"alpha"`` (any real; 0 and 1 give the two KLs).
+    alpha : float, required for ``"alpha"`` (a real number in [-100, 100]; 0 and 1 give the
+        two KLs).
     family : {"full", "diagonal"}
         Full covariance or mean-field (diagonal).
     method : {"auto", "quadrature", "stochastic", "samples", "snis", "moments"}
@@ -235,8 +236,10 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
         ``vitoolkit.validation.memory_limit()``; refused before anything is allocated.
     NonFiniteTargetError
         The target's ``log_prob`` was NaN/+inf (or -inf where q has mass).
-    FloatingPointError
-        The optimiser diverged (parameters are never returned as NaN).
+    OptimiserDivergedError
+        The optimiser diverged (parameters are never returned as NaN); the message names
+        ``lr`` and ``optimizer``. Both a ``ValueError`` (a ``NonFiniteError``) and a
+        ``FloatingPointError``, as it was before.
 
     Notes
     -----
@@ -344,7 +347,8 @@ def fit_alpha_sweep(target, alphas, *, warm_start=True, **kwargs) -> list:
     """
     if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__iter__"):
         raise TypeError(f"alphas must be a sequence of real numbers, got {type(alphas).__name__}")
-    alphas = [check_real(a, f"alphas[{i}]") for i, a in enumerate(alphas)]
+    alphas = [check_real(a, f"alphas[{i}]", minimum=-ALPHA_LIMIT, maximum=ALPHA_LIMIT)
+              for i, a in enumerate(alphas)]
     if not alphas:
         raise ValueError("alphas must contain at least one value")
     warm_start = check_bool(warm_start, "warm_start")

@@ -123,6 +123,8 @@ class LogisticPosterior(Distribution):
         y = _labels(y, X.shape[0])
         prior_std = check_positive(prior_std, "prior_std")
         self.fit_intercept = check_bool(fit_intercept, "fit_intercept")
+        if validate_args is not None:
+            validate_args = check_bool(validate_args, "validate_args")
         self.prior_std = prior_std
         self.n_features = X.shape[1]
         self.design = self.design_matrix(X)
@@ -271,6 +273,10 @@ def probit_predictive(design, loc, covariance) -> torch.Tensor:
     check_shape(loc.shape, (d,), "loc")
     covariance = as_float_tensor(covariance, "covariance", dtype=_F64)
     check_shape(covariance.shape, (d, d), "covariance")
+    asym = float((covariance - covariance.mT).abs().max()) if d else 0.0
+    if asym > 1e-10 * max(float(covariance.abs().max()), 1e-300) or (
+            d and int(torch.linalg.cholesky_ex(covariance)[1]) != 0):
+        raise ValueError("covariance must be symmetric positive definite")
     mu_a = design @ loc
     var_a = ((design @ covariance) * design).sum(-1)
     kappa = (1 + _LAMBDA_SQ * var_a).rsqrt()
@@ -311,10 +317,10 @@ def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_
         mean, var = _weighted_sigmoid_moments(posterior._weights(approx.points), weights, design)
         return Predictive(mean, var.sqrt(), "quadrature")
     if isinstance(approx, torch.Tensor):
+        if approx.dim() != 2 or approx.shape[-1] != posterior.dim or approx.shape[0] < 1:
+            raise ValueError(f"approx (posterior draws) must have shape (S, {posterior.dim}), S >= 1,"
+                             f" got {tuple(approx.shape)}")
         draws = posterior._weights(approx)
-        if draws.dim() != 2:
-            raise ValueError(f"approx (posterior draws) must have shape (S, {posterior.dim}), got "
-                             f"{tuple(draws.shape)}")
         s = draws.shape[0]
         weights = torch.full((s,), 1.0 / s, dtype=_F64)
         mean, var = _weighted_sigmoid_moments(draws, weights, design)
@@ -338,6 +344,9 @@ def _weighted_sigmoid_moments(points, weights, design, max_elements: int = 2**22
     """sum_m weights_m sigmoid(a_m) and the weighted variance, a_m = design @ points_m, computed
     in chunks of inputs so that no (M, m) array exceeds ``max_elements`` entries."""
     step = max(1, max_elements // max(points.shape[0], 1))
+    if design.shape[0] == 0:  # no inputs: no predictions
+        empty = torch.zeros(0, dtype=_F64)
+        return empty, empty
     means, variances = [], []
     with torch.no_grad():
         for lo in range(0, design.shape[0], step):

@@ -17,8 +17,18 @@ from contextlib import contextmanager
 import torch
 
 from .. import exceptions
+from ..exceptions import NonFiniteError
 
-__all__ = ["ConvergenceWarning", "optimise", "one_thread"]  # noqa: F822
+__all__ = ["ConvergenceWarning", "OptimiserDivergedError", "optimise",  # noqa: F822
+           "one_thread"]
+
+
+class OptimiserDivergedError(NonFiniteError, FloatingPointError):
+    """The optimiser's steps made q's parameters or the objective non-finite.
+
+    A :class:`vitoolkit.exceptions.NonFiniteError` (so a ``ValueError``: the fix is another
+    ``lr``, ``optimizer`` or start) and, as before, a ``FloatingPointError``.
+    """
 
 
 def __getattr__(name):
@@ -47,15 +57,23 @@ def optimise(objective, q, *, optimizer, steps, lr, tol, resample, generator, la
               gtol=1e-9):
     history, evals = [], [0]
 
+    settings = f"optimizer={optimizer!r}, lr={lr!r}"
+
     def closure():
         opt.zero_grad()
-        loss = objective.loss(q)
+        try:
+            loss = objective.loss(q)
+        except FloatingPointError as err:  # q's parameters overflowed inside the objective
+            if isinstance(err, OptimiserDivergedError):
+                raise
+            raise OptimiserDivergedError(f"the {label} fit diverged ({settings}): {err}") from None
         evals[0] += 1
         if torch.isnan(loss):
-            raise FloatingPointError(
-                f"the {label} objective became NaN. For alpha outside [0, 1], D_alpha is "
-                "infinite for every Gaussian when the target's tails are lighter (alpha < 0) "
-                "or heavier (alpha > 1) than Gaussian in some direction; otherwise try init=..."
+            raise OptimiserDivergedError(
+                f"the {label} objective became NaN ({settings}). For alpha outside [0, 1], "
+                "D_alpha is infinite for every Gaussian when the target's tails are lighter "
+                "(alpha < 0) or heavier (alpha > 1) than Gaussian in some direction; otherwise "
+                "try a smaller lr or init=..."
             )
         loss.backward()
         return loss.detach()
@@ -73,8 +91,9 @@ def optimise(objective, q, *, optimizer, steps, lr, tol, resample, generator, la
         loss = opt.step(closure)
         if not q.is_finite() or not bool(torch.isfinite(loss)):
             q.restore(last_good)
-            raise FloatingPointError(
-                f"the {label} fit diverged at step {len(history) + 1} (objective {float(loss)}); "
+            raise OptimiserDivergedError(
+                f"the {label} fit diverged at step {len(history) + 1} (objective {float(loss)}, "
+                f"{settings}); "
                 "parameters were restored to their last finite values. Try a smaller lr, "
                 "optimizer='lbfgs', more num_samples or method='quadrature'"
             )

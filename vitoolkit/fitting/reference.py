@@ -133,8 +133,8 @@ def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
     start = time.perf_counter()
     d = check_target(target, "target", vector_event=True)
     if d > 2:
-        raise ValueError(f"grid_reference integrates 1-D and 2-D densities, got D={d}; use "
-                         "nuts_reference")
+        raise ValueError(f"target must have event shape (1,) or (2,): grid_reference integrates "
+                         f"1-D and 2-D densities, got D={d}; use nuts_reference")
     bounds = check_bounds(bounds, d)
     num_points = check_int(num_points, "num_points", minimum=3)
     check_grid_memory(num_points, d)
@@ -160,6 +160,8 @@ def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
     mean = (w[:, None] * points).sum(0)
     diff = points - mean
     cov = (w[:, None, None] * diff[:, :, None] * diff[:, None, :]).sum(0)
+    if not bool(torch.isfinite(mean).all() and torch.isfinite(cov).all() and torch.isfinite(log_z)):
+        raise ValueError(f"bounds={bounds} are too wide: the grid's moments overflow float64")
     density = torch.exp(log_p - log_z).reshape(grid.shape)
     edge = _edge_mass(w.reshape(grid.shape))
     if edge > 1e-6:

@@ -31,11 +31,14 @@ from .objectives import Target
 from .routes import DIVERGENCES, METHODS, resolve_method
 from .starts import parse_inits, reference_moments
 
-__all__ = ["OPTIMIZERS", "OptimiserSettings", "SamplingSettings", "GridSettings",
+__all__ = ["OPTIMIZERS", "ALPHA_LIMIT", "OptimiserSettings", "SamplingSettings", "GridSettings",
            "StartSettings", "FitSettings", "build_settings"]
 
 #: The optimisers.
 OPTIMIZERS = ("lbfgs", "adam")
+#: Largest abs(alpha) accepted: beyond it (p/q)^alpha over- or underflows float64 for density
+#: ratios the targets reach, and D_alpha is no longer a useful number.
+ALPHA_LIMIT = 100.0
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ def _check_alpha(divergence, alpha):
     if alpha is None:
         raise ValueError("divergence='alpha' needs alpha (a real number; Minka's convention: "
                          "0 is reverse KL, 1 is forward KL)")
-    return check_real(alpha, "alpha")
+    return check_real(alpha, "alpha", minimum=-ALPHA_LIMIT, maximum=ALPHA_LIMIT)
 
 
 def _check_proposal(proposal, tgt):
@@ -215,8 +218,7 @@ def build_settings(target, divergence, *, alpha, family, method, init, n_init, p
     if num_samples is None:
         num_samples = 2048 if method == "stochastic" else 20_000
     num_samples = check_int(num_samples, "num_samples", minimum=2)
-    if method in ("stochastic", "samples", "snis"):
-        check_draws_memory(num_samples, tgt.dim, "num_samples")
+    check_draws_memory(num_samples, tgt.dim, "num_samples")  # even if this route draws none
     steps = check_int(200 if optimizer == "lbfgs" and steps is None else
                       3000 if steps is None else steps, "steps", minimum=1)
     if generator is None:

@@ -44,12 +44,14 @@ from torch.distributions import (
 
 from ..validation import (
     as_float_tensor,
+    check_bool,
     check_int,
     check_memory,
     check_positive,
     check_real,
     check_shape,
 )
+from ._checks import check_target
 
 __all__ = ["bimodal_1d", "correlated_gaussian", "mixture_2d", "Banana", "Ring", "LogProbOnly"]
 
@@ -63,6 +65,11 @@ def _positive_vector(value, name: str, k: int) -> torch.Tensor:
     if not bool((t > 0).all()):
         raise ValueError(f"{name} must be positive, got {t.tolist()}")
     return t
+
+
+def _validate_flag(validate_args):
+    """torch's ``validate_args``: None (torch's default) or a bool."""
+    return None if validate_args is None else check_bool(validate_args, "validate_args")
 
 
 def _weights(weights, k: int) -> torch.Tensor:
@@ -120,6 +127,8 @@ def mixture_2d(n_modes: int = 3, radius: float = 3.0, scale: float = 0.6, weight
     place them yourself. ``weights`` default to equal.
     """
     scale = check_positive(scale, "scale")
+    if scale > 1e150:  # scale**2 overflows float64
+        raise ValueError(f"scale={scale!r} overflows float64 when squared (the variance)")
     if locs is None:
         n_modes = check_int(n_modes, "n_modes", minimum=1)
         check_memory(n_modes * 64, "n_modes", n_modes, "the components")
@@ -159,6 +168,14 @@ class Banana(Distribution):
     def __init__(self, curvature: float = 0.5, scales=(1.5, 0.5), validate_args=None):
         self.curvature = check_real(curvature, "curvature")
         self.scales = _positive_vector(scales, "scales", 2)
+        try:
+            finite = bool(torch.isfinite(self.covariance_matrix).all())
+        except OverflowError:  # curvature**2 of a Python float
+            finite = False
+        if not finite:
+            raise ValueError(f"curvature={curvature!r} with scales={self.scales.tolist()} makes the "
+                             "variance of x2 (2 b^2 s1^4 + s2^2) overflow float64")
+        validate_args = _validate_flag(validate_args)
         super().__init__(torch.Size(), torch.Size((2,)), validate_args=validate_args)
 
     def _centre(self, x1):
@@ -225,7 +242,11 @@ class Ring(Distribution):
     def __init__(self, radius: float = 2.5, width: float = 0.4, validate_args=None):
         self.radius = check_positive(radius, "radius")
         self.width = check_positive(width, "width")
+        validate_args = _validate_flag(validate_args)
         r, w = self.radius, self.width
+        if r > 1e100 or w > 1e100:
+            raise ValueError(f"radius={radius!r} and width={width!r} must be at most 1e100 (the "
+                             "moments take their cubes)")
         e = math.exp(-0.5 * (r / w) ** 2)
         i0 = w * math.sqrt(2 * math.pi) * 0.5 * math.erfc(-r / (w * math.sqrt(2)))
         # integrals of u^k exp(-u^2/(2 w^2)) over u > -r (u = rho - r)
@@ -278,9 +299,7 @@ class LogProbOnly(Distribution):
     arg_constraints = {}
 
     def __init__(self, target: Distribution):
-        if not isinstance(target, Distribution):
-            raise TypeError(f"target must be a torch.distributions.Distribution, got "
-                            f"{type(target).__name__}")
+        check_target(target, "target")
         self.target = target
         super().__init__(target.batch_shape, target.event_shape, validate_args=False)
 
