@@ -174,6 +174,7 @@ class Hostile:
     category: str  # type, shape, sign, size, finiteness, domain, file
     refuse: bool
     measure: bool = False  # an oversized request: memory is measured
+    same: bool = False  # the same values in another container: if accepted, the baseline's result
 
 
 def K(label, value, category, refuse, measure=False):
@@ -440,9 +441,11 @@ class Data(Kind):
         example=None,
         allow_nonfinite=False,
         allow_inf=False,
+        strict_shape=False,
     ):
         super().__init__(nullable=nullable)
         self.domain, self.classes, self.example = domain, classes, example
+        self.strict_shape = strict_shape  # the shape is fixed by the other arguments: no reshaping
         self.allow_nonfinite = allow_nonfinite
         self.allow_inf = allow_inf or allow_nonfinite
 
@@ -454,7 +457,7 @@ class Data(Kind):
 
     def hostiles(self):
         dom = self.domain
-        signed = dom in ("positive", "nonneg", "unit", "prob", "labels", "spd", "tril")
+        signed = dom in ("positive", "nonneg", "unit", "prob", "labels", "spd", "tril", "onehot")
         out = self.types() + [
             K("str 'abc'", "abc", "type", True),
             self.wrap(
@@ -472,16 +475,20 @@ class Data(Kind):
                 "type",
                 True,
             ),
-            self.wrap("extra leading dim", lambda b: b[None], "shape", False),
-            self.wrap("extra trailing dim", lambda b: b[..., None], "shape", False),
-            self.wrap("empty", lambda b: b[:0] if b.ndim else b.reshape(-1)[:0], "shape", False),
-            self.wrap("missing dim", lambda b: b[0] if b.ndim else b.reshape(1), "shape", False),
-            self.wrap(
-                "torch<->numpy",
-                lambda b: b.numpy() if isinstance(b, torch.Tensor) else torch.from_numpy(np.array(b)),
-                "type",
-                False,
+            self.wrap("extra leading dim", lambda b: b[None], "shape", self.strict_shape),
+            self.wrap("extra trailing dim", lambda b: b[..., None], "shape", self.strict_shape),
+            self.wrap("empty", lambda b: b[:0] if b.ndim else b.reshape(-1)[:0], "shape", self.strict_shape),
+            self.wrap("missing dim", lambda b: b[0] if b.ndim else b.reshape(1), "shape", self.strict_shape),
+            dataclasses.replace(
+                self.wrap(
+                    "torch<->numpy",
+                    lambda b: b.numpy() if isinstance(b, torch.Tensor) else torch.from_numpy(np.array(b)),
+                    "type",
+                    False,
+                ),
+                same=True,
             ),
+            dataclasses.replace(self.wrap("Python list", lambda b: b.tolist(), "type", False), same=True),
             self.wrap("negative", lambda b: -(abs(b) + 1), "sign", signed),
             self.wrap("zeros", lambda b: b * 0, "sign", dom in ("positive", "spd", "tril", "prob")),
             self.wrap("nan entry", lambda b: _flat_set(b, NAN), "finiteness", not self.allow_nonfinite),
@@ -490,7 +497,7 @@ class Data(Kind):
                 "scaled by 1e300",
                 lambda b: b * 1e300 + (1e300 if dom != "labels" else 0),
                 "finiteness",
-                dom in ("unit", "prob", "labels"),
+                dom in ("unit", "prob", "labels", "onehot"),
             ),
         ]
         if dom != "labels" and dom is not None:
@@ -501,6 +508,11 @@ class Data(Kind):
                 out.append(self.wrap("label = classes", lambda b: b * 0 + self.classes, "domain", True))
         else:
             out.append(self.wrap("bool array", lambda b: b != 0, "type", True))
+        if dom == "onehot":
+            out += [
+                self.wrap("rows halved (not one-hot)", lambda b: b * 0.5, "domain", True),
+                self.wrap("soft labels (rows sum to 1)", lambda b: b * 0.5 + (1 - b) * 0.25, "domain", True),
+            ]
         if dom == "unit":
             out.append(self.wrap("above 1", lambda b: b + 2.0, "domain", True))
         if dom == "spd":
@@ -1002,8 +1014,8 @@ _ITER = Count(huge=None)
 _ITER0 = Count(0, huge=None)
 _COST = Func(either=(("cost keeping the last dim", lambda: lambda x: x),))
 _X_UNIT = Data("unit")
-_Y_COND = Data("unit", nullable=True, example=onehot3)
-_COV_FULL = Data("spd", nullable=True, example=eye64(2))
+_Y_COND = Data("onehot", nullable=True, example=onehot3)
+_COV_FULL = Data("spd", nullable=True, example=eye64(2), strict_shape=True)
 
 
 def _gmm_params(cls):
@@ -1014,7 +1026,7 @@ def _gmm_params(cls):
         init_params=A(Choice(("kmeans", "k-means++", "random", "random_from_data"))),
         weight_concentration_prior=A(Real(0, strict_min=True, nullable=True)),
         mean_precision_prior=A(Real(0, strict_min=True, nullable=True)),
-        mean_prior=A(Data(nullable=True, example=lambda: np.zeros(2))),
+        mean_prior=A(Data(strict_shape=True, nullable=True, example=lambda: np.zeros(2))),
         degrees_of_freedom_prior=A(Real(1, strict_min=True, nullable=True)),
         covariance_prior=A(_COV_FULL),
         random_state=A(Seed(nullable=True), 0),
@@ -1213,7 +1225,9 @@ SPECS: list[Spec] = [
             tol=A(_NONNEG),
             n_init=A(_ITER),
             random_state=A(Seed(nullable=True), 0),
-            init_means=A(Data(nullable=True, example=lambda: np.array([[-3.0, -3.0], [3.0, 3.0]]))),
+            init_means=A(
+                Data(strict_shape=True, nullable=True, example=lambda: np.array([[-3.0, -3.0], [3.0, 3.0]]))
+            ),
             record_steps=A(Flag()),
         ),
         then=fit_then(),
@@ -1224,8 +1238,8 @@ SPECS: list[Spec] = [
         cavi.assignment_update,
         dict(
             X=A(Data(), X2),
-            means=A(Data(), F(lambda: np.array([[-3.0, -3.0], [3.0, 3.0]]))),
-            mean_variances=A(Data("positive"), F(lambda: np.array([0.1, 0.1]))),
+            means=A(Data(strict_shape=True), F(lambda: np.array([[-3.0, -3.0], [3.0, 3.0]]))),
+            mean_variances=A(Data("positive", strict_shape=True), F(lambda: np.array([0.1, 0.1]))),
         ),
     ),
     Spec(
@@ -1242,7 +1256,7 @@ SPECS: list[Spec] = [
         cavi.mean_update,
         dict(
             X=A(Data(), X2),
-            resp=A(Data("unit"), RESP),
+            resp=A(Data("unit", strict_shape=True), RESP),
             prior_std=A(_POS, 2.0),
             component=A(Count(0, huge=None, invalid=(2,), nullable=True)),
         ),
@@ -1251,9 +1265,9 @@ SPECS: list[Spec] = [
         cavi.unit_variance_elbo,
         dict(
             X=A(Data(), X2),
-            resp=A(Data("unit"), RESP),
-            means=A(Data(), F(lambda: np.array([[-3.0, -3.0], [3.0, 3.0]]))),
-            mean_variances=A(Data("positive"), F(lambda: np.array([0.1, 0.1]))),
+            resp=A(Data("unit", strict_shape=True), RESP),
+            means=A(Data(strict_shape=True), F(lambda: np.array([[-3.0, -3.0], [3.0, 3.0]]))),
+            mean_variances=A(Data("positive", strict_shape=True), F(lambda: np.array([0.1, 0.1]))),
             prior_std=A(_POS, 2.0),
         ),
     ),
@@ -1385,7 +1399,7 @@ SPECS: list[Spec] = [
         fitting.laplace_approximation,
         dict(
             target=A(_DIST, F(mvn2)),
-            init=A(Data(nullable=True, example=lambda: torch.zeros(2, dtype=F64))),
+            init=A(Data(strict_shape=True, nullable=True, example=lambda: torch.zeros(2, dtype=F64))),
             hessian=A(Func(nullable=True)),
             gtol=A(_POS),
             max_iter=A(_ITER, 50),
@@ -1406,8 +1420,8 @@ SPECS: list[Spec] = [
             n_modes=A(Count(huge="refuse")),
             radius=A(_POS),
             scale=A(_POS),
-            weights=A(Data("positive", nullable=True, example=t64(1.0, 1.0, 1.0))),
-            locs=A(Data(nullable=True, example=lambda: torch.zeros(3, 2, dtype=F64))),
+            weights=A(Data("positive", strict_shape=True, nullable=True, example=t64(1.0, 1.0, 1.0))),
+            locs=A(Data(strict_shape=True, nullable=True, example=lambda: torch.zeros(3, 2, dtype=F64))),
         ),
     ),
     Spec(
@@ -1432,7 +1446,7 @@ SPECS: list[Spec] = [
                     ),
                 )
             ),
-            init=A(Data(nullable=True, example=lambda: torch.zeros(2, dtype=F64))),
+            init=A(Data(strict_shape=True, nullable=True, example=lambda: torch.zeros(2, dtype=F64))),
             max_tree_depth=A(Count(huge=None), 3),
             seed=A(Seed()),
         ),
@@ -1643,7 +1657,7 @@ SPECS: list[Spec] = [
             num_samples=A(Count(), 2),
             lr=A(_POS),
             eval_samples=A(Count(2), 32),
-            log_likelihood=A(Data(nullable=True, example=lambda: -torch.ones(3) * 4)),
+            log_likelihood=A(Data(strict_shape=True, nullable=True, example=lambda: -torch.ones(3) * 4)),
             generator=A(Gen()),
         ),
         # documented: the k-hat of the importance-sampled log p(x) is NaN when log p(x) is given
@@ -2273,6 +2287,10 @@ def run_case(spec: Spec, name: str, hostile: Hostile | None):
                 bad = _nonfinite(result, sentinels=spec.sentinels)
                 if bad:
                     failure = f"returned non-finite output: {bad}"
+                elif hostile is not None and hostile.same:
+                    bad = _differs(_reference_result(spec, name), result)
+                    if bad:
+                        failure = f"the same values in another container give another result: {bad}"
                 else:
                     STATS.accepted += 1
     if failure is None:
@@ -2291,6 +2309,88 @@ def run_case(spec: Spec, name: str, hostile: Hostile | None):
     if failure is not None:
         STATS.failures.append((_owner(spec), spec.name, name, label, failure))
     return failure
+
+
+_BASELINE_RESULTS: dict = {}
+_SKIP_FIELDS = re.compile(r"(second|^time$|^_|wall|elapsed)")
+
+
+def _reference_result(spec: Spec, name: str):
+    """The result of the valid call that a "same values, other container" hostile rewraps: the
+    baseline, or, when the baseline of ``name`` is None, the call with the kind's example value
+    (computed once, under the same guards)."""
+    kwargs = baseline_kwargs(spec)
+    kind = spec.params[name].kind
+    uses_example = kwargs[name] is None and getattr(kind, "example", None) is not None
+    key = (id(spec), name if uses_example else None)
+    if key not in _BASELINE_RESULTS:
+        if uses_example:
+            kwargs[name] = kind.example()
+        with warnings.catch_warnings(), _guarded(False):
+            warnings.simplefilter("ignore")
+            _BASELINE_RESULTS[key] = _call(spec, kwargs)
+    return _BASELINE_RESULTS[key]
+
+
+def _numeric(value) -> bool:
+    if isinstance(value, (torch.Tensor, np.ndarray, numbers.Number)) and not isinstance(value, bool):
+        return True
+    return isinstance(value, (list, tuple)) and all(_numeric(v) for v in value)
+
+
+def _differs(a, b, path="result", depth=0):
+    """Where two results differ (None when they hold the same values, containers aside)."""
+    if depth > 4:
+        return None
+    arrays = (torch.Tensor, np.ndarray, list, tuple, numbers.Number)
+    if isinstance(a, torch.nn.Module) and isinstance(b, torch.nn.Module):
+        a, b = a.state_dict(), b.state_dict()
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return f"{path} has keys {sorted(map(str, b))} instead of {sorted(map(str, a))}"
+        for key in a:
+            bad = _differs(a[key], b[key], f"{path}[{key!r}]", depth + 1)
+            if bad:
+                return bad
+        return None
+    fields = getattr(a, "_fields", None)
+    if fields is not None and type(a) is type(b):
+        for name in fields:
+            if not _SKIP_FIELDS.search(name):
+                bad = _differs(getattr(a, name), getattr(b, name), f"{path}.{name}", depth + 1)
+                if bad:
+                    return bad
+        return None
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and not (_numeric(a) and _numeric(b)):
+        if len(a) != len(b):
+            return f"{path} has {len(b)} entries instead of {len(a)}"
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
+            bad = _differs(u, v, f"{path}[{i}]", depth + 1)
+            if bad:
+                return bad
+        return None
+    if isinstance(a, arrays) and isinstance(b, arrays) and not isinstance(a, bool):
+        try:
+            x = np.asarray(a.detach() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+            y = np.asarray(b.detach() if isinstance(b, torch.Tensor) else b, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None if a == b else f"{path} differs"
+        if x.shape != y.shape:
+            return f"{path} has shape {y.shape} instead of {x.shape}"
+        if not np.allclose(x, y, rtol=1e-4, atol=1e-6, equal_nan=True):
+            return f"{path} differs (max |diff| {np.nanmax(np.abs(x - y)):.3g})"
+        return None
+    if type(a) is not type(b):
+        return f"{path} is a {type(b).__name__} instead of a {type(a).__name__}"
+    module = type(a).__module__ or ""
+    if module.startswith(("vitoolkit", "torch.distributions", "sklearn")) and hasattr(a, "__dict__"):
+        for key, value in vars(a).items():
+            if _SKIP_FIELDS.search(key) or callable(value) and not isinstance(value, torch.Tensor):
+                continue
+            bad = _differs(value, vars(b).get(key), f"{path}.{key}", depth + 1)
+            if bad:
+                return bad
+    return None
 
 
 def _names_path(message: str, value) -> bool:
