@@ -47,7 +47,7 @@ from torch.distributions import Distribution, Normal
 
 from .distributions import sample
 from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
-from .gradients._checks import overflow_message
+from .gradients._checks import all_finite, overflow_message
 from .validation import (
     as_float_tensor,
     check_choice,
@@ -199,7 +199,7 @@ class ConjugateGaussian:
         """``values`` (a tensor or a tuple) if finite, else a ValueError naming the inputs
         (data ``x``, the model's parameters, ``extra``) large enough to explain the overflow."""
         group = (values,) if isinstance(values, torch.Tensor) else tuple(values)
-        if all(bool(torch.isfinite(v).all()) for v in group):
+        if all_finite(group):
             return values
         raise ValueError(overflow_message(what, group, self._inputs(st, extra)))
 

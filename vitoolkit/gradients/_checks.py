@@ -9,11 +9,14 @@ output carries no autograd graph.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..validation import as_float_tensor, check_choice, check_int, check_memory
 
 __all__ = [
+    "all_finite",
     "as_params",
     "check_choice",
     "check_finite_result",
@@ -110,11 +113,17 @@ def overflow_message(what: str, values, inputs: dict) -> str:
             f"{_cause(culprits)}; rescale the problem so that its numbers are of moderate size")
 
 
+def all_finite(values) -> bool:
+    """Whether every entry of the tensors ``values`` is finite (a finite sum proves it cheaply)."""
+    return all(math.isfinite(v.detach().sum().item()) or bool(torch.isfinite(v).all())
+               for v in values)
+
+
 def check_finite_result(values, what: str, inputs: dict):
     """``values`` (a tensor or a tuple of them) if every entry is finite, else a ValueError
     naming the inputs (a dict name -> tensor) whose size explains the overflow."""
     group = (values,) if isinstance(values, torch.Tensor) else tuple(values)
-    if all(bool(torch.isfinite(v).all()) for v in group):
+    if all_finite(group):
         return values
     raise ValueError(overflow_message(what, group, inputs))
 

@@ -22,7 +22,7 @@ import math
 import torch
 
 from ..validation import as_float_tensor, check_choice
-from ._checks import check_finite_result
+from ._checks import all_finite, overflow_message
 
 __all__ = [
     "Cost",
@@ -73,7 +73,11 @@ class Cost:
                              f"{tuple(self.k.shape)}")
 
     def _check_input_shape(self, *shapes) -> None:
-        """Refuse inputs (torch.Size shapes, or values) that ``k`` does not broadcast against."""
+        """Refuse inputs (torch.Size shapes, or values) that ``k`` does not broadcast against.
+
+        Called once torch has failed to broadcast (so that valid calls pay nothing), or
+        before a computation that would not notice.
+        """
         shapes = [tuple(v) if isinstance(v, torch.Size) else tuple(torch.as_tensor(v).shape)
                   for v in shapes]
         try:
@@ -86,8 +90,12 @@ class Cost:
             ) from None
 
     def _checked(self, values, what: str, loc, scale):
+        """``values`` if finite, else a ValueError naming k, loc or scale as the cause."""
+        group = (values,) if isinstance(values, torch.Tensor) else tuple(values)
+        if all_finite(group):
+            return values
         inputs = {"k": self.k, "loc": torch.as_tensor(loc), "scale": torch.as_tensor(scale)}
-        return check_finite_result(values, f"{type(self).__name__}.{what}", inputs)
+        raise ValueError(overflow_message(f"{type(self).__name__}.{what}", group, inputs))
 
     def __repr__(self) -> str:
         k = self.k.item() if self.k.numel() == 1 else f"tensor{tuple(self.k.shape)}"
@@ -99,8 +107,11 @@ class Cost:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) = sum over the last dimension of g(x_d); (..., D) -> (...)."""
-        self._check_input_shape(torch.as_tensor(x).shape)
-        return self.elementwise(x).sum(-1)
+        try:
+            return self.elementwise(x).sum(-1)
+        except RuntimeError:
+            self._check_input_shape(x)  # a ValueError naming k if k is why x does not fit
+            raise
 
     # -- exact moments under N(mu, sigma^2), per coordinate -------------------
     def expectation_1d(self, loc, scale) -> torch.Tensor:  # pragma: no cover - abstract
@@ -114,13 +125,21 @@ class Cost:
 
         Raises a ValueError naming k, loc or scale when the result overflows float64.
         """
-        self._check_input_shape(loc, scale)
-        return self._checked(self.expectation_1d(loc, scale).sum(-1), "expectation", loc, scale)
+        try:
+            out = self.expectation_1d(loc, scale).sum(-1)
+        except RuntimeError:
+            self._check_input_shape(loc, scale)
+            raise
+        return self._checked(out, "expectation", loc, scale)
 
     def exact_gradient(self, loc, scale):
         """(d/d loc, d/d scale) of E_q[f], each of the broadcast shape of loc and scale."""
-        self._check_input_shape(loc, scale)
-        g_loc, g_scale = self._checked(self.gradient_1d(loc, scale), "exact_gradient", loc, scale)
+        try:
+            grads = self.gradient_1d(loc, scale)
+        except RuntimeError:
+            self._check_input_shape(loc, scale)
+            raise
+        g_loc, g_scale = self._checked(grads, "exact_gradient", loc, scale)
         shape = torch.broadcast_shapes(loc.shape, scale.shape, self.k.shape)
         return g_loc.expand(shape), g_scale.expand(shape)
 

@@ -51,6 +51,11 @@ def _log_q(z, loc, scale):
     return _q(loc, scale).log_prob(z).sum(-1)
 
 
+def _log_joint(log_joint, z, loc, scale):
+    """log_joint(z), checked; a non-finite value is reported with the ranges of loc and scale."""
+    return evaluate_cost(log_joint, z, name="log_joint", inputs={"loc": loc, "scale": scale})
+
+
 def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
     """(GradientSamples, per-sample log p - log q) for validated float64 loc and scale."""
     eps = torch.randn((n, *loc.shape), generator=generator, dtype=torch.float64)
@@ -63,7 +68,7 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
                 log_q = _log_q(z, loc, scale)  # parameters detached: Roeder et al. eq. 8
             else:
                 log_q = _log_q(z, loc_i, scale_i)
-            log_p = evaluate_cost(log_joint, z, name="log_joint")
+            log_p = _log_joint(log_joint, z, loc, scale)
             if not log_p.requires_grad:
                 # Constant in z: its gradient is zero and only log q's remains.
                 no_graph_is_constant(log_p, (
@@ -77,11 +82,11 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
         return GradientSamples(g_loc.detach(), g_scale.detach()), w.detach()
     with torch.no_grad():
         z = loc + scale * eps
-        w = evaluate_cost(log_joint, z, name="log_joint") - _log_q(z, loc, scale)
+        w = _log_joint(log_joint, z, loc, scale) - _log_q(z, loc, scale)
         if estimator == "score_baseline":
             if baseline is None:
                 z0 = loc + scale * torch.randn(z.shape, generator=generator, dtype=torch.float64)
-                b = (evaluate_cost(log_joint, z0, name="log_joint") - _log_q(z0, loc, scale))
+                b = (_log_joint(log_joint, z0, loc, scale) - _log_q(z0, loc, scale))
                 b = b.mean(0)
             else:
                 b = baseline.expand(loc.shape[:-1])
