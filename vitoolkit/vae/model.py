@@ -763,7 +763,8 @@ class VAE(_LatentVariableModel):
             2**24 log weights is streamed in chunks (running log-sum-exp), so memory
             does not grow with k; with a gradient every draw's activations are
             needed at once, and a k that would not fit in memory raises
-            :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``.
+            :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``;
+            so does k * n beyond :data:`MAX_DRAWS` (2**34) draws, hours of computing.
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
         return_diagnostics : bool, default False
@@ -808,8 +809,9 @@ class VAE(_LatentVariableModel):
         num_samples : int >= 1
             Any size whose Pareto tail (3 sqrt(k) log weights per example) fits in
             memory: beyond 2**24 log weights per pass the draws are streamed
-            (running log-sum-exp); a larger k raises
-            :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``.
+            (running log-sum-exp); a larger k, or k * n beyond :data:`MAX_DRAWS`
+            draws, raises :class:`~vitoolkit.exceptions.ResourceLimitError` naming
+            ``num_samples``.
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
         batch_size : int
