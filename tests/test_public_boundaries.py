@@ -33,8 +33,12 @@ count, a flag, a choice or a seed (``True`` is not 1, ``2.0`` is not the count
 2, ``"3"`` is not a number, ``None`` where the signature does not document it);
 NaN or inf in a scalar or in data; a value outside the domain the baseline
 table declares (a negative scale, a probability of 2, a label out of range);
-and an oversized count. Shape changes, and signs where the domain allows them,
-may either succeed or be refused.
+and an oversized count; and a reshaped value where the other arguments fix the
+shape (``strict_shape``: ``init_means``, priors, ``resp``...). Other shape changes,
+and signs where the domain allows them, may either succeed or be refused. The
+same values in another container (a tensor for an array, an array for a tensor,
+a Python list) must be refused by name or give the same result as the original
+call, which catches silent reinterpretation (rows read as separate batches).
 
 Two tests per parameter: ``test_hostile_catalogue`` runs the fixed catalogue of
 its kind (every category, deterministic), ``test_hostile_property`` draws more
