@@ -202,3 +202,14 @@ def test_elbo_quadrature_width_is_bounded_where_q_underflows():
     # At the largest width the trapezoidal rule still agrees with the closed form.
     wide = model.elbo_quadrature(x, q, num_points=40001, width=37.0)
     assert wide.item() == pytest.approx(model.elbo(x, q).item(), abs=1e-9)
+
+
+def test_experiments_name_their_cost_argument_and_the_k_that_overflows():
+    from vitoolkit.gradients import experiments
+
+    with pytest.raises(ValueError, match=r"^cost must be one of \['cosine'"):
+        experiments.estimator_table("no-such-cost", num_samples=10)
+    with pytest.raises(TypeError, match=r"^cost must be a str"):
+        experiments.variance_vs_k(None, [1.0], num_samples=10)
+    with pytest.raises(ValueError, match=r"the cost's k is too large \(magnitude up to 1e\+300\)"):
+        experiments.estimator_table("quadratic", k=1e300, num_samples=10)

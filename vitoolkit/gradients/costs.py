@@ -328,7 +328,12 @@ def make_cost(name: str, k=1.0) -> Cost:
     A ``name`` that is not a string is a TypeError; an unknown one a ValueError listing
     the valid names.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, one of {sorted(COSTS)}, got {type(name).__name__} "
-                        f"({name!r:.80})")
-    return COSTS[check_choice(name, COSTS, "name")](k)
+    return _cost_by_name(name, k)
+
+
+def _cost_by_name(value, k=1.0, *, name: str = "name") -> Cost:
+    """:func:`make_cost` for an argument called ``name`` (what its errors name)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {sorted(COSTS)}, got {type(value).__name__} "
+                        f"({value!r:.80})")
+    return COSTS[check_choice(value, COSTS, name)](k)

@@ -28,7 +28,7 @@ import torch
 
 from ..validation import as_float_array, check_int, check_memory, check_positive, check_real
 from .bbvi import run_bbvi
-from .costs import Cost, make_cost
+from .costs import Cost, _cost_by_name
 from .discrete import discrete_gradients, exact_discrete_gradient
 from .exact import exact_gaussian_gradient
 from .gaussian import gaussian_gradients
@@ -109,7 +109,7 @@ def variance_vs_k(cost: str, ks, *, estimators=MOHAMED_ESTIMATORS, num_samples: 
         ``skipped`` {estimator: reason} (e.g. pathwise on a step).
     """
     k = torch.from_numpy(as_float_array(ks, "ks", ndim=(0, 1))).reshape(-1, 1)
-    f = make_cost(cost, k)
+    f = _cost_by_name(cost, k, name="cost")
     mu = torch.full_like(k, check_real(loc, "loc"))
     sigma = torch.full_like(k, check_positive(scale, "scale"))
     g_loc, g_scale = exact_gaussian_gradient(f, mu, sigma)
@@ -164,7 +164,7 @@ def variance_vs_dimension(dims, *, cost: str = "linear", k: float = 1.0,
     """
     dims = [check_int(d, f"dims[{i}]", minimum=1) for i, d in enumerate(dims)]
     loc, scale = check_real(loc, "loc"), check_positive(scale, "scale")
-    f = make_cost(cost, k)
+    f = _cost_by_name(cost, k, name="cost")
     out = {"dims": np.asarray(dims), "cost": cost, "formula": f.formula,
            "variance": {}, "variance_stderr": {}, "closed_form": {}}
     for est in estimators:
@@ -215,7 +215,7 @@ def variance_vs_num_samples(cost: str, num_samples, *, k: float = 1.0,
     replicates = check_int(replicates, "replicates", minimum=2)
     check_memory(8 * 8 * replicates * int(ns.max()), "replicates x max(num_samples)",
                  f"{replicates} x {int(ns.max())}", "the per-sample estimates")
-    f = make_cost(cost, k)
+    f = _cost_by_name(cost, k, name="cost")
     mu = torch.tensor([check_real(loc, "loc")], dtype=torch.float64)
     sigma = torch.tensor([check_positive(scale, "scale")], dtype=torch.float64)
     exact = float(exact_gaussian_gradient(f, mu, sigma)[0][0])
@@ -249,7 +249,7 @@ def estimator_table(cost: str, *, k: float = 1.0, estimators=None, num_samples: 
     """
     from .gaussian import ESTIMATORS
 
-    f = make_cost(cost, k)
+    f = _cost_by_name(cost, k, name="cost")
     estimators = ESTIMATORS if estimators is None else estimators
     mu = torch.tensor([check_real(loc, "loc")], dtype=torch.float64)
     sigma = torch.tensor([check_positive(scale, "scale")], dtype=torch.float64)

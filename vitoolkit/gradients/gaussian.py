@@ -133,7 +133,10 @@ def _double_sided_maxwell(shape, generator):
 
 def _evaluate(cost, x, loc, scale):
     """cost(x) for points x drawn with (loc, scale), checked; an overflow names loc or scale."""
-    return evaluate_cost(cost, x, inputs={"loc": loc, "scale": scale})
+    inputs = {"loc": loc, "scale": scale}
+    if isinstance(getattr(cost, "k", None), torch.Tensor):  # a test cost: its k may be the cause
+        inputs["the cost's k"] = cost.k
+    return evaluate_cost(cost, x, inputs=inputs)
 
 
 def _score(cost, loc, scale, eps):
