@@ -213,3 +213,23 @@ def test_experiments_name_their_cost_argument_and_the_k_that_overflows():
         experiments.variance_vs_k(None, [1.0], num_samples=10)
     with pytest.raises(ValueError, match=r"the cost's k is too large \(magnitude up to 1e\+300\)"):
         experiments.estimator_table("quadratic", k=1e300, num_samples=10)
+
+
+def test_run_bbvi_blames_the_start_or_the_learning_rate():
+    from vitoolkit.gradients import bbvi
+
+    data = torch.randn(20, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"^data is too large"):
+        bbvi.ConjugateGaussianModel(data * 1e300)
+    model = bbvi.ConjugateGaussianModel(data)
+
+    def run(**kwargs):
+        return bbvi.run_bbvi(model, estimator="pathwise", num_iterations=5, num_samples=8,
+                             generator=torch.Generator().manual_seed(0), **kwargs)
+
+    with pytest.raises(ValueError, match=r"diverged at iteration 1 .* learning_rate=1e\+300 is too large"):
+        run(learning_rate=1e300)
+    with pytest.raises(ValueError, match=r"^run_bbvi cannot start from init_loc/init_scale .* loc is too"):
+        run(init_loc=t64(1e300, 0.0))
+    result = run()  # the ordinary run is untouched: its ELBO rises towards log p(x)
+    assert result.elbo[-1] > result.elbo[0] and result.elbo[-1] <= model.log_evidence() + 1e-9

@@ -214,17 +214,22 @@ class ConjugateGaussian:
 
         For (n, D) data each column is the data of one independent copy of the model.
         """
+        return ConjugateGaussian._statistics(x, "x")
+
+    @staticmethod
+    def _statistics(x, name: str) -> NormalStatistics:
+        """:meth:`statistics` of data passed as the argument ``name`` (what errors name)."""
         if isinstance(x, NormalStatistics):
             return x
-        x = as_float_tensor(x, "x", dtype=torch.float64, ndim=(1, 2))
+        x = as_float_tensor(x, name, dtype=torch.float64, ndim=(1, 2))
         if x.shape[0] < 1:
-            raise ValueError(f"x must hold at least one observation, got shape {tuple(x.shape)}")
+            raise ValueError(f"{name} must hold at least one observation, got shape {tuple(x.shape)}")
         mean = x.mean(0)
         ss = (x - mean).pow(2).sum(0)
         if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(ss).all())):
             raise ValueError(
-                f"x is too large: its mean or sum of squared deviations overflows float64 "
-                f"(|x| up to {x.abs().max().item():.3g}); rescale the data")
+                f"{name} is too large: its mean or sum of squared deviations overflows float64 "
+                f"(|{name}| up to {x.abs().max().item():.3g}); rescale the data")
         return NormalStatistics(x.shape[0], mean, ss)
 
     def _data(self, x) -> NormalStatistics:

@@ -74,7 +74,7 @@ class ConjugateGaussianModel:
         self.prior_loc = float(self.model.prior_loc)
         self.prior_scale = float(self.model.prior_scale)
         self.noise_scale = float(self.model.noise_scale)
-        self.statistics = self.model.statistics(x)
+        self.statistics = ConjugateGaussian._statistics(x, "data")
         post = self.model.posterior(self.statistics)
         self.posterior_loc, self.posterior_scale = post.loc, post.scale
         self._log_evidence = float(self.model.log_evidence(self.statistics).sum())
@@ -286,13 +286,30 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
     optimiser = torch.optim.Adam([loc, log_scale], lr=learning_rate)
     elbos, distances, variances = [], [], []
     baseline = None
-    for _ in range(num_iterations):
+
+    def blame(step, err):
+        # What made q unusable: the initial values at step 0, the step size afterwards.
+        state = (f"loc in [{loc.min().item():.3g}, {loc.max().item():.3g}], "
+                 f"log scale in [{log_scale.min().item():.3g}, {log_scale.max().item():.3g}]")
+        if step == 0:
+            return ValueError(f"run_bbvi cannot start from init_loc/init_scale ({state}): {err}")
+        return ValueError(f"run_bbvi diverged at iteration {step} ({state}): {err}; "
+                          f"learning_rate={learning_rate!r} is too large, use a smaller one")
+
+    for step in range(num_iterations):
         with torch.no_grad():
             scale = log_scale.exp()
+            if not (bool(torch.isfinite(loc).all()) and bool(((scale > 0) & (scale < math.inf)).all())):
+                raise blame(step, "q = N(loc, exp(log scale)^2) is not a valid finite Gaussian")
             elbos.append(model.elbo(loc.detach(), scale))
             distances.append(model.distance(loc.detach(), scale))
-        grads, w = elbo_terms(model.log_joint, loc.detach(), scale, key, n, generator,
-                              baseline=baseline)
+        try:
+            grads, w = elbo_terms(model.log_joint, loc.detach(), scale, key, n, generator,
+                                  baseline=baseline)
+        except ValueError as err:
+            if "finite" not in str(err):  # a model error (a shape, a type): not the iterate's fault
+                raise
+            raise blame(step, err) from err
         if key == "score_baseline":
             mean_w = w.mean(0)
             baseline = mean_w if baseline is None else (
