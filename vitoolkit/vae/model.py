@@ -57,7 +57,14 @@ from ..validation import (
     check_seed,
 )
 from .likelihoods import make_likelihood
-from .networks import ARCHITECTURES, build_network, check_hidden_dims, check_image_shape
+from .networks import (
+    ARCHITECTURES,
+    build_network,
+    check_hidden_dims,
+    check_image_shape,
+    check_parameter_memory,
+    mlp_parameter_count,
+)
 
 __all__ = [
     "VAE",
@@ -215,15 +222,11 @@ def check_network_size(sizes: dict, *layer_widths) -> None:
     """Refuse, before building, networks whose weights would not fit in memory.
 
     ``layer_widths``: one list of consecutive widths per network (MLP layout; a
-    convolutional network is smaller). The message names the largest of ``sizes``
-    (argument name -> int or sequence of ints), the argument that set the size.
+    convolutional network is smaller); ``sizes`` maps the size arguments to their
+    values, and the error names the largest (:func:`~vitoolkit.vae.networks.check_parameter_memory`).
     """
-    params = sum(a * b + b for widths in layer_widths for a, b in zip(widths[:-1], widths[1:], strict=True))
-    # Weights, their gradients and Adam's two moments, float32.
-    nbytes = 4 * 4 * params
-    name, value = max(sizes.items(), key=lambda kv: max(kv[1]) if isinstance(kv[1], (tuple, list))
-                      and kv[1] else (kv[1] if isinstance(kv[1], int) else 0))
-    check_memory(nbytes, name, value, f"{params} network weights (with gradients and Adam state)")
+    count = sum(mlp_parameter_count(widths) for widths in layer_widths)
+    check_parameter_memory(count, sizes, "the networks' weights")
 
 
 def _sample_chunk(model, x) -> int:
