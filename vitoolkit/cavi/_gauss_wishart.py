@@ -343,6 +343,7 @@ class Design:
         # filled block by block on the first pass (so a fit's initialisation, e.g. k-means,
         # never holds it at the same time); None when over budget
         self.floors = [False] * len(self.bounds)  # see _EXP_FLOOR
+        self.shift = [False] * len(self.bounds)  # see _FAST_MIN
         self.cached = [None] * len(self.bounds) if Xc.shape[0] * self.width * 8 <= budget_bytes \
             else None
 
@@ -373,26 +374,50 @@ def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10
     return Design(Xc, diag, _block_rows(K), budget_bytes)
 
 
-def _estep_blocks(blocks, Ct: np.ndarray, floors=None, ids=()):
+# Unshifted fast path: exp(log rho) directly, skipping the row-max pass and the shift, valid
+# when every row's sum lies in [e^-655, 1e300]: no overflow, and the floored terms (<= K e^-700)
+# are below 1e-19 of the row's sum. A block outside that range is redone with the row-max shift,
+# and a Design remembers it (see _estep_blocks).
+_FAST_MIN = math.exp(-655.0)
+_FAST_MAX = 1e300
+
+
+def _estep_blocks(blocks, Ct: np.ndarray, flags=None, ids=()):
     """E-step over an iterable of feature blocks Ft (W, m): returns (sum_n r_n F_n^T as
-    (K, W), sum_n log sum_k rho_nk, rows). ``floors[ids[j]]`` (bool) records whether block j
-    needs the exp floor; without ``floors`` every block is floored."""
+    (K, W), sum_n log sum_k rho_nk, rows).
+
+    ``flags`` (a Design's) holds per block whether it needs the exp floor (``flags.floors``)
+    and whether it needs the row-max shift (``flags.shift``); without ``flags`` every block is
+    shifted and floored.
+    """
     raw = np.zeros((Ct.shape[0], Ct.shape[1]))
     lse = 0.0
     n = 0
     for j, Ft in enumerate(blocks):
         L = Ct @ Ft  # log rho, (K, m): reductions over K run along contiguous rows
-        mx = L.max(axis=0)
-        L -= mx
-        if floors is None:
+        i = ids[j] if flags is not None else None
+        s = None
+        if flags is not None and not flags.shift[i]:
+            if flags.floors[i] or L.min() < _EXP_FLOOR:
+                flags.floors[i] = True
+                np.maximum(L, _EXP_FLOOR, out=L)
+            np.exp(L, out=L)
+            s = L.sum(axis=0)
+            if s.min() >= _FAST_MIN and s.max() <= _FAST_MAX:
+                shift = 0.0
+            else:  # a row far from every component (or overflowing): shift this block
+                flags.shift[i] = True
+                s = None
+                L = Ct @ Ft
+        if s is None:
+            mx = L.max(axis=0)
+            L -= mx
             np.maximum(L, _EXP_FLOOR, out=L)
-        elif floors[ids[j]] or L.min() < _EXP_FLOOR:
-            floors[ids[j]] = True
-            np.maximum(L, _EXP_FLOOR, out=L)
-        np.exp(L, out=L)
-        s = L.sum(axis=0)
+            np.exp(L, out=L)
+            s = L.sum(axis=0)
+            shift = float(mx.sum())
         np.reciprocal(s, out=s)
-        lse += float(mx.sum() - np.log(s).sum())
+        lse += shift - float(np.log(s).sum())
         raw += L @ (Ft * s).T  # r^T F with r = e / sum e, scaling the narrower F instead of e
         n += Ft.shape[1]
     return raw, lse, n
@@ -433,8 +458,7 @@ def _estep_design(des: Design, Ct: np.ndarray):
         a, b = cuts[j], cuts[j + 1]
         rows = des.bounds[a][1] - des.bounds[a][0] if b > a else 0
         buf = None if des.cached is not None else np.empty((des.width, rows))
-        return _estep_blocks((des.block(i, buf) for i in range(a, b)), Ct, des.floors,
-                             range(a, b))
+        return _estep_blocks((des.block(i, buf) for i in range(a, b)), Ct, des, range(a, b))
 
     if parts == 1:
         results = [part(0)]
