@@ -136,9 +136,27 @@ def test_exp_floor_leaves_far_components_at_zero_responsibility():
         stats = gw.accumulate(des, post)
         np.testing.assert_allclose(stats.nk, raw[:, 0], rtol=1e-11, atol=1e-300)
         assert np.isfinite(stats.entropy)
-    assert all(des.floors)
+    assert all(des.floors) and all(des.shift)  # every block needed the row-max shift too
     plain = gw.accumulate(gw.chunks_of(far), post)  # every block floored
     np.testing.assert_allclose(plain.nk, stats.nk, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_fast_path_and_shifted_blocks_agree_with_the_dense_route(cov):
+    # a few outliers far from every component force their blocks onto the shifted path;
+    # the other blocks take the unshifted one
+    Xc, post, _ = _fitted(cov)
+    Xc = Xc.copy()
+    Xc[::2000] *= 300.0
+    raw, entropy = _dense_estep(Xc, post)
+    des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=2**29)
+    for _ in range(2):
+        stats = gw.accumulate(des, post)
+        nk, sx, sxx = gw.unpack_stats(raw, Xc.shape[1], post.diag)
+        np.testing.assert_allclose(stats.nk, nk, rtol=1e-11)
+        np.testing.assert_allclose(stats.sxx, sxx, rtol=1e-11)
+        np.testing.assert_allclose(stats.entropy, entropy, rtol=1e-9, atol=1e-8)
+    assert 0 < sum(des.shift) < len(des.bounds)
 
 
 def test_posterior_cache_follows_assignment():
