@@ -243,7 +243,7 @@ def machine_limits(n=10**6, K=10):
           f"({t_ours2 / max(floor_exp, floor_mem):.1f}x the limit), {1e3 * t_ours1:.1f} ms on 1 "
           f"({t_ours1 / (n * K / m * t_exp1):.1f}x one thread's exp time); the rest of the "
           "E-step is a handful of NumPy passes over each (K, rows) block in cache (log-rho GEMM, "
-          "row max, shift, exp, row sum, statistics GEMM)")
+          "floor check, exp, row sum, statistics GEMM)")
     return floor_exp, floor_mem
 
 
