@@ -47,14 +47,15 @@ from torch.distributions import Distribution, Normal
 
 from .distributions import sample
 from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
-from .gradients._checks import all_finite, overflow_message
 from .validation import (
+    all_finite,
     as_float_tensor,
     check_choice,
     check_int,
     check_memory,
     check_positive,
     check_real,
+    overflow_message,
 )
 
 __all__ = [

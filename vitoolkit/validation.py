@@ -45,6 +45,12 @@ __all__ = [
     "check_shape",
     "memory_limit",
     "format_bytes",
+    "EXTREME",
+    "describe_inputs",
+    "overflow_message",
+    "overflow_cause",
+    "all_finite",
+    "check_finite_result",
     "check_memory",
     "MAX_SEED",
 ]
@@ -312,3 +318,77 @@ def check_memory(nbytes: int, name: str, value, what: str = "") -> None:
             f"{name}={_shown(value)} would need {format_bytes(nbytes)}{detail}, more than the "
             f"limit of {format_bytes(limit)} (half the RAM, or ${_ENV_LIMIT}); use a smaller "
             f"{name}")
+
+
+# -- results that overflow: name the inputs that explain it --------------------------
+
+#: An input whose magnitude exceeds this (or a scale below its inverse) is named as the cause
+#: when a result overflows: the square of a number above ~1.3e154 is infinite in float64, and
+#: sums, products with scores and divisions by a scale take the margin down from there.
+EXTREME = 1e100
+
+
+def _range(t) -> str:
+    t = t.detach()
+    if t.numel() == 1:
+        return f"= {t.reshape(()).item():.3g}"
+    return f"in [{t.min().item():.3g}, {t.max().item():.3g}]"
+
+
+def _why(name: str, t) -> str | None:
+    """"name is too large (...)" or "name is too small (...)" when t is extreme, else None."""
+    import torch
+
+    t = t.detach().to(torch.float64).abs()
+    if t.numel() == 0:
+        return None
+    if bool((t > EXTREME).any()):
+        return f"{name} is too large (magnitude up to {t.max().item():.3g})"
+    if "scale" in name and "log" not in name and bool((t < 1 / EXTREME).any()):
+        return f"{name} is too small (down to {t.min().item():.3g})"
+    return None
+
+
+def describe_inputs(inputs: dict) -> tuple[str, list[str]]:
+    """("name in [lo, hi], ...", one phrase per input extreme enough to explain an overflow)."""
+    import torch
+
+    inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
+    text = ", ".join(f"{k} {_range(v)}" for k, v in inputs.items() if v.numel())
+    return text, [why for k, v in inputs.items() if (why := _why(k, v))]
+
+
+def overflow_cause(culprits: list[str]) -> str:
+    if not culprits:
+        return "the inputs are too large (or a scale too small) for float64 arithmetic"
+    return f"{' and '.join(culprits)} for float64 arithmetic (largest finite number 1.8e+308)"
+
+
+def overflow_message(what: str, values, inputs: dict) -> str:
+    """Why ``values`` (what was computed) are not finite, naming the inputs that explain it."""
+    import torch
+
+    bad = sum(int((~torch.isfinite(v)).sum()) for v in values)
+    total = sum(v.numel() for v in values)
+    text, culprits = describe_inputs(inputs)
+    return (f"{what}: {bad} of {total} values are not finite in float64 with {text}: "
+            f"{overflow_cause(culprits)}; rescale the problem so that its numbers are of moderate size")
+
+
+def all_finite(values) -> bool:
+    """Whether every entry of the tensors ``values`` is finite (a finite sum proves it cheaply)."""
+    import torch
+
+    return all(math.isfinite(v.detach().sum().item()) or bool(torch.isfinite(v).all())
+               for v in values)
+
+
+def check_finite_result(values, what: str, inputs: dict):
+    """``values`` (a tensor or a tuple of them) if every entry is finite, else a ValueError
+    naming the inputs (a dict name -> tensor) whose size explains the overflow."""
+    import torch
+
+    group = (values,) if isinstance(values, torch.Tensor) else tuple(values)
+    if all_finite(group):
+        return values
+    raise ValueError(overflow_message(what, group, inputs))

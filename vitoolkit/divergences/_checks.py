@@ -69,7 +69,7 @@ def check_dim(dim, ndim: int, name: str = "dim") -> int:
     return dim
 
 
-def check_finite_result(value: torch.Tensor, name: str, given) -> torch.Tensor:
+def check_no_overflow(value: torch.Tensor, name: str, given) -> torch.Tensor:
     """Refuse a result that overflowed float64 because of the argument ``name``."""
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name}={given!r} makes the result overflow float64 (got "

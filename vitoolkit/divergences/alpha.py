@@ -56,7 +56,7 @@ import torch
 
 from ..distributions import sample
 from ..validation import check_choice, check_memory
-from ._checks import check_alpha, check_finite_result, check_num_samples, check_pair
+from ._checks import check_alpha, check_no_overflow, check_num_samples, check_pair
 from ._gaussian import gaussian_params
 from .closed_form import kl_divergence
 from .monte_carlo import Estimate, plan_draws
@@ -124,7 +124,7 @@ def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
     quad = white.pow(2).sum((-2, -1))
     out = (-0.5 * a * (1 - a) * quad - 0.5 * _log_det_eye_plus(k, a, chol_a)
            + 0.5 * a * _log_det_eye_plus(k, 1.0, None))
-    return check_finite_result(out, "alpha", alpha)
+    return check_no_overflow(out, "alpha", alpha)
 
 
 def _log_det_eye_plus(k: torch.Tensor, a: float, chol) -> torch.Tensor:
@@ -269,7 +269,7 @@ def _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, reny
     e = alpha if sample_from == "q" else 1.0 - alpha  # A_alpha = E_sampler[w^e]
     est = (_mc_renyi(log_w, e, alpha, estimator) if renyi
            else _mc_alpha(log_w, e, alpha * (1 - alpha), estimator))
-    check_finite_result(est.value, "alpha", alpha)
+    check_no_overflow(est.value, "alpha", alpha)
     return est
 
 
@@ -338,7 +338,7 @@ def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
     if alpha in (0.0, 1.0):
         a, b = (q, p) if alpha == 0.0 else (p, q)
         return kl_divergence(a, b)
-    return check_finite_result(-torch.expm1(log_alpha_affinity(p, q, alpha)) / (alpha * (1 - alpha)),
+    return check_no_overflow(-torch.expm1(log_alpha_affinity(p, q, alpha)) / (alpha * (1 - alpha)),
                                "alpha", alpha)
 
 

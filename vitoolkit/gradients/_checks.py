@@ -9,11 +9,18 @@ output carries no autograd graph.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..validation import as_float_tensor, check_choice, check_int, check_memory
+from ..validation import (
+    all_finite,
+    as_float_tensor,
+    check_choice,
+    check_finite_result,
+    check_int,
+    check_memory,
+    describe_inputs,
+    overflow_cause,
+)
 
 __all__ = [
     "all_finite",
@@ -66,68 +73,6 @@ def check_num_samples(num_samples, values_per_sample: int = 1, *, name: str = "n
     return n
 
 
-#: An input whose magnitude exceeds this (or a scale below its inverse) is named as the cause
-#: when a result overflows: the square of a number above ~1.3e154 is infinite in float64, and
-#: sums, products with scores and divisions by a scale take the margin down from there.
-EXTREME = 1e100
-
-
-def _range(t: torch.Tensor) -> str:
-    t = t.detach()
-    if t.numel() == 1:
-        return f"= {t.reshape(()).item():.3g}"
-    return f"in [{t.min().item():.3g}, {t.max().item():.3g}]"
-
-
-def _why(name: str, t: torch.Tensor) -> str | None:
-    """"name is too large (...)" or "name is too small (...)" when t is extreme, else None."""
-    t = t.detach().to(torch.float64).abs()
-    if t.numel() == 0:
-        return None
-    if bool((t > EXTREME).any()):
-        return f"{name} is too large (magnitude up to {t.max().item():.3g})"
-    if "scale" in name and "log" not in name and bool((t < 1 / EXTREME).any()):
-        return f"{name} is too small (down to {t.min().item():.3g})"
-    return None
-
-
-def describe_inputs(inputs: dict) -> tuple[str, list[str]]:
-    """("name in [lo, hi], ...", one phrase per input extreme enough to explain an overflow)."""
-    inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
-    text = ", ".join(f"{k} {_range(v)}" for k, v in inputs.items() if v.numel())
-    return text, [why for k, v in inputs.items() if (why := _why(k, v))]
-
-
-def _cause(culprits: list[str]) -> str:
-    if not culprits:
-        return "the inputs are too large (or a scale too small) for float64 arithmetic"
-    return f"{' and '.join(culprits)} for float64 arithmetic (largest finite number 1.8e+308)"
-
-
-def overflow_message(what: str, values, inputs: dict) -> str:
-    """Why ``values`` (what was computed) are not finite, naming the inputs that explain it."""
-    bad = sum(int((~torch.isfinite(v)).sum()) for v in values)
-    total = sum(v.numel() for v in values)
-    text, culprits = describe_inputs(inputs)
-    return (f"{what}: {bad} of {total} values are not finite in float64 with {text}: "
-            f"{_cause(culprits)}; rescale the problem so that its numbers are of moderate size")
-
-
-def all_finite(values) -> bool:
-    """Whether every entry of the tensors ``values`` is finite (a finite sum proves it cheaply)."""
-    return all(math.isfinite(v.detach().sum().item()) or bool(torch.isfinite(v).all())
-               for v in values)
-
-
-def check_finite_result(values, what: str, inputs: dict):
-    """``values`` (a tensor or a tuple of them) if every entry is finite, else a ValueError
-    naming the inputs (a dict name -> tensor) whose size explains the overflow."""
-    group = (values,) if isinstance(values, torch.Tensor) else tuple(values)
-    if all_finite(group):
-        return values
-    raise ValueError(overflow_message(what, group, inputs))
-
-
 def evaluate_cost(cost, x: torch.Tensor, *, name: str = "cost", inputs: dict | None = None) -> torch.Tensor:
     """``cost(x)`` checked to be a finite tensor of shape ``x.shape[:-1]``.
 
@@ -150,7 +95,7 @@ def evaluate_cost(cost, x: torch.Tensor, *, name: str = "cost", inputs: dict | N
             text, culprits = describe_inputs(inputs)
             message += f" at points drawn with {text}"
             if culprits:
-                message += f": {_cause(culprits)}; rescale the problem"
+                message += f": {overflow_cause(culprits)}; rescale the problem"
         raise ValueError(message)
     return out.to(x.dtype)
 

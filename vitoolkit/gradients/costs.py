@@ -21,8 +21,7 @@ import math
 
 import torch
 
-from ..validation import as_float_tensor, check_choice
-from ._checks import all_finite, overflow_message
+from ..validation import all_finite, as_float_tensor, check_choice, overflow_message
 
 __all__ = [
     "Cost",
