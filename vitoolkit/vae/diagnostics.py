@@ -391,6 +391,14 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
             raise ValueError(
                 f"log_likelihood must have shape ({x.shape[0]},), got {tuple(log_likelihood.shape)}"
             )
+        # It is compared in the model's dtype: refuse values that would overflow there.
+        largest = float(torch.finfo(_model_dtype(model)).max)
+        if log_likelihood.numel() and float(log_likelihood.abs().max()) > largest:
+            raise ValueError(
+                f"log_likelihood must be representable in the model's dtype "
+                f"{_model_dtype(model)} (|value| <= {largest:.3g}), got entries up to "
+                f"{float(log_likelihood.abs().max()):.3g}"
+            )
     with _eval_mode(model):
         x, y = _prepare(model, x, y)
         with torch.no_grad():
