@@ -19,10 +19,11 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_text", "write_bytes", "check_output_dir", "check_output_file"]
+__all__ = ["atomic_write", "pid_alive", "write_text", "write_bytes", "check_output_dir", "check_output_file"]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (used to tell a dead writer's leftovers from a live one's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -44,7 +45,7 @@ def _remove_stale(path: Path) -> None:
         if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
         pid_text = name[len(prefix):].split(".", 1)[0]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not pid_alive(int(pid_text)):
             with contextlib.suppress(OSError):
                 entry.unlink()
 

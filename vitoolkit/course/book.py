@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fileio import check_output_dir
+from ..fileio import check_output_dir, pid_alive
 from .arguments import out_error, positive_int_type
 from .catalog import TutorialInfo, find_tutorials, tutorials_dir
 
@@ -302,7 +302,7 @@ def _replace_folder(source: Path, out: Path) -> None:
     prefix = f".{out.name}."
     for entry in out.parent.glob(prefix + "*.tmp"):
         pid = entry.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
     new = out.with_name(f"{prefix}{os.getpid()}.new.tmp")
     old = out.with_name(f"{prefix}{os.getpid()}.old.tmp")
@@ -316,16 +316,6 @@ def _replace_folder(source: Path, out: Path) -> None:
         os.replace(out, old)
     os.replace(new, out)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's process
-        return True
-    return True
 
 
 def add_arguments(parser) -> None:

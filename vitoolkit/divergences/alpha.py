@@ -85,7 +85,7 @@ def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
                       - 1/2 log det(I + alpha K) + alpha/2 log det(I + K),
 
     every term O(alpha), so D_alpha = -expm1(log A_alpha) / (alpha (1 - alpha)) keeps its
-    precision as alpha -> 0 (log det(I + alpha K) by its series when alpha |K| is small);
+    precision as alpha -> 0 (log det(I + alpha K) by its series when alpha * norm(K) is small);
     alpha > 1/2 uses A_alpha(p, q) = A_{1 - alpha}(q, p), so alpha -> 1 does too.
     Differentiable in the parameters.
 

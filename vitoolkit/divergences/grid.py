@@ -237,7 +237,7 @@ def integrand_bounds(p, q, divergence: str = "kl", *, alpha: float | None = None
     """Grid bounds chosen from the integrand of the divergence, not from p and q alone.
 
     Starts from :func:`default_bounds` (mean +/- 10 sd of p and q) and, while the
-    integrand's mass (p |log p - log q| and p for KL; p, q and p^alpha q^(1-alpha) for the
+    integrand's mass (p * abs(log p - log q) and p for KL; p, q and p^alpha q^(1-alpha) for the
     alpha and Renyi divergences) in the outer 1% of the grid on a side exceeds ``tol`` of
     its total, moves that side out by the current width. The geometric mean
     p^alpha q^(1-alpha) is centred outside both densities when alpha < 0 or alpha > 1, so
