@@ -196,6 +196,16 @@ def _kind_error(value, name: str, what: str) -> TypeError:
     return TypeError(f"{name} must be {what}, got {type(value).__name__}")
 
 
+def _check_ndim(shape: tuple, ndim, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``len(shape)`` is ``ndim`` (or one of them)."""
+    if ndim is None:
+        return
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if len(shape) not in allowed:
+        raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                         f"got shape {tuple(shape)}")
+
+
 def as_float_array(value, name: str, *, ndim: int | Iterable[int] | None = None,
                    finite: bool = True) -> np.ndarray:
     """A real, dense float64 NumPy array (tensors are detached and copied to the CPU).
@@ -232,11 +242,7 @@ def as_float_array(value, name: str, *, ndim: int | Iterable[int] | None = None,
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if arr.ndim not in allowed:
-            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
-                             f"got shape {arr.shape}")
+    _check_ndim(arr.shape, ndim, name)
     if finite:
         check_finite(arr, name)
     return arr
@@ -265,11 +271,7 @@ def as_float_tensor(value, name: str, *, dtype=None, ndim: int | Iterable[int] |
         t = t.to(dtype)
     else:
         t = torch.from_numpy(as_float_array(value, name, finite=False)).to(dtype)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if t.ndim not in allowed:
-            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
-                             f"got shape {tuple(t.shape)}")
+    _check_ndim(tuple(t.shape), ndim, name)
     if finite:
         check_finite(t, name)
     return t

@@ -32,9 +32,29 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from ..exceptions import ELBODecreaseError, NonFiniteError
 from ..validation import as_float_array, check_int, check_real
 
-__all__ = ["MixtureVI", "as_data", "as_matrix", "check_random_state", "check_scale",
+__all__ = ["MixtureVI", "SKLEARN_NOTES", "as_data", "as_matrix", "check_random_state", "check_scale",
            "check_tol", "is_one_array",
            "record_step"]
+
+#: The scikit-learn notes each mixture estimator's docstring ends with (appended there,
+#: so ``help(BayesianGMM)`` lists the checks it skips and why).
+SKLEARN_NOTES = """
+    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
+    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
+    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
+    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
+    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
+    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
+    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
+    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
+
+    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
+
+    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
+      samples of one feature (the course's 1-D examples);
+    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
+      fit runs in NumPy only.
+"""
 
 #: scikit-learn's estimator checks these estimators fail on purpose (listed in each class
 #: docstring; tests/test_cavi_sklearn.py runs every other check).

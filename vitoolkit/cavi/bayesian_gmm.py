@@ -40,7 +40,7 @@ from ..validation import (
     check_shape,
 )
 from . import _gauss_wishart as gw
-from ._base import MixtureVI, check_scale, is_one_array, record_step
+from ._base import SKLEARN_NOTES, MixtureVI, check_scale, is_one_array, record_step
 from ._init import INIT_PARAMS, initial_assignment
 
 __all__ = ["BayesianGMM", "ELBODecreaseError"]
@@ -113,22 +113,11 @@ class BayesianGMM(MixtureVI):
 
     Notes
     -----
-    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
-    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
-    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
-    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
-    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
-    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
-    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
-    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
-
-    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
-
-    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
-      samples of one feature (the course's 1-D examples);
-    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
-      fit runs in NumPy only.
+    The scikit-learn conventions below are shared by the three mixture estimators
+    (``vitoolkit.cavi._base.SKLEARN_NOTES``).
     """
+
+    __doc__ += SKLEARN_NOTES
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, max_iter=100,
                  n_init=1, init_params="kmeans",

@@ -44,7 +44,7 @@ from ..validation import (
     check_positive,
     check_shape,
 )
-from ._base import MixtureVI, as_matrix, check_scale, record_step
+from ._base import SKLEARN_NOTES, MixtureVI, as_matrix, check_scale, record_step
 
 __all__ = [
     "UnitVarianceGMM",
@@ -254,25 +254,14 @@ class UnitVarianceGMM(MixtureVI):
 
     Notes
     -----
-    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
-    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
-    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
-    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
-    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
-    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
-    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
-    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
-
-    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
-
-    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
-      samples of one feature (the course's 1-D examples);
-    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
-      fit runs in NumPy only.
-
     :meth:`score_samples` is the log predictive density with each q(mu_k) integrated out,
     log sum_k 1/K N(x; m_k, (1 + s_k^2) I).
+
+    The scikit-learn conventions below are shared by the three mixture estimators
+    (``vitoolkit.cavi._base.SKLEARN_NOTES``).
     """
+
+    __doc__ += SKLEARN_NOTES
 
     def __init__(self, n_components=1, prior_std=5.0, max_iter=200, tol=1e-8, n_init=1,
                  random_state=None, init_means=None, record_steps=False):

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..validation import check_int, check_real
 from . import _gauss_wishart as gw
-from ._base import as_data, check_random_state, is_one_array
+from ._base import SKLEARN_NOTES, as_data, check_random_state, is_one_array
 from .bayesian_gmm import BayesianGMM
 
 __all__ = ["StochasticBayesianGMM"]
@@ -77,25 +77,14 @@ class StochasticBayesianGMM(BayesianGMM):
 
     Notes
     -----
-    A scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``GridSearchCV``,
-    ``Pipeline``), with ``ClusterMixin`` (``labels_``, ``fit_predict``) and ``DensityMixin``
-    (``score``). Hyper-parameters are validated in :meth:`fit`, not in ``__init__``; the
-    fitted-model methods raise ``sklearn.exceptions.NotFittedError`` before :meth:`fit`.
-    Complex ``X`` raises ``ValueError("Complex data not supported ...")`` (scikit-learn's
-    convention); sparse, boolean, string and object ``X`` a ``TypeError``;
-    NaN/inf a ``ValueError``; finite data whose squares overflow float64 (say 1e200) a
-    :class:`~vitoolkit.exceptions.NonFiniteError` naming ``X``.
-
-    ``sklearn.utils.estimator_checks.check_estimator`` passes except:
-
-    - ``check_fit1d`` (expected to fail): a 1-D ``X`` is accepted by design, read as n
-      samples of one feature (the course's 1-D examples);
-    - ``check_array_api_input`` (skipped by scikit-learn unless ``SCIPY_ARRAY_API=1``): the
-      fit runs in NumPy only.
-
     ``fit`` reads one array (NumPy, torch, pandas, a list of rows) as one data set and any
     other iterable (a generator, a list of 2-D arrays) as a stream of batches.
+
+    The scikit-learn conventions below are shared by the three mixture estimators
+    (``vitoolkit.cavi._base.SKLEARN_NOTES``).
     """
+
+    __doc__ += SKLEARN_NOTES
 
     def __init__(self, n_components=1, *, covariance_type="full", total_samples=1_000_000,
                  learning_offset=10.0, learning_decay=0.7, batch_size=1024, max_iter=10,
