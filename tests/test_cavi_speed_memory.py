@@ -100,11 +100,13 @@ def _dense_estep(Xc, post):
 @pytest.mark.parametrize("cov", ["full", "diag"])
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 @pytest.mark.parametrize("budget", [0, 2**29])
-def test_threaded_and_cached_estep_equal_the_dense_route(cov, threads, budget, monkeypatch):
+@pytest.mark.parametrize("tile", [None, 384])  # 384: two batched tiles and a partial one per block
+def test_threaded_and_cached_estep_equal_the_dense_route(cov, threads, budget, tile,
+                                                         monkeypatch):
     monkeypatch.setenv("VITOOLKIT_NUM_THREADS", threads)
     Xc, post, _ = _fitted(cov)
     raw, entropy = _dense_estep(Xc, post)
-    des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=budget)
+    des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=budget, tile=tile)
     for _ in range(2):  # the first pass fills the cache, the second reads it
         stats = gw.accumulate(des, post)
         d = Xc.shape[1]
@@ -124,6 +126,19 @@ def test_threaded_estep_does_not_depend_on_timing(monkeypatch):
     des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=0)
     a, b = gw.accumulate(des, post), gw.accumulate(des, post)
     assert np.array_equal(a.sxx, b.sxx) and a.entropy == b.entropy
+
+
+def test_estep_is_bit_identical_for_every_thread_count(monkeypatch):
+    # every tile writes its own slot and the slots are summed in one order at the end
+    Xc, post, _ = _fitted(n_per=5000)
+    results = []
+    for threads in ("1", "2", "3", "5"):
+        monkeypatch.setenv("VITOOLKIT_NUM_THREADS", threads)
+        des = gw.Design(Xc, post.diag, rows=1024, budget_bytes=2**29, tile=256)
+        results.append(gw.accumulate(des, post))
+    for r in results[1:]:
+        assert np.array_equal(r.sxx, results[0].sxx) and np.array_equal(r.nk, results[0].nk)
+        assert r.entropy == results[0].entropy
 
 
 def test_exp_floor_leaves_far_components_at_zero_responsibility():

@@ -23,29 +23,35 @@ The loop is NumPy end to end (no torch, no conversions); the expectations, norma
 KLs of the Dirichlet and Normal-Wishart factors come from the array-agnostic core
 :mod:`vitoolkit.expectations`, the same code :mod:`vitoolkit.distributions` runs on tensors.
 Each factor's inverse, log-determinant and expected precision are computed once per update
-(:class:`Posterior` caches them). The E-step splits its row blocks over threads (NumPy and
-BLAS release the GIL); per-block results are summed in a fixed order, so the result does
-not depend on thread timing.
+(:class:`Posterior` caches them). The E-step's passes over row blocks (features, threads,
+the exp kernel) live in :mod:`._estep`; this module builds their coefficients and reads
+their statistics.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import expectations as ex
+from ._estep import (  # noqa: F401 - chunks_of, n_threads: the fit modules' names for them
+    CHUNK,
+    Design,
+    argmax_design,
+    blas_one_thread,
+    chunks_of,
+    design,
+    estep_blocks,
+    estep_design,
+    feature_rows,
+    features,
+    n_quad_features,
+    n_threads,
+)
 
 _LOG_2PI = math.log(2 * math.pi)
-CHUNK = 8192  # rows per pass of chunks_of: keeps (chunk, K) blocks in cache, memory bounded
-# exp of arguments below about -708 (subnormal results) runs 10-30x slower on x86; arguments are
-# floored here first. exp(-700) ~ 1e-304 next to the row maximum's exp(0) = 1: invisible in
-# every sum (it changes responsibilities by < 1e-300 relative). The floor is a pass of its own,
-# so a Design remembers which of its blocks needed it (a block checks its minimum until then).
-_EXP_FLOOR = -700.0
 
 
 @dataclass
@@ -167,35 +173,6 @@ def _chol(a: np.ndarray) -> np.ndarray:
     return np.linalg.cholesky(0.5 * (a + np.swapaxes(a, -1, -2)))
 
 
-def n_quad_features(d: int, diag: bool) -> int:
-    return d if diag else d * (d + 1) // 2
-
-
-def _feature_rows(Xt: np.ndarray, diag: bool, out: np.ndarray) -> np.ndarray:
-    """Write [1, x, quadratic terms] of the columns of ``Xt`` (d, m) into ``out``
-    (1 + d + Q, m) and return it."""
-    d = Xt.shape[0]
-    out[0] = 1.0
-    out[1 : 1 + d] = Xt
-    if diag:
-        np.multiply(Xt, Xt, out=out[1 + d :])
-    else:
-        row = 1 + d
-        for i in range(d):
-            np.multiply(Xt[i], Xt[i:], out=out[row : row + d - i])
-            row += d - i
-    return out
-
-
-def features(X: np.ndarray, diag: bool) -> np.ndarray:
-    """[1, x, quadratic terms] per row, shape (n, 1 + d + Q): one GEMM against them gives
-    both the log-responsibilities and the statistics (no loop over components). The
-    quadratic terms are x_i x_j for i <= j in row-major upper-triangle order."""
-    n, d = X.shape
-    out = np.empty((1 + d + n_quad_features(d, diag), n))
-    return _feature_rows(X.T, diag, out).T
-
-
 def log_rho_coefficients(post: Posterior) -> np.ndarray:
     r"""Coefficients C (1 + d + Q, K) with features(x) @ C = log rho (PRML eq. 10.46):
 
@@ -237,7 +214,7 @@ def stats_from_resp(Xc: np.ndarray, resp: np.ndarray, diag: bool) -> Stats:
     """Statistics of given responsibilities (initialisation) and their entropy."""
     d = Xc.shape[1]
     raw = np.zeros((resp.shape[1], 1 + d + n_quad_features(d, diag)))
-    with _blas_one_thread():
+    with blas_one_thread():
         for start in range(0, Xc.shape[0], CHUNK):
             raw += resp[start : start + CHUNK].T @ features(Xc[start : start + CHUNK], diag)
     ent = 0.0
@@ -267,166 +244,17 @@ def stats_from_assignment(Xc: np.ndarray, assignment, diag: bool) -> Stats:
         buf = np.empty((width, step))
         for start in range(0, Xc.shape[0], step):
             c = Xc[start : start + step]
-            F = _feature_rows(c.T, diag, buf[:, : c.shape[0]])
+            F = feature_rows(c.T, diag, buf[:, : c.shape[0]])
             lab = labels[start : start + step]
             for j in range(width):
                 raw[:, j] += np.bincount(lab, weights=F[j], minlength=K)
     return Stats(*unpack_stats(raw, d, diag), entropy=0.0, n=Xc.shape[0])
 
 
-# -- threads ---------------------------------------------------------------
-class _Blas:
-    """Single-threaded BLAS for the skinny (K, 1 + d + Q) x (., m) products: measured 10x
-    faster than OpenBLAS's own threads on a shared 2-core machine, and no slower when idle
-    (the E-step runs its own threads over row blocks instead)."""
-
-    controller = None
-
-
-def _blas_one_thread():
-    if _Blas.controller is None:  # scikit-learn's, if it has made one: scanning costs ~0.05 s
-        try:
-            from sklearn.utils.parallel import _get_threadpool_controller
-        except ImportError:  # pragma: no cover - private helper moved
-            from threadpoolctl import ThreadpoolController as _get_threadpool_controller
-        _Blas.controller = _get_threadpool_controller()
-    return _Blas.controller.limit(limits=1, user_api="blas")
-
-
-def n_threads() -> int:
-    """Threads for the E-step: the CPUs this process may run on (``VITOOLKIT_NUM_THREADS``
-    overrides)."""
-    env = os.environ.get("VITOOLKIT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-_POOL: list = [None, 0, 0]  # executor, its thread count, the process that made it
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One executor per process, remade when the thread count changes or after a fork (a
-    forked child has the executor object but not its threads)."""
-    pid = os.getpid()
-    if _POOL[0] is None or _POOL[1] != threads or _POOL[2] != pid:
-        if _POOL[0] is not None and _POOL[2] == pid:
-            _POOL[0].shutdown(wait=False)
-        _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="vitoolkit-cavi"), threads, pid]
-    return _POOL[0]
-
-
-# -- the E-step --------------------------------------------------------------
-def _block_rows(K: int) -> int:
-    """Rows per E-step block: the (K, rows) working block stays about 1 MB (fits in L2)."""
-    return max(1024, (1 << 17) // max(K, 1) // 1024 * 1024)
-
-
-class Design:
-    """The centred data of a fit cut into row blocks, with each block's feature rows
-    (1 + d + Q, m) cached on the first pass when they fit in ``budget_bytes`` (else
-    recomputed on every pass).
-
-    Calling it returns itself (the old "generator factory" interface: ``passes()``);
-    iterating yields the transposed feature blocks. :func:`accumulate` recognises it and
-    splits the blocks over threads.
-    """
-
-    def __init__(self, Xc: np.ndarray, diag: bool, rows: int, budget_bytes: int):
-        self.Xc, self.diag = Xc, diag
-        d = Xc.shape[1]
-        self.width = 1 + d + n_quad_features(d, diag)
-        self.bounds = [(s, min(s + rows, Xc.shape[0])) for s in range(0, Xc.shape[0], rows)]
-        # filled block by block on the first pass (so a fit's initialisation, e.g. k-means,
-        # never holds it at the same time); None when over budget
-        self.floors = [False] * len(self.bounds)  # see _EXP_FLOOR
-        self.shift = [False] * len(self.bounds)  # see _FAST_MIN
-        self.cached = [None] * len(self.bounds) if Xc.shape[0] * self.width * 8 <= budget_bytes \
-            else None
-
-    def __call__(self):
-        return self
-
-    def __iter__(self):
-        for i in range(len(self.bounds)):
-            yield self.block(i)
-
-    def block(self, i: int, buf: np.ndarray | None = None) -> np.ndarray:
-        """Feature rows (1 + d + Q, m) of block ``i`` (cached, or written into ``buf``)."""
-        a, b = self.bounds[i]
-        if self.cached is not None:
-            if self.cached[i] is None:  # each block belongs to one thread: no race
-                self.cached[i] = _feature_rows(self.Xc[a:b].T, self.diag,
-                                               np.empty((self.width, b - a)))
-            return self.cached[i]
-        if buf is None:
-            buf = np.empty((self.width, b - a))
-        return _feature_rows(self.Xc[a:b].T, self.diag, buf[:, : b - a])
-
-
-def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10) -> Design:
-    """The row blocks of a data set held in memory, for repeated :func:`accumulate` passes:
-    feature rows computed once per fit when they fit in ``budget_bytes``, else recomputed
-    block by block on every pass. ``K`` sets the block size (about 1 MB of (K, rows))."""
-    return Design(Xc, diag, _block_rows(K), budget_bytes)
-
-
-# Unshifted fast path: exp(log rho) directly, skipping the row-max pass and the shift, valid
-# when every row's sum lies in [e^-655, 1e300]: no overflow, and the floored terms (<= K e^-700)
-# are below 1e-19 of the row's sum. A block outside that range is redone with the row-max shift,
-# and a Design remembers it (see _estep_blocks).
-_FAST_MIN = math.exp(-655.0)
-_FAST_MAX = 1e300
-
-
-def _estep_blocks(blocks, Ct: np.ndarray, flags=None, ids=()):
-    """E-step over an iterable of feature blocks Ft (W, m): returns (sum_n r_n F_n^T as
-    (K, W), sum_n log sum_k rho_nk, rows).
-
-    ``flags`` (a Design's) holds per block whether it needs the exp floor (``flags.floors``)
-    and whether it needs the row-max shift (``flags.shift``); without ``flags`` every block is
-    shifted and floored.
-    """
-    raw = np.zeros((Ct.shape[0], Ct.shape[1]))
-    lse = 0.0
-    n = 0
-    for j, Ft in enumerate(blocks):
-        L = Ct @ Ft  # log rho, (K, m): reductions over K run along contiguous rows
-        i = ids[j] if flags is not None else None
-        s = None
-        if flags is not None and not flags.shift[i]:
-            if flags.floors[i] or L.min() < _EXP_FLOOR:
-                flags.floors[i] = True
-                np.maximum(L, _EXP_FLOOR, out=L)
-            np.exp(L, out=L)
-            s = L.sum(axis=0)
-            if s.min() >= _FAST_MIN and s.max() <= _FAST_MAX:
-                shift = 0.0
-            else:  # a row far from every component (or overflowing): shift this block
-                flags.shift[i] = True
-                s = None
-                L = Ct @ Ft
-        if s is None:
-            mx = L.max(axis=0)
-            L -= mx
-            np.maximum(L, _EXP_FLOOR, out=L)
-            np.exp(L, out=L)
-            s = L.sum(axis=0)
-            shift = float(mx.sum())
-        np.reciprocal(s, out=s)
-        lse += shift - float(np.log(s).sum())
-        raw += L @ (Ft * s).T  # r^T F with r = e / sum e, scaling the narrower F instead of e
-        n += Ft.shape[1]
-    return raw, lse, n
-
-
 def accumulate(chunks, post: Posterior, *, precomputed: bool = False) -> Stats:
-    """One E-step pass (PRML eq. 10.46-10.49) over centred data chunks (each (m, d)), or over
-    their transposed feature chunks (each (1 + d + Q, m)) when ``precomputed``, or over a
-    :class:`Design` (from :func:`design`; its blocks are split over threads).
+    """One E-step pass (PRML eq. 10.46-10.49) over a :class:`Design` (from :func:`design`;
+    threaded over its blocks, see :mod:`._estep`), or over centred data chunks (each (m, d)),
+    or over their transposed feature chunks (each (1 + d + Q, m)) when ``precomputed``.
 
     Returns the statistics of the new responsibilities and H[q(Z)], without ever holding the
     (n, K) responsibilities. The entropy uses log rho = F C (linear in the features)::
@@ -435,75 +263,22 @@ def accumulate(chunks, post: Posterior, *, precomputed: bool = False) -> Stats:
 
     with lse_n = log sum_k rho_nk, so it costs no pass over (n, K) of its own.
     """
-    C = log_rho_coefficients(post)
-    Ct = np.ascontiguousarray(C.T)
-    d = post.m.shape[1]
-    with _blas_one_thread():
-        if isinstance(chunks, Design):
-            raw, lse, n = _estep_design(chunks, Ct)
-        else:
-            blocks = chunks if precomputed else (features(c, post.diag).T for c in chunks)
-            raw, lse, n = _estep_blocks(blocks, Ct)
-    entropy = lse - float(np.sum(Ct * raw))
-    return Stats(*unpack_stats(raw, d, post.diag), entropy=entropy, n=n)
-
-
-def _estep_design(des: Design, Ct: np.ndarray):
-    nb = len(des.bounds)
-    threads = min(n_threads(), nb // 2)  # a thread only pays off with a few blocks each
-    parts = max(1, threads)
-    cuts = [round(i * nb / parts) for i in range(parts + 1)]
-
-    def part(j):
-        a, b = cuts[j], cuts[j + 1]
-        rows = des.bounds[a][1] - des.bounds[a][0] if b > a else 0
-        buf = None if des.cached is not None else np.empty((des.width, rows))
-        return _estep_blocks((des.block(i, buf) for i in range(a, b)), Ct, des, range(a, b))
-
-    if parts == 1:
-        results = [part(0)]
+    Ct = np.ascontiguousarray(log_rho_coefficients(post).T)
+    if isinstance(chunks, Design):
+        raw, lse, n = estep_design(chunks, Ct)
     else:
-        results = list(_pool(parts).map(part, range(parts)))
-    raw = results[0][0]
-    lse, n = results[0][1], results[0][2]
-    for r in results[1:]:  # fixed order: the sums do not depend on thread timing
-        raw = raw + r[0]
-        lse += r[1]
-        n += r[2]
-    return raw, lse, n
+        blocks = chunks if precomputed else (features(c, post.diag).T for c in chunks)
+        raw, lse, n = estep_blocks(blocks, Ct)
+    entropy = lse - float(np.sum(Ct * raw))
+    return Stats(*unpack_stats(raw, post.m.shape[1], post.diag), entropy=entropy, n=n)
 
 
 def predict_labels(data, post: Posterior) -> np.ndarray:
     """argmax_k r_nk for every row, shape (n,) int64: the argmax of log rho = F C (the
-    normaliser is the same for every k), over a :class:`Design` (threaded, no (n, K) array
-    beyond one block per thread) or centred data (n, d)."""
+    normaliser is the same for every k), over a :class:`Design` or centred data (n, d)."""
     des = data if isinstance(data, Design) else design(data, post.diag, budget_bytes=0,
                                                        K=post.m.shape[0])
-    Ct = np.ascontiguousarray(log_rho_coefficients(post).T)
-    out = np.empty(des.Xc.shape[0], dtype=np.int64)
-    nb = len(des.bounds)
-    parts = max(1, min(n_threads(), nb // 2))
-    cuts = [round(i * nb / parts) for i in range(parts + 1)]
-
-    def part(j):
-        buf = None
-        for i in range(cuts[j], cuts[j + 1]):
-            a, b = des.bounds[i]
-            if des.cached is None and buf is None:
-                buf = np.empty((des.width, b - a))
-            np.argmax(Ct @ des.block(i, buf), axis=0, out=out[a:b])
-
-    with _blas_one_thread():
-        if parts == 1:
-            part(0)
-        else:
-            list(_pool(parts).map(part, range(parts)))
-    return out
-
-
-def chunks_of(Xc: np.ndarray):
-    for start in range(0, Xc.shape[0], CHUNK):
-        yield Xc[start : start + CHUNK]
+    return argmax_design(des, np.ascontiguousarray(log_rho_coefficients(post).T))
 
 
 def log_resp(Xc: np.ndarray, post: Posterior) -> np.ndarray:
@@ -512,7 +287,7 @@ def log_resp(Xc: np.ndarray, post: Posterior) -> np.ndarray:
 
     C = log_rho_coefficients(post)
     out = np.empty((Xc.shape[0], C.shape[1]))
-    with _blas_one_thread():
+    with blas_one_thread():
         for start in range(0, Xc.shape[0], CHUNK):
             L = features(Xc[start : start + CHUNK], post.diag) @ C
             out[start : start + CHUNK] = L - logsumexp(L, axis=1, keepdims=True)

@@ -1,0 +1,364 @@
+r"""The E-step's arithmetic over row blocks: features, the threaded kernel, and its limits.
+
+The log-responsibilities of a Gaussian mixture are linear in a few features of each row::
+
+    log rho_nk = F_n . C_k,   F_n = [1, x_n, quadratic terms of x_n]   (1 + d + Q numbers)
+
+so one small GEMM per block of rows gives log rho, one ``exp`` the unnormalised
+responsibilities, and a second GEMM the statistics r^T F. :mod:`._gauss_wishart` builds C
+from the posterior and reads the statistics; this module only runs the passes.
+
+Speed (``benchmarks/bench_cavi.py --parts limits,speed``). Per block of about 4 MB of
+(K, rows) the kernel makes six NumPy calls: the log-rho GEMM, the floor check, ``exp``, the
+row sums (a GEMV), F / s and the statistics GEMM; the two GEMMs run batched over tiles of
+about 512 KB, which stay in the L2 cache. NumPy and BLAS release the GIL inside each call, so
+the blocks are split over threads. Two limits keep two threads from halving the time
+(measured on a 2-core machine, where two *processes* each running half the E-step do halve
+it): every call hands the GIL over once, and OpenBLAS runs the statistics GEMM (long inner
+dimension, tiny output) for one caller thread at a time.
+
+Determinism. Each block writes its statistics (per tile) and its row sums into its own slots,
+and the slots are summed in one fixed order at the end, so the result is bit-identical for
+every thread count and every timing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+CHUNK = 8192  # rows per pass of chunks_of: keeps (chunk, K) blocks in cache, memory bounded
+# exp of arguments below about -708 (subnormal results) runs 10-40x slower on x86; arguments are
+# floored here first. exp(-700) ~ 1e-304 next to a row's largest term: invisible in every sum
+# (it changes responsibilities by < 1e-300 relative). A Design remembers which of its blocks
+# needed the floor (a block checks its minimum until then).
+EXP_FLOOR = -700.0
+# Unshifted fast path: exp(log rho) directly, skipping the row-max pass and the shift, valid
+# when every row's sum lies in [e^-655, 1e300]: no overflow, and the floored terms (<= K e^-700)
+# are below 1e-19 of the row's sum. A block outside that range is redone with the row-max shift,
+# and a Design remembers it.
+FAST_MIN = math.exp(-655.0)
+FAST_MAX = 1e300
+
+
+# -- features ----------------------------------------------------------------
+def n_quad_features(d: int, diag: bool) -> int:
+    return d if diag else d * (d + 1) // 2
+
+
+def feature_rows(Xt: np.ndarray, diag: bool, out: np.ndarray) -> np.ndarray:
+    """Write [1, x, quadratic terms] of the columns of ``Xt`` (d, m) into ``out``
+    (1 + d + Q, m) and return it."""
+    d = Xt.shape[0]
+    out[0] = 1.0
+    out[1 : 1 + d] = Xt
+    if diag:
+        np.multiply(Xt, Xt, out=out[1 + d :])
+    else:
+        row = 1 + d
+        for i in range(d):
+            np.multiply(Xt[i], Xt[i:], out=out[row : row + d - i])
+            row += d - i
+    return out
+
+
+def features(X: np.ndarray, diag: bool) -> np.ndarray:
+    """[1, x, quadratic terms] per row, shape (n, 1 + d + Q): one GEMM against them gives
+    both the log-responsibilities and the statistics (no loop over components). The
+    quadratic terms are x_i x_j for i <= j in row-major upper-triangle order."""
+    n, d = X.shape
+    out = np.empty((1 + d + n_quad_features(d, diag), n))
+    return feature_rows(X.T, diag, out).T
+
+
+def chunks_of(Xc: np.ndarray):
+    for start in range(0, Xc.shape[0], CHUNK):
+        yield Xc[start : start + CHUNK]
+
+
+# -- threads ---------------------------------------------------------------
+class _Blas:
+    """Single-threaded BLAS for the skinny (K, 1 + d + Q) x (., m) products: measured 10x
+    faster than OpenBLAS's own threads on a shared 2-core machine, and no slower when idle
+    (the E-step runs its own threads over row blocks instead)."""
+
+    controller = None
+
+
+def blas_one_thread():
+    if _Blas.controller is None:  # scikit-learn's, if it has made one: scanning costs ~0.05 s
+        try:
+            from sklearn.utils.parallel import _get_threadpool_controller
+        except ImportError:  # pragma: no cover - private helper moved
+            from threadpoolctl import ThreadpoolController as _get_threadpool_controller
+        _Blas.controller = _get_threadpool_controller()
+    return _Blas.controller.limit(limits=1, user_api="blas")
+
+
+def n_threads() -> int:
+    """Threads for the E-step: the CPUs this process may run on (``VITOOLKIT_NUM_THREADS``
+    overrides)."""
+    env = os.environ.get("VITOOLKIT_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL: list = [None, 0, 0]  # executor, its thread count, the process that made it
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One executor per process, remade when the thread count changes or after a fork (a
+    forked child has the executor object but not its threads)."""
+    pid = os.getpid()
+    if _POOL[0] is None or _POOL[1] != threads or _POOL[2] != pid:
+        if _POOL[0] is not None and _POOL[2] == pid:
+            _POOL[0].shutdown(wait=False)
+        _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="vitoolkit-cavi"), threads, pid]
+    return _POOL[0]
+
+
+def _split(n_blocks: int, job) -> None:
+    """Run ``job(first, stop)`` over contiguous runs of blocks, one run per thread (a thread
+    only pays off with a few blocks each)."""
+    threads = max(1, min(n_threads(), n_blocks // 2))
+    cuts = [round(i * n_blocks / threads) for i in range(threads + 1)]
+    if threads == 1:
+        job(0, n_blocks)
+    else:
+        list(_pool(threads).map(job, cuts[:-1], cuts[1:]))
+
+
+# -- the blocks of a data set ------------------------------------------------
+def tile_rows(K: int) -> int:
+    """Rows per GEMM tile: a (K, rows) tile stays about 512 KB, in the L2 cache (OpenBLAS's
+    skinny GEMMs slow down 2-4x once their operands leave it)."""
+    return max(512, (1 << 16) // max(K, 1) // 512 * 512)
+
+
+def block_rows(K: int) -> int:
+    """Rows per E-step block: eight GEMM tiles, about 4 MB of (K, rows). The element-wise
+    passes (exp, floor check, row sums) stream from the L3 cache at full speed, and a large
+    block keeps the NumPy calls, hence the GIL hand-overs, few."""
+    return 8 * tile_rows(K)
+
+
+def _tiled(a: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (r, m) array as a stack of (r, tile) tiles, shape (c, r, tile) (a view, no copy, over
+    the first c * tile columns), and the remaining (r, m - c * tile) columns."""
+    r, m = a.shape
+    c = m // tile
+    return a[:, : c * tile].reshape(r, c, tile).transpose(1, 0, 2), a[:, c * tile :]
+
+
+class Design:
+    """The centred data of a fit cut into row blocks, with each block's feature rows
+    (1 + d + Q, m) cached on the first pass when they fit in ``budget_bytes`` (else
+    recomputed on every pass), and the E-step's per-tile slots.
+
+    Each block's two GEMMs run as one batched call over its tiles of ``tile`` rows (default:
+    the whole block is one tile). Calling a Design returns itself (the old "generator factory"
+    interface: ``passes()``); iterating yields the transposed feature blocks.
+    """
+
+    def __init__(self, Xc: np.ndarray, diag: bool, rows: int, budget_bytes: int,
+                 tile: int | None = None):
+        self.Xc, self.diag = Xc, diag
+        d = Xc.shape[1]
+        self.width = 1 + d + n_quad_features(d, diag)
+        self.rows = rows
+        self.tile = min(tile or rows, rows)
+        self.bounds = [(s, min(s + rows, Xc.shape[0])) for s in range(0, Xc.shape[0], rows)]
+        # each block's first statistics slot: one per tile (a partial last tile has its own)
+        counts = [-(-(b - a) // self.tile) for a, b in self.bounds]
+        self.first_tile = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
+        # filled block by block on the first pass (so a fit's initialisation, e.g. k-means,
+        # never holds it at the same time); None when over budget
+        self.floors = [False] * len(self.bounds)  # see EXP_FLOOR
+        self.shift = [False] * len(self.bounds)  # see FAST_MIN
+        self.cached = [None] * len(self.bounds) if Xc.shape[0] * self.width * 8 <= budget_bytes \
+            else None
+        self._slots = None
+        self._work = {}
+
+    def __call__(self):
+        return self
+
+    def __iter__(self):
+        for i in range(len(self.bounds)):
+            yield self.block(i)
+
+    def block(self, i: int, buf: np.ndarray | None = None) -> np.ndarray:
+        """Feature rows (1 + d + Q, m) of block ``i`` (cached, or written into ``buf``)."""
+        a, b = self.bounds[i]
+        if self.cached is not None:
+            if self.cached[i] is None:  # each block belongs to one thread: no race
+                self.cached[i] = feature_rows(self.Xc[a:b].T, self.diag,
+                                              np.empty((self.width, b - a)))
+            return self.cached[i]
+        if buf is None:
+            buf = np.empty((self.width, b - a))
+        return feature_rows(self.Xc[a:b].T, self.diag, buf[:, : b - a])
+
+    def workspace(self, key: int, K: int):
+        """One thread's working arrays, made once per fit (fresh 4 MB arrays on every pass
+        would cost page faults): exp (K, rows), F / s and, when the features are not
+        cached, a feature buffer (width, rows)."""
+        work = self._work.get(key)
+        if work is None or work[0].shape[0] != K:
+            buf = None if self.cached is not None else np.empty((self.width, self.rows))
+            work = self._work[key] = (np.empty((K, self.rows)), np.empty((self.width, self.rows)),
+                                      buf)
+        return work
+
+    def slots(self, K: int):
+        """The outputs of one E-step, made once per fit: r^T F per tile (tiles, K, width), each
+        row's sum of rho (n,), and each block's log-shift (blocks,)."""
+        if self._slots is None or self._slots[0].shape[1] != K:
+            self._slots = (np.empty((self.first_tile[-1], K, self.width)),
+                           np.empty(self.Xc.shape[0]), np.zeros(len(self.bounds)))
+        return self._slots
+
+
+def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10) -> Design:
+    """The row blocks of a data set held in memory, for repeated E-step passes: feature rows
+    computed once per fit when they fit in ``budget_bytes``, else recomputed block by block on
+    every pass. ``K`` sets the block and tile sizes (:func:`block_rows`, :func:`tile_rows`)."""
+    return Design(Xc, diag, block_rows(K), budget_bytes, tile_rows(K))
+
+
+# -- the kernel ------------------------------------------------------------------
+def _ones(K: int, _cache={}) -> np.ndarray:  # noqa: B006 - a deliberate per-K cache
+    if K not in _cache:
+        _cache[K] = np.ones(K)
+    return _cache[K]
+
+
+def _log_rho(Ct, Ft, L, tile):
+    """L = Ct @ Ft, one batched GEMM over the tiles (and one for a partial last tile)."""
+    (Ft_t, Ft_r), (L_t, L_r) = _tiled(Ft, tile), _tiled(L, tile)
+    np.matmul(Ct, Ft_t, out=L_t)
+    if Ft_r.shape[1]:
+        np.matmul(Ct, Ft_r, out=L_r)
+
+
+def _statistics(L, G, out, tile):
+    """r^T F per tile into ``out`` (tiles, K, width): e (F / s)^T, batched as :func:`_log_rho`.
+    (OpenBLAS runs these long-inner-dimension GEMMs one caller thread at a time; measured, six
+    GEMVs per block instead run side by side but cost more in all.)"""
+    (L_t, L_r), (G_t, G_r) = _tiled(L, tile), _tiled(G, tile)
+    c = L_t.shape[0]
+    np.matmul(L_t, G_t.transpose(0, 2, 1), out=out[:c])
+    if L_r.shape[1]:
+        np.matmul(L_r, G_r.T, out=out[c])
+
+
+def _shifted_block(Ct, Ft, L, G, s, tile):
+    """The safe route for one block: exp(log rho - row max), floored. Writes exp into ``L``,
+    the row sums into ``s`` and F / s into ``G``; returns the block's summed row maxima."""
+    _log_rho(Ct, Ft, L, tile)
+    mx = L.max(axis=0)
+    L -= mx
+    np.maximum(L, EXP_FLOOR, out=L)
+    np.exp(L, out=L)
+    np.matmul(_ones(L.shape[0]), L, out=s)
+    np.divide(Ft, s, out=G)
+    return float(mx.sum())
+
+
+def _fast_block(Ct, Ft, L, G, s, tile, floored: bool) -> bool:
+    """The fast route for one block: exp(log rho) unshifted (a handful of NumPy calls, see the
+    module docstring). Returns whether the block needed the exp floor."""
+    _log_rho(Ct, Ft, L, tile)
+    if floored or np.minimum.reduce(L.reshape(-1)) < EXP_FLOOR:  # a 1-D reduction: the
+        # whole-array L.min() holds the GIL (measured: two threads no faster than one)
+        np.maximum(L, EXP_FLOOR, out=L)
+        floored = True
+    np.exp(L, out=L)
+    np.matmul(_ones(L.shape[0]), L, out=s)  # the row sums as a GEMV: 1.6x np.sum(axis=0)
+    np.divide(Ft, s, out=G)
+    return floored
+
+
+def estep_design(des: Design, Ct: np.ndarray):
+    """One E-step over a :class:`Design` with coefficients ``Ct`` (K, width), threaded over its
+    blocks. Returns (r^T F as (K, width), sum_n log sum_k rho_nk, rows)."""
+    K = Ct.shape[0]
+    raws, sums, shifts = des.slots(K)
+    tile = des.tile
+
+    def run(i, Ft, L, G):
+        a, b = des.bounds[i]
+        Li, Gi, s = L[:, : b - a], G[:, : b - a], sums[a:b]
+        if des.shift[i]:
+            shifts[i] = _shifted_block(Ct, Ft, Li, Gi, s, tile)
+        else:
+            des.floors[i] = _fast_block(Ct, Ft, Li, Gi, s, tile, des.floors[i])
+            shifts[i] = 0.0
+        _statistics(Li, Gi, raws[des.first_tile[i] : des.first_tile[i + 1]], tile)
+
+    def job(first, stop):
+        if first == stop:
+            return
+        lo, hi = des.bounds[first][0], des.bounds[stop - 1][1]
+        L, G, buf = des.workspace(first, K)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for i in range(first, stop):
+                run(i, des.block(i, buf), L, G)
+            # the fast route's range check, once per run of blocks: a row far from every
+            # component (or overflowing) sends its block to the shifted route, now and after
+            redo = [] if _in_range(sums[lo:hi]) else [
+                i for i in range(first, stop)
+                if not des.shift[i] and not _in_range(sums[des.bounds[i][0] : des.bounds[i][1]])]
+        for i in redo:
+            des.shift[i] = True
+            run(i, des.block(i, buf), L, G)
+        np.log(sums[lo:hi], out=sums[lo:hi])
+
+    with blas_one_thread():
+        _split(len(des.bounds), job)
+    # fixed order, independent of the thread count and timing
+    return raws.sum(axis=0), float(sums.sum()) + float(shifts.sum()), des.Xc.shape[0]
+
+
+def _in_range(s: np.ndarray) -> bool:
+    return bool(s.min() >= FAST_MIN and s.max() <= FAST_MAX)
+
+
+def estep_blocks(blocks, Ct: np.ndarray):
+    """One E-step over an iterable of feature blocks Ft (width, m), each on the safe route
+    (row-max shift and floor). Returns as :func:`estep_design`."""
+    K, width = Ct.shape
+    raw = np.zeros((K, width))
+    lse = 0.0
+    n = 0
+    with blas_one_thread():
+        for Ft in blocks:
+            m = Ft.shape[1]
+            L, G, s = np.empty((K, m)), np.empty((width, m)), np.empty(m)
+            lse += _shifted_block(Ct, Ft, L, G, s, m) + float(np.log(s).sum())
+            raw += L @ G.T
+            n += m
+    return raw, lse, n
+
+
+def argmax_design(des: Design, Ct: np.ndarray) -> np.ndarray:
+    """argmax_k log rho_nk for every row of a :class:`Design`, shape (n,) int64 (threaded, no
+    (n, K) array beyond one block per thread)."""
+    out = np.empty(des.Xc.shape[0], dtype=np.int64)
+
+    def job(first, stop):
+        buf = None if des.cached is not None else np.empty((des.width, des.rows))
+        for i in range(first, stop):
+            a, b = des.bounds[i]
+            np.argmax(Ct @ des.block(i, buf), axis=0, out=out[a:b])
+
+    with blas_one_thread():
+        _split(len(des.bounds), job)
+    return out
