@@ -142,11 +142,16 @@ def tile_rows(K: int) -> int:
     return max(512, (1 << 16) // max(K, 1) // 512 * 512)
 
 
-def block_rows(K: int) -> int:
-    """Rows per E-step block: eight GEMM tiles, about 4 MB of (K, rows). The element-wise
+def block_rows(K: int, n: int | None = None) -> int:
+    """Rows per E-step block: up to eight GEMM tiles, about 4 MB of (K, rows). The element-wise
     passes (exp, floor check, row sums) stream from the L3 cache at full speed, and a large
-    block keeps the NumPy calls, hence the GIL hand-overs, few."""
-    return 8 * tile_rows(K)
+    block keeps the NumPy calls, hence the GIL hand-overs, few. For ``n`` rows, blocks shrink
+    (to whole tiles) so that there are about eight of them, enough to share between threads;
+    the blocking depends on n and K only, never on the thread count."""
+    tile = tile_rows(K)
+    if n is None:
+        return 8 * tile
+    return min(8, max(1, -(-n // (8 * tile)))) * tile
 
 
 def _tiled(a: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +235,7 @@ def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10
     """The row blocks of a data set held in memory, for repeated E-step passes: feature rows
     computed once per fit when they fit in ``budget_bytes``, else recomputed block by block on
     every pass. ``K`` sets the block and tile sizes (:func:`block_rows`, :func:`tile_rows`)."""
-    return Design(Xc, diag, block_rows(K), budget_bytes, tile_rows(K))
+    return Design(Xc, diag, block_rows(K, Xc.shape[0]), budget_bytes, tile_rows(K))
 
 
 # -- the kernel ------------------------------------------------------------------
