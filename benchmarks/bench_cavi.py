@@ -46,6 +46,7 @@ from sklearn.mixture import BayesianGaussianMixture
 from threadpoolctl import threadpool_limits
 
 from vitoolkit.cavi import BayesianGMM, StochasticBayesianGMM
+from vitoolkit.cavi import _estep as es
 from vitoolkit.cavi import _gauss_wishart as gw
 
 D = 2
@@ -208,6 +209,9 @@ def machine_limits(n=10**6, K=10):
     pool = ThreadPoolExecutor(2)
     halves = [(slice(0, m // 2)), slice(m // 2, m)]
     t_exp2 = _best_time(lambda: list(pool.map(lambda h: np.exp(v[h], out=out[h]), halves)))
+    # the kernel uses exp2 (log2 e folded into its coefficients)
+    t_pow1 = _best_time(lambda: np.exp2(v, out=out))
+    t_pow2 = _best_time(lambda: list(pool.map(lambda h: np.exp2(v[h], out=out[h]), halves)))
     sub = np.random.default_rng(2).uniform(-740.0, -708.0, size=10**6)
     t_sub = _best_time(lambda: np.exp(sub), 3) * 10
     import torch
@@ -219,15 +223,17 @@ def machine_limits(n=10**6, K=10):
     torch.set_num_threads(threads)
     pool.shutdown()
     width = 1 + D + D * (D + 1) // 2
-    floor_exp = n * K / m * t_exp2
+    floor_exp = n * K / m * t_pow2
     floor_mem = n * width * 8 / bw_read
     print(f"memory bandwidth: copy {bw_copy / 1e9:.1f} GB/s (read + write), sum {bw_read / 1e9:.1f} GB/s"
           " (read)")
     print(f"exp, float64, 1e7 values in [-30, 0]: NumPy {1e3 * t_exp1:.1f} ms on 1 thread, "
           f"{1e3 * t_exp2:.1f} ms on 2; torch {1e3 * t_torch1:.1f} ms on 1 thread "
           f"({t_torch1 / t_exp1:.1f}x NumPy); NumPy on subnormal results [-740, -708]: "
-          f"{1e3 * t_sub:.0f} ms per 1e7 (why the E-step floors its arguments at -700)")
-    print(f"E-step floor at n={n:.0e}, K={K}: {1e3 * floor_exp:.1f} ms of exp on 2 threads + "
+          f"{1e3 * t_sub:.0f} ms per 1e7 (why the E-step floors its arguments)")
+    print(f"exp2, float64, the same values: NumPy {1e3 * t_pow1:.1f} ms on 1 thread, "
+          f"{1e3 * t_pow2:.1f} ms on 2 (the E-step's kernel works in base 2)")
+    print(f"E-step floor at n={n:.0e}, K={K}: {1e3 * floor_exp:.1f} ms of exp2 on 2 threads + "
           f"{1e3 * floor_mem:.1f} ms to read the {width} feature rows "
           f"(they overlap at best: limit ~{1e3 * max(floor_exp, floor_mem):.1f}"
           f"-{1e3 * (floor_exp + floor_mem):.1f} ms)")
@@ -242,10 +248,54 @@ def machine_limits(n=10**6, K=10):
     t_ours1 = _with_threads(1, lambda: _best_time(lambda: gw.accumulate(des, model._post)))
     print(f"our E-step at n={n:.0e}, K={K}: {1e3 * t_ours2:.1f} ms on 2 threads "
           f"({t_ours2 / max(floor_exp, floor_mem):.1f}x the limit), {1e3 * t_ours1:.1f} ms on 1 "
-          f"({t_ours1 / (n * K / m * t_exp1):.1f}x one thread's exp time); the rest of the "
-          "E-step is six NumPy calls per (K, rows) block (log-rho GEMM, floor check, exp, row-sum "
+          f"({t_ours1 / (n * K / m * t_pow1):.1f}x one thread's exp2 time); the rest of the "
+          "E-step is six NumPy calls per (K, rows) block (log-rho GEMM, floor check, exp2, row-sum "
           "GEMV, F / s, statistics GEMM), each handing the GIL over once")
+    kernel_scaling(K)
     return floor_exp, floor_mem
+
+
+def kernel_scaling(K, rows=None, reps=40):
+    """Each of the E-step kernel's calls on one thread, and on two threads at once (each on its
+    own arrays): where two threads lose to two processes."""
+    tile = es.tile_rows(K)
+    rows = rows or 8 * tile
+    W = 1 + D + D * (D + 1) // 2
+    rng = np.random.default_rng(3)
+
+    def calls():
+        Ft, Ct = rng.normal(size=(W, rows)), rng.normal(size=(K, W)) * 0.1
+        L, G = np.empty((K, rows)), np.empty((W, rows))
+        s, out = np.empty(rows), np.empty((rows // tile, K, W))
+        src = rng.uniform(-30.0, 0.0, size=(K, rows))
+        Lt, Gt = (a.reshape(a.shape[0], -1, tile).transpose(1, 0, 2) for a in (L, G))
+        ones = np.ones(K)
+        return {
+            "log-rho GEMM (batched)": lambda: np.matmul(Ct, Ft.reshape(W, -1, tile).transpose(1, 0, 2),
+                                                        out=Lt),
+            "floor check": lambda: np.minimum.reduce(src.reshape(-1)),
+            "exp2": lambda: np.exp2(src, out=L),
+            "row sums (GEMV)": lambda: np.matmul(ones, L, out=s),
+            "F / s": lambda: np.divide(Ft, s, out=G),
+            "statistics GEMM (batched)": lambda: np.matmul(Lt, Gt.transpose(0, 2, 1), out=out),
+        }
+
+    a, b = calls(), calls()
+    pool = ThreadPoolExecutor(2)
+    print(f"the kernel's calls, {rows} rows: ms per 1e6 rows on 1 thread; two threads at once, "
+          "each on its own arrays (2.0x = perfect)")
+    with threadpool_limits(limits=1, user_api="blas"):
+        def loop(f):
+            for _ in range(reps):
+                f()
+
+        for name in a:
+            pair = (a[name], b[name])
+            one = _best_time(lambda pair=pair: loop(pair[0]), 5)
+            two = _best_time(lambda pair=pair: list(pool.map(loop, pair)), 5)
+            print(f"  {name:28s} {1e3 * one * 1e6 / (reps * rows):6.2f} ms   two threads "
+                  f"{2 * one / two:4.2f}x")
+    pool.shutdown()
 
 
 # -- first fit in a fresh process ---------------------------------------------------

@@ -9,7 +9,7 @@ responsibilities, and a second GEMM the statistics r^T F. :mod:`._gauss_wishart`
 from the posterior and reads the statistics; this module only runs the passes.
 
 Speed (``benchmarks/bench_cavi.py --parts limits,speed``). Per block of about 4 MB of
-(K, rows) the kernel makes six NumPy calls: the log-rho GEMM, the floor check, ``exp``, the
+(K, rows) the kernel makes six NumPy calls: the log-rho GEMM, the floor check, ``exp2``, the
 row sums (a GEMV), F / s and the statistics GEMM; the two GEMMs run batched over tiles of
 about 512 KB, which stay in the L2 cache. NumPy and BLAS release the GIL inside each call, so
 the blocks are split over threads. Two limits keep two threads from halving the time
@@ -31,16 +31,22 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 CHUNK = 8192  # rows per pass of chunks_of: keeps (chunk, K) blocks in cache, memory bounded
-# exp of arguments below about -708 (subnormal results) runs 10-40x slower on x86; arguments are
-# floored here first. exp(-700) ~ 1e-304 next to a row's largest term: invisible in every sum
+# The kernel works in base 2: rho = 2^(log2 rho), with log2(e) folded into the coefficients,
+# because NumPy's exp2 is about 1.15x faster than its exp (float64, AVX-512; see the benchmark's
+# limits). Rounding log2(e) into the coefficients adds one rounding per coefficient, the same
+# order as the GEMM's own.
+LOG2E = 1.0 / math.log(2.0)
+LN2 = math.log(2.0)
+# exp2 of arguments below -1022 (subnormal results) runs 10-40x slower on x86; arguments are
+# floored here first. 2^-1010 ~ 1e-304 next to a row's largest term: invisible in every sum
 # (it changes responsibilities by < 1e-300 relative). A Design remembers which of its blocks
 # needed the floor (a block checks its minimum until then).
-EXP_FLOOR = -700.0
-# Unshifted fast path: exp(log rho) directly, skipping the row-max pass and the shift, valid
-# when every row's sum lies in [e^-655, 1e300]: no overflow, and the floored terms (<= K e^-700)
-# are below 1e-19 of the row's sum. A block outside that range is redone with the row-max shift,
-# and a Design remembers it.
-FAST_MIN = math.exp(-655.0)
+EXP2_FLOOR = -1010.0
+# Unshifted fast path: 2^(log2 rho) directly, skipping the row-max pass and the shift, valid
+# when every row's sum lies in [2^-945, 1e300]: no overflow, and the floored terms
+# (<= K 2^-1010) are below 1e-18 of the row's sum. A block outside that range is redone with
+# the row-max shift, and a Design remembers it.
+FAST_MIN = 2.0**-945
 FAST_MAX = 1e300
 
 
@@ -185,7 +191,7 @@ class Design:
         self.first_tile = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
         # filled block by block on the first pass (so a fit's initialisation, e.g. k-means,
         # never holds it at the same time); None when over budget
-        self.floors = [False] * len(self.bounds)  # see EXP_FLOOR
+        self.floors = [False] * len(self.bounds)  # see EXP2_FLOOR
         self.shift = [False] * len(self.bounds)  # see FAST_MIN
         self.cached = [None] * len(self.bounds) if Xc.shape[0] * self.width * 8 <= budget_bytes \
             else None
@@ -264,28 +270,29 @@ def _statistics(L, G, out, tile):
         np.matmul(L_r, G_r.T, out=out[c])
 
 
-def _shifted_block(Ct, Ft, L, G, s, tile):
-    """The safe route for one block: exp(log rho - row max), floored. Writes exp into ``L``,
-    the row sums into ``s`` and F / s into ``G``; returns the block's summed row maxima."""
-    _log_rho(Ct, Ft, L, tile)
+def _shifted_block(Ct2, Ft, L, G, s, tile):
+    """The safe route for one block: 2^(log2 rho - row max), floored, from base-2 coefficients
+    ``Ct2``. Writes rho / 2^max into ``L``, the row sums into ``s`` and F / s into ``G``; returns
+    the block's summed row maxima in nats."""
+    _log_rho(Ct2, Ft, L, tile)
     mx = L.max(axis=0)
     L -= mx
-    np.maximum(L, EXP_FLOOR, out=L)
-    np.exp(L, out=L)
+    np.maximum(L, EXP2_FLOOR, out=L)
+    np.exp2(L, out=L)
     np.matmul(_ones(L.shape[0]), L, out=s)
     np.divide(Ft, s, out=G)
-    return float(mx.sum())
+    return LN2 * float(mx.sum())
 
 
-def _fast_block(Ct, Ft, L, G, s, tile, floored: bool) -> bool:
-    """The fast route for one block: exp(log rho) unshifted (a handful of NumPy calls, see the
+def _fast_block(Ct2, Ft, L, G, s, tile, floored: bool) -> bool:
+    """The fast route for one block: 2^(log2 rho) unshifted (a handful of NumPy calls, see the
     module docstring). Returns whether the block needed the exp floor."""
-    _log_rho(Ct, Ft, L, tile)
-    if floored or np.minimum.reduce(L.reshape(-1)) < EXP_FLOOR:  # a 1-D reduction: the
+    _log_rho(Ct2, Ft, L, tile)
+    if floored or np.minimum.reduce(L.reshape(-1)) < EXP2_FLOOR:  # a 1-D reduction: the
         # whole-array L.min() holds the GIL (measured: two threads no faster than one)
-        np.maximum(L, EXP_FLOOR, out=L)
+        np.maximum(L, EXP2_FLOOR, out=L)
         floored = True
-    np.exp(L, out=L)
+    np.exp2(L, out=L)
     np.matmul(_ones(L.shape[0]), L, out=s)  # the row sums as a GEMV: 1.6x np.sum(axis=0)
     np.divide(Ft, s, out=G)
     return floored
@@ -295,6 +302,7 @@ def estep_design(des: Design, Ct: np.ndarray):
     """One E-step over a :class:`Design` with coefficients ``Ct`` (K, width), threaded over its
     blocks. Returns (r^T F as (K, width), sum_n log sum_k rho_nk, rows)."""
     K = Ct.shape[0]
+    Ct2 = Ct * LOG2E
     raws, sums, shifts = des.slots(K)
     tile = des.tile
 
@@ -302,9 +310,9 @@ def estep_design(des: Design, Ct: np.ndarray):
         a, b = des.bounds[i]
         Li, Gi, s = L[:, : b - a], G[:, : b - a], sums[a:b]
         if des.shift[i]:
-            shifts[i] = _shifted_block(Ct, Ft, Li, Gi, s, tile)
+            shifts[i] = _shifted_block(Ct2, Ft, Li, Gi, s, tile)
         else:
-            des.floors[i] = _fast_block(Ct, Ft, Li, Gi, s, tile, des.floors[i])
+            des.floors[i] = _fast_block(Ct2, Ft, Li, Gi, s, tile, des.floors[i])
             shifts[i] = 0.0
         _statistics(Li, Gi, raws[des.first_tile[i] : des.first_tile[i + 1]], tile)
 
@@ -340,6 +348,7 @@ def estep_blocks(blocks, Ct: np.ndarray):
     """One E-step over an iterable of feature blocks Ft (width, m), each on the safe route
     (row-max shift and floor). Returns as :func:`estep_design`."""
     K, width = Ct.shape
+    Ct2 = Ct * LOG2E
     raw = np.zeros((K, width))
     lse = 0.0
     n = 0
@@ -347,7 +356,7 @@ def estep_blocks(blocks, Ct: np.ndarray):
         for Ft in blocks:
             m = Ft.shape[1]
             L, G, s = np.empty((K, m)), np.empty((width, m)), np.empty(m)
-            lse += _shifted_block(Ct, Ft, L, G, s, m) + float(np.log(s).sum())
+            lse += _shifted_block(Ct2, Ft, L, G, s, m) + float(np.log(s).sum())
             raw += L @ G.T
             n += m
     return raw, lse, n
