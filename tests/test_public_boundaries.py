@@ -1102,6 +1102,10 @@ SPECS: list[Spec] = [
             generator=A(Gen()),
         ),
     ),
+    Spec(
+        distributions.gumbel_max_sample,
+        dict(logits=A(Data(), F(t64(0.0, 1.0, -1.0))), sample_shape=A(Shape(), (3,)), generator=A(Gen())),
+    ),
     Spec(distributions.check_temperature, dict(temperature=A(_POS, 0.5), name=A(Text()))),
     # ---- divergences ---------------------------------------------------------------------
     *[

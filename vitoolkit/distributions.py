@@ -39,6 +39,7 @@ __all__ = [
     "expected_log_dirichlet",
     "expected_log_det_wishart",
     "GumbelSoftmaxSample",
+    "gumbel_max_sample",
     "gumbel_softmax_sample",
     "check_temperature",
 ]
@@ -251,20 +252,57 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, sample_shape
     GumbelSoftmaxSample(soft, hard), each of shape ``sample_shape + logits.shape``.
     """
     tau = check_temperature(temperature)
+    logits, perturbed = _gumbel_perturbed(logits, sample_shape, generator, arrays=4)
+    return GumbelSoftmaxSample(torch.softmax(perturbed / tau, dim=-1),
+                               _one_hot_argmax(perturbed.detach()))
+
+
+def gumbel_max_sample(logits: torch.Tensor, sample_shape=torch.Size(), *,
+                      generator=None) -> torch.Tensor:
+    r"""Exact one-hot draws of Cat(softmax(logits)) by the Gumbel-max trick:
+    one_hot(argmax_c (logits_c + G_c)), G_c ~ Gumbel(0, 1) i.i.d. (Maddison, Mnih & Teh 2017,
+    section 2).
+
+    The ``hard`` half of :func:`gumbel_softmax_sample`, without the relaxation: for the same
+    ``generator`` state both give the same draws.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (..., K)
+        Unnormalised log-probabilities (-inf allowed, not for a whole row).
+    sample_shape : tuple of int
+        Leading shape of independent draws.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    Tensor of shape ``sample_shape + logits.shape``, one-hot along the last dimension, with the
+    dtype of ``logits`` and no gradient.
+    """
+    logits, perturbed = _gumbel_perturbed(logits, sample_shape, generator, arrays=3)
+    return _one_hot_argmax(perturbed.detach())
+
+
+def _gumbel_perturbed(logits, sample_shape, generator, arrays: int):
+    """Validated logits and logits + G for G ~ Gumbel(0, 1) of shape sample_shape + logits.shape
+    (G = -log(-log U), U clamped away from 0 and 1)."""
     logits = as_param(logits, "logits", min_ndim=1, allow_neg_inf=True)
     if logits.shape[-1] < 1:
         raise ValueError(f"logits must have at least one category, got shape {tuple(logits.shape)}")
     if bool(torch.isneginf(logits).all(-1).any()):
         raise ValueError("logits: every category is -inf in some row (no probability mass)")
     sample_shape = check_sample_shape(sample_shape)
-    check_draw_memory(sample_shape, logits.shape, arrays=4)
+    check_draw_memory(sample_shape, logits.shape, arrays=arrays)
     shape = sample_shape + logits.shape
     u = torch.rand(shape, generator=generator, dtype=logits.dtype, device=logits.device)
     tiny = torch.finfo(logits.dtype).tiny
     gumbel = -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(logits.dtype).eps)))
-    perturbed = logits + gumbel
-    hard = torch.nn.functional.one_hot(perturbed.detach().argmax(-1), logits.shape[-1])
-    return GumbelSoftmaxSample(torch.softmax(perturbed / tau, dim=-1), hard.to(logits.dtype))
+    return logits, logits + gumbel
+
+
+def _one_hot_argmax(perturbed: torch.Tensor) -> torch.Tensor:
+    hard = torch.nn.functional.one_hot(perturbed.argmax(-1), perturbed.shape[-1])
+    return hard.to(perturbed.dtype)
 
 
 def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:

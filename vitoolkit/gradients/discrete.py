@@ -9,7 +9,8 @@ sample until one jumps), so the estimators are:
   or onehot(b) - softmax(theta) (Categorical); optionally with a baseline;
 - the Gumbel-softmax / Concrete relaxation (Jang, Gu & Poole 2017; Maddison,
   Mnih & Teh 2017): replace the one-hot b by y = softmax((theta + G) / tau),
-  G ~ Gumbel (the core's :func:`vitoolkit.distributions.gumbel_softmax_sample`;
+  G ~ Gumbel (the core's :func:`vitoolkit.distributions.gumbel_softmax_sample`; exact draws
+  of b come from its hard half, :func:`vitoolkit.distributions.gumbel_max_sample`;
   for Bernoulli, the binary Concrete sigmoid((theta + L) / tau), L ~ Logistic), and
   differentiate f(y) by autograd. It is biased (it differentiates E[f(y)], not
   E[f(b)]); the bias shrinks as the temperature tau -> 0 while the variance
@@ -28,7 +29,7 @@ import itertools
 
 import torch
 
-from ..distributions import gumbel_softmax_sample
+from ..distributions import gumbel_max_sample, gumbel_softmax_sample
 from ..validation import as_float_tensor, check_memory, check_positive
 from ._checks import check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 
@@ -64,8 +65,7 @@ def _draw(logits, family, n, generator):
     if family == "bernoulli":
         u = torch.rand((n, *logits.shape), generator=generator, dtype=torch.float64)
         return (u < torch.sigmoid(logits)).to(torch.float64)
-    # Gumbel-max: argmax(theta + G) is an exact categorical draw.
-    return gumbel_softmax_sample(logits, 1.0, (n,), generator=generator).hard
+    return gumbel_max_sample(logits, (n,), generator=generator)
 
 
 def _score_of(b, logits, family):
