@@ -14,8 +14,10 @@ row sums (a GEMV), F / s and the statistics GEMM; the two GEMMs run batched over
 about 512 KB, which stay in the L2 cache. NumPy and BLAS release the GIL inside each call, so
 the blocks are split over threads. Two limits keep two threads from halving the time
 (measured on a 2-core machine, where two *processes* each running half the E-step do halve
-it): every call hands the GIL over once, and OpenBLAS runs the statistics GEMM (long inner
-dimension, tiny output) for one caller thread at a time.
+it; ``bench_cavi.py --parts limits`` prints each call's two-thread scaling): every call hands
+the GIL over once, and OpenBLAS's small GEMMs and GEMVs barely overlap when two threads of one
+process call them at once (its internal locking; OpenBLAS issue 2712), while NumPy's own
+``exp2``, comparison and division loops scale to both cores.
 
 Determinism. Each block writes its statistics (per tile) and its row sums into its own slots,
 and the slots are summed in one fixed order at the end, so the result is bit-identical for
