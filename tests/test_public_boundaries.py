@@ -1054,6 +1054,11 @@ def _gmm_params(cls):
     return common
 
 
+def _log_weights(seed):
+    """100 draws (rows) of 3 columns of log importance weights."""
+    return torch.randn(100, 3, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
 SPECS: list[Spec] = [
     # ---- distributions -------------------------------------------------------------------
     Spec(
@@ -1150,6 +1155,29 @@ SPECS: list[Spec] = [
     ),
     # documented to return None for anything that is not a Gaussian: any value may be handled
     Spec(divergences.gaussian_params, dict(d=A(Text(), F(normal)))),
+    *[
+        Spec(
+            fn,
+            dict(
+                # -inf is a zero weight (documented); NaN and +inf are refused
+                log_weights=A(Data(), F(lambda: _log_weights(6))),
+                dim=A(Count(None, huge=None, invalid=(2, -3))),
+            ),
+        )
+        for fn in (divergences.log_mean_exp, divergences.effective_sample_size)
+    ],
+    Spec(
+        divergences.importance_estimate,
+        dict(
+            log_weights=A(Data(), F(lambda: _log_weights(7))),
+            what=A(Text(), "the estimate"),
+            warn=A(Flag()),
+            stacklevel=A(Count(1, huge="either")),
+        ),
+        # stderr is NaN for one draw, k-hat NaN for fewer than 21 and -inf for equal weights
+        sentinels=(r"^result\.(stderr|khat)$",),
+    ),
+    Spec(divergences.StreamingImportanceEstimate, dict(num_samples=A(Count(1, huge="either"), 100))),
     Spec(
         divergences.grid_divergence,
         dict(
@@ -2051,6 +2079,7 @@ RECORDS = {
     "History",
     "ElboSurface",
     "EvidenceEstimate",
+    "ImportanceEstimate",
     "GradientFitPath",
     "Reliability",
     # checked settings of one fit (built by fit_gaussian from its arguments)

@@ -1,6 +1,9 @@
 """The shared divergence core: closed-form and Monte Carlo KL, alpha/Renyi divergences,
-grid quadrature, the entropies an ELBO needs, and the Pareto k-hat that says when a
-Monte Carlo standard error is meaningless (``pareto_khat``, ``UnreliableEstimateWarning``).
+grid quadrature, the entropies an ELBO needs, the Pareto k-hat that says when a
+Monte Carlo standard error is meaningless (``pareto_khat``, ``UnreliableEstimateWarning``),
+and the summary of importance weights every topic module shares (``importance_estimate``:
+log-mean-exp, its standard error and k-hat; ``effective_sample_size``; the streamed
+``StreamingImportanceEstimate``).
 
 Importing this package registers the toolkit's extra closed-form KL pairs in
 ``torch.distributions.kl`` (Wishart, Normal-Wishart, full vs diagonal Gaussian, Normal vs
@@ -14,6 +17,13 @@ from .alpha import ALPHA_ESTIMATORS, alpha_divergence, log_alpha_affinity, renyi
 from .closed_form import kl_divergence
 from .entropy import cross_entropy, entropy
 from .grid import Grid, default_bounds, evaluate_on_grid, grid_divergence, make_grid
+from .importance import (
+    ImportanceEstimate,
+    StreamingImportanceEstimate,
+    effective_sample_size,
+    importance_estimate,
+    log_mean_exp,
+)
 from .monte_carlo import (
     CHUNK_VALUES,
     KL_ESTIMATORS,
@@ -40,23 +50,28 @@ __all__ = [
     "KHAT_THRESHOLD",
     "Estimate",
     "Grid",
+    "ImportanceEstimate",
     "KL_ESTIMATORS",
     "alpha_divergence",
     "cross_entropy",
     "default_bounds",
+    "effective_sample_size",
     "entropy",
     "evaluate_on_grid",
     "fit_generalized_pareto",
     "gaussian_params",
     "grid_divergence",
+    "importance_estimate",
     "kl_divergence",
     "log_alpha_affinity",
+    "log_mean_exp",
     "make_grid",
     "mean_and_stderr",
     "monte_carlo_kl",
     "normal_ratio_tail_shape",
     "pareto_khat",
     "renyi_divergence",
+    "StreamingImportanceEstimate",
     "tail_khat",
     "tail_length",
     "UnreliableEstimateWarning",

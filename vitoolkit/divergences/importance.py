@@ -1,0 +1,293 @@
+r"""Importance sampling's summary of its weights: the estimate, its error, ESS and k-hat.
+
+Draws z_s ~ q, s = 1..S, and log weights log w_s = log p(z_s) - log q(z_s) (p possibly
+unnormalised, e.g. p(x, z)) give the importance-sampling estimate of Z = E_q[w] in log
+space, the log-mean-exp
+
+    log Z_hat = log (1/S) sum_s w_s = LSE(log w) - log S,
+
+which is unbiased for Z and, through Jensen's inequality, a lower bound on log Z in
+expectation (the IWAE bound, Burda, Grosse & Salakhutdinov 2015, eq. (8)). Everything
+else follows from two log-sum-exps:
+
+- the delta-method standard error of log Z_hat, sd(w) / (sqrt(S) mean(w)), equal to the
+  relative standard error of Z_hat: sqrt(relvar(w) / S) (Kingma & Welling 2013, App. D);
+  the same expansion gives the bias, E[log Z_hat] ~ log Z - stderr^2 / 2;
+- Kish's effective sample size, (sum w)^2 / sum w^2 = exp(2 LSE(log w) - LSE(2 log w)),
+  between 1 and S;
+- the Pareto k-hat of the weights (:func:`~vitoolkit.divergences.pareto_khat`, Vehtari
+  et al. 2024): above :data:`~vitoolkit.divergences.KHAT_THRESHOLD` (0.7) the weights
+  are so heavy-tailed that the estimate and its standard error cannot be trusted.
+
+:func:`importance_estimate` computes them from all S log weights at once;
+:class:`StreamingImportanceEstimate` accumulates the same figures over chunks of draws
+(running log-sum-exps and each column's M + 1 largest log weights) for an S whose log
+weights do not fit in memory. Draws run along the first dimension; the rest is batch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+
+from ..distributions import as_param
+from ..validation import check_bool, check_int
+from ._checks import check_dim
+from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, _right_tail_khat, pareto_khat, tail_length
+
+__all__ = [
+    "ImportanceEstimate",
+    "StreamingImportanceEstimate",
+    "effective_sample_size",
+    "importance_estimate",
+    "log_mean_exp",
+]
+
+
+class ImportanceEstimate(NamedTuple):
+    r"""An importance-sampled estimate per column, with its Monte Carlo error and reliability.
+
+    ``value``: log (1/S) sum_s w_s, nats (with w_s = p(x, z_s) / q(z_s | x) this is the
+    IWAE bound L_S, an estimate of log p(x)).
+    ``stderr``: its delta-method standard error, sd(w) / (sqrt(S) mean(w)) (NaN for
+    S = 1). The same expansion gives the bias: E[value] ~ log Z - stderr^2 / 2.
+    ``khat``: the Pareto k-hat of the weights (Vehtari et al. 2024); above
+    :data:`~vitoolkit.divergences.KHAT_THRESHOLD` (0.7) ``value`` and ``stderr``
+    cannot be trusted. NaN when S <= 20 (fewer than five tail draws: too few to fit a tail).
+    """
+
+    value: torch.Tensor
+    stderr: torch.Tensor
+    khat: torch.Tensor
+
+
+# -- the kernels (no input checks: the topic modules' inner loops call them) ----------------
+
+
+def _log_mean_exp(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """LSE(log w) - log S along ``dim`` (differentiable)."""
+    return torch.logsumexp(log_weights, dim=dim) - math.log(log_weights.shape[dim])
+
+
+def _kish_ess(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """exp(2 LSE(log w) - LSE(2 log w)) along ``dim``, relative to the maximum (no overflow)."""
+    lw = log_weights.detach()
+    top = lw.amax(dim=dim, keepdim=True)
+    shifted = lw - torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return torch.exp(2 * torch.logsumexp(shifted, dim=dim) - torch.logsumexp(2 * shifted, dim=dim))
+
+
+def _importance_estimate(log_weights: torch.Tensor) -> ImportanceEstimate:
+    """:func:`importance_estimate` without input checks or warning; draws along dim 0."""
+    k = log_weights.shape[0]
+    value = _log_mean_exp(log_weights, 0)
+    with torch.no_grad():
+        lw = log_weights.detach()
+        if k > 1:
+            # Weights divided by their mean (computed in log space): sd of this / sqrt(k) is
+            # the delta-method sd of log mean w, Kingma & Welling (2013) App. D's estimator.
+            rel = torch.exp(lw - value.detach())
+            stderr = rel.std(dim=0, unbiased=True) / math.sqrt(k)
+        else:
+            stderr = torch.full_like(value, math.nan)
+        khat = pareto_khat(lw, dim=0).to(value.dtype)
+    return ImportanceEstimate(value, stderr, khat)
+
+
+def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int) -> None:
+    """Warn when some k-hat exceeds 0.7; ``stacklevel`` counts from this function's caller
+    (1: the line calling it, 2: that function's caller)."""
+    bad = khat > KHAT_THRESHOLD
+    if bool(bad.any()):
+        warnings.warn(
+            f"{what}: {int(bad.sum())} of {khat.numel()} examples have Pareto k-hat > "
+            f"{KHAT_THRESHOLD} (worst {float(khat[bad].max()):.2f}). For them the importance "
+            "weights p(x, z)/q(z|x) are so heavy-tailed that the estimate and its standard "
+            "error cannot be trusted (the estimate is likely too low); use more samples or "
+            "a proposal closer to the posterior.",
+            UnreliableEstimateWarning, stacklevel=min(stacklevel, 10**6) + 1)
+
+
+# -- the public, checked functions -----------------------------------------------------------
+
+
+def _checked_log_weights(log_weights, dim: int | None = None):
+    """A float tensor of log weights (NaN and +inf refused, -inf a zero weight), non-empty."""
+    t = as_param(log_weights, "log_weights", min_ndim=1, allow_neg_inf=True)
+    if dim is not None:
+        dim = check_dim(dim, t.dim())
+    if t.numel() == 0 or t.shape[0 if dim is None else dim] == 0:
+        raise ValueError(f"log_weights is empty (shape {tuple(t.shape)}): no draws")
+    return t, dim
+
+
+def log_mean_exp(log_weights, dim: int = 0) -> torch.Tensor:
+    r"""log (1/S) sum_s exp(log_weights_s) along ``dim``: the importance-sampling estimate of log Z.
+
+    Parameters
+    ----------
+    log_weights : array-like of shape (..., S, ...)
+        log w_s for S draws along ``dim``; -inf is a zero weight; NaN and +inf are refused.
+    dim : int, default 0
+        The dimension of the draws; it is reduced.
+
+    Returns
+    -------
+    Tensor of the remaining shape, in the input's dtype, differentiable (a tensor input
+    keeps its autograd graph). -inf where every weight is zero.
+    """
+    t, dim = _checked_log_weights(log_weights, dim)
+    return _log_mean_exp(t, dim)
+
+
+def effective_sample_size(log_weights, dim: int = 0) -> torch.Tensor:
+    r"""Kish's effective sample size (sum_s w_s)^2 / sum_s w_s^2 of importance weights, 1 to S.
+
+    Computed in log space as exp(2 LSE(log w) - LSE(2 log w)) relative to the largest log
+    weight, so log weights of any size are safe. For large S it approaches S / (1 + relvar(w)).
+    It says how many equally weighted draws the weighted ones are worth, not whether
+    their variance is finite: read it with :func:`~vitoolkit.divergences.pareto_khat`.
+
+    Parameters
+    ----------
+    log_weights : array-like of shape (..., S, ...)
+        log w_s (unnormalised is fine), S draws along ``dim``; -inf is a zero weight;
+        NaN and +inf are refused.
+    dim : int, default 0
+
+    Returns
+    -------
+    Tensor (no gradient) of the remaining shape; NaN where every weight is zero.
+    """
+    t, dim = _checked_log_weights(log_weights, dim)
+    return _kish_ess(t, dim)
+
+
+def importance_estimate(log_weights, *, what: str = "importance-sampled estimate",
+                        warn: bool = True, stacklevel: int = 2) -> ImportanceEstimate:
+    r"""log (1/S) sum_s w_s per column of ``log_weights``, its standard error and Pareto k-hat.
+
+    Parameters
+    ----------
+    log_weights : array-like of shape (S, ...)
+        log w_s = log p(x, z_s) - log q(z_s | x) for S draws (rows) and any batch of
+        columns (e.g. n examples); -inf is a zero weight; NaN and +inf are refused.
+    what : str
+        Names the estimate in the warning.
+    warn : bool
+        Issue :class:`~vitoolkit.divergences.UnreliableEstimateWarning` when any
+        column's k-hat exceeds 0.7.
+    stacklevel : int >= 1
+        Passed to :func:`warnings.warn` (2 points at this function's caller).
+
+    Returns
+    -------
+    ImportanceEstimate
+        Each field of the batch shape. ``value`` keeps the gradient of ``log_weights``;
+        ``stderr`` (NaN for S = 1) and ``khat`` (NaN for S <= 20, -inf when the largest
+        weights are all equal) are detached.
+    """
+    warn = check_bool(warn, "warn")
+    stacklevel = check_int(stacklevel, "stacklevel", minimum=1)
+    t, _ = _checked_log_weights(log_weights)
+    est = _importance_estimate(t)
+    if warn:
+        _warn_unreliable(est.khat, what, stacklevel)
+    return est
+
+
+class StreamingImportanceEstimate:
+    r""":func:`importance_estimate` accumulated over chunks of draws, without keeping them.
+
+    For an S whose log weights (S x batch) do not fit in memory: feed the draws chunk by
+    chunk to :meth:`update` (each of shape (S_c, ...), the batch shape fixed by the first),
+    then :meth:`result` gives the same :class:`ImportanceEstimate` as the one-shot function
+    on all S draws, up to float rounding. The log-mean-exp is a running log-sum-exp
+    (float64); the standard error uses sum_s rel_s^2 = exp(LSE(2 log w) - 2 value), since
+    the relative weights rel_s = w_s / mean(w) have mean 1: sd(rel)^2 = (sum rel^2 - S) /
+    (S - 1); the Pareto k-hat needs only the M + 1 largest log weights of each column
+    (M = :func:`~vitoolkit.divergences.tail_length`), kept as the draws pass. Nothing
+    is differentiable, and NaN log weights propagate (no checks in the inner loop).
+
+    Parameters
+    ----------
+    num_samples : int >= 1
+        S, the total number of draws that will be fed (it sets the tail length M).
+    """
+
+    def __init__(self, num_samples: int):
+        self.num_samples = check_int(num_samples, "num_samples", minimum=1)
+        self.seen = 0
+        self._lse = self._lse2 = self._top = None
+        self._dtype = None
+
+    @staticmethod
+    def tail_size(num_samples: int) -> int:
+        """M + 1: log weights kept per column for the Pareto fit (any Python int S)."""
+        if num_samples < 2**53:
+            return tail_length(num_samples) + 1
+        return 3 * math.isqrt(num_samples) + 2  # ceil(3 sqrt(S)) + 1, without a float overflow
+
+    @staticmethod
+    def memory_bytes(num_samples: int, columns: int, itemsize: int) -> int:
+        """Bytes held besides one chunk: the tails (twice, while merging) and the sums."""
+        return columns * (2 * StreamingImportanceEstimate.tail_size(num_samples) * itemsize + 32)
+
+    def update(self, log_weights: torch.Tensor) -> None:
+        """Add a chunk of draws: a tensor of shape (S_c, ...) (rows are draws)."""
+        if not isinstance(log_weights, torch.Tensor) or not log_weights.is_floating_point():
+            raise TypeError(f"log_weights must be a floating-point tensor, got {type(log_weights).__name__}")
+        lw = log_weights.detach()
+        if lw.dim() < 1 or (self._lse is not None and lw.shape[1:] != self._lse.shape):
+            expected = "(S_c, ...)" if self._lse is None else f"(S_c, {', '.join(map(str, self._lse.shape))})"
+            raise ValueError(f"log_weights must have shape {expected}, got {tuple(lw.shape)}")
+        if self.seen + lw.shape[0] > self.num_samples:
+            raise ValueError(f"log_weights brings the draws to {self.seen + lw.shape[0]}, more than "
+                             f"num_samples={self.num_samples}")
+        lw64 = lw.double()
+        if self._lse is None:
+            self._lse = torch.logsumexp(lw64, dim=0)
+            self._lse2 = torch.logsumexp(2 * lw64, dim=0)
+            self._dtype = lw.dtype
+        else:
+            self._lse = torch.logaddexp(self._lse, torch.logsumexp(lw64, dim=0))
+            self._lse2 = torch.logaddexp(self._lse2, torch.logsumexp(2 * lw64, dim=0))
+        self.seen += lw.shape[0]
+        keep = self.tail_size(self.num_samples)
+        merged = lw if self._top is None else torch.cat([self._top, lw], dim=0)
+        if merged.shape[0] > keep:
+            merged = torch.topk(merged, keep, dim=0, largest=True, sorted=False).values
+        self._top = merged
+
+    def _check_complete(self) -> None:
+        if self.seen != self.num_samples:
+            raise ValueError(f"{self.seen} of num_samples={self.num_samples} draws were fed; "
+                             "update with the rest first")
+
+    def result(self, dtype: torch.dtype | None = None) -> ImportanceEstimate:
+        """The :class:`ImportanceEstimate` of all S draws, in ``dtype`` (default the chunks')."""
+        self._check_complete()
+        k = self.num_samples
+        value = self._lse - math.log(k)
+        if k > 1:
+            sum_rel2 = torch.exp(self._lse2 - 2 * value)
+            var = ((sum_rel2 - k) / (k - 1)).clamp_min(0)
+            stderr = torch.sqrt(var / k)
+        else:
+            stderr = torch.full_like(value, math.nan)
+        dtype = self._dtype if dtype is None else dtype
+        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), self._khat().to(dtype))
+
+    def effective_sample_size(self) -> torch.Tensor:
+        """Kish's ESS of all S draws, exp(2 LSE(log w) - LSE(2 log w)) (float64)."""
+        self._check_complete()
+        return torch.exp(2 * self._lse - self._lse2)
+
+    def _khat(self) -> torch.Tensor:
+        """Pareto k-hat from the M + 1 largest log weights, by :func:`pareto_khat`'s own fit."""
+        batch = self._lse.shape
+        rows = self._top.double().reshape(self._top.shape[0], -1).T  # (columns, M + 1)
+        return _right_tail_khat(rows, log_scale=True, num_samples=self.num_samples).reshape(batch)
