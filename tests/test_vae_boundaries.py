@@ -18,7 +18,7 @@ from test_vae_model import _linear_gaussian_vae
 from vitoolkit.datasets import load_digits
 from vitoolkit.exceptions import ResourceLimitError
 from vitoolkit.vae import VAE, annealing, load_model, save_model, train
-from vitoolkit.vae import model as vae_model
+from vitoolkit.vae import importance as vae_importance
 from vitoolkit.vae.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -310,11 +310,11 @@ def test_streamed_importance_sampling_equals_the_kept_weights(monkeypatch):
     model, _ = _linear_gaussian_vae(exact_posterior=False)
     x = torch.randn(6, 5, generator=torch.Generator().manual_seed(3))
     k = 3000
-    monkeypatch.setattr(vae_model, "_CHUNK_ELEMENTS", 5 * 6 * 70)  # 70 draws per chunk
+    monkeypatch.setattr(vae_importance, "_CHUNK_ELEMENTS", 5 * 6 * 70)  # 70 draws per chunk
     with torch.no_grad():
         kept = model.iwae_bound(x, k, generator=torch.Generator().manual_seed(1),
                                 return_diagnostics=True)
-        monkeypatch.setattr(vae_model, "_STREAM_ELEMENTS", 100)
+        monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 100)
         streamed = model.iwae_bound(x, k, generator=torch.Generator().manual_seed(1),
                                     return_diagnostics=True)
     torch.testing.assert_close(streamed.value, kept.value, rtol=0, atol=2e-5)
@@ -326,7 +326,7 @@ def test_streamed_log_likelihood_matches_the_exact_evidence(monkeypatch):
     """The streamed estimator against the closed-form log p(x) of a linear-Gaussian VAE."""
     model, marginal = _linear_gaussian_vae(exact_posterior=False)
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))
-    monkeypatch.setattr(vae_model, "_STREAM_ELEMENTS", 1000)
+    monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 1000)
     est = model.log_likelihood(x, 20000, batch_size=3, generator=torch.Generator().manual_seed(2),
                                return_diagnostics=True)
     exact = marginal.log_prob(x.double())

@@ -46,7 +46,13 @@ import torch
 from torch.distributions import Distribution, Normal
 
 from .distributions import sample
-from .divergences import Estimate, kl_divergence, mean_and_stderr, pareto_khat
+from .divergences import (
+    Estimate,
+    effective_sample_size,
+    importance_estimate,
+    kl_divergence,
+    mean_and_stderr,
+)
 from .validation import (
     all_finite,
     as_float_tensor,
@@ -506,15 +512,11 @@ class ConjugateGaussian:
         log_w = self.importance_log_weights(st, proposal, num_samples, generator=generator)
         extra = {"proposal.loc": proposal.loc, "proposal.scale": proposal.scale}
         self._finite(log_w, "the log importance weights", st, extra)
-        s = log_w.shape[0]
-        lse1 = torch.logsumexp(log_w, 0)
-        lse2 = torch.logsumexp(2 * log_w, 0)
-        log_est = lse1 - math.log(s)
-        # Relative sample variance of w: (mean w^2 / (mean w)^2 - 1) * S / (S - 1).
-        rel_var = torch.expm1(lse2 - 2 * lse1 + math.log(s)).clamp_min(0) * s / (s - 1)
-        rel_stderr, ess = torch.sqrt(rel_var / s), torch.exp(2 * lse1 - lse2)
+        # The delta-method standard error of log p_hat is the relative standard error of p_hat.
+        log_est, rel_stderr, khat = importance_estimate(log_w, warn=False)
+        ess = effective_sample_size(log_w)
         self._finite((log_est, rel_stderr, ess), "the evidence estimate", st, extra)
-        return EvidenceEstimate(log_est, rel_stderr, ess, pareto_khat(log_w, dim=0))
+        return EvidenceEstimate(log_est, rel_stderr, ess, khat)
 
     def weight_relative_variance(self, x, proposal: Normal) -> torch.Tensor:
         r"""Exact Var_proposal[w] / p(x)^2 = integral p(z | x)^2 / proposal(z) dz - 1 (closed form).

@@ -33,6 +33,7 @@ from torch.distributions import Independent, Normal
 from ..conjugate import ConjugateGaussian
 from ..distributions import MultivariateStudentT, sample
 from ..divergences import kl_divergence
+from ..divergences.importance import _kish_ess, _log_mean_exp
 from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
 from ._checks import as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
@@ -194,8 +195,8 @@ class BayesianLogisticRegression:
         self.posterior_mean = mean
         self.posterior_covariance = (weights[:, None, None]
                                      * centred.unsqueeze(-1) * centred.unsqueeze(-2)).sum(0)
-        self.effective_sample_size = float(1.0 / (weights**2).sum())
-        self.log_evidence = float(torch.logsumexp(log_w, 0) - math.log(num_samples))
+        self.effective_sample_size = float(_kish_ess(log_w))  # 1 / sum(weights^2)
+        self.log_evidence = float(_log_mean_exp(log_w))
 
     def elbo(self, loc, scale, num_nodes: int = 48) -> float:
         r"""The ELBO of q = N(loc, diag(scale^2)), deterministic.

@@ -2,7 +2,8 @@
 
 - :class:`VAE`, :class:`Autoencoder` (:mod:`vitoolkit.vae.model`): encoder/decoder
   networks (:mod:`~vitoolkit.vae.networks`), the ELBO, the IWAE bound and the
-  importance-sampled log-likelihood.
+  importance-sampled log-likelihood; :mod:`~vitoolkit.vae.importance` draws the importance
+  weights p(x, z)/q(z|x) (their summary is the core's :mod:`vitoolkit.divergences.importance`).
 - :mod:`~vitoolkit.vae.likelihoods`: Bernoulli, Gaussian (fixed or learned
   variance), continuous Bernoulli.
 - :func:`train`, :class:`History` (:mod:`vitoolkit.vae.training`) with the beta

@@ -48,6 +48,7 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from ..distributions import check_temperature, gumbel_softmax_sample
+from ..divergences.importance import _log_mean_exp
 from ..validation import (
     check_bool,
     check_choice,
@@ -57,8 +58,9 @@ from ..validation import (
     check_real,
     check_seed,
 )
+from .importance import check_draws, check_num_samples
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel, check_draws, check_network_size, check_num_samples
+from .model import _LatentVariableModel, check_network_size
 from .networks import MLP, build_network, check_hidden_dims
 
 __all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES", "BiasVariance",
@@ -297,7 +299,7 @@ class CategoricalVAE(_LatentVariableModel):
         k = check_num_samples(num_samples)
         x = self._check_x(x)
         self._check_draws(k, x.shape[0], chunked=not torch.is_grad_enabled())
-        return torch.logsumexp(self._log_weights(x, k, generator), 0) - math.log(k)
+        return _log_mean_exp(self._log_weights(x, k, generator), 0)
 
     @torch.no_grad()
     def log_likelihood(self, x, num_samples: int = 5000, *, generator=None,
@@ -308,8 +310,8 @@ class CategoricalVAE(_LatentVariableModel):
         x = self._check_x(x)
         check_draws(k, x.shape[0])
         self._check_draws(k, min(batch_size, x.shape[0]), chunked=True)
-        out = [torch.logsumexp(self._log_weights(x[s:s + batch_size], k, generator), 0)
-               - math.log(k) for s in range(0, x.shape[0], batch_size)]
+        out = [_log_mean_exp(self._log_weights(x[s:s + batch_size], k, generator), 0)
+               for s in range(0, x.shape[0], batch_size)]
         return torch.cat(out)
 
     def all_states(self) -> torch.Tensor:
@@ -446,14 +448,14 @@ class CategoricalVAE(_LatentVariableModel):
             f = self._log_px(z, x)
             log_q = self._log_q(z, log_probs)
             log_w = f + self.log_prior - log_q  # (K, n), gradient to both networks
-            bound = torch.logsumexp(log_w, 0) - math.log(k)
+            bound = _log_mean_exp(log_w, 0)
             with torch.no_grad():
                 lw = log_w.detach()
                 # Mnih & Rezende (2016), eq. (10): replace log w_j by the mean of the others.
                 others = (lw.sum(0, keepdim=True) - lw) / (k - 1)  # (K, n)
                 eye = torch.eye(k, dtype=torch.bool, device=x.device).unsqueeze(-1)  # (K, K, 1)
                 swapped = torch.where(eye, others.unsqueeze(1), lw.unsqueeze(0))  # (j, i, n)
-                loo = torch.logsumexp(swapped, 1) - math.log(k)  # (K, n)
+                loo = _log_mean_exp(swapped, 1)  # (K, n)
                 signal = bound.detach().unsqueeze(0) - loo
             loss = -(bound + (signal * log_q).sum(0)).mean()
             recon = f.detach().mean(0)

@@ -36,17 +36,11 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from ..divergences import kl_divergence
+from ..divergences import ImportanceEstimate, kl_divergence
+from ..divergences.importance import _importance_estimate, _log_mean_exp, _warn_unreliable
 from ..validation import as_float_array, as_float_tensor, check_int, check_memory, check_real
+from .importance import check_num_samples, log_importance_weights, posterior_log_weights
 from .latent import _call, _prepare, encode_batched, latent_means
-from .model import (
-    ImportanceEstimate,
-    _warn_unreliable,
-    check_num_samples,
-    importance_estimate,
-    log_importance_weights,
-    posterior_log_weights,
-)
 
 __all__ = [
     "ActiveUnits",
@@ -443,8 +437,9 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
 
             elbo_q, elbo_opt = w_q.mean(0), w_opt.mean(0)
             if log_likelihood is None:
-                est = importance_estimate(w_opt, what="amortisation_gap: log p(x) with q* as "
-                                          f"proposal (eval_samples={eval_samples})", stacklevel=3)
+                est = _importance_estimate(w_opt)
+                _warn_unreliable(est.khat, "amortisation_gap: log p(x) with q* as proposal "
+                                 f"(eval_samples={eval_samples})", stacklevel=2)
                 log_px, khat = est.value, est.khat
             else:
                 log_px = log_likelihood.to(elbo_q)
@@ -538,12 +533,12 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
             sl = slice(start, start + batch_size)
             yb = None if y is None else y[sl]
             log_w = posterior_log_weights(model, x[sl], yb, pool, generator)
-            est = importance_estimate(log_w, warn=False)
+            est = _importance_estimate(log_w)
             parts.append(est)
             b_rows, s_rows = [], []
             for k in ks:
                 groups = pool // k
-                lg = torch.logsumexp(log_w.reshape(groups, k, -1), dim=1) - math.log(k)
+                lg = _log_mean_exp(log_w.reshape(groups, k, -1), 1)
                 b_rows.append(lg.mean(0))
                 if groups > 1:
                     s_rows.append(lg.std(0, unbiased=True) / math.sqrt(groups))

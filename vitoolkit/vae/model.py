@@ -32,10 +32,6 @@ conditional_dim) (integer labels (n,) are accepted and one-hot encoded).
 
 from __future__ import annotations
 
-import math
-import warnings
-from typing import NamedTuple
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,9 +40,14 @@ from torch.distributions import Independent, Normal
 
 from ..distributions import StandardNormal
 from ..distributions import sample as _sample
-from ..divergences import KHAT_THRESHOLD, UnreliableEstimateWarning, kl_divergence, pareto_khat
-from ..divergences.psis import fit_generalized_pareto, tail_length
-from ..exceptions import ResourceLimitError
+from ..divergences import StreamingImportanceEstimate, kl_divergence
+from ..divergences.importance import (
+    ImportanceEstimate,
+    _importance_estimate,
+    _log_mean_exp,
+    _warn_unreliable,
+    importance_estimate,
+)
 from ..validation import (
     check_bool,
     check_choice,
@@ -55,6 +56,16 @@ from ..validation import (
     check_positive,
     check_real,
     check_seed,
+)
+from . import importance as _sampling
+from .importance import (  # re-exported: importable from here, as before the split
+    MAX_DRAWS,
+    check_draws,
+    check_num_samples,
+    log_importance_weights,
+    posterior_importance,
+    posterior_log_weights,
+    posterior_params,
 )
 from .likelihoods import make_likelihood
 from .networks import (
@@ -72,6 +83,9 @@ __all__ = [
     "OBJECTIVES",
     "ImportanceEstimate",
     "StandardNormal",
+    "MAX_DRAWS",
+    "check_draws",
+    "check_network_size",
     "check_num_samples",
     "importance_estimate",
     "log_importance_weights",
@@ -85,138 +99,6 @@ KL_METHODS = ("analytic", "monte_carlo")
 #: Training objectives.
 OBJECTIVES = ("elbo", "iwae")
 
-# Decoder activations held in memory at once by the importance-sampling loops
-# (k * n * widest layer); bounds memory for k = 5000 without slowing small runs.
-_CHUNK_ELEMENTS = 2**22
-
-
-# Importance-sampling estimators keep every log weight (k x n entries) up to this size;
-# beyond it they stream over the samples (running log-sum-exp), holding only one chunk
-# of draws and each example's Pareto tail (2**24 float32 = 64 MiB).
-_STREAM_ELEMENTS = 2**24
-
-
-#: Most importance draws (samples x examples) one call evaluates: beyond, even streamed, the
-#: call would run for hours, so it is refused like an oversized allocation.
-MAX_DRAWS = 2**34
-
-
-def check_draws(num_samples: int, n: int, name: str = "num_samples") -> None:
-    """Refuse k * n importance draws beyond :data:`MAX_DRAWS` (ResourceLimitError naming it)."""
-    draws = num_samples * n
-    if draws > MAX_DRAWS:
-        shown = f"{draws:.3g}" if draws < 10**300 else f"about 10**{len(str(draws)) - 1}"
-        raise ResourceLimitError(
-            f"{name}={num_samples} for {n} examples asks for {shown} decoder "
-            f"evaluations, more than the {MAX_DRAWS:.3g} one call may take (hours of "
-            f"computing); use a smaller {name}")
-
-
-def check_num_samples(num_samples, name: str = "num_samples") -> int:
-    """An integer k >= 1 of importance samples (:func:`vitoolkit.validation.check_int`)."""
-    return check_int(num_samples, name, minimum=1)
-
-
-class ImportanceEstimate(NamedTuple):
-    r"""An importance-sampled estimate per example, with its Monte Carlo error and reliability.
-
-    ``value`` (n,): log (1/k) sum_j w_j, nats, with w_j = p(x, z_j) / q(z_j | x).
-    ``stderr`` (n,): its delta-method standard error, sd(w) / (sqrt(k) mean(w))
-    (NaN for k = 1). The same expansion gives the bias: E[value] ~ log p(x) - stderr^2 / 2.
-    ``khat`` (n,): the Pareto k-hat of the weights (Vehtari et al. 2024); above
-    :data:`~vitoolkit.divergences.KHAT_THRESHOLD` (0.7) ``value`` and ``stderr``
-    cannot be trusted. NaN when k < 25 (too few draws to fit a tail).
-    """
-
-    value: torch.Tensor
-    stderr: torch.Tensor
-    khat: torch.Tensor
-
-
-def importance_estimate(log_weights: torch.Tensor, *, what: str = "importance-sampled estimate",
-                        warn: bool = True, stacklevel: int = 2) -> ImportanceEstimate:
-    r"""log (1/k) sum_j w_j per column of ``log_weights``, its standard error and Pareto k-hat.
-
-    Parameters
-    ----------
-    log_weights : Tensor of shape (k, n)
-        log w_j = log p(x, z_j) - log q(z_j | x) for k draws (rows) and n examples.
-    what : str
-        Names the estimate in the warning.
-    warn : bool
-        Issue :class:`~vitoolkit.divergences.UnreliableEstimateWarning` when any
-        example's k-hat exceeds 0.7.
-    stacklevel : int
-        Passed to :func:`warnings.warn` (2 points at this function's caller).
-
-    Returns
-    -------
-    ImportanceEstimate
-        ``value`` keeps the gradient of ``log_weights``; ``stderr`` and ``khat``
-        are detached.
-    """
-    k = log_weights.shape[0]
-    value = torch.logsumexp(log_weights, dim=0) - math.log(k)
-    with torch.no_grad():
-        lw = log_weights.detach()
-        if k > 1:
-            # Weights divided by their mean (computed in log space): sd of this / sqrt(k) is
-            # the delta-method sd of log mean w, Kingma & Welling (2013) App. D's estimator.
-            rel = torch.exp(lw - value.detach())
-            stderr = rel.std(dim=0, unbiased=True) / math.sqrt(k)
-        else:
-            stderr = torch.full_like(value, math.nan)
-        khat = pareto_khat(lw, dim=0).to(value.dtype)
-    if warn:
-        _warn_unreliable(khat, what, stacklevel)
-    return ImportanceEstimate(value, stderr, khat)
-
-
-def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int) -> None:
-    """Warn when some k-hat exceeds 0.7; ``stacklevel`` counts from this function's caller."""
-    bad = khat > KHAT_THRESHOLD
-    if bool(bad.any()):
-        warnings.warn(
-            f"{what}: {int(bad.sum())} of {khat.numel()} examples have Pareto k-hat > "
-            f"{KHAT_THRESHOLD} (worst {float(khat[bad].max()):.2f}). For them the importance "
-            "weights p(x, z)/q(z|x) are so heavy-tailed that the estimate and its standard "
-            "error cannot be trusted (the estimate is likely too low); use more samples or "
-            "a proposal closer to the posterior.",
-            UnreliableEstimateWarning, stacklevel=stacklevel + 1)
-
-
-def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                           num_samples: int | None = None, *, eps: torch.Tensor | None = None,
-                           y: torch.Tensor | None = None, generator=None) -> torch.Tensor:
-    r"""log w_j = log p(x | z_j) + log p(z_j) - log q(z_j | x) at z_j = loc + scale * eps_j.
-
-    The one implementation of the importance weights behind the IWAE bound (Burda
-    et al. 2015, eq. (8)), the importance-sampled log p(x) and the amortisation-gap
-    diagnostics; q = N(loc, diag scale^2) may be the encoder's output or any other
-    diagonal Gaussian. Samples are decoded in chunks to bound memory.
-
-    Parameters
-    ----------
-    model : VAE-like module
-        Has ``prior`` (a distribution over z with event shape (latent_dim,)) and
-        ``decode(z[, y])`` returning p(x | z) with ``log_prob(x)`` per example.
-    x : Tensor of shape (n, data_dim)
-    loc, scale : Tensors of shape (n, latent_dim)
-    num_samples : int, optional
-        k: draws eps ~ N(0, I) from ``generator`` (chunk by chunk). Give either
-        this or ``eps``.
-    eps : Tensor of shape (k, n, latent_dim), optional
-        Standard-normal draws to use (common random numbers across proposals).
-    y : Tensor of shape (n, conditional_dim), optional
-    generator : torch.Generator, optional
-
-    Returns
-    -------
-    Tensor of shape (k, n), differentiable in the model's parameters, loc and scale.
-    """
-    return torch.cat(list(_log_weight_chunks(model, x, loc, scale, num_samples, eps=eps, y=y,
-                                             generator=generator)), dim=0)
-
 
 def check_network_size(sizes: dict, *layer_widths) -> None:
     """Refuse, before building, networks whose weights would not fit in memory.
@@ -227,181 +109,6 @@ def check_network_size(sizes: dict, *layer_widths) -> None:
     """
     count = sum(mlp_parameter_count(widths) for widths in layer_widths)
     check_parameter_memory(count, sizes, "the networks' weights")
-
-
-def _sample_chunk(model, x) -> int:
-    """Samples decoded at once: ~_CHUNK_ELEMENTS decoder activations for the n examples."""
-    width = getattr(model, "_decoder_width", x.shape[-1])
-    return max(1, _CHUNK_ELEMENTS // (x.shape[0] * width))
-
-
-def _log_weight_chunks(model, x, loc, scale, num_samples=None, *, eps=None, y=None,
-                       generator=None):
-    """Yield the log weights of :func:`log_importance_weights` chunk by chunk, (k_c, n) each."""
-    if (num_samples is None) == (eps is None):
-        raise ValueError("give exactly one of num_samples and eps")
-    k = int(num_samples) if eps is None else eps.shape[0]
-    decode = getattr(model, "_decoder_distribution", None)
-    if decode is None:
-        def decode(z, y):
-            return model.decode(z) if y is None else model.decode(z, y)
-    q = Normal(loc, scale, validate_args=False)
-    prior = model.prior
-    chunk = _sample_chunk(model, x)
-    for start in range(0, k, chunk):
-        kc = min(chunk, k - start)
-        if eps is None:
-            e = torch.randn((kc, *loc.shape), generator=generator, device=loc.device,
-                            dtype=loc.dtype)
-        else:
-            e = eps[start:start + kc]
-        z = loc + scale * e
-        yield decode(z, y).log_prob(x) + prior.log_prob(z) - q.log_prob(z).sum(-1)
-
-
-def _tail_size(k: int) -> int:
-    """M + 1 log weights kept per example for the Pareto fit (safe for any Python int k)."""
-    if k < 2**53:
-        return tail_length(k) + 1
-    return 3 * math.isqrt(k) + 2  # ceil(3 sqrt(k)) + 1, without a float overflow
-
-
-class _StreamingEstimate:
-    r""":func:`importance_estimate` accumulated over chunks of draws, without keeping them.
-
-    log-mean-exp is a running log-sum-exp (float64); the standard error uses
-    sum_j rel_j^2 = exp(LSE(2 log w) - 2 value), since the relative weights
-    rel_j = w_j / mean(w) have mean 1: sd(rel)^2 = (sum rel^2 - k) / (k - 1); the
-    Pareto k-hat needs only the M + 1 largest log weights of each example
-    (M = :func:`~vitoolkit.divergences.psis.tail_length`), kept as the draws pass.
-    """
-
-    def __init__(self, k: int, n: int, like: torch.Tensor):
-        self.k = k
-        self.m = tail_length(k)
-        opts = {"dtype": torch.float64, "device": like.device}
-        self.lse = torch.full((n,), -math.inf, **opts)
-        self.lse2 = torch.full((n,), -math.inf, **opts)
-        self.top = None
-        self.seen = 0
-
-    @staticmethod
-    def memory(k: int, n: int, itemsize: int) -> int:
-        """Bytes held besides one chunk: the tails (twice, while merging) and the sums."""
-        return n * (2 * _tail_size(k) * itemsize + 32)
-
-    def update(self, log_w: torch.Tensor) -> None:
-        lw = log_w.detach()
-        lw64 = lw.double()
-        self.lse = torch.logaddexp(self.lse, torch.logsumexp(lw64, dim=0))
-        self.lse2 = torch.logaddexp(self.lse2, torch.logsumexp(2 * lw64, dim=0))
-        self.seen += lw.shape[0]
-        keep = self.m + 1
-        merged = lw if self.top is None else torch.cat([self.top, lw], dim=0)
-        if merged.shape[0] > keep:
-            merged = torch.topk(merged, keep, dim=0, largest=True, sorted=False).values
-        self.top = merged
-
-    def result(self, dtype) -> ImportanceEstimate:
-        k = self.k
-        value = self.lse - math.log(k)
-        if k > 1:
-            sum_rel2 = torch.exp(self.lse2 - 2 * value)
-            var = ((sum_rel2 - k) / (k - 1)).clamp_min(0)
-            stderr = torch.sqrt(var / k)
-        else:
-            stderr = torch.full_like(value, math.nan)
-        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), self._khat().to(dtype))
-
-    def _khat(self) -> torch.Tensor:
-        """Pareto k-hat from the M + 1 largest log weights, as :func:`pareto_khat` computes it."""
-        n = self.lse.shape[0]
-        khat = torch.full((n,), math.nan, dtype=torch.float64, device=self.lse.device)
-        if self.m < 5 or self.k < self.m + 1:
-            return khat
-        top = torch.sort(self.top.double(), dim=0).values  # ascending, (M + 1, n)
-        threshold, tail = top[:1], top[1:]
-        largest = tail[-1:]
-        # Exceedances exp(tail) - exp(threshold), divided by exp(max): in [0, 1], no overflow.
-        exceed = torch.exp(tail - largest) - torch.exp(threshold - largest)
-        exceed = torch.nan_to_num(exceed.clamp_min(0), nan=0.0)
-        khat, _ = fit_generalized_pareto(exceed, dim=0, prior=True)
-        return torch.where(torch.isposinf(largest[0]), torch.full_like(khat, math.inf), khat)
-
-
-def _graph_bytes_per_draw(model, x) -> int:
-    """Rough bytes autograd keeps per importance draw and example (decoder activations)."""
-    decoder = getattr(model, "decoder", None)
-    layers = 1 if decoder is None else max(1, sum(
-        1 for m in decoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))))
-    width = getattr(model, "_decoder_width", x.shape[-1])
-    return 2 * layers * width * x.element_size()
-
-
-def _needs_graph(model, *tensors) -> bool:
-    if not torch.is_grad_enabled():
-        return False
-    return any(t.requires_grad for t in tensors) or any(
-        p.requires_grad for p in model.parameters())
-
-
-def posterior_params(model, x, y=None):
-    """(loc, scale) of q(z|x): the model's ``_encode_params(x, y)`` when it has one (a
-    :class:`VAE`, no input checks), else those of ``model.encode(x[, y])``."""
-    encode = getattr(model, "_encode_params", None)
-    if encode is not None:
-        return encode(x, y)
-    q = model.encode(x) if y is None else model.encode(x, y)
-    base = getattr(q, "base_dist", q)
-    return base.loc, base.scale
-
-
-def posterior_log_weights(model, x, y, num_samples: int, generator=None) -> torch.Tensor:
-    """log w_j for k draws z_j from the model's own q(z|x), shape (k, n).
-
-    The one route from (model, x, k) to the log weights with the encoder as proposal,
-    behind :meth:`VAE.iwae_bound`, :meth:`VAE.log_likelihood`, the IWAE training
-    objective and :func:`vitoolkit.vae.diagnostics.iwae_curve`.
-    """
-    loc, scale = posterior_params(model, x, y)
-    return log_importance_weights(model, x, loc, scale, num_samples, y=y, generator=generator)
-
-
-def posterior_importance(model, x, y, num_samples: int, generator=None,
-                         *, what: str = "importance sampling", name: str = "num_samples"):
-    """Importance sampling with the model's own q(z|x): the log weights, or their estimate.
-
-    Returns ``(log_w, estimate)``: with up to ``_STREAM_ELEMENTS`` log weights (or when
-    a gradient is wanted) ``log_w`` is the (k, n) tensor of :func:`posterior_log_weights`
-    and ``estimate`` None; beyond, the draws are streamed, ``log_w`` is None and
-    ``estimate`` the :class:`ImportanceEstimate`. A gradient through k draws needs every
-    draw's activations at once: ``check_memory`` refuses a k that cannot fit (naming
-    ``name``); under ``torch.no_grad()`` the draws are streamed and only a k whose
-    Pareto tails cannot fit is refused.
-    """
-    loc, scale = posterior_params(model, x, y)
-    n = x.shape[0]
-    if num_samples * n <= _STREAM_ELEMENTS:
-        return log_importance_weights(model, x, loc, scale, num_samples, y=y,
-                                      generator=generator), None
-    if _needs_graph(model, x, loc, scale):
-        check_memory(num_samples * n * _graph_bytes_per_draw(model, x), name, num_samples,
-                     f"the autograd graph of {what} over {n} examples (the backward pass needs "
-                     "every draw's activations; under torch.no_grad() the draws are streamed)")
-        return log_importance_weights(model, x, loc, scale, num_samples, y=y,
-                                      generator=generator), None
-    itemsize = x.element_size()
-    chunk = min(_sample_chunk(model, x), num_samples)
-    per_chunk = chunk * n * _graph_bytes_per_draw(model, x)
-    check_memory(per_chunk + _StreamingEstimate.memory(num_samples, n, itemsize), name,
-                 num_samples, f"{what} over {n} examples (one chunk of draws and each "
-                 "example's Pareto tail)")
-    acc = _StreamingEstimate(num_samples, n, loc)
-    with torch.no_grad():
-        for lw in _log_weight_chunks(model, x, loc, scale, num_samples, y=y,
-                                     generator=generator):
-            acc.update(lw)
-    return None, acc.result(loc.dtype)
 
 
 class _LatentVariableModel(nn.Module):
@@ -717,7 +424,7 @@ class VAE(_LatentVariableModel):
         """
         log_w, est = posterior_importance(self, x, y, k, generator, what=what)
         if est is None:
-            return importance_estimate(log_w, what=what, warn=warn, stacklevel=stacklevel + 1)
+            est = _importance_estimate(log_w)
         if warn:
             _warn_unreliable(est.khat, what, stacklevel)
         return est
@@ -782,7 +489,7 @@ class VAE(_LatentVariableModel):
         Warns
         -----
         UnreliableEstimateWarning
-            When some example's k-hat exceeds 0.7 (only possible for k >= 25).
+            When some example's k-hat exceeds 0.7 (only possible for k >= 21: fewer draws fit no tail).
         """
         k = check_num_samples(num_samples)
         return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
@@ -846,9 +553,10 @@ class VAE(_LatentVariableModel):
             parts = []
             # Streaming keeps each example's Pareto tail, 3 sqrt(k) log weights: fewer
             # examples per pass when that tail is long.
-            tail = _tail_size(k)
-            if k * min(batch_size, x.shape[0]) > _STREAM_ELEMENTS:
-                batch_size = max(1, min(batch_size, _STREAM_ELEMENTS // tail))
+            tail = StreamingImportanceEstimate.tail_size(k)
+            stream = _sampling._STREAM_ELEMENTS  # read at call time (tests patch it)
+            if k * min(batch_size, x.shape[0]) > stream:
+                batch_size = max(1, min(batch_size, stream // tail))
             what = f"log_likelihood(num_samples={k})"
             for s in range(0, x.shape[0], batch_size):
                 yb = None if y is None else y[s:s + batch_size]
@@ -918,7 +626,7 @@ class VAE(_LatentVariableModel):
             recon = nll.detach().neg_()
         else:
             log_w = self._log_weights(x, y, num_samples, generator)
-            loss = math.log(num_samples) - torch.logsumexp(log_w, dim=0).mean()
+            loss = -_log_mean_exp(log_w, 0).mean()
             with torch.no_grad():
                 loc, scale = self._encode_params(x, y)
                 kl_dims = kl_divergence(Normal(loc, scale, validate_args=False),
