@@ -149,7 +149,7 @@ def test_diagnostics_default_is_a_tensor_and_the_tuple_holds_the_same_value():
     bound = model.iwae_bound(x, 300, generator=gen(), return_diagnostics=True)
     torch.testing.assert_close(bound.value, plain)  # same draws, same estimate
     assert bound.value.requires_grad and not bound.stderr.requires_grad
-    # k = 1 has no spread to estimate an error from, and k < 25 too few draws for a tail.
+    # k = 1 has no spread to estimate an error from, and k <= 20 too few draws for a tail.
     one = model.iwae_bound(x, 1, generator=gen(), return_diagnostics=True)
     assert bool(one.stderr.isnan().all()) and bool(one.khat.isnan().all())
     assert bool(model.iwae_bound(x, 10, return_diagnostics=True).khat.isnan().all())

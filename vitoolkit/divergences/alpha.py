@@ -59,6 +59,7 @@ from ..validation import check_choice, check_memory
 from ._checks import check_alpha, check_no_overflow, check_num_samples, check_pair
 from ._gaussian import gaussian_params
 from .closed_form import kl_divergence
+from .importance import _importance_estimate
 from .monte_carlo import Estimate, plan_draws
 from .psis import pareto_khat
 
@@ -217,14 +218,13 @@ def _mc_alpha(log_w, e, scale, estimator) -> Estimate:
         normalised_terms = plain_terms + torch.expm1(log_w) * (1.0 if e == 0.0 else -1.0)
         khat_plain = khat_w
     else:
-        n = log_w.shape[0]
         elw = e * log_w
-        log_a = torch.logsumexp(elw, 0) - math.log(n)
-        rel = torch.exp(elw - log_a)  # w^e / A_hat, mean 1: computed in log space, no overflow
-        a_plain = Estimate(-torch.expm1(log_a) / scale,
-                           torch.exp(log_a) * rel.std(0, unbiased=True) / math.sqrt(n) / abs(scale))
+        # A_hat = mean of w^e, in log space; its relative stderr is the delta-method stderr
+        # of log A_hat, and its k-hat that of the weights w^e (the core's importance summary)
+        log_a, rel_se, khat_plain = _importance_estimate(elw)
+        a_plain = Estimate(-torch.expm1(log_a) / scale, torch.exp(log_a) * rel_se / abs(scale))
         normalised_terms = (torch.expm1(elw) - e * torch.expm1(log_w)) / (e * (e - 1))
-        khat_plain = pareto_khat(elw, dim=0).to(dtype)
+        khat_plain = khat_plain.to(dtype)
         plain_terms = None
     nv, nse = _mean_se(normalised_terms)
     if plain_terms is not None:
@@ -236,10 +236,8 @@ def _mc_alpha(log_w, e, scale, estimator) -> Estimate:
 def _mc_renyi(log_w, e, alpha, estimator) -> Estimate:
     """D^R_alpha = log A / (alpha - 1) from the plain or the self-normalised estimate of A."""
     dtype = log_w.dtype
-    n = log_w.shape[0]
     elw = e * log_w
-    log_a = torch.logsumexp(elw, 0) - math.log(n)
-    rel_se = torch.exp(elw - log_a).std(0, unbiased=True) / math.sqrt(n)
+    log_a, rel_se, khat_plain = _importance_estimate(elw)  # log mean w^e, its delta-method se
     c_mean, c_se = _mean_se(torch.expm1(elw) - e * torch.expm1(log_w))  # A_sn - 1
     a_sn = 1 + c_mean
     k = abs(alpha - 1)
@@ -255,7 +253,7 @@ def _mc_renyi(log_w, e, alpha, estimator) -> Estimate:
             "A_alpha is not positive for some entries (its terms can be negative), so its log "
             "is undefined; use estimator='plain' or 'auto', or more num_samples")
     khat_w = pareto_khat(log_w, dim=0).to(dtype)
-    khat_plain = pareto_khat(elw, dim=0).to(dtype)
+    khat_plain = khat_plain.to(dtype)
     return _choose(forms, estimator, khat_plain, torch.maximum(khat_plain, khat_w))
 
 

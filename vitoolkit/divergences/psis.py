@@ -176,7 +176,7 @@ def _right_tail_khat(rows: torch.Tensor, *, log_scale: bool,
     m = tail_length(s)
     out = torch.full((rows.shape[0],), math.nan, dtype=torch.float64, device=rows.device)
     if m < _MIN_TAIL or rows.shape[-1] < m + 1:
-        return out  # too few draws to fit a tail (S < 25): unknown, not reliable-by-default
+        return out  # too few draws to fit a tail (S <= 20): unknown, not reliable-by-default
     top = torch.topk(rows, m + 1, dim=-1, largest=True, sorted=True).values.flip(-1)  # ascending
     threshold, tail = top[:, :1], top[:, 1:]
     pos_inf = torch.isposinf(tail[:, -1])
@@ -212,7 +212,7 @@ def pareto_khat(log_ratios, dim: int = 0) -> torch.Tensor:
 
     Returns
     -------
-    Tensor (float64) of the remaining batch shape. NaN when S < 25 (fewer than five
+    Tensor (float64) of the remaining batch shape. NaN when S <= 20 (fewer than five
     tail draws: too few to fit), -inf when the largest ratios are all equal (no tail),
     +inf when a ratio is infinite.
     """
@@ -240,7 +240,7 @@ def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:
     Returns
     -------
     Tensor (float64) of the remaining batch shape, with the conventions of
-    :func:`pareto_khat` (NaN for S < 25, -inf for a tail with no spread).
+    :func:`pareto_khat` (NaN for S <= 20, -inf for a tail with no spread).
     """
     tail = check_choice(tail, ("both", "right", "left"), "tail")
     rows, batch = _as_rows(values, dim, "values")

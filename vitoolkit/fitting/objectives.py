@@ -57,7 +57,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..distributions import sample
-from ..divergences import Grid, make_grid, pareto_khat
+from ..divergences import Grid, effective_sample_size, make_grid, pareto_khat
 from ..exceptions import NonFiniteError
 from ._checks import check_target
 from .family import STANDARD_NORMAL, GaussianParams, base_noise
@@ -170,11 +170,11 @@ def _dtype_of(dist) -> torch.dtype:
 def snis_weights(log_p: torch.Tensor, log_r: torch.Tensor):
     r"""Self-normalised importance weights w_n proportional to p(x_n) / r(x_n), and the ESS.
 
-    ESS = 1 / sum_n w_n^2 (Kong 1992), between 1 and N.
+    ESS = 1 / sum_n w_n^2 (Kong 1992), between 1 and N: Kish's effective sample size, from
+    the core (:func:`vitoolkit.divergences.effective_sample_size`).
     """
     logw = log_p - log_r
-    w = torch.softmax(logw, 0)
-    return w, float(1.0 / w.pow(2).sum())
+    return torch.softmax(logw, 0), float(effective_sample_size(logw.detach()))
 
 
 class Objective:

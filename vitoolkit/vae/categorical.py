@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
-from ..distributions import check_temperature, gumbel_softmax_sample
+from ..distributions import check_temperature, gumbel_max_sample, gumbel_softmax_sample
 from ..divergences.importance import _log_mean_exp
 from ..validation import (
     check_bool,
@@ -255,8 +255,7 @@ class CategoricalVAE(_LatentVariableModel):
 
     def _draw(self, log_probs, num_samples: int, generator=None) -> torch.Tensor:
         """K exact draws of q, one-hot (K, n, L, C) (Gumbel-max), no gradient."""
-        return gumbel_softmax_sample(log_probs.detach(), 1.0, (num_samples,),
-                                     generator=generator).hard
+        return gumbel_max_sample(log_probs.detach(), (num_samples,), generator=generator)
 
     # -- bounds -----------------------------------------------------------------
     def elbo(self, x, *, num_samples: int = 1, generator=None) -> torch.Tensor:
@@ -368,7 +367,7 @@ class CategoricalVAE(_LatentVariableModel):
         ref = self._ref
         flat = torch.zeros((n, self.num_latents, self.num_categories), device=ref.device,
                            dtype=ref.dtype)
-        z = gumbel_softmax_sample(flat, 1.0, generator=generator).hard
+        z = gumbel_max_sample(flat, generator=generator)
         dist = self.likelihood.distribution(self._decode_params(z))
         return dist.mean if mean else _sample(dist, generator=generator)
 

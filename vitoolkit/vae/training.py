@@ -41,7 +41,8 @@ from .annealing import Schedule, as_schedule
 from .autoencoder import Autoencoder
 from .categorical import CategoricalVAE
 from .checkpoint import check_compatible, check_training_state, load_checkpoint, save_checkpoint
-from .model import OBJECTIVES, VAE, check_draws, check_num_samples
+from .importance import check_draws, check_num_samples
+from .model import OBJECTIVES, VAE
 from .sparse import SparseAutoencoder
 from .vqvae import VQVAE
 from .wake_sleep import WAKE_SLEEP_OBJECTIVES, rws_loss, wake_sleep_loss

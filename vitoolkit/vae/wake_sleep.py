@@ -34,7 +34,8 @@ from ..distributions import sample as _sample
 from ..divergences import kl_divergence
 from ..validation import check_memory
 from .diagnostics import _check_inputs
-from .model import VAE, check_num_samples
+from .importance import check_num_samples
+from .model import VAE
 
 __all__ = ["wake_sleep_loss", "rws_loss", "rws_encoder_surrogate", "WAKE_SLEEP_OBJECTIVES"]
 
