@@ -26,6 +26,7 @@ every thread count and every timing.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -247,10 +248,12 @@ def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10
 
 
 # -- the kernel ------------------------------------------------------------------
-def _ones(K: int, _cache={}) -> np.ndarray:  # noqa: B006 - a deliberate per-K cache
-    if K not in _cache:
-        _cache[K] = np.ones(K)
-    return _cache[K]
+@functools.lru_cache(maxsize=64)
+def _ones(K: int) -> np.ndarray:
+    """A read-only vector of K ones (the row-sum GEMV's left factor), made once per K."""
+    ones = np.ones(K)
+    ones.setflags(write=False)
+    return ones
 
 
 def _log_rho(Ct, Ft, L, tile):
