@@ -12,21 +12,23 @@ Speed (``benchmarks/bench_cavi.py --parts limits,speed``). Per block of about 4 
 (K, rows) the kernel makes six NumPy calls: the log-rho GEMM, the floor check, ``exp2``, the
 row sums (a GEMV), F / s and the statistics GEMM; the two GEMMs run batched over tiles of
 about 512 KB, which stay in the L2 cache. NumPy and BLAS release the GIL inside each call, so
-the blocks are split over threads. Two limits keep two threads from halving the time
+the blocks are shared between threads, each taking the next block from a common counter (a
+thread the machine slows down takes fewer). Two limits keep two threads from halving the time
 (measured on a 2-core machine, where two *processes* each running half the E-step do halve
 it; ``bench_cavi.py --parts limits`` prints each call's two-thread scaling): every call hands
 the GIL over once, and OpenBLAS's small GEMMs and GEMVs barely overlap when two threads of one
 process call them at once (its internal locking; OpenBLAS issue 2712), while NumPy's own
 ``exp2``, comparison and division loops scale to both cores.
 
-Determinism. Each block writes its statistics (per tile) and its row sums into its own slots,
-and the slots are summed in one fixed order at the end, so the result is bit-identical for
-every thread count and every timing.
+Determinism. Each block writes its statistics (per tile) and its row sums' logs into its own
+slots, and the slots are summed in one fixed order at the end, so the result is bit-identical
+for every thread count and every timing, whichever thread ran which block.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -321,32 +323,45 @@ def estep_design(des: Design, Ct: np.ndarray):
             shifts[i] = 0.0
         _statistics(Li, Gi, raws[des.first_tile[i] : des.first_tile[i + 1]], tile)
 
-    def job(first, stop):
-        if first == stop:
-            return
-        lo, hi = des.bounds[first][0], des.bounds[stop - 1][1]
-        L, G, buf = des.workspace(first, K)
+    def pull(w, counter):
+        """Worker ``w``: blocks from the shared counter until none is left (a thread slowed by
+        the machine simply takes fewer blocks); each block's row sums end as their logs."""
+        L, G, buf = des.workspace(w, K)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for i in range(first, stop):
+            while (i := next(counter)) < len(des.bounds):
                 run(i, des.block(i, buf), L, G)
-            # the fast route's range check, once per run of blocks: a row far from every
-            # component (or overflowing) sends its block to the shifted route, now and after
-            redo = [] if _in_range(sums[lo:hi]) else [
-                i for i in range(first, stop)
-                if not des.shift[i] and not _in_range(sums[des.bounds[i][0] : des.bounds[i][1]])]
-        for i in redo:
-            des.shift[i] = True
-            run(i, des.block(i, buf), L, G)
-        np.log(sums[lo:hi], out=sums[lo:hi])
+                a, b = des.bounds[i]
+                np.log(sums[a:b], out=sums[a:b])
 
+    nb = len(des.bounds)
     with blas_one_thread():
-        _split(len(des.bounds), job)
+        threads = max(1, min(n_threads(), nb // 2))  # a thread pays off with a few blocks each
+        counter = itertools.count()  # next() is atomic under the GIL: each block runs once
+        if threads == 1:
+            pull(0, counter)
+        else:
+            list(_pool(threads).map(pull, range(threads), [counter] * threads))
+        # the fast route's range check, on the logs: a row far from every component (or
+        # overflowing) sends its block to the shifted route, now and after
+        if not _in_range_log(sums):
+            L, G, buf = des.workspace(0, K)
+            for i in range(nb):
+                a, b = des.bounds[i]
+                if not des.shift[i] and not _in_range_log(sums[a:b]):
+                    des.shift[i] = True
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        run(i, des.block(i, buf), L, G)
+                    np.log(sums[a:b], out=sums[a:b])
     # fixed order, independent of the thread count and timing
     return raws.sum(axis=0), float(sums.sum()) + float(shifts.sum()), des.Xc.shape[0]
 
 
-def _in_range(s: np.ndarray) -> bool:
-    return bool(s.min() >= FAST_MIN and s.max() <= FAST_MAX)
+_LOG_FAST_MIN, _LOG_FAST_MAX = math.log(FAST_MIN), math.log(FAST_MAX)
+
+
+def _in_range_log(log_s: np.ndarray) -> bool:
+    """Every row's log sum of rho within the fast route's range (False for NaN)."""
+    return bool(np.minimum.reduce(log_s) >= _LOG_FAST_MIN and np.maximum.reduce(log_s) <= _LOG_FAST_MAX)
 
 
 def estep_blocks(blocks, Ct: np.ndarray):
