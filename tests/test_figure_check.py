@@ -15,6 +15,13 @@ from vitoolkit.plotting.images import plot_image_grid
 X = np.linspace(0.0, 10.0, 200)
 
 
+@pytest.fixture(autouse=True)
+def _own_rc_params():
+    """Each test starts from the same matplotlib settings (a theme set by one test is undone)."""
+    with plt.rc_context(plt.rcParamsDefault):
+        yield
+
+
 def _one(problems, *words):
     """Exactly one problem, containing every word."""
     assert len(problems) == 1, problems
@@ -219,6 +226,41 @@ def test_titles_that_collide_are_flagged():
     b.set_title("second")
     problems = check_figure(fig)
     assert any("collides with the title of axes \"second\"" in p for p in problems), problems
+
+
+def _wide_title_figure(top: float, titlepad: float):
+    """A lone axes squeezed by a legend beside it, under a title wider than the axes."""
+    with plt.rc_context({"axes.titlepad": titlepad}):
+        fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+        for i in range(4):
+            ax.plot(X, np.linspace(-26.7, top - 0.1 * i, X.size), label=f"a long series name {i}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title("A title much wider than its squeezed axes, centred over them")
+        fig.canvas.draw()
+    return fig, ax
+
+
+@pytest.mark.parametrize("top", [-22.0, -19.0, -19.37])
+def test_a_title_over_the_tick_label_column_is_flagged_wherever_the_ticks_fall(top):
+    """The verdict must not depend on whether a tick happens to sit at the top of the axis."""
+    fig, ax = _wide_title_figure(top, titlepad=6.0)
+    ticks = ax.get_yticks()
+    at_top = bool(np.isclose(ticks, ax.get_ylim()[1], atol=1e-9).any())
+    problems = check_figure(fig)
+    assert any("reaches into the y tick labels" in p for p in problems), (at_top, problems)
+
+
+def test_a_wide_title_lifted_clear_of_the_tick_labels_passes():
+    fig, _ = _wide_title_figure(-19.0, titlepad=20.0)
+    assert check_figure(fig) == []
+
+
+def test_the_theme_lifts_titles_clear_of_a_label_at_the_top_of_the_axis():
+    fig, ax = subplots(1, 1, size=4)
+    ax.plot(X, X)
+    ax.set_ylim(0, 10)  # a tick, and its label, at the very top
+    ax.set_title("A title that is much wider than the axes it belongs to, on purpose")
+    assert check_figure(fig) == []
 
 
 def test_a_title_colliding_with_the_axes_above_is_flagged():

@@ -164,7 +164,7 @@ curves = {n: (h.epoch, h.val_elbo) for n, h in histories.items()}
 fig, ax = subplots(1, 1, size=6.0)
 plot_curves_xy(curves, ax=ax, xlabel="epoch", ylabel="held-out ELBO (nats per image)",
                legend="outside",
-               title=f"Gumbel-softmax and VIMCO learn; REINFORCE lags by "
+               title=f"Gumbel-softmax and VIMCO learn;\nREINFORCE lags by "
                      f">= {worst_good - best_rf:.1f} nats in log p(x)")
 tut.savefig(fig, "training_by_estimator")
 

@@ -23,6 +23,18 @@ __all__ = [
 
 
 def _legend_outside(ax, **kwargs):
+    """A legend off the data: below a figure's only axes, else to the right of ``ax``.
+
+    Below, as a figure legend placed by constrained layout, the axes keep the
+    figure's width (a legend beside a lone axes squeezes it under its own title).
+    """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    fig = ax.figure
+    if len(fig.get_axes()) == 1 and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        handles, labels = ax.get_legend_handles_labels()
+        return fig.legend(handles, labels, loc="outside lower center", fontsize="small",
+                          ncols=min(len(labels), 2), **kwargs)
     return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                      borderaxespad=0.0, **kwargs)
 

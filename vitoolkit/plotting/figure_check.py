@@ -16,6 +16,11 @@ by its title:
   compared as rotated rectangles, not as their bounding boxes);
 - titles (axes titles, the suptitle) and axis labels that collide with another
   title, a tick or axis label, a legend or another axes' plotting area;
+- titles that reach into the band where an axis draws its tick labels, judged
+  against every tick the axis could show, not only the ones this draw placed:
+  a y axis may put a label at either end of its range (half a label above the
+  top), so a title wider than its axes that clears this run's top label can
+  still collide for other numbers (see :func:`_tick_bands`);
 - an axes that is visible but shows nothing: no data inside its limits, no text,
   no legend.
 
@@ -123,7 +128,7 @@ class _Data:
 class _Text:
     what: str
     owner: object  # the Axes, or None for a figure-level text
-    role: str  # "tick", "title" or "label"
+    role: str  # "tick", "title", "label" or "tickband" (see _tick_bands)
     quad: np.ndarray  # (4, 2) corners of the (possibly rotated) text rectangle
     box: np.ndarray
     axis: str = ""  # "x"/"y" for tick labels, "x offset"/"y offset" for offset texts
@@ -387,6 +392,58 @@ def _axes_texts(ax, name: str, renderer) -> list[_Text]:
     return out
 
 
+def _tick_bands(ax, name: str, texts: list[_Text]) -> list[_Text]:
+    """Where ``ax`` may draw tick labels for any data: one band per labelled side of each axis.
+
+    A y axis's labels sit in the column beside the axes that the drawn labels
+    span (right-aligned, so its left edge is the widest label's), and a label may
+    be centred on any point of the axis, the two ends included, so the column
+    reaches half a label height beyond the top and the bottom of the axes. An x axis's row likewise reaches half the widest
+    label beyond each side. A layout checked only against the labels one run drew
+    passes or fails with the data; checked against these bands it does not.
+    """
+    bands = []
+    box = _box(ax.bbox)
+    for letter in ("x", "y"):
+        labels = [t for t in texts if t.owner is ax and t.role == "tick" and t.axis == letter]
+        if not labels:
+            continue
+        boxes = np.array([t.box for t in labels])
+        w = float((boxes[:, 2] - boxes[:, 0]).max())
+        h = float((boxes[:, 3] - boxes[:, 1]).max())
+        if letter == "y":
+            left = boxes[boxes[:, 2] <= box[0] + _TOL]
+            right = boxes[boxes[:, 0] >= box[2] - _TOL]
+            spans = ([(left[:, 0].min(), left[:, 2].max())] if len(left) else []) + \
+                ([(right[:, 0].min(), right[:, 2].max())] if len(right) else [])
+            rects = [np.array([x0, box[1] - h / 2, x1, box[3] + h / 2]) for x0, x1 in spans]
+        else:
+            below = boxes[boxes[:, 3] <= box[1] + _TOL]
+            above = boxes[boxes[:, 1] >= box[3] - _TOL]
+            spans = ([(below[:, 1].min(), below[:, 3].max())] if len(below) else []) + \
+                ([(above[:, 1].min(), above[:, 3].max())] if len(above) else [])
+            rects = [np.array([box[0] - w / 2, y0, box[2] + w / 2, y1]) for y0, y1 in spans]
+        for r in rects:
+            quad = np.array([[r[0], r[1]], [r[2], r[1]], [r[2], r[3]], [r[0], r[3]]])
+            bands.append(_Text(f"the {letter} tick labels of {name} (at some tick of its range)",
+                               ax, "tickband", quad, r, letter))
+    return bands
+
+
+def _band_problems(texts: list[_Text], bands: list[_Text]) -> list[str]:
+    """Titles that reach into a tick-label band (of any axes): a collision for some data."""
+    problems = []
+    titles = [t for t in texts if t.role == "title"]
+    for title in titles:
+        for band in bands:
+            inter = _intersect(title.box, band.box)
+            if inter is not None and inter[2] - inter[0] > _TOL and inter[3] - inter[1] > _TOL:
+                problems.append(f"{title.what} reaches into {band.what}; whether it collides depends on "
+                                "the numbers: shorten or wrap the title, or give the axes the width "
+                                "(a legend below, not beside, the axes)")
+    return problems
+
+
 def _short(text: str, n: int = 50) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 3] + "..."
@@ -556,6 +613,8 @@ def _measure(fig, renderer) -> list[str]:
     problems = _legend_problems(axes, names, data, renderer, figs)
     problems += _tick_problems(texts, names)
     problems += _title_problems(texts, axes, names, renderer, figs)
+    bands = [b for ax in axes for b in _tick_bands(ax, names[ax], texts)]
+    problems += _band_problems(texts, bands)
     problems += _empty_problems(axes, names, data)
     return problems
 

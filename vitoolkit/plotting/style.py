@@ -75,6 +75,12 @@ def set_theme(context: str = "talk", font_scale: float = 0.8) -> None:
             "image.cmap": "viridis",
         }
     )
+    # A y tick label may sit at the top of its axis, centred on it, so it rises half its
+    # height above the axes; a title wider than its axes must clear that for any data.
+    from matplotlib.font_manager import FontProperties
+
+    tick = FontProperties(size=plt.rcParams["ytick.labelsize"]).get_size_in_points()
+    plt.rcParams["axes.titlepad"] = max(6.0, tick + 2.0)
 
 
 def get_ax(ax=None):
