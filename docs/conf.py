@@ -1,9 +1,9 @@
 """Sphinx configuration of the vitoolkit course book (Sphinx + MyST-NB).
 
 Build it with ``vitoolkit book --out DIR [--quick]`` (see :mod:`vitoolkit.course.book`),
-which stages this folder with one executed-notebook page per tutorial and runs
-Sphinx on it. ``VITOOLKIT_QUICK=1`` runs the tutorials in their quick setting;
-``VITOOLKIT_BOOK_RUN=0`` renders them without running them.
+which executes the tutorials as notebooks (or takes them from its cache), stages this
+folder with one executed-notebook page per tutorial and runs Sphinx on it. Sphinx
+never executes anything itself.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ import os
 from pathlib import Path
 
 import vitoolkit
-
-_TRUE = {"1", "true", "yes", "on"}
-RUN = os.environ.get("VITOOLKIT_BOOK_RUN", "1").strip().lower() in _TRUE
 
 # -- project ------------------------------------------------------------------------
 project = "vitoolkit"
@@ -36,11 +33,9 @@ templates_path = ["_templates"]
 root_doc = "index"
 
 # -- the tutorials: executed notebooks ------------------------------------------------
-# Every page is the notebook a student runs, executed in a fresh python3 kernel.
-nb_execution_mode = "force" if RUN else "off"
-nb_execution_timeout = int(os.environ.get("VITOOLKIT_BOOK_TIMEOUT", "1800"))
-nb_execution_raise_on_error = True  # a failed claim (ClaimFailed) stops the build
-nb_execution_show_tb = True
+# Every page is the notebook a student runs, executed in a fresh python3 kernel by
+# vitoolkit.course.notebooks before Sphinx starts (cached while nothing changes).
+nb_execution_mode = "off"
 nb_merge_streams = True
 nb_output_stderr = "remove"  # progress bars; errors still stop the build
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]

@@ -50,9 +50,28 @@ returns (``run.ok`` is False, ``summary.json`` is there). Results live on disk
 under a file lock, so ``pytest -n N`` (pytest-xdist) workers share them too.
 
 Mark a test with the run it reads, ``@pytest.mark.tutorial_run("02_cavi_gmm", seed=1,
-quick=True)``, and the fixture starts that script run in the background (two at a
-time, ``VITOOLKIT_TEST_JOBS``) as soon as the session's first tutorial run is
-requested, in the order the tests come; unmarked calls simply run on demand.
+quick=True)``, and the fixture starts that run in the background (two at a time,
+``VITOOLKIT_TEST_JOBS``) as soon as the session's first tutorial run is requested,
+in the order the tests come; unmarked calls simply run on demand. Topic tests that
+read a lesson's numbers use ``quick_run(name)`` (the seed-0 quick run, asserted to
+have succeeded); claims and figures are checked once, in ``test_tutorials.py``.
+
+The notebook executions go through :mod:`vitoolkit.course.notebooks` with a cache
+private to the session (``VITOOLKIT_CACHE`` below), so the course-book test builds
+the book from the very notebooks these tests executed, without running them again.
+
+Test tiers (as SciPy and scikit-learn split theirs)
+---------------------------------------------------
+- The default run, ``python -m pytest``: every unit and property test, each tutorial
+  once (quick, seed 0, as the notebook the book shows), the book built from those
+  notebooks and its browser check. Tests marked ``slow`` are deselected.
+- The slow tier, ``VITOOLKIT_TEST_SLOW=1 python -m pytest -m slow``: the full-size
+  runs, the quick runs at seeds 1 and 2, the longer searches. ``-m slow`` alone also
+  selects it. ``.ci/run`` runs both tiers.
+- ``VITOOLKIT_TEST_SEEDS`` chooses the quick-setting seeds every tutorial is checked
+  at ("0-2", "0,5,7", as scikit-learn's ``SKLEARN_TESTS_GLOBAL_RANDOM_SEED``); unset,
+  seed 0 is in the default tier and seeds 1 and 2 in the slow tier; set, its seeds
+  run in the default tier.
 """
 
 from __future__ import annotations
@@ -64,7 +83,6 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +95,43 @@ from hypothesis import HealthCheck, settings
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def slow_tier(config=None) -> bool:
+    """Whether tests marked ``slow`` run: ``VITOOLKIT_TEST_SLOW=1``, or ``-m`` naming ``slow``."""
+    if os.environ.get("VITOOLKIT_TEST_SLOW", "").strip().lower() in _TRUE:
+        return True
+    return config is not None and "slow" in (config.getoption("markexpr", "") or "")
+
+
+def _stage(item) -> int:
+    """Tests that read tutorial runs go after the others, the book's last (see below)."""
+    names = getattr(item, "fixturenames", ())
+    if "built" in names:
+        return 2
+    return 1 if ("tutorial_run" in names or "quick_run" in names) else 0
+
+
+def pytest_collection_modifyitems(config, items):
+    if not slow_tier(config):
+        slow = [item for item in items if item.get_closest_marker("slow") is not None]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+            config._vitoolkit_slow_deselected = len(slow)
+    # The tutorial runs start in the background with the session (_start_tutorial_runs);
+    # the tests that wait for them come last, so the unit tests run meanwhile.
+    items.sort(key=_stage)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = getattr(config, "_vitoolkit_slow_deselected", 0)
+    if n:
+        terminalreporter.write_line(
+            f"{n} slow tests not run (the slow tier: VITOOLKIT_TEST_SLOW=1 python -m pytest -m slow)")
+
+
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -88,6 +143,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: The z-score of the standard-error tolerance used by Monte Carlo checks.
 Z = 4.5
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _notebook_cache(tmp_path_factory):
+    """Executed notebooks cached per session, never in the user's cache.
+
+    A session executes what it checks, once: the notebook tests and the book read the
+    same executions. pytest-xdist workers of one session share the folder.
+    """
+    old = os.environ.get("VITOOLKIT_CACHE")
+    os.environ["VITOOLKIT_CACHE"] = str(_shared_root(tmp_path_factory).parent / "notebook-cache")
+    yield
+    if old is None:
+        os.environ.pop("VITOOLKIT_CACHE", None)
+    else:
+        os.environ["VITOOLKIT_CACHE"] = old
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -192,53 +263,24 @@ def _run_script(path: Path, seed: int, quick: bool, out: Path, running: set | No
     return proc.returncode, output
 
 
-def _run_notebook(path: Path, seed: int, quick: bool, out: Path):
-    """Execute the tutorial as the book's notebook in a fresh ``python3`` kernel, as a student would.
+def _run_notebook(path: Path, seed: int, quick: bool):
+    """Execute the tutorial as the book's notebook (or take the session's cached execution).
 
-    The kernel gets no ``MPLBACKEND`` (so Jupyter's inline backend is in effect) and
-    the settings through ``VITOOLKIT_*`` variables. A last, added cell reports the
-    backend in effect after the lesson ran. Returns (returncode, output, notebook).
+    :func:`vitoolkit.course.notebooks.execute`: a fresh ``python3`` kernel with Jupyter's
+    inline backend, the settings through ``VITOOLKIT_*`` variables. The session's cache
+    (``VITOOLKIT_CACHE``, set below) is the one the book test builds from.
     """
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from vitoolkit.course.notebooks import execute
 
-    from vitoolkit.course.book import tutorial_notebook
-
-    nb = tutorial_notebook(path)
-    probe = nbformat.v4.new_code_cell(
-        "import matplotlib\nprint('[backend]', matplotlib.get_backend())")
-    probe.metadata["tags"] = ["vitoolkit-test-probe"]
-    nb.cells.append(probe)
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND" and not k.startswith("VITOOLKIT_")}
-    env.update({"VITOOLKIT_OUT": str(out), "VITOOLKIT_SEED": str(seed),
-                "VITOOLKIT_QUICK": "1" if quick else "0", "JUPYTER_PLATFORM_DIRS": "1",
-                "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    client = NotebookClient(nb, timeout=TUTORIAL_TIMEOUT, startup_timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(out)}})
-    code = 0
-    with warnings.catch_warnings():
-        # The Jupyter machinery's own deprecations are not the lesson's business.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", PendingDeprecationWarning)
-        try:
-            client.execute(env=env)
-        except CellExecutionError:
-            code = 1
-    nbformat.write(nb, out / f"{path.stem}.executed.ipynb")
-    return code, notebook_text(nb), nb
+    run = execute(path, quick=quick, seed=seed, timeout=TUTORIAL_TIMEOUT)
+    return (0 if run.ok else 1), run.output, run.out
 
 
 def notebook_text(nb) -> str:
     """Everything the notebook's cells printed, and their tracebacks (ANSI colours removed)."""
-    parts = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
-                parts.append(o.get("text", ""))
-            elif o.get("output_type") == "error":
-                parts.append(_ANSI.sub("", "\n".join(o.get("traceback", []))) + "\n")
-    return "".join(parts)
+    from vitoolkit.course.notebooks import output_text
+
+    return output_text(nb)
 
 
 def _shared_root(tmp_path_factory) -> Path:
@@ -251,6 +293,9 @@ def _shared_root(tmp_path_factory) -> Path:
 
 
 def pytest_configure(config):
+    # pytest-xdist's marker, declared here too so that --strict-markers passes without it.
+    config.addinivalue_line("markers", "xdist_group(name): tests that pytest -n N --dist loadgroup "
+                            "keeps on one worker (the course book)")
     config.addinivalue_line(
         "markers", "tutorial_run(name, seed=0, quick=True): the test reads this run of a tutorial "
         "(the tutorial_run fixture starts the script runs a session needs in the background)")
@@ -259,9 +304,9 @@ def pytest_configure(config):
 class _Runs:
     """Each (tutorial, seed, setting) once per session, on disk under a file lock.
 
-    ``prefetch`` starts script runs in a pool of ``jobs`` threads (each waits on one
-    tutorial subprocess), in the order the session's tests need them, so that on a
-    2-core machine two tutorials run at a time; notebook runs stay in the main thread.
+    ``prefetch`` starts runs in a pool of ``jobs`` threads (each waits on one tutorial
+    subprocess or notebook kernel), in the order the session's tests need them, so
+    that on a 2-core machine two tutorials run at a time while the other tests go on.
     """
 
     def __init__(self, root: Path, jobs: int):
@@ -295,7 +340,7 @@ class _Runs:
             out.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             if self.via(key) == "notebook":
-                code, output, _nb = _run_notebook(path, seed, quick, out)
+                code, output, out = _run_notebook(path, seed, quick)
             else:
                 code, output = _run_script(path, seed, quick, out, self.running)
             meta = {"returncode": code, "output": output, "via": self.via(key),
@@ -312,7 +357,7 @@ class _Runs:
             self.pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="tutorial-run")
         for key in keys:
             known = key[0] in self.paths
-            if known and key not in self.futures and key not in self.cache and self.via(key) == "script":
+            if known and key not in self.futures and key not in self.cache:
                 self.futures[key] = self.pool.submit(self._produce, key)
 
     def get(self, name: str, seed: int = 0, quick: bool = True) -> TutorialRun:
@@ -326,7 +371,7 @@ class _Runs:
             if meta["via"] == "notebook":
                 import nbformat
 
-                notebook = nbformat.read(Path(meta["out"]) / f"{name}.executed.ipynb", as_version=4)
+                notebook = nbformat.read(Path(meta["out"]) / f"{name}.ipynb", as_version=4)
             self.cache[key] = TutorialRun(name, key[1], key[2], Path(meta["out"]), meta["returncode"],
                                           meta["output"], meta["seconds"], meta["via"], notebook)
         return self.cache[key]
@@ -350,8 +395,27 @@ def _wanted_runs(items) -> list[tuple]:
     return keys
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _start_tutorial_runs(request):
+    """Start the selected tests' tutorial runs in the background as the session begins."""
+    if _wanted_runs(request.session.items):
+        request.getfixturevalue("tutorial_run")
+
+
 @pytest.fixture(scope="session")
-def tutorial_run(tmp_path_factory, request):
+def quick_run(tutorial_run):
+    """``quick_run(name) -> TutorialRun``: the seed-0 quick run, asserted to have succeeded."""
+
+    def get(name: str) -> TutorialRun:
+        run = tutorial_run(name)
+        assert run.ok, f"{run} failed:\n{run.tail()}"
+        return run
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(tmp_path_factory, request, _notebook_cache):
     """``run(name, seed=0, quick=True) -> TutorialRun``: each tutorial runs once per setting.
 
     See the module docstring for the usage and for which runs execute as a notebook.

@@ -1,8 +1,9 @@
 """The course book: tutorials as executed notebooks (MyST-NB), and the browser check.
 
-Cost control: the real book is built once per module (quick setting, strict), and
-that build is also the run of every tutorial as a notebook in a plain kernel; the
-small builds use a throwaway tutorial and a minimal copy of the docs (no API pages).
+Cost control: the real book is built once per session (quick setting, strict) from
+the notebooks the ``tutorial_run`` fixture executed (the session's notebook cache),
+so building it executes nothing; the small builds use a throwaway tutorial and a
+minimal copy of the docs (no API pages).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = find_tutorials(ROOT / "tutorials")
 BROWSER_SCRIPT = ROOT / "scripts" / "check_book_browser.py"
 MISSING = book.missing_modules()
-pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason=f"the docs extra is not installed (missing: {', '.join(MISSING)}); "
-    "pip install -e '.[docs]'")
+pytestmark = [
+    pytest.mark.skipif(bool(MISSING), reason=f"the docs extra is not installed (missing: "
+                       f"{', '.join(MISSING)}); pip install -e '.[docs]'"),
+    # With pytest -n N --dist loadgroup, one worker builds the book and runs its checks.
+    pytest.mark.xdist_group("book"),
+]
 
 THROWAWAY = '''\
 """A throwaway lesson: squares
@@ -171,6 +175,38 @@ def test_a_failed_claim_fails_the_book_with_its_statement(throwaway, tmp_path, m
         book.build_book(tmp_path / "site", quick=True, tutorials=[info], jobs=1)
 
 
+def test_a_rebuild_with_unchanged_tutorials_executes_nothing(throwaway, tmp_path, monkeypatch):
+    info, docs = throwaway
+    monkeypatch.setenv("VITOOLKIT_DOCS", str(docs))
+    monkeypatch.setenv("VITOOLKIT_CACHE", str(tmp_path / "cache"))
+    first = book.build_book(tmp_path / "a", quick=True, tutorials=[info], jobs=1)
+    second = book.build_book(tmp_path / "b", quick=True, tutorials=[info], jobs=1)
+    assert not first.executed[info.name].cached and second.executed[info.name].cached
+    page = "tutorials/98_throwaway.html"
+    assert (first.out / page).read_text() == (second.out / page).read_text()
+    assert second.summaries == first.summaries
+    # Another seed, or a changed lesson, is executed again.
+    third = book.build_book(tmp_path / "c", quick=True, tutorials=[info], jobs=1, seed=1)
+    info.path.write_text(THROWAWAY.replace("[0, 1, 4]", "[0, 1, 4.0]"))
+    fourth = book.build_book(tmp_path / "d", quick=True, tutorials=[info], jobs=1)
+    assert not third.executed[info.name].cached and not fourth.executed[info.name].cached
+
+
+def test_an_old_book_beside_a_users_file_is_not_replaced(throwaway, tmp_path, monkeypatch):
+    from vitoolkit.course.cli import main
+
+    info, docs = throwaway
+    monkeypatch.setenv("VITOOLKIT_DOCS", str(docs))
+    out = tmp_path / "site"
+    book.build_book(out, run=False, tutorials=[info], jobs=1)
+    book.build_book(out, run=False, tutorials=[info], jobs=1)  # a book alone is replaced
+    (out / "my_notes.txt").write_text("mine")
+    with pytest.raises(book.BookError, match="my_notes.txt"):
+        book.build_book(out, run=False, tutorials=[info], jobs=1)
+    assert main(["book", "--out", str(out), "--no-run"]) == 2
+    assert (out / "my_notes.txt").read_text() == "mine" and (out / "index.html").is_file()
+
+
 def test_book_command_rejects_a_file_as_output(tmp_path, capsys):
     from vitoolkit.course.cli import main
 
@@ -183,18 +219,24 @@ def test_book_command_rejects_a_file_as_output(tmp_path, capsys):
 # -- the real book, built once ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tutorial_run):
+    # The notebooks the notebook tests check (executed in the background, two at a time).
+    for t in TUTORIALS:
+        tutorial_run(t.name)
     out = tmp_path_factory.mktemp("book") / "site"
     return book.build_book(out, quick=True, strict=True)
 
 
-@pytest.mark.slow
+def test_the_book_renders_the_notebooks_the_tests_executed(built):
+    assert all(e.cached for e in built.executed.values()), \
+        [str(e) for e in built.executed.values() if not e.cached]
+
+
 def test_book_builds_every_tutorial_strictly(built):
     assert built.pages == [t.name for t in TUTORIALS]
     assert built.warnings == []
 
 
-@pytest.mark.slow
 def test_each_page_shows_every_figure_and_claim_of_its_notebook_run(built):
     for name in built.pages:
         summary = built.summaries[name]
@@ -206,7 +248,6 @@ def test_each_page_shows_every_figure_and_claim_of_its_notebook_run(built):
         assert "[figure]" not in text and "[summary]" not in text, name
 
 
-@pytest.mark.slow
 def test_index_links_every_question_to_an_existing_section(built):
     index = _Page(built.out / "index.html")
     links = [h for h in index.links if h.startswith("tutorials/") and "#" in h]
@@ -220,7 +261,6 @@ def test_index_links_every_question_to_an_existing_section(built):
     assert linked == {f"tutorials/{n}.html" for n in built.pages}
 
 
-@pytest.mark.slow
 def test_math_is_served_locally(built):
     html = (built.out / "tutorials" / f"{built.pages[0]}.html").read_text(encoding="utf-8")
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', html)
@@ -229,7 +269,6 @@ def test_math_is_served_locally(built):
     assert (built.out / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
-@pytest.mark.slow
 def test_browser_check_passes_on_every_page(built, tmp_path):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         if os.environ.get("VITOOLKIT_REQUIRE_BROWSER"):

@@ -443,6 +443,7 @@ def test_book_folder_is_replaced_whole_and_dead_builds_are_cleaned(tmp_path, mon
         (folder / "tutorials").mkdir(parents=True)
         (folder / ".buildinfo").write_text(text)
         (folder / "tutorials" / "page.html").write_text(text)
+        book._write_manifest(folder)
     book._replace_folder(old_site, out)
     # A copy left by a killed build (its pid no longer runs) is removed by the next one.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

@@ -88,7 +88,8 @@ def test_alpha_integrand_against_scipy_quad_independently():
 
 def test_two_dimensional_negative_alpha_matches_closed_form():
     p = MultivariateNormal(torch.tensor([0.0, 0.0], dtype=D), torch.tensor([[1.0, 0.3], [0.3, 1.0]], dtype=D))
-    q = MultivariateNormal(torch.tensor([1.0, -0.5], dtype=D), torch.tensor([[2.2, 0.2], [0.2, 1.9]], dtype=D))
+    q = MultivariateNormal(torch.tensor([1.0, -0.5], dtype=D),
+                           torch.tensor([[2.2, 0.2], [0.2, 1.9]], dtype=D))
     exact = float(alpha_divergence(p, q, -0.5))
     assert float(grid_divergence(p, q, "alpha", alpha=-0.5)) == pytest.approx(exact, rel=1e-6)
     assert float(grid_divergence(p, q)) == pytest.approx(float(kl_divergence(p, q)), rel=1e-6)

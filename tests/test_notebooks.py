@@ -6,7 +6,8 @@ conversion, a plain ``python3`` kernel with Jupyter's default inline backend,
 images (``image/png`` outputs) as figures it saves, no ``[figure] path``
 bookkeeping lines in the cells' output, and the backend still inline at the end.
 The execution is the seed-0 quick run of the ``tutorial_run`` fixture, whose
-``summary.json`` ``test_tutorials.py`` checks, so nothing runs twice.
+``summary.json`` ``test_tutorials.py`` checks and whose notebook the book test
+renders, so nothing runs twice.
 
 Importing vitoolkit (every subpackage) never changes matplotlib's backend: checked
 in a fresh interpreter whose default backend is not Agg.
@@ -53,8 +54,8 @@ def test_notebook_runs_and_shows_every_figure_inline(tutorial_run, name):
     assert images >= len(figures), f"{run}: {images} inline images for {len(figures)} saved figures"
     bookkeeping = [line for line in run.output.splitlines() if line.startswith("[figure] ")]
     assert not bookkeeping, f"{run}: bookkeeping lines in the notebook: {bookkeeping[:3]}"
-    backend = [line for line in run.output.splitlines() if line.startswith("[backend] ")]
-    assert backend and "inline" in backend[-1], f"{run}: backend after the lesson: {backend}"
+    backend = run.notebook.metadata["vitoolkit"]["backend_after_run"]
+    assert "inline" in backend, f"{run}: backend after the lesson: {backend}"
 
 
 @pytest.mark.parametrize("default", ["svg", "module://matplotlib_inline.backend_inline"])

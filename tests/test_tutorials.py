@@ -1,22 +1,24 @@
 """Every tutorial checks itself: its claims hold and its figures are clean (issue 10).
 
-- Quick setting, seeds 0, 1 and 2: the run succeeds, it makes at least
-  :data:`MIN_CLAIMS` claims, every claim checked in the quick setting holds, and
-  the figure check (:func:`vitoolkit.plotting.check_figure`) found nothing on any
-  figure it saved.
-- Full size, seed 0 (marked ``slow``, still in the default run): the same, and
-  every claim, ``full_only`` ones included, holds.
+- Quick setting: the run succeeds, it makes at least :data:`MIN_CLAIMS` claims,
+  every claim checked in the quick setting holds, and the figure check
+  (:func:`vitoolkit.plotting.check_figure`) found nothing on any figure it saved.
+  Seed 0 (the notebook the book shows) is in the default tier, seeds 1 and 2 in the
+  slow tier; ``VITOOLKIT_TEST_SEEDS`` ("0-4", "0,7") chooses other seeds, which then
+  all run in the default tier (``tests/conftest.py``).
+- Full size, seed 0 (slow tier): the same, and every claim, ``full_only`` ones
+  included, holds.
 
 Tutorials are found with :func:`vitoolkit.course.cli.find_tutorials`, so a new tutorial
 is covered the moment it is added. Each (tutorial, seed, setting) runs once per
-session through the ``tutorial_run`` fixture (``tests/conftest.py``); the seed-0
-quick run is the notebook execution that ``test_notebooks.py`` inspects, seeds 1
-and 2 and the full run are subprocesses (``python tutorials/NN.py ...``), which
-the fixture starts in the background, two at a time, as soon as the first test
-needs a run (each test declares its run with ``@pytest.mark.tutorial_run``).
+session through the ``tutorial_run`` fixture (``tests/conftest.py``), which starts the
+runs in the background as the session begins (each test declares its run with
+``@pytest.mark.tutorial_run``).
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -24,7 +26,24 @@ from vitoolkit.course.cli import find_tutorials, tutorials_dir
 
 TUTORIALS = find_tutorials(tutorials_dir())
 NAMES = [t.name for t in TUTORIALS]
-SEEDS = (0, 1, 2)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """``"0-2"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7] (ranges and lists may mix)."""
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise pytest.UsageError(f"VITOOLKIT_TEST_SEEDS={text!r}: expected seeds such as '0-2' or '0,5,7'")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return list(dict.fromkeys(seeds))
+
+
+#: The quick-setting seeds and whether each is in the slow tier.
+_ENV_SEEDS = os.environ.get("VITOOLKIT_TEST_SEEDS", "").strip()
+SEEDS = _parse_seeds(_ENV_SEEDS) if _ENV_SEEDS else [0, 1, 2]
 #: Issue 10: each tutorial backs its sentences with at least this many claims.
 MIN_CLAIMS = 8
 
@@ -70,9 +89,15 @@ def test_there_are_tutorials():
 
 
 def _runs(seeds, quick: bool):
-    """Parameters (name, seed), each marked with the run it reads (started early by the fixture)."""
-    return [pytest.param(name, seed, id=f"{name}-seed{seed}",
-                         marks=pytest.mark.tutorial_run(name, seed=seed, quick=quick))
+    """Parameters (name, seed), each marked with the run it reads (started early by the fixture).
+
+    Unless ``VITOOLKIT_TEST_SEEDS`` chose them, seeds other than 0 are in the slow tier.
+    """
+    def marks(name, seed):
+        run = pytest.mark.tutorial_run(name, seed=seed, quick=quick)
+        return [run, pytest.mark.slow] if (seed != 0 and not _ENV_SEEDS) else [run]
+
+    return [pytest.param(name, seed, id=f"{name}-seed{seed}", marks=marks(name, seed))
             for name in NAMES for seed in seeds]
 
 

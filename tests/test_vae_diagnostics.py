@@ -500,14 +500,11 @@ def test_diagnostics_on_the_toolkit_vae():
 
 
 @pytest.mark.tutorial_run("06_vae_beyond")
-def test_tutorial_06_quick(tutorial_run):
-    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
-    run = tutorial_run("06_vae_beyond")
-    assert run.ok, run.tail()
+def test_tutorial_06_quick(quick_run):
+    """Reads the session's seed-0 quick run (claims and figures: test_tutorials.py)."""
+    run = quick_run("06_vae_beyond")
     out_dir = run.out
-    import json
-
-    summary = json.loads((out_dir / "summary.json").read_text())
+    summary = run.summary
     assert summary["quick"] is True and summary["figures"]
     for name in summary["figures"]:
         assert (out_dir / f"{name}.png").is_file()

@@ -8,7 +8,6 @@ within Z = 4.5 standard errors.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -351,15 +350,3 @@ def test_bad_input_names_the_argument(digits):
         SparseAutoencoder(64, 8, sparsity=1.0)
     with pytest.raises(TypeError, match="model must be"):
         train(torch.nn.Linear(2, 2), X, epochs=1, batch_size=8)
-
-
-@pytest.mark.tutorial_run("07_discrete_latents")
-def test_tutorial_07_runs_quick(tutorial_run):
-    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
-    run = tutorial_run("07_discrete_latents")
-    assert run.ok, run.tail()
-    out = run.out
-    summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["claims"]) >= 8
-    assert all(c["holds"] for c in summary["claims"] if c["checked"])
-    assert not any(summary.get("figure_problems", {}).values()), summary["figure_problems"]

@@ -7,7 +7,6 @@ known O(1/K) bias of self-normalised importance sampling).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -200,15 +199,3 @@ def test_bad_input_for_the_forward_kl_objectives(digits):
     with pytest.raises(ValueError, match="needs a vitoolkit.vae.VAE"):
         train(Autoencoder(64, 2, hidden_dims=(8,)), X, epochs=1, batch_size=64,
               objective="wake_sleep", progress=False)
-
-
-@pytest.mark.tutorial_run("08_wake_sleep")
-def test_tutorial_08_runs_quick(tutorial_run):
-    """Reads the session's shared seed-0 quick run (no second run of the tutorial)."""
-    run = tutorial_run("08_wake_sleep")
-    assert run.ok, run.tail()
-    out = run.out
-    summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["claims"]) >= 8
-    assert all(c["holds"] for c in summary["claims"] if c["checked"])
-    assert not any(summary.get("figure_problems", {}).values()), summary["figure_problems"]

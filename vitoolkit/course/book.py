@@ -3,8 +3,9 @@
 ``vitoolkit book --out DIR [--quick]`` (or :func:`build_book`) builds an HTML site
 with Sphinx and MyST-NB, the engine under Jupyter Book. Each
 ``tutorials/NN_name.py`` (jupytext's percent format) becomes a Jupyter notebook
-(:func:`tutorial_notebook`), MyST-NB executes it in a fresh ``python3`` kernel
-and renders the executed notebook as the page: the narrative (MyST Markdown with
+(:func:`tutorial_notebook`), executed in a fresh ``python3`` kernel once per
+change (:mod:`vitoolkit.course.notebooks` keeps executed notebooks in a cache), and
+MyST-NB renders the executed notebook as the page: the narrative (MyST Markdown with
 ``$...$`` math), the code, the printed numbers, the figures shown inline and the
 claims as callouts are exactly what a student sees when running the notebook.
 Each page offers the script and the notebook for download; new tutorials join
@@ -12,7 +13,8 @@ automatically. Math is rendered by a MathJax shipped in a Python package
 (``sphinx-mathjax-offline``), so the book needs no network.
 
 A claim that does not hold, or any error in a tutorial, stops the build: the
-kernel's exception (``ClaimFailed`` with the statement) is reported.
+kernel's exception (``ClaimFailed`` with the statement) is reported. An existing
+output folder is replaced only when it holds an earlier book and nothing else.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from ..fileio import check_output_dir, pid_alive
 from .arguments import out_error, positive_int_type
 from .catalog import TutorialInfo, find_tutorials, tutorials_dir
+from .notebooks import Execution, NotebookError, download_cell, execute_many, tutorial_notebook
 
 __all__ = [
     "BookBuild",
@@ -54,6 +57,7 @@ REQUIRED_MODULES = {
     "jupytext": "jupytext",
     "nbformat": "nbformat",
     "ipykernel": "ipykernel",
+    "nbclient": "nbclient",
     "sphinx-mathjax-offline": "sphinx-mathjax-offline",
 }
 
@@ -75,6 +79,8 @@ class BookBuild:
     warnings: list[str] = field(default_factory=list)
     #: Each executed tutorial's ``summary.json`` (numbers, figures, claims), by name.
     summaries: dict[str, dict] = field(default_factory=dict)
+    #: Each tutorial's notebook execution (``cached`` tells whether it ran), by name.
+    executed: dict[str, Execution] = field(default_factory=dict)
 
     @property
     def index(self) -> Path:
@@ -94,54 +100,13 @@ def docs_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "docs"
 
 
-def tutorial_notebook(path: str | os.PathLike, *, downloads: bool = False):
-    """The Jupyter notebook a tutorial script becomes (an ``nbformat`` node).
+def _stage(docs: Path, dest: Path, tutorials: Sequence[TutorialInfo],
+           executed: dict[str, Execution] | None) -> list[str]:
+    """Copy the Sphinx sources into ``dest`` and write one notebook page per tutorial.
 
-    jupytext reads the percent format as it is; only the header docstring, which
-    a script needs and a notebook shows as a string, becomes the notebook's
-    opening Markdown cell: its first line as the page title, the rest as text.
-    With ``downloads=True`` a second Markdown cell links the script and the
-    notebook for download (the book's pages; the downloadable notebook has none).
+    A page is the executed notebook when ``executed`` has it (with the download
+    links as its second cell), else the notebook without outputs.
     """
-    import ast
-
-    import jupytext
-    import nbformat
-
-    path = Path(path)
-    source = path.read_text(encoding="utf-8")
-    nb = jupytext.reads(source, fmt="py:percent")
-    doc = ast.get_docstring(ast.parse(source))
-    if doc is None:
-        raise BookError(f"{path}: a tutorial starts with a docstring (its title and question)")
-    first = nb.cells[0] if nb.cells else None
-    if first is not None and first.cell_type == "code":
-        try:
-            only_docstring = len(ast.parse(first.source).body) == 1
-        except SyntaxError:
-            only_docstring = False
-        if only_docstring:
-            nb.cells.pop(0)
-    title, _, rest = doc.strip().partition("\n")
-    header = [nbformat.v4.new_markdown_cell(f"# {title.strip()}\n\n{rest.strip()}".rstrip())]
-    if downloads:
-        header.append(nbformat.v4.new_markdown_cell(
-            f"Download this lesson: {{download}}`the script <{path.name}>` (run it with "
-            f"`python {path.name}`) or {{download}}`the notebook <_downloads/{path.stem}.ipynb>` "
-            "(open it in Jupyter; every figure shows when its cell runs)."
-        ))
-    nb.cells[:0] = header
-    nb.metadata = {
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"},
-    }
-    for cell in nb.cells:
-        cell.metadata = {}
-    return nb
-
-
-def _stage(docs: Path, dest: Path, tutorials: Sequence[TutorialInfo]) -> list[str]:
-    """Copy the Sphinx sources into ``dest`` and write one notebook page per tutorial."""
     import nbformat
 
     shutil.copytree(docs, dest, ignore=shutil.ignore_patterns("_build", "generated", "tutorials"))
@@ -149,7 +114,12 @@ def _stage(docs: Path, dest: Path, tutorials: Sequence[TutorialInfo]) -> list[st
     pages.mkdir()
     names = []
     for t in tutorials:
-        nbformat.write(tutorial_notebook(t.path, downloads=True), pages / f"{t.name}.ipynb")
+        if executed is not None:
+            nb = executed[t.name].notebook()
+            nb.cells.insert(1, download_cell(t.path))
+        else:
+            nb = tutorial_notebook(t.path, downloads=True)
+        nbformat.write(nb, pages / f"{t.name}.ipynb")
         # The download targets: the script and a notebook without the download cell.
         shutil.copyfile(t.path, pages / t.path.name)
         downloads = pages / "_downloads"
@@ -192,22 +162,6 @@ def split_warnings(text: str) -> list[str]:
 _SPHINX_WARNING = re.compile(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE): ")
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _failure_detail(stderr: str, warnings: list[str]) -> str:
-    """What a reader needs from a failed build: the tutorial's own error, else the warnings."""
-    text = _ANSI.sub("", stderr)
-    lines = text.splitlines()
-    # A notebook that raised: nbclient's report names the cell and ends with the exception.
-    for marker in ("ClaimFailed", "CellExecutionError"):
-        hits = [i for i, line in enumerate(lines) if marker in line]
-        if hits:
-            start = max(0, hits[-1] - 2) if marker == "ClaimFailed" else hits[0]
-            return "\n".join(lines[start:start + 30])
-    return "\n".join(warnings[-20:]) or text[-4000:]
-
-
 def build_book(
     out: str | os.PathLike,
     *,
@@ -217,8 +171,15 @@ def build_book(
     tutorials: Sequence[TutorialInfo] | None = None,
     jobs: int | str = "auto",
     timeout: int = 1800,
+    cache: bool = True,
+    seed: int = 0,
+    report=None,
 ) -> BookBuild:
     """Build the course book into ``out`` and return what was built.
+
+    The tutorials are executed as notebooks first (:mod:`vitoolkit.course.notebooks`:
+    ``jobs`` kernels at a time, each reused from the cache when its inputs are
+    unchanged), then Sphinx renders the executed notebooks without running anything.
 
     Parameters
     ----------
@@ -233,9 +194,15 @@ def build_book(
     tutorials : list of TutorialInfo, optional
         Defaults to every tutorial in :func:`vitoolkit.course.catalog.tutorials_dir`.
     jobs : int or "auto"
-        Sphinx parallel jobs (notebooks execute in parallel).
+        Notebooks executed at a time and Sphinx's parallel jobs ("auto": the CPU count).
     timeout : int
-        Seconds allowed per notebook.
+        Seconds allowed per notebook cell.
+    cache : bool
+        Reuse executed notebooks whose tutorial, setting, seed and package are unchanged.
+    seed : int
+        The seed of every tutorial's run.
+    report : callable(Execution, done, total), optional
+        Called as each notebook finishes executing (``vitoolkit book`` prints a line).
     """
     missing = missing_modules()
     if missing:
@@ -251,46 +218,77 @@ def build_book(
         raise BookError(f"{out_error(err, 'out')} (the output folder is not a directory "
                         "or not writable)") from None
     start = time.perf_counter()
+    n_jobs = (os.cpu_count() or 1) if jobs == "auto" else int(jobs)
+    executed = None
+    if run:
+        try:
+            executed = execute_many(tutorials, quick=quick, seed=seed, jobs=n_jobs, cache=cache,
+                                    timeout=timeout, report=report)
+        except NotebookError as err:
+            raise BookError(str(err)) from None
+        failed = [e for e in executed.values() if not e.ok]
+        if failed:
+            raise BookError("\n".join(f"tutorial {e} failed: {e.error}\n  (the executed notebook: "
+                                      f"{e.notebook_path})" for e in failed))
     with tempfile.TemporaryDirectory(prefix="vitoolkit-book-") as tmp:
         src = Path(tmp) / "src"
-        pages = _stage(docs_dir(), src, tutorials)
+        try:
+            pages = _stage(docs_dir(), src, tutorials, executed)
+        except NotebookError as err:
+            raise BookError(str(err)) from None
         html = Path(tmp) / "html"
-        # The kernels use Jupyter's inline backend, as a student's would.
-        env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-        env = {**env, "VITOOLKIT_QUICK": "1" if quick else "0",
-               "VITOOLKIT_BOOK_RUN": "1" if run else "0",
-               "VITOOLKIT_BOOK_TIMEOUT": str(int(timeout)),
-               "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-T", "-j", str(jobs),
+        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-T", "-j", str(n_jobs),
                "-d", str(Path(tmp) / "doctrees"), str(src), str(html)]
         if strict:
             cmd += ["-W", "--keep-going"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         warnings = split_warnings(proc.stderr)
         if proc.returncode != 0:
             raise BookError(f"sphinx-build failed (exit {proc.returncode}):\n"
-                            + _failure_detail(proc.stderr, warnings))
-        summaries = {}
-        for name in pages:
-            summary = src / PAGES_DIR / "results" / name / "summary.json"
-            if summary.is_file():
-                summaries[name] = json.loads(summary.read_text(encoding="utf-8"))
+                            + ("\n".join(warnings[-20:]) or proc.stderr[-4000:]))
+        _write_manifest(html)
         _replace_folder(html, out)
+    summaries = {}
+    for name, e in (executed or {}).items():
+        summary = e.out / "summary.json"
+        if summary.is_file():
+            summaries[name] = json.loads(summary.read_text(encoding="utf-8"))
     return BookBuild(out=out, pages=pages, seconds=time.perf_counter() - start, warnings=warnings,
-                     summaries=summaries)
+                     summaries=summaries, executed=executed or {})
+
+
+#: The list of a book's own files, written into the book (see :func:`_check_out`).
+MANIFEST = ".vitoolkit-book"
+
+
+def _write_manifest(html: Path) -> None:
+    files = sorted(str(p.relative_to(html)) for p in html.rglob("*") if p.is_file())
+    (html / MANIFEST).write_text("\n".join(files + [MANIFEST]) + "\n", encoding="utf-8")
 
 
 def _check_out(out: Path, name: str) -> None:
     """``out`` can be replaced by a book: a writable folder (created) whose parent is writable.
 
-    A non-empty folder is replaced only if it holds a book built earlier (Sphinx's
-    ``.buildinfo``): ``--out .`` must not delete the files of the current folder.
+    A non-empty folder is replaced only if it holds a book built earlier and nothing
+    else: every file in it is listed in that book's manifest (``.vitoolkit-book``).
+    ``--out .`` must not delete the current folder's files, nor a file a user saved
+    beside an old book.
     """
     check_output_dir(out, name)
     check_output_dir(out.resolve().parent, f"{name}'s parent")
-    if any(out.iterdir()) and not (out / ".buildinfo").is_file():
+    if not any(out.iterdir()):
+        return
+    manifest = out / MANIFEST
+    if not manifest.is_file():
         raise FileExistsError(errno.EEXIST, f"{name} is a non-empty folder that holds no book "
                               "built earlier; refusing to replace it", str(out))
+    known = set(manifest.read_text(encoding="utf-8").splitlines())
+    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                     if p.is_file() and str(p.relative_to(out)) not in known)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(errno.EEXIST, f"{name} holds an earlier book and files that are not "
+                              f"part of it ({listed}); move them or choose another folder", str(out))
 
 
 def _replace_folder(source: Path, out: Path) -> None:
@@ -326,7 +324,11 @@ def add_arguments(parser) -> None:
                         help="render the tutorials without executing them")
     parser.add_argument("--strict", action="store_true", help="Sphinx warnings are errors")
     parser.add_argument("--jobs", default="auto", type=_jobs_type,
-                        help="parallel Sphinx jobs, an integer >= 1 or 'auto' (default: auto)")
+                        help="notebooks executed at a time and parallel Sphinx jobs, an integer >= 1 "
+                        "or 'auto' (the CPU count; the default)")
+    parser.add_argument("--seed", default=0, type=int, help="the tutorials' seed (default: 0)")
+    parser.add_argument("--no-cache", dest="cache", action="store_false",
+                        help="execute every notebook even if an unchanged copy is cached")
 
 
 def _jobs_type(text: str):
@@ -338,6 +340,12 @@ def _jobs_type(text: str):
         raise argparse.ArgumentTypeError(f"{err} or 'auto'") from None
 
 
+def _print_progress(e: Execution, done: int, total: int) -> None:
+    how = "from the cache" if e.cached else f"executed in {e.seconds:.0f} s"
+    state = "ok" if e.ok else f"FAILED: {e.error}"
+    print(f"[{done}/{total}] {e.name}: {how}, {state}", flush=True)
+
+
 def run(args) -> int:
     """Entry point of ``vitoolkit book``."""
     try:  # before any tutorial runs: the folder the book will replace must be writable
@@ -347,11 +355,13 @@ def run(args) -> int:
         return 2
     try:
         result = build_book(args.out, quick=args.quick, run=args.run, strict=args.strict,
-                            jobs=args.jobs)
+                            jobs=args.jobs, cache=args.cache, seed=args.seed, report=_print_progress)
     except BookError as err:
         print(f"vitoolkit book: {err}", file=sys.stderr)
         return 1
     for w in result.warnings:
         print(w, file=sys.stderr)
-    print(f"built {len(result.pages)} tutorial pages in {result.seconds:.1f} s: {result.index}")
+    setting = "quick" if args.quick else "full-size"
+    print(f"built {len(result.pages)} tutorial pages ({setting} runs, seed {args.seed}) in "
+          f"{result.seconds:.1f} s: {result.index}")
     return 0
