@@ -258,7 +258,7 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
         self
         """
         self._reset()
-        X = as_data(self, X, reset=True, min_samples=self._min_samples)
+        X = self._fit_data(X)
         self._check_parameters(X)
         random_state = check_random_state(self.random_state)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -287,6 +287,21 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
                 f"(tol={self.tol}); increase max_iter or tol, or try other initialisations",
                 ConvergenceWarning, stacklevel=2)
         return self
+
+    #: whether ``fit`` takes a Dask array (:mod:`vitoolkit.cavi.distributed`)
+    _accepts_dask = False
+
+    def _fit_data(self, X):
+        """``fit``'s validated ``X``: a float64 array, or for a Dask array (when the model
+        accepts one) a :class:`~vitoolkit.cavi.distributed.DaskData`."""
+        if self._accepts_dask:
+            from .distributed import is_dask_array
+
+            if is_dask_array(X):
+                from .distributed import as_dask_data
+
+                return as_dask_data(X, min_samples=self._min_samples)
+        return as_data(self, X, reset=True, min_samples=self._min_samples)
 
     def _single_run(self, X, ctx, random_state) -> _Run:
         steps: list = []
