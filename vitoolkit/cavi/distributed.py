@@ -167,11 +167,13 @@ class DaskData:
         """The whole array in memory (the initialisation of a small array)."""
         return _float_block(self.array.compute())
 
-    def sample_rows(self, random_state, size: int = INIT_SAMPLE):
+    def sample_rows(self, random_state, size: int | None = None):
         """A uniform sample of rows for the initialisation: ``(indices, rows)``. The whole array
-        (indices ``None``) when n <= ``size``, drawing nothing from ``random_state``; else
-        ``size`` indices drawn with replacement from ``random_state``, sorted, repeats dropped."""
+        (indices ``None``) when n <= ``size`` (default :data:`INIT_SAMPLE`), drawing nothing
+        from ``random_state``; else ``size`` indices drawn with replacement from
+        ``random_state``, sorted, repeats dropped."""
         n = self.shape[0]
+        size = INIT_SAMPLE if size is None else size
         if n <= size:
             return None, self.to_numpy()
         idx = np.unique(random_state.randint(0, n, size=size))
