@@ -249,8 +249,11 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n,) or (n, d)
-            A 1-D ``X`` is n samples of one feature.
+        X : array-like of shape (n,) or (n, d), or a ``dask.array.Array``
+            A 1-D ``X`` is n samples of one feature. A Dask array (models that accept one:
+            ``BayesianGMM``, ``UnitVarianceGMM``) is fitted chunk by chunk on Dask's current
+            scheduler, equal to the in-memory fit to round-off; ``labels_`` (and
+            ``UnitVarianceGMM.resp_``) are then lazy Dask arrays (:mod:`vitoolkit.cavi.distributed`).
         y : ignored
 
         Returns

@@ -106,7 +106,8 @@ class BayesianGMM(MixtureVI):
     n_iter_ : int
     converged_ : bool
     labels_ : ndarray (n,) of int64
-        ``predict(X)`` of the training data after a final E-step.
+        ``predict(X)`` of the training data after a final E-step (a lazy Dask array when
+        ``X`` was one: fitted chunk by chunk, see :mod:`vitoolkit.cavi.distributed`).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` was a pandas DataFrame.

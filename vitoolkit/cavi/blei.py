@@ -285,7 +285,8 @@ class UnitVarianceGMM(MixtureVI):
         Variational variances s_k^2.
     resp_ : ndarray of shape (n, K)
         phi after a final assignment update, so ``fit(X).predict(X)`` equals
-        the argmax of ``resp_``.
+        the argmax of ``resp_`` (a lazy Dask array, as ``labels_``, when ``X`` was one:
+        fitted chunk by chunk, see :mod:`vitoolkit.cavi.distributed`).
     elbo_history_ : list of float
         The full ELBO in nats after each iteration of the kept initialisation.
     step_elbo_ : list of (int, str, float)

@@ -28,14 +28,21 @@ The initialisation (``init_params``) runs on a uniform sample of rows, of at mos
 the start is exactly the in-memory fit's (the same ``random_state`` draws, the same k-means).
 Beyond that, ``INIT_SAMPLE`` row indices are drawn with replacement (duplicates dropped) and
 ``"kmeans"`` runs scikit-learn's k-means on the sample, then labels every row by its nearest
-centre on the workers (a k-means assignment step; the same idea as Dask-ML's k-means||, which
-over-samples candidate centres in a few passes, here with a single uniform sample: fine for
-K much smaller than the sample, and one pass over the data). ``"k-means++"`` and
-``"random_from_data"`` pick their K seed rows from the sample; ``"random"`` (a dense (n, K)
-random responsibility matrix) is refused beyond INIT_SAMPLE rows.
+centre on the workers (one k-means assignment step, one pass over the data). This is simpler
+than k-means|| (Bahmani, Moseley, Vattani, Kumar & Vassilvitskii 2012, the scalable seeding
+Dask-ML implements), which over-samples candidate centres in a few passes: a uniform sample of
+2**18 rows suffices when every component holds far more than 1/2**18 of the data, and a
+component the sample misses is what the Dirichlet prior switches off anyway. ``"k-means++"``
+and ``"random_from_data"`` pick their K seed rows from the sample; ``"random"`` (a dense (n, K)
+random responsibility matrix) is refused beyond INIT_SAMPLE rows. ``UnitVarianceGMM`` starts
+its means at K distinct rows (:func:`distinct_indices`, the in-memory draw up to INIT_SAMPLE).
+
+After the fit, ``labels_`` (and ``UnitVarianceGMM.resp_``) are lazy Dask arrays; ``predict``,
+``score`` and the other fitted-model methods take in-memory data (a Dask array is read into
+memory).
 
 Dask is an optional extra (``pip install vitoolkit[dask]``); this module imports it only inside
-its functions, and the estimators import this module only when given a Dask array
+its functions, and ``fit`` looks for a Dask array without importing dask
 (:func:`is_dask_array` looks for ``dask.array`` among the modules already imported).
 The scheduler is Dask's current one: a ``dask.distributed.Client`` when one is active (a
 ``LocalCluster`` or a multi-machine cluster), else the threaded scheduler.
