@@ -249,8 +249,11 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n,) or (n, d)
-            A 1-D ``X`` is n samples of one feature.
+        X : array-like of shape (n,) or (n, d), or a ``dask.array.Array``
+            A 1-D ``X`` is n samples of one feature. A Dask array (models that accept one:
+            ``BayesianGMM``, ``UnitVarianceGMM``) is fitted chunk by chunk on Dask's current
+            scheduler, equal to the in-memory fit to round-off; ``labels_`` (and
+            ``UnitVarianceGMM.resp_``) are then lazy Dask arrays (:mod:`vitoolkit.cavi.distributed`).
         y : ignored
 
         Returns
@@ -258,7 +261,7 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
         self
         """
         self._reset()
-        X = as_data(self, X, reset=True, min_samples=self._min_samples)
+        X = self._fit_data(X)
         self._check_parameters(X)
         random_state = check_random_state(self.random_state)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -287,6 +290,21 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
                 f"(tol={self.tol}); increase max_iter or tol, or try other initialisations",
                 ConvergenceWarning, stacklevel=2)
         return self
+
+    #: whether ``fit`` takes a Dask array (:mod:`vitoolkit.cavi.distributed`)
+    _accepts_dask = False
+
+    def _fit_data(self, X):
+        """``fit``'s validated ``X``: a float64 array, or for a Dask array (when the model
+        accepts one) a :class:`~vitoolkit.cavi.distributed.DaskData`."""
+        if self._accepts_dask:
+            from .distributed import is_dask_array
+
+            if is_dask_array(X):
+                from .distributed import as_dask_data
+
+                return as_dask_data(X, min_samples=self._min_samples)
+        return as_data(self, X, reset=True, min_samples=self._min_samples)
 
     def _single_run(self, X, ctx, random_state) -> _Run:
         steps: list = []

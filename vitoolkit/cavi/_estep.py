@@ -135,10 +135,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _POOL[0]
 
 
-def _split(n_blocks: int, job) -> None:
+def _split(n_blocks: int, job, most: int | None = None) -> None:
     """Run ``job(first, stop)`` over contiguous runs of blocks, one run per thread (a thread
-    only pays off with a few blocks each)."""
-    threads = max(1, min(n_threads(), n_blocks // 2))
+    only pays off with a few blocks each; at most ``most`` threads, default :func:`n_threads`)."""
+    threads = max(1, min(most or n_threads(), n_blocks // 2))
     cuts = [round(i * n_blocks / threads) for i in range(threads + 1)]
     if threads == 1:
         job(0, n_blocks)
@@ -184,8 +184,9 @@ class Design:
     """
 
     def __init__(self, Xc: np.ndarray, diag: bool, rows: int, budget_bytes: int,
-                 tile: int | None = None):
+                 tile: int | None = None, threads: int | None = None):
         self.Xc, self.diag = Xc, diag
+        self.threads = threads  # None: n_threads(); a Dask task runs its chunk with 1
         d = Xc.shape[1]
         self.width = 1 + d + n_quad_features(d, diag)
         self.rows = rows
@@ -242,11 +243,13 @@ class Design:
         return self._slots
 
 
-def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10) -> Design:
+def design(Xc: np.ndarray, diag: bool, budget_bytes: int = 2**29, *, K: int = 10,
+           threads: int | None = None) -> Design:
     """The row blocks of a data set held in memory, for repeated E-step passes: feature rows
     computed once per fit when they fit in ``budget_bytes``, else recomputed block by block on
-    every pass. ``K`` sets the block and tile sizes (:func:`block_rows`, :func:`tile_rows`)."""
-    return Design(Xc, diag, block_rows(K, Xc.shape[0]), budget_bytes, tile_rows(K))
+    every pass. ``K`` sets the block and tile sizes (:func:`block_rows`, :func:`tile_rows`);
+    ``threads`` caps the E-step's threads (default :func:`n_threads`)."""
+    return Design(Xc, diag, block_rows(K, Xc.shape[0]), budget_bytes, tile_rows(K), threads)
 
 
 # -- the kernel ------------------------------------------------------------------
@@ -335,7 +338,8 @@ def estep_design(des: Design, Ct: np.ndarray):
 
     nb = len(des.bounds)
     with blas_one_thread():
-        threads = max(1, min(n_threads(), nb // 2))  # a thread pays off with a few blocks each
+        # a thread pays off with a few blocks each
+        threads = max(1, min(des.threads or n_threads(), nb // 2))
         counter = itertools.count()  # next() is atomic under the GIL: each block runs once
         if threads == 1:
             pull(0, counter)
@@ -394,5 +398,5 @@ def argmax_design(des: Design, Ct: np.ndarray) -> np.ndarray:
             np.argmax(Ct @ des.block(i, buf), axis=0, out=out[a:b])
 
     with blas_one_thread():
-        _split(len(des.bounds), job)
+        _split(len(des.bounds), job, des.threads)
     return out

@@ -106,7 +106,8 @@ class BayesianGMM(MixtureVI):
     n_iter_ : int
     converged_ : bool
     labels_ : ndarray (n,) of int64
-        ``predict(X)`` of the training data after a final E-step.
+        ``predict(X)`` of the training data after a final E-step (a lazy Dask array when
+        ``X`` was one: fitted chunk by chunk, see :mod:`vitoolkit.cavi.distributed`).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` was a pandas DataFrame.
@@ -141,6 +142,7 @@ class BayesianGMM(MixtureVI):
         self.check_monotonic = check_monotonic
 
     _min_samples = 2
+    _accepts_dask = True
 
     # -- validation (in fit, scikit-learn's convention) ----------------------------
     def _check_parameters(self, X):
@@ -157,6 +159,10 @@ class BayesianGMM(MixtureVI):
                 "sklearn.mixture.BayesianGaussianMixture")
         check_choice(self.init_params, INIT_PARAMS, "init_params")
         check_bool(self.check_monotonic, "check_monotonic")
+        if not isinstance(X, np.ndarray):  # a Dask array (vitoolkit.cavi.distributed)
+            from .distributed import check_init
+
+            check_init(self.init_params, X.shape[0])
 
     def _make_prior(self, X: np.ndarray) -> gw.Prior:
         """Validate the prior and return it in coordinates centred at ``mean_prior_``."""
@@ -194,7 +200,10 @@ class BayesianGMM(MixtureVI):
         d = X.shape[1]
         given = self.covariance_prior is not None
         where = "covariance_prior" if given else "covariance_prior (default: covariance of X)"
-        if not given:
+        if not given and not isinstance(X, np.ndarray):  # a DaskData: one pass over chunks
+            cov = X.covariance(diag)
+            check_finite(cov, where)
+        elif not given:
             cov = np.var(X, axis=0, ddof=1) if diag else np.atleast_2d(np.cov(X.T))
             check_finite(cov, where)
         else:
@@ -220,7 +229,8 @@ class BayesianGMM(MixtureVI):
 
     # -- the hooks of the shared loop ----------------------------------------------
     def _prior_context(self, X):
-        return SimpleNamespace(prior=self._make_prior(X), Xc=None, passes=None)
+        return SimpleNamespace(prior=self._make_prior(X), Xc=None, passes=None,
+                               dask=None if isinstance(X, np.ndarray) else X)
 
     def _prepare(self, X):
         return self._prior_context(X)
@@ -242,8 +252,14 @@ class BayesianGMM(MixtureVI):
         return ctx.Xc
 
     def _initialize(self, X, ctx, random_state, steps):
-        stats, proper = self._initial_stats(X, ctx.prior, random_state,
-                                            lambda: self._centre(X, ctx))
+        if ctx.dask is not None:
+            from .distributed import gw_initial_stats
+
+            stats, proper = gw_initial_stats(ctx.dask, self.n_components, self.init_params,
+                                             self.mean_prior_, ctx.prior.diag, random_state)
+        else:
+            stats, proper = self._initial_stats(X, ctx.prior, random_state,
+                                                lambda: self._centre(X, ctx))
         post = gw.posterior_from_stats(stats, ctx.prior)
         # "random_from_data" and "k-means++" seed one point per component: their initial
         # responsibilities are not a distribution q(Z) for every point, so no bound yet.
@@ -253,7 +269,12 @@ class BayesianGMM(MixtureVI):
 
     def _iterate(self, ctx, post, it, steps) -> float:
         prior, check = ctx.prior, self.check_monotonic
-        stats = gw.accumulate(ctx.passes, post)
+        if ctx.dask is not None:  # each chunk's gw.accumulate on the workers, summed in order
+            from .distributed import gw_accumulate
+
+            stats = gw_accumulate(ctx.dask, self.mean_prior_, post)
+        else:
+            stats = gw.accumulate(ctx.passes, post)
         if check:
             record_step(steps, it, "q(Z)", gw.elbo(stats, post, prior), check=True)
         gw.update_weights(post, stats, prior)
@@ -284,6 +305,10 @@ class BayesianGMM(MixtureVI):
             self.covariances_ = 0.5 * (cov + np.swapaxes(cov, 1, 2))
 
     def _fit_labels(self, X, ctx) -> np.ndarray:
+        if ctx.dask is not None:  # a lazy Dask array (n,): n labels need not fit in memory
+            from .distributed import gw_labels
+
+            return gw_labels(ctx.dask, self.mean_prior_, self._post)
         data = ctx.passes if getattr(ctx, "passes", None) is not None else X - self.mean_prior_
         return gw.predict_labels(data, self._post)
 

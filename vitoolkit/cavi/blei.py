@@ -30,6 +30,7 @@ log p(x) - ELBO = KL(q || p(mu, c | x)) can be measured.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -63,6 +64,48 @@ def _log_assignment_scores(X: np.ndarray, means: np.ndarray, mean_variances: np.
     return X @ means.T - 0.5 * (d * mean_variances + np.sum(means**2, axis=1))[None, :]
 
 
+def _responsibilities(X, means, mean_variances) -> np.ndarray:
+    """phi (n, K) of validated rows (section 3.1): the softmax of the assignment scores."""
+    scores = _log_assignment_scores(X, means, mean_variances)
+    return np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+
+
+def _assignment_labels(X, means, mean_variances) -> np.ndarray:
+    """argmax_k phi_ik of validated rows, shape (n,) int64."""
+    return np.argmax(_log_assignment_scores(X, means, mean_variances), axis=1)
+
+
+@dataclass
+class _PhiStats:
+    """What the updates of q(mu) and the ELBO need from the data and phi: sums over points,
+    so a data set's statistics are the sums of its chunks' (:mod:`vitoolkit.cavi.distributed`).
+    """
+
+    nk: np.ndarray  # (K,) sum_i phi_ik
+    sx: np.ndarray  # (K, d) sum_i phi_ik x_i
+    sq: np.ndarray  # (K,) sum_i phi_ik ||x_i||^2
+    entropy: float  # H[q(c)] = -sum_ik phi_ik log phi_ik
+    n: int
+
+
+def _phi_stats(X, resp) -> _PhiStats:
+    return _PhiStats(resp.sum(axis=0), resp.T @ X, resp.T @ np.sum(X**2, axis=1),
+                     float(-np.sum(xlogy(resp, resp))), X.shape[0])
+
+
+def _assignment_stats(X, means, mean_variances) -> _PhiStats:
+    """The assignment update (section 3.1) on rows ``X`` (m, d) and the statistics of its phi:
+    one chunk's share of a CAVI iteration (the in-memory fit runs it on all rows)."""
+    return _phi_stats(X, _responsibilities(X, means, mean_variances))
+
+
+def _mean_factors(st: _PhiStats, sigma: float):
+    """q(mu_k) from the statistics of phi (section 3.2): s_k^2 = 1 / (1/sigma^2 + N_k),
+    m_k = s_k^2 sum_i phi_ik x_i. Returns (means (K, d), variances (K,))."""
+    variances = 1.0 / (1.0 / sigma**2 + st.nk)
+    return variances[:, None] * st.sx, variances
+
+
 def assignment_update(X, means, mean_variances) -> np.ndarray:
     r"""The CAVI update of every q(c_i) (Blei et al. 2017, section 3.1, d-dimensional).
 
@@ -82,8 +125,7 @@ def assignment_update(X, means, mean_variances) -> np.ndarray:
     """
     X = as_matrix(X)
     means, mean_variances = _check_factors(means, mean_variances, X.shape[1])
-    scores = _log_assignment_scores(X, means, mean_variances)
-    return np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+    return _responsibilities(X, means, mean_variances)
 
 
 def mean_update(X, resp, prior_std, component=None):
@@ -144,20 +186,28 @@ def _expected_sq_distances(X, means, variances) -> np.ndarray:
 
 
 def _elbo(X, resp, means, variances, sigma) -> float:
-    """The module docstring's ELBO, its Gaussian terms from :mod:`vitoolkit.expectations`."""
-    n, d = X.shape
+    """The module docstring's ELBO of rows ``X`` with assignment factors ``resp``."""
+    return _elbo_from_stats(_phi_stats(X, resp), means, variances, sigma)
+
+
+def _elbo_from_stats(st: _PhiStats, means, variances, sigma) -> float:
+    """The module docstring's ELBO from the statistics of phi, its Gaussian terms from
+    :mod:`vitoolkit.expectations`."""
+    n, d = st.n, means.shape[1]
     K = means.shape[0]
     s2 = sigma * sigma
     # E log p(mu_k) = E log N(mu_k | 0, sigma^2 I): precision I / sigma^2
     log_p_mu = np.sum(ex.expected_gaussian_log_density(
         -d * math.log(s2), (np.sum(means**2, axis=1) + d * variances) / s2, d))
     log_p_c = -n * math.log(K)
-    # E log p(x_i | c_i = k, mu) = E log N(x_i | mu_k, I), weighted by phi_ik
-    log_lik = np.sum(resp * ex.expected_gaussian_log_density(
-        0.0, _expected_sq_distances(X, means, variances), d))
-    ent_c = -np.sum(xlogy(resp, resp))
+    # sum_i phi_ik E log N(x_i | mu_k, I): affine in E||x_i - mu_k||^2, so N_k times the
+    # constant term plus the phi-weighted distances sum_i phi_ik E||x_i - mu_k||^2 =
+    # sum_i phi_ik ||x_i||^2 - 2 m_k . sum_i phi_ik x_i + N_k (||m_k||^2 + d s_k^2)
+    weighted = st.sq - 2.0 * np.sum(st.sx * means, axis=1) + st.nk * (
+        np.sum(means**2, axis=1) + d * variances)
+    log_lik = np.sum(st.nk * ex.expected_gaussian_log_density(0.0, 0.0, d) - 0.5 * weighted)
     ent_mu = np.sum(ex.gaussian_entropy(d * np.log(variances), d))  # H[N(m_k, s_k^2 I)]
-    return float(log_p_mu + log_p_c + log_lik + ent_c + ent_mu)
+    return float(log_p_mu + log_p_c + log_lik + st.entropy + ent_mu)
 
 
 def _check_prior_std(value) -> float:
@@ -235,7 +285,8 @@ class UnitVarianceGMM(MixtureVI):
         Variational variances s_k^2.
     resp_ : ndarray of shape (n, K)
         phi after a final assignment update, so ``fit(X).predict(X)`` equals
-        the argmax of ``resp_``.
+        the argmax of ``resp_`` (a lazy Dask array, as ``labels_``, when ``X`` was one:
+        fitted chunk by chunk, see :mod:`vitoolkit.cavi.distributed`).
     elbo_history_ : list of float
         The full ELBO in nats after each iteration of the kept initialisation.
     step_elbo_ : list of (int, str, float)
@@ -275,12 +326,17 @@ class UnitVarianceGMM(MixtureVI):
         self.record_steps = record_steps
 
     _tol_kind = "relative"
+    _accepts_dask = True
 
     # -- the hooks of the shared loop ------------------------------------
     def _check_parameters(self, X):
         self._check_loop_settings(X)
         _check_prior_std(self.prior_std)
         check_bool(self.record_steps, "record_steps")
+        if self.record_steps and not isinstance(X, np.ndarray):
+            raise ValueError("record_steps=True updates one q(mu_k) at a time from the (n, K) "
+                             "assignment factors, which a Dask array's fit never holds; fit a "
+                             "NumPy array, or record_steps=False")
         if self.init_means is not None:
             if self.n_init != 1:
                 raise ValueError(f"init_means fixes the start, so n_init must be 1, "
@@ -294,12 +350,17 @@ class UnitVarianceGMM(MixtureVI):
 
     def _initialize(self, X, ctx, random_state, steps):
         n, K = X.shape[0], self.n_components
+        chunked = not isinstance(X, np.ndarray)  # a DaskData (vitoolkit.cavi.distributed)
         if self.init_means is not None:
             means = as_float_array(self.init_means, "init_means").copy()
+        elif chunked:
+            from .distributed import distinct_indices
+
+            means = X.rows(distinct_indices(n, K, random_state))
         else:
             means = X[random_state.choice(n, size=K, replace=False)].copy()
-        state = SimpleNamespace(means=means, variances=np.ones(K), resp=np.full((n, K), 1.0 / K),
-                                X=X)
+        state = SimpleNamespace(means=means, variances=np.ones(K), X=X,
+                                resp=None if chunked else np.full((n, K), 1.0 / K))
         state.means_history = [means.copy()]
         state.variances_history = [state.variances.copy()]
         if self.record_steps:
@@ -312,8 +373,11 @@ class UnitVarianceGMM(MixtureVI):
 
     def _iterate(self, ctx, s, it, steps) -> float:
         X, sigma = s.X, ctx.sigma
-        scores = _log_assignment_scores(X, s.means, s.variances)
-        s.resp = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+        if s.resp is None:  # a Dask array: each chunk's statistics on the workers, summed
+            st = X.map_reduce(_assignment_stats, s.means, s.variances)
+        else:
+            s.resp = _responsibilities(X, s.means, s.variances)
+            st = None if self.record_steps else _phi_stats(X, s.resp)
         if self.record_steps:
             record_step(steps, it, "c", self._state_elbo(ctx, s), check=False)
             for k in range(self.n_components):
@@ -322,12 +386,13 @@ class UnitVarianceGMM(MixtureVI):
                 s.means[k] = s2 * (s.resp[:, k] @ X)
                 s.variances[k] = s2
                 record_step(steps, it, f"mu_{k + 1}", self._state_elbo(ctx, s), check=False)
+            value = self._state_elbo(ctx, s)
         else:
-            s.variances = 1.0 / (1.0 / sigma**2 + s.resp.sum(axis=0))
-            s.means = s.variances[:, None] * (s.resp.T @ X)
+            s.means, s.variances = _mean_factors(st, sigma)
+            value = _elbo_from_stats(st, s.means, s.variances, sigma)
         s.means_history.append(s.means.copy())
         s.variances_history.append(s.variances.copy())
-        return self._state_elbo(ctx, s)
+        return value
 
     def _set_fitted(self, X, ctx, s):
         self.means_ = s.means
@@ -335,7 +400,18 @@ class UnitVarianceGMM(MixtureVI):
         self.means_history_ = s.means_history
         self.mean_variances_history_ = s.variances_history
         # a final assignment update, so that fit(X).predict(X) equals the argmax of resp_
-        self.resp_ = np.exp(self._log_resp(X))
+        if s.resp is None:  # a Dask array: resp_ is a lazy Dask array (n, K)
+            self.resp_ = X.map_blocks(_responsibilities, dtype=np.float64,
+                                      n_columns=self.n_components, means=s.means,
+                                      mean_variances=s.variances)
+        else:
+            self.resp_ = np.exp(self._log_resp(X))
+
+    def _fit_labels(self, X, ctx) -> np.ndarray:
+        if isinstance(X, np.ndarray):
+            return self._predict_validated(X)
+        return X.map_blocks(_assignment_labels, dtype=np.int64, means=self.means_,
+                            mean_variances=self.mean_variances_)
 
     # -- fitted model ----------------------------------------------------
     def _log_resp(self, X):

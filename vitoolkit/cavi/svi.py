@@ -232,6 +232,8 @@ class StochasticBayesianGMM(BayesianGMM):
         self.n_steps_ = s.t
         self.n_samples_seen_ = s.seen
 
+    _accepts_dask = False  # a Dask array is read into memory (np.asarray), as any array
+
     def fit(self, X, y=None):
         """Run SVI from scratch.
 
