@@ -263,7 +263,7 @@ def _run_script(path: Path, seed: int, quick: bool, out: Path, running: set | No
     return proc.returncode, output
 
 
-def _run_notebook(path: Path, seed: int, quick: bool):
+def _run_notebook(path: Path, seed: int, quick: bool, cache: Path):
     """Execute the tutorial as the book's notebook (or take the session's cached execution).
 
     :func:`vitoolkit.course.notebooks.execute`: a fresh ``python3`` kernel with Jupyter's
@@ -272,7 +272,7 @@ def _run_notebook(path: Path, seed: int, quick: bool):
     """
     from vitoolkit.course.notebooks import execute
 
-    run = execute(path, quick=quick, seed=seed, timeout=TUTORIAL_TIMEOUT)
+    run = execute(path, quick=quick, seed=seed, timeout=TUTORIAL_TIMEOUT, root=cache)
     return (0 if run.ok else 1), run.output, run.out
 
 
@@ -316,6 +316,8 @@ class _Runs:
         # ("AST constructor recursion depth mismatch").
         self.paths = {t.name: t.path for t in find_tutorials()}
         self.root = root
+        # Fixed now: a test may point VITOOLKIT_CACHE elsewhere while runs go on in the background.
+        self.notebook_cache = Path(os.environ["VITOOLKIT_CACHE"])
         self.jobs = jobs
         self.pool = None
         self.futures: dict[tuple, Any] = {}
@@ -340,7 +342,7 @@ class _Runs:
             out.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             if self.via(key) == "notebook":
-                code, output, out = _run_notebook(path, seed, quick)
+                code, output, out = _run_notebook(path, seed, quick, self.notebook_cache)
             else:
                 code, output = _run_script(path, seed, quick, out, self.running)
             meta = {"returncode": code, "output": output, "via": self.via(key),

@@ -158,15 +158,6 @@ def test_throwaway_book_shows_figure_claim_and_downloads(throwaway, tmp_path, mo
     assert result.summaries["98_throwaway"]["figures"] == ["squares"]
 
 
-def test_throwaway_book_without_running_shows_code_but_no_output(throwaway, tmp_path, monkeypatch):
-    info, docs = throwaway
-    monkeypatch.setenv("VITOOLKIT_DOCS", str(docs))
-    result = book.build_book(tmp_path / "site", run=False, tutorials=[info], jobs=1)
-    page = _Page(result.out / "tutorials" / "98_throwaway.html")
-    text = "".join(page.text)
-    assert "tut.savefig" in text and page.images == [] and page.claims == []
-
-
 def test_a_failed_claim_fails_the_book_with_its_statement(throwaway, tmp_path, monkeypatch):
     info, docs = throwaway
     info.path.write_text(THROWAWAY.replace("4 > 1", "4 < 1"))
@@ -176,6 +167,8 @@ def test_a_failed_claim_fails_the_book_with_its_statement(throwaway, tmp_path, m
 
 
 def test_a_rebuild_with_unchanged_tutorials_executes_nothing(throwaway, tmp_path, monkeypatch):
+    from vitoolkit.course import notebooks
+
     info, docs = throwaway
     monkeypatch.setenv("VITOOLKIT_DOCS", str(docs))
     monkeypatch.setenv("VITOOLKIT_CACHE", str(tmp_path / "cache"))
@@ -185,24 +178,27 @@ def test_a_rebuild_with_unchanged_tutorials_executes_nothing(throwaway, tmp_path
     page = "tutorials/98_throwaway.html"
     assert (first.out / page).read_text() == (second.out / page).read_text()
     assert second.summaries == first.summaries
-    # Another seed, or a changed lesson, is executed again.
-    third = book.build_book(tmp_path / "c", quick=True, tutorials=[info], jobs=1, seed=1)
+    # Another seed or setting, or a changed lesson, is another entry: executed again.
+    key = notebooks._key(info.path, True, 0)
+    assert key != notebooks._key(info.path, True, 1) and key != notebooks._key(info.path, False, 0)
     info.path.write_text(THROWAWAY.replace("[0, 1, 4]", "[0, 1, 4.0]"))
-    fourth = book.build_book(tmp_path / "d", quick=True, tutorials=[info], jobs=1)
-    assert not third.executed[info.name].cached and not fourth.executed[info.name].cached
+    assert notebooks._key(info.path, True, 0) != key
 
 
-def test_an_old_book_beside_a_users_file_is_not_replaced(throwaway, tmp_path, monkeypatch):
+def test_a_book_without_running_shows_code_and_is_never_replaced_beside_a_users_file(
+        throwaway, tmp_path, monkeypatch):
     from vitoolkit.course.cli import main
 
     info, docs = throwaway
     monkeypatch.setenv("VITOOLKIT_DOCS", str(docs))
     out = tmp_path / "site"
-    book.build_book(out, run=False, tutorials=[info], jobs=1)
-    book.build_book(out, run=False, tutorials=[info], jobs=1)  # a book alone is replaced
+    result = book.build_book(out, run=False, tutorials=[info], jobs=1)
+    page = _Page(result.out / "tutorials" / "98_throwaway.html")
+    assert "tut.savefig" in "".join(page.text) and page.images == [] and page.claims == []
+    book._check_out(out, "out")  # a book alone may be replaced
     (out / "my_notes.txt").write_text("mine")
-    with pytest.raises(book.BookError, match="my_notes.txt"):
-        book.build_book(out, run=False, tutorials=[info], jobs=1)
+    with pytest.raises(FileExistsError, match="my_notes.txt"):
+        book._check_out(out, "out")
     assert main(["book", "--out", str(out), "--no-run"]) == 2
     assert (out / "my_notes.txt").read_text() == "mine" and (out / "index.html").is_file()
 

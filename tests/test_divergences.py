@@ -97,7 +97,8 @@ def test_wishart_kl_against_monte_carlo_with_scipy_densities():
     p = Wishart(t(df_p), covariance_matrix=t(vp))
     q = Wishart(t(df_q), covariance_matrix=t(vq))
     exact = float(kl_divergence(p, q))
-    draws = scipy.stats.wishart(df=df_p, scale=vp).rvs(size=200_000, random_state=1)
+    # 20,000 draws: 4.5 standard errors is about 0.03 nats, far below a dropped log 2 or log-gamma term.
+    draws = scipy.stats.wishart(df=df_p, scale=vp).rvs(size=20_000, random_state=1)
     terms = _wishart_logpdf_scipy(df_p, vp, draws.T) - _wishart_logpdf_scipy(df_q, vq, draws.T)
     assert_mc_close(terms.mean(), exact, terms.std(ddof=1) / math.sqrt(len(terms)))
     # 1x1 Wishart is a Gamma(df/2, rate 1/(2v)): an exact second route.

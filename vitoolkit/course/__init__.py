@@ -7,6 +7,8 @@ Tutorials start with ``from vitoolkit.course import Tutorial``. The algorithm la
   ``summary.json``) and :class:`ClaimFailed`.
 - :mod:`vitoolkit.course.catalog`: finding the tutorials and their questions.
 - :mod:`vitoolkit.course.cli`: the ``vitoolkit`` command.
+- :mod:`vitoolkit.course.notebooks`: each tutorial executed as a notebook, once per change
+  (cached), for the book and the tests.
 - :mod:`vitoolkit.course.book`: the course book (Sphinx + MyST-NB).
 """
 

@@ -250,7 +250,8 @@ def _run(path: Path, name: str, quick: bool, seed: int, out: Path, timeout: int)
 
 
 def execute(path: str | os.PathLike, *, quick: bool = True, seed: int = 0, cache: bool = True,
-            timeout: int = DEFAULT_TIMEOUT, name: str | None = None) -> Execution:
+            timeout: int = DEFAULT_TIMEOUT, name: str | None = None,
+            root: str | os.PathLike | None = None) -> Execution:
     """Execute one tutorial as a notebook, or return its cached execution.
 
     Parameters
@@ -264,13 +265,15 @@ def execute(path: str | os.PathLike, *, quick: bool = True, seed: int = 0, cache
         Seconds allowed per cell.
     name : str, optional
         The tutorial's name (default: the file's stem).
+    root : path, optional
+        The cache folder (default: :func:`cache_dir`, read when called).
     """
     from filelock import FileLock
 
     path = Path(path)
     name = name or path.stem
     seed = int(seed)
-    root = cache_dir() / "notebooks"
+    root = Path(root if root is not None else cache_dir()) / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
     entry = root / f"{name}-{'quick' if quick else 'full'}-seed{seed}-{_key(path, quick, seed)}"
     with FileLock(str(entry) + ".lock"):
@@ -307,15 +310,18 @@ def execute(path: str | os.PathLike, *, quick: bool = True, seed: int = 0, cache
 
 def execute_many(tutorials: Sequence[TutorialInfo], *, quick: bool = True, seed: int = 0,
                  jobs: int = 2, cache: bool = True, timeout: int = DEFAULT_TIMEOUT,
-                 report: Callable[[Execution, int, int], None] | None = None) -> dict[str, Execution]:
+                 report: Callable[[Execution, int, int], None] | None = None,
+                 root: str | os.PathLike | None = None) -> dict[str, Execution]:
     """Execute several tutorials, ``jobs`` kernels at a time; ``report`` hears of each as it finishes.
 
-    Returns the executions by tutorial name, in the order given.
+    Returns the executions by tutorial name, in the order given. The cache folder
+    (``root``, default :func:`cache_dir`) is fixed when the call starts.
     """
     done: dict[str, Execution] = {}
+    root = Path(root if root is not None else cache_dir())
     with ThreadPoolExecutor(max(1, int(jobs)), thread_name_prefix="notebook") as pool:
         futures = {pool.submit(execute, t.path, quick=quick, seed=seed, cache=cache, timeout=timeout,
-                               name=t.name): t.name for t in tutorials}
+                               name=t.name, root=root): t.name for t in tutorials}
         for future in as_completed(futures):
             run = future.result()
             done[run.name] = run
