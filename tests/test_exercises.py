@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from vitoolkit import exercises as ex
-from vitoolkit.exercises import check, list_exercises, solution, stub
+from vitoolkit.exercises import list_exercises, solution, stub
+
+
+def check(name, fn, **kwargs):
+    """The grader in this process: these tests are about the checks and the diagnoses (the
+    isolation in a child process, which gives the same verdicts, is tested in
+    tests/test_grader_isolation.py)."""
+    return ex.check(name, fn, isolate=False, **kwargs)
 
 REQUIRED = {
     "gaussian_kl": "(mu_q, sigma_q, mu_p, sigma_p)",
@@ -470,7 +477,7 @@ MUTANTS = [
     ("score_function_gradient", score_from_x_minus_loc, "cancels catastrophically"),
     ("score_function_gradient", score_cost_at_eps, "evaluated at eps"),
     ("pathwise_gradient", pathwise_no_eps, "missing the factor dx/dscale = eps"),
-    ("pathwise_gradient", pathwise_grad_of_mean, "divided by S"),
+    ("pathwise_gradient", pathwise_grad_of_mean, "differentiate their sum, not their mean"),
     ("pathwise_gradient", pathwise_is_score, "score-function estimates"),
     ("pathwise_gradient", pathwise_at_loc, "taken at loc"),
     ("pathwise_gradient", pathwise_times_x, "multiplies by x"),

@@ -34,7 +34,7 @@ list|start|check|solution`` (:mod:`vitoolkit.exercises.command`).
 
 from . import cavi, gradients, kl, mean_field, vae  # noqa: F401 - registers the exercises
 from .files import CHECK_TAG, ExerciseFileError, load_function, write_stub
-from .registry import EXERCISES, Exercise, check, get_exercise, list_exercises, solution, stub
+from .registry import EXERCISES, Exercise, check, check_file, get_exercise, list_exercises, solution, stub
 from .report import CheckResult, Report
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "ExerciseFileError",
     "Report",
     "check",
+    "check_file",
     "get_exercise",
     "list_exercises",
     "load_function",
