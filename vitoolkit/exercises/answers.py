@@ -113,7 +113,7 @@ def encode(value, depth: int = 0):
         if isinstance(value, torch.Tensor):
             t = value.detach()
             if t.layout != torch.strided or t.device.type != "cpu":
-                return ("object", f"tensor ({t.layout}, device {t.device})", "")
+                return ("object", f"a tensor ({t.layout}, device {t.device})", "")
             name = str(t.dtype).replace("torch.", "")
             if t.dtype in (torch.bfloat16,):
                 t = t.to(torch.float32)
@@ -121,19 +121,20 @@ def encode(value, depth: int = 0):
         if isinstance(value, (np.ndarray, np.generic)):
             arr = np.asarray(value)
             if arr.dtype.kind not in _NUMERIC:
-                first = repr(arr.flat[0])[:_MAX_STR] if arr.size else ""
-                return ("object", f"NumPy array of {arr.dtype}", first)
+                kinds = {"U": "strings", "S": "bytes", "O": "Python objects"}
+                what = kinds.get(arr.dtype.kind, "non-numbers")
+                return ("object", f"a NumPy array of {what} (dtype {arr.dtype})", "")
             return _array_record(arr, "ndarray", str(arr.dtype))
         if isinstance(value, (tuple, list)):
             kind = "list" if isinstance(value, list) else "tuple"
             if depth >= _MAX_DEPTH or len(value) > _MAX_ITEMS:
-                return ("object", f"{kind} of {len(value)} items", "")
+                return ("object", f"a {kind} of {len(value)} items", "")
             return (kind, [encode(v, depth + 1) for v in value])
         if isinstance(value, (int, float)):  # subclasses (e.g. a student's float subclass)
             return float(value)
-        return ("object", type(value).__name__[:_MAX_STR], "")
+        return ("object", f"a {type(value).__name__[:_MAX_STR]}", "")
     except Exception as err:  # noqa: BLE001 - a hostile object: describe it, never fail here
-        return ("object", "unreadable value", type(err).__name__)
+        return ("object", "an unreadable value", type(err).__name__)
 
 
 def _decode_array(record) -> torch.Tensor | np.ndarray | Unconvertible:

@@ -44,7 +44,10 @@ def diagnose(checks: list[CheckResult], evidence: dict[str, Evidence],
     best = max(candidates, key=lambda d: len(seen[d]))  # max keeps the first of equals
     explained = seen[best]
     unexplained = [c.name for c in failed if c.name not in explained]
-    text = f"{best} (explains {len(explained)} of {len(failed)} failed checks: {_names(explained)})"
+    if len(explained) == len(failed):
+        text = f"{best} (in all {len(failed)} failed checks)" if len(failed) > 1 else best
+    else:
+        text = f"{best} (in {len(explained)} of {len(failed)} failed checks: {_names(explained)})"
     if best in ruled_out:
         text += "; other checks passed where this mistake would show, so it is made in some cases only"
     if unexplained:

@@ -224,7 +224,7 @@ def check(name: str, fn: Callable, *, seed: int | None = None, timeout: float = 
     ex, seed, limits = _arguments(name, seed, timeout, memory_mb)
     if not callable(fn):
         raise TypeError(f"fn must be the function to grade, got {type(fn).__name__}")
-    if isolate not in (True, False):
+    if type(isolate) is not bool:
         raise TypeError(f"isolate must be True or False, got {isolate!r}")
     if in_grading_child():
         return Report(ex.name, seed, note="not graded: this code is itself being graded (check() inside "
