@@ -1,17 +1,21 @@
-"""The machinery every grader shares: run the student's function safely, convert, compare, diagnose.
+"""The machinery every grader shares: run the student's function, convert, compare, diagnose.
 
 A grader is a function ``grade(fn, grader)`` that builds random cases from
 ``grader.generator`` and, for each named check, opens ``with grader.case(name) as case:``.
-Inside, ``case.call(fn, ...)`` runs the student's function (an exception becomes a
-failed check, not a crash; ``NotImplementedError`` stops the grading with one
-"implemented" check), ``case.tensor`` converts what came back (tensors, NumPy
-arrays and numbers are accepted) and checks its shape, and ``case.compare`` holds
-it to the reference within a stated tolerance. When the values disagree, the
-known mistakes of the exercise are tried in turn: each is a function computing
-what a specific wrong formula would return on the same inputs, and the first one
-the student's output matches names the probable mistake. Failing that, generic
-relations are reported (a constant factor, a constant offset, a flipped sign).
-Messages never contain the reference values or the reference code.
+Inside, ``case.call(fn, ...)`` runs the student's function through its runner
+(:mod:`vitoolkit.exercises.isolation`: usually a child process; an exception of any
+kind becomes a failed check, not a crash; ``NotImplementedError`` stops the grading
+with one "implemented" check), ``case.tensor`` converts what came back (tensors,
+NumPy arrays and numbers are accepted; ``None``, strings, complex numbers and lists of
+tensors each fail with their own message) and checks its shape, and ``case.compare``
+holds it to the reference within a stated tolerance, widened for a float32 answer to
+float32's (:func:`precision_tolerance`). When the values disagree, the known mistakes
+of the exercise are tried: each is a function computing what a specific wrong formula
+would return on the same inputs, and those the student's output matches are recorded
+as evidence (:class:`Evidence`) for the one diagnosis of the submission
+(:mod:`vitoolkit.exercises.diagnosis`). Failing that, generic relations are reported
+(a constant factor, a constant offset, a flipped sign). Messages never contain the
+reference values or the reference code.
 """
 
 from __future__ import annotations
