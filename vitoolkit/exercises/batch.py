@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from ..fileio import check_output_file, write_text
 from .files import ExerciseFileError
+from .isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
 from .registry import check_file, get_exercise
 
 __all__ = ["COLUMNS", "GradeRow", "grade_folder", "submissions", "write_report"]
@@ -54,7 +55,8 @@ def submissions(folder) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def grade_folder(name: str, folder, *, seed: int, timeout: float = 60.0, memory_mb: int | None = 4096,
+def grade_folder(name: str, folder, *, seed: int, timeout: float = DEFAULT_TIMEOUT,
+                 memory_mb: int | None = DEFAULT_MEMORY_MB,
                  progress: Callable[[GradeRow, int, int], None] | None = None) -> list[GradeRow]:
     """Grade every submission in ``folder`` as exercise ``name``; one :class:`GradeRow` each.
 

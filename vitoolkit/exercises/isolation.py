@@ -24,13 +24,14 @@ crashed or ended: grading stops).
   restored after every call; there is no time limit.
 
 How :func:`function_spec` sends a function object to the child: a function of an
-importable module by reference (the child imports the module); one defined in the
-script being run (``python my_answer.py``) by running that script again in the
-child under another ``__name__``; one defined in a notebook or the REPL by its
-source (``inspect.getsource``) with the imports and plain constants it uses and
-the source of the helper functions it calls. Lambdas, closures, callable objects,
-decorated functions and functions using other global objects cannot be sent:
-they are graded in this process, and the report says so.
+importable module by reference (the child imports the module); one defined in a
+notebook, the REPL or the script being run (``python my_answer.py``) by its source
+(``inspect.getsource``) with the imports and plain constants it uses and the source
+of the helper functions it calls; failing that, one defined in the script being run
+by running that script again in the child under another ``__name__`` (where a
+``check()`` at its top level does nothing). Lambdas, closures, callable objects,
+decorated functions and notebook functions using other global objects cannot be
+sent: they are graded in this process, and the report says so.
 """
 
 from __future__ import annotations
@@ -383,15 +384,17 @@ def function_spec(fn) -> tuple[tuple | None, str]:
     if fn.__name__ == "<lambda>":
         return None, "a lambda cannot be sent to another process"
     module = sys.modules.get(fn.__module__)
-    if module is not None and "<locals>" not in fn.__qualname__ and _resolves(module, fn):
-        path = getattr(module, "__file__", None)
-        if fn.__module__ != "__main__" and path:
-            return ("import", fn.__module__, fn.__qualname__), ""
-        if fn.__module__ == "__main__" and path and Path(path).suffix == ".py" and Path(path).is_file():
-            return ("file", str(Path(path).resolve()), fn.__name__), ""
+    resolves = module is not None and "<locals>" not in fn.__qualname__ and _resolves(module, fn)
+    path = getattr(module, "__file__", None)
+    if resolves and fn.__module__ != "__main__" and path:
+        return ("import", fn.__module__, fn.__qualname__), ""
     source = _ship_source(fn)
     if source is not None:
         return ("source", source, fn.__name__), ""
+    if resolves and path and Path(path).suffix == ".py" and Path(path).is_file():
+        # The script being run: run it again in the child (its `if __name__ == "__main__":` block
+        # does not run there, and a check() at its top level does nothing there).
+        return ("file", str(Path(path).resolve()), fn.__name__), ""
     return None, ("its source, or a global object it uses, cannot be sent to another process "
                   "(a closure, a decorated function, or a global that is not a module, a function or "
                   "a constant)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..validation import check_seed
 from .grading import Grader, NotImplementedStub
+from .isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
 from .report import CheckResult, Report
 
 __all__ = ["Exercise", "EXERCISES", "register", "get_exercise", "list_exercises", "check", "check_file",
@@ -175,8 +176,8 @@ def _arguments(name, seed, timeout, memory_mb):
     return ex, (_new_seed() if seed is None else seed), check_limits(timeout, memory_mb)
 
 
-def check(name: str, fn: Callable, *, seed: int | None = None, timeout: float = 60.0,
-          memory_mb: int | None = 4096, isolate: bool = True) -> Report:
+def check(name: str, fn: Callable, *, seed: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+          memory_mb: int | None = DEFAULT_MEMORY_MB, isolate: bool = True) -> Report:
     """Grade ``fn`` as the exercise ``name``.
 
     Runs the exercise's checks on random cases and edge cases (broadcasting,
@@ -219,7 +220,7 @@ def check(name: str, fn: Callable, *, seed: int | None = None, timeout: float = 
         ``passed``, ``checks`` (name, passed, message), ``diagnosis``; ``print`` it for a table.
     """
     from ._worker import in_grading_child
-    from .isolation import ChildProcess, LocalRunner, function_spec
+    from .isolation import ChildProcess, Limits, LocalRunner, function_spec
 
     ex, seed, limits = _arguments(name, seed, timeout, memory_mb)
     if not callable(fn):
@@ -239,6 +240,8 @@ def check(name: str, fn: Callable, *, seed: int | None = None, timeout: float = 
     from .files import ExerciseFileError
 
     expected = list(inspect.signature(ex.reference).parameters)
+    if spec[0] == "file":  # the script being run, run again: its printed output was seen already
+        limits = Limits(limits.timeout, limits.memory_mb, quiet=True)
     try:
         runner = ChildProcess(spec, expected, limits)
     except ExerciseFileError as err:
@@ -250,8 +253,8 @@ def check(name: str, fn: Callable, *, seed: int | None = None, timeout: float = 
         runner.close()
 
 
-def check_file(name: str, path, *, seed: int | None = None, timeout: float = 60.0,
-               memory_mb: int | None = 4096, quiet: bool = False) -> Report:
+def check_file(name: str, path, *, seed: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+               memory_mb: int | None = DEFAULT_MEMORY_MB, quiet: bool = False) -> Report:
     """Grade the function ``name`` defined in the file ``path`` (a ``.py`` script or ``.ipynb`` notebook).
 
     The file is run in a separate process (see :func:`check`; the time limit
