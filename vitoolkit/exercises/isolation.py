@@ -218,13 +218,14 @@ class ChildProcess:
         return self._problem
 
     def _kill(self) -> None:
+        # The child leads its own process group (see _worker): ending the group ends whatever the
+        # submission started too, even after the child itself has exited.
         pid = self.process.pid
-        if pid is not None and self.process.is_alive():
+        if pid is not None and hasattr(os, "killpg"):
             with contextlib.suppress(OSError):
-                if hasattr(os, "killpg"):
-                    os.killpg(pid, signal.SIGKILL)  # the child leads its own group (see _worker)
-                else:  # pragma: no cover
-                    self.process.kill()
+                os.killpg(pid, signal.SIGKILL)
+        elif self.process.is_alive():  # pragma: no cover - no process groups
+            self.process.kill()
         self.process.join(5)
 
     def _receive(self, what: str):
@@ -240,7 +241,16 @@ class ChildProcess:
                                     "(an endless loop? a very slow computation?)")
         try:
             payload = self.conn.recv_bytes(_MAX_REPLY)
-        except (EOFError, OSError):
+        except OSError:
+            if self.process.is_alive():  # a reply over the size limit
+                self._kill()
+                raise SubmissionAborted(f"the process {what} sent a reply larger than "
+                                        f"{_MAX_REPLY // 2**20} MB") from None
+            self.process.join(2)
+            code = self.process.exitcode
+            self._kill()
+            raise SubmissionAborted(f"the process {what} {_ended(code)} before answering") from None
+        except EOFError:
             self.process.join(2)
             code = self.process.exitcode
             self._kill()
