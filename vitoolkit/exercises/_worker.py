@@ -81,12 +81,13 @@ def _signature_problem(fn, expected: list[str]) -> str | None:
         return f"{getattr(fn, '__name__', 'it')} is a {type(fn).__name__}, not a function"
     try:
         signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature: just try them
+        return None
+    try:
         signature.bind(*expected)
     except TypeError:
         return (f"{getattr(fn, '__name__', 'fn')}{signature} cannot be called with the "
                 f"{len(expected)} positional arguments ({', '.join(expected)})")
-    except ValueError:  # pragma: no cover - builtins without a signature: just try them
-        return None
     return None
 
 
