@@ -779,3 +779,20 @@ def test_other_kinds_of_answer_get_their_own_plain_message(returned, fragment):
     report = check("iwae_bound", returned, seed=0)
     assert not report.passed and fragment in report.diagnosis, report.diagnosis
     assert all(not c.passed for c in report.checks)  # never graded as passed (nothing dropped)
+
+
+def test_in_process_grading_restores_torchs_defaults_and_the_working_directory(tmp_path):
+    """isolate=False (and functions that cannot be sent): the state a function changes is put back."""
+    import os
+
+    def meddles(log_weights):
+        torch.set_default_dtype(torch.float16)
+        torch.set_grad_enabled(False)
+        os.chdir(tmp_path)
+        raise SystemExit(0)
+
+    before = (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd())
+    report = ex.check("iwae_bound", meddles, seed=0, isolate=False)
+    assert (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd()) == before
+    assert not report.passed and not report.isolated
+    assert report.diagnosis.startswith("your function raised SystemExit")
