@@ -796,3 +796,10 @@ def test_in_process_grading_restores_torchs_defaults_and_the_working_directory(t
     assert (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd()) == before
     assert not report.passed and not report.isolated
     assert report.diagnosis.startswith("your function raised SystemExit")
+
+
+def test_a_half_precision_answer_is_held_to_float32s_tolerance_and_named():
+    report = check("iwae_bound", lambda lw: f32_iwae(lw).half(), seed=0)
+    assert not report.passed
+    assert report.failed and all("your answer is float16, held to float32's tolerance" in c.message
+                                 for c in report.failed)

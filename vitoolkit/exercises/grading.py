@@ -58,6 +58,8 @@ def precision_tolerance(dtype: torch.dtype) -> float:
     solutions of every exercise use at most 0.3 of it (measured over 6 seeds,
     tests/test_exercises.py). For float64
     KAPPA eps = 3.6e-15 is below every check's stated tolerance, which therefore applies.
+    Answers in float16 or bfloat16 (eps ~ 1e-3, the size of the mistakes to catch) are
+    held to float32's tolerance.
     """
     return KAPPA * float(torch.finfo(dtype).eps)
 
@@ -327,14 +329,19 @@ class Case:
         if self.low_dtype is None:
             return ""
         name = _LOW_PRECISION[self.low_dtype]
-        return (f" [your answer is {name}, held to {name}'s tolerance (rtol "
-                f"{precision_tolerance(self.low_dtype):.1g}); these inputs need float64: compute in the "
-                "dtype of the inputs]")
+        return (f" [your answer is {name}, held to float32's tolerance (rtol {self._held_to:.1g}); these "
+                "inputs need float64: compute in the dtype of the inputs]")
+
+    @property
+    def _held_to(self) -> float:
+        # float16 and bfloat16 round by about 1e-3, the size of the mistakes a grader must see: they
+        # are held to float32's tolerance, and a failure names their dtype.
+        return precision_tolerance(torch.float32)
 
     @property
     def slack(self) -> float:
         """The relative rounding allowance of the answers seen so far (0 for float64 answers)."""
-        return 0.0 if self.low_dtype is None else precision_tolerance(self.low_dtype)
+        return 0.0 if self.low_dtype is None else self._held_to
 
     def finite(self, t: torch.Tensor, what: str, hint: str = "") -> None:
         """Fail when ``t`` holds a NaN or an infinity."""
@@ -359,7 +366,7 @@ class Case:
         """
         if self.low_dtype is None:
             return rtol, atol
-        return max(rtol, precision_tolerance(self.low_dtype) * max(float(condition), 1.0)), atol
+        return max(rtol, self._held_to * max(float(condition), 1.0)), atol
 
     def compare(self, got: torch.Tensor, want: torch.Tensor, what: str, *, rtol: float,
                 atol: float = 0.0, scale=None, condition: float = 1.0, mistakes: Iterable[Mistake] = (),
@@ -414,6 +421,8 @@ class Case:
             self.note = f"max abs error {_fmt(max_abs)}, max rel error {_fmt(max_rel)} ({tolerance})"
             if self.low_dtype is not None:
                 self.note += f"; a {_LOW_PRECISION[self.low_dtype]} answer, held to its precision"
+                if self.low_dtype != torch.float32:
+                    self.note += " (float32's)"
             return
         if evidence.matched:
             raise Failed(f"{what} is wrong: {evidence.matched[0]}")
