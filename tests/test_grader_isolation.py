@@ -384,3 +384,20 @@ def test_a_script_calling_check_at_top_level_is_graded_once_in_a_child(tmp_path)
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1, lines
     assert "7 of 7 checks passed - all passed" in lines[0] and "True ''" in lines[0], lines
+
+
+def _grade_in_a_pool_worker(_):
+    from vitoolkit.exercises.vae import iwae_bound
+
+    report = check("iwae_bound", iwae_bound, seed=0)
+    return report.passed, report.isolated, report.note
+
+
+@pytest.mark.slow
+def test_inside_a_daemonic_pool_worker_check_grades_in_process_and_says_why():
+    """multiprocessing forbids a Pool's worker to start processes (about 5 s: a spawned worker)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        ((passed, isolated, note),) = pool.map(_grade_in_a_pool_worker, [0])
+    assert passed and not isolated and "daemonic multiprocessing worker" in note

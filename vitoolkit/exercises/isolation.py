@@ -55,8 +55,8 @@ import torch
 
 from . import answers
 
-__all__ = ["Limits", "SubmissionAborted", "ChildProcess", "LocalRunner", "function_spec",
-           "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_MB"]
+__all__ = ["Limits", "SubmissionAborted", "IsolationUnavailable", "ChildProcess", "LocalRunner",
+           "function_spec", "can_isolate", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_MB"]
 
 #: Seconds a submission may take in all (loading its file and every call of its function).
 DEFAULT_TIMEOUT = 60.0
@@ -67,6 +67,19 @@ _MAX_REPLY = 256 * 2**20  # bytes; the largest expected answer is under 1 MB
 
 class SubmissionAborted(Exception):
     """The process running the student's code hung, crashed or ended; the message says which."""
+
+
+class IsolationUnavailable(RuntimeError):
+    """No child process can be started here (this process is a daemonic multiprocessing worker)."""
+
+
+_NO_CHILDREN = ("this process is a daemonic multiprocessing worker (a Pool's), which may not start "
+                "processes")
+
+
+def can_isolate() -> bool:
+    """False inside a daemonic multiprocessing worker, where no grading child can be started."""
+    return not multiprocessing.current_process().daemon
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,8 @@ class ChildProcess:
     isolated = True
 
     def __init__(self, spec, expected: list[str], limits: Limits):
+        if not can_isolate():
+            raise IsolationUnavailable(_NO_CHILDREN)
         self.spec, self.limits = spec, limits
         self.budget = limits.timeout
         what = f"running {spec[1]}" if spec[0] == "file" else "loading your function"
