@@ -212,6 +212,15 @@ def _grade_class(tmp_path, capsys, submissions):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["class", "report.csv"]  # written whole, no temp
 
 
+@pytest.mark.parametrize("stem", ["exit_in_function", "os_exit_at_module_level", "patches_the_grader"])
+def test_the_exit_status_of_check_is_the_graders_verdict_never_the_students(tmp_path, capsys, stem):
+    source = dict((s, src) for s, src, _ in SUBMISSIONS)[stem]
+    _write(tmp_path, stem, source)
+    assert cli.main(["exercise", "check", "iwae_bound", str(tmp_path / f"{stem}.py"), "--seed", "0"]) == 1
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+
+
 def test_a_hang_in_the_function_or_at_module_level_is_stopped_by_the_time_limit(tmp_path):
     in_function = tmp_path / "in_function.py"
     in_function.write_text("def iwae_bound(log_weights):\n    while True:\n        pass\n")
