@@ -4,11 +4,12 @@ Every submission kind the grader must survive is a file in a folder graded by
 ``vitoolkit exercise grade`` (one child process each, forked from a server that
 imported torch once: about 0.1 s a submission, plus the time limit for each one
 that hangs). Costs on the 2-core machine: the first test that starts a child
-also starts that server (3-5 s, once per session); the adversarial batch about
-1.5 s; the two hangs 2 x 0.5 s; the notebooks and function objects well under a
-second. Marked slow: the mutation table run in child processes (about 15 s idle,
-each child imports the test module) and a script run as ``python answer.py``
-(a fresh interpreter, about 5 s).
+also starts that server (3-5 s, once per session); then each submission about
+0.1-0.3 s, the two hangs 2 x 0.5 s, the notebooks and function objects well under
+a second. Marked slow: the whole adversarial class as one batch through the CSV
+report (about 2 s), the mutation table run in child processes (about 15 s, each
+child imports the test module), a script run as ``python answer.py`` and a Pool
+worker (a fresh interpreter each, about 5 s).
 """
 
 from __future__ import annotations
@@ -174,9 +175,19 @@ def _write(folder, stem, source):
     (folder / f"{stem}.py").write_text(textwrap.dedent(source).lstrip())
 
 
+@pytest.mark.slow
 def test_a_class_of_adversarial_submissions_is_graded_one_row_each(tmp_path, capsys):
-    """Every kind in SUBMISSIONS: about 1.5 s once the fork server runs (3-5 s more when this starts it)."""
+    """Every kind in SUBMISSIONS: about 2 s once the fork server runs (3-5 s more when this starts it)."""
     _grade_class(tmp_path, capsys, SUBMISSIONS)
+
+
+def test_a_submission_changing_global_state_changes_nothing_here(tmp_path):
+    sources = {stem: source for stem, source, _ in SUBMISSIONS}
+    _write(tmp_path, "changes_global_state", sources["changes_global_state"])
+    state = (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd(), sys.modules.get("json"))
+    report = check_file("iwae_bound", tmp_path / "changes_global_state.py", seed=0)
+    assert (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd(), sys.modules.get("json")) == state
+    assert not report.passed and "a mean of the log-weights" in report.diagnosis
 
 
 def _grade_class(tmp_path, capsys, submissions):
@@ -212,10 +223,10 @@ def _grade_class(tmp_path, capsys, submissions):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["class", "report.csv"]  # written whole, no temp
 
 
-@pytest.mark.parametrize("stem", ["exit_in_function", "os_exit_at_module_level", "patches_the_grader"])
+@pytest.mark.parametrize("stem", ["exit_in_function", "os_exit_at_module_level", "patches_the_grader",
+                                  "forges_a_reply"])
 def test_the_exit_status_of_check_is_the_graders_verdict_never_the_students(tmp_path, capsys, stem):
-    source = dict((s, src) for s, src, _ in SUBMISSIONS)[stem]
-    _write(tmp_path, stem, source)
+    _write(tmp_path, stem, {s: source for s, source, _ in SUBMISSIONS}[stem])
     assert cli.main(["exercise", "check", "iwae_bound", str(tmp_path / f"{stem}.py"), "--seed", "0"]) == 1
     printed = capsys.readouterr()
     assert "Traceback" not in printed.out + printed.err
