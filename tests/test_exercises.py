@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from vitoolkit import exercises as ex
-from vitoolkit.exercises import check, list_exercises, solution, stub
+from vitoolkit.exercises import list_exercises, solution, stub
+
+
+def check(name, fn, **kwargs):
+    """The grader in this process: these tests are about the checks and the diagnoses (the
+    isolation in a child process, which gives the same verdicts, is tested in
+    tests/test_grader_isolation.py)."""
+    return ex.check(name, fn, isolate=False, **kwargs)
 
 REQUIRED = {
     "gaussian_kl": "(mu_q, sigma_q, mu_p, sigma_p)",
@@ -160,6 +167,21 @@ def kl_naive_overflow(mu_q, sigma_q, mu_p, sigma_p):
 
 def kl_sigma_as_variance(mu_q, sigma_q, mu_p, sigma_p):
     return 0.5 * (torch.log(sigma_p / sigma_q) + (sigma_q + (mu_q - mu_p) ** 2) / sigma_p - 1).sum(-1)
+
+
+def kl_half_missing_on_variance_ratio(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return (r**2 + 0.5 * t**2 - 0.5 - torch.log(r)).sum(-1)
+
+
+def kl_half_missing_on_mean_term(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return (0.5 * r**2 + t**2 - 0.5 - torch.log(r)).sum(-1)
+
+
+def kl_half_missing_on_the_constant(mu_q, sigma_q, mu_p, sigma_p):
+    r, t = _kl_terms(mu_q, sigma_q, mu_p, sigma_p)
+    return (0.5 * (r**2 + t**2) - 1 - torch.log(r)).sum(-1)
 
 
 def kl_not_summed(mu_q, sigma_q, mu_p, sigma_p):
@@ -437,6 +459,10 @@ def iwae_max(log_weights):
     return log_weights.max(0).values
 
 
+def iwae_log_b(log_weights):
+    return torch.logsumexp(log_weights, 0) - math.log(log_weights.shape[1])
+
+
 MUTANTS = [
     # (exercise, mutant, fragment of the failure message that names the mistake)
     ("gaussian_kl", kl_no_half, "factor 1/2 is missing"),
@@ -446,6 +472,11 @@ MUTANTS = [
     ("gaussian_kl", kl_naive_overflow, "overflowed"),
     ("gaussian_kl", kl_sigma_as_variance, "used as variances"),
     ("gaussian_kl", kl_not_summed, "not summed over the last dimension"),
+    ("gaussian_kl", kl_half_missing_on_variance_ratio,
+     "variance ratio sigma_q^2 / sigma_p^2 is missing its factor"),
+    ("gaussian_kl", kl_half_missing_on_mean_term,
+     "the term (mu_q - mu_p)^2 / sigma_p^2 is missing its factor 1/2"),
+    ("gaussian_kl", kl_half_missing_on_the_constant, "the constant is -1/2 per dimension, not -1"),
     ("cavi_blei_step", cavi_unnormalised_phi, "phi is not normalised"),
     ("cavi_blei_step", cavi_transposed_phi, "phi is transposed"),
     ("cavi_blei_step", cavi_missing_half, "missing its factor 1/2"),
@@ -470,7 +501,7 @@ MUTANTS = [
     ("score_function_gradient", score_from_x_minus_loc, "cancels catastrophically"),
     ("score_function_gradient", score_cost_at_eps, "evaluated at eps"),
     ("pathwise_gradient", pathwise_no_eps, "missing the factor dx/dscale = eps"),
-    ("pathwise_gradient", pathwise_grad_of_mean, "divided by S"),
+    ("pathwise_gradient", pathwise_grad_of_mean, "differentiate their sum, not their mean"),
     ("pathwise_gradient", pathwise_is_score, "score-function estimates"),
     ("pathwise_gradient", pathwise_at_loc, "taken at loc"),
     ("pathwise_gradient", pathwise_times_x, "multiplies by x"),
@@ -486,9 +517,10 @@ MUTANTS = [
     ("bernoulli_vae_elbo", elbo_kl_with_sigma, "used sigma where the variance"),
     ("iwae_bound", iwae_mean_of_log_weights, "a mean of the log-weights where a log-mean-exp belongs"),
     ("iwae_bound", iwae_no_log_k, "-log K is missing"),
-    ("iwae_bound", iwae_wrong_axis, "batch axis"),
+    ("iwae_bound", iwae_wrong_axis, "reduced over the wrong axis"),
     ("iwae_bound", iwae_naive, "subtract the largest log-weight"),
     ("iwae_bound", iwae_max, "largest log-weight, not the log of the mean"),
+    ("iwae_bound", iwae_log_b, "log B was subtracted where log K belongs"),
 ]
 
 
@@ -497,6 +529,13 @@ def test_a_plausible_mistake_fails_with_a_message_naming_it(name, mutant, fragme
     report = check(name, mutant, seed=SEED)
     assert not report.passed
     assert fragment in _messages(report), _messages(report)
+    # One diagnosis for the submission, naming the mistake; where the answer is one tensor, no failed
+    # check names another mistake (with several outputs, a mistake in s2 shows in m as well).
+    assert fragment in report.diagnosis, report.diagnosis
+    if name in ("gaussian_kl", "bernoulli_vae_elbo", "iwae_bound"):
+        mistake = report.diagnosis.split(" (in ")[0]
+        named = [c for c in report.failed if " is wrong: " in c.message]
+        assert all(mistake in c.message for c in named), _messages(report)
     # The answer is never printed: no failure message holds the reference's source.
     reference = solution(name)
     body = [line.strip() for line in reference.splitlines() if "return" in line]
@@ -555,8 +594,16 @@ def alt_iwae_numpy(log_weights):
     return top + np.log(np.mean(np.exp(lw - top), axis=0))
 
 
+def alt_score_numpy(cost, loc, scale, eps):
+    x = loc + scale * eps
+    f = np.asarray(cost(x))[..., None]
+    e, s = np.asarray(eps), np.asarray(scale)
+    return f * e / s, f * (e * e - 1) / s
+
+
 ALTERNATIVES = [("gaussian_kl", alt_kl_torch), ("cavi_blei_step", alt_cavi_numpy_loop),
                 ("mean_field_variances", alt_mean_field_inverse),
+                ("score_function_gradient", alt_score_numpy),
                 ("pathwise_gradient", alt_pathwise_on_parameters),
                 ("bernoulli_vae_elbo", alt_elbo_distributions), ("iwae_bound", alt_iwae_numpy)]
 
@@ -617,3 +664,142 @@ def test_stub_files_are_written_whole_and_arguments_are_checked(tmp_path):
         load_function(None, "gaussian_kl")
     with pytest.raises(ValueError, match="name must be a Python function name"):
         load_function(path, "gaussian kl")
+
+
+# --------------------------------------------------------------------------- float32 answers
+def f32_kl(mu_q, sigma_q, mu_p, sigma_p):
+    mu_q, sigma_q, mu_p, sigma_p = (t.float() for t in (mu_q, sigma_q, mu_p, sigma_p))
+    r = sigma_q / sigma_p
+    return (0.5 * (r**2 + ((mu_q - mu_p) / sigma_p) ** 2 - 1) - torch.log(r)).sum(-1)
+
+
+def f32_cavi(x, m, s2, prior_var):
+    x, m, s2 = x.float(), m.float(), s2.float()
+    phi = torch.softmax(x[:, None] * m - 0.5 * (m**2 + s2), dim=1)
+    new_s2 = 1 / (1 / prior_var + phi.sum(0))
+    return phi, new_s2 * (phi * x[:, None]).sum(0), new_s2
+
+
+def f32_mean_field_numpy(cov, direction):
+    cov = np.asarray(cov, dtype=np.float32)
+    if direction == "reverse":
+        return 1 / np.diag(np.linalg.inv(cov))
+    if direction == "forward":
+        return np.diag(cov).copy()
+    raise ValueError(direction)
+
+
+def f32_score(cost, loc, scale, eps):
+    loc, scale, eps = loc.float(), torch.as_tensor(scale).float(), eps.float()
+    f = cost(loc + scale * eps).float().unsqueeze(-1)
+    return f * eps / scale, f * (eps**2 - 1) / scale
+
+
+def f32_pathwise(cost, loc, scale, eps):
+    x = (loc.float() + torch.as_tensor(scale).float() * eps.float()).requires_grad_(True)
+    (g,) = torch.autograd.grad(cost(x).sum(), x)
+    return g.float(), g.float() * eps.float()
+
+
+def f32_elbo(x, mu, log_var, decoder, eps):
+    x, mu, log_var, eps = x.float(), mu.float(), log_var.float(), eps.float()
+    logits = decoder(mu + torch.exp(0.5 * log_var) * eps).float()
+    return (x * logits - F.softplus(logits)).sum(-1) - 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(-1)
+
+
+def f32_iwae(log_weights):
+    lw = log_weights.float()
+    return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
+
+
+def f32_constant_iwae(log_weights):
+    """The issue's example: float64 log-weights minus a float32 constant log K."""
+    return torch.logsumexp(log_weights, 0) - torch.log(torch.tensor(log_weights.shape[0]))
+
+
+FLOAT32 = [("gaussian_kl", f32_kl), ("cavi_blei_step", f32_cavi),
+           ("mean_field_variances", f32_mean_field_numpy),
+           ("score_function_gradient", f32_score), ("pathwise_gradient", f32_pathwise),
+           ("bernoulli_vae_elbo", f32_elbo), ("iwae_bound", f32_iwae), ("iwae_bound", f32_constant_iwae)]
+# The checks float32 cannot pass: inputs beyond its range (3.4e38) or below its smallest number.
+FLOAT64_ONLY = ("1e200", "1e-200")
+
+
+@pytest.mark.parametrize("name, fn", FLOAT32, ids=[f[1].__name__ for f in FLOAT32])
+def test_float32_answers_are_held_to_float32_precision(name, fn):
+    """Correct float32 code passes every check float32 can represent; the others fail naming the dtype."""
+    for seed in (0, 1):
+        report = check(name, fn, seed=seed)
+        for c in report.failed:
+            assert any(f in c.name for f in FLOAT64_ONLY), str(report)
+            assert "your answer is float32" in c.message and "need float64" in c.message, c.message
+        passed = [c for c in report.checks if c.passed]
+        assert len(passed) >= len(report.checks) - 2 and len(passed) >= 4, str(report)
+        if fn is not f32_constant_iwae:  # (that one's answer is float64: held to float64's tolerance)
+            assert any("held to its precision" in c.message for c in passed), str(report)
+
+
+def test_the_float32_tolerance_is_far_below_every_known_mistake():
+    """The float32 tolerance cannot hide a mistake: every mutant still fails when its answer is float32."""
+    for name, mutant, _ in MUTANTS:
+        def as_float32(*args, _mutant=mutant):
+            out = _mutant(*args)
+            if isinstance(out, (tuple, list)):
+                return type(out)(o.float() if isinstance(o, torch.Tensor) else o for o in out)
+            return out.float() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+        report = check(name, as_float32, seed=SEED)
+        assert not report.passed, (mutant.__name__, str(report))
+
+
+# --------------------------------------------------------------------------- what came back
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_no_return_is_named_as_such_for_every_exercise(name):
+    def forgot_return(*args):
+        pass
+
+    report = check(name, forgot_return, seed=0)
+    assert not report.passed
+    assert "your function returned None; is the return statement missing?" in report.diagnosis
+    assert "summed" not in report.diagnosis
+
+
+@pytest.mark.parametrize("returned, fragment", [
+    (lambda lw: "0.5", "a string was returned; expected a tensor of numbers"),
+    (lambda lw: np.array(["a"] * lw.shape[1]), "is a NumPy array of strings (dtype <U1); expected a tensor"),
+    (lambda lw: np.log(np.exp(lw.numpy()).mean(0) - 2 + 0j),
+     "is complex (complex128); expected real numbers"),
+    (lambda lw: torch.logsumexp(lw, 0).to(torch.complex128), "is complex (torch.complex128)"),
+    (lambda lw: list(torch.logsumexp(lw.requires_grad_(True), 0)),
+     "a list of tensors was returned; expected one tensor (torch.stack"),
+    (lambda lw: lw.mean(0) > 0, "a tensor of booleans"),
+    (lambda lw: {"bound": lw.mean(0)}, "is a dict; expected a tensor"),
+], ids=["str", "str-array", "complex-numpy", "complex-tensor", "list-of-grad-tensors", "bool", "dict"])
+def test_other_kinds_of_answer_get_their_own_plain_message(returned, fragment):
+    report = check("iwae_bound", returned, seed=0)
+    assert not report.passed and fragment in report.diagnosis, report.diagnosis
+    assert all(not c.passed for c in report.checks)  # never graded as passed (nothing dropped)
+
+
+def test_in_process_grading_restores_torchs_defaults_and_the_working_directory(tmp_path):
+    """isolate=False (and functions that cannot be sent): the state a function changes is put back."""
+    import os
+
+    def meddles(log_weights):
+        torch.set_default_dtype(torch.float16)
+        torch.set_grad_enabled(False)
+        os.chdir(tmp_path)
+        raise SystemExit(0)
+
+    before = (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd())
+    report = ex.check("iwae_bound", meddles, seed=0, isolate=False)
+    assert (torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd()) == before
+    assert not report.passed and not report.isolated
+    assert report.diagnosis.startswith("your function raised SystemExit")
+
+
+def test_a_half_precision_answer_is_held_to_float32s_tolerance_and_named():
+    report = check("iwae_bound", lambda lw: f32_iwae(lw).half(), seed=0)
+    assert not report.passed
+    assert report.failed and all("your answer is float16, held to float32's tolerance" in c.message
+                                 for c in report.failed)

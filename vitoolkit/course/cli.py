@@ -5,8 +5,9 @@
 in its own process, writing figures and ``summary.json`` into ``DIR/NAME``.
 A failing tutorial makes ``run all`` exit non-zero after the rest have run.
 ``vitoolkit book --out DIR`` builds the course book (:mod:`vitoolkit.course.book`).
-``vitoolkit exercise list|start|check|solution`` hands out and grades the
-exercises (:mod:`vitoolkit.exercises.command`; ``check`` runs the student's file).
+``vitoolkit exercise list|start|check|grade|solution`` hands out and grades the
+exercises (:mod:`vitoolkit.exercises.command`; ``check`` and ``grade`` run the students'
+files, each in its own process with a time limit).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _add_exercise_arguments(parser) -> None:
     # Declared here rather than in vitoolkit.exercises so that building the parser (and
     # `vitoolkit list`) does not import torch; the subcommands run vitoolkit.exercises.command.
     sub = parser.add_subparsers(dest="exercise_command", required=True,
-                                metavar="{list,start,check,solution}")
+                                metavar="{list,start,check,grade,solution}")
     sub.add_parser("list", help="list the exercises and the lesson each belongs to")
     start = sub.add_parser("start", help="write the stub of an exercise to start from")
     start.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
@@ -156,8 +157,48 @@ def _add_exercise_arguments(parser) -> None:
     check.add_argument("--seed", type=seed_type, default=None,
                        help="seed of the random cases, an integer in 0..2**63-1 "
                             "(default: a fresh one, printed)")
+    _add_limits(check)
+    grade = sub.add_parser("grade", help="grade every submission in a folder into a CSV report (instructors)")
+    grade.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
+    grade.add_argument("folder",
+                       help="folder of submissions: one .py or .ipynb per student (named after them)")
+    grade.add_argument("--out", required=True, help="the CSV report to write (one row per submission)")
+    grade.add_argument("--seed", type=seed_type, default=None,
+                       help="seed of the cases, the same for every submission "
+                            "(default: a fresh one, recorded)")
+    _add_limits(grade)
     solution = sub.add_parser("solution", help="print the model answer (for instructors)")
     solution.add_argument("name", help="an exercise name (see `vitoolkit exercise list`)")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def _memory_mb(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer number of megabytes or 'none', got {text!r}") from None
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"must be >= 16 (megabytes), got {value}")
+    return value
+
+
+def _add_limits(parser) -> None:
+    parser.add_argument("--timeout", type=_positive_seconds, default=60.0,
+                        help="seconds a submission may take in all, loading included (default: 60)")
+    parser.add_argument("--memory", type=_memory_mb, default=4096,
+                        help="megabytes a submission may allocate (Linux; 'none': no cap; default: 4096)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,13 +28,18 @@ iwae_bound                 06_vae_beyond              the log-mean-exp of vitool
 =========================  =========================  ==========================================
 
 Student functions receive float64 torch tensors and may return tensors or NumPy
-arrays (converted before grading). The command line is ``vitoolkit exercise
-list|start|check|solution`` (:mod:`vitoolkit.exercises.command`).
+arrays (converted before grading; a float32 answer is held to float32's tolerance,
+:func:`vitoolkit.exercises.grading.precision_tolerance`). The student's code runs in
+a separate process with a time limit and a memory cap, and only its outputs come
+back (:mod:`vitoolkit.exercises.isolation`); :func:`check_file` grades a ``.py`` or
+``.ipynb`` file, and :mod:`vitoolkit.exercises.batch` a folder of them. The command
+line is ``vitoolkit exercise list|start|check|grade|solution``
+(:mod:`vitoolkit.exercises.command`).
 """
 
 from . import cavi, gradients, kl, mean_field, vae  # noqa: F401 - registers the exercises
 from .files import CHECK_TAG, ExerciseFileError, load_function, write_stub
-from .registry import EXERCISES, Exercise, check, get_exercise, list_exercises, solution, stub
+from .registry import EXERCISES, Exercise, check, check_file, get_exercise, list_exercises, solution, stub
 from .report import CheckResult, Report
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "ExerciseFileError",
     "Report",
     "check",
+    "check_file",
     "get_exercise",
     "list_exercises",
     "load_function",

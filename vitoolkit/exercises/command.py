@@ -2,11 +2,16 @@
 
 - ``vitoolkit exercise list``: each exercise, its lesson and what it computes.
 - ``vitoolkit exercise start NAME [--out DIR] [--format py|ipynb] [--force]``: write the stub.
-- ``vitoolkit exercise check NAME FILE [--seed N]``: load the function ``NAME``
-  from FILE (a .py or .ipynb; this runs the code in FILE, see
-  :func:`vitoolkit.exercises.load_function`) and grade it: one line per check,
-  exit code 0 when every check passes, 1 otherwise (also when FILE cannot be
-  run or does not define NAME).
+- ``vitoolkit exercise check NAME FILE [--seed N] [--timeout S] [--memory MB]``: run
+  FILE (a .py or .ipynb) in a separate process with a time limit and a memory cap,
+  and grade its function ``NAME`` (:func:`vitoolkit.exercises.check_file`): one line
+  per check and the diagnosis, exit code 0 when every check passes, 1 otherwise
+  (also when FILE cannot be run, hangs, exits, or does not define NAME: one line
+  on stderr, no traceback).
+- ``vitoolkit exercise grade NAME DIR --out report.csv [--seed N] [--timeout S] [--memory MB]``:
+  grade every submission in DIR, each isolated the same way, and write one CSV row
+  per student (:mod:`vitoolkit.exercises.batch`); exit code 0 once the report is
+  written, whatever the students' results.
 - ``vitoolkit exercise solution NAME``: print the model answer (for instructors).
 
 An unknown exercise name exits with code 2 and lists the valid ones. The
@@ -32,7 +37,7 @@ def _known(name: str) -> bool:
 
 def run(args) -> int:
     """Run the ``exercise`` subcommand for parsed ``args``; return the exit code."""
-    from . import EXERCISES, ExerciseFileError, check, list_exercises, load_function, solution, write_stub
+    from . import EXERCISES, ExerciseFileError, check_file, list_exercises, solution, write_stub
 
     command = args.exercise_command
     if command == "list":
@@ -63,12 +68,44 @@ def run(args) -> int:
             return 1
         print(f"wrote {path}\nwhen your function is ready: vitoolkit exercise check {args.name} {path}")
         return 0
+    if command == "grade":
+        return _grade(args)
     # check (--seed was validated by the parser: vitoolkit.course.arguments.seed_type)
     try:
-        fn = load_function(args.file, args.name)
+        report = check_file(args.name, args.file, seed=args.seed, timeout=args.timeout,
+                            memory_mb=args.memory)
     except ExerciseFileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    report = check(args.name, fn, seed=args.seed)
     print(report)
     return 0 if report.passed else 1
+
+
+def _grade(args) -> int:
+    from ..course.arguments import out_error
+    from ..fileio import check_output_file
+    from .batch import grade_folder, submissions, write_report
+    from .registry import _new_seed
+
+    try:
+        check_output_file(args.out, "--out")
+        files = submissions(args.folder)
+    except OSError as err:
+        print(f"vitoolkit exercise grade: error: {out_error(err) if err.filename else err}", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"vitoolkit exercise grade: error: no .py or .ipynb files in {args.folder}", file=sys.stderr)
+        return 2
+    seed = _new_seed() if args.seed is None else args.seed
+
+    def progress(row, i, n):
+        verdict = "passed" if row.passed else f"{row.checks_passed}/{row.checks_total}"
+        print(f"[{i}/{n}] {row.student}: {verdict} ({row.seconds:.1f} s)", flush=True)
+
+    rows = grade_folder(args.name, args.folder, seed=seed, timeout=args.timeout, memory_mb=args.memory,
+                        progress=progress)
+    write_report(rows, args.out)
+    n_passed = sum(r.passed for r in rows)
+    print(f"graded {len(rows)} submissions of {args.name} (seed {seed}): {n_passed} passed; "
+          f"report: {args.out}")
+    return 0

@@ -22,7 +22,9 @@ from ..fileio import check_output_dir, write_text
 from ..validation import check_bool, check_choice
 from .registry import get_exercise, stub
 
-__all__ = ["ExerciseFileError", "CHECK_TAG", "write_stub", "load_function", "notebook_source"]
+__all__ = ["ExerciseFileError", "CHECK_TAG", "MAX_FILE_BYTES", "write_stub", "load_function",
+           "notebook_source",
+           "check_submission_path"]
 
 #: Tag of the notebook cell that calls ``check``; :func:`load_function` skips it.
 CHECK_TAG = "vitoolkit-check"
@@ -110,21 +112,98 @@ def _strip_magics(source: str) -> str:
     return "\n".join(kept)
 
 
-def notebook_source(path) -> list[str]:
-    """The source of each code cell to run: magics skipped, ``vitoolkit-check`` cells left out."""
+#: Largest submission file read (bytes); a larger one is refused before it is read.
+MAX_FILE_BYTES = 10 * 2**20
+
+
+def check_submission_path(path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` to an existing ``.py`` or ``.ipynb`` file of at most 10 MB.
+
+    Raises ``TypeError`` for a non-path and :class:`ExerciseFileError` otherwise;
+    a notebook's structure is checked too (:func:`notebook_source`).
+    """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path (str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
+    if not path.is_file():
+        raise ExerciseFileError(f"no such file: {path}")
+    if path.suffix not in (".py", ".ipynb"):
+        raise ExerciseFileError(f"{path}: expected a .py script or an .ipynb notebook")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ExerciseFileError(f"{path} is {size / 2**20:.1f} MB; a submission may be at most "
+                                f"{MAX_FILE_BYTES / 2**20:.0f} MB (clear the notebook's outputs?)")
+    if path.suffix == ".ipynb":
+        notebook_source(path)
+    return path
+
+
+def _read_capped(path: Path) -> str:
     try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ExerciseFileError(f"{path} is not a readable notebook: {err}") from None
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise ExerciseFileError(f"{path} is not a readable notebook: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ExerciseFileError(f"{path} is larger than {MAX_FILE_BYTES / 2**20:.0f} MB; a submission may be "
+                                "at most that (clear the notebook's outputs?)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ExerciseFileError(
+            f"{path} is not a readable notebook: not UTF-8 text (byte {err.start})") from None
+
+
+def _cell_error(path: Path, index: int, problem: str) -> ExerciseFileError:
+    return ExerciseFileError(f"{path}: cell {index} {problem}")
+
+
+def notebook_source(path) -> list[str]:
+    """The source of each code cell to run: magics skipped, ``vitoolkit-check`` cells left out.
+
+    The notebook is read only when it is at most 10 MB, and its structure is
+    checked (a JSON object with a list of cells, each an object whose
+    ``cell_type`` is a string and whose ``source`` is a string or a list of
+    strings); any problem is one :class:`ExerciseFileError` line naming the file
+    and the cell.
+    """
+    path = Path(path)
+    text = _read_capped(path)
+    try:
+        nb = json.loads(text)
+    except ValueError as err:
+        raise ExerciseFileError(f"{path} is not a readable notebook: invalid JSON ({err})") from None
+    except RecursionError:
+        raise ExerciseFileError(f"{path} is not a readable notebook: its JSON is nested too deeply") from None
+    if not isinstance(nb, dict):
+        raise ExerciseFileError(f"{path} is not a notebook: its JSON is a {type(nb).__name__}, not an object")
+    cells_value = nb.get("cells", [])
+    if not isinstance(cells_value, list):
+        raise ExerciseFileError(f"{path} is not a notebook: 'cells' is a {type(cells_value).__name__}, "
+                                "not a list")
     cells = []
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
+    for i, cell in enumerate(cells_value, 1):
+        if not isinstance(cell, dict):
+            raise _cell_error(path, i, f"is a {type(cell).__name__}, not an object")
+        kind = cell.get("cell_type")
+        if not isinstance(kind, str):
+            raise _cell_error(path, i, f"has no valid 'cell_type' (got {type(kind).__name__})")
+        if kind != "code":
             continue
-        if CHECK_TAG in (cell.get("metadata", {}).get("tags") or []):
+        metadata = cell.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise _cell_error(path, i, f"has 'metadata' of type {type(metadata).__name__}, not an object")
+        tags = metadata.get("tags") or []
+        if not isinstance(tags, list):
+            raise _cell_error(path, i, f"has 'tags' of type {type(tags).__name__}, not a list")
+        if CHECK_TAG in tags:
             continue
         source = cell.get("source", "")
-        cells.append(_strip_magics("".join(source) if isinstance(source, list) else source))
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise _cell_error(path, i, "has a 'source' that is neither a string nor a list of strings")
+        cells.append(_strip_magics(source))
     return cells
 
 
@@ -132,7 +211,9 @@ def _student_error(path: Path, err: BaseException) -> ExerciseFileError:
     frames = [f for f in traceback.extract_tb(err.__traceback__)
               if f.filename.startswith(("<cell", str(path)))]
     where = f" (line {frames[-1].lineno} of {frames[-1].filename})" if frames else ""
-    return ExerciseFileError(f"running {path} failed{where}: {type(err).__name__}: {err}")
+    text = str(err).strip().splitlines()
+    return ExerciseFileError(f"running {path} failed{where}: {type(err).__name__}"
+                             + (f": {text[0][:200]}" if text else ""))
 
 
 def load_function(path, name: str) -> Callable:
@@ -151,28 +232,28 @@ def load_function(path, name: str) -> Callable:
         raise TypeError(f"path must be a path (str or os.PathLike), got {type(path).__name__}")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Python function name, got {name!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise ExerciseFileError(f"no such file: {path}")
+    path = check_submission_path(path)
     if path.suffix == ".py":
         try:
             namespace = runpy.run_path(str(path), run_name=_MODULE_NAME)
-        except Exception as err:  # noqa: BLE001 - the student's code
-            raise _student_error(path, err) from None
         except SystemExit as err:
             raise ExerciseFileError(f"running {path} called exit({err.code})") from None
-    elif path.suffix == ".ipynb":
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001 - the student's code
+            raise _student_error(path, err) from None
+    else:
         namespace = {"__name__": _MODULE_NAME, "__file__": str(path)}
         for i, source in enumerate(notebook_source(path), 1):
             try:
                 code = compile(source, f"<cell {i} of {path.name}>", "exec")
                 exec(code, namespace)  # noqa: S102 - running the student's notebook is the point
-            except Exception as err:  # noqa: BLE001
-                raise _student_error(path, err) from None
             except SystemExit as err:
                 raise ExerciseFileError(f"code cell {i} of {path} called exit({err.code})") from None
-    else:
-        raise ExerciseFileError(f"{path}: expected a .py script or an .ipynb notebook")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:  # noqa: BLE001
+                raise _student_error(path, err) from None
     fn = namespace.get(name)
     if not callable(fn):
         defined = sorted(k for k, v in namespace.items()

@@ -232,7 +232,10 @@ def _per_sample_cases(g: Grader, fn, estimator: str, name: str, cost, loc, scale
                 want = ref_loc if part == "loc" else ref_scale
                 got = case.tensor(out[0 if part == "loc" else 1], label[part], shape,
                                   _output_hints(num_samples, shape[1:]))
+                # A float32 answer: normwise, relative to the largest estimate (an estimate near 0 is a
+                # difference of rounded terms of that size).
                 case.compare(got, want, label[part], rtol=_RTOL, atol=_atol(want),
+                             scale=want.abs().max() if case.low_dtype is not None else None,
                              mistakes=mistakes(cost, loc, scale, eps, part), fallback=fallback)
             if len(group) > 1:
                 case.note = "g_loc and g_scale correct"

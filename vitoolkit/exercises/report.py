@@ -42,11 +42,22 @@ class Report:
         The seed of the random cases: ``check(name, fn, seed=report.seed)``
         repeats exactly these cases.
     checks : list of CheckResult
+    diagnosis : str
+        One line: the known mistake that explains the most failed checks, with
+        the evidence (:mod:`vitoolkit.exercises.diagnosis`); empty when all passed.
+    isolated : bool
+        True when the code ran in a separate process with a time limit
+        (:mod:`vitoolkit.exercises.isolation`); False when it ran in this process.
+    note : str
+        How it was graded, when that needs saying (e.g. why it was not isolated).
     """
 
     exercise: str
     seed: int
     checks: list[CheckResult] = field(default_factory=list)
+    diagnosis: str = ""
+    isolated: bool = False
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -72,7 +83,9 @@ class Report:
                 f"(seed {self.seed}; check(..., seed={self.seed}) repeats these cases)")
 
     def __str__(self) -> str:
-        return "\n".join([*self.lines(), self.summary()])
+        extra = [f"diagnosis: {self.diagnosis}"] if self.diagnosis and not self.passed else []
+        extra += [f"note: {self.note}"] if self.note else []
+        return "\n".join([*self.lines(), *extra, self.summary()])
 
     def __repr__(self) -> str:
         # The table, so that a Report left as the last value of a notebook cell prints readably.
