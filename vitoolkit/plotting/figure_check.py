@@ -398,9 +398,10 @@ def _tick_bands(ax, name: str, texts: list[_Text]) -> list[_Text]:
     A y axis's labels sit in the column beside the axes that the drawn labels
     span (right-aligned, so its left edge is the widest label's), and a label may
     be centred on any point of the axis, the two ends included, so the column
-    reaches half a label height beyond the top and the bottom of the axes. An x axis's row likewise reaches half the widest
-    label beyond each side. A layout checked only against the labels one run drew
-    passes or fails with the data; checked against these bands it does not.
+    reaches half a label height beyond the top and the bottom of the axes. An x
+    axis's row likewise reaches half the widest label beyond each side. A layout
+    checked only against the labels one run drew passes or fails with the data;
+    checked against these bands it does not.
     """
     bands = []
     box = _box(ax.bbox)
