@@ -426,7 +426,7 @@ class VAE(_LatentVariableModel):
         if est is None:
             est = _importance_estimate(log_w)
         if warn:
-            _warn_unreliable(est.khat, what, stacklevel)
+            _warn_unreliable(est.khat, what, stacklevel, est.value)
         return est
 
     def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
@@ -566,7 +566,8 @@ class VAE(_LatentVariableModel):
             self.train(was_training)
         est = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
         # One warning for the whole call (not one per batch), pointing at the caller.
-        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3)
+        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3,
+                         value=est.value)
         return est if return_diagnostics else est.value
 
     # -- generation -----------------------------------------------------------
