@@ -2596,3 +2596,93 @@ def _report():
     slow = sorted(STATS.per_callable.items(), key=lambda kv: -kv[1])[:8]
     lines += ["", "Slowest callables (CPU s): " + ", ".join(f"{k} {v:.1f}" for k, v in slow), ""]
     Path(target).write_text("\n".join(lines), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: memory guards that match real use, NaN draws, ignored arguments (targeted checks;
+# the walk above covers the generic rules)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["full", "diagonal"])
+def test_fit_gaussian_refuses_a_200001_dimensional_target_before_torch_allocates(family):
+    from torch.distributions import Independent
+
+    from vitoolkit.exceptions import ResourceLimitError
+
+    dim = 200_001
+    target = Independent(Normal(torch.zeros(dim, dtype=F64), torch.ones(dim, dtype=F64)), 1)
+    with _guarded(measure=True) as box:
+        with pytest.raises(ResourceLimitError, match=rf"target=<a {dim}-dimensional distribution>.*"
+                                                     rf"family='{family}'"):
+            fitting.fit_gaussian(target, "reverse", family=family, method="stochastic", num_samples=2,
+                                 value_samples=0)
+    assert box["rss"] < MAX_REFUSAL_BYTES  # torch's allocations are not traced: resident memory
+
+
+def test_fit_gaussian_dimension_guard_scales_with_d_squared(monkeypatch):
+    # Refused at D = 1001 under a limit between the full fit's estimate at D = 1000 and 1001.
+    from vitoolkit.exceptions import ResourceLimitError
+    from vitoolkit.fitting._checks import _MATRICES_PER_FIT, check_dimension_memory
+
+    limit = _MATRICES_PER_FIT["full"] * 8 * 1000 * 1000
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", str(limit))
+    check_dimension_memory(1000, "full")
+    check_dimension_memory(2000, "diagonal")  # 16 / 96 of the full fit's matrices
+    with pytest.raises(ResourceLimitError, match="use family='diagonal'"):
+        check_dimension_memory(1001, "full")
+
+
+@pytest.mark.parametrize("cls", [cavi.UnitVarianceGMM, cavi.BayesianGMM, cavi.StochasticBayesianGMM])
+def test_mixtures_refuse_150000_components_before_numpy_allocates(cls):
+    from vitoolkit.exceptions import ResourceLimitError
+
+    X = np.zeros((150_000, 2))
+    with _guarded(measure=True) as box:
+        with pytest.raises(ResourceLimitError, match=r"n_components=150000 would need [\d.]+ TiB"):
+            cls(n_components=150_000).fit(X)
+    assert box["peak"] < MAX_REFUSAL_BYTES and box["rss"] < MAX_REFUSAL_BYTES
+
+
+def test_mixture_guard_is_an_upper_bound_of_the_fit_peak():
+    # The fit's estimate against the tracemalloc peak of real fits (NumPy's allocations are
+    # traced), in the regimes where each term dominates: many rows, many components, many features.
+    from vitoolkit.cavi._base import fit_bytes
+
+    for cls, n, K, d in [(cavi.UnitVarianceGMM, 4000, 60, 2), (cavi.BayesianGMM, 1500, 20, 30),
+                         (cavi.StochasticBayesianGMM, 1500, 20, 30)]:
+        X = np.random.default_rng(0).normal(size=(n, d))
+        kw = {} if cls is cavi.UnitVarianceGMM else {"init_params": "random"}
+        tracemalloc.start()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls(n_components=K, max_iter=2, **kw).fit(X)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert fit_bytes(n, d, K) >= peak, (cls.__name__, fit_bytes(n, d, K), peak)
+
+
+@pytest.mark.parametrize("bad", [NAN, INF])
+def test_predictive_refuses_non_finite_posterior_draws(bad):
+    post = logistic_posterior()
+    draws = torch.zeros(50, post.dim, dtype=F64)
+    draws[7, 0] = bad
+    X = np.zeros((3, 2))
+    with pytest.raises(ValueError, match=r"approx \(posterior draws\) contains 1 NaN or inf"):
+        fitting.predictive(post, X, draws)
+    assert torch.isfinite(fitting.predictive(post, X, draws.nan_to_num(0.0, 0.0)).prob).all()
+
+
+def test_predictive_refuses_the_arguments_draws_and_probit_ignore():
+    post = logistic_posterior()
+    draws = torch.zeros(50, post.dim, dtype=F64)
+    X = np.zeros((3, 2))
+    q = MultivariateNormal(torch.zeros(post.dim, dtype=F64), torch.eye(post.dim, dtype=F64))
+    for kwargs in (dict(method="probit"), dict(num_samples=100), dict(generator=torch.Generator())):
+        with pytest.raises(ValueError, match="would be ignored with posterior draws"):
+            fitting.predictive(post, X, draws, **kwargs)
+    for kwargs in (dict(num_samples=100), dict(generator=torch.Generator())):
+        with pytest.raises(ValueError, match="would be ignored with method='probit'"):
+            fitting.predictive(post, X, q, method="probit", **kwargs)
