@@ -245,6 +245,14 @@ class CategoricalVAE(_LatentVariableModel):
                              f"got {tuple(z.shape)}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
+        # A code is a point of the simplex per latent: one-hot, or relaxed (Gumbel-softmax).
+        if z.numel() and (float(z.min()) < 0 or float(z.max()) > 1
+                          or not bool(torch.allclose(z.sum(-1), torch.ones((), dtype=z.dtype),
+                                                     rtol=0, atol=1e-4))):
+            raise ValueError(f"{name} must hold codes: entries in [0, 1] summing to 1 over the "
+                             f"{self.num_categories} categories of each latent (one-hot or "
+                             "relaxed), got values in "
+                             f"[{float(z.min()):.3g}, {float(z.max()):.3g}]")
         return z
 
     def decode(self, z):
@@ -441,8 +449,10 @@ class CategoricalVAE(_LatentVariableModel):
         if baseline is None:
             baseline = self.baseline
         if not isinstance(baseline, str):
-            # A constant b: a finite real number (NaN would turn every gradient into NaN).
-            b = check_real(baseline, "baseline")
+            # A constant b: a finite real number the model's dtype holds (NaN or an overflow
+            # to inf would turn every gradient into NaN).
+            big = float(torch.finfo(x.dtype).max)
+            b = check_real(baseline, "baseline", minimum=-big, maximum=big)
             return torch.as_tensor(b, dtype=x.dtype, device=x.device), None
         check_choice(baseline, BASELINES, "baseline")
         if baseline == "none":
@@ -551,6 +561,7 @@ class CategoricalVAE(_LatentVariableModel):
         """
         k = check_num_samples(num_samples)
         x = self._check_x(x)
+        self._check_draws(k, x.shape[0], chunked=False)
         log_probs = self._log_probs(x)
         value = self._log_px(self._draw(log_probs, k, generator), x).mean()
         self.running_baseline.copy_(value)

@@ -590,7 +590,18 @@ class VAE(_LatentVariableModel):
 
     @torch.no_grad()
     def reconstruct(self, x, y=None, *, mean: bool = True, generator=None) -> torch.Tensor:
-        """Decode the encoder mean mu(x): decoder mean, or a draw of p(x | mu(x)). (n, data_dim)."""
+        """Decode the encoder mean mu(x): decoder mean, or a draw of p(x | mu(x)). (n, data_dim).
+
+        ``generator`` is used by ``mean=False`` only (the decoder mean draws nothing): given
+        with ``mean=True`` it is refused rather than ignored.
+        """
+        mean = check_bool(mean, "mean")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
+        if mean and generator is not None:
+            raise ValueError("generator would be ignored with mean=True (the decoder mean draws "
+                             "nothing); pass mean=False to draw from p(x | mu(x))")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         loc, _ = self._encode_params(x, y)
