@@ -357,3 +357,12 @@ def test_streaming_equal_huge_log_weights_have_ess_s_and_zero_stderr(offset):
                                rtol=1e-12, atol=0)
     assert (acc.result().stderr == 0).all() and (acc.result().value == offset).all()
     torch.testing.assert_close(effective_sample_size(lw), acc.effective_sample_size(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64, "float64", 3])
+def test_streaming_result_refuses_a_dtype_that_is_not_floating(dtype):
+    acc = StreamingImportanceEstimate(30)
+    acc.update(_log_weights(30, (2,), seed=24))
+    with pytest.raises(TypeError, match="dtype must be None or a floating torch dtype"):
+        acc.result(dtype)
+    assert acc.result(torch.float32).value.dtype == torch.float32

@@ -960,6 +960,14 @@ def randn(*shape):
     return lambda: torch.randn(shape, generator=torch.Generator().manual_seed(7))
 
 
+def fed_streaming_estimate():
+    """A StreamingImportanceEstimate that has seen all of its 100 draws (3 columns)."""
+    acc = divergences.StreamingImportanceEstimate(100)
+    for chunk in _log_weights(1).split(30):
+        acc.update(chunk)
+    return acc
+
+
 def cat_codes():
     """One-hot codes of small_cat: (3, L=2, C=3)."""
     return torch.eye(3)[torch.tensor([[0, 1], [2, 0], [1, 1]])]
@@ -2236,6 +2244,12 @@ ISSUE24_SPECS: list[Spec] = [
         (small_sparse, {}),
         (small_ae, {}),
     )],
+    Spec(
+        (divergences.StreamingImportanceEstimate, "result"),
+        dict(dtype=A(DType())),
+        instance=fed_streaming_estimate,
+        sentinels=(r"^result\.khat$",),  # NaN for S <= 20 draws, as pareto_khat documents
+    ),
     Spec(
         (divergences.StreamingImportanceEstimate, "update"),
         # rows are draws; -inf is a zero weight, NaN and +inf are refused as by importance_estimate

@@ -320,7 +320,14 @@ class StreamingImportanceEstimate:
                              "update with the rest first")
 
     def result(self, dtype: torch.dtype | None = None) -> ImportanceEstimate:
-        """The :class:`ImportanceEstimate` of all S draws, in ``dtype`` (default the chunks')."""
+        """The :class:`ImportanceEstimate` of all S draws, in ``dtype`` (default the chunks').
+
+        ``dtype`` is None or a floating torch dtype (others are refused: an integer or
+        complex dtype would truncate or reinterpret the figures).
+        """
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be None or a floating torch dtype (torch.float32, "
+                            f"torch.float64, ...), got {dtype!r}")
         self._check_complete()
         k = self.num_samples
         value = self._shift + self._lse - math.log(k)

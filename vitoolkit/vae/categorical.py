@@ -622,6 +622,7 @@ class CategoricalVAE(_LatentVariableModel):
             raise ValueError(f"num_samples must be >= 2 for estimator='vimco' (the "
                              f"leave-one-out baseline needs another sample), got {k}")
         self._check_draws(k, x.shape[0], chunked=False)
+        check_draws(num_draws * k, x.shape[0], "num_draws")  # decoder passes, each with a backward
         check_memory(num_draws * sum(p.numel() for p in self.encoder_parameters()) * 8,
                      "num_draws", num_draws, "the gradient estimates (float64)")
         params = self.encoder_parameters()
