@@ -358,3 +358,21 @@ def test_training_checkpoint_with_non_finite_optimiser_state_is_refused_on_resum
     with pytest.raises(ValueError, match=r"run\.pt.*tensor optimizer_state\['state'\].*exp_avg_sq"):
         train(VAE(6, 2, hidden_dims=(4,)), x, epochs=2, batch_size=8, checkpoint=path, resume=True,
               progress=False)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_training_checkpoint_with_a_non_finite_best_value_is_refused(bad):
+    import torch
+
+    from vitoolkit.vae.checkpoint import check_training_state
+
+    state = {"model_class": "VAE", "model_config": {}, "model_state": {},
+             "optimizer_state": {"state": {}, "param_groups": []}, "shuffle_state": None,
+             "noise_state": None, "epoch": 1, "step": 2, "history": {}, "best_value": bad,
+             "best_state": None, "bad_epochs": 0, "settings": {}}
+    state["shuffle_state"] = state["noise_state"] = torch.zeros(8, dtype=torch.uint8)
+    match = r"run\.pt is damaged: key 'best_value' must be a real number or -inf"
+    with pytest.raises(ValueError, match=match):
+        check_training_state(state, "run.pt")
+    state["best_value"] = float("-inf")  # before the first validation epoch
+    check_training_state(state, "run.pt")

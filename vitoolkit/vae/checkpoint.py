@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import pickle
@@ -149,7 +150,10 @@ _TRAINING_KEYS = {
     "epoch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "step": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "history": (lambda v: isinstance(v, dict), "a dict"),
-    "best_value": (_is_real, "a real number"),
+    # -inf before the first validation epoch; NaN or +inf would stop every later epoch from
+    # counting as better (early stopping and restore_best would act on garbage)
+    "best_value": (lambda v: _is_real(v) and not math.isnan(v) and v != math.inf,
+                   "a real number or -inf"),
     "best_state": (lambda v: v is None or _is_state_dict(v), "None or a dict of tensors"),
     "bad_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "settings": (lambda v: isinstance(v, dict), "a dict"),
