@@ -556,3 +556,23 @@ def test_categorical_log_likelihood_guard_is_an_upper_bound_of_resident_growth()
                          check=True, env={**os.environ, "PYTHONPATH": str(script.parent.parent)}).stdout
     ratio = float(out.split("ratio ")[1].split()[0])
     assert ratio >= 1.0, out
+
+
+def test_categorical_iwae_bound_streams_under_no_grad_like_the_gaussian_vae(monkeypatch):
+    from vitoolkit.divergences import StreamingImportanceEstimate
+    from vitoolkit.vae import CategoricalVAE
+
+    model = CategoricalVAE(6, 2, 3, hidden_dims=(8,), seed=0)
+    x = _bits(3)
+    monkeypatch.setattr(model, "_chunk", lambda n: 500)
+    with_grad = model.iwae_bound(x, 2000, generator=_gen(6))  # every draw kept (a gradient)
+    assert with_grad.requires_grad
+    fed = []
+    original = StreamingImportanceEstimate.update
+    monkeypatch.setattr(StreamingImportanceEstimate, "update",
+                        lambda self, lw: (fed.append(lw.shape), original(self, lw))[1])
+    monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 1000)
+    with torch.no_grad():
+        streamed = model.iwae_bound(x, 2000, generator=_gen(6))
+    assert fed == [(500, 3)] * 4  # streamed in chunks, the three examples in one pass
+    torch.testing.assert_close(streamed, with_grad.detach(), rtol=0, atol=1e-5)

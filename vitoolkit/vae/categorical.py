@@ -330,10 +330,18 @@ class CategoricalVAE(_LatentVariableModel):
                    *(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)))
 
     def iwae_bound(self, x, num_samples: int, *, generator=None) -> torch.Tensor:
-        """L_K = log 1/K sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2015, eq. 8), shape (n,)."""
+        """L_K = log 1/K sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2015, eq. 8), shape (n,).
+
+        With a gradient every draw's activations are kept (a K that cannot fit raises
+        :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``); under
+        ``torch.no_grad()`` a K * n beyond 2**24 log weights is streamed, as
+        :meth:`log_likelihood` (and the Gaussian VAE) do.
+        """
         k = check_num_samples(num_samples)
         x = self._check_x(x)
-        self._check_draws(k, x.shape[0], chunked=not torch.is_grad_enabled())
+        if not torch.is_grad_enabled():
+            return self._estimate(x, k, generator, x.shape[0], "iwae_bound")
+        self._check_draws(k, x.shape[0], chunked=False)
         return _log_mean_exp(self._log_weights(x, k, generator), 0)
 
     @torch.no_grad()
@@ -350,6 +358,12 @@ class CategoricalVAE(_LatentVariableModel):
         k = check_num_samples(num_samples)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         x = self._check_x(x)
+        return self._estimate(x, k, generator, batch_size, "log_likelihood")
+
+    @torch.no_grad()
+    def _estimate(self, x, k: int, generator, batch_size: int, what: str) -> torch.Tensor:
+        """log 1/K sum_k w_k per example, ``batch_size`` examples per pass; streamed (the
+        core's running log-sum-exp) when a pass holds more than 2**24 log weights."""
         check_draws(k, x.shape[0])
         limit = _sampling._STREAM_ELEMENTS  # read at call time (tests patch it)
         stream = k * min(batch_size, x.shape[0]) > limit
@@ -363,8 +377,8 @@ class CategoricalVAE(_LatentVariableModel):
             check_draws(k, nb)
             check_memory(min(k, self._chunk(nb)) * nb * self._draw_bytes()
                          + StreamingImportanceEstimate.memory_bytes(k, nb, self._ref.element_size()),
-                         "num_samples", k, f"log_likelihood over {nb} examples (one chunk of "
-                         "draws and each example's Pareto tail)")
+                         "num_samples", k, f"{what} over {nb} examples (one chunk of draws and "
+                         "each example's Pareto tail)")
         out = []
         for s in range(0, x.shape[0], batch_size):
             xb = x[s:s + batch_size]
