@@ -238,3 +238,37 @@ def test_student_t_log_density_stays_finite_far_away():
                 - 0.5 * d * math.log(nu * math.pi)
                 - 0.5 * (nu + d) * np.logaddexp(0.0, log_maha - math.log(nu)))
     assert float(t.log_prob(x)) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bounds, error, match",
+    [
+        ([], ValueError, "got 0 pairs"),
+        ((), ValueError, "got 0 pairs"),
+        ([(0.0, 1.0)] * 3, ValueError, "got 3 pairs"),
+        ([[]], TypeError, "bounds must be"),
+        ([(0.0,)], TypeError, "bounds must be"),
+        ([(0.0, 1.0, 2.0)], TypeError, "bounds must be"),
+        ("ab", TypeError, "bounds must be"),
+        (None, TypeError, "bounds must be"),
+        (5, TypeError, "bounds must be"),
+        ([(True, 2.0)], TypeError, "bounds"),
+        ([(0.0, math.nan)], ValueError, "bounds must be finite"),
+        ([(-math.inf, 0.0)], ValueError, "bounds must be finite"),
+        ([(1.0, 1.0)], ValueError, "hi > lo"),
+        ([(1.0, 0.0)], ValueError, "hi > lo"),
+        ([(-1e308, 1e308)], ValueError, "bounds .* too wide"),
+    ],
+)
+def test_make_grid_refuses_empty_and_invalid_bounds_by_name(bounds, error, match):
+    with pytest.raises(error, match=match):
+        dv.make_grid(bounds, 5)
+
+
+def test_make_grid_accepts_arrays_of_pairs_and_refuses_bounds_beyond_float32():
+    grid = dv.make_grid(np.array([[0.0, 1.0], [2.0, 4.0]]), 5)
+    assert grid.shape == (5, 5)
+    torch.testing.assert_close(grid.axes[1], torch.linspace(2.0, 4.0, 5, dtype=D))
+    assert dv.make_grid((np.int64(-1), 1), 3).shape == (3,)
+    with pytest.raises(ValueError, match="bounds .* exceed the range of dtype=torch.float32"):
+        dv.make_grid([(-1e300, 1e300)], 5, torch.float32)

@@ -265,3 +265,104 @@ def test_iwae_curve_groups_equal_the_former_formula():
     torch.testing.assert_close(curve.log_likelihood.value.double(), w.mean(0).log(), rtol=0, atol=1e-5)
     torch.testing.assert_close(curve.log_likelihood.stderr.double(), w.std(0) / (w.mean(0) * math.sqrt(1000)),
                                rtol=1e-4, atol=0)
+
+
+# -- edge cases (issue 24): zero weights, non-finite chunks, huge log weights ------------------
+
+
+@pytest.mark.parametrize("s", [5, 100])
+def test_all_zero_weights_give_minus_inf_with_nan_diagnostics_and_a_warning(s):
+    lw = torch.randn(s, 3, generator=_gen(20), dtype=F64)
+    lw[:, 1] = -math.inf  # column 1: every weight zero
+    with pytest.warns(UnreliableEstimateWarning, match="1 of 3 examples have every importance weight zero"):
+        est = importance_estimate(lw)
+    assert est.value[1] == -math.inf
+    # k-hat must not read as "reliable" (-inf < 0.7): it is NaN, like the standard error
+    assert math.isnan(est.khat[1]) and math.isnan(est.stderr[1])
+    assert torch.isfinite(est.value[[0, 2]]).all() and torch.isfinite(est.stderr[[0, 2]]).all()
+    assert math.isnan(effective_sample_size(lw)[1])
+    acc = StreamingImportanceEstimate(s)
+    for chunk in lw.split(7):
+        acc.update(chunk)
+    streamed = acc.result()
+    assert streamed.value[1] == -math.inf and math.isnan(streamed.khat[1])
+    assert math.isnan(streamed.stderr[1]) and math.isnan(acc.effective_sample_size()[1])
+    torch.testing.assert_close(streamed.value, est.value, rtol=0, atol=1e-12)
+
+
+def test_zero_weight_warning_silenced_by_warn_false():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = importance_estimate(torch.full((30, 2), -math.inf, dtype=F64), warn=False)
+    assert (est.value == -math.inf).all() and est.khat.isnan().all()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_streaming_refuses_the_chunks_the_one_shot_estimator_refuses(bad):
+    lw = _log_weights(50, (2,), seed=21)
+    lw[3, 1] = bad
+    with pytest.raises(ValueError, match="log_weights"):
+        importance_estimate(lw)
+    acc = StreamingImportanceEstimate(50)
+    acc.update(lw[:2])  # clean
+    with pytest.raises(ValueError, match=r"log_weights contains 1 NaN or \+inf"):
+        acc.update(lw[2:])
+    assert acc.seen == 2  # the refused chunk changed nothing
+    acc.update(lw[2:].nan_to_num(nan=0.0, posinf=0.0))
+    assert torch.isfinite(acc.result().value).all()
+
+
+def test_streaming_minus_inf_is_a_zero_weight_as_in_the_one_shot_estimator():
+    lw = _log_weights(60, (2,), seed=22)
+    lw[:40, 0] = -math.inf  # the first chunks of column 0 hold no weight at all
+    acc = StreamingImportanceEstimate(60)
+    for chunk in lw.split(20):
+        acc.update(chunk)
+    one = importance_estimate(lw, warn=False)
+    got = acc.result()
+    torch.testing.assert_close(got.value, one.value, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got.stderr, one.stderr, rtol=1e-10, atol=0)
+    torch.testing.assert_close(acc.effective_sample_size(), effective_sample_size(lw), rtol=1e-10, atol=0)
+
+
+def test_streaming_ess_and_stderr_keep_their_precision_for_huge_log_weights():
+    # Kish's ESS and the relative standard error do not depend on a common factor of the
+    # weights. Log weights 1e15 + b_s (b_s on a grid of 1/8, so the sum is exact in float64)
+    # must give the ESS of the b_s; unshifted, 2 LSE(log w) - LSE(2 log w) cancels 2e15 to
+    # ~0.25, and the ESS is off by a factor up to e^0.25.
+    base = torch.round(_log_weights(300, (3,), sigma=1.0, seed=23) * 8) / 8
+    shifted = base + 1e15
+    assert torch.equal(shifted - 1e15, base)
+    acc = StreamingImportanceEstimate(300)
+    ref = StreamingImportanceEstimate(300)
+    for chunk, plain in zip(shifted.split(70), base.split(70), strict=True):
+        acc.update(chunk)
+        ref.update(plain)
+    ess_ref = effective_sample_size(base)  # the one-shot route, on the unshifted weights
+    torch.testing.assert_close(acc.effective_sample_size(), ess_ref, rtol=1e-12, atol=0)
+    torch.testing.assert_close(acc.result().stderr, importance_estimate(base, warn=False).stderr,
+                               rtol=1e-10, atol=0)
+    torch.testing.assert_close(acc.result().value - 1e15, ref.result().value, rtol=0, atol=0.125)
+
+
+@pytest.mark.parametrize("offset", [1e200, -1e200])
+def test_streaming_equal_huge_log_weights_have_ess_s_and_zero_stderr(offset):
+    # S equal weights: ESS = S and the relative standard error is 0 exactly. Near 1e200 the
+    # unshifted sums lose log S entirely (1e200 + log S == 1e200) and gave ESS = 1.
+    lw = torch.full((300, 2), offset, dtype=F64)
+    acc = StreamingImportanceEstimate(300)
+    for chunk in lw.split(70):
+        acc.update(chunk)
+    torch.testing.assert_close(acc.effective_sample_size(), torch.full((2,), 300.0, dtype=F64),
+                               rtol=1e-12, atol=0)
+    assert (acc.result().stderr == 0).all() and (acc.result().value == offset).all()
+    torch.testing.assert_close(effective_sample_size(lw), acc.effective_sample_size(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64, "float64", 3])
+def test_streaming_result_refuses_a_dtype_that_is_not_floating(dtype):
+    acc = StreamingImportanceEstimate(30)
+    acc.update(_log_weights(30, (2,), seed=24))
+    with pytest.raises(TypeError, match="dtype must be None or a floating torch dtype"):
+        acc.result(dtype)
+    assert acc.result(torch.float32).value.dtype == torch.float32

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import pathlib
+import re
 import tracemalloc
 import zipfile
 
@@ -272,3 +273,106 @@ def test_more_dimensions_than_numpy_supports_is_a_format_error(tmp_path):
     with pytest.raises(IDXFormatError, match="cannot hold shape") as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+# -- checkpoints (vitoolkit.vae.checkpoint): capped before inflating, weights checked -------------
+
+
+def _deflated_checkpoint(path, numel: int) -> None:
+    """A valid checkpoint whose zip members are deflated: ``numel`` float32 zeros in ~KiB."""
+    import torch
+
+    from vitoolkit.vae import save_checkpoint
+
+    plain = path.with_suffix(".plain")
+    save_checkpoint(plain, {"w": torch.zeros(numel)})
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED,
+                                                        compresslevel=9) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    plain.unlink()
+
+
+def test_checkpoint_that_inflates_beyond_the_limit_is_refused_before_torch_load(tmp_path, monkeypatch):
+    import vitoolkit.vae.checkpoint as ckpt
+
+    path = tmp_path / "bomb.pt"
+    _deflated_checkpoint(path, 4 * MIB)  # 16 MiB of weights in ~20 KiB
+    assert path.stat().st_size < 64 * 1024
+    assert ckpt.load_checkpoint(path)["w"].shape == (4 * MIB,)  # a valid file under the default limit
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "4M")
+
+    def inflating(*args, **kwargs):  # pragma: no cover - reached only if the cap fails
+        raise AssertionError("torch.load ran before the size check")
+
+    monkeypatch.setattr(ckpt.torch, "load", inflating)
+    for load in (ckpt.load_checkpoint, ckpt.load_model):
+        with pytest.raises(ResourceLimitError, match=r"bomb\.pt.*16\.0 MiB.*4\.0 MiB"):
+            load(path)
+
+
+def test_checkpoint_that_is_not_a_zip_archive_is_refused_by_name(tmp_path):
+    import torch
+
+    from vitoolkit.vae import load_checkpoint
+
+    path = tmp_path / "legacy.pt"
+    # The pre-1.6 pickle format: its storages are sized by the pickle, not by the archive.
+    torch.save({"format": "vitoolkit.vae.checkpoint/1"}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match=r"legacy\.pt.*not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_model_with_non_finite_weights_is_refused_on_load_naming_file_and_tensor(tmp_path, bad):
+    import torch
+
+    from vitoolkit.vae import VAE, VQVAE, CategoricalVAE, load_model, save_model
+
+    for model in (VAE(6, 2, hidden_dims=(4,)), VQVAE(6, 3, 2, hidden_dims=(4,)),
+                  CategoricalVAE(6, 2, 3, hidden_dims=(4,))):
+        name = next(k for k, v in model.state_dict().items() if v.is_floating_point())
+        with torch.no_grad():
+            model.state_dict()[name].view(-1)[0] = bad
+        path = tmp_path / f"{type(model).__name__}.pt"
+        save_model(model, path)
+        with pytest.raises(ValueError, match=rf"{path.name}.*tensor model_state\['{re.escape(name)}'\] "
+                                             r"holds 1 NaN or infinite"):
+            load_model(path)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            load_model(path, type(model)(**model.config))
+
+
+def test_training_checkpoint_with_non_finite_optimiser_state_is_refused_on_resume(tmp_path):
+    import torch
+
+    from vitoolkit.vae import VAE, load_checkpoint, save_checkpoint, train
+
+    x = (torch.rand(16, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    path = tmp_path / "run.pt"
+    train(VAE(6, 2, hidden_dims=(4,)), x, epochs=1, batch_size=8, checkpoint=path, progress=False)
+    state = load_checkpoint(path)
+    moments = next(iter(state["optimizer_state"]["state"].values()))
+    moments["exp_avg_sq"].view(-1)[0] = float("nan")
+    save_checkpoint(path, state)
+    with pytest.raises(ValueError, match=r"run\.pt.*tensor optimizer_state\['state'\].*exp_avg_sq"):
+        train(VAE(6, 2, hidden_dims=(4,)), x, epochs=2, batch_size=8, checkpoint=path, resume=True,
+              progress=False)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_training_checkpoint_with_a_non_finite_best_value_is_refused(bad):
+    import torch
+
+    from vitoolkit.vae.checkpoint import check_training_state
+
+    state = {"model_class": "VAE", "model_config": {}, "model_state": {},
+             "optimizer_state": {"state": {}, "param_groups": []}, "shuffle_state": None,
+             "noise_state": None, "epoch": 1, "step": 2, "history": {}, "best_value": bad,
+             "best_state": None, "bad_epochs": 0, "settings": {}}
+    state["shuffle_state"] = state["noise_state"] = torch.zeros(8, dtype=torch.uint8)
+    match = r"run\.pt is damaged: key 'best_value' must be a real number or -inf"
+    with pytest.raises(ValueError, match=match):
+        check_training_state(state, "run.pt")
+    state["best_value"] = float("-inf")  # before the first validation epoch
+    check_training_state(state, "run.pt")

@@ -399,3 +399,180 @@ def test_flags_and_names_are_checked_not_coerced(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(NotADirectoryError, match="path's parent"):
         save_model(model, tmp_path / "afile" / "m.pt")
+
+
+# -- issue 24: the newer models refuse what they cannot use ----------------------------------
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _bits(n=8, d=6, seed=0):
+    return (torch.rand(n, d, generator=_gen(seed)) < 0.5).float()
+
+
+def test_vqvae_refuses_a_nan_encoding_instead_of_quantising_it_to_code_0():
+    from vitoolkit.vae import VQVAE
+
+    model = VQVAE(6, 4, 2, hidden_dims=(8,), seed=0)
+    z_e = torch.zeros(3, 1, 2)
+    z_e[1, 0, 0] = math.nan
+    with pytest.raises(ValueError, match=r"z_e contains 1 NaN or infinite entries"):
+        model.quantize(z_e)
+    with pytest.raises(ValueError, match="z_e contains"):
+        model.quantize(torch.full((3, 1, 2), math.inf))
+    x = _bits()
+    before = model.codebook_usage(x)
+    with torch.no_grad():
+        next(model.encoder.parameters()).view(-1)[0] = math.nan  # weights gone bad (a diverged run)
+    for method in (model.loss, model.elbo, model.reconstruct, model.codebook_usage,
+                   model.codebook_perplexity, model.dead_codes):
+        with pytest.raises(ValueError, match=r"z_e\(x\) contains .* the model's weights hold NaN"):
+            method(x)
+    assert before.sum() == x.shape[0]  # the finite model quantised every example
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_categorical_constant_baseline_must_be_finite(bad):
+    from vitoolkit.vae import CategoricalVAE
+
+    model = CategoricalVAE(6, 2, 3, hidden_dims=(8,), estimator="reinforce", seed=0)
+    with pytest.raises(ValueError, match="baseline must be a finite number"):
+        model.encoder_gradients(_bits(), 2, baseline=bad, generator=_gen(1))
+    with pytest.raises(TypeError, match="baseline"):
+        model.encoder_gradients(_bits(), 2, baseline=True, generator=_gen(1))
+    grads = model.encoder_gradients(_bits(), 2, baseline=-3.0, generator=_gen(1))
+    assert torch.isfinite(grads).all()
+
+
+def test_categorical_encoder_gradients_refuse_options_their_estimator_ignores():
+    from vitoolkit.vae import CategoricalVAE
+
+    model = CategoricalVAE(6, 2, 3, hidden_dims=(8,), seed=0)
+    x = _bits()
+    with pytest.raises(ValueError, match="temperature applies to estimator='gumbel_softmax' only"):
+        model.encoder_gradients(x, 1, estimator="reinforce", temperature=0.5)
+    with pytest.raises(ValueError, match="baseline applies to estimator='reinforce' only"):
+        model.encoder_gradients(x, 1, estimator="gumbel_softmax", baseline="none")
+    with pytest.raises(ValueError, match="baseline applies"):
+        model.encoder_gradients(x, 1, estimator="vimco", num_samples=3, baseline=0.0)
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        model.encoder_gradients(x, 1, temperature=math.nan)
+    with pytest.raises(ValueError, match="num_samples must be >= 2 for estimator='vimco'"):
+        model.encoder_gradients(x, 1, estimator="vimco")
+    # Where an option applies it changes the estimate (same noise, another temperature).
+    a = model.encoder_gradients(x, 1, temperature=0.3, generator=_gen(2))
+    b = model.encoder_gradients(x, 1, temperature=3.0, generator=_gen(2))
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize(
+    "make, options, match",
+    [
+        ("sparse", dict(objective="iwae"), r"objective='iwae' would be ignored"),
+        ("sparse", dict(beta=2.0), r"beta=2.0 would be ignored"),
+        ("sparse", dict(beta=annealing.linear_warmup(10)), r"beta='a schedule' would be ignored"),
+        ("sparse", dict(free_bits=0.5), r"free_bits=0.5 would be ignored"),
+        ("sparse", dict(num_samples=3), r"num_samples=3 would be ignored"),
+        ("autoencoder", dict(objective="iwae", num_samples=2), r"objective='iwae', num_samples=2"),
+        ("autoencoder", dict(beta=0.5), r"beta=0.5 would be ignored"),
+        ("vqvae", dict(num_samples=4), r"num_samples=4 would be ignored"),
+        ("vae", dict(num_samples=5), r"num_samples=5 would be ignored: a VAE's objective='elbo'"),
+        ("vae", dict(objective="iwae", num_samples=2, beta=lambda step: 1.0 if step == 0 else 0.5),
+         "beta and free_bits apply to objective='elbo' only"),
+    ],
+)
+def test_train_refuses_options_the_model_would_ignore_before_changing_it(make, options, match):
+    from vitoolkit.vae import VQVAE, Autoencoder, SparseAutoencoder
+
+    model = {"sparse": lambda: SparseAutoencoder(6, 4, seed=0),
+             "autoencoder": lambda: Autoencoder(6, 2, (8,), seed=0),
+             "vqvae": lambda: VQVAE(6, 4, 2, hidden_dims=(8,), seed=0),
+             "vae": lambda: VAE(6, 2, hidden_dims=(8,), seed=0)}[make]()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=match):
+        train(model, _bits(16), epochs=1, batch_size=8, progress=False, **options)
+    assert _unchanged(model, before)
+
+
+def test_train_num_samples_changes_the_vae_where_it_applies():
+    x = _bits(16)
+    one, five = VAE(6, 2, hidden_dims=(8,), seed=0), VAE(6, 2, hidden_dims=(8,), seed=0)
+    train(one, x, epochs=1, batch_size=8, objective="iwae", num_samples=1, progress=False)
+    train(five, x, epochs=1, batch_size=8, objective="iwae", num_samples=5, progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(one.parameters(), five.parameters(), strict=True))
+
+
+def test_categorical_log_likelihood_guard_refuses_the_issue_example_before_allocating(monkeypatch):
+    # k = 2**24 draws for one example under a 100 MB limit: the one-shot route keeps the
+    # (k, n) log weights twice and decodes chunks of draws; it counts them all and refuses.
+    from vitoolkit.vae import CategoricalVAE
+
+    model = CategoricalVAE(6, 2, 3, hidden_dims=(8,), seed=0)
+    monkeypatch.setenv("VITOOLKIT_MAX_MEMORY", "100M")
+    with pytest.raises(ResourceLimitError, match=r"num_samples=16777216 would need"):
+        model.log_likelihood(_bits(1), 2**24)
+    # The guard counts a chunk of draws at the model's measured bytes per draw: at least
+    # the decoder's outputs and the one-hot codes, and the log weights twice.
+    assert model._draw_bytes() >= 4 * (model.latent_dim + 8 + 6)
+
+
+def test_categorical_log_likelihood_streams_beyond_the_threshold_with_the_same_value(monkeypatch):
+    from vitoolkit.divergences import StreamingImportanceEstimate
+    from vitoolkit.vae import CategoricalVAE
+
+    model = CategoricalVAE(6, 2, 3, hidden_dims=(8,), seed=0)
+    x = _bits(4)
+    monkeypatch.setattr(model, "_chunk", lambda n: 700)  # several chunks of draws
+    one_shot = model.log_likelihood(x, 3000, generator=_gen(5))
+    fed = []
+    original = StreamingImportanceEstimate.update
+
+    def counting(self, lw):
+        fed.append(lw.shape[0])
+        return original(self, lw)
+
+    monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 2000)
+    monkeypatch.setattr(StreamingImportanceEstimate, "update", counting)
+    streamed = model.log_likelihood(x, 3000, generator=_gen(5))
+    assert len(fed) == 5 and max(fed) <= 700 and sum(fed) == 3000  # chunks of draws
+    # Same draws (same generator, same chunks), another summation: equal to float rounding,
+    # and both estimate the exact log p(x) (enumeration over the 9 states).
+    torch.testing.assert_close(streamed, one_shot, rtol=0, atol=1e-5)
+    torch.testing.assert_close(streamed, model.exact_log_likelihood(x), rtol=0, atol=0.05)
+
+
+@pytest.mark.slow
+def test_categorical_log_likelihood_guard_is_an_upper_bound_of_resident_growth():
+    # Runs benchmarks/measure_categorical_memory.py's first configuration (k = 2**22) in a
+    # fresh process: the figure the guard counts must be at least the resident growth.
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).parent.parent / "benchmarks" / "measure_categorical_memory.py"
+    out = subprocess.run([sys.executable, str(script), "--one", "0"], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(script.parent.parent)}).stdout
+    ratio = float(out.split("ratio ")[1].split()[0])
+    assert ratio >= 1.0, out
+
+
+def test_categorical_iwae_bound_streams_under_no_grad_like_the_gaussian_vae(monkeypatch):
+    from vitoolkit.divergences import StreamingImportanceEstimate
+    from vitoolkit.vae import CategoricalVAE
+
+    model = CategoricalVAE(6, 2, 3, hidden_dims=(8,), seed=0)
+    x = _bits(3)
+    monkeypatch.setattr(model, "_chunk", lambda n: 500)
+    with_grad = model.iwae_bound(x, 2000, generator=_gen(6))  # every draw kept (a gradient)
+    assert with_grad.requires_grad
+    fed = []
+    original = StreamingImportanceEstimate.update
+    monkeypatch.setattr(StreamingImportanceEstimate, "update",
+                        lambda self, lw: (fed.append(lw.shape), original(self, lw))[1])
+    monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 1000)
+    with torch.no_grad():
+        streamed = model.iwae_bound(x, 2000, generator=_gen(6))
+    assert fed == [(500, 3)] * 4  # streamed in chunks, the three examples in one pass
+    torch.testing.assert_close(streamed, with_grad.detach(), rtol=0, atol=1e-5)

@@ -8,6 +8,10 @@
   removed by the next write to the same target.
 - :func:`check_output_dir`: create an output folder if needed and prove it is a
   writable directory *before* any work starts; the ``OSError`` names the path.
+- Reading files a user hands in (untrusted): :func:`refuse_declared_size` refuses, before
+  allocating, data a file *declares* beyond the memory limit, and
+  :func:`check_zip_members` does so for every member of a zip archive (an ``.npz``, a
+  ``torch.save`` file) from its central directory, before anything is inflated.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "pid_alive", "write_text", "write_bytes", "check_output_dir", "check_output_file"]
+__all__ = ["atomic_write", "pid_alive", "write_text", "write_bytes", "check_output_dir", "check_output_file",
+           "MAX_DEFLATE_RATIO", "refuse_declared_size", "check_zip_members"]
+
+#: Deflate cannot expand data by more than 1032:1 (a 258-byte match in two 1-bit codes): a
+#: compressed stream declaring more data bytes per compressed byte cannot hold them.
+MAX_DEFLATE_RATIO = 1032
 
 
 def pid_alive(pid: int) -> bool:
@@ -171,3 +180,45 @@ def check_output_file(path, name: str = "path") -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(errno.EACCES, f"{name} is not writable", str(path))
     return path
+
+
+# -- reading untrusted files ----------------------------------------------------------------
+
+
+def refuse_declared_size(path, nbytes: int, what: str) -> None:
+    """Refuse, before allocating, ``nbytes`` (a Python int) of data that ``path`` declares.
+
+    Raises :class:`~vitoolkit.exceptions.ResourceLimitError` naming the file and ``what``
+    when ``nbytes`` exceeds :func:`vitoolkit.validation.memory_limit`.
+    """
+    from .exceptions import ResourceLimitError
+    from .validation import format_bytes, memory_limit
+
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ResourceLimitError(
+            f"{path}: {what} would need {format_bytes(nbytes)}, more than the limit of "
+            f"{format_bytes(limit)} (half the RAM, or $VITOOLKIT_MAX_MEMORY); refusing to read it")
+
+
+def check_zip_members(archive, path) -> int:
+    """The total inflated size of an open :class:`zipfile.ZipFile`, checked before reading it.
+
+    Every member's declared size comes from the central directory (nothing is inflated):
+    a member declaring more than :data:`MAX_DEFLATE_RATIO` bytes per compressed byte is
+    corrupt (:class:`~vitoolkit.exceptions.FileFormatError`), and a total beyond the memory
+    limit is refused (:func:`refuse_declared_size`), so a small file that would inflate to
+    gigabytes is refused after reading its directory.
+    """
+    from .exceptions import FileFormatError
+
+    total = 0
+    for info in archive.infolist():
+        if info.compress_type != 0 and info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            raise FileFormatError(
+                f"{path}: member {info.filename!r} declares {info.file_size} bytes from "
+                f"{info.compress_size} compressed bytes, more than compression can produce")
+        total += info.file_size
+    refuse_declared_size(path, total, f"the {len(archive.infolist())} members of the archive, "
+                                      f"inflated")
+    return total

@@ -307,19 +307,21 @@ def format_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def check_memory(nbytes: int, name: str, value, what: str = "") -> None:
+def check_memory(nbytes: int, name: str, value, what: str = "", *,
+                 advice: str | None = None) -> None:
     """Refuse, before allocating, a request that needs ``nbytes`` (a Python int) of memory.
 
     ``name=value`` is the argument that sets the size; ``what`` says what would
-    be allocated. Compute ``nbytes`` with Python integers so it cannot overflow.
+    be allocated; ``advice`` replaces the closing "use a smaller <name>". Compute
+    ``nbytes`` with Python integers so it cannot overflow.
     """
     limit = memory_limit()
     if nbytes > limit:
         detail = f" for {what}" if what else ""
         raise ResourceLimitError(
             f"{name}={_shown(value)} would need {format_bytes(nbytes)}{detail}, more than the "
-            f"limit of {format_bytes(limit)} (half the RAM, or ${_ENV_LIMIT}); use a smaller "
-            f"{name}")
+            f"limit of {format_bytes(limit)} (half the RAM, or ${_ENV_LIMIT}); "
+            f"{advice or f'use a smaller {name}'}")
 
 
 # -- results that overflow: name the inputs that explain it --------------------------

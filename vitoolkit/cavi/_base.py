@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from ..exceptions import ELBODecreaseError, NonFiniteError
-from ..validation import as_float_array, check_int, check_real
+from ..validation import as_float_array, check_int, check_memory, check_real
 
 __all__ = ["MixtureVI", "SKLEARN_NOTES", "as_data", "as_matrix", "check_random_state", "check_scale",
            "check_tol", "is_one_array",
@@ -64,6 +64,20 @@ EXPECTED_FAILED_CHECKS = {
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 _PREDICT_CHUNK = 2**16  # rows per block in predict/score: bounds the (rows, K) arrays
+#: (n, K) float64 arrays a fit holds at once, rounded up from tracemalloc peaks (8.3 for
+#: UnitVarianceGMM, 3.2 for BayesianGMM and StochasticBayesianGMM's final E-step) ...
+_RESP_ARRAYS = 10
+#: ... (n, K, d) arrays (BayesianGMM's full-covariance E-step: 1.3) ...
+_DIFF_ARRAYS = 2
+#: ... and (K, d, d) arrays of per-component statistics.
+_STAT_MATRICES = 24
+
+
+def fit_bytes(n: int, d: int, K: int) -> int:
+    """An upper bound on the bytes a fit of n samples, d features and K components allocates
+    (Python integers: no overflow), checked against the memory limit before fitting."""
+    return 8 * (_RESP_ARRAYS * n * K + _DIFF_ARRAYS * n * K * d + _STAT_MATRICES * K * d * d
+                + 4 * n * d)
 
 
 def check_random_state(value, name: str = "random_state") -> np.random.RandomState:
@@ -240,6 +254,11 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
         if X.shape[0] < K:
             raise ValueError(f"X has {X.shape[0]} samples but n_components={K}; need "
                              "n_samples >= n_components")
+        n, d = X.shape
+        check_memory(fit_bytes(n, d, K), "n_components", K,
+                     f"a fit of {n} samples x {K} components in {d} dimension(s) (the (n, K) "
+                     "responsibilities and the per-component d x d statistics)",
+                     advice="use a smaller n_components or fewer samples")
 
     _tol_optional = False
 
@@ -351,7 +370,12 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities of new points under the fitted factors; shape (n, K)."""
-        return np.exp(self._log_resp(self._validated(X)))
+        X = self._validated(X)
+        K = self.n_components
+        check_memory(_RESP_ARRAYS * X.shape[0] * K * 8, "X", X.shape,
+                     f"the ({X.shape[0]}, {K}) responsibilities",
+                     advice="pass fewer rows at a time")
+        return np.exp(self._log_resp(X))
 
     def predict(self, X) -> np.ndarray:
         """The component with the largest responsibility; shape (n,), int64."""
@@ -363,7 +387,11 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
 
     def score_samples(self, X) -> np.ndarray:
         """Log density of each row of ``X`` under the fitted model; shape (n,)."""
-        return self._score_samples(self._validated(X))
+        X = self._validated(X)
+        check_memory(_RESP_ARRAYS * X.shape[0] * self.n_components * 8, "X", X.shape,
+                     f"the ({X.shape[0]}, {self.n_components}) per-component log densities",
+                     advice="pass fewer rows at a time")
+        return self._score_samples(X)
 
     def score(self, X, y=None) -> float:
         """Mean of :meth:`score_samples` over ``X``."""

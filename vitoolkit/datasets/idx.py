@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from ..exceptions import FileFormatError, ResourceLimitError
-from ..fileio import atomic_write
-from ..validation import check_bool, check_choice, format_bytes, memory_limit
+from ..fileio import MAX_DEFLATE_RATIO, atomic_write, check_zip_members
+from ..fileio import refuse_declared_size as _refuse_size
+from ..validation import check_bool, check_choice
 
 __all__ = ["IDXFormatError", "load_mnist", "read_idx", "write_idx"]
 
@@ -40,9 +41,8 @@ _IDX_TYPES = {
 }
 _IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
-# Deflate cannot expand data by more than 1032:1 (a 258-byte match in two 1-bit codes);
-# a gzip file declaring more than this many data bytes per compressed byte cannot hold them.
-_MAX_DEFLATE_RATIO = 1032
+# Deflate's largest expansion (a gzip declaring more data per compressed byte cannot hold it).
+_MAX_DEFLATE_RATIO = MAX_DEFLATE_RATIO
 # Bytes read per step from a (possibly hostile) stream.
 _CHUNK = 1 << 20
 
@@ -67,15 +67,6 @@ def _as_path(path, name: str = "path") -> Path:
     if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
     return Path(path)
-
-
-def _refuse_size(path: Path, nbytes: int, what: str) -> None:
-    """Refuse, before allocating, ``nbytes`` (a Python int) of data declared by ``path``."""
-    limit = memory_limit()
-    if nbytes > limit:
-        raise ResourceLimitError(
-            f"{path}: {what} would need {format_bytes(nbytes)}, more than the limit of "
-            f"{format_bytes(limit)} (half the RAM, or $VITOOLKIT_MAX_MEMORY); refusing to read it")
 
 
 def _read_exact(stream, n: int, path: Path, what: str) -> bytes:
@@ -283,6 +274,7 @@ def _load_npz(path: Path, split: str):
     xk, yk = f"x_{split}", f"y_{split}"
     try:
         with zipfile.ZipFile(path) as archive:
+            check_zip_members(archive, path)
             keys = {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
             if xk not in keys or yk not in keys:
                 raise FileFormatError(

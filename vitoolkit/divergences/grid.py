@@ -12,6 +12,8 @@ converges geometrically fast for smooth densities that decay inside the grid.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -130,6 +132,35 @@ def _grid_bytes(num_points: int, dim: int, arrays_per_point: int) -> int:
     return num_points ** dim * arrays_per_point * 8
 
 
+def _check_grid_bounds(bounds) -> list:
+    """``bounds`` as a list of one or two finite (lo, hi) pairs with hi > lo; errors name it."""
+    shape_error = TypeError(f"bounds must be (lo, hi), [(lo, hi)] or [(lo, hi), (lo, hi)] of "
+                            f"real numbers, got {bounds!r}"[:300])
+    if hasattr(bounds, "tolist") and getattr(bounds, "ndim", None) in (1, 2):
+        bounds = bounds.tolist()  # a NumPy array or tensor of pairs
+    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence):
+        raise shape_error
+    if len(bounds) and isinstance(bounds[0], numbers.Real) and not isinstance(bounds[0], bool):
+        bounds = [bounds]
+    if not 1 <= len(bounds) <= 2:
+        raise ValueError(f"bounds must give one (lo, hi) pair per dimension of a 1-D or 2-D "
+                         f"grid, got {len(bounds)} pairs")
+    pairs = []
+    for pair in bounds:
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise shape_error
+        try:
+            lo, hi = (check_real(v, "bounds") for v in pair)
+        except ValueError as err:
+            raise ValueError(f"bounds must be finite with hi > lo: {err}") from None
+        if not hi > lo:
+            raise ValueError(f"bounds must be finite with hi > lo, got ({lo}, {hi})")
+        if not math.isfinite(hi - lo):
+            raise ValueError(f"bounds ({lo}, {hi}) are too wide: hi - lo overflows float64")
+        pairs.append((lo, hi))
+    return pairs
+
+
 def make_grid(bounds, num_points: int, dtype=torch.float64) -> Grid:
     """A regular grid over ``bounds`` = [(lo, hi)] or [(lo, hi), (lo, hi)].
 
@@ -139,22 +170,16 @@ def make_grid(bounds, num_points: int, dtype=torch.float64) -> Grid:
     """
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    if isinstance(bounds, (tuple, list)) and bounds and isinstance(bounds[0], (int, float)):
-        bounds = [bounds]
-    try:
-        pairs = [(check_real(lo, "bounds"), check_real(hi, "bounds")) for lo, hi in bounds]
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ValueError) and "bounds" in str(err):
-            raise ValueError(f"bounds must be finite with hi > lo: {err}") from None
-        raise TypeError(f"bounds must be [(lo, hi)] or [(lo, hi), (lo, hi)] of real numbers, "
-                        f"got {bounds!r}") from None
+    pairs = _check_grid_bounds(bounds)
+    big = float(torch.finfo(dtype).max)
+    if any(abs(v) > big or hi - lo > big for lo, hi in pairs for v in (lo, hi)):
+        raise ValueError(f"bounds {pairs} exceed the range of dtype={dtype} (largest finite "
+                         f"{big:.3g})")
     num_points = check_int(num_points, "num_points", minimum=3)
     check_memory(_grid_bytes(num_points, len(pairs), len(pairs)), "num_points", num_points,
                  f"a grid of {num_points}^{len(pairs)} points")
     axes = []
     for lo, hi in pairs:
-        if not hi > lo:
-            raise ValueError(f"bounds must be finite with hi > lo, got ({lo}, {hi})")
         axes.append(torch.linspace(lo, hi, num_points, dtype=dtype))
     mesh = torch.meshgrid(*axes, indexing="ij")
     return Grid(tuple(axes), torch.stack(mesh, -1))

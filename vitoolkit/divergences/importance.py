@@ -57,6 +57,10 @@ class ImportanceEstimate(NamedTuple):
     ``khat``: the Pareto k-hat of the weights (Vehtari et al. 2024); above
     :data:`~vitoolkit.divergences.KHAT_THRESHOLD` (0.7) ``value`` and ``stderr``
     cannot be trusted. NaN when S <= 20 (fewer than five tail draws: too few to fit a tail).
+
+    A column whose weights are all zero (every log weight -inf) has ``value`` -inf and
+    ``stderr`` and ``khat`` NaN: there is no estimate to diagnose (a k-hat of -inf would
+    read as "reliable"); the checked entry points warn about it.
     """
 
     value: torch.Tensor
@@ -94,12 +98,28 @@ def _importance_estimate(log_weights: torch.Tensor) -> ImportanceEstimate:
         else:
             stderr = torch.full_like(value, math.nan)
         khat = pareto_khat(lw, dim=0).to(value.dtype)
+        empty = value.detach() == -math.inf  # every weight zero: nothing to estimate
+        if bool(empty.any()):
+            stderr = stderr.masked_fill(empty, math.nan)
+            khat = khat.masked_fill(empty, math.nan)
     return ImportanceEstimate(value, stderr, khat)
 
 
-def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int) -> None:
-    """Warn when some k-hat exceeds 0.7; ``stacklevel`` counts from this function's caller
-    (1: the line calling it, 2: that function's caller)."""
+def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int,
+                     value: torch.Tensor | None = None) -> None:
+    """Warn when some k-hat exceeds 0.7, or (given ``value``) some column's weights are all
+    zero; ``stacklevel`` counts from this function's caller (1: the line calling it, 2: that
+    function's caller)."""
+    level = min(stacklevel, 10**6) + 1
+    if value is not None:
+        empty = value.detach() == -math.inf
+        if bool(empty.any()):
+            warnings.warn(
+                f"{what}: {int(empty.sum())} of {empty.numel()} examples have every importance "
+                "weight zero (all log weights -inf): the estimate is -inf and its standard "
+                "error and Pareto k-hat are NaN. The proposal puts no draw where the target "
+                "has mass; use a proposal that covers the target.",
+                UnreliableEstimateWarning, stacklevel=level)
     bad = khat > KHAT_THRESHOLD
     if bool(bad.any()):
         warnings.warn(
@@ -108,7 +128,7 @@ def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int) -> None:
             "weights p(x, z)/q(z|x) are so heavy-tailed that the estimate and its standard "
             "error cannot be trusted (the estimate is likely too low); use more samples or "
             "a proposal closer to the posterior.",
-            UnreliableEstimateWarning, stacklevel=min(stacklevel, 10**6) + 1)
+            UnreliableEstimateWarning, stacklevel=level)
 
 
 # -- the public, checked functions -----------------------------------------------------------
@@ -188,14 +208,20 @@ def importance_estimate(log_weights, *, what: str = "importance-sampled estimate
     ImportanceEstimate
         Each field of the batch shape. ``value`` keeps the gradient of ``log_weights``;
         ``stderr`` (NaN for S = 1) and ``khat`` (NaN for S <= 20, -inf when the largest
-        weights are all equal) are detached.
+        weights are all equal) are detached. A column whose weights are all zero has
+        ``value`` -inf and ``stderr`` and ``khat`` NaN.
+
+    Warns
+    -----
+    UnreliableEstimateWarning
+        With ``warn``: some column's k-hat exceeds 0.7, or some column's weights are all zero.
     """
     warn = check_bool(warn, "warn")
     stacklevel = check_int(stacklevel, "stacklevel", minimum=1)
     t, _ = _checked_log_weights(log_weights)
     est = _importance_estimate(t)
     if warn:
-        _warn_unreliable(est.khat, what, stacklevel)
+        _warn_unreliable(est.khat, what, stacklevel, est.value)
     return est
 
 
@@ -205,12 +231,17 @@ class StreamingImportanceEstimate:
     For an S whose log weights (S x batch) do not fit in memory: feed the draws chunk by
     chunk to :meth:`update` (each of shape (S_c, ...), the batch shape fixed by the first),
     then :meth:`result` gives the same :class:`ImportanceEstimate` as the one-shot function
-    on all S draws, up to float rounding. The log-mean-exp is a running log-sum-exp
-    (float64); the standard error uses sum_s rel_s^2 = exp(LSE(2 log w) - 2 value), since
-    the relative weights rel_s = w_s / mean(w) have mean 1: sd(rel)^2 = (sum rel^2 - S) /
-    (S - 1); the Pareto k-hat needs only the M + 1 largest log weights of each column
-    (M = :func:`~vitoolkit.divergences.tail_length`), kept as the draws pass. Nothing
-    is differentiable, and NaN log weights propagate (no checks in the inner loop).
+    on all S draws, up to float rounding. The log-sum-exps of log w and 2 log w run in
+    float64 relative to each column's largest log weight m seen so far (rescaled when m
+    grows), so log weights of any size keep their precision: value = m + LSE(log w - m)
+    - log S; the standard error uses sum_s rel_s^2 = exp(LSE(2 log w) - 2 (value + log S)
+    + 2 log S), since the relative weights rel_s = w_s / mean(w) have mean 1: sd(rel)^2 =
+    (sum rel^2 - S) / (S - 1); Kish's ESS is exp(2 LSE(log w - m) - LSE(2 (log w - m))).
+    The Pareto k-hat needs only the M + 1 largest log weights of each column
+    (M = :func:`~vitoolkit.divergences.tail_length`), kept as the draws pass. Nothing is
+    differentiable. Like the one-shot function, a chunk holding NaN or +inf is refused
+    (-inf is a zero weight), and a column whose weights are all zero has value -inf and
+    NaN standard error and k-hat.
 
     Parameters
     ----------
@@ -221,7 +252,7 @@ class StreamingImportanceEstimate:
     def __init__(self, num_samples: int):
         self.num_samples = check_int(num_samples, "num_samples", minimum=1)
         self.seen = 0
-        self._lse = self._lse2 = self._top = None
+        self._shift = self._lse = self._lse2 = self._top = None
         self._dtype = None
 
     @staticmethod
@@ -237,7 +268,12 @@ class StreamingImportanceEstimate:
         return columns * (2 * StreamingImportanceEstimate.tail_size(num_samples) * itemsize + 32)
 
     def update(self, log_weights: torch.Tensor) -> None:
-        """Add a chunk of draws: a tensor of shape (S_c, ...) (rows are draws)."""
+        """Add a chunk of draws: a tensor of shape (S_c, ...) (rows are draws).
+
+        Raises ``ValueError`` naming ``log_weights`` if it holds NaN or +inf (as
+        :func:`importance_estimate` does), has another batch shape than the first
+        chunk, or brings the draws beyond ``num_samples``.
+        """
         if not isinstance(log_weights, torch.Tensor) or not log_weights.is_floating_point():
             raise TypeError(f"log_weights must be a floating-point tensor, got {type(log_weights).__name__}")
         lw = log_weights.detach()
@@ -247,14 +283,30 @@ class StreamingImportanceEstimate:
         if self.seen + lw.shape[0] > self.num_samples:
             raise ValueError(f"log_weights brings the draws to {self.seen + lw.shape[0]}, more than "
                              f"num_samples={self.num_samples}")
+        bad = torch.isnan(lw) | (lw == math.inf)
+        if bool(bad.any()):
+            raise ValueError(f"log_weights contains {int(bad.sum())} NaN or +inf entries (of "
+                             f"{lw.numel()}): a log weight must be a real number or -inf (a zero "
+                             "weight)")
+        if lw.shape[0] == 0:
+            return
         lw64 = lw.double()
-        if self._lse is None:
-            self._lse = torch.logsumexp(lw64, dim=0)
-            self._lse2 = torch.logsumexp(2 * lw64, dim=0)
+        top = lw64.amax(dim=0)
+        if self._shift is None:
+            self._shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            self._lse = torch.logsumexp(lw64 - self._shift, dim=0)
+            self._lse2 = torch.logsumexp(2 * (lw64 - self._shift), dim=0)
             self._dtype = lw.dtype
         else:
-            self._lse = torch.logaddexp(self._lse, torch.logsumexp(lw64, dim=0))
-            self._lse2 = torch.logaddexp(self._lse2, torch.logsumexp(2 * lw64, dim=0))
+            # The shift is the largest finite log weight seen (0 while a column has none).
+            seen = self._lse > -math.inf
+            grown = torch.where(seen, torch.maximum(self._shift, top), top)
+            shift = torch.where(torch.isfinite(grown), grown, self._shift)
+            delta = self._shift - shift  # <= 0 where a finite weight was seen; finite
+            self._lse = torch.logaddexp(self._lse + delta, torch.logsumexp(lw64 - shift, dim=0))
+            self._lse2 = torch.logaddexp(self._lse2 + 2 * delta,
+                                         torch.logsumexp(2 * (lw64 - shift), dim=0))
+            self._shift = shift
         self.seen += lw.shape[0]
         keep = self.tail_size(self.num_samples)
         merged = lw if self._top is None else torch.cat([self._top, lw], dim=0)
@@ -268,21 +320,31 @@ class StreamingImportanceEstimate:
                              "update with the rest first")
 
     def result(self, dtype: torch.dtype | None = None) -> ImportanceEstimate:
-        """The :class:`ImportanceEstimate` of all S draws, in ``dtype`` (default the chunks')."""
+        """The :class:`ImportanceEstimate` of all S draws, in ``dtype`` (default the chunks').
+
+        ``dtype`` is None or a floating torch dtype (others are refused: an integer or
+        complex dtype would truncate or reinterpret the figures).
+        """
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be None or a floating torch dtype (torch.float32, "
+                            f"torch.float64, ...), got {dtype!r}")
         self._check_complete()
         k = self.num_samples
-        value = self._lse - math.log(k)
+        value = self._shift + self._lse - math.log(k)
+        empty = self._lse == -math.inf
         if k > 1:
-            sum_rel2 = torch.exp(self._lse2 - 2 * value)
+            sum_rel2 = torch.exp(self._lse2 - 2 * self._lse + 2 * math.log(k))
             var = ((sum_rel2 - k) / (k - 1)).clamp_min(0)
-            stderr = torch.sqrt(var / k)
+            stderr = torch.sqrt(var / k).masked_fill(empty, math.nan)
         else:
             stderr = torch.full_like(value, math.nan)
+        khat = self._khat().masked_fill(empty, math.nan)
         dtype = self._dtype if dtype is None else dtype
-        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), self._khat().to(dtype))
+        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), khat.to(dtype))
 
     def effective_sample_size(self) -> torch.Tensor:
-        """Kish's ESS of all S draws, exp(2 LSE(log w) - LSE(2 log w)) (float64)."""
+        """Kish's ESS of all S draws, exp(2 LSE(log w - m) - LSE(2 (log w - m))) (float64);
+        NaN where every weight is zero."""
         self._check_complete()
         return torch.exp(2 * self._lse - self._lse2)
 

@@ -292,10 +292,13 @@ def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_
     posterior : LogisticPosterior (for the design matrix of X)
     X : array-like of shape (m, n_features)
     approx : a Gaussian torch distribution (``MultivariateNormal`` or ``Independent(Normal)``,
-        e.g. ``GaussianFit.distribution``); or a Tensor of shape (S, D) of posterior draws
-        (then ``method`` is ignored and the draws are averaged: "samples"); or a weighted
-        point set with ``points`` (M, D) and normalised ``weights`` (M,), such as
-        :class:`vitoolkit.fitting.reference.GridReference` (exact quadrature: "quadrature")
+        e.g. ``GaussianFit.distribution``); or a Tensor of shape (S, D) of finite posterior
+        draws (averaged as they are: "samples"); or a weighted point set with finite
+        ``points`` (M, D) and normalised ``weights`` (M,), such as
+        :class:`vitoolkit.fitting.reference.GridReference` (exact quadrature: "quadrature").
+        With draws or a point set, ``method``, ``num_samples`` and ``generator`` do not
+        apply and are refused unless left at their defaults (``num_samples`` and
+        ``generator`` likewise with ``method="probit"``).
     method : {"monte_carlo", "probit"}
         Monte Carlo average of sigmoid(phi^T w) over ``num_samples`` draws of the Gaussian
         (with its standard deviation), or MacKay's probit approximation
@@ -312,14 +315,30 @@ def predictive(posterior: LogisticPosterior, X, approx, *, method: str = "monte_
     method = check_choice(method, ("monte_carlo", "probit"), "method")
     check_generator(generator)
     design = posterior.design_matrix(X)
-    if hasattr(approx, "points") and hasattr(approx, "weights"):
+    points = hasattr(approx, "points") and hasattr(approx, "weights")
+    if points or isinstance(approx, torch.Tensor) or method == "probit":
+        # Arguments that would be ignored are refused (draws and point sets are averaged as
+        # they are; the probit approximation draws nothing).
+        what = ("a weighted point set" if points else "posterior draws" if
+                isinstance(approx, torch.Tensor) else "method='probit'")
+        unused = [f"{k}={v!r}" for k, v, default in (
+            ("method", method, method == "monte_carlo" or what == "method='probit'"),
+            ("num_samples", num_samples, num_samples == 4000),
+            ("generator", generator, generator is None)) if not default]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} would be ignored with {what}: they apply to "
+                             "Monte Carlo draws of a Gaussian approx")
+    if points:
         weights = approx.weights.to(_F64)
+        check_finite(weights, "approx.weights")
+        check_finite(approx.points, "approx.points")
         mean, var = _weighted_sigmoid_moments(posterior._weights(approx.points), weights, design)
         return Predictive(mean, var.sqrt(), "quadrature")
     if isinstance(approx, torch.Tensor):
         if approx.dim() != 2 or approx.shape[-1] != posterior.dim or approx.shape[0] < 1:
             raise ValueError(f"approx (posterior draws) must have shape (S, {posterior.dim}), S >= 1,"
                              f" got {tuple(approx.shape)}")
+        check_finite(approx.detach(), "approx (posterior draws)")
         draws = posterior._weights(approx)
         s = draws.shape[0]
         weights = torch.full((s,), 1.0 / s, dtype=_F64)

@@ -25,7 +25,13 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..validation import check_bool, check_choice, check_int, check_positive, check_real, check_seed
-from ._checks import check_bounds, check_draws_memory, check_generator, check_grid_memory
+from ._checks import (
+    check_bounds,
+    check_dimension_memory,
+    check_draws_memory,
+    check_generator,
+    check_grid_memory,
+)
 from .family import FAMILIES
 from .objectives import Target
 from .routes import DIVERGENCES, METHODS, resolve_method
@@ -203,6 +209,7 @@ def build_settings(target, divergence, *, alpha, family, method, init, n_init, p
     seed = check_seed(seed)
     generator = check_generator(generator)
     tgt = Target(target, "target")
+    check_dimension_memory(tgt.dim, family)
     prop = _check_proposal(proposal, tgt)
     if value_samples:
         check_draws_memory(value_samples, tgt.dim, "value_samples")

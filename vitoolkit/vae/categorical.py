@@ -48,7 +48,7 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from ..distributions import check_temperature, gumbel_max_sample, gumbel_softmax_sample
-from ..divergences.importance import _log_mean_exp
+from ..divergences.importance import StreamingImportanceEstimate, _log_mean_exp
 from ..validation import (
     check_bool,
     check_choice,
@@ -57,7 +57,9 @@ from ..validation import (
     check_positive,
     check_real,
     check_seed,
+    memory_limit,
 )
+from . import importance as _sampling
 from .importance import check_draws, check_num_samples
 from .likelihoods import make_likelihood
 from .model import _LatentVariableModel, check_network_size
@@ -243,6 +245,14 @@ class CategoricalVAE(_LatentVariableModel):
                              f"got {tuple(z.shape)}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
+        # A code is a point of the simplex per latent: one-hot, or relaxed (Gumbel-softmax).
+        if z.numel() and (float(z.min()) < 0 or float(z.max()) > 1
+                          or not bool(torch.allclose(z.sum(-1), torch.ones((), dtype=z.dtype),
+                                                     rtol=0, atol=1e-4))):
+            raise ValueError(f"{name} must hold codes: entries in [0, 1] summing to 1 over the "
+                             f"{self.num_categories} categories of each latent (one-hot or "
+                             "relaxed), got values in "
+                             f"[{float(z.min()):.3g}, {float(z.max()):.3g}]")
         return z
 
     def decode(self, z):
@@ -272,21 +282,47 @@ class CategoricalVAE(_LatentVariableModel):
         z = self._draw(log_probs, k, generator)
         return self._log_px(z, x).mean(0) - self._kl_dims(log_probs).sum(-1)
 
-    def _log_weights(self, x, num_samples: int, generator=None) -> torch.Tensor:
-        """log p(x, z_k) - log q(z_k | x), shape (K, n), decoded in chunks."""
+    def _log_weight_chunks(self, x, num_samples: int, generator=None):
+        """Yield log p(x, z_k) - log q(z_k | x) chunk by chunk, (K_c, n) each."""
         log_probs = self._log_probs(x)
-        chunk = max(1, _CHUNK_ELEMENTS // (x.shape[0] * self._widest()))
-        out = []
+        chunk = self._chunk(x.shape[0])
         for start in range(0, num_samples, chunk):
             z = self._draw(log_probs, min(chunk, num_samples - start), generator)
-            out.append(self._log_px(z, x) + self.log_prior - self._log_q(z, log_probs))
-        return torch.cat(out)
+            yield self._log_px(z, x) + self.log_prior - self._log_q(z, log_probs)
+
+    def _log_weights(self, x, num_samples: int, generator=None) -> torch.Tensor:
+        """log p(x, z_k) - log q(z_k | x), shape (K, n), decoded in chunks."""
+        return torch.cat(list(self._log_weight_chunks(x, num_samples, generator)))
+
+    def _chunk(self, n: int) -> int:
+        """Draws decoded at once for n examples: ~_CHUNK_ELEMENTS decoder outputs, fewer when
+        a quarter of the memory limit cannot hold them (:meth:`_draw_bytes` each)."""
+        return max(1, min(_CHUNK_ELEMENTS // (n * self._widest()),
+                          memory_limit() // (4 * n * self._draw_bytes())))
+
+    def _draw_bytes(self) -> int:
+        """Bytes one draw of z for one example may hold while it is drawn, decoded and weighed.
+
+        Measured (resident memory, ``/proc/self/status``) and rounded up: the Gumbel noise,
+        its perturbed logits and the one-hot code (about 8 arrays of L * C), every decoder
+        layer's output and activation (3 per width, 6 for the output, through the likelihood's
+        temporaries), and the float64 copies the streaming accumulator makes (32 bytes).
+        """
+        itemsize = self._ref.element_size()
+        widths = [m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)]
+        return itemsize * (8 * self.latent_dim + 3 * sum(widths[:-1]) + 6 * widths[-1]) + 32
 
     def _check_draws(self, k: int, n: int, *, chunked: bool) -> None:
-        """Refuse k draws for n examples that cannot fit (or would run for hours)."""
+        """Refuse k draws for n examples that cannot fit (or would run for hours): all k at
+        once (``chunked=False``: a gradient keeps every draw's activations) or one chunk of
+        draws plus the (k, n) log weights (twice: the chunks and their concatenation)."""
         check_draws(k, n)
-        per_draw = 4 if chunked else 4 * (self.latent_dim + 2 * self._widest())
-        check_memory(k * n * per_draw, "num_samples", k,
+        if chunked:
+            need = (min(k, self._chunk(n)) * n * self._draw_bytes()
+                    + 2 * k * n * self._ref.element_size())
+        else:
+            need = k * n * self._draw_bytes()
+        check_memory(need, "num_samples", k,
                      f"{'the log weights' if chunked else 'the draws'} of {n} examples")
 
     def _widest(self) -> int:
@@ -294,23 +330,65 @@ class CategoricalVAE(_LatentVariableModel):
                    *(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear)))
 
     def iwae_bound(self, x, num_samples: int, *, generator=None) -> torch.Tensor:
-        """L_K = log 1/K sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2015, eq. 8), shape (n,)."""
+        """L_K = log 1/K sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2015, eq. 8), shape (n,).
+
+        With a gradient every draw's activations are kept (a K that cannot fit raises
+        :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``); under
+        ``torch.no_grad()`` a K * n beyond 2**24 log weights is streamed, as
+        :meth:`log_likelihood` (and the Gaussian VAE) do.
+        """
         k = check_num_samples(num_samples)
         x = self._check_x(x)
-        self._check_draws(k, x.shape[0], chunked=not torch.is_grad_enabled())
+        if not torch.is_grad_enabled():
+            return self._estimate(x, k, generator, x.shape[0], "iwae_bound")
+        self._check_draws(k, x.shape[0], chunked=False)
         return _log_mean_exp(self._log_weights(x, k, generator), 0)
 
     @torch.no_grad()
     def log_likelihood(self, x, num_samples: int = 5000, *, generator=None,
                        batch_size: int = 512) -> torch.Tensor:
-        """Importance-sampled log p(x) with q(z | x) as proposal (L_K, large K), shape (n,)."""
+        """Importance-sampled log p(x) with q(z | x) as proposal (L_K, large K), shape (n,).
+
+        Beyond 2**24 log weights per pass the draws are streamed, chunk by chunk, into the
+        core's :class:`~vitoolkit.divergences.StreamingImportanceEstimate` (running
+        log-sum-exp), as :meth:`vitoolkit.vae.VAE.log_likelihood` does, so memory does not
+        grow with K; a K whose chunk and Pareto tails cannot fit raises
+        :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``num_samples``.
+        """
         k = check_num_samples(num_samples)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         x = self._check_x(x)
+        return self._estimate(x, k, generator, batch_size, "log_likelihood")
+
+    @torch.no_grad()
+    def _estimate(self, x, k: int, generator, batch_size: int, what: str) -> torch.Tensor:
+        """log 1/K sum_k w_k per example, ``batch_size`` examples per pass; streamed (the
+        core's running log-sum-exp) when a pass holds more than 2**24 log weights."""
         check_draws(k, x.shape[0])
-        self._check_draws(k, min(batch_size, x.shape[0]), chunked=True)
-        out = [_log_mean_exp(self._log_weights(x[s:s + batch_size], k, generator), 0)
-               for s in range(0, x.shape[0], batch_size)]
+        limit = _sampling._STREAM_ELEMENTS  # read at call time (tests patch it)
+        stream = k * min(batch_size, x.shape[0]) > limit
+        if stream:  # each example keeps its Pareto tail: fewer examples per pass
+            tail = StreamingImportanceEstimate.tail_size(k)
+            batch_size = max(1, min(batch_size, limit // tail))
+        nb = min(batch_size, x.shape[0])
+        if not stream:
+            self._check_draws(k, nb, chunked=True)
+        else:
+            check_draws(k, nb)
+            check_memory(min(k, self._chunk(nb)) * nb * self._draw_bytes()
+                         + StreamingImportanceEstimate.memory_bytes(k, nb, self._ref.element_size()),
+                         "num_samples", k, f"{what} over {nb} examples (one chunk of draws and "
+                         "each example's Pareto tail)")
+        out = []
+        for s in range(0, x.shape[0], batch_size):
+            xb = x[s:s + batch_size]
+            if not stream:
+                out.append(_log_mean_exp(self._log_weights(xb, k, generator), 0))
+                continue
+            acc = StreamingImportanceEstimate(k)
+            for lw in self._log_weight_chunks(xb, k, generator):
+                acc.update(lw)
+            out.append(acc.result(x.dtype).value)
         return torch.cat(out)
 
     def all_states(self) -> torch.Tensor:
@@ -384,8 +462,12 @@ class CategoricalVAE(_LatentVariableModel):
         """REINFORCE's b: (n,) or a scalar; also returns the learned part (or None)."""
         if baseline is None:
             baseline = self.baseline
-        if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-            return torch.as_tensor(float(baseline), dtype=x.dtype, device=x.device), None
+        if not isinstance(baseline, str):
+            # A constant b: a finite real number the model's dtype holds (NaN or an overflow
+            # to inf would turn every gradient into NaN).
+            big = float(torch.finfo(x.dtype).max)
+            b = check_real(baseline, "baseline", minimum=-big, maximum=big)
+            return torch.as_tensor(b, dtype=x.dtype, device=x.device), None
         check_choice(baseline, BASELINES, "baseline")
         if baseline == "none":
             return torch.zeros((), dtype=x.dtype, device=x.device), None
@@ -493,6 +575,7 @@ class CategoricalVAE(_LatentVariableModel):
         """
         k = check_num_samples(num_samples)
         x = self._check_x(x)
+        self._check_draws(k, x.shape[0], chunked=False)
         log_probs = self._log_probs(x)
         value = self._log_px(self._draw(log_probs, k, generator), x).mean()
         self.running_baseline.copy_(value)
@@ -521,10 +604,12 @@ class CategoricalVAE(_LatentVariableModel):
             Default: the model's own.
         num_samples : int
             Draws of z per example per estimate (K of VIMCO, >= 2).
-        temperature : float, optional
-            Gumbel-softmax tau (default: the model's).
+        temperature : float > 0, optional
+            Gumbel-softmax tau (default: the model's); given with another estimator it
+            would be ignored, so it is refused (``ValueError``).
         baseline : {"running", "learned", "none"} or float, optional
-            REINFORCE's baseline (default: the model's); a float is a constant b.
+            REINFORCE's baseline (default: the model's); a finite float is a constant b.
+            Refused with another estimator than ``"reinforce"``.
         generator : torch.Generator, optional
 
         Returns
@@ -536,6 +621,24 @@ class CategoricalVAE(_LatentVariableModel):
         k = check_num_samples(num_samples)
         estimator = self.estimator if estimator is None else \
             check_choice(estimator, ESTIMATORS, "estimator")
+        # An option the chosen estimator does not use is refused, not ignored.
+        if temperature is not None:
+            if estimator != "gumbel_softmax":
+                raise ValueError(f"temperature applies to estimator='gumbel_softmax' only, got "
+                                 f"temperature={temperature!r} with estimator={estimator!r}")
+            temperature = check_temperature(temperature)
+        if baseline is not None:
+            if estimator != "reinforce":
+                raise ValueError(f"baseline applies to estimator='reinforce' only, got "
+                                 f"baseline={baseline!r} with estimator={estimator!r}")
+            self._baseline_value(x[:1], baseline)  # checked before any draw
+        if estimator == "vimco" and k < 2:
+            raise ValueError(f"num_samples must be >= 2 for estimator='vimco' (the "
+                             f"leave-one-out baseline needs another sample), got {k}")
+        self._check_draws(k, x.shape[0], chunked=False)
+        check_draws(num_draws * k, x.shape[0], "num_draws")  # decoder passes, each with a backward
+        check_memory(num_draws * sum(p.numel() for p in self.encoder_parameters()) * 8,
+                     "num_draws", num_draws, "the gradient estimates (float64)")
         params = self.encoder_parameters()
         out = []
         for _ in range(num_draws):

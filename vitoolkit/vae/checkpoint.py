@@ -10,10 +10,19 @@
 - A truncated or foreign file, a checkpoint of a different architecture, or one
   with the right format marker but missing keys or values of the wrong type,
   raises a ``ValueError`` that names the file (and the key).
+- Files are untrusted: before ``torch.load`` inflates anything, the zip archive's
+  central directory is read and the members' declared sizes are capped by the memory
+  limit (:func:`vitoolkit.fileio.check_zip_members`, as the IDX and ``.npz`` readers do),
+  so a small file that would inflate to gigabytes is refused without inflating it
+  (:class:`~vitoolkit.exceptions.ResourceLimitError` naming the file).
+- Weights are checked: a saved model or training state whose parameters, buffers,
+  best-epoch weights or optimiser state hold NaN or inf is refused on load, naming the
+  file and the tensor (training that diverged must not come back as a model).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import pickle
@@ -22,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write, check_output_file
+from ..exceptions import FileFormatError, ResourceLimitError
+from ..fileio import atomic_write, check_output_file, check_zip_members
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "save_model", "load_model",
            "check_compatible", "check_model_payload", "check_training_state"]
@@ -55,10 +65,14 @@ def load_checkpoint(path) -> dict:
         No file at ``path``.
     ValueError
         The file is corrupt or truncated, or was not written by this module.
+    ResourceLimitError
+        The archive's members would inflate beyond the memory limit (checked before
+        anything is inflated).
     """
     path = Path(_check_path(path))
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
@@ -69,6 +83,21 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f"{str(path)!r} was not written by vitoolkit.vae.checkpoint "
                          f"(expected format {FORMAT!r})")
     return payload
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before ``torch.load`` inflates it, a file that is not a zip archive (what
+    ``torch.save`` writes) or whose members declare more data than memory allows."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_members(archive, repr(str(path)))
+    except ResourceLimitError:
+        raise
+    except FileFormatError as err:
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint: {err}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint (corrupt, truncated or "
+                         f"not saved by torch.save): {type(err).__name__}: {err}") from None
 
 
 def _check_path(path, name: str = "path"):
@@ -121,7 +150,10 @@ _TRAINING_KEYS = {
     "epoch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "step": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "history": (lambda v: isinstance(v, dict), "a dict"),
-    "best_value": (_is_real, "a real number"),
+    # -inf before the first validation epoch; NaN or +inf would stop every later epoch from
+    # counting as better (early stopping and restore_best would act on garbage)
+    "best_value": (lambda v: _is_real(v) and not math.isnan(v) and v != math.inf,
+                   "a real number or -inf"),
     "best_state": (lambda v: v is None or _is_state_dict(v), "None or a dict of tensors"),
     "bad_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "settings": (lambda v: isinstance(v, dict), "a dict"),
@@ -135,6 +167,31 @@ def _check_keys(payload: dict, schema: dict, path) -> None:
         if not test(payload[key]):
             raise ValueError(f"{path} is damaged: key {key!r} must be {what}, got "
                              f"{type(payload[key]).__name__}")
+    for key in _WEIGHT_KEYS:
+        if key in schema and payload[key] is not None:
+            _check_finite_tensors(payload[key], path, key)
+
+
+#: Entries holding weights (or optimiser moments) that must be finite.
+_WEIGHT_KEYS = ("model_state", "best_state", "optimizer_state")
+
+
+def _check_finite_tensors(value, path, where: str) -> None:
+    """``ValueError`` naming ``path`` and the tensor if a floating tensor inside ``value``
+    (nested dicts and lists) holds NaN or inf."""
+    if isinstance(value, torch.Tensor):
+        if (value.is_floating_point() or value.is_complex()) and value.numel() \
+                and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{path}: tensor {where} holds {bad} NaN or infinite values (of "
+                             f"{value.numel()}); the weights are unusable (did the training "
+                             "that saved them diverge?)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite_tensors(v, path, f"{where}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite_tensors(v, path, f"{where}[{i}]")
 
 
 def check_model_payload(payload: dict, path="checkpoint") -> None:

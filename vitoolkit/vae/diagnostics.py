@@ -439,7 +439,7 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
             if log_likelihood is None:
                 est = _importance_estimate(w_opt)
                 _warn_unreliable(est.khat, "amortisation_gap: log p(x) with q* as proposal "
-                                 f"(eval_samples={eval_samples})", stacklevel=2)
+                                 f"(eval_samples={eval_samples})", stacklevel=2, value=est.value)
                 log_px, khat = est.value, est.khat
             else:
                 log_px = log_likelihood.to(elbo_q)
@@ -548,7 +548,8 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
             stderrs.append(torch.stack(s_rows))
     b, se = torch.cat(bounds, dim=1), torch.cat(stderrs, dim=1)
     log_px = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
-    _warn_unreliable(log_px.khat, f"iwae_curve: log p(x) from pool={pool} draws", stacklevel=2)
+    _warn_unreliable(log_px.khat, f"iwae_curve: log p(x) from pool={pool} draws", stacklevel=2,
+                     value=log_px.value)
     n = b.shape[1]
     return BoundCurve(tuple(ks), b, se, b.mean(1), se.pow(2).sum(1).sqrt() / n, log_px)
 

@@ -426,7 +426,7 @@ class VAE(_LatentVariableModel):
         if est is None:
             est = _importance_estimate(log_w)
         if warn:
-            _warn_unreliable(est.khat, what, stacklevel)
+            _warn_unreliable(est.khat, what, stacklevel, est.value)
         return est
 
     def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
@@ -566,7 +566,8 @@ class VAE(_LatentVariableModel):
             self.train(was_training)
         est = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
         # One warning for the whole call (not one per batch), pointing at the caller.
-        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3)
+        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3,
+                         value=est.value)
         return est if return_diagnostics else est.value
 
     # -- generation -----------------------------------------------------------
@@ -589,7 +590,18 @@ class VAE(_LatentVariableModel):
 
     @torch.no_grad()
     def reconstruct(self, x, y=None, *, mean: bool = True, generator=None) -> torch.Tensor:
-        """Decode the encoder mean mu(x): decoder mean, or a draw of p(x | mu(x)). (n, data_dim)."""
+        """Decode the encoder mean mu(x): decoder mean, or a draw of p(x | mu(x)). (n, data_dim).
+
+        ``generator`` is used by ``mean=False`` only (the decoder mean draws nothing): given
+        with ``mean=True`` it is refused rather than ignored.
+        """
+        mean = check_bool(mean, "mean")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
+        if mean and generator is not None:
+            raise ValueError("generator would be ignored with mean=True (the decoder mean draws "
+                             "nothing); pass mean=False to draw from p(x | mu(x))")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         loc, _ = self._encode_params(x, y)

@@ -292,7 +292,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
         Adam learning rate.
     beta : float or callable
         KL weight, constant or a schedule ``beta(step)`` (see
-        :mod:`vitoolkit.vae.annealing`); ELBO objective only. A schedule that
+        :mod:`vitoolkit.vae.annealing`); ELBO objective only (with another objective, or a
+        model trained by its own loss, anything but the constant 1 is refused). A schedule that
         returns a negative, NaN or non-numeric value raises a ``ValueError`` naming
         the schedule, the epoch, the step and the value.
     free_bits : float >= 0
@@ -300,7 +301,10 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     objective : {"elbo", "iwae", "wake_sleep", "rws"}
     num_samples : int >= 1
         k of the IWAE objective; K samples of q per example for wake-sleep's wake
-        phase and for RWS's importance weights; K of VIMCO.
+        phase and for RWS's importance weights; draws per example of a
+        :class:`CategoricalVAE`'s estimator (K of VIMCO). Where it would be ignored (a
+        VAE's ELBO, the Autoencoder, VQVAE and SparseAutoencoder) anything but 1 is
+        refused, as are ``objective``, ``beta`` and ``free_bits`` for those three.
     labels : Tensor of shape (n,) or (n, conditional_dim), optional
         Class labels of a conditional VAE.
     validation : Tensor, or pair (X_val, labels_val), optional
@@ -361,10 +365,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     schedule = as_schedule(beta)
     beta_value = schedule.end if isinstance(schedule, Schedule) and schedule.kind == "constant" \
         else None
-    first_beta = _check_beta_value(schedule(0), schedule, 0, 0)
-    if objective != "elbo" and (free_bits > 0 or first_beta != 1.0):
-        raise ValueError(f"beta and free_bits apply to objective='elbo' only; "
-                         f"objective={objective!r} is trained as is (beta=1, free_bits=0)")
+    _check_beta_value(schedule(0), schedule, 0, 0)
+    _refuse_unused(model, objective, beta_value, free_bits, num_samples)
     if patience is not None:
         patience = check_int(patience, "patience", minimum=1)
         if validation is None:
@@ -382,6 +384,37 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
                     validation=validation, patience=patience, seed=seed,
                     checkpoint=checkpoint, resume=resume, progress=progress, dev=dev,
                     restore_best=restore_best)
+
+
+#: Models trained by their own loss: objective, beta, free_bits and num_samples do not apply.
+_OWN_LOSS = (Autoencoder, SparseAutoencoder, VQVAE)
+
+
+def _refuse_unused(model, objective, beta_value, free_bits, num_samples) -> None:
+    """Refuse a training option the model's loss would ignore (``ValueError`` naming it).
+
+    ``beta_value`` is the constant beta (None for a schedule); the defaults (objective
+    "elbo", beta 1, free_bits 0, num_samples 1) are what an option that does not apply
+    must be left at.
+    """
+    name = type(model).__name__
+    if isinstance(model, _OWN_LOSS):
+        given = [f"{k}={v!r}" for k, v, default in (
+            ("objective", objective, objective == "elbo"),
+            ("beta", "a schedule" if beta_value is None else beta_value, beta_value == 1.0),
+            ("free_bits", free_bits, free_bits == 0),
+            ("num_samples", num_samples, num_samples == 1)) if not default]
+        if given:
+            raise ValueError(f"{name} trains its own loss; {', '.join(given)} would be ignored: "
+                             "leave objective, beta, free_bits and num_samples at their defaults")
+        return
+    if objective != "elbo" and (free_bits > 0 or beta_value != 1.0):
+        raise ValueError(f"beta and free_bits apply to objective='elbo' only; "
+                         f"objective={objective!r} is trained as is (beta=1, free_bits=0)")
+    if isinstance(model, VAE) and objective == "elbo" and num_samples != 1:
+        raise ValueError(f"num_samples={num_samples} would be ignored: a VAE's objective='elbo' "
+                         "uses one draw of z per example; num_samples is the k of "
+                         "objective='iwae' and the K of 'wake_sleep' and 'rws'")
 
 
 def _detached(t):

@@ -132,7 +132,19 @@ class VQVAE(_LatentVariableModel):
         """Encoder outputs z_e(x), shape (n, L, D) (before quantisation)."""
         return self._encode(self._check_x(x))
 
-    def _quantize(self, z_e):
+    def _quantize(self, z_e, name: str = "the encoder's output z_e(x)"):
+        # argmin over a NaN distance picks code 0: a NaN encoding must not become a code.
+        finite = torch.isfinite(z_e.detach())
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            weights = "" if name == "z_e" else (
+                "; the model's weights hold NaN or inf" if not all(
+                    bool(torch.isfinite(p).all()) for p in self.parameters())
+                else "; the encoder overflowed on this input")
+            raise ValueError(f"{name} contains {bad} NaN or infinite entries (of "
+                             f"{z_e.numel()}): it cannot be quantised to a code{weights}")
+        if not bool(torch.isfinite(self.codebook.detach()).all()):
+            raise ValueError("the codebook holds NaN or infinite entries: no code can be chosen")
         # Squared distances to every code, (..., L, K); argmin is eq. (1) of the paper.
         dist = (z_e.pow(2).sum(-1, keepdim=True) - 2 * z_e @ self.codebook.T
                 + self.codebook.pow(2).sum(-1))
@@ -143,13 +155,14 @@ class VQVAE(_LatentVariableModel):
         """Nearest codes: ``(z_q, indices)``, shapes (..., L, D) and (..., L).
 
         ``z_q`` is the plain codebook lookup (its gradient reaches the codebook,
-        not ``z_e``); the training loss adds the straight-through copy.
+        not ``z_e``); the training loss adds the straight-through copy. A ``z_e`` holding
+        NaN or inf is refused (``ValueError`` naming it): it has no nearest code.
         """
         z_e = self._as_tensor(z_e, "z_e")
         if z_e.ndim < 1 or z_e.shape[-1] != self.embedding_dim:
             raise ValueError(f"z_e must have shape (..., {self.embedding_dim}), "
                              f"got {tuple(z_e.shape)}")
-        return self._quantize(z_e)
+        return self._quantize(z_e, "z_e")
 
     def decode(self, z_q):
         """p(x | z_q) for codes of shape (..., L, D) or (..., L * D)."""
