@@ -35,7 +35,7 @@ from .optimise import OptimiserDivergedError
 from .reference import GridReference, Reference, grid_reference, nuts_reference
 from .routes import OBJECTIVES
 from .settings import FitSettings, GridSettings, OptimiserSettings, SamplingSettings, StartSettings
-from .targets import Banana, LogProbOnly, Ring, bimodal_1d, correlated_gaussian, mixture_2d
+from .targets import Banana, Funnel, LogProbOnly, Ring, bimodal_1d, correlated_gaussian, mixture_2d
 
 
 def __getattr__(name):
@@ -51,6 +51,7 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getat
     "ConvergenceWarning",
     "DIVERGENCES",
     "FitSettings",
+    "Funnel",
     "GaussianFit",
     "GridSettings",
     "GridReference",

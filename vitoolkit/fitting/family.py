@@ -104,6 +104,14 @@ class GaussianParams:
         """
         return self.dim * entropy(STANDARD_NORMAL) + self.log_diag.sum()
 
+    def expected_log_q(self, eps, log_base, log_w) -> torch.Tensor:
+        """E_q[log q] = -H[q], in closed form for a Gaussian (the base noise is not needed).
+
+        A richer family (:class:`vitoolkit.fitting.flows.FlowParams`) overrides it with
+        the weighted sum over the base noise eps (log N(eps) - log|det dz/d eps|).
+        """
+        return -self.entropy()
+
     def is_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters())
 
