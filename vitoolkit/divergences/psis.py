@@ -236,23 +236,27 @@ def pareto_smooth(log_ratios) -> tuple[torch.Tensor, torch.Tensor]:
     Parameters
     ----------
     log_ratios : array-like of shape (S,)
-        log p(z_s) - log q(z_s) for z_s ~ q (unnormalised is fine), S > 20.
+        log p(z_s) - log q(z_s) for z_s ~ q (unnormalised is fine), finite, S > 20.
 
     Returns
     -------
     (log_weights, khat) : log_weights of shape (S,), normalised (logsumexp 0), in the order
-    of the draws; khat a 0-d tensor. When no tail can be fitted (all top ratios equal, or an
-    infinite ratio) the raw normalised weights come back with that k-hat (-inf or inf).
+    of the draws; khat a 0-d tensor. When no tail can be fitted (all top ratios equal:
+    k-hat -inf) the raw normalised weights come back.
     """
-    rows, _ = _as_rows(log_ratios, 0, "log_ratios")
-    lw = rows[0]
-    s = lw.shape[0]
-    m = tail_length(s)
+    t = as_param(log_ratios, "log_ratios", dtype=torch.float64, finite=False).detach()
+    if t.dim() != 1:
+        raise ValueError(f"log_ratios must have shape (S,) (one log ratio per draw), got shape "
+                         f"{tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("log_ratios must be finite (log p - log q at draws of q, where both "
+                         "densities are positive)")
+    s = t.shape[0]
+    m = tail_length(s) if s else 0
     if m < _MIN_TAIL:
-        raise ValueError(f"pareto_smooth needs more than 20 draws (a tail of at least {_MIN_TAIL}), "
+        raise ValueError(f"log_ratios must hold more than 20 draws (a tail of at least {_MIN_TAIL}), "
                          f"got S={s}")
-    if bool(torch.isposinf(lw).any()):
-        return torch.where(torch.isposinf(lw), 0.0, -math.inf), torch.tensor(math.inf, dtype=torch.float64)
+    lw = t
     lw = lw - lw.max()
     order = torch.argsort(lw)
     top = order[-m:]  # ascending among the M largest
