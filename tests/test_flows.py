@@ -128,6 +128,17 @@ def test_psis_weights_are_normalised_share_pareto_khat_and_estimate_a_moment():
 
 
 # ----------------------------------------------------------------------------- fit_flow
+def test_base_noise_with_fewer_pairs_than_dimensions_is_antithetic_and_unwhitened():
+    from vitoolkit.fitting.family import base_noise
+
+    eps = base_noise(128, 100, torch.Generator().manual_seed(0))  # 64 pairs < 100 dimensions
+    assert eps.shape == (128, 100) and bool(torch.isfinite(eps).all())
+    torch.testing.assert_close(eps[:64], -eps[64:])
+    white = base_noise(400, 10, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(white.mT @ white / 400, torch.eye(10, dtype=F64))
+
+
+
 def test_fit_flow_recovers_a_gaussian_target_and_beats_mean_field_on_a_correlated_one():
     target = correlated_gaussian(0.9)
     kw = dict(init={"loc": torch.zeros(2), "scale": 1.0}, optimizer="adam", steps=300, lr=0.02,
