@@ -158,6 +158,12 @@ def test_fit_flow_refuses_bad_arguments():
         fit_flow(correlated_gaussian(0.5), kind="spline", steps=2)
     with pytest.raises(ValueError, match="num_layers"):
         fit_flow(correlated_gaussian(0.5), num_layers=0, steps=2)
+    with pytest.raises(TypeError, match="hidden_dims"):
+        fit_flow(correlated_gaussian(0.5), hidden_dims=16, steps=2)
+    with pytest.raises(TypeError, match="q must be"):
+        check_fit("not a distribution", correlated_gaussian(0.5))
+    with pytest.raises(ValueError, match="scale_tril"):
+        FlowDistribution(torch.zeros(2, dtype=F64), -torch.eye(2, dtype=F64), [])
 
 
 # ----------------------------------------------------------------------------- targets

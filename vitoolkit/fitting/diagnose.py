@@ -74,7 +74,10 @@ def check_fit(q, target, *, num_samples: int = 4000, generator=None) -> FitCheck
     FitCheck
     """
     d = check_target(target, "target", vector_event=True)
+    check_target(q, "q", vector_event=True)
     num_samples = check_int(num_samples, "num_samples", minimum=21, maximum=10_000_000)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if tuple(q.event_shape) != (d,):
         raise ValueError(f"q has event shape {tuple(q.event_shape)}, the target ({d},)")
     z, log_q = draws_with_log_prob(q, num_samples, generator)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 
 from .. import exceptions
 from ..divergences import mean_and_stderr
-from ..validation import check_int
-from .flows import FlowDistribution, FlowParams, make_layers
+from ..validation import check_choice, check_int
+from .flows import FLOW_KINDS, FlowDistribution, FlowParams, make_layers
 from .gaussian_fit import _starts
 from .objectives import ReverseKLReparam
 from .optimise import one_thread, optimise
@@ -105,8 +105,13 @@ def fit_flow(target, *, kind="affine_autoregressive", num_layers=4, hidden_dims=
         raise ValueError(f"fit_flow needs a target with event shape (D,), D >= 2, got "
                          f"{tuple(target.event_shape)}; in 1-D use fit_gaussian")
     num_layers = check_int(num_layers, "num_layers", minimum=1, maximum=64)
+    kind = check_choice(kind, FLOW_KINDS, "kind")
+    if isinstance(hidden_dims, (str, bytes)) or not hasattr(hidden_dims, "__iter__"):
+        raise TypeError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
+    hidden_dims = tuple(check_int(h, f"hidden_dims[{i}]", minimum=1, maximum=4096)
+                        for i, h in enumerate(hidden_dims))
     with one_thread():
-        return _fit(settings, kind, num_layers, tuple(hidden_dims))
+        return _fit(settings, kind, num_layers, hidden_dims)
 
 
 def _fit(s, kind, num_layers, hidden_dims) -> FlowFit:

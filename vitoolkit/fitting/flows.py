@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from ..validation import check_choice, check_int
+from ..validation import as_float_tensor, check_choice, check_int
 from .family import STANDARD_NORMAL, GaussianParams
 
 __all__ = ["FLOW_KINDS", "FlowParams", "FlowDistribution", "make_layers", "planar_layer",
@@ -101,6 +101,8 @@ def make_layers(kind: str, dim: int, num_layers: int, hidden_dims=(32, 32), *,
 
     kind = check_choice(kind, FLOW_KINDS, "kind")
     dim = check_int(dim, "dim", minimum=2)
+    if isinstance(hidden_dims, (str, bytes)) or not hasattr(hidden_dims, "__iter__"):
+        raise TypeError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
     num_layers = check_int(num_layers, "num_layers", minimum=1, maximum=64)
     hidden = [check_int(h, f"hidden_dims[{i}]", minimum=1, maximum=4096)
               for i, h in enumerate(hidden_dims)]
@@ -259,8 +261,17 @@ class FlowDistribution(Distribution):
     has_rsample = True
 
     def __init__(self, loc, scale_tril, layers, validate_args=False):
-        self.loc = torch.as_tensor(loc, dtype=_F64)
-        self.scale_tril = torch.as_tensor(scale_tril, dtype=_F64)
+        self.loc = as_float_tensor(loc, "loc", dtype=_F64)
+        self.scale_tril = as_float_tensor(scale_tril, "scale_tril", dtype=_F64)
+        d = self.loc.shape[-1] if self.loc.dim() == 1 else -1
+        if d < 1 or tuple(self.scale_tril.shape) != (d, d):
+            raise ValueError(f"loc must have shape (D,) and scale_tril (D, D), got "
+                             f"{tuple(self.loc.shape)} and {tuple(self.scale_tril.shape)}")
+        tril = self.scale_tril
+        if bool((torch.triu(tril, 1) != 0).any()) or not bool((tril.diagonal() > 0).all()):
+            raise ValueError("scale_tril must be lower triangular with a positive diagonal")
+        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of Pyro transforms, got {type(layers).__name__}")
         self.layers = list(layers)
         super().__init__(torch.Size(), torch.Size(self.loc.shape), validate_args=validate_args)
 
