@@ -1335,6 +1335,11 @@ SPECS: list[Spec] = [
         sentinels=_KHAT_SENTINELS,
     ),
     Spec(
+        divergences.pareto_smooth,
+        dict(log_ratios=A(Data(), F(lambda: torch.from_numpy(np.random.default_rng(6).normal(size=100))))),
+        sentinels=_KHAT_SENTINELS,
+    ),
+    Spec(
         divergences.tail_khat,
         dict(
             values=A(
@@ -1452,6 +1457,11 @@ SPECS: list[Spec] = [
     Spec(
         fitting.Banana,
         dict(curvature=A(_ANY), scales=A(Pair(domain="positive")), validate_args=A(_TORCH_VALIDATE)),
+        then=lambda d: d.log_prob(torch.zeros(2, dtype=F64)),
+    ),
+    Spec(
+        fitting.Funnel,
+        dict(dim=A(Count(2, maximum=10_000)), scale=A(_POS), validate_args=A(_TORCH_VALIDATE)),
         then=lambda d: d.log_prob(torch.zeros(2, dtype=F64)),
     ),
     Spec(

@@ -119,6 +119,27 @@ plot_densities(z_grid[wide], {"prior": model.prior.log_prob(z_grid[wide]).exp(),
 tut.savefig(fig, "model_anatomy")
 
 # %% [markdown]
+# ### Why "variational"?
+#
+# The word comes from the **calculus of variations** (PRML section 10.1 and appendix D):
+# the branch of analysis that optimises a *functional*, a map from a whole function to a
+# number, such as the length of a curve or, here,
+#
+# $$\mathcal L[q] = \int q(z)\,\big[\log p(x, z) - \log q(z)\big]\,dz .$$
+#
+# The unknown is the function $q$, not a vector of numbers. Setting the functional
+# derivative of $\mathcal L[q] + \lambda(\int q - 1)$ to zero (the constraint keeps $q$ a
+# density) gives $\log p(x, z) - \log q(z) - 1 + \lambda = 0$, so $q \propto p(x, z)$: over
+# *all* densities the optimum is the exact posterior, which is as intractable as $p(x)$.
+# Variational inference therefore restricts $q$ to a **family** $q_\phi$ (Gaussians with
+# mean and variance $\phi$, a factorised form, a flow): $\mathcal L[q_\phi]$ is then an
+# ordinary function of the numbers $\phi$, maximised with ordinary calculus and gradients.
+# Mean-field sits in between: each factor $q_j$ is still optimised as a function, by the
+# same variational argument, which gives the CAVI update of tutorial 02,
+# $\log q_j^*(z_j) = \mathbb E_{-j}[\log p(x, z)] + \text{const}$. Tutorial 10 widens the
+# family (full covariance, normalizing flows) and asks how to tell whether it is wide enough.
+
+# %% [markdown]
 # ## 2. The identity, for q's of every quality
 #
 # For any density $q(z)$,

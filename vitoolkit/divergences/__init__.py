@@ -39,6 +39,7 @@ from .psis import (
     fit_generalized_pareto,
     normal_ratio_tail_shape,
     pareto_khat,
+    pareto_smooth,
     tail_khat,
     tail_length,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "monte_carlo_kl",
     "normal_ratio_tail_shape",
     "pareto_khat",
+    "pareto_smooth",
     "renyi_divergence",
     "StreamingImportanceEstimate",
     "tail_khat",

@@ -45,6 +45,7 @@ __all__ = [
     "fit_generalized_pareto",
     "normal_ratio_tail_shape",
     "pareto_khat",
+    "pareto_smooth",
     "tail_khat",
     "tail_length",
 ]
@@ -218,6 +219,60 @@ def pareto_khat(log_ratios, dim: int = 0) -> torch.Tensor:
     """
     rows, batch = _as_rows(log_ratios, dim, "log_ratios")
     return _right_tail_khat(rows, log_scale=True).reshape(batch)
+
+
+def pareto_smooth(log_ratios) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Pareto-smoothed importance weights (PSIS): the M largest ratios replaced by GPD quantiles.
+
+    Vehtari, Simpson, Gelman, Yao & Gabry (JMLR 2024), section 3, algorithm 1: fit the
+    generalised Pareto (shape k, scale sigma) to the exceedances of the M =
+    ceil(min(0.2 S, 3 sqrt(S))) largest ratios over the (M+1)-th largest, r_(S-M), exactly
+    as :func:`pareto_khat` does, and replace the z-th smallest of them by the quantile
+    r_(S-M) + F^-1((z - 1/2) / M), F^-1(p) = sigma ((1 - p)^-k - 1) / k, truncated at the
+    largest raw ratio. Self-normalised averages with these weights have a finite variance
+    and a smaller error than raw importance sampling when k-hat < 0.7; above it k-hat
+    says they, too, are unreliable.
+
+    Parameters
+    ----------
+    log_ratios : array-like of shape (S,)
+        log p(z_s) - log q(z_s) for z_s ~ q (unnormalised is fine), finite, S > 20.
+
+    Returns
+    -------
+    (log_weights, khat) : log_weights of shape (S,), normalised (logsumexp 0), in the order
+    of the draws; khat a 0-d tensor. When no tail can be fitted (all top ratios equal:
+    k-hat -inf) the raw normalised weights come back.
+    """
+    t = as_param(log_ratios, "log_ratios", dtype=torch.float64, finite=False).detach()
+    if t.dim() != 1:
+        raise ValueError(f"log_ratios must have shape (S,) (one log ratio per draw), got shape "
+                         f"{tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("log_ratios must be finite (log p - log q at draws of q, where both "
+                         "densities are positive)")
+    s = t.shape[0]
+    m = tail_length(s) if s else 0
+    if m < _MIN_TAIL:
+        raise ValueError(f"log_ratios must hold more than 20 draws (a tail of at least {_MIN_TAIL}), "
+                         f"got S={s}")
+    lw = t
+    lw = lw - lw.max()
+    order = torch.argsort(lw)
+    top = order[-m:]  # ascending among the M largest
+    cutoff = lw[order[-m - 1]]
+    exceed = (lw[top].exp() - cutoff.exp()).clamp_min(0)
+    k, sigma = _fit_rows(exceed.unsqueeze(0), prior=True)
+    k, sigma = k[0], sigma[0]
+    smoothed = lw.clone()
+    if torch.isfinite(k) and float(sigma) > 0:
+        p = (torch.arange(1, m + 1, dtype=torch.float64) - 0.5) / m
+        if abs(float(k)) < 1e-12:
+            quantile = -sigma * torch.log1p(-p)
+        else:
+            quantile = sigma * ((1 - p).pow(-k) - 1) / k
+        smoothed[top] = torch.log((cutoff.exp() + quantile).clamp(max=1.0))  # raw max is e^0 = 1
+    return smoothed - torch.logsumexp(smoothed, 0), k
 
 
 def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:

@@ -6,6 +6,11 @@ full or mean-field Gaussian, by quadrature, reparameterised Monte Carlo, exact
 samples, self-normalised importance sampling (with its Pareto k-hat diagnostic,
 ``GaussianFit.khat``) or moment matching.
 :mod:`vitoolkit.fitting.targets` holds the demonstration targets.
+Richer families: :func:`~vitoolkit.fitting.flow_fit.fit_flow` fits a normalizing flow
+(:mod:`~vitoolkit.fitting.flows`) by the same reverse-KL objective and optimiser loop;
+:func:`~vitoolkit.fitting.diagnose.check_fit` judges any fitted q by the Pareto k-hat of p/q
+and PSIS; :mod:`~vitoolkit.fitting.eight_schools` holds the eight-schools model and its exact
+posterior (imported from their modules).
 Bayesian logistic regression (:mod:`~vitoolkit.fitting.logistic`) is a target like
 any other; :mod:`~vitoolkit.fitting.laplace` gives the Laplace approximation and
 :mod:`~vitoolkit.fitting.reference` reference posteriors (exact grid, NUTS).
@@ -35,7 +40,7 @@ from .optimise import OptimiserDivergedError
 from .reference import GridReference, Reference, grid_reference, nuts_reference
 from .routes import OBJECTIVES
 from .settings import FitSettings, GridSettings, OptimiserSettings, SamplingSettings, StartSettings
-from .targets import Banana, LogProbOnly, Ring, bimodal_1d, correlated_gaussian, mixture_2d
+from .targets import Banana, Funnel, LogProbOnly, Ring, bimodal_1d, correlated_gaussian, mixture_2d
 
 
 def __getattr__(name):
@@ -51,6 +56,7 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getat
     "ConvergenceWarning",
     "DIVERGENCES",
     "FitSettings",
+    "Funnel",
     "GaussianFit",
     "GridSettings",
     "GridReference",

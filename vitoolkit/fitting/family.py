@@ -104,6 +104,14 @@ class GaussianParams:
         """
         return self.dim * entropy(STANDARD_NORMAL) + self.log_diag.sum()
 
+    def expected_log_q(self, eps, log_base, log_w) -> torch.Tensor:
+        """E_q[log q] = -H[q], in closed form for a Gaussian (the base noise is not needed).
+
+        A richer family (:class:`vitoolkit.fitting.flows.FlowParams`) overrides it with
+        the weighted sum over the base noise eps (log N(eps) - log|det dz/d eps|).
+        """
+        return -self.entropy()
+
     def is_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters())
 
@@ -137,7 +145,9 @@ def base_noise(num_samples: int, dim: int, generator: torch.Generator) -> torch.
 
     Antithetic pairs (eps, -eps) make the sample mean exactly 0, and a whitening
     by the Cholesky factor of the sample second moment makes the sample
-    covariance exactly I. Expectations of polynomials of degree <= 2 under
+    covariance exactly I (when there are at least as many pairs as dimensions; otherwise the
+    second moment is singular and only the antithetic pairing is applied). Expectations of
+    polynomials of degree <= 2 under
     z = m + L eps are then exact, so for a Gaussian target the Monte Carlo reverse
     KL objective equals the true one, and for any target the noise left in the
     objective is what the non-quadratic part of log p carries. Keeping the noise
@@ -149,7 +159,8 @@ def base_noise(num_samples: int, dim: int, generator: torch.Generator) -> torch.
     half = (num_samples + 1) // 2
     eps = torch.randn(half, dim, generator=generator, dtype=torch.float64)
     eps = torch.cat([eps, -eps])
-    if eps.shape[0] > dim:
+    # the antithetic pairs have rank min(half, D): whiten only when the moment is invertible
+    if half >= dim:
         second = eps.mT @ eps / eps.shape[0]
         chol = torch.linalg.cholesky(second)
         eps = torch.linalg.solve_triangular(chol, eps.mT, upper=False).mT

@@ -325,13 +325,18 @@ class _ReparamObjective(Objective):
 
 
 class ReverseKLReparam(_ReparamObjective):
-    """KL(q || p) ~ -H[q] - 1/N sum_n log p(m + L eps_n) with fixed base noise eps."""
+    """KL(q || p) ~ -H[q] - 1/N sum_n log p(m + L eps_n) with fixed base noise eps.
+
+    For a flow family (z = m + L T(eps)) E_q[log q] = -H[q] is the base-noise average of
+    log N(eps) - log|det dz/d eps| instead (``q.expected_log_q``).
+    """
 
     def loss(self, q):
         z = q.transform(self.eps)
         log_p = self.target.log_prob(z, during="the reverse-KL fit (under q)",
                                      allow_neg_inf=False)
-        return -q.entropy() - (self.log_w.exp() * log_p).sum()
+        # E_q[log q]: -H[q] in closed form for a Gaussian, the base-noise average for a flow
+        return q.expected_log_q(self.eps, self.log_base, self.log_w) - (self.log_w.exp() * log_p).sum()
 
 
 class AlphaReparam(_ReparamObjective):

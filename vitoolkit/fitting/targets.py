@@ -22,6 +22,9 @@ target                         what it demonstrates
                                fit is centred on the hole, where the target has almost
                                no mass; it has ``log_prob`` only (no sampler), so the
                                forward fit needs SNIS, quadrature or its moments
+:class:`Funnel`                Neal's funnel: a scale that changes by orders of
+                               magnitude along one coordinate; no Gaussian follows
+                               the neck and the mouth at once
 :class:`LogProbOnly`           hides the sampler and moments of any target, to show the
                                self-normalised importance sampling route on a target
                                whose exact answer is known
@@ -53,7 +56,7 @@ from ..validation import (
 )
 from ._checks import check_target
 
-__all__ = ["bimodal_1d", "correlated_gaussian", "mixture_2d", "Banana", "Ring", "LogProbOnly"]
+__all__ = ["bimodal_1d", "correlated_gaussian", "mixture_2d", "Banana", "Funnel", "Ring", "LogProbOnly"]
 
 _F64 = torch.float64
 
@@ -216,6 +219,59 @@ class Banana(Distribution):
     @property
     def variance(self):
         return torch.diagonal(self.covariance_matrix)
+
+
+class Funnel(Distribution):
+    r"""Neal's funnel: v ~ N(0, s^2), x_i | v ~ N(0, e^v) for i = 1..D-1 (D >= 2).
+
+    Neal (2003), "Slice sampling", Annals of Statistics 31(3), section 8 (there s = 3,
+    D = 10). The scale of x changes by a factor e^{s} per standard deviation of v: a
+    narrow neck (v << 0) and a wide mouth (v >> 0). Moments: E = 0,
+    Var v = s^2, Var x_i = E[e^v] = e^{s^2/2}, all uncorrelated.
+
+    Parameters
+    ----------
+    dim : int >= 2, D (the first coordinate is v)
+    scale : float > 0, s
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, dim: int = 2, scale: float = 3.0, validate_args=None):
+        self.dim = check_int(dim, "dim", minimum=2, maximum=10_000)
+        self.scale = check_positive(scale, "scale")
+        if self.scale > 20:
+            raise ValueError(f"scale={scale!r} makes Var x = exp(scale^2 / 2) overflow; use <= 20")
+        validate_args = _validate_flag(validate_args)
+        super().__init__(torch.Size(), torch.Size((self.dim,)), validate_args=validate_args)
+
+    def log_prob(self, value):
+        value = torch.as_tensor(value, dtype=_F64)
+        v, x = value[..., 0], value[..., 1:]
+        zero = torch.zeros((), dtype=_F64)
+        return (Normal(zero, torch.tensor(self.scale, dtype=_F64)).log_prob(v)
+                + Normal(zero, (v / 2).exp().unsqueeze(-1)).log_prob(x).sum(-1))
+
+    def rsample(self, sample_shape=torch.Size()):
+        eps = torch.randn(torch.Size(sample_shape) + (self.dim,), dtype=_F64)
+        v = self.scale * eps[..., :1]
+        return torch.cat([v, (v / 2).exp() * eps[..., 1:]], -1)
+
+    @property
+    def mean(self):
+        return torch.zeros(self.dim, dtype=_F64)
+
+    @property
+    def variance(self):
+        var = torch.full((self.dim,), math.exp(self.scale**2 / 2), dtype=_F64)
+        var[0] = self.scale**2
+        return var
+
+    @property
+    def covariance_matrix(self):
+        return torch.diag(self.variance)
 
 
 class Ring(Distribution):

@@ -1,0 +1,320 @@
+r"""Normalizing-flow variational families: a Gaussian with invertible layers under it.
+
+A flow q is the density of z = m + L T(eps), eps ~ N(0, I_D), T = T_K o ... o T_1 a
+composition of invertible maps. By the change of variables (Rezende & Mohamed 2015,
+"Variational inference with normalizing flows", ICML, eq. 5-6; Papamakarios et al.
+2021, "Normalizing flows for probabilistic modeling and inference", JMLR 22(57), eq. 2-3)
+
+.. math::
+
+    \log q(z) = \log \mathcal N(\varepsilon; 0, I)
+        - \sum_{k=1}^K \log\lvert\det J_{T_k}(u_{k-1})\rvert - \sum_i \log L_{ii},
+
+with u_0 = eps and u_k = T_k(u_{k-1}). Each layer is a Pyro transform
+(``pyro.distributions.transforms``, Bingham et al. 2019), chosen because its Jacobian
+determinant is cheap:
+
+- ``"affine_autoregressive"``: u_i' = u_i exp(s_i(u_{<i})) + t_i(u_{<i}) with (s, t) from a
+  masked network (MADE); the Jacobian is triangular, log|det J| = sum_i s_i (the inverse
+  autoregressive flow, Kingma et al. 2016, NeurIPS, eq. 10-11). The layers alternate the
+  order of the coordinates (a reversal between layers), so every coordinate depends on
+  every other after two layers.
+- ``"planar"``: u' = u + u_hat tanh(w^T u + b), log|det J| = log|1 + u_hat^T psi(u)|,
+  psi(u) = (1 - tanh^2(w^T u + b)) w (Rezende & Mohamed 2015, eq. 10-12), with
+  u_hat constrained so that w^T u_hat >= -1 (invertible; their appendix A.1).
+  Pyro implements no inverse for it: a planar flow scores its own draws only.
+
+Why Pyro and not zuko: measured on the 2-D banana (4 layers, hidden (32, 32), 256 draws
+per step, Adam, float64, one thread, a shared 2-core machine), one reverse-KL step took
+7.1 ms with Pyro's affine autoregressive flow against 8.8 ms with zuko's MAF, and 21.8 ms
+against 30.6 ms for the spline flows; Pyro is already a dependency (the NUTS reference).
+
+The full-rank Gaussian is the member with T = identity; the autoregressive layers start
+there (their networks' output layers are zero), so a flow fit starts where a Gaussian
+fit starts and can only add shape to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, constraints
+
+from ..validation import as_float_tensor, check_choice, check_int
+from .family import STANDARD_NORMAL, GaussianParams
+
+__all__ = ["FLOW_KINDS", "FlowParams", "FlowDistribution", "make_layers", "planar_layer",
+           "push_forward"]
+
+#: The flow layers :func:`make_layers` builds.
+FLOW_KINDS = ("affine_autoregressive", "planar")
+
+_F64 = torch.float64
+
+
+@contextlib.contextmanager
+def _float64_default():
+    # Pyro's autoregressive inverse allocates its work tensors with the default dtype.
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(_F64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+def _seeded(generator: torch.Generator):
+    """A fork of the global RNG seeded from ``generator`` (Pyro initialises from the global one)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    fork = torch.random.fork_rng(devices=[])
+
+    @contextlib.contextmanager
+    def ctx():
+        with fork:
+            torch.manual_seed(seed)
+            yield
+    return ctx()
+
+
+def make_layers(kind: str, dim: int, num_layers: int, hidden_dims=(32, 32), *,
+                generator: torch.Generator | None = None) -> list:
+    """K invertible Pyro layers (float64), the autoregressive ones starting at the identity.
+
+    Parameters
+    ----------
+    kind : {"affine_autoregressive", "planar"}
+    dim : int >= 2 (the autoregressive network needs two coordinates)
+    num_layers : int >= 1
+    hidden_dims : sequence of int, the widths of each autoregressive network
+    generator : torch.Generator, optional; the initial weights are drawn from it
+
+    Returns
+    -------
+    list of ``pyro.distributions.TransformModule`` (with ``Permute`` reversals between
+    autoregressive layers, which have no parameters).
+    """
+    import pyro.distributions.transforms as T
+    from pyro.nn import AutoRegressiveNN
+
+    kind = check_choice(kind, FLOW_KINDS, "kind")
+    dim = check_int(dim, "dim", minimum=2)
+    if isinstance(hidden_dims, (str, bytes)) or not hasattr(hidden_dims, "__iter__"):
+        raise TypeError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
+    num_layers = check_int(num_layers, "num_layers", minimum=1, maximum=64)
+    hidden = [check_int(h, f"hidden_dims[{i}]", minimum=1, maximum=4096)
+              for i, h in enumerate(hidden_dims)]
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    layers = []
+    reverse = torch.arange(dim - 1, -1, -1)
+    with _seeded(generator):
+        for k in range(num_layers):
+            if kind == "planar":
+                layer = T.Planar(dim).to(_F64)
+            else:
+                arn = AutoRegressiveNN(dim, hidden, permutation=torch.arange(dim)).to(_F64)
+                last = arn.layers[-1]
+                with torch.no_grad():  # start at the identity: log-scale and shift 0
+                    last.weight.zero_()
+                    last.bias.zero_()
+                layer = T.AffineAutoregressive(arn)
+                if k > 0:
+                    layers.append(T.Permute(reverse))
+            layers.append(layer)
+    return layers
+
+
+def push_forward(layers, eps: torch.Tensor):
+    r"""u_K = T_K(...T_1(eps)) and sum_k log|det J_{T_k}|, for eps of shape (..., D).
+
+    Returns ``(u, log_det)`` with ``log_det`` of shape (...).
+    """
+    u = eps
+    log_det = torch.zeros(eps.shape[:-1], dtype=eps.dtype)
+    for t in layers:
+        y = t(u)
+        log_det = log_det + t.log_abs_det_jacobian(u, y)
+        u = y
+    return u, log_det
+
+
+def planar_layer(u, w, b):
+    r"""A Pyro ``Planar`` layer whose effective vector u_hat equals ``u``.
+
+    Pyro stores an unconstrained u and uses
+    u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a) (Rezende & Mohamed
+    2015, appendix A.1). Given the u_hat wanted (with w^T u_hat > -1), the stored u is
+    u_hat + (softplus^-1(w^T u_hat + 1) - w^T u_hat) w / |w|^2.
+
+    Parameters
+    ----------
+    u, w : Tensor of shape (D,), float64; w nonzero and w^T u > -1
+    b : float
+    """
+    import pyro.distributions.transforms as T
+
+    u = torch.as_tensor(u, dtype=_F64)
+    w = torch.as_tensor(w, dtype=_F64)
+    if u.dim() != 1 or u.shape != w.shape:
+        raise ValueError(f"u and w must be vectors of one shape (D,), got {tuple(u.shape)} and "
+                         f"{tuple(w.shape)}")
+    norm2 = float(w.pow(2).sum())
+    a = float(w @ u)
+    if not norm2 > 0:
+        raise ValueError("w must be nonzero (the layer's direction)")
+    if not a > -1:
+        raise ValueError(f"the planar layer is invertible only for w^T u > -1, got {a:.4g}")
+    raw_alpha = a + 1 + math.log(-math.expm1(-(a + 1)))  # softplus^-1(a + 1), stable
+    layer = T.Planar(u.shape[0]).to(_F64)
+    with torch.no_grad():
+        layer.u.copy_(u + (raw_alpha - a) * w / norm2)
+        layer.w.copy_(w)
+        layer.bias.fill_(float(b))
+    return layer
+
+
+def _clear_caches(layers) -> None:
+    for t in layers:
+        if hasattr(t, "_cached_x_y"):
+            t._cached_x_y = (None, None)
+        for name in ("_cached_log_scale", "_cached_logDetJ"):
+            if hasattr(t, name):
+                setattr(t, name, None)
+
+
+class FlowParams(GaussianParams):
+    """Trainable z = m + L T(eps): a full-rank Gaussian's (m, L) and the flow's layers.
+
+    The fitting loop (:func:`vitoolkit.fitting.optimise.optimise`) and the reverse-KL
+    objective (:class:`vitoolkit.fitting.objectives.ReverseKLReparam`) treat it like a
+    :class:`GaussianParams`: ``transform(eps)`` draws, ``expected_log_q`` gives
+    E_q[log q] over the same base noise (by the change of variables, not a closed-form
+    entropy), ``parameters``/``snapshot``/``restore`` for the optimiser.
+
+    Parameters
+    ----------
+    loc : Tensor of shape (D,)
+    scale_tril : Tensor of shape (D, D)
+    layers : list of Pyro transforms (:func:`make_layers`)
+    """
+
+    def __init__(self, loc, scale_tril, layers):
+        super().__init__(loc, scale_tril, "full", scalar_event=False)
+        self.layers = list(layers)
+        self._modules = nn.ModuleList([t for t in self.layers if isinstance(t, nn.Module)])
+        self._cache = None
+
+    def parameters(self) -> list:
+        return super().parameters() + list(self._modules.parameters())
+
+    def push(self, eps: torch.Tensor):
+        """(z, log|det dz/d eps|) for base noise eps of shape (..., D)."""
+        u, log_det = push_forward(self.layers, eps)
+        z = self.loc + u @ self.scale_tril().mT
+        return z, log_det + self.log_diag.sum()
+
+    def transform(self, eps):
+        z, log_det = self.push(eps)
+        self._cache = (eps, log_det)
+        return z
+
+    def expected_log_q(self, eps, log_base, log_w):
+        """sum_n w_n log q(z_n) = sum_n w_n [log N(eps_n) - log|det dz/d eps|(eps_n)]."""
+        if self._cache is not None and self._cache[0] is eps:
+            log_det = self._cache[1]
+        else:
+            log_det = self.push(eps)[1]
+        self._cache = None
+        return (log_w.exp() * (log_base - log_det)).sum()
+
+    def distribution(self):
+        """The current q as a detached :class:`FlowDistribution` (its own copy of the layers)."""
+        import copy
+
+        _clear_caches(self.layers)  # the caches hold tensors of the last graph
+        layers = copy.deepcopy(self.layers)
+        for t in layers:
+            if isinstance(t, nn.Module):
+                t.requires_grad_(False)
+        return FlowDistribution(self.loc.detach().clone(), self.scale_tril().detach().clone(),
+                                layers)
+
+
+class FlowDistribution(Distribution):
+    r"""q(z) of z = m + L T(eps), eps ~ N(0, I): a torch distribution with event shape (D,).
+
+    ``rsample``/``sample`` push base draws forward; ``log_prob`` inverts the layers
+    (exact for the autoregressive ones; the planar layer has no inverse, so a planar
+    flow scores its draws through :meth:`sample_with_log_prob`).
+
+    Parameters
+    ----------
+    loc : Tensor of shape (D,)
+    scale_tril : Tensor of shape (D, D), lower triangular, positive diagonal
+    layers : list of Pyro transforms
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, scale_tril, layers, validate_args=False):
+        self.loc = as_float_tensor(loc, "loc", dtype=_F64)
+        self.scale_tril = as_float_tensor(scale_tril, "scale_tril", dtype=_F64)
+        d = self.loc.shape[-1] if self.loc.dim() == 1 else -1
+        if d < 1 or tuple(self.scale_tril.shape) != (d, d):
+            raise ValueError(f"loc must have shape (D,) and scale_tril (D, D), got "
+                             f"{tuple(self.loc.shape)} and {tuple(self.scale_tril.shape)}")
+        tril = self.scale_tril
+        if bool((torch.triu(tril, 1) != 0).any()) or not bool((tril.diagonal() > 0).all()):
+            raise ValueError("scale_tril must be lower triangular with a positive diagonal")
+        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of Pyro transforms, got {type(layers).__name__}")
+        self.layers = list(layers)
+        super().__init__(torch.Size(), torch.Size(self.loc.shape), validate_args=validate_args)
+
+    @property
+    def dim(self) -> int:
+        return self.loc.shape[-1]
+
+    @property
+    def num_parameters(self) -> int:
+        """Free parameters: D(D+3)/2 for (m, L) plus the layers' weights."""
+        d = self.dim
+        return d * (d + 3) // 2 + sum(p.numel() for t in self.layers if isinstance(t, nn.Module)
+                                      for p in t.parameters())
+
+    def _push(self, eps):
+        u, log_det = push_forward(self.layers, eps)
+        z = self.loc + u @ self.scale_tril.mT
+        return z, log_det + self.scale_tril.diagonal().log().sum()
+
+    def rsample(self, sample_shape=torch.Size()):
+        eps = torch.randn(torch.Size(sample_shape) + (self.dim,), dtype=_F64)
+        return self._push(eps)[0]
+
+    def sample_with_log_prob(self, sample_shape=torch.Size(), *, generator=None):
+        """Draws z and their exact log q(z), by the forward route (no inverse needed)."""
+        eps = torch.randn(torch.Size(sample_shape) + (self.dim,), dtype=_F64, generator=generator)
+        with torch.no_grad():
+            z, log_det = self._push(eps)
+        return z, STANDARD_NORMAL.log_prob(eps).sum(-1) - log_det
+
+    def log_prob(self, value):
+        value = torch.as_tensor(value, dtype=_F64)
+        u = torch.linalg.solve_triangular(self.scale_tril, (value - self.loc).unsqueeze(-1),
+                                          upper=False).squeeze(-1)
+        log_det = self.scale_tril.diagonal().log().sum().expand(value.shape[:-1]).clone()
+        with _float64_default():
+            for t in reversed(self.layers):
+                try:
+                    x = t.inv(u)
+                except (KeyError, NotImplementedError):
+                    raise NotImplementedError(
+                        f"{type(t).__name__} has no inverse: score the flow's own draws with "
+                        "sample_with_log_prob, or use kind='affine_autoregressive'") from None
+                log_det = log_det + t.log_abs_det_jacobian(x, u)
+                u = x
+        return STANDARD_NORMAL.log_prob(u).sum(-1) - log_det
