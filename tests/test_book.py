@@ -166,18 +166,25 @@ def test_a_failed_claim_fails_the_book_with_its_statement(throwaway, tmp_path, m
         book.build_book(tmp_path / "site", quick=True, tutorials=[info], jobs=1)
 
 
-def test_a_rebuild_with_unchanged_tutorials_executes_nothing(throwaway, tmp_path, monkeypatch):
+def test_a_rebuild_with_unchanged_tutorials_executes_nothing(throwaway, tmp_path, monkeypatch, capsys):
+    """The book reuses the notebook a `vitoolkit run --notebook` executed; a changed input does not."""
     from vitoolkit.course import notebooks
+    from vitoolkit.course.cli import main
 
     info, docs = throwaway
     monkeypatch.setenv("VITOOLKIT_DOCS", str(docs))
     monkeypatch.setenv("VITOOLKIT_CACHE", str(tmp_path / "cache"))
-    first = book.build_book(tmp_path / "a", quick=True, tutorials=[info], jobs=1)
-    second = book.build_book(tmp_path / "b", quick=True, tutorials=[info], jobs=1)
-    assert not first.executed[info.name].cached and second.executed[info.name].cached
-    page = "tutorials/98_throwaway.html"
-    assert (first.out / page).read_text() == (second.out / page).read_text()
-    assert second.summaries == first.summaries
+    monkeypatch.setenv("VITOOLKIT_TUTORIALS", str(info.path.parent))
+    runs = tmp_path / "runs"
+    assert main(["run", info.name, "--quick", "--notebook", "--out", str(runs)]) == 0
+    assert "executing as a notebook" in capsys.readouterr().out
+    assert json.loads((runs / info.name / "summary.json").read_text())["numbers"] == {"n_points": 3}
+    assert main(["run", info.name, "--quick", "--notebook", "--out", str(runs)]) == 0
+    assert "from the cache" in capsys.readouterr().out
+    built_once = book.build_book(tmp_path / "a", quick=True, tutorials=[info], jobs=1)
+    assert built_once.executed[info.name].cached
+    assert built_once.summaries[info.name]["figures"] == ["squares"]
+    assert len(_Page(built_once.out / "tutorials" / "98_throwaway.html").images) == 1
     # Another seed or setting, or a changed lesson, is another entry: executed again.
     key = notebooks._key(info.path, True, 0)
     assert key != notebooks._key(info.path, True, 1) and key != notebooks._key(info.path, False, 0)

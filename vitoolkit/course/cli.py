@@ -1,8 +1,9 @@
 """The ``vitoolkit`` command: list and run the tutorials, build the book, start and check exercises.
 
 ``vitoolkit list`` shows each tutorial with the question it answers.
-``vitoolkit run NAME|all [--quick] [--out DIR] [--seed N]`` runs tutorials, each
-in its own process, writing figures and ``summary.json`` into ``DIR/NAME``.
+``vitoolkit run NAME|all [--quick] [--out DIR] [--seed N] [--notebook]`` runs tutorials,
+each in its own process, writing figures and ``summary.json`` into ``DIR/NAME``
+(``--notebook``: executed as the book's notebook, which ``vitoolkit book`` then reuses).
 A failing tutorial makes ``run all`` exit non-zero after the rest have run.
 ``vitoolkit book --out DIR`` builds the course book (:mod:`vitoolkit.course.book`).
 ``vitoolkit exercise list|start|check|grade|solution`` hands out and grades the
@@ -38,7 +39,29 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _run_notebook(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
+    """Execute the tutorial as the book's notebook (or take the cached execution); copy its outputs."""
+    import shutil
+
+    from .notebooks import execute
+
+    out = Path(args.out) / t.name
+    print(f"[{position}] {t.name}: executing as a notebook{' (quick)' if args.quick else ''} ...",
+          flush=True)
+    run = execute(t.path, quick=args.quick, seed=args.seed, name=t.name)
+    shutil.copytree(run.out, out, dirs_exist_ok=True)
+    write_text(out / "log.txt", run.output)
+    if args.verbose:
+        print("    " + run.output.replace("\n", "\n    ").rstrip(), flush=True)
+    how = "from the cache (unchanged since it was executed)" if run.cached else f"in {run.seconds:.1f} s"
+    status = "ok" if run.ok else f"FAILED: {run.error}"
+    print(f"[{position}] {t.name}: {status} {how} -> {out}", flush=True)
+    return run.ok, run.seconds
+
+
 def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
+    if getattr(args, "notebook", False):
+        return _run_notebook(t, args, position)
     out = Path(args.out) / t.name
     cmd = [sys.executable, str(t.path), "--out", str(out), "--seed", str(args.seed)]
     if args.quick:
@@ -97,6 +120,14 @@ def _cmd_run(args) -> int:
             print(f"unknown tutorial {args.name!r}; valid names: {valid}", file=sys.stderr)
             return 2
         chosen = matches
+    if args.notebook:
+        from .book import missing_modules
+
+        missing = missing_modules()
+        if missing:
+            print("vitoolkit run: error: --notebook needs the docs extra: pip install -e '.[docs]' "
+                  f"(missing: {', '.join(missing)})", file=sys.stderr)
+            return 2
     # Every output folder is proved writable before the first tutorial runs.
     try:
         for t in chosen:
@@ -130,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=seed_type, default=0,
                      help="random seed, an integer in 0..2**63-1 (default: 0)")
     run.add_argument("-v", "--verbose", action="store_true", help="stream each tutorial's output")
+    run.add_argument("--notebook", action="store_true",
+                     help="execute each tutorial as the book's notebook (kept in the notebook cache, so "
+                     "`vitoolkit book` with the same setting and seed reuses it; needs the docs extra)")
     book = sub.add_parser("book", help="build the course book (HTML gallery of the tutorials)")
     from .book import add_arguments as add_book_arguments
 
