@@ -110,9 +110,11 @@ tut.record("step_milliseconds_by_dimension",
            {d: {f: 1000 * v for f, v in c.items()} for d, c in cost.items()}, ".3f")
 tut.record("parameters_mean_field_vs_full_rank", {d: (2 * d, d * (d + 3) // 2) for d in cost})
 ratio_800 = cost[800]["full"] / cost[800]["diagonal"]
-tut.claim("At D = 800 a full-rank step costs more than 5 times a mean-field step (the product "
-          "L eps is O(D^2) per draw, the diagonal one O(D))", ratio_800 > 5,
-          full_over_mean_field=ratio_800, milliseconds=cost[800])
+# A timing claim holds on any machine only with room to spare: measured ratios were 4 to 6
+# on a shared 2-core machine, so the sentence says "more than twice".
+tut.claim("At D = 800 a full-rank step costs more than twice a mean-field step (the product "
+          "L eps is O(D^2) per draw, the diagonal one O(D))", ratio_800 > 2,
+          full_over_mean_field=ratio_800, milliseconds={f: 1000 * v for f, v in cost[800].items()})
 
 
 # %% [markdown]
