@@ -988,6 +988,32 @@ def onehot3():
     return torch.eye(3)[torch.arange(16) % 3]
 
 
+def flow_layers(kind="planar", dim=2):
+    """Two small seeded flow layers in ``dim`` dimensions (planar: away from the identity)."""
+    return fitting.make_layers(kind, dim, 2, (4,), generator=torch.Generator().manual_seed(0))
+
+
+def tril2():
+    return torch.tensor([[1.0, 0.0], [0.3, 0.8]], dtype=F64)
+
+
+def randn64(seed, *shape):
+    """A factory of the same float64 standard-normal tensor every call."""
+    return lambda: torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def flow_dist():
+    """A 2-D FlowDistribution with one autoregressive layer (it has an inverse: log_prob works)."""
+    gen = torch.Generator().manual_seed(0)
+    layers = fitting.make_layers("affine_autoregressive", 2, 1, (4,), generator=gen)
+    return fitting.FlowDistribution(torch.tensor([0.5, -0.5], dtype=F64), tril2(), layers)
+
+
+def wide_mvn2():
+    """A 2-D q wider than mvn2 (k-hat of mvn2 / q well below 0.7, no tie of the ratios)."""
+    return MultivariateNormal(torch.zeros(2, dtype=F64), 2.0 * torch.eye(2, dtype=F64))
+
+
 def fitted(cls, **kw):
     def make():
         with warnings.catch_warnings():
@@ -1630,6 +1656,109 @@ SPECS: list[Spec] = [
         dict(posterior=A(Obj(), F(logistic_posterior)), tol=A(_POS), max_iter=A(_ITER, 100)),
     ),
     Spec(fitting.target_moments, dict(target=A(_DIST, F(mvn2)))),
+    # lesson 10: flows, the k-hat check, eight schools
+    Spec(
+        fitting.FlowDistribution,
+        dict(
+            loc=A(Data(strict_shape=True), F(t64(0.5, -0.5))),
+            scale_tril=A(Data("tril", strict_shape=True), F(tril2)),
+            layers=A(
+                Obj(refused=(("layers of a 3-d flow", lambda: flow_layers(dim=3)),
+                             ("a list of str", lambda: ["planar"]))),
+                F(flow_layers),
+            ),
+            validate_args=A(_TORCH_VALIDATE),
+        ),
+        then=lambda d: d.sample_with_log_prob((4,), generator=torch.Generator().manual_seed(0)),
+    ),
+    Spec(
+        (fitting.FlowDistribution, "sample_with_log_prob"),
+        dict(sample_shape=A(Shape(), (4,)), generator=A(Gen())),
+        instance=flow_dist,
+    ),
+    Spec(
+        fitting.make_layers,
+        dict(
+            kind=A(Choice(fitting.FLOW_KINDS), "planar"),
+            dim=A(Count(2), 2),
+            num_layers=A(Count(maximum=64), 2),
+            hidden_dims=A(IntSeq(), (4,)),
+            generator=A(Gen()),
+        ),
+    ),
+    Spec(
+        fitting.planar_layer,
+        dict(
+            u=A(Data(strict_shape=True), F(t64(0.5, -0.3))),
+            w=A(Data(strict_shape=True), F(t64(1.0, 0.5))),
+            b=A(_ANY, 0.3),
+        ),
+    ),
+    Spec(
+        fitting.push_forward,
+        dict(
+            layers=A(Obj(refused=(("layers of a 3-d flow", lambda: flow_layers(dim=3)),)), F(flow_layers)),
+            eps=A(Data(), F(randn64(8, 5, 2))),
+        ),
+    ),
+    Spec(
+        fitting.fit_flow,
+        dict(
+            target=A(Obj(either=(("a 3-d MultivariateNormal", mvn3), ("a 1-d Normal", normal))), F(mvn2)),
+            kind=A(Choice(fitting.FLOW_KINDS)),
+            num_layers=A(Count(maximum=64), 1),
+            hidden_dims=A(IntSeq(), (4,)),
+            init=A(
+                Obj(
+                    nullable=True,
+                    refused=(
+                        ("init with NaN loc", lambda: {"loc": torch.tensor([NAN, 0.0]), "scale": 1.0}),
+                        ("init of the wrong dimension", lambda: {"loc": torch.zeros(3), "scale": 1.0}),
+                        ("init with negative scale", lambda: {"loc": torch.zeros(2), "scale": -1.0}),
+                    ),
+                )
+            ),
+            n_init=A(_ITER),
+            num_samples=A(Count(2, nullable=True), 8),
+            optimizer=A(Choice(("lbfgs", "adam"))),
+            steps=A(Count(1, huge=None, nullable=True), 3),
+            lr=A(Real(0, strict_min=True, nullable=True)),
+            tol=A(_NONNEG),
+            resample=A(Flag()),
+            value_samples=A(Count(0), 64),
+            generator=A(Gen()),
+            seed=A(Seed()),
+        ),
+    ),
+    Spec(
+        fitting.check_fit,
+        dict(
+            q=A(Obj(either=(("a 3-d MultivariateNormal", mvn3), ("a batched Normal", batched_normal))),
+                F(wide_mvn2)),
+            target=A(Obj(either=(("a 3-d MultivariateNormal", mvn3), ("a 1-d Normal", normal))), F(mvn2)),
+            num_samples=A(Count(21, maximum=10_000_000), 100),
+            generator=A(Gen()),
+        ),
+    ),
+    Spec(
+        fitting.draws_with_log_prob,
+        dict(
+            q=A(Obj(either=(("a FlowDistribution", flow_dist), ("a 1-d Normal", normal),
+                            ("a batched Normal", batched_normal))), F(mvn2)),
+            num_samples=A(Count(), 50),
+            generator=A(Gen()),
+        ),
+    ),
+    Spec(
+        fitting.EightSchools,
+        dict(centred=A(Flag()), validate_args=A(_TORCH_VALIDATE)),
+        then=lambda d: d.log_prob(torch.zeros(10, dtype=F64)),
+    ),
+    Spec(fitting.eight_schools_reference, dict(num_points=A(Count(3), 21))),
+    Spec(
+        fitting.to_centred,
+        dict(w=A(Data(), F(randn64(9, 4, 10)))),
+    ),
     # ---- gradients -----------------------------------------------------------------------
     *[
         Spec(
@@ -2296,6 +2425,10 @@ RECORDS = {
     "SamplingSettings",
     "StartSettings",
     "NormalStatistics",
+    # lesson 10's results (fit_flow, check_fit, eight_schools_reference)
+    "FlowFit",
+    "FitCheck",
+    "SchoolsReference",
 }
 #: Other public callables not walked, with the reason.
 EXCLUDED = {

@@ -6,11 +6,12 @@ full or mean-field Gaussian, by quadrature, reparameterised Monte Carlo, exact
 samples, self-normalised importance sampling (with its Pareto k-hat diagnostic,
 ``GaussianFit.khat``) or moment matching.
 :mod:`vitoolkit.fitting.targets` holds the demonstration targets.
-Richer families: :func:`~vitoolkit.fitting.flow_fit.fit_flow` fits a normalizing flow
-(:mod:`~vitoolkit.fitting.flows`) by the same reverse-KL objective and optimiser loop;
-:func:`~vitoolkit.fitting.diagnose.check_fit` judges any fitted q by the Pareto k-hat of p/q
-and PSIS; :mod:`~vitoolkit.fitting.eight_schools` holds the eight-schools model and its exact
-posterior (imported from their modules).
+Richer families: :func:`fit_flow` fits a normalizing flow (:class:`FlowDistribution`,
+layers from :func:`make_layers`; :mod:`~vitoolkit.fitting.flows`) by the same reverse-KL
+objective and optimiser loop; :func:`check_fit` judges any fitted q by the Pareto k-hat of
+p/q and PSIS (:mod:`~vitoolkit.fitting.diagnose`); :class:`EightSchools` and
+:func:`eight_schools_reference` are the eight-schools model and its exact posterior
+(:mod:`~vitoolkit.fitting.eight_schools`).
 Bayesian logistic regression (:mod:`~vitoolkit.fitting.logistic`) is a target like
 any other; :mod:`~vitoolkit.fitting.laplace` gives the Laplace approximation and
 :mod:`~vitoolkit.fitting.reference` reference posteriors (exact grid, NUTS).
@@ -18,6 +19,17 @@ any other; :mod:`~vitoolkit.fitting.laplace` gives the Laplace approximation and
 
 from .. import exceptions as _exceptions
 from ..exceptions import UnreliableEstimateWarning
+from .diagnose import FitCheck, check_fit, draws_with_log_prob
+from .eight_schools import (
+    SCHOOLS_SIGMA,
+    SCHOOLS_Y,
+    EightSchools,
+    SchoolsReference,
+    eight_schools_reference,
+    to_centred,
+)
+from .flow_fit import FlowFit, fit_flow
+from .flows import FLOW_KINDS, FlowDistribution, make_layers, planar_layer, push_forward
 from .gaussian_fit import (
     DIVERGENCES,
     METHODS,
@@ -55,11 +67,16 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getat
     "Banana",
     "ConvergenceWarning",
     "DIVERGENCES",
+    "EightSchools",
+    "FLOW_KINDS",
+    "FitCheck",
     "FitSettings",
+    "FlowDistribution",
+    "FlowFit",
     "Funnel",
     "GaussianFit",
-    "GridSettings",
     "GridReference",
+    "GridSettings",
     "LaplaceFit",
     "LogProbOnly",
     "LogisticPosterior",
@@ -71,20 +88,31 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getat
     "Predictive",
     "Reference",
     "Ring",
+    "SCHOOLS_SIGMA",
+    "SCHOOLS_Y",
     "SamplingSettings",
+    "SchoolsReference",
     "StartSettings",
     "UnreliableEstimateWarning",
     "bimodal_1d",
+    "check_fit",
     "correlated_gaussian",
+    "draws_with_log_prob",
+    "eight_schools_reference",
     "fit_alpha_sweep",
+    "fit_flow",
     "fit_gaussian",
     "grid_reference",
     "laplace_approximation",
+    "make_layers",
     "make_toy_data",
     "mixture_2d",
     "nuts_reference",
+    "planar_layer",
     "predictive",
     "probit_predictive",
+    "push_forward",
     "sklearn_map",
     "target_moments",
+    "to_centred",
 ]

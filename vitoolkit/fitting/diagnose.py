@@ -25,9 +25,9 @@ import torch
 from ..distributions import sample
 from ..divergences import KHAT_THRESHOLD, log_mean_exp, mean_and_stderr, pareto_smooth
 from ..validation import check_int
-from ._checks import check_target
+from ._checks import check_draws_memory, check_generator, check_target
 
-__all__ = ["FitCheck", "check_fit"]
+__all__ = ["FitCheck", "check_fit", "draws_with_log_prob"]
 
 
 class FitCheck(NamedTuple):
@@ -46,7 +46,24 @@ class FitCheck(NamedTuple):
 
 
 def draws_with_log_prob(q, num_samples: int, generator=None):
-    """(z (S, D), log q(z) (S,)) from a fitted q: a flow scores its own draws exactly."""
+    """(z (S, D), log q(z) (S,)) from a fitted q: a flow scores its own draws exactly.
+
+    Parameters
+    ----------
+    q : torch.distributions.Distribution
+        Unbatched, event shape () (then D = 1) or (D,); a
+        :class:`~vitoolkit.fitting.flows.FlowDistribution` is scored by its forward route.
+    num_samples : int >= 1
+    generator : torch.Generator, optional
+    """
+    d = check_target(q, "q")
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    check_generator(generator)
+    check_draws_memory(num_samples, d, "num_samples", "the draws of q")
+    return _draws_with_log_prob(q, num_samples, generator)
+
+
+def _draws_with_log_prob(q, num_samples: int, generator=None):
     if hasattr(q, "sample_with_log_prob"):
         return q.sample_with_log_prob((num_samples,), generator=generator)
     with torch.no_grad():
@@ -76,11 +93,11 @@ def check_fit(q, target, *, num_samples: int = 4000, generator=None) -> FitCheck
     d = check_target(target, "target", vector_event=True)
     check_target(q, "q", vector_event=True)
     num_samples = check_int(num_samples, "num_samples", minimum=21, maximum=10_000_000)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_generator(generator)
     if tuple(q.event_shape) != (d,):
         raise ValueError(f"q has event shape {tuple(q.event_shape)}, the target ({d},)")
-    z, log_q = draws_with_log_prob(q, num_samples, generator)
+    check_draws_memory(num_samples, d, "num_samples", "the draws of q")
+    z, log_q = _draws_with_log_prob(q, num_samples, generator)
     with torch.no_grad():
         log_p = target.log_prob(z).to(torch.float64)
     log_r = log_p - log_q

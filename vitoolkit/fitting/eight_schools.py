@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, HalfCauchy, Normal, constraints
 
-from ..validation import check_bool, check_int
+from ..validation import as_float_tensor, check_bool, check_int
 from .reference import GridReference, grid_reference
 
 __all__ = ["EightSchools", "SchoolsReference", "eight_schools_reference", "SCHOOLS_Y",
@@ -67,9 +67,10 @@ class EightSchools(Distribution):
 
     def __init__(self, centred: bool = True, validate_args=None):
         self.centred = check_bool(centred, "centred")
+        validate_args = None if validate_args is None else check_bool(validate_args, "validate_args")
         self.y = torch.tensor(SCHOOLS_Y, dtype=_F64)
         self.sigma = torch.tensor(SCHOOLS_SIGMA, dtype=_F64)
-        super().__init__(torch.Size(), torch.Size((10,)), validate_args=False)
+        super().__init__(torch.Size(), torch.Size((10,)), validate_args=validate_args)
 
     def log_prob(self, value):
         value = torch.as_tensor(value, dtype=_F64)
@@ -85,9 +86,19 @@ class EightSchools(Distribution):
 
 
 def to_centred(w):
-    """Map non-centred draws (mu, log tau, eta) of shape (..., 10) to (mu, log tau, theta)."""
-    w = torch.as_tensor(w, dtype=_F64)
+    """Map non-centred draws (mu, log tau, eta) of shape (..., 10) to (mu, log tau, theta).
+
+    theta_j = mu + tau eta_j with tau = exp(log tau). ``w`` must be finite, and its log tau
+    small enough that theta is finite (a ValueError naming ``w`` otherwise).
+    """
+    w = as_float_tensor(w, "w", dtype=_F64)
+    if w.dim() < 1 or w.shape[-1] != 10:
+        raise ValueError(f"w must have shape (..., 10) (mu, log tau, eta_1..eta_8), got "
+                         f"{tuple(w.shape)}")
     theta = w[..., :1] + w[..., 1:2].exp() * w[..., 2:]
+    if not bool(torch.isfinite(theta).all()):
+        raise ValueError("w gives a non-finite theta = mu + exp(log tau) eta (log tau or eta too "
+                         "large)")
     return torch.cat([w[..., :2], theta], -1)
 
 

@@ -41,9 +41,18 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, Transform, constraints
 
-from ..validation import as_float_tensor, check_choice, check_int
+from ..distributions import check_draw_memory, check_sample_shape
+from ..validation import (
+    as_float_tensor,
+    check_bool,
+    check_choice,
+    check_int,
+    check_memory,
+    check_real,
+)
+from ._checks import check_generator
 from .family import STANDARD_NORMAL, GaussianParams
 
 __all__ = ["FLOW_KINDS", "FlowParams", "FlowDistribution", "make_layers", "planar_layer",
@@ -106,6 +115,14 @@ def make_layers(kind: str, dim: int, num_layers: int, hidden_dims=(32, 32), *,
     num_layers = check_int(num_layers, "num_layers", minimum=1, maximum=64)
     hidden = [check_int(h, f"hidden_dims[{i}]", minimum=1, maximum=4096)
               for i, h in enumerate(hidden_dims)]
+    if kind == "affine_autoregressive" and not hidden:
+        raise ValueError("hidden_dims must have at least one width for kind='affine_autoregressive'")
+    generator = check_generator(generator)
+    # weights and masks of each layer (Python ints: no overflow), refused before any is built
+    widths = [dim, *hidden, 2 * dim] if kind == "affine_autoregressive" else [dim, 3]
+    per_layer = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    check_memory(2 * 8 * num_layers * per_layer, "dim", dim,
+                 f"{num_layers} {kind} layer(s) of dimension {dim}")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     layers = []
     reverse = torch.arange(dim - 1, -1, -1)
@@ -126,11 +143,51 @@ def make_layers(kind: str, dim: int, num_layers: int, hidden_dims=(32, 32), *,
     return layers
 
 
-def push_forward(layers, eps: torch.Tensor):
+def _checked_f64(value, name: str) -> torch.Tensor:
+    """A finite float64 tensor, checked by :func:`as_float_tensor`; a tensor that requires
+    grad keeps its gradient path (as_float_tensor's copy would be detached)."""
+    checked = as_float_tensor(value, name, dtype=_F64)
+    return value.to(_F64) if isinstance(value, torch.Tensor) and value.requires_grad else checked
+
+
+def _check_layers(layers, name: str = "layers") -> list:
+    """``layers`` as a list of torch/Pyro transforms (a string or a lone transform is refused)."""
+    if isinstance(layers, (str, bytes, Transform)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"{name} must be a list of Pyro transforms, got {type(layers).__name__}")
+    layers = list(layers)
+    for i, t in enumerate(layers):
+        if not isinstance(t, Transform):
+            raise TypeError(f"{name}[{i}] must be a Pyro (torch.distributions) transform, got "
+                            f"{type(t).__name__}")
+    return layers
+
+
+def push_forward(layers, eps):
     r"""u_K = T_K(...T_1(eps)) and sum_k log|det J_{T_k}|, for eps of shape (..., D).
+
+    Parameters
+    ----------
+    layers : list of Pyro transforms (:func:`make_layers`, :func:`planar_layer`)
+    eps : Tensor of shape (..., D), finite; float64 (the layers' dtype)
 
     Returns ``(u, log_det)`` with ``log_det`` of shape (...).
     """
+    layers = _check_layers(layers)
+    eps = _checked_f64(eps, "eps")
+    if eps.dim() < 1 or eps.shape[-1] < 1:
+        raise ValueError(f"eps must have shape (..., D) with D >= 1, got {tuple(eps.shape)}")
+    try:
+        u, log_det = _push_forward(layers, eps)
+    except (RuntimeError, IndexError) as err:  # a D the layers were not built for
+        raise ValueError(f"eps of shape {tuple(eps.shape)} does not fit the layers: {err}") from None
+    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(log_det).all())):
+        raise ValueError("the layers map eps to a non-finite value (eps too large for them, or "
+                         "layers with non-finite weights)")
+    return u, log_det
+
+
+def _push_forward(layers, eps: torch.Tensor):
+    """:func:`push_forward` without the checks (the fitting loop's hot path)."""
     u = eps
     log_det = torch.zeros(eps.shape[:-1], dtype=eps.dtype)
     for t in layers:
@@ -150,22 +207,26 @@ def planar_layer(u, w, b):
 
     Parameters
     ----------
-    u, w : Tensor of shape (D,), float64; w nonzero and w^T u > -1
-    b : float
+    u, w : Tensor of shape (D,), float64, finite; w nonzero and w^T u > -1
+    b : float, finite
     """
     import pyro.distributions.transforms as T
 
-    u = torch.as_tensor(u, dtype=_F64)
-    w = torch.as_tensor(w, dtype=_F64)
-    if u.dim() != 1 or u.shape != w.shape:
-        raise ValueError(f"u and w must be vectors of one shape (D,), got {tuple(u.shape)} and "
-                         f"{tuple(w.shape)}")
+    u = as_float_tensor(u, "u", dtype=_F64)
+    w = as_float_tensor(w, "w", dtype=_F64)
+    b = check_real(b, "b")
+    if u.dim() != 1 or u.shape != w.shape or u.shape[0] < 1:
+        raise ValueError(f"u and w must be vectors of one shape (D,), D >= 1, got {tuple(u.shape)} "
+                         f"and {tuple(w.shape)}")
     norm2 = float(w.pow(2).sum())
     a = float(w @ u)
-    if not norm2 > 0:
-        raise ValueError("w must be nonzero (the layer's direction)")
+    if not norm2 > 0 or not math.isfinite(norm2):
+        raise ValueError(f"w must be nonzero with a finite norm (the layer's direction), got |w|^2 = "
+                         f"{norm2:.4g}")
+    if not math.isfinite(a):
+        raise ValueError(f"w^T u must be finite, got {a:.4g} (u or w too large)")
     if not a > -1:
-        raise ValueError(f"the planar layer is invertible only for w^T u > -1, got {a:.4g}")
+        raise ValueError(f"the planar layer is invertible only for w^T u > -1 (u and w), got {a:.4g}")
     raw_alpha = a + 1 + math.log(-math.expm1(-(a + 1)))  # softplus^-1(a + 1), stable
     layer = T.Planar(u.shape[0]).to(_F64)
     with torch.no_grad():
@@ -211,7 +272,10 @@ class FlowParams(GaussianParams):
 
     def push(self, eps: torch.Tensor):
         """(z, log|det dz/d eps|) for base noise eps of shape (..., D)."""
-        u, log_det = push_forward(self.layers, eps)
+        # Pyro's layers cache their last (x, y) by identity: the same eps pushed again (L-BFGS's
+        # line search, resample=False) would return y from a graph already freed by backward
+        _clear_caches(self.layers)
+        u, log_det = _push_forward(self.layers, eps)
         z = self.loc + u @ self.scale_tril().mT
         return z, log_det + self.log_diag.sum()
 
@@ -270,9 +334,14 @@ class FlowDistribution(Distribution):
         tril = self.scale_tril
         if bool((torch.triu(tril, 1) != 0).any()) or not bool((tril.diagonal() > 0).all()):
             raise ValueError("scale_tril must be lower triangular with a positive diagonal")
-        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
-            raise TypeError(f"layers must be a list of Pyro transforms, got {type(layers).__name__}")
-        self.layers = list(layers)
+        self.layers = _check_layers(layers)
+        validate_args = None if validate_args is None else check_bool(validate_args, "validate_args")
+        try:  # a probe through the layers: they must be built for this D (and float64)
+            with torch.no_grad():
+                _push_forward(self.layers, torch.zeros(1, d, dtype=_F64))
+        except (RuntimeError, IndexError) as err:
+            raise ValueError(f"layers do not fit loc of shape ({d},): {err}") from None
+        _clear_caches(self.layers)
         super().__init__(torch.Size(), torch.Size(self.loc.shape), validate_args=validate_args)
 
     @property
@@ -287,23 +356,43 @@ class FlowDistribution(Distribution):
                                       for p in t.parameters())
 
     def _push(self, eps):
-        u, log_det = push_forward(self.layers, eps)
+        u, log_det = _push_forward(self.layers, eps)
         z = self.loc + u @ self.scale_tril.mT
         return z, log_det + self.scale_tril.diagonal().log().sum()
 
     def rsample(self, sample_shape=torch.Size()):
-        eps = torch.randn(torch.Size(sample_shape) + (self.dim,), dtype=_F64)
+        eps = torch.randn(self._shape(sample_shape), dtype=_F64)
         return self._push(eps)[0]
 
+    def _shape(self, sample_shape) -> torch.Size:
+        """sample_shape + (D,), checked, and refused before allocating when it would not fit."""
+        sample_shape = check_sample_shape(sample_shape)
+        check_draw_memory(sample_shape, (self.dim,), arrays=4 + len(self.layers))
+        return sample_shape + (self.dim,)
+
     def sample_with_log_prob(self, sample_shape=torch.Size(), *, generator=None):
-        """Draws z and their exact log q(z), by the forward route (no inverse needed)."""
-        eps = torch.randn(torch.Size(sample_shape) + (self.dim,), dtype=_F64, generator=generator)
+        """Draws z and their exact log q(z), by the forward route (no inverse needed).
+
+        Parameters
+        ----------
+        sample_shape : tuple of int
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        (z, log_q) of shapes ``sample_shape + (D,)`` and ``sample_shape``.
+        """
+        shape = self._shape(sample_shape)
+        check_generator(generator)
+        eps = torch.randn(shape, dtype=_F64, generator=generator)
         with torch.no_grad():
             z, log_det = self._push(eps)
         return z, STANDARD_NORMAL.log_prob(eps).sum(-1) - log_det
 
     def log_prob(self, value):
-        value = torch.as_tensor(value, dtype=_F64)
+        value = _checked_f64(value, "value")
+        if value.dim() < 1 or value.shape[-1] != self.dim:
+            raise ValueError(f"value must have shape (..., {self.dim}), got {tuple(value.shape)}")
         u = torch.linalg.solve_triangular(self.scale_tril, (value - self.loc).unsqueeze(-1),
                                           upper=False).squeeze(-1)
         log_det = self.scale_tril.diagonal().log().sum().expand(value.shape[:-1]).clone()

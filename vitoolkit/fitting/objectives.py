@@ -106,10 +106,23 @@ class Target:
         #: a rough (mean, variance) for default grids and starts, set on first need
         self.reference = None
 
+    def _overflowed(self, during: str) -> FloatingPointError:
+        return FloatingPointError(
+            f"the points where {self.name}.log_prob is evaluated became non-finite during "
+            f"{during}: q's parameters overflowed (the optimiser diverged). Try a smaller "
+            "lr, optimizer='lbfgs', or a start nearer the target (init=...)")
+
     def log_prob(self, x: torch.Tensor, *, during: str, allow_neg_inf: bool) -> torch.Tensor:
         """log p at points x of shape (..., D), as float64 (...); non-finite values raise."""
         arg = x[..., 0] if self.scalar_event else x
-        lp = self.dist.log_prob(arg.to(self.dtype))
+        try:
+            lp = self.dist.log_prob(arg.to(self.dtype))
+        except ValueError:
+            if bool(torch.isfinite(x).all()):
+                raise
+            # a validating target (validate_args) refuses the overflowed points with its own
+            # support error, which names no argument of the fit
+            raise self._overflowed(during) from None
         if not isinstance(lp, torch.Tensor) or lp.shape != x.shape[:-1]:
             shape = tuple(lp.shape) if isinstance(lp, torch.Tensor) else type(lp).__name__
             raise ValueError(f"{self.name} ({self.kind}).log_prob must return one value per point,"
@@ -120,10 +133,7 @@ class Target:
             bad = bad | (lp == -math.inf)
         if bool(bad.any()):
             if not bool(torch.isfinite(x).all()):
-                raise FloatingPointError(
-                    f"the points where {self.name}.log_prob is evaluated became non-finite during "
-                    f"{during}: q's parameters overflowed (the optimiser diverged). Try a smaller "
-                    "lr, optimizer='lbfgs', or a start nearer the target (init=...)")
+                raise self._overflowed(during)
             where = x.detach().reshape(-1, self.dim)[bad.reshape(-1)][0].tolist()
             value = lp.detach().reshape(-1)[bad.reshape(-1)][0].item()
             hint = ("reverse KL and alpha <= 0 need log p finite wherever q has mass"
