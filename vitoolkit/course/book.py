@@ -361,7 +361,7 @@ def run(args) -> int:
         return 1
     for w in result.warnings:
         print(w, file=sys.stderr)
-    setting = "quick" if args.quick else "full-size"
-    print(f"built {len(result.pages)} tutorial pages ({setting} runs, seed {args.seed}) in "
-          f"{result.seconds:.1f} s: {result.index}")
+    how = (f"{'quick' if args.quick else 'full-size'} runs, seed {args.seed}" if args.run
+           else "code only, not run")
+    print(f"built {len(result.pages)} tutorial pages ({how}) in {result.seconds:.1f} s: {result.index}")
     return 0

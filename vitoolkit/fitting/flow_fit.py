@@ -82,8 +82,7 @@ def fit_flow(target, *, kind="affine_autoregressive", num_layers=4, hidden_dims=
         The layers (:func:`vitoolkit.fitting.flows.make_layers`).
     num_layers : int >= 1
     hidden_dims : sequence of int, the autoregressive networks' widths
-    init, n_init, num_samples, optimizer, steps, lr, tol, resample, value_samples,
-    generator, seed
+    init, n_init, num_samples, optimizer, steps, lr, tol, resample, value_samples, generator, seed
         As in :func:`~vitoolkit.fitting.fit_gaussian` (``init`` gives the Gaussian the
         flow starts from; the default optimiser here is Adam with fresh noise each step).
 

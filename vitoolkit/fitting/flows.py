@@ -170,7 +170,10 @@ def push_forward(layers, eps):
     layers : list of Pyro transforms (:func:`make_layers`, :func:`planar_layer`)
     eps : Tensor of shape (..., D), finite; float64 (the layers' dtype)
 
-    Returns ``(u, log_det)`` with ``log_det`` of shape (...).
+    Returns
+    -------
+    u : Tensor of shape (..., D)
+    log_det : Tensor of the batch shape of ``eps``
     """
     layers = _check_layers(layers)
     eps = _checked_f64(eps, "eps")
@@ -201,9 +204,9 @@ def planar_layer(u, w, b):
     r"""A Pyro ``Planar`` layer whose effective vector u_hat equals ``u``.
 
     Pyro stores an unconstrained u and uses
-    u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a) (Rezende & Mohamed
+    u_hat = u + (m(w^T u) - w^T u) w / (w^T w), m(a) = -1 + softplus(a) (Rezende & Mohamed
     2015, appendix A.1). Given the u_hat wanted (with w^T u_hat > -1), the stored u is
-    u_hat + (softplus^-1(w^T u_hat + 1) - w^T u_hat) w / |w|^2.
+    u_hat + (softplus^-1(w^T u_hat + 1) - w^T u_hat) w / (w^T w).
 
     Parameters
     ----------
