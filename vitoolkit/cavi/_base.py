@@ -144,15 +144,20 @@ def as_matrix(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
         raise
     if arr.ndim == 1:
         arr = arr[:, None]
-    n, d = arr.shape
+    check_shape(arr.shape, name, min_samples=min_samples)
+    check_scale(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+def check_shape(shape: tuple, name: str = "X", *, min_samples: int = 1) -> None:
+    """An (n, d) data shape with d >= 1 and n >= ``min_samples`` (scikit-learn's wording)."""
+    n, d = shape
     if d < 1:
-        raise ValueError(f"{name} must have at least one feature: 0 feature(s) (shape={arr.shape})"
+        raise ValueError(f"{name} must have at least one feature: 0 feature(s) (shape={shape})"
                          " while a minimum of 1 is required.")
     if n < min_samples:
         raise ValueError(f"{name} has {n} sample(s) (n_samples={n}) but at least {min_samples} "
                          "are needed")
-    check_scale(arr, name)
-    return np.ascontiguousarray(arr)
 
 
 def is_one_array(X) -> bool:

@@ -55,7 +55,7 @@ import sys
 
 import numpy as np
 
-from ._base import check_scale
+from ._base import check_scale, check_shape
 
 __all__ = ["INIT_SAMPLE", "DaskData", "as_dask_data", "distinct_indices", "is_dask_array",
            "sum_in_order", "gw_accumulate", "gw_initial_stats", "gw_labels"]
@@ -242,12 +242,7 @@ def as_dask_data(X, name: str = "X", *, min_samples: int = 1) -> DaskData:
         raise ValueError(f"{name} must be chunked along the rows only (each chunk holding all "
                          f"{d} columns), got column chunks {X.chunks[1]}; rechunk with "
                          f"{name}.rechunk({{1: -1}})")
-    if d < 1:
-        raise ValueError(f"{name} must have at least one feature: 0 feature(s) (shape={X.shape})"
-                         " while a minimum of 1 is required.")
-    if n < min_samples:
-        raise ValueError(f"{name} has {n} sample(s) (n_samples={n}) but at least {min_samples} "
-                         "are needed")
+    check_shape(X.shape, name, min_samples=min_samples)
     data = DaskData(X, np.zeros(d))
     parts = [p for p in data.map_chunks(_moments_chunk) if p[0]]
     bad = sum(p[4] for p in parts)

@@ -40,7 +40,7 @@ def _legend_outside(ax, **kwargs):
 
 
 def plot_grouped_bars(values: dict, *, ax=None, log: bool = True, ylabel: str = "",
-                      title: str = "", errors: dict | None = None):
+                      title: str = "", errors: dict | None = None, legend: bool = True):
     """Bars grouped along x: ``values[group][series]`` (e.g. checkpoint -> estimator -> variance).
 
     Parameters
@@ -51,6 +51,8 @@ def plot_grouped_bars(values: dict, *, ax=None, log: bool = True, ylabel: str = 
         Logarithmic y axis (for quantities spanning orders of magnitude).
     errors : dict shaped like ``values``, optional
         Standard errors, drawn as error bars.
+    legend : bool
+        Draw the legend off the data (``False``: the caller adds more and draws it).
 
     Returns
     -------
@@ -75,7 +77,8 @@ def plot_grouped_bars(values: dict, *, ax=None, log: bool = True, ylabel: str = 
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    _legend_outside(ax)
+    if legend:
+        _legend_outside(ax)
     return drawn
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .discrete import plot_grouped_bars
 from .style import color, get_ax
 
 __all__ = ["plot_density", "plot_khat_bars", "plot_std_ratios"]
@@ -52,19 +53,13 @@ def plot_khat_bars(khat: dict, *, threshold: float = 0.7, ax=None, title: str = 
     ax = get_ax(ax)
     families = list(khat)
     targets = list(khat[families[0]])
-    width = 0.8 / len(families)
-    pos = np.arange(len(targets))
-    bars = []
-    for j, fam in enumerate(families):
-        offset = (j - (len(families) - 1) / 2) * width
-        bars.append(ax.bar(pos + offset, [khat[fam][t] for t in targets], width, color=color(j),
-                           label=fam))
+    by_target = {t: {fam: khat[fam][t] for fam in families} for t in targets}
+    bars = plot_grouped_bars(by_target, ax=ax, log=False, legend=False,
+                             ylabel=r"Pareto $\hat k$ of $p/q$ under $q$", title=title)
     ax.axhline(threshold, color="k", ls="--", lw=1, label=f"{threshold}: unreliable above")
-    ax.set_xticks(pos, targets, fontsize="small")
-    ax.set_ylabel(r"Pareto $\hat k$ of $p/q$ under $q$")
+    ax.tick_params(axis="x", labelsize="small")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(families) + 1,
               fontsize="small")
-    ax.set_title(title, fontsize="medium")
     return bars
 
 
