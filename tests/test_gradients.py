@@ -2,7 +2,7 @@
 
 Independent routes: closed forms vs Gauss-Hermite quadrature and finite differences,
 Monte Carlo means vs exact gradients within 4.5 standard errors (fixed seeds), sample
-variances vs the closed forms of REFERENCES.md, and one hand-derived draw.
+variances vs closed forms (Mohamed et al. 2020, section 3), and one hand-derived draw.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_unbiased_for_a_generic_non_separable_cost(estimator):
         assert_mc_close(samples.mean(0), truth, samples.std(0) / math.sqrt(40_000))
 
 
-# -- variances against REFERENCES.md ------------------------------------------------------------
+# -- variances against closed forms ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cost", [Linear(), Quadratic(2.5), Quadratic(-0.5)], ids=repr)
@@ -165,7 +165,7 @@ def test_one_dimensional_variances_match_closed_forms(cost, estimator):
 
 
 def test_reference_values_are_the_published_ones():
-    # REFERENCES.md at mu = 1, sigma = 1 (a = mu - k): linear 3 and 12; quadratic k = 0:
+    # Mohamed et al. (2020), section 3, at mu = 1, sigma = 1 (a = mu - k): linear 3 and 12; quadratic k = 0:
     # a^4 + 14 a^2 + 15 = 30, 2 a^4 + 60 a^2 + 74 = 136; pathwise 4 and 4 a^2 + 8 = 12.
     one = _t([1.0])
     assert [float(v) for v in Linear().estimator_variance("score", one, one)] == [3.0, 12.0]

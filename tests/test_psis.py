@@ -8,7 +8,7 @@
 - scipy's maximum-likelihood GPD fit on the same exceedances (a peer implementation).
 - The closed-form tail shape of a Gaussian importance ratio: for x ~ N(0, s^2) and
   r = N(x; 0, 1) / N(x; 0, s^2), P(r > t) ~ t^(-1/(1 - s^2)), so k = 1 - s^2 (s < 1).
-- The REFERENCES example: KL(q || p) by k3 from q = N(0.3, 0.2^2), p = N(0, 1), 1e5 draws.
+- Schulman's (2020) k3 estimator: KL(q || p) by k3 from q = N(0.3, 0.2^2), p = N(0, 1), 1e5 draws.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ section 3 and figures 2-3): (x - k)^2, exp(-k x^2) and cos(k x).
 
 A cost also says whether it is differentiable (the pathwise estimator needs
 f'), and, for the linear and quadratic costs, the closed-form variances of the
-score-function and pathwise per-sample estimators (REFERENCES.md).
+score-function and pathwise per-sample estimators (Mohamed, Rosca, Figurnov & Mnih 2020,
+section 3, derived per coordinate for a diagonal Gaussian).
 
 The parameter ``k`` may be a tensor: it broadcasts against ``x``, so one call
 evaluates a whole sweep over k (give ``k`` shape (K, 1) and ``loc`` shape (K, 1)).
@@ -156,7 +157,7 @@ class Linear(Cost):
     r"""f(x) = sum_d x_d (``k`` is unused).
 
     Per-sample variances (coordinate i; Mohamed et al. 2020, section 3, with the
-    D-dimensional form of REFERENCES.md): score function
+    D-dimensional form derived from it coordinate by coordinate): score function
     Var[d/d mu_i] = ((sum_d mu_d)^2 + sum_d sigma_d^2 + 2 sigma_i^2) / sigma_i^2 - 1,
     Var[d/d sigma_i] = (2 (sum_d mu_d)^2 + 2 sum_{d != i} sigma_d^2 + 10 sigma_i^2) / sigma_i^2;
     pathwise 0 and 1. In one dimension: mu^2/sigma^2 + 2 and 2 mu^2/sigma^2 + 10.

@@ -5,7 +5,7 @@ r"""The experiments of tutorial 04, as data: each returns plain NumPy arrays in 
   mu = sigma = 1 (Mohamed, Rosca, Figurnov & Mnih, JMLR 2020, section 3,
   figures 2-3), with the exact gradient and the closed-form variances.
 - :func:`variance_vs_dimension`: q = N(mu 1, sigma^2 I_D), score-function growth
-  vs pathwise flatness (REFERENCES.md dimension formula).
+  vs pathwise flatness (the closed form derived from Mohamed et al. 2020, section 3).
 - :func:`variance_vs_num_samples`: variance and signal-to-noise ratio of the
   averaged estimator against the number of draws.
 - :func:`estimator_table`: mean, standard error, bias z-score, variance and SNR
@@ -151,7 +151,7 @@ def variance_vs_dimension(dims, *, cost: str = "linear", k: float = 1.0,
     r"""Per-sample variance of d/d mu_i and d/d sigma_i against D for q = N(mu 1, sigma^2 I_D).
 
     Variances are averaged over the D coordinates (they are exchangeable). For
-    f = sum_d x_d the score function's is (D mu)^2/sigma^2 + D + 1 (REFERENCES.md)
+    f = sum_d x_d the score function's is (D mu)^2/sigma^2 + D + 1 (the Linear cost's closed form)
     and the pathwise one is 0. ``variance_stderr`` is the mean over coordinates of
     each coordinate's standard error (:func:`gradient_statistics`): an upper bound
     on the standard error of the average, whatever the coordinates' correlation.
