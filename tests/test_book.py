@@ -35,12 +35,12 @@ pytestmark = [
 ]
 
 THROWAWAY = '''\
-"""A throwaway lesson: squares
-
-Question: Does every saved figure reach the page as the notebook shows it?
-
-The docstring's body is Markdown too: $x^2$.
-"""
+# %% [markdown]
+# # A throwaway lesson: squares
+#
+# Question: Does every saved figure reach the page as the notebook shows it?
+#
+# The header is a Markdown cell: $x^2$.
 
 # %%
 # a comment that must stay in the code

@@ -11,10 +11,12 @@ import pytest
 from vitoolkit.course import cli
 from vitoolkit.course.tutorial import Tutorial, to_jsonable
 
-GOOD = '''"""A good tutorial.
+GOOD = '''# %% [markdown]
+# # A good tutorial.
+#
+# Question: Does the runner work?
 
-Question: Does the runner work?
-"""
+# %%
 from vitoolkit.course import Tutorial
 tut = Tutorial("01_good")
 tut.record("answer", 42)
@@ -25,10 +27,12 @@ tut.savefig(fig, "line")
 tut.finish()
 '''
 
-BAD = '''"""A broken tutorial.
+BAD = '''# %% [markdown]
+# # A broken tutorial.
+#
+# Question: What happens when a tutorial fails?
 
-Question: What happens when a tutorial fails?
-"""
+# %%
 raise RuntimeError("boom")
 '''
 
@@ -85,7 +89,7 @@ def test_the_real_tutorials_all_declare_a_question():
     found = cli.find_tutorials(cli.tutorials_dir())
     assert found, "no tutorials found"
     for t in found:
-        assert t.question, f"{t.name} has no 'Question:' line in its docstring"
+        assert t.question, f"{t.name} has no 'Question:' line in its opening Markdown cell"
 
 
 def test_tutorial_runtime_reads_environment_and_ignores_unknown_arguments(tmp_path, monkeypatch):

@@ -1,16 +1,16 @@
-"""Anatomy of the ELBO: log p(x) = ELBO(q) + KL(q || p(z|x)), checked to many digits.
-
-Question: Why is p(x) intractable once a latent z appears, and how does an approximate q(z) still bound it?
-
-We use a model whose evidence and posterior are known exactly, the conjugate
-Normal-Normal model (Bishop, PRML section 2.3.3), so every statement below is a
-number you can check, and the run checks it: each comparative sentence is followed
-by a `[claim ✓]` line printed from this run's own numbers. We meet the four objects
-of Bayes' rule on one model, the identity of Blei, Kucukelbir & McAuliffe (2017,
-eq. 13) and its two derivations, the ELBO surface, why raising the bound raises the
-evidence, the naive and the importance-sampled evidence estimators, and when a Monte
-Carlo error bar is meaningless (Vehtari et al. 2024).
-"""
+# %% [markdown]
+# # Anatomy of the ELBO: log p(x) = ELBO(q) + KL(q || p(z|x)), checked to many digits.
+#
+# Question: Why is p(x) intractable once a latent z appears, and how does an approximate q(z) still bound it?
+#
+# We use a model whose evidence and posterior are known exactly, the conjugate
+# Normal-Normal model (Bishop, PRML section 2.3.3), so every statement below is a
+# number you can check, and the run checks it: each comparative sentence is followed
+# by a `[claim ✓]` line printed from this run's own numbers. We meet the four objects
+# of Bayes' rule on one model, the identity of Blei, Kucukelbir & McAuliffe (2017,
+# eq. 13) and its two derivations, the ELBO surface, why raising the bound raises the
+# evidence, the naive and the importance-sampled evidence estimators, and when a Monte
+# Carlo error bar is meaningless (Vehtari et al. 2024).
 
 # %% [markdown]
 # ## 1. Prior, likelihood, posterior and evidence on one model

@@ -1,12 +1,12 @@
-"""Mean-field CAVI on Gaussian mixtures
-
-Question: What does mean-field CAVI do on a Gaussian mixture, and how close is its ELBO to log p(x)?
-
-Sources: Blei, Kucukelbir & McAuliffe (2017), "Variational inference: a review for
-statisticians", JASA, sections 2.3-2.4 and 3 (mean-field, CAVI and the unit-variance mixture); Bishop (2006),
-PRML section 10.2 (the full Bayesian mixture, eq. 10.37-10.82); Hoffman, Blei, Wang &
-Paisley (2013), "Stochastic variational inference", JMLR (sections 2.3-2.4).
-"""
+# %% [markdown]
+# # Mean-field CAVI on Gaussian mixtures
+#
+# Question: What does mean-field CAVI do on a Gaussian mixture, and how close is its ELBO to log p(x)?
+#
+# Sources: Blei, Kucukelbir & McAuliffe (2017), "Variational inference: a review for
+# statisticians", JASA, sections 2.3-2.4 and 3 (mean-field, CAVI and the unit-variance mixture); Bishop (2006),
+# PRML section 10.2 (the full Bayesian mixture, eq. 10.37-10.82); Hoffman, Blei, Wang &
+# Paisley (2013), "Stochastic variational inference", JMLR (sections 2.3-2.4).
 
 # %% [markdown]
 # ## What "mean-field" assumes

@@ -1,13 +1,13 @@
-"""Forward vs reverse KL: mode-seeking, mass-covering, and the alpha dial between them
-
-Question: Why does VI minimise KL(q||p), and what does that direction do to the fitted q?
-
-We fit one Gaussian q to the same targets under KL(q||p), KL(p||q) and Minka's
-alpha-divergences with ``vitoolkit.fitting.fit_gaussian``, and compare. Sources:
-Bishop, *Pattern Recognition and Machine Learning* (PRML), section 10.1.2 and
-figures 10.2-10.3; Minka, "Divergence measures and message passing",
-MSR-TR-2005-173 (2005), eq. 2.
-"""
+# %% [markdown]
+# # Forward vs reverse KL: mode-seeking, mass-covering, and the alpha dial between them
+#
+# Question: Why does VI minimise KL(q||p), and what does that direction do to the fitted q?
+#
+# We fit one Gaussian q to the same targets under KL(q||p), KL(p||q) and Minka's
+# alpha-divergences with ``vitoolkit.fitting.fit_gaussian``, and compare. Sources:
+# Bishop, *Pattern Recognition and Machine Learning* (PRML), section 10.1.2 and
+# figures 10.2-10.3; Minka, "Divergence measures and message passing",
+# MSR-TR-2005-173 (2005), eq. 2.
 
 # %% [markdown]
 # ## Two directions of the same divergence

@@ -1,15 +1,15 @@
-"""Gradient estimators: score function, reparameterisation and what their variance costs
-
-Question: How do we differentiate an expectation we can only sample, and which estimator wins when?
-
-Every estimator below is measured against the exact gradient (closed form,
-quadrature or enumeration), so each claim is a number: its bias in standard
-errors and its variance. Sources: Mohamed, Rosca, Figurnov & Mnih, "Monte Carlo
-Gradient Estimation in Machine Learning" (JMLR 2020); Roeder, Wu & Duvenaud,
-"Sticking the Landing" (NeurIPS 2017); Jang, Gu & Poole (ICLR 2017) and
-Maddison, Mnih & Teh (ICLR 2017) for the Gumbel-softmax / Concrete relaxation;
-Ranganath, Gerrish & Blei (AISTATS 2014) for black-box VI.
-"""
+# %% [markdown]
+# # Gradient estimators: score function, reparameterisation and what their variance costs
+#
+# Question: How do we differentiate an expectation we can only sample, and which estimator wins when?
+#
+# Every estimator below is measured against the exact gradient (closed form,
+# quadrature or enumeration), so each claim is a number: its bias in standard
+# errors and its variance. Sources: Mohamed, Rosca, Figurnov & Mnih, "Monte Carlo
+# Gradient Estimation in Machine Learning" (JMLR 2020); Roeder, Wu & Duvenaud,
+# "Sticking the Landing" (NeurIPS 2017); Jang, Gu & Poole (ICLR 2017) and
+# Maddison, Mnih & Teh (ICLR 2017) for the Gumbel-softmax / Concrete relaxation;
+# Ranganath, Gerrish & Blei (AISTATS 2014) for black-box VI.
 
 # %% [markdown]
 # ## 1. Why we cannot backpropagate through a sample

@@ -1,17 +1,17 @@
-"""The variational autoencoder: what the prior, the noise and the likelihood each buy.
-
-Question: What does a VAE change about an autoencoder's latent space, and what do its terms assume?
-
-We train small VAEs on scikit-learn's 8x8 digits (1,257 training, 270
-validation, 270 test images; nothing is downloaded) and answer the questions a
-student brings from Kingma & Welling (2013), "Auto-Encoding Variational Bayes":
-the autoencoder's holes, the reparameterisation trick in a real network, why
-the variance is learned, what each half of the ELBO does on its own, which
-likelihood BCE and MSE assume, why decoded means look blurry and whether pixel
-noise makes samples sharper, which distribution the KL term really pulls
-towards N(0, I), whether a diagonal sigma makes the codes independent, and what
-a Monte Carlo KL costs inside a real training run.
-"""
+# %% [markdown]
+# # The variational autoencoder: what the prior, the noise and the likelihood each buy.
+#
+# Question: What does a VAE change about an autoencoder's latent space, and what do its terms assume?
+#
+# We train small VAEs on scikit-learn's 8x8 digits (1,257 training, 270
+# validation, 270 test images; nothing is downloaded) and answer the questions a
+# student brings from Kingma & Welling (2013), "Auto-Encoding Variational Bayes":
+# the autoencoder's holes, the reparameterisation trick in a real network, why
+# the variance is learned, what each half of the ELBO does on its own, which
+# likelihood BCE and MSE assume, why decoded means look blurry and whether pixel
+# noise makes samples sharper, which distribution the KL term really pulls
+# towards N(0, I), whether a diagonal sigma makes the codes independent, and what
+# a Monte Carlo KL costs inside a real training run.
 
 # %% [markdown]
 # ## 1. Data and the model

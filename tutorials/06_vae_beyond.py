@@ -1,17 +1,17 @@
-"""Beyond the plain VAE: collapse, disentanglement, tighter bounds and the amortisation gap.
-
-Question: Where does the plain VAE fall short, and what do annealing, free bits, beta and IWAE fix?
-
-Six experiments on data that need no download (scikit-learn's 8x8 digits,
-binarised, and procedural shapes whose generating factors we know), each
-answering one question with numbers printed and saved: which latent units a VAE
-actually uses (Burda et al. 2015, section 5.2) and how KL annealing, free bits
-and beta change that; what beta does to the alignment of units with true
-factors (Higgins et al. 2017; Chen et al. 2018); how much tighter the IWAE bound
-is and where log p(x) lies (Burda et al. 2015); how much of the gap to log p(x)
-is the encoder's fault (Cremer, Li & Duvenaud 2018); generating a chosen class
-with a conditional VAE (Sohn et al. 2015); and walking the latent space.
-"""
+# %% [markdown]
+# # Beyond the plain VAE: collapse, disentanglement, tighter bounds and the amortisation gap.
+#
+# Question: Where does the plain VAE fall short, and what do annealing, free bits, beta and IWAE fix?
+#
+# Six experiments on data that need no download (scikit-learn's 8x8 digits,
+# binarised, and procedural shapes whose generating factors we know), each
+# answering one question with numbers printed and saved: which latent units a VAE
+# actually uses (Burda et al. 2015, section 5.2) and how KL annealing, free bits
+# and beta change that; what beta does to the alignment of units with true
+# factors (Higgins et al. 2017; Chen et al. 2018); how much tighter the IWAE bound
+# is and where log p(x) lies (Burda et al. 2015); how much of the gap to log p(x)
+# is the encoder's fault (Cremer, Li & Duvenaud 2018); generating a chosen class
+# with a conditional VAE (Sohn et al. 2015); and walking the latent space.
 
 # %% [markdown]
 # ## 0. Set-up

@@ -1,17 +1,17 @@
-"""Discrete latents: Gumbel-softmax, REINFORCE and VIMCO at network scale, and the VQ-VAE.
-
-Question: How do you train a VAE with a discrete latent, and what does each gradient estimator cost?
-
-Tutorial 04 compared gradient estimators on one-line costs. Here the cost is a
-decoder network and the latent is a set of categorical variables, so sampling
-z cannot be reparameterised. We train the same categorical VAE on scikit-learn's
-8x8 digits (binarised, the split of tutorial 05) with three estimators of the
-encoder's gradient, measure their variance at fixed checkpoints and the
-relaxation's bias against the exact gradient (the latent is small enough to
-enumerate), then meet the VQ-VAE, which sidesteps the problem with a
-nearest-neighbour quantiser and a straight-through gradient, and the sparse
-autoencoder, which uses the same Bernoulli KL for a different job.
-"""
+# %% [markdown]
+# # Discrete latents: Gumbel-softmax, REINFORCE and VIMCO at network scale, and the VQ-VAE.
+#
+# Question: How do you train a VAE with a discrete latent, and what does each gradient estimator cost?
+#
+# Tutorial 04 compared gradient estimators on one-line costs. Here the cost is a
+# decoder network and the latent is a set of categorical variables, so sampling
+# z cannot be reparameterised. We train the same categorical VAE on scikit-learn's
+# 8x8 digits (binarised, the split of tutorial 05) with three estimators of the
+# encoder's gradient, measure their variance at fixed checkpoints and the
+# relaxation's bias against the exact gradient (the latent is small enough to
+# enumerate), then meet the VQ-VAE, which sidesteps the problem with a
+# nearest-neighbour quantiser and a straight-through gradient, and the sparse
+# autoencoder, which uses the same Bernoulli KL for a different job.
 
 # %% [markdown]
 # ## 0. Set-up

@@ -1,16 +1,16 @@
-"""The other KL for the encoder: wake-sleep, reweighted wake-sleep and Kingma & Welling's Figure 2.
-
-Question: Can a VAE's encoder be trained with KL(p || q) instead of KL(q || p), and what changes?
-
-The VAE trains its encoder q(z|x) inside the ELBO, that is by the reverse KL,
-KL(q(z|x) || p(z|x)). Two older algorithms train it by the forward KL,
-KL(p(z|x) || q(z|x)), which needs posterior samples (or weights) rather than a
-reparameterisation: wake-sleep (Hinton, Dayan, Frey & Neal 1995) and reweighted
-wake-sleep (Bornschein & Bengio 2015; Le, Kosiorek, Siddharth, Teh & Wood 2019).
-We measure what each direction does to the encoder on a model whose posterior is
-known exactly, compare the four objectives on binarised digits by test
-log p(x), and reproduce the shape of Kingma & Welling's (2013) Figure 2.
-"""
+# %% [markdown]
+# # The other KL for the encoder: wake-sleep, reweighted wake-sleep and Kingma & Welling's Figure 2.
+#
+# Question: Can a VAE's encoder be trained with KL(p || q) instead of KL(q || p), and what changes?
+#
+# The VAE trains its encoder q(z|x) inside the ELBO, that is by the reverse KL,
+# KL(q(z|x) || p(z|x)). Two older algorithms train it by the forward KL,
+# KL(p(z|x) || q(z|x)), which needs posterior samples (or weights) rather than a
+# reparameterisation: wake-sleep (Hinton, Dayan, Frey & Neal 1995) and reweighted
+# wake-sleep (Bornschein & Bengio 2015; Le, Kosiorek, Siddharth, Teh & Wood 2019).
+# We measure what each direction does to the encoder on a model whose posterior is
+# known exactly, compare the four objectives on binarised digits by test
+# log p(x), and reproduce the shape of Kingma & Welling's (2013) Figure 2.
 
 # %% [markdown]
 # ## 0. Set-up: the two phases

@@ -1,20 +1,20 @@
-"""VI beyond generative models: Bayesian logistic regression
-
-Question: Can the same idea be used for classification?
-
-Yes: a classifier's weights have a posterior, and it is fitted by the same reverse-KL
-Gaussian fit as in tutorial 03 (``vitoolkit.fitting.fit_gaussian``). We compare
-mean-field and full-rank Gaussian VI with the Laplace approximation and with a
-reference posterior found independently (exact quadrature on a 2-D toy, the No-U-Turn
-Sampler on a real data set), then ask what the approximations change in held-out
-accuracy, log loss, calibration and cost. Sources: Bishop, *Pattern Recognition and
-Machine Learning* (PRML), sections 4.4-4.5 (Laplace, Bayesian logistic regression, the
-probit approximation) and 10.1.2 (mean-field underestimates variance); Kucukelbir,
-Tran, Ranganath, Gelman & Blei, "Automatic differentiation variational inference",
-JMLR 18 (2017), section 2.4 (mean-field and full-rank Gaussians); Hoffman & Gelman,
-"The No-U-Turn Sampler", JMLR 15 (2014); Guo, Pleiss, Sun & Weinberger, "On
-calibration of modern neural networks", ICML 2017 (reliability diagrams, ECE).
-"""
+# %% [markdown]
+# # VI beyond generative models: Bayesian logistic regression
+#
+# Question: Can the same idea be used for classification?
+#
+# Yes: a classifier's weights have a posterior, and it is fitted by the same reverse-KL
+# Gaussian fit as in tutorial 03 (``vitoolkit.fitting.fit_gaussian``). We compare
+# mean-field and full-rank Gaussian VI with the Laplace approximation and with a
+# reference posterior found independently (exact quadrature on a 2-D toy, the No-U-Turn
+# Sampler on a real data set), then ask what the approximations change in held-out
+# accuracy, log loss, calibration and cost. Sources: Bishop, *Pattern Recognition and
+# Machine Learning* (PRML), sections 4.4-4.5 (Laplace, Bayesian logistic regression, the
+# probit approximation) and 10.1.2 (mean-field underestimates variance); Kucukelbir,
+# Tran, Ranganath, Gelman & Blei, "Automatic differentiation variational inference",
+# JMLR 18 (2017), section 2.4 (mean-field and full-rank Gaussians); Hoffman & Gelman,
+# "The No-U-Turn Sampler", JMLR 15 (2014); Guo, Pleiss, Sun & Weinberger, "On
+# calibration of modern neural networks", ICML 2017 (reliability diagrams, ECE).
 
 # %% [markdown]
 # ## The model and its posterior

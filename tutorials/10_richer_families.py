@@ -1,21 +1,21 @@
-"""Richer variational families and "did it work?": full covariance, normalizing flows, Pareto k-hat
-
-Question: What does a richer family than mean-field buy, and how do I know a fitted q is good enough?
-
-Every q so far was a Gaussian. Here the same reverse-KL fit runs over three nested
-families, mean-field, full-rank (through the Cholesky factor) and a normalizing flow,
-on targets whose answers are known exactly, and the Pareto k-hat of p/q judges each
-fit without the answer. Then the flow goes inside a VAE's encoder. Sources: Kucukelbir,
-Tran, Ranganath, Gelman & Blei, "Automatic differentiation variational inference", JMLR
-18 (2017), section 2.4; Rezende & Mohamed, "Variational inference with normalizing
-flows", ICML 2015; Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, "Improved
-variational inference with inverse autoregressive flow", NeurIPS 2016; Papamakarios,
-Nalisnick, Rezende, Mohamed & Lakshminarayanan, "Normalizing flows for probabilistic
-modeling and inference", JMLR 22 (2021); Yao, Vehtari, Simpson & Gelman, "Yes, but did
-it work?: Evaluating variational inference", ICML 2018; Vehtari, Simpson, Gelman, Yao &
-Gabry, "Pareto smoothed importance sampling", JMLR 25 (2024); Cremer, Li & Duvenaud,
-"Inference suboptimality in variational autoencoders", ICML 2018.
-"""
+# %% [markdown]
+# # Richer variational families and "did it work?": full covariance, normalizing flows, Pareto k-hat
+#
+# Question: What does a richer family than mean-field buy, and how do I know a fitted q is good enough?
+#
+# Every q so far was a Gaussian. Here the same reverse-KL fit runs over three nested
+# families, mean-field, full-rank (through the Cholesky factor) and a normalizing flow,
+# on targets whose answers are known exactly, and the Pareto k-hat of p/q judges each
+# fit without the answer. Then the flow goes inside a VAE's encoder. Sources: Kucukelbir,
+# Tran, Ranganath, Gelman & Blei, "Automatic differentiation variational inference", JMLR
+# 18 (2017), section 2.4; Rezende & Mohamed, "Variational inference with normalizing
+# flows", ICML 2015; Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, "Improved
+# variational inference with inverse autoregressive flow", NeurIPS 2016; Papamakarios,
+# Nalisnick, Rezende, Mohamed & Lakshminarayanan, "Normalizing flows for probabilistic
+# modeling and inference", JMLR 22 (2021); Yao, Vehtari, Simpson & Gelman, "Yes, but did
+# it work?: Evaluating variational inference", ICML 2018; Vehtari, Simpson, Gelman, Yao &
+# Gabry, "Pareto smoothed importance sampling", JMLR 25 (2024); Cremer, Li & Duvenaud,
+# "Inference suboptimality in variational autoencoders", ICML 2018.
 
 # %% [markdown]
 # ## 1. Full covariance through the Cholesky factor

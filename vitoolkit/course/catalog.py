@@ -6,7 +6,6 @@ Shared by the ``vitoolkit`` command (:mod:`vitoolkit.course.cli`) and the book b
 
 from __future__ import annotations
 
-import ast
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,32 @@ def tutorials_dir() -> Path:
     return Path.cwd() / "tutorials"
 
 
+def header_markdown(source: str) -> str | None:
+    """The tutorial's opening Markdown cell (its title and question), without the ``# `` prefixes.
+
+    A tutorial starts with a ``# %% [markdown]`` cell whose first line is the title
+    (``# # Title``) and which states the course question (``# Question: ...``): the
+    script reads it as comments and Jupyter (jupytext) opens it as a Markdown cell.
+    Returns None when the first cell is not Markdown.
+    """
+    lines = source.splitlines()
+    i = 0
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i >= len(lines) or not lines[i].strip().startswith("# %% [markdown]"):
+        return None
+    text = []
+    for line in lines[i + 1:]:
+        if not line.startswith("#") or line.startswith("# %%"):
+            break
+        text.append(line[2:] if line.startswith("# ") else line[1:])
+    return "\n".join(text).strip()
+
+
 def _describe(path: Path) -> tuple[str, str]:
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    doc = header_markdown(path.read_text(encoding="utf-8")) or ""
     lines = [line.strip() for line in doc.splitlines()]
-    title = next((line for line in lines if line), path.stem)
+    title = next((line.lstrip("#").strip() for line in lines if line), path.stem)
     question = next(
         (line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("question:")),
         "",

@@ -87,44 +87,33 @@ class Execution:
 def tutorial_notebook(path: str | os.PathLike, *, downloads: bool = False):
     """The Jupyter notebook a tutorial script becomes (an ``nbformat`` node).
 
-    jupytext reads the percent format as it is; only the header docstring, which
-    a script needs and a notebook shows as a string, becomes the notebook's
-    opening Markdown cell: its first line as the page title, the rest as text.
-    With ``downloads=True`` a second Markdown cell links the script and the
-    notebook for download (the book's pages; the downloadable notebook has none).
+    jupytext reads the percent format as it is: the opening Markdown cell (the title
+    and the course question, :func:`~vitoolkit.course.catalog.header_markdown`) is
+    the notebook's first cell. With ``downloads=True`` a second Markdown cell links
+    the script and the notebook for download (the book's pages; the downloadable
+    notebook has none). Cell tags (``hide-input`` on the cells that check the
+    lesson's claims) are kept; other cell metadata is dropped.
     """
-    import ast
-
     import jupytext
-    import nbformat
+
+    from .catalog import header_markdown
 
     path = Path(path)
     source = path.read_text(encoding="utf-8")
+    if header_markdown(source) is None:
+        raise NotebookError(f"{path}: a tutorial starts with a Markdown cell (# %% [markdown]) "
+                            "holding its title and question")
     with _CONVERT_LOCK:
         nb = jupytext.reads(source, fmt="py:percent")
-        doc = ast.get_docstring(ast.parse(source))
-    if doc is None:
-        raise NotebookError(f"{path}: a tutorial starts with a docstring (its title and question)")
-    first = nb.cells[0] if nb.cells else None
-    if first is not None and first.cell_type == "code":
-        try:
-            with _CONVERT_LOCK:
-                only_docstring = len(ast.parse(first.source).body) == 1
-        except SyntaxError:
-            only_docstring = False
-        if only_docstring:
-            nb.cells.pop(0)
-    title, _, rest = doc.strip().partition("\n")
-    header = [nbformat.v4.new_markdown_cell(f"# {title.strip()}\n\n{rest.strip()}".rstrip())]
     if downloads:
-        header.append(download_cell(path))
-    nb.cells[:0] = header
+        nb.cells.insert(1, download_cell(path))
     nb.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
     }
     for cell in nb.cells:
-        cell.metadata = {}
+        tags = list(cell.metadata.get("tags", []))
+        cell.metadata = {"tags": tags} if tags else {}
     return nb
 
 

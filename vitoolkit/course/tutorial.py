@@ -196,6 +196,9 @@ class Tutorial:
         env = os.environ
         self.name = name
         self.quick = bool(args.quick) or env.get("VITOOLKIT_QUICK", "").lower() in _TRUE
+        #: Whether long loops in the lesson show progress (``train(..., progress=tut.progress)``):
+        #: on when ``$VITOOLKIT_PROGRESS`` is set (``vitoolkit run`` sets it), off in notebooks.
+        self.progress = env.get("VITOOLKIT_PROGRESS", "").lower() in _TRUE
         # One rule for every tutorial (vitoolkit.course.arguments): 0 <= seed <= 2**63 - 1.
         self.seed = args.seed if args.seed is not None else parse_seed(
             env.get("VITOOLKIT_SEED", "0"), "VITOOLKIT_SEED")
