@@ -107,12 +107,17 @@ def test_saved_figures_are_checked_and_their_problems_recorded_without_failing_t
 
 
 def test_in_a_notebook_claims_are_callouts_and_tutorial_calls_do_not_echo(tmp_path):
+    """One kernel: the setting line, callouts (held and full-size), rounded records, no echoes."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     cells = [
-        f"from vitoolkit.course import Tutorial\ntut = Tutorial('nb', ['--out', {str(tmp_path)!r}])\n"
-        "tut.claim('one is less than two', 1 < 2, a=1)",
-        "tut.record('v', 3.5)",
+        "%env VITOOLKIT_QUICK=1",
+        f"from vitoolkit.course import Tutorial\ntut = Tutorial('nb', ['--out', {str(tmp_path)!r}])",
+        "tut.claim('one is less than two', 1 < 2, a=1, b=0.123456789)",
+        "tut.claim('only at full size', False, full_only=True, gap=float('nan'))",
+        "tut.record('v', [3.14159265, float('nan')])",
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1])\ntut.savefig(fig, 'f')",
+        "tut.finish()",
         "1 + 1",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -123,9 +128,22 @@ def test_in_a_notebook_claims_are_callouts_and_tutorial_calls_do_not_echo(tmp_pa
     finally:
         if env_backend is not None:
             os.environ["MPLBACKEND"] = env_backend
-    claim, record, plain = (c.outputs for c in nb.cells)
-    assert [o.output_type for o in claim] == ["display_data"]
-    assert 'class="vt-claim"' in claim[0].data["text/html"]
-    assert "one is less than two" in claim[0].data["text/plain"]
+    _env, setting, held, unchecked, record, figure, finish, plain = (c.outputs for c in nb.cells)
+    # The page states the setting and seed of its numbers (set here by %env, as a student would).
+    assert [o.output_type for o in setting] == ["display_data"]
+    assert setting[0].data["text/plain"] == "Numbers on this page: quick setting, seed 0"
+    assert 'class="vt-setting"' in setting[0].data["text/html"]
+    assert [o.output_type for o in held] == ["display_data"]
+    assert 'class="vt-claim"' in held[0].data["text/html"]
+    assert "one is less than two" in held[0].data["text/plain"]
+    assert "a = 1, b = 0.1235" in held[0].data["text/html"]
+    # A full-size claim in the quick setting is neutral: never marked as failed.
+    html = unchecked[0].data["text/html"]
+    assert 'class="vt-claim vt-claim-unchecked"' in html and "Checked at full size" in html
+    assert "failed" not in html and "does not hold" not in html and "gap = nan" in html
+    assert "(checked at full size)" in unchecked[0].data["text/plain"]
     assert [o.output_type for o in record] == ["stream"]  # printed once, not echoed
+    assert record[0].text == "v = [3.142, nan]\n"
+    assert [o.output_type for o in figure] == ["display_data"]  # the image, not the list of paths
+    assert finish == []  # no PosixPath('.../summary.json')
     assert plain[0].output_type == "execute_result" and plain[0].data["text/plain"] == "2"

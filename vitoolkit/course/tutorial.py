@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -48,41 +47,11 @@ import numpy as np
 from ..fileio import atomic_write, check_output_dir, write_text
 from ..validation import MAX_SEED, check_int
 from .arguments import out_error, parse_seed, positive_int_type, seed_type
+from .numbers import format_value, plain, to_jsonable
 
 __all__ = ["Tutorial", "ClaimFailed", "to_jsonable"]
 
 _TRUE = {"1", "true", "yes", "on"}
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert tensors, arrays and NumPy scalars into JSON-ready Python values.
-
-    Non-finite floats become the strings ``"nan"``, ``"inf"`` or ``"-inf"``, so
-    the summary stays valid JSON and a reader sees them rather than losing them.
-    """
-    try:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()] if value.ndim else to_jsonable(value.item())
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        if math.isfinite(value):
-            return value
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 class ClaimFailed(AssertionError):
@@ -117,29 +86,63 @@ def _as_bool(holds: Any) -> bool:
     )
 
 
-def _short(value: Any) -> str:
-    """A compact rendering of one piece of evidence for the printed claim line."""
-    if isinstance(value, float):
-        return format(value, ".4g")
-    if isinstance(value, list):
-        inner = ", ".join(_short(v) for v in value[:8])
-        return f"[{inner}{', ...' if len(value) > 8 else ''}]"
-    return str(value)
+#: What a claim's line says after its statement: held, did not hold, or left to the full-size run.
+_MARKS = {"holds": "\u2713", "fails": "\u2717", "unchecked": "~"}
+#: The words a notebook's callout opens with, by the same key.
+_CALLOUT = {"holds": "Claim \u2713 holds:", "fails": "Claim \u2717 does not hold:",
+            "unchecked": "Checked at full size:"}
+#: The note after an unchecked claim: neutral, never a failure.
+UNCHECKED_NOTE = "checked at full size"
 
 
-def _display_claim(line: str, statement: str, ok: bool, checked: bool, evidence: dict) -> None:
-    """Show a claim in a notebook as a callout (HTML), with the printed line as plain text."""
+def _claim_state(ok: bool, checked: bool) -> str:
+    return "unchecked" if not checked else ("holds" if ok else "fails")
+
+
+def _evidence_text(evidence: dict, sep: str = "=") -> str:
+    """The evidence as ``name=value, ...``, each value rounded (:func:`format_value`)."""
+    return ", ".join(f"{k}{sep}{format_value(v)}" for k, v in evidence.items())
+
+
+def claim_line(statement: str, ok: bool, checked: bool, evidence: dict) -> str:
+    """The printed line of a claim: ``[claim ✓] statement  [a=1.234, b=nan]``.
+
+    A full-size claim in the quick setting (``checked=False``) reads
+    ``[claim ~] statement  [...]  (checked at full size)``: neutral, not a failure.
+    """
+    shown = _evidence_text(evidence)
+    line = f"[claim {_MARKS[_claim_state(ok, checked)]}] {statement}" + (f"  [{shown}]" if shown else "")
+    return line if checked else f"{line}  ({UNCHECKED_NOTE})"
+
+
+def claim_html(statement: str, ok: bool, checked: bool, evidence: dict) -> str:
+    """A claim as the notebook's callout (HTML).
+
+    Classes: ``vt-claim`` always, plus ``vt-claim-failed`` (checked, did not hold) or
+    ``vt-claim-unchecked`` (a full-size claim in the quick setting, shown neutrally as
+    "checked at full size" with this run's numbers labelled as the quick setting's).
+    """
     import html
 
-    from IPython.display import display
-
-    kind = "vt-claim" + ("" if ok else (" vt-claim-failed" if checked else " vt-claim-unchecked"))
-    mark = "\u2713 holds" if ok else ("\u2717 does not hold" if checked else "~ full-size claim, not checked")
-    shown = ", ".join(f"{k} = {_short(v)}" for k, v in evidence.items())
-    body = (f'<div class="{kind}"><p><strong>Claim {mark}:</strong> {html.escape(statement)}</p>'
+    state = _claim_state(ok, checked)
+    kind = "vt-claim" + {"holds": "", "fails": " vt-claim-failed", "unchecked": " vt-claim-unchecked"}[state]
+    shown = _evidence_text(evidence, " = ")
+    if shown and state == "unchecked":
+        shown = f"quick setting: {shown}"
+    return (f'<div class="{kind}"><p><strong>{_CALLOUT[state]}</strong> {html.escape(statement)}</p>'
             + (f'<p class="vt-claim-evidence">{html.escape(shown)}</p>' if shown else "")
             + "</div>")
-    display({"text/html": body, "text/plain": line}, raw=True)
+
+
+def _display(html_text: str, plain_text: str) -> None:
+    from IPython.display import display
+
+    display({"text/html": html_text, "text/plain": plain_text}, raw=True)
+
+
+def setting_line(quick: bool, seed: int, where: str = "on this page") -> str:
+    """``Numbers on this page: quick setting, seed 0``: what a page's numbers come from."""
+    return f"Numbers {where}: {'quick' if quick else 'full'} setting, seed {seed}"
 
 
 #: The value the last Tutorial call returned, which the notebook must not echo.
@@ -237,8 +240,13 @@ class Tutorial:
         if self._notebook:
             _install_quiet_displayhook()
         self.interactive: list[str] = []
-        if not self._notebook:  # a notebook shows the lesson, not the run's bookkeeping
-            print(f"# {name}  (quick={self.quick}, seed={self.seed}, out={self.out})")
+        #: "Numbers on this page: quick setting, seed 0" (the notebook's line; a script prints
+        #: "Numbers in this run: ..." with the output folder).
+        self.setting = setting_line(self.quick, self.seed)
+        if self._notebook:
+            _display(f'<p class="vt-setting">{self.setting}</p>', self.setting)
+        else:
+            print(f"# {name}: {setting_line(self.quick, self.seed, 'in this run')} (output: {self.out})")
 
     # -- randomness -------------------------------------------------------
     def derived_seed(self, offset: int = 0) -> int:
@@ -266,13 +274,20 @@ class Tutorial:
 
     # -- outputs ----------------------------------------------------------
     def record(self, name: str, value: Any, fmt: str | None = None) -> Any:
-        """Print a key number and keep it for ``summary.json``; return ``value``."""
+        """Print a key number and keep it for ``summary.json``; return ``value``.
+
+        The printed value is rounded to at most four significant digits, nested
+        lists, arrays and dicts included (:func:`~vitoolkit.course.numbers.format_value`;
+        NaN prints as ``nan``), unless ``fmt`` (a format spec such as ``".2f"``) is given
+        for a number; ``summary.json`` keeps the full precision. In a notebook the
+        returned value is not echoed as the cell's result.
+        """
         value_json = to_jsonable(value)
         self.summary[name] = value_json
-        if fmt is not None and isinstance(value_json, (int, float)):
+        if fmt is not None and isinstance(value_json, (int, float)) and not isinstance(value_json, bool):
             shown = format(value_json, fmt)
         else:
-            shown = value_json
+            shown = format_value(value)
         print(f"{name} = {shown}")
         return self._quiet(value)
 
@@ -291,7 +306,8 @@ class Tutorial:
             is printed and recorded but a failure does not fail the run.
         **evidence
             The numbers the claim rests on (floats, tensors, arrays, lists), printed
-            with it and recorded in ``summary.json``.
+            with it rounded to four significant digits and recorded in ``summary.json``
+            at full precision.
 
         Returns
         -------
@@ -312,12 +328,10 @@ class Tutorial:
             "setting": "quick" if self.quick else "full",
             "evidence": evidence_json,
         })
-        mark = "\u2713" if ok else ("\u2717" if checked else "~")
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in evidence_json.items())
-        note = "" if checked else "  (full-size claim, not checked in the quick setting)"
-        line = f"[claim {mark}] {statement}" + (f"  [{shown}]" if shown else "") + note
+        shown = {k: plain(v) for k, v in evidence.items()}
+        line = claim_line(statement, ok, checked, shown)
         if self._notebook:
-            _display_claim(line, statement, ok, checked, evidence_json)
+            _display(claim_html(statement, ok, checked, shown), line)
         else:
             print(line)
         return self._quiet(ok)
@@ -413,7 +427,11 @@ class Tutorial:
         return self._quiet(path)
 
     def finish(self) -> Path:
-        """Write ``summary.json`` (numbers, figures, claims, settings) atomically.
+        """Write ``summary.json`` (numbers, figures, claims, settings) atomically; return its path.
+
+        The file is strict JSON at full precision; a non-finite number is stored as the
+        string ``"nan"``, ``"inf"`` or ``"-inf"`` (JSON has no NaN). In a notebook the
+        returned path is not echoed as the cell's result.
 
         Raises
         ------
@@ -432,7 +450,10 @@ class Tutorial:
             "claims": self.claims,
             "figure_problems": self.figure_problems,
         }
-        path = write_text(self.out / "summary.json", json.dumps(payload, indent=2, sort_keys=False))
+        # allow_nan=False: the file is strict JSON (non-finite numbers are the strings
+        # "nan", "inf", "-inf", see to_jsonable).
+        path = write_text(self.out / "summary.json",
+                          json.dumps(payload, indent=2, sort_keys=False, allow_nan=False))
         import torch
 
         torch.set_num_threads(self._threads_before)
@@ -446,4 +467,4 @@ class Tutorial:
         if failed:
             lines = "\n".join(f"  - {s}" for s in failed)
             raise ClaimFailed(f"{self.name}: {len(failed)} claim(s) did not hold on this run:\n{lines}")
-        return path
+        return self._quiet(path)
