@@ -24,6 +24,7 @@ from pathlib import Path
 from ..fileio import check_output_dir, write_text
 from .arguments import out_error, seed_type
 from .catalog import TutorialInfo, find_tutorials, tutorials_dir
+from .runlog import RunView, summary_line
 
 __all__ = ["TutorialInfo", "find_tutorials", "tutorials_dir", "main"]
 
@@ -60,31 +61,40 @@ def _run_notebook(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
 
 
 def _run_one(t: TutorialInfo, args, position: str) -> tuple[bool, float]:
+    """Run one tutorial in its own process, showing its sections and epochs as they come."""
     if getattr(args, "notebook", False):
         return _run_notebook(t, args, position)
     out = Path(args.out) / t.name
-    cmd = [sys.executable, str(t.path), "--out", str(out), "--seed", str(args.seed)]
+    # Cell by cell (vitoolkit.course.script): the sections print as the run reaches them.
+    cmd = [sys.executable, "-m", "vitoolkit.course.script", str(t.path), "--out", str(out),
+           "--seed", str(args.seed)]
     if args.quick:
         cmd.append("--quick")
     print(f"[{position}] {t.name}: running{' (quick)' if args.quick else ''} ...", flush=True)
     start = time.perf_counter()
     start_wall = time.time() - 1.0
     log_path = out / "log.txt"
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    # VITOOLKIT_PROGRESS: the lesson's training loops report their epochs (tut.progress).
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "VITOOLKIT_PROGRESS": "1"}
+    view = RunView(verbose=args.verbose)
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
-        for line in proc.stdout:
-            log.write(line)
-            if args.verbose:
-                print(f"    {line}", end="", flush=True)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                view.feed(line)
+        finally:
+            view.close()
         code = proc.wait()
     seconds = time.perf_counter() - start
     summary = out / "summary.json"
     # A summary left by an earlier run must not pass for this one.
     ok = code == 0 and summary.is_file() and summary.stat().st_mtime >= start_wall
+    counts = summary_line(summary, seconds) if summary.is_file() and summary.stat().st_mtime >= start_wall \
+        else f"{seconds:.0f} s"
     status = "ok" if ok else f"FAILED (exit code {code})"
-    print(f"[{position}] {t.name}: {status} in {seconds:.1f} s -> {out}", flush=True)
+    print(f"[{position}] {t.name}: {status}; {counts} -> {out}", flush=True)
     if not ok:
         failed = _failed_claims(out / "summary.json")
         if failed:
@@ -160,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="output folder (default: results)")
     run.add_argument("--seed", type=seed_type, default=0,
                      help="random seed, an integer in 0..2**63-1 (default: 0)")
-    run.add_argument("-v", "--verbose", action="store_true", help="stream each tutorial's output")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show every line each tutorial prints (each claim with its numbers, the records)")
     run.add_argument("--notebook", action="store_true",
                      help="execute each tutorial as the book's notebook (kept in the notebook cache, so "
                      "`vitoolkit book` with the same setting and seed reuses it; needs the docs extra)")

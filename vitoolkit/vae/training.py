@@ -36,6 +36,7 @@ import torch
 
 from ..exceptions import NonFiniteError
 from ..fileio import check_output_file
+from ..progress import progress_bar
 from ..validation import check_bool, check_int, check_memory, check_real, check_seed
 from .annealing import Schedule, as_schedule
 from .autoencoder import Autoencoder
@@ -322,7 +323,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     resume : bool
         Continue from ``checkpoint`` if it exists (the settings must match).
     progress : bool
-        Show a tqdm progress bar over epochs.
+        Show progress over epochs (:func:`vitoolkit.progress.progress_bar`): a tqdm
+        bar on a terminal or in Jupyter, one plain line per epoch in a log.
     device : str or torch.device, optional
         Default: CUDA when available, else CPU. A device that cannot work here
         (``"cuda"`` without CUDA, ``"mps"`` off Apple silicon, ``"foo"``) raises a
@@ -493,11 +495,10 @@ def _fit(model, data, *, epochs, batch_size, lr, schedule, beta_value, free_bits
         if history.stopped_early:
             start_epoch = epochs
 
-    from tqdm.auto import tqdm
-
     elapsed = history.time[-1] if history.time else 0.0
-    bar = tqdm(range(start_epoch, epochs), disable=not progress, desc="train", unit="epoch",
-               initial=start_epoch, total=epochs)
+    # A tqdm bar on a terminal or in Jupyter; one plain line per epoch in a log (vitoolkit.progress).
+    bar = progress_bar(range(start_epoch, epochs), enabled=progress, desc="train", unit="epoch",
+                       initial=start_epoch, total=epochs)
     model.train()
     for epoch in bar:
         t0 = time.perf_counter()
