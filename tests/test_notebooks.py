@@ -88,3 +88,23 @@ def test_importing_vitoolkit_never_changes_the_backend(tmp_path, default):
     assert int(count) >= 10
     assert before == default, "the test's matplotlibrc was not read"
     assert after_import == after_theme == resolved == default
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jupytext") is None,
+                    reason="needs jupytext (the notebook extra)")
+@pytest.mark.parametrize("name", NAMES)
+def test_jupytext_opens_each_tutorial_with_its_title_as_the_first_markdown_cell(name):
+    """What JupyterLab shows when the script is opened as a notebook (jupytext's own reader)."""
+    import jupytext
+
+    path = tutorials_dir() / f"{name}.py"
+    nb = jupytext.read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown", f"{name}: the first cell is {first.cell_type}"
+    lines = first.source.splitlines()
+    assert lines[0].startswith("# ") and len(lines[0]) > 4, f"{name}: no title line: {lines[:1]}"
+    assert any(line.startswith("Question:") for line in lines), f"{name}: no 'Question:' line"
+    assert "\\n" not in first.source and '"""' not in first.source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and "Tutorial(" in "".join(c.source for c in code[:2]), \
+        f"{name}: Tutorial(...) is not in the first code cells"

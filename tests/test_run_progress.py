@@ -70,7 +70,7 @@ def test_percent_cells_keep_line_numbers_and_headings():
         assert lines[cell.line - 1] == first
     assert headings(cells[0].text) == []  # the title is the lesson's name, not a section
     assert headings(cells[2].text) == ["1. First part"]
-    assert headings(cells[4].text) == ["1.1 A subsection"]
+    assert headings(cells[4].text) == ["  1.1 A subsection"]
 
 
 def test_script_runner_prints_sections_and_progress_and_points_tracebacks_into_the_script(tmp_path):
@@ -80,7 +80,7 @@ def test_script_runner_prints_sections_and_progress_and_points_tracebacks_into_t
                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
     assert proc.returncode == 1
     out = proc.stdout.splitlines()
-    assert out[0] == "[section] 1. First part" and out[-2] == "[section] 1.1 A subsection"
+    assert out[0] == "[section] 1. First part" and out[-2] == "[section]   1.1 A subsection"
     assert out[-1] == "argv ['--seed', '3'] __main__"
     # Not a terminal: one plain line per step, on stderr (tqdm's stream), with the postfix.
     steps = [parse_line(line) for line in proc.stderr.splitlines() if parse_line(line)]

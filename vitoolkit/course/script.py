@@ -3,8 +3,8 @@
 ``python -m vitoolkit.course.script PATH [ARGS...]`` runs ``PATH`` as ``python PATH
 ARGS...`` would (same ``__main__`` module, ``sys.argv``, ``sys.path[0]``, exit status),
 one jupytext percent cell (``# %%``) at a time: before a Markdown cell's section is
-taught, its headings (``# ## Title``, level 2 and deeper; the title cell is the
-lesson's name) print as ``[section] Title``. Each code cell is compiled with the
+taught, its headings (``# ## Title``, level 2 and deeper, a subsection indented;
+the title cell is the lesson's name) print as ``[section] Title``. Each code cell is compiled with the
 script's real file name and line numbers, so a traceback points into the script.
 ``vitoolkit run`` starts each tutorial this way and shows the sections as progress
 (:mod:`vitoolkit.course.cli`).
@@ -63,14 +63,17 @@ def percent_cells(source: str) -> list[Cell]:
 
 
 def headings(markdown: str, min_level: int = 2) -> list[str]:
-    """The Markdown headings of a percent cell's commented text, from ``min_level`` down."""
+    """The Markdown headings of a percent cell's commented text, from ``min_level`` down.
+
+    Each is its title, indented two spaces per level below ``min_level``.
+    """
     found = []
     for line in markdown.splitlines():
         text = line[2:] if line.startswith("# ") else ""  # "# ## Title" -> "## Title"
         level = len(text) - len(text.lstrip("#"))
         title = text[level:].strip()
         if level >= min_level and title and text[level:level + 1] == " ":
-            found.append(title)
+            found.append("  " * (level - min_level) + title)  # a subsection indented under its section
     return found
 
 
