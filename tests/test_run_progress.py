@@ -237,3 +237,18 @@ def test_vitoolkit_run_reports_a_failing_cell_with_the_scripts_line(trains, tmp_
     assert f'File "{path}", line {line}, in <module>' in captured.err
     assert "NameError: name 'undefined_name' is not defined" in captured.err
     assert "02_breaks: FAILED (exit code 1)" in captured.out
+
+
+def test_book_reports_each_notebook_with_its_time_and_the_time_so_far(capsys):
+    import time
+
+    from vitoolkit.course.book import _progress_printer
+    from vitoolkit.course.notebooks import Execution
+
+    report = _progress_printer(time.perf_counter() - 100.0)
+    report(Execution("05_vae", True, 0, Path("x"), True, "", "", 61.2, False), 1, 10)
+    report(Execution("06_vae_beyond", True, 0, Path("y"), False, "ClaimFailed: s", "", 3.0, False), 2, 10)
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"\[1/10\] 05_vae: executed in 61 s, ok \(10[01] s so far\)", out[0]), out
+    failed = r"\[2/10\] 06_vae_beyond: executed in 3 s, FAILED: ClaimFailed: s \(10[01] s so far\)"
+    assert re.fullmatch(failed, out[1]), out

@@ -340,10 +340,16 @@ def _jobs_type(text: str):
         raise argparse.ArgumentTypeError(f"{err} or 'auto'") from None
 
 
-def _print_progress(e: Execution, done: int, total: int) -> None:
-    how = "from the cache" if e.cached else f"executed in {e.seconds:.0f} s"
-    state = "ok" if e.ok else f"FAILED: {e.error}"
-    print(f"[{done}/{total}] {e.name}: {how}, {state}", flush=True)
+def _progress_printer(start: float):
+    """The report ``build_book`` calls as each notebook finishes: its time and the time so far."""
+
+    def report(e: Execution, done: int, total: int) -> None:
+        how = "from the cache" if e.cached else f"executed in {e.seconds:.0f} s"
+        state = "ok" if e.ok else f"FAILED: {e.error}"
+        print(f"[{done}/{total}] {e.name}: {how}, {state} ({time.perf_counter() - start:.0f} s so far)",
+              flush=True)
+
+    return report
 
 
 def run(args) -> int:
@@ -353,9 +359,13 @@ def run(args) -> int:
     except OSError as err:
         print(f"vitoolkit book: error: {out_error(err)}", file=sys.stderr)
         return 2
+    if args.run:  # the first notebook may take minutes: say what is happening
+        print(f"executing the tutorials as notebooks ({'quick' if args.quick else 'full'} setting, "
+              f"seed {args.seed}; unchanged ones come from the cache) ...", flush=True)
     try:
         result = build_book(args.out, quick=args.quick, run=args.run, strict=args.strict,
-                            jobs=args.jobs, cache=args.cache, seed=args.seed, report=_print_progress)
+                            jobs=args.jobs, cache=args.cache, seed=args.seed,
+                            report=_progress_printer(time.perf_counter()))
     except BookError as err:
         print(f"vitoolkit book: {err}", file=sys.stderr)
         return 1
