@@ -4,7 +4,8 @@ Each tutorial is executed as a Jupyter notebook (the book's jupytext percent
 conversion, a plain ``python3`` kernel with Jupyter's default inline backend,
 ``nbclient``) in the quick setting: no cell errors, at least as many inline
 images (``image/png`` outputs) as figures it saves, no ``[figure] path``
-bookkeeping lines in the cells' output, and the backend still inline at the end.
+bookkeeping lines in the cells' output, no echoed return values, the line stating the
+setting and seed, and the backend still inline at the end.
 The execution is the seed-0 quick run of the ``tutorial_run`` fixture, whose
 ``summary.json`` ``test_tutorials.py`` checks and whose notebook the book test
 renders, so nothing runs twice.
@@ -54,6 +55,14 @@ def test_notebook_runs_and_shows_every_figure_inline(tutorial_run, name):
     assert images >= len(figures), f"{run}: {images} inline images for {len(figures)} saved figures"
     bookkeeping = [line for line in run.output.splitlines() if line.startswith("[figure] ")]
     assert not bookkeeping, f"{run}: bookkeeping lines in the notebook: {bookkeeping[:3]}"
+    # No cell echoes a return value (a PosixPath from tut.finish(), a list of paths, a Legend).
+    echoed = [o.get("data", {}).get("text/plain", "")[:80] for o in outputs
+              if o.get("output_type") == "execute_result"]
+    assert not echoed, f"{run}: cells echo their last value: {echoed}"
+    # The page states the setting and seed its numbers come from; NaN never shows as a string.
+    setting = f"Numbers on this page: {'quick' if run.quick else 'full'} setting, seed {run.seed}"
+    assert any(o.get("data", {}).get("text/plain") == setting for o in outputs), f"{run}: no '{setting}'"
+    assert "'nan'" not in run.output, f"{run}: a NaN printed as the string 'nan'"
     backend = run.notebook.metadata["vitoolkit"]["backend_after_run"]
     assert "inline" in backend, f"{run}: backend after the lesson: {backend}"
 

@@ -11,9 +11,13 @@ and then uses
 - ``tut.quick`` (bool) to choose the small CI setting,
 - ``tut.seed`` (int) to seed its local generators (``tut.generator()``,
   ``tut.rng()``),
-- ``tut.record(name, value)`` to print a key number and keep it for the summary,
+- ``tut.record(name, value)`` to print a key number (rounded to four significant
+  digits, :mod:`vitoolkit.course.numbers`) and keep it at full precision for the summary,
 - ``tut.claim(statement, holds, **evidence)`` to check a sentence of the lesson
-  against this run's numbers (see :meth:`Tutorial.claim`),
+  against this run's numbers (see :meth:`Tutorial.claim`); in the quick setting a
+  ``full_only`` claim reads "checked at full size", neither held nor failed,
+- ``tut.progress`` (bool) to pass to long loops (``train(..., progress=tut.progress)``):
+  true when ``$VITOOLKIT_PROGRESS`` is set, as ``vitoolkit run`` does,
 - ``tut.savefig(fig, name)`` to save a figure (PNG, plus any extra formats asked
   for) into the output folder; in a notebook the figure is also shown inline.
   Each figure is checked as it is saved (the rules of
@@ -22,6 +26,11 @@ and then uses
   under ``"figure_problems"``,
 - ``tut.finish()`` at the end to write ``summary.json``; it raises
   :class:`ClaimFailed` (so the script exits non-zero) when a claim did not hold.
+
+``Tutorial(...)`` first states the setting and seed of the numbers that follow
+(``Numbers on this page: quick setting, seed 0`` in a notebook; a script prints
+``Numbers in this run: ...`` with its output folder). In a notebook no Tutorial call
+echoes its return value.
 
 Settings come from the command line (``--quick``, ``--out DIR``, ``--seed N``,
 ``--formats png,svg``, ``--threads N``: torch intra-op threads, default 1) or,
