@@ -145,6 +145,7 @@ def test_run_view_on_a_terminal_draws_a_bar_that_redraws():
     assert "    1. Data\n" in text and "    2. Fit\n" in text
     assert "\r" in text and "5/5" in text and "loss=5.00" in text
     assert "[progress]" not in text and "[claim" not in text  # the bar, not the raw lines
+    assert "(5.0 s)" not in text  # the child's clock: the bar keeps its own
 
 
 def test_summary_line_counts_claims_figures_and_time(tmp_path):
@@ -252,3 +253,36 @@ def test_book_reports_each_notebook_with_its_time_and_the_time_so_far(capsys):
     assert re.fullmatch(r"\[1/10\] 05_vae: executed in 61 s, ok \(10[01] s so far\)", out[0]), out
     failed = r"\[2/10\] 06_vae_beyond: executed in 3 s, FAILED: ClaimFailed: s \(10[01] s so far\)"
     assert re.fullmatch(failed, out[1]), out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal (Linux)")
+def test_vitoolkit_run_on_a_terminal_draws_the_epochs_as_a_bar(trains, tmp_path):
+    """The whole command in a pseudo-terminal of 100 columns, as a student's shell runs it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    env = {**_env(), "VITOOLKIT_TUTORIALS": str(trains)}
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "vitoolkit", "run", "01_trains", "--quick",
+                             "--out", str(tmp_path / "out")], stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    text = b"".join(chunks).decode()
+    assert "    1. Training a small VAE\r\n" in text
+    assert re.search(r"\r    train: +100%\|[^\r]*\| 3/3 \[", text), text[-2000:]
+    assert "[progress]" not in text and "01_trains: ok; 1 claim holds" in text

@@ -13,6 +13,8 @@ other line the tutorial prints (records, claims, figures) is shown too.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from .script import SECTION
 __all__ = ["RunView", "summary_line"]
 
 INDENT = "    "
+_CLOCK = re.compile(r" \(\d+(\.\d+)? s\)$")
 
 
 class RunView:
@@ -91,10 +94,12 @@ class RunView:
 
             if new_loop or self._bar is None:
                 self._close_bar()
+                # The terminal's width ($COLUMNS, else the terminal's own, else 80 columns).
                 self._bar = tqdm(total=step["total"], desc=INDENT + step["desc"], unit=step["unit"],
-                                 file=self.stream, leave=False, dynamic_ncols=True)
+                                 file=self.stream, leave=False, ncols=shutil.get_terminal_size().columns)
             self._bar.update(step["n"] - self._bar.n)
-            self._bar.set_postfix_str(step["rest"].lstrip(", "), refresh=True)
+            # The child's own clock "(4.1 s)" is left out: the bar shows the elapsed time.
+            self._bar.set_postfix_str(_CLOCK.sub("", step["rest"]).lstrip(", "), refresh=True)
             if step["n"] >= step["total"]:
                 self._close_bar()
             return
