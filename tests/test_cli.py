@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -18,8 +19,16 @@ GOOD = '''# %% [markdown]
 
 # %%
 from vitoolkit.course import Tutorial
+from vitoolkit.progress import progress_bar
 tut = Tutorial("01_good")
 tut.record("answer", 42)
+
+# %% [markdown]
+# ## A section with a loop
+
+# %%
+for _ in progress_bar(range(2), enabled=tut.progress, total=2, desc="loop", unit="step"):
+    pass
 import matplotlib.pyplot as plt
 fig, ax = plt.subplots()
 ax.plot([0, 1], [0, 1])
@@ -60,9 +69,16 @@ def test_unknown_name_lists_the_valid_ones(tutorials, tmp_path, capsys):
     assert "unknown tutorial 'nope'" in err and "01_good" in err and "02_bad" in err
 
 
-def test_run_one_writes_figures_and_summary(tutorials, tmp_path):
+def test_run_one_writes_figures_and_summary(tutorials, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["run", "01_good", "--quick", "--out", str(out), "--seed", "3"]) == 0
+    # The section as reached, the loop's steps (VITOOLKIT_PROGRESS set for the child; plain
+    # lines, since the test's output is no terminal), then one summary line.
+    lines = [re.sub(r" \(\d+\.\d s\)$", "", line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[:4] == ["[1/1] 01_good: running (quick) ...", "    A section with a loop",
+                         "    [progress] loop: step 1/2", "    [progress] loop: step 2/2"], lines
+    assert lines[4].startswith("[1/1] 01_good: ok; 0 claims hold; 1 figure; "), lines
+    assert "answer = 42" not in "\n".join(lines)  # records and claims only with -v
     summary = json.loads((out / "01_good" / "summary.json").read_text())
     assert summary["numbers"] == {"answer": 42}
     assert summary["quick"] is True and summary["seed"] == 3
