@@ -107,17 +107,23 @@ def progress_bar(iterable: Iterable, *, enabled: bool, total: int | None = None,
 
     Parameters
     ----------
-    iterable : the loop's iterable.
+    iterable : iterable
+        The loop's iterable.
     enabled : bool
         ``False`` returns the loop unchanged (``set_postfix`` and ``close`` do nothing).
-    total, initial, desc, unit : as tqdm's (the number of steps, the step a resumed
-        loop starts from, the label, the step's name).
+    total : int, optional
+        The number of steps (with ``initial``, as tqdm's).
+    initial : int, default 0
+        The step a resumed loop starts from.
+    desc, unit : str
+        The label and the name of a step (``"train"``, ``"epoch"``).
     file : text stream, optional
         Where to write (default ``sys.stderr``, read when called).
 
     Returns
     -------
-    An iterable with tqdm's ``set_postfix(dict)`` and ``close()``.
+    iterable
+        The loop, with tqdm's ``set_postfix(dict)`` and ``close()``.
     """
     if not enabled:
         return _Silent(iterable)
