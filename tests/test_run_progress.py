@@ -121,16 +121,17 @@ def _feed(view, lines):
 
 LINES = ["# 01_x: Numbers in this run: quick setting, seed 0 (output: o)", "[section] 1. Data",
          *[f"[progress] train: epoch {n}/5, loss={10 - n}.00 ({n}.0 s)" for n in range(1, 6)],
-         "[claim \u2713] it holds  [a=1]", "[section] 2. Fit",
+         "[claim \u2713] it holds  [a=1]", "[claim \u2717] it fails  [b=2]", "[section] 2. Fit",
          *[f"[progress] train: epoch {n}/2 ({n}.0 s)" for n in range(1, 3)]]
 
 
-def test_run_view_in_a_log_shows_sections_and_thinned_epochs_and_with_verbose_every_line():
+def test_run_view_in_a_log_shows_sections_thinned_epochs_failures_and_with_verbose_every_line():
     plain = io.StringIO()
     _feed(RunView(stream=plain, tty=False, interval=1e9), LINES)
     assert plain.getvalue().splitlines() == [
         "    1. Data", "    [progress] train: epoch 1/5, loss=9.00 (1.0 s)",
-        "    [progress] train: epoch 5/5, loss=5.00 (5.0 s)", "    2. Fit",
+        "    [progress] train: epoch 5/5, loss=5.00 (5.0 s)", "    [claim \u2717] it fails  [b=2]",
+        "    2. Fit",
         "    [progress] train: epoch 1/2 (1.0 s)", "    [progress] train: epoch 2/2 (2.0 s)"]
     every = io.StringIO()
     _feed(RunView(stream=every, tty=False, interval=0.0, verbose=True), LINES)
@@ -144,7 +145,8 @@ def test_run_view_on_a_terminal_draws_a_bar_that_redraws():
     text = term.getvalue()
     assert "    1. Data\n" in text and "    2. Fit\n" in text
     assert "\r" in text and "5/5" in text and "loss=5.00" in text
-    assert "[progress]" not in text and "[claim" not in text  # the bar, not the raw lines
+    assert "[progress]" not in text and "[claim \u2713]" not in text  # the bar, not the raw lines
+    assert "    [claim \u2717] it fails  [b=2]\n" in text  # a failure shows as it happens
     assert "(5.0 s)" not in text  # the child's clock: the bar keeps its own
 
 

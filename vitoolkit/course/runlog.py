@@ -5,8 +5,9 @@ The tutorial's process prints its sections as it reaches them (``[section] Title
 lines (``[progress] train: epoch 3/20, ...``, :mod:`vitoolkit.progress`).
 :class:`RunView` shows them: on a terminal the epochs drive a tqdm bar that redraws
 in place; elsewhere (a CI log) each is a plain line, the epochs of one loop thinned
-to the first, the last and one every ``interval`` seconds. With ``verbose`` every
-other line the tutorial prints (records, claims, figures) is shown too.
+to the first, the last and one every ``interval`` seconds. A claim that did not hold
+(``[claim ✗]``) and a figure problem (``[figure ⚠]``) show as they happen; with
+``verbose`` every other line the tutorial prints (records, claims, figures) is shown too.
 :func:`summary_line` is the one line per tutorial at the end.
 """
 
@@ -26,6 +27,8 @@ from .script import SECTION
 __all__ = ["RunView", "summary_line"]
 
 INDENT = "    "
+#: Lines shown even without ``verbose``: a claim that did not hold, a figure problem.
+_ALWAYS = ("[claim \u2717]", "[figure \u26a0]")
 _CLOCK = re.compile(r" \(\d+(\.\d+)? s\)$")
 
 
@@ -82,7 +85,7 @@ class RunView:
         if step is not None:
             self._progress(step, line)
             return
-        if self.verbose:
+        if self.verbose or line.startswith(_ALWAYS):
             self._write(INDENT + line)
 
     def _progress(self, step: dict, line: str) -> None:
