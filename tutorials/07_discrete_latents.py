@@ -383,9 +383,13 @@ tut.claim("With the penalty the units' average activations sit much closer to th
 #
 # ## Exercises
 #
-# No exercises are written for this lesson yet. The closest one is `iwae_bound`
-# (the multi-sample bound VIMCO trains): `vitoolkit exercise start iwae_bound`, then
-# `vitoolkit exercise check iwae_bound FILE`.
+# - **gumbel_softmax_relaxation**: write `gumbel_softmax_relaxation(logits, uniform,
+#   temperature)`, the relaxed sample $y = \mathrm{softmax}((\ell + G)/\tau)$ of section 1
+#   with $G = -\log(-\log U)$ made from the given uniform numbers $U$ of shape (S, ..., K);
+#   it must stay finite for logits hundreds of nats apart and at $\tau = 0.01$. Start with
+#   `vitoolkit exercise start gumbel_softmax_relaxation` (it writes
+#   `gumbel_softmax_relaxation.py`), then grade it with
+#   `vitoolkit exercise check gumbel_softmax_relaxation gumbel_softmax_relaxation.py`.
 
 # %%
 tut.finish()
