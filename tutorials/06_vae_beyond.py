@@ -326,9 +326,10 @@ for ax, beta in zip(axes, BETAS, strict=True):
                     col_labels=[f"{v:.1f}" for v in trav.values.tolist()],
                     xlabel="value of the traversed unit",
                     ylabel="active unit: factor it informs most",
-                    title=f"beta={beta:g}: {act.count} active units")
-fig.suptitle(f"Traversals: beta=4 keeps {shape_units[4.0].count} active units, beta=1 "
-             f"{shape_units[1.0].count}")
+                    title=f"beta={beta:g}: {act.count} active units"
+                          + (f" ({len(dims)} busiest shown)" if len(dims) < act.count else ""))
+fig.suptitle(f"Traversals of the busiest active units (beta=4 keeps {shape_units[4.0].count}, "
+             f"beta=1 keeps {shape_units[1.0].count})")
 tut.savefig(fig, "beta_vae_traversals")
 
 # %% tags=["hide-input"]
@@ -779,8 +780,7 @@ plot_image_grid(torch.stack(rows), (8, 8), ax=axes[0],
                 row_labels=[f"{m[:3]} {a}->{b}" for m in ("linear", "spherical")
                             for a, b in pairs],
                 xlabel="step along the path", ylabel="path",
-                title=f"Mid-path code norm: chord {mid_lin:.2f}, slerp {mid_sph:.2f}\n"
-                      f"(end points {end_norm:.2f}, sqrt(d) = {math.sqrt(LATENT):.0f})")
+                title="Decoded paths between test digits:\nchord (lin) and slerp (sph)")
 
 shape_model = shape_models[1.0]  # beta = 1 keeps the scale information (section 2)
 codes = latent_means(shape_model, S_test)
@@ -794,7 +794,7 @@ ink_ratio = float(ink[-1] / ink[0])
 plot_image_grid(moved, SHAPE_HW, ax=axes[1],
                 col_labels=[f"+{a:g}" for a in amounts.tolist()], xlabel="amount of 'scale' vector",
                 ylabel="small test shape",
-                title=f"z + 2 v_scale: {ink_ratio:.1f}x the ink")
+                title="Small test shapes plus a multiple\nof the 'scale' vector")
 tut.savefig(fig, "latent_walks")
 
 # %% tags=["hide-input"]
