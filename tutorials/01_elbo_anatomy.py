@@ -377,7 +377,7 @@ tut.claim("EM converges to the evidence's maximiser theta* = mean(x) (within 1e-
           abs(float(em_thetas[-1] - x.mean())) < 1e-8, theta_final=em_thetas[-1], mean_x=x.mean())
 
 # %% [markdown]
-# ## 6. Minimising -ELBO: an upper bound on -log p(x)
+# ## 6. Minimising $-\mathrm{ELBO}$: an upper bound on $-\log p(x)$
 #
 # Deep-learning code minimises a *loss*, so it minimises $-\mathrm{ELBO}$, which is an
 # upper bound on the negative log-likelihood $-\log p(x)$. Is minimising an upper bound a
@@ -442,7 +442,7 @@ tut.claim("The gap between the two losses shrinks by more than a factor 1000 dur
 
 # %%
 n_draws = tut.choose(4000, 20000)  # S, draws per estimate
-n_replicates = tut.choose(100, 400)  # R, independent estimates at each n
+n_replicates = tut.choose(100, 200)  # R, independent estimates at each n
 data_sizes = [1, 10, 100, 1000, 10000, 100000]
 _, x_big = model.sample_data(max(data_sizes), generator=tut.generator(50))
 names = ("prior p(z)", "q")

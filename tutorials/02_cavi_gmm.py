@@ -168,8 +168,8 @@ tut.claim(f"The ELBO never falls in the {len(step_values)} coordinate updates (e
 # %% [markdown]
 # Every marker on the right is one closed-form update, $q(c)$ for all points at once
 # (they are conditionally independent) or one $q(\mu_k)$. The smallest change is printed
-# with the claim above: CAVI is coordinate *ascent*, as the derivation promised. (Dotted
-# lines on the left: the means the data were drawn from.)
+# with the claim above: CAVI is coordinate *ascent*, as the derivation promised. (The dotted
+# "true means" on the left: the means the data were drawn from.)
 #
 # ## CAVI in 2-D
 # The same updates with $x_i \cdot m_k$ and $d\, s_k^2$ in place of the 1-D products.
