@@ -704,9 +704,14 @@ tut.claim("log-ratio's interval covers it in more than 85% of the runs, as an er
 tut.claim("k3 lands below the exact KL in more than 80% of the runs, although it is unbiased (by "
           "more than 2 binomial standard errors).",
           below - 2 * se_below > 0.8, fraction_below=below, stderr=se_below, factor=2)
+# the median is above 0.7 when more than half of the runs are above it: test that share
+flagged = float((rep["k3"].khat > KHAT_THRESHOLD).double().mean())
+se_flagged = proportion_stderr(flagged, n_repeats)
 tut.claim("The median k-hat over the runs is above 0.7: the diagnostic flags the pair from one "
-          "run's own draws.",
-          median_khat > KHAT_THRESHOLD, median_khat=median_khat)
+          "run's own draws (more than half of the runs flag it, by more than 2 binomial standard "
+          "errors).",
+          flagged - 2 * se_flagged > 0.5, median_khat=median_khat, share_flagged=flagged,
+          stderr=se_flagged, factor=2)
 
 # %% [markdown]
 # The ELBO itself by Monte Carlo: at the exact posterior $\log p(x, z) - \log q(z)$ is the
