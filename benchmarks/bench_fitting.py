@@ -148,10 +148,11 @@ def main(argv=None):
     print(f"{'target':<26}{'warm s':>9}{'evals':>7}{'cold s':>9}{'evals':>7}{'warm/cold':>11}")
     total_warm = total_cold = 0.0
     for name, target, family in sweep:
-        t_w, fw = timed(lambda t=target, f=family: fit_alpha_sweep(t, alphas, family=f,
+        # one start per fit on both sides (n_init=1), so warm/cold compares like with like
+        t_w, fw = timed(lambda t=target, f=family: fit_alpha_sweep(t, alphas, family=f, n_init=1,
                                                                    value_samples=0), 1)
         t_c, fc = timed(lambda t=target, f=family: [fit_gaussian(t, "alpha", alpha=a, family=f,
-                                                                 value_samples=0)
+                                                                 n_init=1, value_samples=0)
                                                     for a in alphas], 1)
         ew, ec = sum(f.n_evals for f in fw), sum(f.n_evals for f in fc)
         total_warm += t_w

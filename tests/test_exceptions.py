@@ -68,6 +68,7 @@ def test_the_hierarchy_matches_the_fix_each_error_asks_for():
     assert issubclass(exc.ELBODecreaseError, RuntimeError)
     assert not issubclass(exc.ELBODecreaseError, ValueError)
     assert issubclass(exc.UnreliableEstimateWarning, UserWarning)
+    assert issubclass(exc.LocalOptimumWarning, UserWarning)  # the best start is still returned
     with pytest.raises(ValueError, match="n=3"):
         raise exc.ResourceLimitError("n=3 would need 1.0 TiB")
 

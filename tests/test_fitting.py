@@ -47,7 +47,7 @@ def test_bishop_mean_field_reverse_variances_are_inverse_precision_diagonal(meth
     p = correlated_gaussian(0.8, (1.5, 0.7), (1.0, -2.0))
     sigma = p.covariance_matrix
     lam = torch.linalg.inv(sigma)
-    fit = fit_gaussian(p, "reverse", family="diagonal", method=method)
+    fit = fit_gaussian(p, "reverse", family="diagonal", method=method, n_init=1)  # one optimum
     torch.testing.assert_close(torch.diagonal(fit.covariance), 1 / torch.diagonal(lam),
                                rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(fit.loc, p.loc, rtol=0, atol=1e-7)
@@ -83,7 +83,7 @@ def test_bishop_mean_field_forward_variances_are_marginals(method):
 def test_bishop_in_three_dimensions_by_reparameterised_gradients():
     p = _gaussian(SIGMA_3D, [1.0, 0.0, -1.0])
     lam = torch.linalg.inv(p.covariance_matrix)
-    rev = fit_gaussian(p, "reverse", family="diagonal")
+    rev = fit_gaussian(p, "reverse", family="diagonal", n_init=1)  # a Gaussian: one optimum
     assert rev.method == "stochastic"
     torch.testing.assert_close(torch.diagonal(rev.covariance), 1 / torch.diagonal(lam),
                                rtol=1e-7, atol=1e-9)
@@ -98,7 +98,7 @@ def test_bishop_in_three_dimensions_by_reparameterised_gradients():
 @given(rho=st.floats(-0.95, 0.95), s1=st.floats(0.3, 3.0), s2=st.floats(0.3, 3.0))
 def test_mean_field_reverse_never_wider_than_forward(rho, s1, s2):
     p = correlated_gaussian(rho, (s1, s2))
-    rev = fit_gaussian(p, "reverse", family="diagonal")
+    rev = fit_gaussian(p, "reverse", family="diagonal", n_init=1)  # a Gaussian: one optimum
     fwd = fit_gaussian(p, "forward", family="diagonal")
     closed = torch.tensor([s1**2, s2**2], dtype=F64) * (1 - rho**2)
     torch.testing.assert_close(torch.diagonal(rev.covariance), closed, rtol=1e-6, atol=1e-9)
@@ -109,7 +109,7 @@ def test_mean_field_reverse_never_wider_than_forward(rho, s1, s2):
 def test_full_family_recovers_a_gaussian_target_under_every_divergence():
     p = correlated_gaussian(0.7, (1.0, 2.0), (0.5, 0.5))
     for div, alpha in [("reverse", None), ("forward", None), ("alpha", 0.5), ("alpha", 2.0)]:
-        fit = fit_gaussian(p, div, alpha=alpha, method="quadrature")
+        fit = fit_gaussian(p, div, alpha=alpha, method="quadrature", n_init=1)
         torch.testing.assert_close(fit.covariance, p.covariance_matrix, rtol=1e-6, atol=1e-7)
         assert fit.value == pytest.approx(0.0, abs=1e-10)
 
@@ -293,7 +293,7 @@ def test_alpha_limits_approach_the_reverse_and_forward_fits(method):
     assert gaps[1] < gaps[0] and gaps[1] < 2e-3
     far = []
     for a in (1 - 1e-2, 1 - 1e-3):
-        near1 = fit_gaussian(p, "alpha", alpha=a, method="quadrature", value_samples=0)
+        near1 = fit_gaussian(p, "alpha", alpha=a, method="quadrature", value_samples=0, n_init=1)
         far.append(abs(float(near1.loc - fwd.loc)) + abs(float(near1.scale - fwd.scale)))
     if method == "quadrature":
         assert far[1] < far[0] and far[1] < 2e-3
@@ -313,7 +313,7 @@ def test_alpha_exactly_zero_and_one_are_the_two_kls():
 def test_mean_field_alpha_variance_moves_monotonically_from_reverse_to_forward():
     p = correlated_gaussian(0.9)
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
-    fits = fit_alpha_sweep(p, alphas, family="diagonal")
+    fits = fit_alpha_sweep(p, alphas, family="diagonal", n_init=1)
     v = [float(f.covariance[0, 0]) for f in fits]
     assert v[0] == pytest.approx(1 - 0.81, rel=1e-7) and v[-1] == pytest.approx(1.0, rel=1e-7)
     assert all(b > a for a, b in zip(v, v[1:], strict=False))
@@ -331,8 +331,9 @@ def test_alpha_sweep_on_a_bimodal_target_goes_from_one_mode_to_both():
 
 def test_negative_alpha_starts_from_the_reverse_fit():
     p = mixture_2d(2, radius=2.5, scale=0.6)
-    rev = fit_gaussian(p, "reverse", seed=2)
-    fit = fit_gaussian(p, "alpha", alpha=-1.0, seed=2)
+    # one start each (the modes tie, so with several starts either could be kept)
+    rev = fit_gaussian(p, "reverse", seed=2, n_init=1)
+    fit = fit_gaussian(p, "alpha", alpha=-1.0, seed=2, n_init=1)
     # D_{-1}(p||q) = D_2(q||p) = (integral q^2/p - 1)/2 is minimised at one component
     assert fit.converged and abs(float(fit.loc[0])) == pytest.approx(2.5, abs=0.01)
     assert float(fit.scale.max()) == pytest.approx(0.6, rel=0.01)
@@ -545,7 +546,8 @@ def test_every_registered_route_recovers_a_gaussian_target():
     for divergence, method in OBJECTIVES:
         alpha = 0.5 if divergence == "alpha" else None
         fit = fit_gaussian(p, divergence, alpha=alpha, method=method, num_samples=n,
-                           proposal=proposal if method == "snis" else None, value_samples=0)
+                           proposal=proposal if method == "snis" else None, value_samples=0,
+                           n_init=1)  # a Gaussian target: one optimum
         assert fit.method == method
         if method in ("samples", "snis"):
             ess = n if method == "samples" else fit.ess

@@ -126,7 +126,7 @@ def test_plots_return_what_they_drew():
     from vitoolkit.plotting import subplots
 
     p1 = bimodal_1d(5.0)
-    fits1 = [fit_gaussian(p1, d, value_samples=0) for d in ("reverse", "forward")]
+    fits1 = [fit_gaussian(p1, d, value_samples=0, n_init=1) for d in ("reverse", "forward")]
     p2 = correlated_gaussian(0.8)
     fits2 = [fit_gaussian(p2, d, family="diagonal") for d in ("reverse", "forward")]
     fig, axes = subplots(1, 4)
@@ -138,12 +138,12 @@ def test_plots_return_what_they_drew():
     widths = sorted([ells[0].width, ells[0].height])
     assert widths == pytest.approx([4 * math.sqrt(1 - 0.64)] * 2, rel=1e-6)
     assert len(fp.plot_separation_sweep([1, 2], {"a": [1, 2], "b": [2, 3]}, ax=axes[2])) == 2
-    runs = [fit_gaussian(p2, "reverse", method=m) for m in ("quadrature", "stochastic")]
+    runs = [fit_gaussian(p2, "reverse", method=m, n_init=1) for m in ("quadrature", "stochastic")]
     assert len(fp.plot_histories(runs, ["GH", "MC"], ax=axes[3])) == 2
     with pytest.raises(ValueError, match="empty history"):
         fp.plot_histories(fits2[1:], ["moments"])
     fig2, row = subplots(1, 2, squeeze=False)
-    alpha_fits = [fit_gaussian(p2, "alpha", alpha=a) for a in (0.2, 0.8)]
+    alpha_fits = [fit_gaussian(p2, "alpha", alpha=a, n_init=1) for a in (0.2, 0.8)]
     assert len(fp.plot_alpha_row(p2, alpha_fits, [(-3, 3), (-3, 3)], row[0])) == 2
 
 

@@ -1550,7 +1550,7 @@ SPECS: list[Spec] = [
                     ),
                 )
             ),
-            n_init=A(_ITER),
+            n_init=A(Count(nullable=True)),  # sizes the pool the starts are picked from
             proposal=A(Obj(nullable=True)),
             num_samples=A(Count(2, nullable=True)),
             bounds=A(Bounds(nullable=True, example=lambda: [(-8.0, 8.0)])),

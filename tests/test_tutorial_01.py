@@ -26,7 +26,7 @@ def test_tutorial_01_quick_numbers(quick_run):
     assert prior_ess[0] > 100 * prior_ess[-1] and min(q_ess) > 0.7
     # k3 beats log-ratio when q is near p; against a wide prior its error bar lies and k-hat says so.
     assert numbers["close_variance_ratio_log_ratio_over_k3"] > 1
-    assert numbers["coverage_k3"] < 0.2 < 0.85 < numbers["coverage_log_ratio"]
+    assert numbers["coverage_k3"] < 0.3 < 0.85 < numbers["coverage_log_ratio"]
     assert numbers["median_khat"] > 0.7
     assert numbers["posterior_vs_prior_ratio_tail_shape"] > 0.5
     assert numbers["elbo_monte_carlo_stderr_at_posterior"] < 1e-10

@@ -12,6 +12,8 @@ wherever it comes from:
   module ``__getattr__``); importing this module stays cheap.
 - :class:`UnreliableEstimateWarning`: an importance-sampling or Monte Carlo
   estimate whose Pareto k-hat says its standard error cannot be trusted.
+- :class:`LocalOptimumWarning`: the starts of a non-convex fit ended at clearly
+  different optima; the best was kept, and the message says which.
 - :class:`ResourceLimitError`: a request (samples, grid points, images) that
   would need more memory than the limit; raised *before* anything is allocated.
 - :class:`NonFiniteError`: a computation produced NaN or inf from finite input
@@ -27,6 +29,7 @@ from __future__ import annotations
 __all__ = [  # noqa: F822 - ConvergenceWarning is built on first use (__getattr__)
     "ConvergenceWarning",
     "UnreliableEstimateWarning",
+    "LocalOptimumWarning",
     "ResourceLimitError",
     "NonFiniteError",
     "ELBODecreaseError",
@@ -36,6 +39,15 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is built on first use (__getattr_
 
 class UnreliableEstimateWarning(UserWarning):
     """A Monte Carlo estimate whose error bar cannot be trusted (Pareto k-hat too large)."""
+
+
+class LocalOptimumWarning(UserWarning):
+    """Several starts of an optimisation ended at clearly different optima.
+
+    The fit with the best objective is returned; the others are local optima (for
+    reverse KL on a multimodal target, a Gaussian on a lighter mode). The message
+    names the objectives and the start that was kept.
+    """
 
 
 class ResourceLimitError(ValueError):

@@ -18,7 +18,7 @@ any other; :mod:`~vitoolkit.fitting.laplace` gives the Laplace approximation and
 """
 
 from .. import exceptions as _exceptions
-from ..exceptions import UnreliableEstimateWarning
+from ..exceptions import LocalOptimumWarning, UnreliableEstimateWarning
 from .diagnose import FitCheck, check_fit, draws_with_log_prob
 from .eight_schools import (
     SCHOOLS_SIGMA,
@@ -93,6 +93,7 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is resolved on first use (__getat
     "SamplingSettings",
     "SchoolsReference",
     "StartSettings",
+    "LocalOptimumWarning",
     "UnreliableEstimateWarning",
     "bimodal_1d",
     "check_fit",

@@ -45,17 +45,25 @@ from torch.distributions import Distribution
 
 from .. import exceptions
 from ..divergences import KHAT_THRESHOLD
-from ..exceptions import UnreliableEstimateWarning
+from ..exceptions import LocalOptimumWarning, UnreliableEstimateWarning
 from ..validation import check_bool, check_real
+from ._checks import check_draws_memory
 from .evaluate import evaluate_fit
 from .family import GaussianParams
 from .optimise import one_thread, optimise
 from .routes import DIVERGENCES, METHODS, objective_for
 from .settings import ALPHA_LIMIT, FitSettings, build_settings
-from .starts import Start, default_starts
+from .starts import POOL_PER_START, Start, default_starts
 
 __all__ = ["GaussianFit", "fit_gaussian", "fit_alpha_sweep", "ConvergenceWarning",  # noqa: F822
-           "UnreliableEstimateWarning", "DIVERGENCES", "METHODS"]
+           "UnreliableEstimateWarning", "LocalOptimumWarning", "DIVERGENCES", "METHODS",
+           "DEFAULT_N_INIT", "OPTIMUM_TOLERANCE"]
+
+#: random starts of the mode-seeking fits (reverse KL, alpha < 1) when ``n_init`` is None
+DEFAULT_N_INIT = 5
+#: two starts ended at different optima when their objectives differ by more than this
+#: (nats, relative above 1 nat), or by more than 4 standard errors of Monte Carlo values
+OPTIMUM_TOLERANCE = 1e-3
 
 
 def __getattr__(name):
@@ -107,8 +115,8 @@ class GaussianFit:
         other methods.
     init_loc : Tensor (the starting mean)
     candidates : tuple of GaussianFit
-        All fits when several initialisations were run (the returned fit is the
-        one with the lowest final objective); empty otherwise.
+        All fits when several initialisations were run, in the order of the starts
+        (the returned fit is the one with the lowest final objective); empty otherwise.
     """
 
     loc: torch.Tensor
@@ -143,10 +151,15 @@ class GaussianFit:
         """The final value of the minimised objective (``history[-1]``, or ``value``)."""
         return self.history[-1] if self.history else float(self.value)
 
+    @property
+    def start_objectives(self) -> tuple:
+        """The final objective of every start (``candidates``), or of this fit alone."""
+        return tuple(c.objective for c in self.candidates) or (self.objective,)
+
 
 # ---------------------------------------------------------------------------------- API
 def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto", init=None,
-                 n_init=1, proposal=None, num_samples=None, bounds=None, num_points=None,
+                 n_init=None, proposal=None, num_samples=None, bounds=None, num_points=None,
                  optimizer="lbfgs", steps=None, lr=None, tol=1e-12, resample=True,
                  value_samples=20_000, generator=None, seed=0) -> GaussianFit:
     r"""Fit a Gaussian q to ``target`` by minimising a divergence.
@@ -171,11 +184,18 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
         shape are refused, never reshaped. A list runs one fit per entry and returns the
         best (``candidates`` holds all). With ``init`` (and ``bounds`` for quadrature) the
         target's rough moments are never computed.
-        Default: ``n_init`` random starts, means drawn from the target (from
-        N(E_p[x], diag Var_p[x]) if it cannot sample), scale sqrt(Var_p[x]), a third
+        Default: ``n_init`` random starts spread over the target's mass (one start:
+        a draw from the target, or from N(E_p[x], diag Var_p[x]) if it cannot sample;
+        several: k-means centres of such draws, see
+        :func:`vitoolkit.fitting.starts.default_starts`), scale sqrt(Var_p[x]), a third
         of that for reverse KL and alpha < 1 (a narrow start climbs into one mode).
-    n_init : int
-        Number of random starts when ``init`` is None.
+    n_init : int >= 1 or None
+        Number of random starts when ``init`` is None; the fit with the lowest final
+        objective is kept (as scikit-learn's ``GaussianMixture(n_init=...)`` keeps the
+        best likelihood). Default None: ``DEFAULT_N_INIT`` (5) for the mode-seeking
+        objectives (reverse KL, alpha < 1), whose optima are local on a multimodal
+        target, and 1 for the others (forward KL and alpha >= 1 have one optimum in
+        the Gaussian family). ``n_init=1`` is a single start drawn from the target.
     proposal : torch.distributions.Distribution, optional
         Proposal r for SNIS (forward KL from ``log_prob`` alone).
     num_samples : int, optional
@@ -214,6 +234,11 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
     -----
     ConvergenceWarning
         The optimiser stopped at ``steps`` before the objective settled.
+    LocalOptimumWarning
+        Several converged starts (``n_init`` > 1 or a list ``init``) ended at optima whose
+        objectives differ by more than ``OPTIMUM_TOLERANCE`` (or by more than 4
+        standard errors of their Monte Carlo values); the message gives every
+        start's objective and the kept fit's mean (``candidates`` holds them all).
     UnreliableEstimateWarning
         ``method="snis"`` and the Pareto k-hat of the importance ratios exceeds 0.7
         (see ``GaussianFit.khat``): choose a proposal with heavier tails than the target,
@@ -249,13 +274,26 @@ def fit_gaussian(target, divergence, *, alpha=None, family="full", method="auto"
     (divergence, method). The fit runs with one intra-op torch thread (restored on
     return): the tensors are small and thread synchronisation only slowed it down.
     """
+    n_init = _default_n_init(divergence, alpha) if n_init is None else n_init
     settings = build_settings(
         target, divergence, alpha=alpha, family=family, method=method, init=init, n_init=n_init,
         proposal=proposal, num_samples=num_samples, bounds=bounds, num_points=num_points,
         optimizer=optimizer, steps=steps, lr=lr, tol=tol, resample=resample,
         value_samples=value_samples, generator=generator, seed=seed)
+    if settings.starts.inits is None and settings.starts.n_init > 1:
+        # the starts are picked from POOL_PER_START draws each: refuse a pool that cannot fit
+        check_draws_memory(POOL_PER_START * settings.starts.n_init, settings.target.dim, "n_init",
+                           "the pool of draws the starts are picked from")
     with one_thread():
         return _fit(settings)
+
+
+def _default_n_init(divergence, alpha) -> int:
+    """DEFAULT_N_INIT for reverse KL and alpha < 1, else 1 (bad values are refused later)."""
+    mode_seeking = divergence == "reverse" or (
+        divergence == "alpha" and isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+        and alpha < 1)
+    return DEFAULT_N_INIT if mode_seeking else 1
 
 
 def _fit(s: FitSettings) -> GaussianFit:
@@ -288,6 +326,7 @@ def _fit(s: FitSettings) -> GaussianFit:
         ess, khat = (objective.ess, objective.khat) if s.method == "snis" else (None, None)
         fits.append(_finish(q, history, n_evals, converged, init_loc, s, ess, khat))
     best = min(fits, key=lambda f: f.objective)
+    _warn_if_optima_differ(fits, best, s)
     if best.khat is not None and best.khat > KHAT_THRESHOLD:
         warnings.warn(f"the forward fit by self-normalised importance sampling is unreliable: the "
                       f"Pareto k-hat of the importance ratios p/r is {best.khat:.2f} > "
@@ -297,6 +336,37 @@ def _fit(s: FitSettings) -> GaussianFit:
                       "tails that covers the target", UnreliableEstimateWarning, stacklevel=3)
     return replace(best, candidates=tuple(fits) if len(fits) > 1 else (),
                    seconds=time.perf_counter() - start)
+
+
+def _different_optimum(fit: GaussianFit, best: GaussianFit) -> bool:
+    """Whether ``fit`` ended at a clearly worse optimum than ``best``.
+
+    Monte Carlo values (``stderr`` set) are compared with their errors, since the last
+    step of a resampling optimiser is itself noisy; deterministic objectives by value.
+    """
+    if fit.stderr is not None and best.stderr is not None and fit.value is not None:
+        gap, noise = fit.value - best.value, 4 * (fit.stderr**2 + best.stderr**2) ** 0.5
+    else:
+        gap, noise = fit.objective - best.objective, 0.0
+    return gap > max(OPTIMUM_TOLERANCE * max(1.0, abs(best.objective)), noise)
+
+
+def _warn_if_optima_differ(fits, best, s: FitSettings) -> None:
+    """Warn when converged starts ended at clearly different optima (an unconverged start
+    is no optimum; ConvergenceWarning has already said so)."""
+    if not best.converged:
+        return
+    worse = [i for i, f in enumerate(fits) if f.converged and _different_optimum(f, best)]
+    if not worse:
+        return
+    kept = next(i for i, f in enumerate(fits) if f is best)
+    objectives = ", ".join(f"{f.objective:.4g}" for f in fits)
+    loc = [round(v, 4) for v in best.loc.reshape(-1).tolist()]
+    warnings.warn(f"the {s.divergence} fit's starts ended at different optima: {len(worse)} of "
+                  f"{len(fits)} starts stopped at a worse local optimum (final objectives "
+                  f"{objectives}); kept start {kept}, objective {best.objective:.4g}, mean {loc}. "
+                  "The other fits are in GaussianFit.candidates; pass init=... to choose the "
+                  "start yourself", LocalOptimumWarning, stacklevel=3)
 
 
 def _starts(s: FitSettings) -> tuple:
@@ -309,7 +379,9 @@ def _starts(s: FitSettings) -> tuple:
         # moment-sized start is unusable: continue from the reverse-KL (alpha -> 0) fits
         reverse = replace(s, divergence="reverse", alpha=None, kind="reverse",
                           sampling=replace(s.sampling, value_samples=0))
-        pre = _fit(reverse)
+        with warnings.catch_warnings():  # the alpha fits from these starts are compared below
+            warnings.simplefilter("ignore", LocalOptimumWarning)
+            pre = _fit(reverse)
         return tuple(Start(f.loc.reshape(-1), torch.linalg.cholesky(
             f.covariance.reshape(s.target.dim, s.target.dim))) for f in (pre.candidates or (pre,)))
     narrow = s.kind == "reverse" or (s.kind == "alpha" and s.alpha < 1)

@@ -10,7 +10,11 @@ from ..validation import as_float_tensor
 from ._checks import F64, as_vector
 from .family import GaussianParams
 
-__all__ = ["Start", "parse_inits", "reference_moments", "default_starts"]
+__all__ = ["Start", "parse_inits", "reference_moments", "default_starts", "spread_locations",
+           "POOL_PER_START"]
+
+#: target draws per start from which :func:`spread_locations` picks the starting means
+POOL_PER_START = 64
 
 
 @dataclass(frozen=True)
@@ -114,17 +118,71 @@ def reference_moments(target, proposal, bounds, generator):
 
 
 def default_starts(n_init, target, ref_mean, ref_var, generator, narrow) -> tuple:
-    """Random starts: means drawn from the target (or N(E[x], diag Var[x]) if it cannot
-    sample), scale sqrt(Var[x]), divided by 3 when ``narrow``.
+    """Random starts, scale sqrt(Var[x]) (divided by 3 when ``narrow``).
+
+    One start (``n_init=1``) has its mean drawn from the target (or from
+    N(E[x], diag Var[x]) if it cannot sample). Several starts have their means
+    spread over the target's mass by :func:`spread_locations`: the centres of a
+    k-means clustering of ``POOL_PER_START * n_init`` such draws, so that every
+    region holding mass gets a start (a plain draw per start may put them all in
+    the heaviest mode; scikit-learn's ``GaussianMixture`` initialises its
+    ``n_init`` runs from k-means for the same reason).
 
     A narrow start near a draw climbs into the mode it is in; a wide one can stall in
     the reverse-KL optimum that straddles several modes.
     """
     sd = ref_var.clamp_min(1e-12).sqrt()
+    pool = POOL_PER_START * n_init if n_init > 1 else 1
     if target.can_sample:
-        locs = target.sample(n_init, generator)
+        locs = target.sample(pool, generator)
     else:
-        eps = torch.randn(n_init, ref_mean.shape[0], generator=generator, dtype=F64)
+        eps = torch.randn(pool, ref_mean.shape[0], generator=generator, dtype=F64)
         locs = ref_mean + sd * eps
+    if n_init > 1:
+        locs = spread_locations(locs, n_init, generator)
     tril = torch.diag(sd / 3 if narrow else sd)
     return tuple(Start(loc, tril) for loc in locs)
+
+
+def spread_locations(points: torch.Tensor, k: int, generator, iterations: int = 20) -> torch.Tensor:
+    """``k`` points spread over a cloud: k-means centres, seeded by k-means++.
+
+    Parameters
+    ----------
+    points : Tensor of shape (N, D), N >= k
+    k : int, the number of centres
+    generator : torch.Generator, the seeding's randomness
+    iterations : int, Lloyd steps after the seeding
+
+    Returns
+    -------
+    Tensor of shape (k, D)
+
+    Notes
+    -----
+    k-means++ (Arthur & Vassilvitskii 2007, section 2.2) draws each new centre with
+    probability proportional to its squared distance to the nearest centre already
+    chosen; Lloyd's steps (Lloyd 1982) then move every centre to the mean of its
+    cluster, so the centres sit inside the mass, not on its outliers.
+    """
+    n = points.shape[0]
+    first = int(torch.randint(n, (1,), generator=generator))
+    centres = points[first:first + 1]
+    for _ in range(1, k):
+        d2 = torch.cdist(points, centres).pow(2).min(dim=1).values
+        if float(d2.sum()) <= 0:  # every point already on a centre: repeat one
+            nxt = int(torch.randint(n, (1,), generator=generator))
+        else:
+            nxt = int(torch.multinomial(d2 / d2.sum(), 1, generator=generator))
+        centres = torch.cat([centres, points[nxt:nxt + 1]])
+    for _ in range(iterations):
+        label = torch.cdist(points, centres).argmin(dim=1)
+        moved = centres.clone()
+        for j in range(k):
+            members = points[label == j]
+            if members.shape[0]:
+                moved[j] = members.mean(0)
+        if torch.equal(moved, centres):
+            break
+        centres = moved
+    return centres

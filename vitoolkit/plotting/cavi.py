@@ -74,7 +74,8 @@ def plot_mean_intervals(means_history, variances_history, ax=None, *, width: flo
     means_history : sequence of arrays of shape (K, 1)
     variances_history : sequence of arrays of shape (K,)
     reference : array of shape (R,), optional
-        Values to mark with dotted horizontal lines (e.g. the means the data were drawn from).
+        Values to mark with dotted horizontal lines (e.g. the means the data were drawn from),
+        in the legend as "true means".
 
     Returns
     -------
@@ -97,12 +98,13 @@ def plot_mean_intervals(means_history, variances_history, ax=None, *, width: flo
     lo = float(np.min(means - width * sds))
     hi = float(np.max(means + width * sds))
     if reference is not None:
-        for r in to_float(reference, "reference").reshape(-1):
-            ax.axhline(r, color="0.5", ls=":", lw=1, zorder=0)
+        for i, r in enumerate(to_float(reference, "reference").reshape(-1)):
+            ax.axhline(r, color="0.5", ls=":", lw=1, zorder=0, label="true means" if i == 0 else None)
         lo = min(lo, float(np.min(reference)))
         hi = max(hi, float(np.max(reference)))
     span = hi - lo if hi > lo else 1.0
-    ax.set_ylim(lo - 0.05 * span, hi + 0.3 * span)
+    # head-room for the legend: one row, or two when the reference lines have an entry
+    ax.set_ylim(lo - 0.05 * span, hi + (0.45 if reference is not None else 0.3) * span)
     ax.set_xlabel("CAVI iteration (0 = initialisation)")
     ax.set_ylabel(f"m_k +/- {width:g} s_k")
     ax.legend(loc="upper center", ncols=means.shape[1], fontsize="small", handlelength=1.2,

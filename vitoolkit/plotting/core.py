@@ -126,7 +126,8 @@ def plot_gap_curves(theta, gaps, touch_points, *, ax=None, xlabel="", title=""):
     ----------
     theta : array-like of shape (m,)
     gaps : dict label -> array-like of shape (m,), in nats.
-    touch_points : dict label -> float, where the q was the exact posterior (gap 0), marked.
+    touch_points : dict label -> float, where the q was the exact posterior (gap 0), marked
+        (one legend entry for all the markers).
 
     Returns
     -------
@@ -137,7 +138,8 @@ def plot_gap_curves(theta, gaps, touch_points, *, ax=None, xlabel="", title=""):
     out = {}
     for i, (label, values) in enumerate(gaps.items()):
         (out[label],) = ax.plot(th, _np(values), color=color(i), lw=2, label=label)
-        ax.plot([touch_points[label]], [0.0], "o", color=color(i), mec="k", ms=8)
+        ax.plot([touch_points[label]], [0.0], "o", color=color(i), mec="k", ms=8,
+                label="theta0: gap 0 (q is its posterior)" if i == len(gaps) - 1 else None)
     ax.axhline(0.0, color="k", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("log p(x; theta) - ELBO(q; theta)  [nats]")
