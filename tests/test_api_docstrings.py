@@ -36,6 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Public objects whose docstring states a formula: it must be written as math
 #: (``:math:`` or ``.. math::``), so the API page renders it.
 WITH_FORMULAS = [
+    "vitoolkit.cavi.blei",
+    "vitoolkit.cavi.blei.assignment_update",
+    "vitoolkit.cavi.blei.mean_update",
+    "vitoolkit.cavi.blei.exact_log_evidence",
+    "vitoolkit.cavi.bayesian_gmm",
+    "vitoolkit.cavi.bayesian_gmm.BayesianGMM",
+    "vitoolkit.cavi.bayesian_gmm.BayesianGMM.score_samples",
     "vitoolkit.divergences.alpha",
     "vitoolkit.divergences.alpha.alpha_divergence",
     "vitoolkit.divergences.alpha.renyi_divergence",
