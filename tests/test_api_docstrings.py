@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Public objects whose docstring states a formula: it must be written as math
 #: (``:math:`` or ``.. math::``), so the API page renders it.
 WITH_FORMULAS = [
+    "vitoolkit.calibration",
+    "vitoolkit.calibration.expected_calibration_error",
     "vitoolkit.cavi.blei",
     "vitoolkit.cavi.blei.assignment_update",
     "vitoolkit.cavi.blei.mean_update",
@@ -76,6 +78,12 @@ WITH_FORMULAS = [
     "vitoolkit.fitting.objectives.ForwardKLWeighted",
     "vitoolkit.fitting.objectives.AlphaReparam",
     "vitoolkit.fitting.eight_schools",
+    "vitoolkit.fitting.flow_fit.fit_flow",
+    "vitoolkit.fitting.reference.grid_reference",
+    "vitoolkit.fitting.targets.correlated_gaussian",
+    "vitoolkit.fitting.targets.Banana",
+    "vitoolkit.fitting.targets.Funnel",
+    "vitoolkit.fitting.targets.Ring",
     "vitoolkit.fitting.flows",
     "vitoolkit.vae.flow_posterior",
 ]

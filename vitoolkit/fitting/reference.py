@@ -116,7 +116,11 @@ class GridReference:
 def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
     r"""Mean, covariance and log normaliser of a 1-D/2-D unnormalised density on a grid.
 
-    Z = integral p~, E[w] = integral w p~ / Z, Cov[w] = integral (w - E w)(w - E w)^T p~ / Z,
+    .. math::
+
+        Z = \int \tilde p(w) \, dw, \qquad E[w] = \frac1Z \int w \, \tilde p(w) \, dw, \qquad
+        \mathrm{Cov}[w] = \frac1Z \int (w - E w)(w - E w)^\top \tilde p(w) \, dw,
+
     each by the trapezoidal rule on ``num_points`` points per axis over ``bounds``
     (log-sum-exp of log p~ plus the log weights, so no density under- or overflows).
 
