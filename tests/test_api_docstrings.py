@@ -78,6 +78,8 @@ WITH_FORMULAS = [
     "vitoolkit.fitting.objectives.ForwardKLWeighted",
     "vitoolkit.fitting.objectives.AlphaReparam",
     "vitoolkit.fitting.eight_schools",
+    "vitoolkit.fitting.family",
+    "vitoolkit.fitting.moments",
     "vitoolkit.fitting.flow_fit.fit_flow",
     "vitoolkit.fitting.reference.grid_reference",
     "vitoolkit.fitting.targets.correlated_gaussian",
