@@ -33,62 +33,7 @@ from docutils.utils import new_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Public objects whose docstring states a formula: it must be written as math
-#: (``:math:`` or ``.. math::``), so the API page renders it.
-WITH_FORMULAS = [
-    "vitoolkit.calibration",
-    "vitoolkit.calibration.expected_calibration_error",
-    "vitoolkit.cavi.blei",
-    "vitoolkit.cavi.blei.assignment_update",
-    "vitoolkit.cavi.blei.mean_update",
-    "vitoolkit.cavi.blei.exact_log_evidence",
-    "vitoolkit.cavi.bayesian_gmm",
-    "vitoolkit.cavi.bayesian_gmm.BayesianGMM",
-    "vitoolkit.cavi.bayesian_gmm.BayesianGMM.score_samples",
-    "vitoolkit.divergences.alpha",
-    "vitoolkit.divergences.alpha.alpha_divergence",
-    "vitoolkit.divergences.alpha.renyi_divergence",
-    "vitoolkit.divergences.alpha.log_alpha_affinity",
-    "vitoolkit.divergences.closed_form",
-    "vitoolkit.divergences.closed_form.kl_divergence",
-    "vitoolkit.divergences.psis",
-    "vitoolkit.divergences.grid",
-    "vitoolkit.divergences.grid.grid_divergence",
-    "vitoolkit.divergences.entropy",
-    "vitoolkit.divergences.entropy.entropy",
-    "vitoolkit.divergences.entropy.cross_entropy",
-    "vitoolkit.divergences.psis.fit_generalized_pareto",
-    "vitoolkit.divergences.psis.pareto_smooth",
-    "vitoolkit.divergences.psis.normal_ratio_tail_shape",
-    "vitoolkit.gradients.gaussian",
-    "vitoolkit.gradients.gaussian.GradientEstimator",
-    "vitoolkit.gradients.gaussian.gaussian_gradients",
-    "vitoolkit.gradients.exact",
-    "vitoolkit.gradients.exact.exact_gaussian_gradient",
-    "vitoolkit.gradients.exact.gauss_hermite_expectation",
-    "vitoolkit.gradients.costs",
-    "vitoolkit.gradients.costs.Linear",
-    "vitoolkit.gradients.costs.Quadratic",
-    "vitoolkit.gradients.costs.GaussianBump",
-    "vitoolkit.gradients.costs.Cosine",
-    "vitoolkit.gradients.costs.Step",
-    "vitoolkit.fitting.objectives",
-    "vitoolkit.fitting.objectives.snis_weights",
-    "vitoolkit.fitting.objectives.ReverseKLReparam",
-    "vitoolkit.fitting.objectives.ForwardKLWeighted",
-    "vitoolkit.fitting.objectives.AlphaReparam",
-    "vitoolkit.fitting.eight_schools",
-    "vitoolkit.fitting.family",
-    "vitoolkit.fitting.moments",
-    "vitoolkit.fitting.flow_fit.fit_flow",
-    "vitoolkit.fitting.reference.grid_reference",
-    "vitoolkit.fitting.targets.correlated_gaussian",
-    "vitoolkit.fitting.targets.Banana",
-    "vitoolkit.fitting.targets.Funnel",
-    "vitoolkit.fitting.targets.Ring",
-    "vitoolkit.fitting.flows",
-    "vitoolkit.vae.flow_posterior",
-]
+from _api_math import WITH_FORMULAS  # noqa: E402  (shared with tests/test_book.py)
 
 
 def _public_modules() -> list[str]:
@@ -310,3 +255,14 @@ def test_api_index_groups_every_public_module_and_its_entries_import():
         summary = (inspect.getdoc(obj) or "").split("\n\n")[0]
         assert 10 < len(summary) and summary.rstrip().endswith("."), \
             f"{name}: its first docstring line is the index's one-line summary: {summary!r}"
+
+
+def test_no_public_module_is_shadowed_by_a_name_in_its_package():
+    # autosummary finds a module through its package's attribute: a function of the same
+    # name (``divergences.entropy`` once) would take the module's API page.
+    shadowed = []
+    for name in _public_modules()[1:]:
+        parent, _, last = name.rpartition(".")
+        if not inspect.ismodule(getattr(importlib.import_module(parent), last, None)):
+            shadowed.append(name)
+    assert shadowed == []
