@@ -65,6 +65,20 @@ WITH_FORMULAS = [
     "vitoolkit.fitting.targets.Ring",
     "vitoolkit.fitting.flows",
     "vitoolkit.vae.flow_posterior",
+    "vitoolkit.vae.training.train",
+    "vitoolkit.vae.linear_gaussian",
+    "vitoolkit.vae.linear_gaussian.linear_gaussian_posterior",
+    "vitoolkit.vae.linear_gaussian.linear_gaussian_evidence",
+    "vitoolkit.vae.wake_sleep",
+    "vitoolkit.vae.wake_sleep.wake_sleep_loss",
+    "vitoolkit.vae.wake_sleep.rws_loss",
+    "vitoolkit.vae.wake_sleep.rws_encoder_surrogate",
+    "vitoolkit.vae.posterior_stats",
+    "vitoolkit.vae.posterior_stats.AggregatePosterior",
+    "vitoolkit.vae.posterior_stats.KLDecomposition",
+    "vitoolkit.vae.posterior_stats.kl_decomposition",
+    "vitoolkit.vae.posterior_stats.aggregate_kl_to_prior",
+    "vitoolkit.vae.posterior_stats.gaussian_total_correlation",
 ]
 
 
