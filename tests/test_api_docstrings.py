@@ -19,6 +19,7 @@ import inspect
 import io
 import pkgutil
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -223,10 +224,23 @@ def test_formulas_are_written_as_math(name):
     tree, _ = _parse(_napoleon_rest(what, name, doc))
     assert any(True for _ in tree.findall(lambda n: isinstance(n, (nodes.math, nodes.math_block)))), \
         f"{name}: no :math: role or math directive"
-    # No formula left as an ASCII literal block beside the math.
+    # No formula left as an ASCII literal block beside the math (a code example parses).
     blocks = [b.astext() for b in tree.findall(nodes.literal_block)]
-    assert not [b for b in blocks if re.search(r"[=~]", b) and not b.lstrip().startswith(">>>")], \
-        f"{name}: a formula is still a literal block: {blocks}"
+    assert [b for b in blocks if not _is_python(b)] == [], f"{name}: a formula is still a literal block"
+
+
+def _is_python(block: str) -> bool:
+    try:
+        ast.parse(textwrap.dedent(block).replace(">>> ", "").replace("... ", ""))
+    except SyntaxError:
+        return False
+    return True
+
+
+def test_a_formula_literal_block_is_told_from_a_code_example():
+    assert _is_python("d = paired_difference(a, b)\ntut.claim('x', d.exceeds(3))")
+    assert not _is_python("KL = (m^2 + s^2 - 1)/2 - log s")
+    assert not _is_python("ECE = sum_b (n_b / n) |frac_positive_b - mean_prediction_b|.")
 
 
 def _api_index_entries() -> tuple[list[str], list[str]]:
