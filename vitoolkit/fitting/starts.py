@@ -114,8 +114,11 @@ def reference_moments(target, proposal, bounds, generator):
 
 
 def default_starts(n_init, target, ref_mean, ref_var, generator, narrow) -> tuple:
-    """Random starts: means drawn from the target (or N(E[x], diag Var[x]) if it cannot
-    sample), scale sqrt(Var[x]), divided by 3 when ``narrow``.
+    r"""Random starts: means drawn from the target, scales from its variance.
+
+    The means are draws of the target (or of
+    :math:`\mathcal N(E[x], \mathrm{diag}\,\mathrm{Var}[x])` if it cannot sample), the scale
+    :math:`\sqrt{\mathrm{Var}[x]}`, divided by 3 when ``narrow``.
 
     A narrow start near a draw climbs into the mode it is in; a wide one can stall in
     the reverse-KL optimum that straddles several modes.
