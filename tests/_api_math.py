@@ -66,6 +66,8 @@ WITH_FORMULAS = [
     "vitoolkit.fitting.flows",
     "vitoolkit.vae.flow_posterior",
     "vitoolkit.vae.training.train",
+    "vitoolkit.vae.annealing.linear_warmup",
+    "vitoolkit.vae.annealing.cyclical",
     "vitoolkit.cavi.distributed",
     "vitoolkit.cavi.svi",
     "vitoolkit.fitting.reference.GridReference",
