@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _api_math import WITH_FORMULAS, has_mathjax_math, rendered_section
 
 from vitoolkit.course import book
 from vitoolkit.course.cli import TutorialInfo, find_tutorials
@@ -270,6 +271,17 @@ def test_math_is_served_locally(built):
     assert not [s for s in scripts if s.startswith(("http:", "https:", "//"))], scripts
     assert any("mathjax" in s for s in scripts)
     assert (built.out / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_api_pages_render_the_docstring_formulas_as_mathjax_math(built):
+    # Each object whose docstring states a formula shows MathJax markup in its own entry
+    # of its API page (tests/_api_math.py lists them); a page without formulas shows none.
+    missing = [name for name in WITH_FORMULAS if not has_mathjax_math(rendered_section(built.out, name))]
+    assert missing == []
+    assert not has_mathjax_math(rendered_section(built.out, "vitoolkit.datasets.digits.load_digits"))
+    pages = sorted((built.out / "generated").glob("vitoolkit.*.html"))
+    with_math = [p.name for p in pages if has_mathjax_math(p.read_text(encoding="utf-8"))]
+    assert len(with_math) >= 30, (len(with_math), len(pages))
 
 
 def test_browser_check_passes_on_every_page(built, tmp_path):

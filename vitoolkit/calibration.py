@@ -6,15 +6,20 @@ positives against the mean prediction in each bin (DeGroot & Fienberg 1983;
 Niculescu-Mizil & Caruana 2005); the expected calibration error (ECE) is the
 count-weighted mean gap between the two (Naeini, Cooper & Hauskrecht 2015, AAAI,
 "Obtaining well calibrated probabilities using Bayesian binning", section 3;
-Guo, Pleiss, Sun & Weinberger 2017, ICML, eq. 3)::
+Guo, Pleiss, Sun & Weinberger 2017, ICML, eq. 3):
 
-    ECE = sum_b (n_b / n) |frac_positive_b - mean_prediction_b|.
+.. math::
+
+    \mathrm{ECE} = \sum_b \frac{n_b}{n} \, \big\lvert \mathrm{pos}(B_b) - \mathrm{conf}(B_b) \big\rvert,
+
+with :math:`n_b` the number of predictions in bin :math:`B_b`, :math:`\mathrm{pos}(B_b)`
+the fraction of positives among them and :math:`\mathrm{conf}(B_b)` their mean prediction.
 
 The bins are exactly those of scikit-learn's ``sklearn.calibration.calibration_curve``
 (``strategy="uniform"``: equal widths on [0, 1]; ``"quantile"``: equal counts), so the
 ECE is the weighted gap between the points that function returns. This is the
 positive-class form for binary problems; Guo et al.'s multi-class form bins the
-confidence max(p, 1 - p) instead.
+confidence :math:`\max(p, 1 - p)` instead.
 """
 
 from __future__ import annotations
@@ -97,7 +102,13 @@ def reliability(y_true, y_prob, *, n_bins: int = 10, strategy: str = "uniform") 
 
 
 def expected_calibration_error(y_true, y_prob, *, n_bins: int = 10, strategy: str = "uniform") -> float:
-    """ECE = sum_b (n_b / n) ``|fraction of positives_b - mean prediction_b|`` (module docstring).
+    r"""The expected calibration error: the count-weighted mean gap of the reliability diagram.
+
+    .. math::
+
+        \mathrm{ECE} = \sum_b \frac{n_b}{n} \, \big\lvert \mathrm{pos}(B_b) - \mathrm{conf}(B_b) \big\rvert
+
+    (Guo et al. 2017, eq. 3; the bins and symbols are those of the module docstring).
 
     Parameters
     ----------

@@ -1,13 +1,18 @@
 r"""Variational Bayesian Gaussian mixture by CAVI (Bishop, PRML section 10.2).
 
-Model (PRML eq. 10.37-10.40)::
+Model (PRML eq. 10.37-10.40):
 
-    pi ~ Dir(alpha_0),  (mu_k, Lambda_k) ~ N(mu_k | m_0, (beta_0 Lambda_k)^{-1}) W(Lambda_k | W_0, nu_0),
-    z_n | pi ~ Cat(pi),  x_n | z_n = k ~ N(mu_k, Lambda_k^{-1}).
+.. math::
 
-Mean-field family q(Z) q(pi) prod_k q(mu_k, Lambda_k); each CAVI iteration
-updates q(Z) (eq. 10.46-10.49), then q(pi) (eq. 10.57-10.58), then every
-q(mu_k, Lambda_k) (eq. 10.59-10.63). The conjugate algebra lives in
+    \pi \sim \mathrm{Dir}(\alpha_0), \qquad
+    (\mu_k, \Lambda_k) \sim \mathcal N\big(\mu_k \mid m_0, (\beta_0 \Lambda_k)^{-1}\big)
+        \, \mathcal W(\Lambda_k \mid W_0, \nu_0), \\
+    z_n \mid \pi \sim \mathrm{Cat}(\pi), \qquad
+    x_n \mid z_n = k \sim \mathcal N(\mu_k, \Lambda_k^{-1}).
+
+Mean-field family :math:`q(Z) \, q(\pi) \prod_k q(\mu_k, \Lambda_k)`; each CAVI
+iteration updates :math:`q(Z)` (eq. 10.46-10.49), then :math:`q(\pi)` (eq. 10.57-10.58),
+then every :math:`q(\mu_k, \Lambda_k)` (eq. 10.59-10.63). The conjugate algebra lives in
 :mod:`vitoolkit.cavi._gauss_wishart`; the ELBO (eq. 10.70-10.77) is assembled
 there from expected log-likelihood terms, the entropy of q(Z), and the KLs of
 the Dirichlet and Normal-Wishart factors from :func:`vitoolkit.divergences.kl_divergence`,
@@ -17,7 +22,7 @@ Parameter names, meanings and defaults are those of scikit-learn's
 ``BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_distribution")``,
 so the two can be fitted side by side. Differences: the bound is the full ELBO
 (scikit-learn drops constants); there is no ``reg_covar`` (the Wishart prior
-already keeps every W_k^{-1} positive definite, and a jitter would break the
+already keeps every :math:`W_k^{-1}` positive definite, and a jitter would break the
 coordinate-ascent guarantee); ``"diag"`` is an exact per-dimension Normal-Gamma
 model (scikit-learn's diag E-step uses the full-Wishart digamma sum).
 """
@@ -69,15 +74,15 @@ class BayesianGMM(MixtureVI):
     weight_concentration_prior_type : {"dirichlet_distribution"}
         Only the finite Dirichlet prior of PRML 10.39 is implemented.
     weight_concentration_prior : float, default=1/K
-        alpha_0 (> 0). Small values switch unused components off.
+        :math:`\alpha_0 > 0`. Small values switch unused components off.
     mean_precision_prior : float, default=1
-        beta_0 (> 0).
+        :math:`\beta_0 > 0`.
     mean_prior : array-like of shape (d,), default=mean of X
-        m_0.
+        :math:`m_0`.
     degrees_of_freedom_prior : float, default=d
-        nu_0 (> d - 1 for "full"; > 0 for "diag", one Gamma per dimension).
+        :math:`\nu_0` (> d - 1 for "full"; > 0 for "diag", one Gamma per dimension).
     covariance_prior : array-like of shape (d, d) ("full") or (d,) ("diag"), default=cov of X
-        W_0^{-1}, positive definite.
+        :math:`W_0^{-1}`, positive definite.
     random_state : None, int, RandomState or Generator
         An int seed in [0, 2**32 - 1]; floats, bools and strings are refused.
     check_monotonic : bool, default=False
@@ -87,15 +92,15 @@ class BayesianGMM(MixtureVI):
     Attributes
     ----------
     weights_ : ndarray (K,)
-        E_q[pi_k] = alpha_k / sum_j alpha_j.
+        :math:`E_q[\pi_k] = \alpha_k / \sum_j \alpha_j`.
     means_ : ndarray (K, d)
-        m_k.
+        :math:`m_k`.
     covariances_ : ndarray (K, d, d) or (K, d)
-        (E_q[Lambda_k])^{-1} = (nu_k W_k)^{-1}, scikit-learn's convention.
+        :math:`(E_q[\Lambda_k])^{-1} = (\nu_k W_k)^{-1}`, scikit-learn's convention.
     precisions_ : ndarray (K, d, d) or (K, d)
-        E_q[Lambda_k].
+        :math:`E_q[\Lambda_k]`.
     weight_concentration_, mean_precision_, degrees_of_freedom_ : ndarray (K,)
-        alpha_k, beta_k, nu_k.
+        :math:`\alpha_k, \beta_k, \nu_k` (PRML eq. 10.58, 10.60, 10.63).
     elbo_history_ : list of float
         The full ELBO in nats after each iteration of the kept run.
     lower_bound_ : float
@@ -345,10 +350,15 @@ class BayesianGMM(MixtureVI):
     def _score_samples(self, X) -> np.ndarray:
         r"""log p(x_new | X), the variational posterior predictive (PRML eq. 10.81-10.82).
 
-        p(x | X) ~= 1/alpha_hat sum_k alpha_k St(x | m_k, L_k, nu_k + 1 - d),
-        L_k = (nu_k + 1 - d) beta_k / (1 + beta_k) W_k (L_k is the precision of the t).
-        For ``"diag"`` each component is a product of d one-dimensional t's with nu_k
-        degrees of freedom. Evaluated with :class:`vitoolkit.distributions.MultivariateStudentT`
+        .. math::
+
+            p(x \mid X) \approx \frac{1}{\hat\alpha} \sum_k \alpha_k
+                \mathrm{St}(x \mid m_k, L_k, \nu_k + 1 - d), \qquad
+            L_k = \frac{(\nu_k + 1 - d) \beta_k}{1 + \beta_k} W_k,
+
+        with :math:`\hat\alpha = \sum_k \alpha_k` and :math:`L_k` the precision of the t.
+        For ``"diag"`` each component is a product of d one-dimensional t's with
+        :math:`\nu_k` degrees of freedom. Evaluated with :class:`vitoolkit.distributions.MultivariateStudentT`
         (torch is imported here, not with the module).
         """
         import torch
@@ -384,10 +394,15 @@ class BayesianGMM(MixtureVI):
     def score_samples(self, X) -> np.ndarray:
         r"""log p(x_new | X), the variational posterior predictive (PRML eq. 10.81-10.82).
 
-        p(x | X) ~= 1/alpha_hat sum_k alpha_k St(x | m_k, L_k, nu_k + 1 - d),
-        L_k = (nu_k + 1 - d) beta_k / (1 + beta_k) W_k (L_k is the precision of the t).
-        For ``"diag"`` each component is a product of d one-dimensional t's with nu_k
-        degrees of freedom.
+        .. math::
+
+            p(x \mid X) \approx \frac{1}{\hat\alpha} \sum_k \alpha_k
+                \mathrm{St}(x \mid m_k, L_k, \nu_k + 1 - d), \qquad
+            L_k = \frac{(\nu_k + 1 - d) \beta_k}{1 + \beta_k} W_k,
+
+        with :math:`\hat\alpha = \sum_k \alpha_k` and :math:`L_k` the precision of the t.
+        For ``"diag"`` each component is a product of d one-dimensional t's with
+        :math:`\nu_k` degrees of freedom.
 
         Parameters
         ----------

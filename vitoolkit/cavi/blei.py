@@ -1,30 +1,41 @@
 r"""CAVI for the unit-variance Gaussian mixture of Blei, Kucukelbir & McAuliffe (2017), section 3.
 
-Model (the d-dimensional generalisation of the paper's running example)::
+Model (the d-dimensional generalisation of the paper's running example):
 
-    mu_k ~ N(0, sigma^2 I_d),  c_i ~ Cat(1/K),  x_i | c_i, mu ~ N(mu_{c_i}, I_d).
+.. math::
 
-Mean-field family (sections 2.3 and 3): q(mu, c) = prod_k N(mu_k; m_k, s_k^2 I_d) prod_i Cat(c_i; phi_i).
+    \mu_k \sim \mathcal N(0, \sigma^2 I_d), \qquad c_i \sim \mathrm{Cat}(1/K), \qquad
+    x_i \mid c_i, \mu \sim \mathcal N(\mu_{c_i}, I_d).
+
+Mean-field family (sections 2.3 and 3):
+:math:`q(\mu, c) = \prod_k \mathcal N(\mu_k; m_k, s_k^2 I_d) \prod_i \mathrm{Cat}(c_i; \varphi_i)`.
 "Mean-field" because each factor is updated against the *average* (expected)
 effect of all the others, like a particle in the mean field of its neighbours.
-The coordinate updates (sections 3.1 and 3.2, Algorithm 2)::
+The coordinate updates (sections 3.1 and 3.2, Algorithm 2):
 
-    phi_ik  proportional to  exp{ x_i . m_k - (d s_k^2 + m_k^T m_k) / 2 }
-    s_k^2 = 1 / (1 / sigma^2 + sum_i phi_ik)
-    m_k   = s_k^2 sum_i phi_ik x_i
+.. math::
 
-and the ELBO in nats with every constant (section 3, E[log p(mu, c, x)] - E[log q]
-written out term by term)::
+    \varphi_{ik} \propto \exp\Big\{x_i^\top m_k - \frac{d s_k^2 + m_k^\top m_k}{2}\Big\}, \qquad
+    s_k^2 = \frac{1}{1/\sigma^2 + \sum_i \varphi_{ik}}, \qquad
+    m_k = s_k^2 \sum_i \varphi_{ik} x_i,
 
-    ELBO = sum_k [ -d/2 log(2 pi sigma^2) - (m_k^T m_k + d s_k^2) / (2 sigma^2) ]      E log p(mu)
-           - n log K                                                                E log p(c)
-           + sum_ik phi_ik [ -d/2 log 2pi - (x_i^T x_i - 2 x_i.m_k + m_k^T m_k + d s_k^2)/2 ]
-           - sum_ik phi_ik log phi_ik                                               H[q(c)]
-           + sum_k d/2 [ log(2 pi s_k^2) + 1 ]                                      H[q(mu)]
+and the ELBO in nats with every constant (section 3,
+:math:`E_q[\log p(\mu, c, x)] - E_q[\log q(\mu, c)]` written out term by term: the
+lines are :math:`E \log p(\mu)`, :math:`E \log p(c)`, :math:`E \log p(x \mid c, \mu)`,
+:math:`H[q(c)]` and :math:`H[q(\mu)]`):
 
-For tiny problems :func:`exact_log_evidence` sums p(x, c) over all K^n
-assignments, each a Gaussian integral in closed form, so the gap
-log p(x) - ELBO = KL(q || p(mu, c | x)) can be measured.
+.. math::
+
+    \mathrm{ELBO} = {} & \sum_k \Big[-\frac d2 \log(2\pi\sigma^2)
+            - \frac{m_k^\top m_k + d s_k^2}{2\sigma^2}\Big] - n \log K \\
+        & + \sum_{ik} \varphi_{ik} \Big[-\frac d2 \log 2\pi
+            - \frac{x_i^\top x_i - 2 x_i^\top m_k + m_k^\top m_k + d s_k^2}{2}\Big] \\
+        & - \sum_{ik} \varphi_{ik} \log \varphi_{ik}
+          + \sum_k \frac d2 \big[\log(2\pi s_k^2) + 1\big].
+
+For tiny problems :func:`exact_log_evidence` sums :math:`p(x, c)` over all
+:math:`K^n` assignments, each a Gaussian integral in closed form, so the gap
+:math:`\log p(x) - \mathrm{ELBO} = \mathrm{KL}(q \,\|\, p(\mu, c \mid x))` can be measured.
 """
 
 from __future__ import annotations
@@ -109,15 +120,18 @@ def _mean_factors(st: _PhiStats, sigma: float):
 def assignment_update(X, means, mean_variances) -> np.ndarray:
     r"""The CAVI update of every q(c_i) (Blei et al. 2017, section 3.1, d-dimensional).
 
-    phi_ik proportional to exp{x_i . m_k - (d s_k^2 + m_k^T m_k) / 2}.
+    .. math::
+
+        \varphi_{ik} \propto \exp\Big\{x_i^\top m_k - \frac{d s_k^2 + m_k^\top m_k}{2}\Big\},
+        \qquad \sum_k \varphi_{ik} = 1.
 
     Parameters
     ----------
     X : array-like of shape (n,) or (n, d)
     means : array-like of shape (K, d)
-        Variational means m_k.
+        Variational means :math:`m_k`.
     mean_variances : array-like of shape (K,)
-        Variational variances s_k^2 (q(mu_k) = N(m_k, s_k^2 I)).
+        Variational variances :math:`s_k^2` (:math:`q(\mu_k) = \mathcal N(m_k, s_k^2 I)`).
 
     Returns
     -------
@@ -131,15 +145,18 @@ def assignment_update(X, means, mean_variances) -> np.ndarray:
 def mean_update(X, resp, prior_std, component=None):
     r"""The CAVI update of q(mu_k) (Blei et al. 2017, section 3.2).
 
-    s_k^2 = 1 / (1/sigma^2 + sum_i phi_ik),  m_k = s_k^2 sum_i phi_ik x_i.
+    .. math::
+
+        s_k^2 = \frac{1}{1/\sigma^2 + \sum_i \varphi_{ik}}, \qquad
+        m_k = s_k^2 \sum_i \varphi_{ik} x_i.
 
     Parameters
     ----------
     X : array-like of shape (n,) or (n, d)
     resp : array-like of shape (n, K)
-        The assignment factors phi.
+        The assignment factors :math:`\varphi`.
     prior_std : float
-        sigma, the prior standard deviation of each mean.
+        :math:`\sigma`, the prior standard deviation of each mean.
     component : int, optional
         Update only this k (returns its (d,) mean and scalar variance);
         by default all components, returning arrays of shape (K, d) and (K,).
@@ -161,7 +178,10 @@ def mean_update(X, resp, prior_std, component=None):
 
 
 def unit_variance_elbo(X, resp, means, mean_variances, prior_std) -> float:
-    """The full ELBO in nats (module docstring; Blei et al. 2017, section 3).
+    r"""The full ELBO in nats, every constant kept (Blei et al. 2017, section 3).
+
+    :math:`E_q[\log p(\mu, c, x)] - E_q[\log q(\mu, c)]`, written out term by term in the
+    module docstring.
 
     Parameters
     ----------
@@ -170,6 +190,10 @@ def unit_variance_elbo(X, resp, means, mean_variances, prior_std) -> float:
     means : array-like of shape (K, d)
     mean_variances : array-like of shape (K,)
     prior_std : float
+
+    Returns
+    -------
+    float
     """
     X = as_matrix(X)
     sigma = _check_prior_std(prior_std)
@@ -264,7 +288,8 @@ class UnitVarianceGMM(MixtureVI):
     max_iter : int, default=200
         Maximum number of CAVI iterations per initialisation.
     tol : float, default=1e-8
-        Convergence when abs(ELBO_t - ELBO_{t-1}) < tol * abs(ELBO_{t-1}) (relative change);
+        Convergence when :math:`\lvert \mathrm{ELBO}_t - \mathrm{ELBO}_{t-1} \rvert
+        < \mathrm{tol} \, \lvert \mathrm{ELBO}_{t-1} \rvert` (relative change);
         else a :class:`~vitoolkit.exceptions.ConvergenceWarning`.
     n_init : int, default=1
         Number of random initialisations; the one with the largest final ELBO is kept.
@@ -305,8 +330,8 @@ class UnitVarianceGMM(MixtureVI):
 
     Notes
     -----
-    :meth:`score_samples` is the log predictive density with each q(mu_k) integrated out,
-    log sum_k 1/K N(x; m_k, (1 + s_k^2) I).
+    :meth:`score_samples` is the log predictive density with each :math:`q(\mu_k)`
+    integrated out, :math:`\log \sum_k \frac1K \mathcal N(x; m_k, (1 + s_k^2) I)`.
 
     The scikit-learn conventions below are shared by the three mixture estimators
     (``vitoolkit.cavi._base.SKLEARN_NOTES``).
@@ -442,14 +467,23 @@ def exact_log_evidence(X, n_components, prior_std, *, max_assignments=2**20,
                        chunk_size=2**14) -> float:
     r"""log p(x) of the unit-variance mixture by enumerating all K^n assignments.
 
-    log p(x) = logsumexp_c [ -n log K + sum_k log N(x_{S_k}; 0, I + sigma^2 1 1^T) ],
-    with S_k the points assigned to k and m_k the size of S_k: integrating mu_k out of
-    N(mu_k; 0, sigma^2) prod_{i in S_k} N(x_i; mu_k, 1) gives, per dimension,
-    a Gaussian with det = 1 + m_k sigma^2 and inverse I - sigma^2 / (1 + m_k sigma^2) 1 1^T
-    (matrix determinant lemma and Sherman-Morrison), so
+    .. math::
 
-    log N = -m_k/2 log 2pi - 1/2 log(1 + m_k sigma^2)
-            - 1/2 [ sum_{i in S_k} x_i^2 - sigma^2 (sum_{i in S_k} x_i)^2 / (1 + m_k sigma^2) ],
+        \log p(x) = \operatorname{logsumexp}_c \Big[-n \log K
+            + \sum_k \log \mathcal N(x_{S_k}; 0, I + \sigma^2 \mathbf 1 \mathbf 1^\top)\Big],
+
+    with :math:`S_k` the points assigned to k and :math:`m_k = \lvert S_k \rvert`:
+    integrating :math:`\mu_k` out of
+    :math:`\mathcal N(\mu_k; 0, \sigma^2) \prod_{i \in S_k} \mathcal N(x_i; \mu_k, 1)` gives,
+    per dimension, a Gaussian with determinant :math:`1 + m_k \sigma^2` and inverse
+    :math:`I - \sigma^2 / (1 + m_k \sigma^2) \, \mathbf 1 \mathbf 1^\top` (matrix
+    determinant lemma and Sherman-Morrison), so
+
+    .. math::
+
+        \log \mathcal N = -\frac{m_k}{2} \log 2\pi - \frac12 \log(1 + m_k \sigma^2)
+            - \frac12 \Big[\sum_{i \in S_k} x_i^2
+            - \frac{\sigma^2 (\sum_{i \in S_k} x_i)^2}{1 + m_k \sigma^2}\Big],
 
     summed over the d independent dimensions. Done in log space, in chunks.
 

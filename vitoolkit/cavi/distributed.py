@@ -3,9 +3,12 @@ r"""CAVI is a sum over data: the batch mixture fits on a Dask array, chunk by ch
 A batch CAVI iteration of a conjugate mixture needs the data only through sums over rows:
 the expected sufficient statistics of q(Z) (PRML eq. 10.51-10.53; Blei, Kucukelbir &
 McAuliffe 2017, section 3.2) and the data terms of the ELBO (PRML eq. 10.71-10.72 and the
-entropy of q(Z)). So each iteration is one map-reduce::
+entropy of q(Z)). So each iteration is one map-reduce over the chunks :math:`X_c` of the
+rows:
 
-    stats = sum over chunks c of  chunk_stats(X_c, global factors)
+.. math::
+
+    \text{stats} = \sum_c \mathrm{chunk\_stats}(X_c, \text{global factors})
 
 :class:`~vitoolkit.cavi.BayesianGMM` and :class:`~vitoolkit.cavi.UnitVarianceGMM` accept a
 ``dask.array.Array`` (rows in chunks, all columns in each chunk) and send each chunk's

@@ -4,19 +4,25 @@ Same model, priors and factors as :class:`~vitoolkit.cavi.BayesianGMM`; only the
 global update changes. For a mini-batch B of a data set of N points
 (Hoffman et al. 2013, sections 2.3-2.4):
 
-1. local step: the optimal q(z_n) of every n in B given the current global factors
-   (PRML eq. 10.46-10.49);
-2. intermediate global parameters: the CAVI update as if the data were B repeated
-   N / b times (b the batch size), i.e. the batch statistics scaled by N / b;
-3. a natural-gradient step: lambda <- (1 - rho_t) lambda + rho_t lambda_hat on the
-   natural parameters of each factor, rho_t = (t + tau)^{-kappa}, kappa in (0.5, 1]
-   (Robbins-Monro: sum rho_t = inf, sum rho_t^2 < inf).
+1. local step: the optimal :math:`q(z_n)` of every n in B given the current global
+   factors (PRML eq. 10.46-10.49);
+2. intermediate global parameters :math:`\hat\lambda`: the CAVI update as if the data
+   were B repeated N / b times (b the batch size), i.e. the batch statistics scaled by
+   N / b;
+3. a natural-gradient step on the natural parameters :math:`\lambda` of each factor,
+
+   .. math::
+
+       \lambda \leftarrow (1 - \rho_t) \lambda + \rho_t \hat\lambda, \qquad
+       \rho_t = (t + \tau)^{-\kappa}, \quad \kappa \in (0.5, 1]
+
+   (Robbins-Monro: :math:`\sum_t \rho_t = \infty`, :math:`\sum_t \rho_t^2 < \infty`).
 
 For the Gauss-Wishart factor the natural parameters are, up to fixed affine maps (which
-commute with convex combinations) and with m_0 = 0 after centring,
-(beta_k, beta_k m_k, W_k^{-1} + beta_k m_k m_k^T, nu_k), which are linear in the
-statistics (N_k, sum r x, sum r x x^T), so the convex combination stays a valid
-Normal-Wishart. Memory is bounded by the batch: no (N, K) array ever exists.
+commute with convex combinations) and with :math:`m_0 = 0` after centring,
+:math:`(\beta_k, \beta_k m_k, W_k^{-1} + \beta_k m_k m_k^\top, \nu_k)`, which are linear
+in the statistics :math:`(N_k, \sum_n r_{nk} x_n, \sum_n r_{nk} x_n x_n^\top)`, so the
+convex combination stays a valid Normal-Wishart. Memory is bounded by the batch: no (N, K) array ever exists.
 """
 
 from __future__ import annotations
@@ -44,9 +50,9 @@ class StochasticBayesianGMM(BayesianGMM):
         N, the size of the (possibly never materialised) data set; batch statistics are
         scaled by N / b (b the batch size). Same name as scikit-learn's online LDA.
     learning_offset : float, default=10.0
-        tau >= 0 in rho_t = (t + tau)^{-kappa}; damps the first steps.
+        :math:`\tau \ge 0` in :math:`\rho_t = (t + \tau)^{-\kappa}`; damps the first steps.
     learning_decay : float, default=0.7
-        kappa in (0.5, 1].
+        :math:`\kappa \in (0.5, 1]`.
     batch_size : int, default=1024
         Rows per step when :meth:`fit` is given one array.
     max_iter : int, default=10
@@ -67,7 +73,7 @@ class StochasticBayesianGMM(BayesianGMM):
         global factors the step started from (noisy; evaluate exactly with
         :meth:`elbo` or :meth:`elbo_from_batches`).
     learning_rates_ : list of float
-        rho_t of each step.
+        :math:`\rho_t` of each step.
     epoch_elbo_ : list of float
         After :meth:`fit` on an array: the mean of each epoch's estimates (what ``tol``
         compares).

@@ -1,4 +1,4 @@
-"""Comparisons with their noise, for the claims a lesson checks on its own numbers.
+r"""Comparisons with their noise, for the claims a lesson checks on its own numbers.
 
 A sentence that says "lower", "noisier" or "better" is a statement about a
 difference that the run measured with error. The claim it becomes should hold only
@@ -9,9 +9,9 @@ record the numbers it compares. This module computes those differences:
   likelihoods of two models, per-seed results of two methods), differenced item by
   item before averaging, so that what the items share cancels (a paired z-test);
 - :func:`independent_difference`: two independent samples (Welch's standard error,
-  ``sqrt(s_a^2 / n_a + s_b^2 / n_b)``);
+  :math:`\sqrt{s_a^2 / n_a + s_b^2 / n_b}`);
 - :func:`difference_of_estimates`: two independent estimates that already carry
-  standard errors (``sqrt(se_a^2 + se_b^2)``).
+  standard errors (:math:`\sqrt{\mathrm{se}_a^2 + \mathrm{se}_b^2}`).
 
 Each returns a :class:`Difference` whose ``exceeds(factor)`` is the claim's test and
 whose ``evidence(factor)`` is what the claim records, as in::
@@ -50,7 +50,7 @@ def _as_sample(values, name: str) -> np.ndarray:
 
 
 def mean_and_stderr(values) -> tuple[float, float]:
-    """The sample mean and its standard error ``s / sqrt(n)`` (``s`` with ``ddof=1``)."""
+    r"""The sample mean and its standard error :math:`s / \sqrt n` (``s`` with ``ddof=1``)."""
     x = _as_sample(values, "values")
     return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
 
@@ -122,7 +122,10 @@ def paired_difference(a, b) -> Difference:
 
 
 def independent_difference(a, b) -> Difference:
-    """``mean(a) - mean(b)`` for independent samples, with Welch's standard error."""
+    r"""``mean(a) - mean(b)`` for independent samples, with Welch's standard error.
+
+    :math:`\mathrm{se} = \sqrt{s_a^2 / n_a + s_b^2 / n_b}`, each :math:`s^2` with ``ddof=1``.
+    """
     xa, xb = _as_sample(a, "a"), _as_sample(b, "b")
     se = math.sqrt(xa.var(ddof=1) / xa.size + xb.var(ddof=1) / xb.size)
     return Difference(float(xa.mean() - xb.mean()), se, int(min(xa.size, xb.size)))

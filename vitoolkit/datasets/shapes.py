@@ -57,10 +57,11 @@ _ELLIPSE_RATIO = 0.5
 
 
 def shape_area(shape: str, scale) -> torch.Tensor:
-    """Exact area of a shape of circumradius ``scale`` (same units as ``scale``).
+    r"""Exact area of a shape of circumradius ``scale`` (same units as ``scale``).
 
-    square: side sqrt(2) s, area 2 s^2; ellipse: pi s (s / 2); equilateral
-    triangle: (3 sqrt(3) / 4) s^2. ``scale`` must be positive (as in
+    With s the ``scale``: square, side :math:`\sqrt 2 s`, area :math:`2 s^2`; ellipse
+    (semi-axes s and s/2), :math:`\pi s (s / 2)`; equilateral triangle,
+    :math:`\frac{3 \sqrt 3}{4} s^2`. ``scale`` must be positive (as in
     :func:`render_shapes`) and small enough for its square to fit in float64.
     """
     factor = {

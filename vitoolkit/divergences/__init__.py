@@ -15,7 +15,7 @@ Importing this package registers the toolkit's extra closed-form KL pairs in
 from ._gaussian import gaussian_params
 from .alpha import ALPHA_ESTIMATORS, alpha_divergence, log_alpha_affinity, renyi_divergence
 from .closed_form import kl_divergence
-from .entropy import cross_entropy, entropy
+from .entropies import cross_entropy, entropy
 from .grid import Grid, default_bounds, evaluate_on_grid, grid_divergence, make_grid
 from .importance import (
     ImportanceEstimate,

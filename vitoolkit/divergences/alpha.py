@@ -1,50 +1,63 @@
 r"""Alpha (Minka) and Renyi divergences, closed form for Gaussians, Monte Carlo otherwise.
 
-Minka's alpha-divergence (Minka 2005, MSR-TR-2005-173, eq. 2):
+Minka's alpha-divergence (Minka 2005, MSR-TR-2005-173, eq. 2), for normalised p and q:
 
-    D_alpha(p || q) = 1 / (alpha (1 - alpha)) integral [alpha p + (1 - alpha) q - p^alpha q^(1-alpha)] dx
-                    = (1 - A_alpha) / (alpha (1 - alpha)),   A_alpha = integral p^alpha q^(1-alpha) dx
+.. math::
 
-for normalised p and q. alpha -> 0 gives KL(q || p) (the VI objective, mode-seeking),
-alpha -> 1 gives KL(p || q) (mass-covering), alpha = 1/2 gives
-2 integral (sqrt p - sqrt q)^2 dx (four times the squared Hellinger distance).
+    D_\alpha(p \,\|\, q) = \frac{1}{\alpha (1 - \alpha)}
+        \int \big[\alpha p + (1 - \alpha) q - p^\alpha q^{1-\alpha}\big] \, dx
+      = \frac{1 - A_\alpha}{\alpha (1 - \alpha)}, \qquad
+    A_\alpha = \int p^\alpha q^{1-\alpha} \, dx.
 
-Renyi's divergence of order alpha (Renyi 1961; Li & Turner 2016):
+:math:`\alpha \to 0` gives :math:`\mathrm{KL}(q \,\|\, p)` (the VI objective,
+mode-seeking), :math:`\alpha \to 1` gives :math:`\mathrm{KL}(p \,\|\, q)`
+(mass-covering), :math:`\alpha = 1/2` gives :math:`2 \int (\sqrt p - \sqrt q)^2 \, dx`
+(four times the squared Hellinger distance).
 
-    D^R_alpha(p || q) = log A_alpha / (alpha - 1),   alpha -> 1 gives KL(p || q).
+Renyi's divergence of order alpha (Renyi 1961; Li & Turner 2016, eq. 1):
 
-Gaussian closed form (e.g. Gil, Alajaji & Linder 2013): with Delta = m_p - m_q and
-S_alpha = alpha S_q + (1 - alpha) S_p,
+.. math::
 
-    log A_alpha = -alpha (1 - alpha)/2 Delta^T S_alpha^{-1} Delta - 1/2 log det S_alpha
-                  + (1 - alpha)/2 log det S_p + alpha/2 log det S_q,
+    D^R_\alpha(p \,\|\, q) = \frac{\log A_\alpha}{\alpha - 1}, \qquad
+    \lim_{\alpha \to 1} D^R_\alpha(p \,\|\, q) = \mathrm{KL}(p \,\|\, q).
 
-finite if and only if alpha Lambda_p + (1 - alpha) Lambda_q is positive definite
-(always for 0 < alpha < 1).
+Gaussian closed form (e.g. Gil, Alajaji & Linder 2013): with
+:math:`\Delta = m_p - m_q` and :math:`S_\alpha = \alpha S_q + (1 - \alpha) S_p`,
+
+.. math::
+
+    \log A_\alpha = -\frac{\alpha (1 - \alpha)}{2} \Delta^\top S_\alpha^{-1} \Delta
+        - \frac12 \log\det S_\alpha + \frac{1 - \alpha}{2} \log\det S_p
+        + \frac{\alpha}{2} \log\det S_q,
+
+finite if and only if :math:`\alpha \Lambda_p + (1 - \alpha) \Lambda_q` is positive
+definite (always for :math:`0 < \alpha < 1`; :math:`\Lambda = S^{-1}`).
 
 Monte Carlo. With draws from the sampler s (q or p, ``sample_from``), the ratio
-w = other/s and the exponent e (alpha when sampling q, 1 - alpha when sampling p),
-A_alpha = E_s[w^e], and two unbiased per-draw estimators of D_alpha, with the same mean
-because E_s[w] = 1:
+:math:`w = \text{other}/s` and the exponent e (alpha when sampling q, 1 - alpha when
+sampling p), :math:`A_\alpha = E_s[w^e]`, and two unbiased per-draw estimators of
+:math:`D_\alpha`, with the same mean because :math:`E_s[w] = 1`:
 
-- ``"plain"``: (1 - w^e) / (alpha (1 - alpha)). Near e = 1 the numerator is about
-  (1 - e)(w - 1) to first order, so the terms' variance grows like Var(w)/(1 - e)^2.
-- ``"self_normalised"``: (w^e - 1 - e (w - 1)) / (e (e - 1)), the Amari-alpha
-  Csiszar function with f'(1) = 0 (Cichocki & Amari 2010; TensorFlow Probability's
+- ``"plain"``: :math:`(1 - w^e) / (\alpha (1 - \alpha))`. Near e = 1 the numerator is
+  about :math:`(1 - e)(w - 1)` to first order, so the terms' variance grows like
+  :math:`\mathrm{Var}(w) / (1 - e)^2`.
+- ``"self_normalised"``: :math:`(w^e - 1 - e (w - 1)) / (e (e - 1))`, the Amari-alpha
+  Csiszar function with :math:`f'(1) = 0` (Cichocki & Amari 2010; TensorFlow Probability's
   ``tfp.vi.amari_alpha(..., self_normalized=True)``). This is not self-normalised
-  importance sampling: the term e (w - 1) is a control variate with mean zero, which
-  cancels that first-order part; the variance stays bounded as e -> 1 (the terms tend
-  to w log w - (w - 1)). It needs E_s[w^2] finite, which the plain terms only need for
-  e > 1: when s is much narrower than the other density (heavy-tailed w) it can be far
-  worse.
+  importance sampling: the term :math:`e (w - 1)` is a control variate with mean zero,
+  which cancels that first-order part; the variance stays bounded as :math:`e \to 1`
+  (the terms tend to :math:`w \log w - (w - 1)`). It needs :math:`E_s[w^2]` finite,
+  which the plain terms only need for e > 1: when s is much narrower than the other
+  density (heavy-tailed w) it can be far worse.
 - ``"auto"`` (the default) takes, per batch entry, the one with the smaller standard
   error on the same draws (both are computed; the choice only adds a bias of the order
   of the correlation between a sample mean and its sample variance, O(1/S)), except
   that the self-normalised terms are not chosen when their tail (the Pareto k-hat of w)
-  is clearly heavier than the plain terms' (of w^e; by more than 0.1) and above 1/4:
-  their fourth moment is then infinite and their small sample standard error may be luck.
+  is clearly heavier than the plain terms' (of :math:`w^e`; by more than 0.1) and above
+  1/4: their fourth moment is then infinite and their small sample standard error may be
+  luck.
 
-The Renyi divergence uses the same two estimates of A_alpha.
+The Renyi divergence uses the same two estimates of :math:`A_\alpha`.
 """
 
 from __future__ import annotations
@@ -77,21 +90,47 @@ _KHAT_MARGIN = 0.1
 
 
 def log_alpha_affinity(p, q, alpha: float) -> torch.Tensor:
-    r"""log A_alpha = log integral p^alpha q^(1-alpha) dx for two Gaussians, in closed form.
+    r"""The log alpha-affinity of two Gaussians, in closed form.
 
-    Evaluated in p's whitened coordinates (S_p = L L^T, K = L^-1 S_q L^-T - I,
-    delta = L^-1 (m_p - m_q)), where S_alpha = L (I + alpha K) L^T and
+    .. math::
 
-        log A_alpha = -alpha (1 - alpha)/2 delta^T (I + alpha K)^-1 delta
-                      - 1/2 log det(I + alpha K) + alpha/2 log det(I + K),
+        \log A_\alpha = \log \int p(x)^\alpha q(x)^{1-\alpha} \, dx
 
-    every term O(alpha), so D_alpha = -expm1(log A_alpha) / (alpha (1 - alpha)) keeps its
-    precision as alpha -> 0 (log det(I + alpha K) by its series when alpha * norm(K) is small);
-    alpha > 1/2 uses A_alpha(p, q) = A_{1 - alpha}(q, p), so alpha -> 1 does too.
+    (Gil, Alajaji & Linder 2013; see the module docstring), evaluated in p's whitened
+    coordinates: with :math:`S_p = L L^\top`, :math:`K = L^{-1} S_q L^{-\top} - I` and
+    :math:`\delta = L^{-1} (m_p - m_q)`, :math:`S_\alpha = L (I + \alpha K) L^\top` and
+
+    .. math::
+
+        \log A_\alpha = -\frac{\alpha (1 - \alpha)}{2} \delta^\top (I + \alpha K)^{-1} \delta
+            - \frac12 \log\det(I + \alpha K) + \frac{\alpha}{2} \log\det(I + K),
+
+    every term :math:`O(\alpha)`, so
+    :math:`D_\alpha = -\operatorname{expm1}(\log A_\alpha) / (\alpha (1 - \alpha))` keeps
+    its precision as :math:`\alpha \to 0` (:math:`\log\det(I + \alpha K)` by its series
+    when :math:`\alpha \lVert K \rVert` is small); :math:`\alpha > 1/2` uses
+    :math:`A_\alpha(p, q) = A_{1 - \alpha}(q, p)`, so :math:`\alpha \to 1` does too.
     Differentiable in the parameters.
 
-    Raises ``ValueError`` naming ``alpha`` when the integral diverges
-    (alpha Lambda_p + (1 - alpha) Lambda_q not positive definite, i.e. I + alpha K not).
+    Parameters
+    ----------
+    p, q : torch.distributions.Distribution
+        Two Gaussians (``Normal``, a batch of 1-D ones; ``Independent(Normal, 1)``;
+        ``MultivariateNormal``) with broadcastable batch shapes and the same dimension.
+    alpha : float
+        Any real number.
+
+    Returns
+    -------
+    Tensor
+        :math:`\log A_\alpha`, of the broadcast batch shape.
+
+    Raises
+    ------
+    ValueError
+        Naming ``alpha`` when the integral diverges
+        (:math:`\alpha \Lambda_p + (1 - \alpha) \Lambda_q` not positive definite, i.e.
+        :math:`I + \alpha K` not).
     """
     check_pair(p, q)
     alpha = check_alpha(alpha)
@@ -296,13 +335,21 @@ def _resolve(p, q, method, num_samples, sample_from, estimator):
 def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: int | None = None,
                      generator: torch.Generator | None = None, sample_from: str = "q",
                      estimator: str = "auto"):
-    r"""Minka's alpha-divergence D_alpha(p || q) (see the module docstring).
+    r"""Minka's alpha-divergence of p from q, in closed form for Gaussians, else by Monte Carlo.
+
+    .. math::
+
+        D_\alpha(p \,\|\, q) = \frac{1 - \int p^\alpha q^{1-\alpha} \, dx}{\alpha (1 - \alpha)}
+
+    (Minka 2005, MSR-TR-2005-173, eq. 2; the module docstring gives the Gaussian closed
+    form and the Monte Carlo estimators).
 
     Parameters
     ----------
     p, q : torch.distributions.Distribution
     alpha : float
-        Any real number; 0 and 1 return KL(q || p) and KL(p || q).
+        Any real number; 0 and 1 return :math:`\mathrm{KL}(q \,\|\, p)` and
+        :math:`\mathrm{KL}(p \,\|\, q)`.
     method : {"auto", "closed_form", "monte_carlo"}
         ``"auto"`` uses the closed form for two Gaussians, Monte Carlo otherwise.
     num_samples : int >= 2, needed for Monte Carlo.
@@ -311,12 +358,13 @@ def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
     generator : torch.Generator, optional
     sample_from : {"q", "p"}
         Which distribution the Monte Carlo draws come from:
-        A_alpha = E_q[(p/q)^alpha] = E_p[(q/p)^(1-alpha)].
+        :math:`A_\alpha = E_q[(p/q)^\alpha] = E_p[(q/p)^{1-\alpha}]`.
     estimator : {"auto", "plain", "self_normalised"}
         The Monte Carlo terms (see the module docstring). ``"plain"`` averages
-        (1 - w^e) / (alpha (1 - alpha)); ``"self_normalised"`` adds the zero-mean control
-        variate e (w - 1) (TFP's ``amari_alpha(self_normalized=True)``), whose variance
-        stays bounded as the exponent e -> 1 where the plain one grows like 1/(1 - e)^2;
+        :math:`(1 - w^e) / (\alpha (1 - \alpha))`; ``"self_normalised"`` adds the zero-mean
+        control variate :math:`e (w - 1)` (TFP's ``amari_alpha(self_normalized=True)``), whose
+        variance stays bounded as the exponent :math:`e \to 1` where the plain one grows like
+        :math:`1/(1 - e)^2`;
         ``"auto"`` (default) returns, entry by entry, the one of the two with the smaller
         standard error on the same draws.
 
@@ -324,8 +372,8 @@ def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
     -------
     Tensor (closed form) or Estimate (Monte Carlo), of the broadcast batch shape. The
     Monte Carlo estimate carries ``khat``: the Pareto k-hat (Vehtari et al. 2024) of the
-    heaviest importance ratio its terms average (w^e for the plain form, also w for the
-    self-normalised one); above 0.7 its standard error cannot be trusted. No warning is
+    heaviest importance ratio its terms average (:math:`w^e` for the plain form, also w for
+    the self-normalised one); above 0.7 its standard error cannot be trusted. No warning is
     issued here.
     """
     batch = check_pair(p, q)
@@ -343,11 +391,18 @@ def alpha_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: i
 def renyi_divergence(p, q, alpha: float, *, method: str = "auto", num_samples: int | None = None,
                      generator: torch.Generator | None = None, sample_from: str = "q",
                      estimator: str = "auto"):
-    r"""Renyi divergence of order alpha, D^R_alpha(p || q) = log A_alpha / (alpha - 1).
+    r"""Renyi divergence of order alpha, in closed form for Gaussians, else by Monte Carlo.
 
-    alpha = 1 returns KL(p || q). Arguments as in :func:`alpha_divergence`; the
-    Monte Carlo standard error is the delta-method one, stderr(A) / (A abs(alpha - 1))
-    (the estimate of log A is biased low by Jensen, by O(1/num_samples)). The
+    .. math::
+
+        D^R_\alpha(p \,\|\, q) = \frac{\log A_\alpha}{\alpha - 1}, \qquad
+        A_\alpha = \int p^\alpha q^{1-\alpha} \, dx
+
+    (Renyi 1961; Li & Turner 2016, eq. 1); :math:`\alpha = 1` returns
+    :math:`\mathrm{KL}(p \,\|\, q)`. Arguments as in :func:`alpha_divergence`; the
+    Monte Carlo standard error is the delta-method one,
+    :math:`\mathrm{se}(\hat A) / (\hat A \, \lvert \alpha - 1 \rvert)` (the estimate of
+    :math:`\log A` is biased low by Jensen, by O(1/num_samples)). The
     self-normalised estimate of A can be <= 0 (its terms are not all positive): ``"auto"``
     then uses the plain one, and ``estimator="self_normalised"`` raises a ``ValueError``.
     """

@@ -2,23 +2,35 @@ r"""Closed-form KL divergences: torch's registry, extended with the toolkit's pa
 
 Pairs added here (each verified against an independent route in the tests):
 
-- ``Wishart || Wishart`` (torch has none), with psi_D the multivariate digamma
-  (sum of psi((n+1-i)/2)) and V the scale::
+- ``Wishart || Wishart`` (torch has none), with V the scale matrix, n the degrees of
+  freedom, D the dimension and :math:`\psi_D(a) = \sum_{i=1}^D \psi(a + (1 - i)/2)` the
+  multivariate digamma:
 
-      KL = (n_p - n_q)/2 psi_D(n_p/2) + n_p/2 [tr(V_q^{-1} V_p) - D]
-           + n_q/2 (log det V_q - log det V_p) + log Gamma_D(n_q/2) - log Gamma_D(n_p/2)
+  .. math::
+
+      \mathrm{KL} = \frac{n_p - n_q}{2} \psi_D\Big(\frac{n_p}{2}\Big)
+          + \frac{n_p}{2} \big[\operatorname{tr}(V_q^{-1} V_p) - D\big]
+          + \frac{n_q}{2} (\log\det V_q - \log\det V_p)
+          + \log\Gamma_D\Big(\frac{n_q}{2}\Big) - \log\Gamma_D\Big(\frac{n_p}{2}\Big)
 
 - ``NormalWishart || NormalWishart`` (Bishop PRML eq. 10.40, the factor
-  q(mu_k, Lambda_k)), from the chain rule
-  KL(p(a,b) || q(a,b)) = KL(p(b) || q(b)) + E_p(b) KL(p(a|b) || q(a|b))::
+  :math:`q(\mu_k, \Lambda_k)`), from the chain rule
+  :math:`\mathrm{KL}(p(a, b) \,\|\, q(a, b)) = \mathrm{KL}(p(b) \,\|\, q(b))
+  + E_{p(b)} \mathrm{KL}(p(a \mid b) \,\|\, q(a \mid b))`:
 
-      KL = KL(W_p || W_q) + 1/2 [D (beta_q/beta_p - 1 - log(beta_q/beta_p))
-           + beta_q nu_p (m_p - m_q)^T W_p (m_p - m_q)]
+  .. math::
+
+      \mathrm{KL} = \mathrm{KL}(\mathcal W_p \,\|\, \mathcal W_q)
+          + \frac12 \Big[D \Big(\frac{\beta_q}{\beta_p} - 1 - \log\frac{\beta_q}{\beta_p}\Big)
+          + \beta_q \nu_p (m_p - m_q)^\top W_p (m_p - m_q)\Big]
 
 - ``Normal || StandardNormal`` (the VAE's KL term, Kingma & Welling 2013,
-  Appendix B), the general Normal-Normal form with q = N(0, 1) substituted::
+  Appendix B), the general Normal-Normal form with :math:`q = \mathcal N(0, 1)`
+  substituted, per coordinate:
 
-      KL = (m^2 + s^2 - 1)/2 - log s
+  .. math::
+
+      \mathrm{KL}\big(\mathcal N(m, s^2) \,\|\, \mathcal N(0, 1)\big) = \frac{m^2 + s^2 - 1}{2} - \log s
 
 - ``MultivariateNormal || Independent(Normal, 1)`` and the reverse, so full and
   diagonal (mean-field) Gaussians can be compared directly.
@@ -44,7 +56,11 @@ __all__ = ["kl_divergence"]
 
 
 def kl_divergence(p, q) -> torch.Tensor:
-    r"""KL(p || q) = E_p[log p(x) - log q(x)] in nats, in closed form.
+    r"""The Kullback-Leibler divergence KL(p || q) in nats, in closed form.
+
+    .. math::
+
+        \mathrm{KL}(p \,\|\, q) = E_{p}\big[\log p(x) - \log q(x)\big]
 
     Looks the pair up in ``torch.distributions.kl``'s registry, which this
     module extends (Wishart, Normal-Wishart, full vs diagonal Gaussians).

@@ -2,11 +2,15 @@ r"""Divergences of 1-D and 2-D densities by quadrature on a grid.
 
 The deterministic, independent route used by demos and tests: evaluate both log
 densities on a regular grid and integrate with the trapezoidal rule, which
-converges geometrically fast for smooth densities that decay inside the grid.
+converges geometrically fast for smooth densities that decay inside the grid. The
+integrals (Minka 2005, eq. 2, for :math:`D_\alpha`; Renyi 1961 for :math:`D^R_\alpha`):
 
-    KL(p || q)      = integral p (log p - log q) dx
-    D_alpha(p || q) = integral [alpha p + (1-alpha) q - p^alpha q^(1-alpha)] dx / (alpha (1-alpha))
-    D^R_alpha       = log integral p^alpha q^(1-alpha) dx / (alpha - 1)
+.. math::
+
+    \mathrm{KL}(p \,\|\, q) &= \int p (\log p - \log q) \, dx, \\
+    D_\alpha(p \,\|\, q) &= \frac{1}{\alpha (1 - \alpha)}
+        \int \big[\alpha p + (1 - \alpha) q - p^\alpha q^{1-\alpha}\big] \, dx, \\
+    D^R_\alpha(p \,\|\, q) &= \frac{1}{\alpha - 1} \log \int p^\alpha q^{1-\alpha} \, dx.
 """
 
 from __future__ import annotations
@@ -312,15 +316,16 @@ def _log_densities(p, q, grid):
 
 def grid_divergence(p, q, divergence: str = "kl", *, alpha: float | None = None, bounds=None,
                     num_points: int | None = None) -> torch.Tensor:
-    """A divergence between two 1-D or 2-D densities by trapezoidal quadrature.
+    r"""A divergence between two 1-D or 2-D densities by trapezoidal quadrature.
 
     Parameters
     ----------
     p, q : torch.distributions.Distribution
         Unbatched, event_shape (), (1,) or (2,).
     divergence : {"kl", "alpha", "renyi"}
-        ``"kl"`` is KL(p || q); ``"alpha"`` Minka's D_alpha(p || q); ``"renyi"``
-        D^R_alpha(p || q) (see the module docstring).
+        ``"kl"`` is :math:`\mathrm{KL}(p \,\|\, q)`; ``"alpha"`` Minka's
+        :math:`D_\alpha(p \,\|\, q)`; ``"renyi"`` :math:`D^R_\alpha(p \,\|\, q)` (the
+        integrals are in the module docstring).
     alpha : float, required for "alpha" and "renyi".
     bounds : [(lo, hi)] per dimension, optional
         Default: chosen from the integrand by :func:`integrand_bounds` (expanded until

@@ -1,31 +1,31 @@
 r"""Pareto k-hat: is a Monte Carlo average's standard error worth anything?
 
-A Monte Carlo average (1/S) sum_s f_s comes with the standard error std(f) / sqrt(S),
-which is only meaningful when f has a finite variance. Importance ratios
-r = p/q drawn from a q narrower than p, and the terms of estimators built on them,
+A Monte Carlo average :math:`\frac1S \sum_s f_s` comes with the standard error
+:math:`\mathrm{sd}(f) / \sqrt S`, which is only meaningful when f has a finite variance.
+Importance ratios :math:`r = p/q` drawn from a q narrower than p, and the terms of estimators built on them,
 can have an infinite variance: the average is still unbiased, but the sample
 standard error is confidently wrong (it is computed from draws that have not yet
 visited the tail that carries the variance).
 
 Vehtari, Simpson, Gelman, Yao & Gabry, "Pareto smoothed importance sampling"
 (JMLR 25(72), 2024), diagnose this by fitting a generalised Pareto distribution
-(GPD) to the largest M = ceil(min(0.2 S, 3 sqrt(S))) draws (their section 3;
-exceedances over the (M+1)-th largest draw). Its shape k governs the moments:
-E[r^a] is finite exactly for a < 1/k, so
+(GPD) to the largest :math:`M = \lceil \min(0.2 S, 3 \sqrt S) \rceil` draws (their
+section 3; exceedances over the (M+1)-th largest draw). Its shape k governs the moments:
+:math:`E[r^a]` is finite exactly for :math:`a < 1/k`, so
 
-- k < 1/2: finite variance, the central limit theorem and the standard error apply;
-- 1/2 <= k < 0.7: infinite variance, but the estimate is still usable in practice
+- :math:`k < 1/2`: finite variance, the central limit theorem and the standard error apply;
+- :math:`1/2 \le k < 0.7`: infinite variance, but the estimate is still usable in practice
   (with Pareto smoothing); the plain standard error already understates the error;
-- k >= 0.7 (``KHAT_THRESHOLD``): the estimate and its standard error are unreliable
-  (the paper's section 3.2.4; the sample-size-dependent bound min(1 - 1/log10 S, 0.7)
-  is only stricter for S < 2200);
-- k >= 1: not even the mean is finite.
+- :math:`k \ge 0.7` (``KHAT_THRESHOLD``): the estimate and its standard error are
+  unreliable (the paper's section 3.2.4; the sample-size-dependent bound
+  :math:`\min(1 - 1/\log_{10} S, 0.7)` is only stricter for S < 2200);
+- :math:`k \ge 1`: not even the mean is finite.
 
 The shape is fitted with the profile-likelihood empirical Bayes method of Zhang &
 Stephens (2009, Technometrics 51, section 4; 30 + floor(sqrt(M)) grid points), and then
 shrunk towards 0.5 with the weakly informative prior of Vehtari et al. (2024,
-appendix; prior weight 10): k <- (M k + 10 * 0.5) / (M + 10), as in the ``loo`` R
-package's ``gpdfit(wip=TRUE)``.
+appendix; prior weight 10), :math:`\hat k \leftarrow (M \hat k + 10 \cdot 0.5) / (M + 10)`,
+as in the ``loo`` R package's ``gpdfit(wip=TRUE)``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,12 @@ _CHUNK_ELEMENTS = 4_000_000
 
 
 def tail_length(num_samples: int) -> int:
-    """M = ceil(min(0.2 S, 3 sqrt(S))): how many of S draws form the fitted tail."""
+    r"""How many of S draws form the fitted Pareto tail (Vehtari et al. 2024, section 3).
+
+    .. math::
+
+        M = \big\lceil \min(0.2 S, 3 \sqrt S) \big\rceil
+    """
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     return int(math.ceil(min(0.2 * num_samples, 3.0 * math.sqrt(num_samples))))
 
@@ -96,10 +101,15 @@ def _zhang_stephens(x: torch.Tensor, prior: bool) -> tuple[torch.Tensor, torch.T
 def fit_generalized_pareto(exceedances, dim: int = -1, *, prior: bool = True):
     r"""Fit a generalised Pareto distribution to non-negative exceedances over a threshold.
 
-    The GPD with shape k and scale sigma has density
-    (1/sigma) (1 + k y / sigma)^(-1/k - 1) for y >= 0 (k > 0 is a heavy, power-law tail).
-    Zhang & Stephens (2009) estimate, then (``prior=True``) the weakly informative
-    prior of Vehtari et al. (2024), k <- (n k + 5) / (n + 10).
+    The GPD with shape k and scale :math:`\sigma` has density
+
+    .. math::
+
+        f(y) = \frac1\sigma \Big(1 + \frac{k y}{\sigma}\Big)^{-1/k - 1}, \qquad y \ge 0
+
+    (:math:`k > 0` is a heavy, power-law tail). Zhang & Stephens (2009) estimate, then
+    (``prior=True``) the weakly informative prior of Vehtari et al. (2024),
+    :math:`\hat k \leftarrow (n \hat k + 5) / (n + 10)`.
 
     Parameters
     ----------
@@ -197,10 +207,11 @@ def _right_tail_khat(rows: torch.Tensor, *, log_scale: bool,
 def pareto_khat(log_ratios, dim: int = 0) -> torch.Tensor:
     r"""Pareto k-hat of importance ratios given on the log scale (PSIS, Vehtari et al. 2024).
 
-    Fits a generalised Pareto to the M = ceil(min(0.2 S, 3 sqrt(S))) largest ratios
-    r_s = exp(log_ratios_s) (exceedances over the (M+1)-th largest) and returns its
-    shape: k-hat < 0.5 finite variance; k-hat > :data:`KHAT_THRESHOLD` (0.7) the
-    importance-sampling estimate and its standard error are unreliable.
+    Fits a generalised Pareto to the :math:`M = \lceil \min(0.2 S, 3 \sqrt S) \rceil`
+    largest ratios :math:`r_s = \exp(\ell_s)` (:math:`\ell_s` the ``log_ratios``;
+    exceedances over the (M+1)-th largest) and returns its shape: :math:`\hat k < 0.5` finite variance;
+    :math:`\hat k >` :data:`KHAT_THRESHOLD` (0.7) the importance-sampling estimate and its
+    standard error are unreliable.
 
     Parameters
     ----------
@@ -225,11 +236,17 @@ def pareto_smooth(log_ratios) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Pareto-smoothed importance weights (PSIS): the M largest ratios replaced by GPD quantiles.
 
     Vehtari, Simpson, Gelman, Yao & Gabry (JMLR 2024), section 3, algorithm 1: fit the
-    generalised Pareto (shape k, scale sigma) to the exceedances of the M =
-    ceil(min(0.2 S, 3 sqrt(S))) largest ratios over the (M+1)-th largest, r_(S-M), exactly
-    as :func:`pareto_khat` does, and replace the z-th smallest of them by the quantile
-    r_(S-M) + F^-1((z - 1/2) / M), F^-1(p) = sigma ((1 - p)^-k - 1) / k, truncated at the
-    largest raw ratio. Self-normalised averages with these weights have a finite variance
+    generalised Pareto (shape k, scale :math:`\sigma`) to the exceedances of the
+    :math:`M = \lceil \min(0.2 S, 3 \sqrt S) \rceil` largest ratios over the (M+1)-th
+    largest, :math:`r_{(S-M)}`, exactly as :func:`pareto_khat` does, and replace the z-th
+    smallest of them by the quantile
+
+    .. math::
+
+        r_{(S-M)} + F^{-1}\Big(\frac{z - 1/2}{M}\Big), \qquad
+        F^{-1}(p) = \frac{\sigma \big((1 - p)^{-k} - 1\big)}{k},
+
+    truncated at the largest raw ratio. Self-normalised averages with these weights have a finite variance
     and a smaller error than raw importance sampling when k-hat < 0.7; above it k-hat
     says they, too, are unreliable.
 
@@ -281,7 +298,7 @@ def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:
     The diagnostic of Vehtari et al. (2024) applied to the terms of any Monte Carlo
     average (as ``posterior::pareto_khat`` does): the GPD shape of the largest
     (``"right"``), the smallest (``"left"``, the largest of -f) or the worse of both
-    (``"both"``) M = ceil(min(0.2 S, 3 sqrt(S))) draws. Above 0.5 the terms have
+    (``"both"``) :math:`M = \lceil \min(0.2 S, 3 \sqrt S) \rceil` draws. Above 0.5 the terms have
     infinite variance; above :data:`KHAT_THRESHOLD` the average's standard error
     cannot be trusted.
 
@@ -309,12 +326,20 @@ def tail_khat(values, dim: int = 0, *, tail: str = "both") -> torch.Tensor:
 
 
 def normal_ratio_tail_shape(sampling_scale, other_scale) -> torch.Tensor:
-    r"""The exact tail shape k of r = N(z; b, other^2) / N(z; a, sampling^2) for z ~ N(a, sampling^2).
+    r"""The exact tail shape k of the ratio of two normal densities, drawn from the denominator.
 
-    log r grows like u (1 - sampling^2 / other^2) with u = (z - a)^2 / (2 sampling^2),
-    whose tail is exponential, so P(r > t) ~ t^(-1 / k) with k = 1 - sampling^2 / other^2
-    (a sampling distribution narrower than the other one). E[r^a] is finite exactly for
-    a < 1/k, so the ratio has infinite variance once k >= 1/2, i.e. sampling^2 <= other^2 / 2.
+    For :math:`r = \mathcal N(z; b, s_o^2) / \mathcal N(z; a, s^2)` with
+    :math:`z \sim \mathcal N(a, s^2)` (s the ``sampling_scale``, :math:`s_o` the
+    ``other_scale``), :math:`\log r` grows like :math:`u (1 - s^2 / s_o^2)` with
+    :math:`u = (z - a)^2 / (2 s^2)`, whose tail is exponential, so
+
+    .. math::
+
+        P(r > t) \sim t^{-1/k}, \qquad k = 1 - \frac{s^2}{s_o^2}
+
+    (a sampling distribution narrower than the other one). :math:`E[r^a]` is finite
+    exactly for :math:`a < 1/k`, so the ratio has infinite variance once
+    :math:`k \ge 1/2`, i.e. :math:`s^2 \le s_o^2 / 2`.
     A sampling distribution at least as wide gives a bounded ratio: no tail, -inf.
     The means do not enter. Arguments broadcast; returns float64.
     """

@@ -1,19 +1,20 @@
 r"""Did the fit work? The Pareto k-hat of p/q under a fitted q, and PSIS-corrected moments.
 
 Yao, Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: Evaluating variational
-inference", ICML, section 3: draw z_s ~ q, form the log ratios
-log r_s = log p(z_s, y) - log q(z_s), and fit a generalised Pareto to their largest
+inference", ICML, section 3: draw :math:`z_s \sim q`, form the log ratios
+:math:`\log r_s = \log p(z_s, y) - \log q(z_s)`, and fit a generalised Pareto to their largest
 values (:func:`vitoolkit.divergences.pareto_smooth`). The shape k-hat estimates how
 heavy the tail of p/q is under q, i.e. how much of p the fit misses:
 
-- k-hat < 0.5: q covers p; importance sampling with q as proposal is reliable;
-- 0.5 <= k-hat < 0.7 (``KHAT_THRESHOLD``): usable, and PSIS improves the estimates;
-- k-hat >= 0.7: q misses mass of p that matters; do not trust q's moments (nor the
+- :math:`\hat k < 0.5`: q covers p; importance sampling with q as proposal is reliable;
+- :math:`0.5 \le \hat k < 0.7` (``KHAT_THRESHOLD``): usable, and PSIS improves the
+  estimates;
+- :math:`\hat k \ge 0.7`: q misses mass of p that matters; do not trust q's moments (nor the
   PSIS-corrected ones).
 
-The PSIS-corrected expectation of f is sum_s w~_s f(z_s) with the smoothed normalised
-weights w~ (Vehtari et al. 2024). The ELBO is the plain average of log r_s, and the
-log-mean of the smoothed ratios estimates log p(y).
+The PSIS-corrected expectation of f is :math:`\sum_s \tilde w_s f(z_s)` with the smoothed
+normalised weights :math:`\tilde w` (Vehtari et al. 2024). The ELBO is the plain average
+of :math:`\log r_s`, and the log-mean of the smoothed ratios estimates :math:`\log p(y)`.
 """
 
 from __future__ import annotations

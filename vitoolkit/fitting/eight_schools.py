@@ -1,14 +1,20 @@
 r"""The eight-schools model (Rubin 1981; Gelman et al., BDA3, section 5.5) and its exact posterior.
 
-y_j ~ N(theta_j, sigma_j^2) for the J = 8 schools' estimated coaching effects, with
-theta_j ~ N(mu, tau^2), mu ~ N(0, 5^2), tau ~ half-Cauchy(0, 5) (the priors of Yao,
+.. math::
+
+    y_j \sim \mathcal N(\theta_j, \sigma_j^2), \qquad
+    \theta_j \sim \mathcal N(\mu, \tau^2), \qquad
+    \mu \sim \mathcal N(0, 5^2), \qquad \tau \sim \text{half-Cauchy}(0, 5)
+
+for the J = 8 schools' estimated coaching effects :math:`y_j` (the priors of Yao,
 Vehtari, Simpson & Gelman 2018, "Yes, but did it work?", ICML, section 4.2). The
-posterior has a funnel: small tau pins every theta_j to mu.
+posterior has a funnel: small :math:`\tau` pins every :math:`\theta_j` to :math:`\mu`.
 
 :class:`EightSchools` is the log joint density on the unconstrained coordinates
-w = (mu, log tau, theta_1..theta_8) (centred) or (mu, log tau, eta_1..eta_8) with
-theta_j = mu + tau eta_j (non-centred), the log-Jacobian of tau = e^{log tau} (and of
-theta = mu + tau eta) included. Integrated over w it gives p(y), the evidence.
+:math:`w = (\mu, \log\tau, \theta_1, \dots, \theta_8)` (centred) or
+:math:`(\mu, \log\tau, \eta_1, \dots, \eta_8)` with :math:`\theta_j = \mu + \tau \eta_j`
+(non-centred), the log-Jacobian of :math:`\tau = e^{\log\tau}` (and of
+:math:`\theta = \mu + \tau \eta`) included. Integrated over w it gives p(y), the evidence.
 
 :func:`eight_schools_reference` is exact up to quadrature: theta integrates out in
 closed form (BDA3 eq. 5.17-5.20),
@@ -54,7 +60,9 @@ def _priors(mu, log_tau):
 
 
 class EightSchools(Distribution):
-    r"""log p(y, w) of the eight-schools model on w of shape (..., 10) (see the module docstring).
+    r"""The eight-schools log joint density log p(y, w) on unconstrained w of shape (..., 10).
+
+    The model and the coordinates w are in the module docstring.
 
     Parameters
     ----------

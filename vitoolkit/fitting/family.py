@@ -1,8 +1,11 @@
-r"""The Gaussian variational family q = N(m, L L^T), unconstrained for the optimiser.
+r"""The Gaussian variational family, unconstrained for the optimiser.
+
+:math:`q = \mathcal N(m, L L^\top)`, sampled as :math:`z = m + L \varepsilon`,
+:math:`\varepsilon \sim \mathcal N(0, I)`:
 
 - ``family="full"``: L lower triangular with a positive diagonal, stored as its
   strictly-lower part and log of its diagonal (a Cholesky parameterisation).
-- ``family="diagonal"`` (mean-field): L = diag(exp(log_scale)).
+- ``family="diagonal"`` (mean-field): :math:`L = \mathrm{diag}(\exp(\text{log scale}))`.
 
 Everything is float64. Points are handled as (..., D) internally; a target with
 event shape () is the case D = 1 and gets a scalar ``Normal`` back.
@@ -62,7 +65,7 @@ class GaussianParams:
         return torch.tril(self.lower, -1) + diag
 
     def transform(self, eps: torch.Tensor) -> torch.Tensor:
-        """Reparameterisation z = m + L eps for base noise eps of shape (..., D)."""
+        r"""Reparameterisation :math:`z = m + L \varepsilon` for base noise of shape (..., D)."""
         if self.lower is None:
             return self.loc + eps * self.log_diag.exp()
         return self.loc + eps @ self.scale_tril().mT
@@ -80,10 +83,16 @@ class GaussianParams:
         return MultivariateNormal(self.loc, scale_tril=self.scale_tril(), validate_args=False)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log q(x) for x of shape (..., D) -> (...).
+        r"""log q(x) for x of shape (..., D) -> (...).
 
-        By the change of variables x = m + L eps: log q(x) = log N(eps; 0, I) - log|det L|,
-        eps = L^-1 (x - m), with torch's standard normal density. Equal to
+        By the change of variables :math:`x = m + L \varepsilon`,
+
+        .. math::
+
+            \log q(x) = \log \mathcal N(\varepsilon; 0, I) - \log\lvert\det L\rvert, \qquad
+            \varepsilon = L^{-1} (x - m),
+
+        with torch's standard normal density. Equal to
         ``torch_distribution().log_prob(x)`` (tested) and cheaper for the optimiser: the
         small D x D factor is inverted once instead of solved against every point, which
         also keeps the backward pass a matrix product.
@@ -97,7 +106,11 @@ class GaussianParams:
         return STANDARD_NORMAL.log_prob(eps).sum(-1) - self.log_diag.sum()
 
     def entropy(self) -> torch.Tensor:
-        """H[q] = D H[N(0, 1)] + log|det L| (PRML eq. B.41), by the same change of variables.
+        r"""The entropy of q by the same change of variables (PRML eq. B.41).
+
+        .. math::
+
+            H[q] = D \, H[\mathcal N(0, 1)] + \log\lvert\det L\rvert
 
         The standard normal's entropy comes from :func:`vitoolkit.divergences.entropy`; the
         gradient to log L_ii is then exactly 1, as it is in exact arithmetic.
@@ -105,10 +118,11 @@ class GaussianParams:
         return self.dim * entropy(STANDARD_NORMAL) + self.log_diag.sum()
 
     def expected_log_q(self, eps, log_base, log_w) -> torch.Tensor:
-        """E_q[log q] = -H[q], in closed form for a Gaussian (the base noise is not needed).
+        r"""E_q[log q] = -H[q], in closed form for a Gaussian (the base noise is not needed).
 
         A richer family (:class:`vitoolkit.fitting.flows.FlowParams`) overrides it with
-        the weighted sum over the base noise eps (log N(eps) - log|det dz/d eps|).
+        the weighted sum over the base noise of
+        :math:`\log \mathcal N(\varepsilon) - \log\lvert\det \partial z / \partial \varepsilon\rvert`.
         """
         return -self.entropy()
 

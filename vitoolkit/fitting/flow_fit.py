@@ -6,7 +6,7 @@ settings (:func:`~vitoolkit.fitting.settings.build_settings`), the same starts, 
 same objective (:class:`~vitoolkit.fitting.objectives.ReverseKLReparam`, reparameterised
 Monte Carlo, Kingma & Welling 2013, section 2.4) and the same optimiser loop
 (:func:`~vitoolkit.fitting.optimise.optimise`). Only the family differs
-(:class:`~vitoolkit.fitting.flows.FlowParams`: z = m + L T(eps)), so a flow and a
+(:class:`~vitoolkit.fitting.flows.FlowParams`: :math:`z = m + L \, T(\varepsilon)`), so a flow and a
 Gaussian fitted with the same keyword arguments had the same objective and budget.
 """
 
@@ -71,7 +71,12 @@ class FlowFit:
 def fit_flow(target, *, kind="affine_autoregressive", num_layers=4, hidden_dims=(32, 32),
              init=None, n_init=1, num_samples=None, optimizer="adam", steps=None, lr=None,
              tol=1e-12, resample=True, value_samples=20_000, generator=None, seed=0) -> FlowFit:
-    r"""Fit z = m + L T(eps) to ``target`` by minimising KL(q || p) (see the module docstring).
+    r"""Fit a normalizing flow to ``target`` by minimising the reverse KL.
+
+    The flow is :math:`z = m + L \, T(\varepsilon)`,
+    :math:`\varepsilon \sim \mathcal N(0, I)` (:mod:`vitoolkit.fitting.flows`); the
+    objective is :math:`\mathrm{KL}(q \,\|\, p)`, up to the target's normaliser
+    (see the module docstring).
 
     Parameters
     ----------

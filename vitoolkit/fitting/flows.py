@@ -1,6 +1,7 @@
 r"""Normalizing-flow variational families: a Gaussian with invertible layers under it.
 
-A flow q is the density of z = m + L T(eps), eps ~ N(0, I_D), T = T_K o ... o T_1 a
+A flow q is the density of :math:`z = m + L \, T(\varepsilon)`,
+:math:`\varepsilon \sim \mathcal N(0, I_D)`, :math:`T = T_K \circ \dots \circ T_1` a
 composition of invertible maps. By the change of variables (Rezende & Mohamed 2015,
 "Variational inference with normalizing flows", ICML, eq. 5-6; Papamakarios et al.
 2021, "Normalizing flows for probabilistic modeling and inference", JMLR 22(57), eq. 2-3)
@@ -10,18 +11,21 @@ composition of invertible maps. By the change of variables (Rezende & Mohamed 20
     \log q(z) = \log \mathcal N(\varepsilon; 0, I)
         - \sum_{k=1}^K \log\lvert\det J_{T_k}(u_{k-1})\rvert - \sum_i \log L_{ii},
 
-with u_0 = eps and u_k = T_k(u_{k-1}). Each layer is a Pyro transform
+with :math:`u_0 = \varepsilon` and :math:`u_k = T_k(u_{k-1})`. Each layer is a Pyro transform
 (``pyro.distributions.transforms``, Bingham et al. 2019), chosen because its Jacobian
 determinant is cheap:
 
-- ``"affine_autoregressive"``: u_i' = u_i exp(s_i(u_{<i})) + t_i(u_{<i}) with (s, t) from a
-  masked network (MADE); the Jacobian is triangular, log|det J| = sum_i s_i (the inverse
+- ``"affine_autoregressive"``: :math:`u_i' = u_i \exp(s_i(u_{<i})) + t_i(u_{<i})` with
+  (s, t) from a masked network (MADE); the Jacobian is triangular,
+  :math:`\log\lvert\det J\rvert = \sum_i s_i` (the inverse
   autoregressive flow, Kingma et al. 2016, NeurIPS, eq. 10-11). The layers alternate the
   order of the coordinates (a reversal between layers), so every coordinate depends on
   every other after two layers.
-- ``"planar"``: u' = u + u_hat tanh(w^T u + b), log|det J| = log|1 + u_hat^T psi(u)|,
-  psi(u) = (1 - tanh^2(w^T u + b)) w (Rezende & Mohamed 2015, eq. 10-12), with
-  u_hat constrained so that w^T u_hat >= -1 (invertible; their appendix A.1).
+- ``"planar"``: :math:`u' = u + \hat u \tanh(w^\top u + b)`,
+  :math:`\log\lvert\det J\rvert = \log\lvert 1 + \hat u^\top \psi(u)\rvert`,
+  :math:`\psi(u) = (1 - \tanh^2(w^\top u + b)) \, w` (Rezende & Mohamed 2015,
+  eq. 10-12), with :math:`\hat u` constrained so that :math:`w^\top \hat u \ge -1`
+  (invertible; their appendix A.1).
   Pyro implements no inverse for it: a planar flow scores its own draws only.
 
 Why Pyro and not zuko: measured on the 2-D banana (4 layers, hidden (32, 32), 256 draws

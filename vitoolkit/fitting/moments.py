@@ -1,13 +1,16 @@
 r"""Exact first and second moments of a target, when they are known in closed form.
 
 A Gaussian fitted by forward KL is the moment-matched Gaussian (Bishop PRML
-10.1.2; PRML 10.7, eq. 10.183-10.187, for any exponential family):
-argmin_q KL(p || q) over N(m, S) is m = E_p[x], S = Cov_p[x] (the diagonal of it
-for a mean-field q). This module supplies those
-moments: from the Gaussian types, from a mixture of Gaussians by the law of total
-covariance,
+10.1.2; PRML 10.7, eq. 10.183-10.187, for any exponential family): the minimiser of
+:math:`\mathrm{KL}(p \,\|\, q)` over :math:`q = \mathcal N(m, S)` is
+:math:`m = E_p[x]`, :math:`S = \mathrm{Cov}_p[x]` (the diagonal of it for a mean-field
+q). This module supplies those moments: from the Gaussian types, from a mixture of
+Gaussians by the law of total covariance,
 
-    E[x] = sum_k w_k m_k,   Cov[x] = sum_k w_k (S_k + m_k m_k^T) - E[x] E[x]^T,
+.. math::
+
+    E[x] = \sum_k w_k m_k, \qquad
+    \mathrm{Cov}[x] = \sum_k w_k (S_k + m_k m_k^\top) - E[x] \, E[x]^\top,
 
 or from a distribution that exposes ``mean`` and ``covariance_matrix`` itself
 (:class:`~vitoolkit.fitting.Banana`, :class:`~vitoolkit.fitting.Ring`).

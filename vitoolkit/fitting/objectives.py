@@ -3,50 +3,64 @@ r"""The objectives a Gaussian q is fitted with: reverse KL, forward KL and Minka
 Each objective is a scalar function of the trainable :class:`GaussianParams`,
 built once (grid, base noise or target draws fixed) so that it is a smooth
 deterministic function L-BFGS can minimise; ``resample`` draws fresh noise for
-plain stochastic-gradient runs.
+plain stochastic-gradient runs. Below :math:`q = \mathcal N(m, L L^\top)`.
 
-Reverse KL(q || p) = E_q[log q - log p]                      (the VI objective)
-    - ``ReverseKLReparam``: -H[q] - sum_n w_n log p(m + L eps_n), with eps_n either
-      fixed Monte Carlo base noise (w_n = 1/N; reparameterisation, Kingma &
-      Welling 2013, section 2.4; the entropy in closed form, in the spirit of their
-      second estimator, eq. 7, which takes the KL term in closed form)
-      or the nodes of a grid in q's whitened coordinates (the deterministic
-      quadrature route, :func:`whitened_grid`). The nodes move with q, which a
-      fixed grid cannot do: on a fixed grid a q that grows past the grid loses its
-      cost and the grid objective has a spurious minimum.
-    - ``ReverseKLQuadrature``: trapezoidal rule on a fixed grid (kept for
-      comparison; see the caveat above).
+**Reverse KL** (the VI objective),
+:math:`\mathrm{KL}(q \,\|\, p) = E_q[\log q - \log p]`:
 
-Forward KL(p || q) = E_p[log p - log q]                      (maximum likelihood)
-    - ``ForwardKLQuadrature``: trapezoidal rule.
-    - ``ForwardKLWeighted``: sum_n w_n [log p(x_n) - log q(x_n)] over exact draws
-      x_n ~ p (w_n = 1/N) or over proposal draws x_n ~ r with self-normalised
-      importance weights w_n proportional to p(x_n) / r(x_n) (Owen 2013, ch. 9).
-    - moment matching needs no objective (see :mod:`vitoolkit.fitting.moments`).
+- ``ReverseKLReparam``:
+  :math:`-H[q] - \sum_n w_n \log p(m + L \varepsilon_n)`, with :math:`\varepsilon_n`
+  either fixed Monte Carlo base noise (:math:`w_n = 1/N`; reparameterisation, Kingma &
+  Welling 2013, section 2.4; the entropy in closed form, in the spirit of their
+  second estimator, eq. 7, which takes the KL term in closed form)
+  or the nodes of a grid in q's whitened coordinates (the deterministic
+  quadrature route, :func:`whitened_grid`). The nodes move with q, which a
+  fixed grid cannot do: on a fixed grid a q that grows past the grid loses its
+  cost and the grid objective has a spurious minimum.
+- ``ReverseKLQuadrature``: trapezoidal rule on a fixed grid (kept for
+  comparison; see the caveat above).
 
-    log q is quadratic in x, so both weighted sums are taken exactly over the 2D
-    :func:`sigma_points` with the same total weight, mean and covariance as the
-    grid or the draws: each evaluation costs O(D^2), not O(N D).
+**Forward KL** (maximum likelihood),
+:math:`\mathrm{KL}(p \,\|\, q) = E_p[\log p - \log q]`:
+
+- ``ForwardKLQuadrature``: trapezoidal rule.
+- ``ForwardKLWeighted``: :math:`\sum_n w_n [\log p(x_n) - \log q(x_n)]` over exact
+  draws :math:`x_n \sim p` (:math:`w_n = 1/N`) or over proposal draws
+  :math:`x_n \sim r` with self-normalised importance weights
+  :math:`w_n \propto p(x_n) / r(x_n)` (Owen 2013, ch. 9).
+- moment matching needs no objective (see :mod:`vitoolkit.fitting.moments`).
+
+:math:`\log q` is quadratic in x, so both weighted sums are taken exactly over the 2D
+:func:`sigma_points` with the same total weight, mean and covariance as the
+grid or the draws: each evaluation costs :math:`O(D^2)`, not :math:`O(N D)`.
 
 The Gaussian log-density and entropy of q come from ``torch.distributions``
 (:class:`GaussianParams`: torch's standard normal density after the change of
-variables x = m + L eps, and the entropy of its torch distribution), the quadrature weights from the
-core's :meth:`vitoolkit.divergences.Grid.log_weights`; nothing Gaussian is written here.
+variables :math:`x = m + L \varepsilon`, and the entropy of its torch distribution), the
+quadrature weights from the core's :meth:`vitoolkit.divergences.Grid.log_weights`;
+nothing Gaussian is written here.
 
-Minka's alpha (Minka 2005, MSR-TR-2005-173, eq. 2), with A = integral p^alpha q^(1-alpha):
+**Minka's alpha** (Minka 2005, MSR-TR-2005-173, eq. 2), with
+:math:`A = \int p^\alpha q^{1-\alpha} \, dx`:
+:math:`D_\alpha(p \,\|\, q) = (1 - A) / (\alpha (1 - \alpha))` is minimised through the
+monotone transform
 
-    D_alpha(p || q) = (1 - A) / (alpha (1 - alpha)) is minimised through the
-    monotone transform  J_alpha = -log A / (alpha (1 - alpha))  (= D^R_alpha / alpha,
-    Renyi's divergence scaled), which has the same minimiser, is better scaled
-    for alpha outside (0, 1), and tends to KL(q || p) as alpha -> 0 and to
-    KL(p || q) as alpha -> 1, so a sweep is continuous in alpha.
+.. math::
 
-    - ``AlphaQuadrature``: log A by a log-sum-exp over a fixed grid (0 < alpha,
-      where leaving the grid is never favoured).
-    - ``AlphaReparam``: log A = log sum_n w_n (p(z_n) / q(z_n))^alpha, z_n = m + L eps_n
-      (Monte Carlo: the estimator of Li & Turner 2016's variational Renyi bound;
-      or the whitened grid, used for alpha < 0, where a fixed grid has the same
-      spurious minimum as reverse KL).
+    J_\alpha = -\frac{\log A}{\alpha (1 - \alpha)} = \frac{D^R_\alpha(p \,\|\, q)}{\alpha}
+
+(Renyi's divergence scaled), which has the same minimiser, is better scaled for
+:math:`\alpha` outside (0, 1), and tends to :math:`\mathrm{KL}(q \,\|\, p)` as
+:math:`\alpha \to 0` and to :math:`\mathrm{KL}(p \,\|\, q)` as :math:`\alpha \to 1`, so
+a sweep is continuous in :math:`\alpha`.
+
+- ``AlphaQuadrature``: :math:`\log A` by a log-sum-exp over a fixed grid
+  (:math:`0 < \alpha`, where leaving the grid is never favoured).
+- ``AlphaReparam``:
+  :math:`\log A = \log \sum_n w_n (p(z_n) / q(z_n))^\alpha`,
+  :math:`z_n = m + L \varepsilon_n` (Monte Carlo: the estimator of Li & Turner 2016's
+  variational Renyi bound; or the whitened grid, used for :math:`\alpha < 0`, where a
+  fixed grid has the same spurious minimum as reverse KL).
 """
 
 from __future__ import annotations
@@ -178,9 +192,14 @@ def _dtype_of(dist) -> torch.dtype:
 
 
 def snis_weights(log_p: torch.Tensor, log_r: torch.Tensor):
-    r"""Self-normalised importance weights w_n proportional to p(x_n) / r(x_n), and the ESS.
+    r"""Self-normalised importance weights of draws from r, and their effective sample size.
 
-    ESS = 1 / sum_n w_n^2 (Kong 1992), between 1 and N: Kish's effective sample size, from
+    .. math::
+
+        w_n = \frac{p(x_n) / r(x_n)}{\sum_m p(x_m) / r(x_m)}, \qquad
+        \mathrm{ESS} = \frac{1}{\sum_n w_n^2}
+
+    (Kong 1992), between 1 and N: Kish's effective sample size, from
     the core (:func:`vitoolkit.divergences.effective_sample_size`).
     """
     logw = log_p - log_r
@@ -211,7 +230,10 @@ class _GridObjective(Objective):
 
 
 class ReverseKLQuadrature(_GridObjective):
-    """KL(q || p) = integral q (log q - log p) dx by the trapezoidal rule on ``grid``."""
+    r"""Reverse KL by the trapezoidal rule on ``grid``.
+
+    :math:`\mathrm{KL}(q \,\|\, p) = \int q (\log q - \log p) \, dx`.
+    """
 
     def __init__(self, target: Target, grid: Grid):
         super().__init__(target, grid, "the reverse-KL fit (quadrature)", allow_neg_inf=False)
@@ -224,17 +246,20 @@ class ReverseKLQuadrature(_GridObjective):
 def sigma_points(points: torch.Tensor, weights: torch.Tensor):
     r"""2D equally weighted points with the same total weight, mean and covariance.
 
-    For weights w_n >= 0 with total Z, weighted mean m and covariance S = C C^T
-    (Cholesky), the points m +/- sqrt(D) c_i (c_i the columns of C), each of weight
-    Z / (2D), have the same Z, m and S. A weighted sum of a quadratic function
-    depends on the points only through Z, m and S, and log q is quadratic for a
-    Gaussian q, so::
+    For weights :math:`w_n \ge 0` with total Z, weighted mean m and covariance
+    :math:`S = C C^\top` (Cholesky), the points :math:`m \pm \sqrt D c_i` (:math:`c_i` the
+    columns of C), each of weight :math:`Z / (2D)`, have the same Z, m and S. A weighted
+    sum of a quadratic function depends on the points only through Z, m and S, and
+    :math:`\log q` is quadratic for a Gaussian q, so, exactly,
 
-        sum_n w_n log q(x_n) = sum_i Z/(2D) log q(m +/- sqrt(D) c_i)    (exactly)
+    .. math::
+
+        \sum_n w_n \log q(x_n) = \sum_{i=1}^D \frac{Z}{2D}
+            \big[\log q(m + \sqrt D c_i) + \log q(m - \sqrt D c_i)\big]
 
     (the symmetric sigma points of the unscented transform, Julier & Uhlmann 2004,
-    exact for polynomials of degree <= 2). A forward-KL evaluation then costs O(D^2)
-    instead of O(N D). Returns ``(points, weights)`` unchanged when S is singular.
+    exact for polynomials of degree <= 2). A forward-KL evaluation then costs
+    :math:`O(D^2)` instead of :math:`O(N D)`. Returns ``(points, weights)`` unchanged when S is singular.
     """
     total = weights.sum()
     w = weights / total
@@ -251,7 +276,10 @@ def sigma_points(points: torch.Tensor, weights: torch.Tensor):
 
 
 class ForwardKLQuadrature(_GridObjective):
-    """KL(p || q) = integral p (log p - log q) dx by the trapezoidal rule on ``grid``."""
+    r"""Forward KL by the trapezoidal rule on ``grid``.
+
+    :math:`\mathrm{KL}(p \,\|\, q) = \int p (\log p - \log q) \, dx`.
+    """
 
     def __init__(self, target: Target, grid: Grid):
         super().__init__(target, grid, "the forward-KL fit (quadrature)", allow_neg_inf=True)
@@ -265,7 +293,11 @@ class ForwardKLQuadrature(_GridObjective):
 
 
 class AlphaQuadrature(_GridObjective):
-    """J_alpha = -log integral p^alpha q^(1-alpha) dx / (alpha (1 - alpha)) on ``grid``."""
+    r"""Minka's alpha objective by a log-sum-exp over ``grid``.
+
+    :math:`J_\alpha = -\log \int p^\alpha q^{1-\alpha} \, dx \, / \, (\alpha (1 - \alpha))`
+    (module docstring).
+    """
 
     def __init__(self, target: Target, grid: Grid, alpha: float):
         super().__init__(target, grid, f"the alpha={alpha} fit (quadrature)",
@@ -280,13 +312,15 @@ class AlphaQuadrature(_GridObjective):
 
 
 def whitened_grid(num_points: int, dim: int, width: float = 10.0):
-    r"""A quadrature rule for E_{N(0, I_D)}[f(eps)]: nodes (M, D) and log weights (M,).
+    r"""A quadrature rule for standard-normal expectations: nodes (M, D) and log weights (M,).
 
-    The trapezoidal rule on the regular grid [-width, width]^D, each weight times
-    the N(0, I) density, normalised to sum to 1. Under z = m + L eps it integrates
+    It approximates :math:`E_{\mathcal N(0, I_D)}[f(\varepsilon)]` by the trapezoidal
+    rule on the regular grid :math:`[-\text{width}, \text{width}]^D`, each weight times
+    the :math:`\mathcal N(0, I)` density, normalised to sum to 1. Under
+    :math:`z = m + L \varepsilon` it integrates
     against q on a grid that moves and stretches with q, so q can neither leave it
     nor fall between its points. For integrands analytic in a strip of half-width
-    a (in units of q's std) the error decays like exp(-2 pi a / h), h the spacing
+    a (in units of q's std) the error decays like :math:`e^{-2\pi a / h}`, h the spacing
     (Trefethen & Weideman 2014, "The exponentially convergent trapezoidal rule",
     SIAM Review 56(3)), which copes with the
     sharp-but-smooth valleys of log p between separated modes, where Gauss-Hermite
@@ -335,10 +369,16 @@ class _ReparamObjective(Objective):
 
 
 class ReverseKLReparam(_ReparamObjective):
-    """KL(q || p) ~ -H[q] - 1/N sum_n log p(m + L eps_n) with fixed base noise eps.
+    r"""Reverse KL by reparameterisation with fixed base noise (or whitened grid nodes).
 
-    For a flow family (z = m + L T(eps)) E_q[log q] = -H[q] is the base-noise average of
-    log N(eps) - log|det dz/d eps| instead (``q.expected_log_q``).
+    .. math::
+
+        \mathrm{KL}(q \,\|\, p) \approx -H[q] - \frac1N \sum_n \log p(m + L \varepsilon_n)
+
+    For a flow family (:math:`z = m + L T(\varepsilon)`) :math:`E_q[\log q] = -H[q]` is
+    the base-noise average of
+    :math:`\log \mathcal N(\varepsilon) - \log \lvert \det \partial z / \partial \varepsilon \rvert`
+    instead (``q.expected_log_q``).
     """
 
     def loss(self, q):
@@ -350,7 +390,12 @@ class ReverseKLReparam(_ReparamObjective):
 
 
 class AlphaReparam(_ReparamObjective):
-    """J_alpha with log A ~ log 1/N sum_n (p(z_n)/q(z_n))^alpha, z_n = m + L eps_n."""
+    r"""Minka's alpha objective by reparameterisation (Li & Turner 2016's estimator of log A).
+
+    :math:`J_\alpha` with
+    :math:`\log A \approx \log \frac1N \sum_n (p(z_n) / q(z_n))^\alpha`,
+    :math:`z_n = m + L \varepsilon_n`.
+    """
 
     def __init__(self, target: Target, num_samples: int, generator, alpha: float, nodes=None):
         super().__init__(target, num_samples, generator, nodes)
@@ -367,7 +412,11 @@ class AlphaReparam(_ReparamObjective):
 
 
 class ForwardKLWeighted(Objective):
-    """KL(p || q) ~ sum_n w_n [log p(x_n) - log q(x_n)] over fixed weighted points.
+    r"""Forward KL over fixed weighted points (exact draws of p, or self-normalised ones).
+
+    .. math::
+
+        \mathrm{KL}(p \,\|\, q) \approx \sum_n w_n \big[\log p(x_n) - \log q(x_n)\big]
 
     ``draw(generator)`` returns ``(x (N, D), w (N,), log_p (N,), ess, khat)``: exact
     target draws with w = 1/N (ESS = N, ``khat`` None), or proposal draws with

@@ -15,7 +15,7 @@ An approximation is judged against the posterior itself, found a different way:
   come from ``pyro.ops.stats`` (Gelman et al., BDA3, section 11.4-11.5).
 
 NUTS and preconditioning: the sampler may run in whitened coordinates z with
-w = m + L z, for a (loc m, covariance L L^T) the caller supplies (e.g. a Laplace fit).
+:math:`w = m + L z`, for a (loc m, covariance :math:`L L^\top`) the caller supplies (e.g. a Laplace fit).
 An affine change of variables has a constant Jacobian, so the chain targets exactly the
 same posterior whatever (m, L) is; a good choice only makes the target nearly isotropic,
 so trajectories are short and the warm-up brief (the role of a dense mass matrix,
@@ -77,13 +77,13 @@ class Reference:
 
     @property
     def mean_stderr(self) -> torch.Tensor:
-        """Monte Carlo standard error of ``mean``: std / sqrt(ESS), shape (D,)."""
+        r"""Monte Carlo standard error of ``mean``: :math:`\mathrm{sd} / \sqrt{\mathrm{ESS}}`, shape (D,)."""
         return self.std / self.ess.sqrt()
 
 
 @dataclass(frozen=True)
 class GridReference:
-    """Moments of a 1-D/2-D density by quadrature on a grid.
+    r"""Moments of a 1-D/2-D density by quadrature on a grid.
 
     Attributes
     ----------
@@ -94,7 +94,8 @@ class GridReference:
     density : Tensor of the grid's shape, the normalised density p~ / Z at the grid points
     points : Tensor of shape (M, D), the grid points (M = num_points^D)
     weights : Tensor of shape (M,), the normalised quadrature weights of the posterior mass:
-        E[f(w)] ~ sum_m weights_m f(points_m) (what :func:`vitoolkit.fitting.logistic.predictive`
+        :math:`E[f(w)] \approx \sum_m \text{weights}_m f(\text{points}_m)` (what
+        :func:`vitoolkit.fitting.logistic.predictive`
         uses for the exact predictive)
     seconds : float
     """
@@ -116,7 +117,11 @@ class GridReference:
 def grid_reference(target, bounds, num_points: int = 401) -> GridReference:
     r"""Mean, covariance and log normaliser of a 1-D/2-D unnormalised density on a grid.
 
-    Z = integral p~, E[w] = integral w p~ / Z, Cov[w] = integral (w - E w)(w - E w)^T p~ / Z,
+    .. math::
+
+        Z = \int \tilde p(w) \, dw, \qquad E[w] = \frac1Z \int w \, \tilde p(w) \, dw, \qquad
+        \mathrm{Cov}[w] = \frac1Z \int (w - E w)(w - E w)^\top \tilde p(w) \, dw,
+
     each by the trapezoidal rule on ``num_points`` points per axis over ``bounds``
     (log-sum-exp of log p~ plus the log weights, so no density under- or overflows).
 

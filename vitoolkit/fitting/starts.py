@@ -118,15 +118,15 @@ def reference_moments(target, proposal, bounds, generator):
 
 
 def default_starts(n_init, target, ref_mean, ref_var, generator, narrow) -> tuple:
-    """Random starts, scale sqrt(Var[x]) (divided by 3 when ``narrow``).
+    r"""Random starts, scale :math:`\sqrt{\mathrm{Var}[x]}` (divided by 3 when ``narrow``).
 
     One start (``n_init=1``) has its mean drawn from the target (or from
-    N(E[x], diag Var[x]) if it cannot sample). Several starts have their means
-    spread over the target's mass by :func:`spread_locations`: the centres of a
-    k-means clustering of ``POOL_PER_START * n_init`` such draws, so that every
-    region holding mass gets a start (a plain draw per start may put them all in
-    the heaviest mode; scikit-learn's ``GaussianMixture`` initialises its
-    ``n_init`` runs from k-means for the same reason).
+    :math:`\mathcal N(E[x], \mathrm{diag}\,\mathrm{Var}[x])` if it cannot sample). Several
+    starts have their means spread over the target's mass by :func:`spread_locations`: the
+    centres of a k-means clustering of ``POOL_PER_START * n_init`` such draws, so that every
+    region holding mass gets a start (a plain draw per start may put them all in the
+    heaviest mode; scikit-learn's ``GaussianMixture`` initialises its ``n_init`` runs from
+    k-means for the same reason).
 
     A narrow start near a draw climbs into the mode it is in; a wide one can stall in
     the reverse-KL optimum that straddles several modes.

@@ -105,11 +105,16 @@ def bimodal_1d(separation: float = 4.0, weights=(0.5, 0.5), scale: float = 1.0,
 
 
 def correlated_gaussian(rho: float = 0.9, scales=(1.0, 1.0), loc=(0.0, 0.0)) -> MultivariateNormal:
-    r"""N(loc, Sigma) in 2-D with Sigma = [[s1^2, rho s1 s2], [rho s1 s2, s2^2]].
+    r"""A correlated 2-D Gaussian: the target of Bishop's mean-field example (PRML 10.1.2).
 
-    Bishop PRML 10.1.2: the mean-field reverse fit has variances 1 / Lambda_ii
-    = s_i^2 (1 - rho^2), the forward fit the marginals s_i^2, and both minima
-    equal -1/2 log(1 - rho^2).
+    .. math::
+
+        \mathcal N(\text{loc}, \Sigma), \qquad
+        \Sigma = \begin{pmatrix} s_1^2 & \rho s_1 s_2 \\ \rho s_1 s_2 & s_2^2 \end{pmatrix}.
+
+    The mean-field reverse fit has variances
+    :math:`1 / \Lambda_{ii} = s_i^2 (1 - \rho^2)`, the forward fit the marginals
+    :math:`s_i^2`, and both minima equal :math:`-\frac12 \log(1 - \rho^2)`.
     """
     rho = check_real(rho, "rho", minimum=-1.0, maximum=1.0, strict_minimum=True,
                      strict_maximum=True)
@@ -150,12 +155,18 @@ def mixture_2d(n_modes: int = 3, radius: float = 3.0, scale: float = 0.6, weight
 
 
 class Banana(Distribution):
-    r"""A warped Gaussian: x1 ~ N(0, s1^2), x2 | x1 ~ N(b (x1^2 - s1^2), s2^2).
+    r"""A warped Gaussian, the banana: mass bent along a parabola.
 
-    The mass bends along the parabola x2 = b (x1^2 - s1^2). The exact moments are
-    E[x] = 0 and Cov[x] = diag(s1^2, 2 b^2 s1^4 + s2^2) (x1 and x2 are
-    uncorrelated although dependent, because E[x1^3] = 0), so the forward fit is
-    known in closed form while the reverse fit sits in the bend.
+    .. math::
+
+        x_1 \sim \mathcal N(0, s_1^2), \qquad
+        x_2 \mid x_1 \sim \mathcal N\big(b (x_1^2 - s_1^2), s_2^2\big).
+
+    The mass bends along the parabola :math:`x_2 = b (x_1^2 - s_1^2)`. The exact moments
+    are :math:`E[x] = 0` and :math:`\mathrm{Cov}[x] = \mathrm{diag}(s_1^2, 2 b^2 s_1^4 + s_2^2)`
+    (:math:`x_1` and :math:`x_2` are uncorrelated although dependent, because
+    :math:`E[x_1^3] = 0`), so the forward fit is known in closed form while the reverse
+    fit sits in the bend.
 
     Parameters
     ----------
@@ -222,12 +233,18 @@ class Banana(Distribution):
 
 
 class Funnel(Distribution):
-    r"""Neal's funnel: v ~ N(0, s^2), x_i | v ~ N(0, e^v) for i = 1..D-1 (D >= 2).
+    r"""Neal's funnel: a scale that varies by orders of magnitude across the density.
+
+    .. math::
+
+        v \sim \mathcal N(0, s^2), \qquad x_i \mid v \sim \mathcal N(0, e^v), \quad
+        i = 1, \dots, D - 1 \quad (D \ge 2).
 
     Neal (2003), "Slice sampling", Annals of Statistics 31(3), section 8 (there s = 3,
-    D = 10). The scale of x changes by a factor e^{s} per standard deviation of v: a
-    narrow neck (v << 0) and a wide mouth (v >> 0). Moments: E = 0,
-    Var v = s^2, Var x_i = E[e^v] = e^{s^2/2}, all uncorrelated.
+    D = 10). The scale of x changes by a factor :math:`e^{s}` per standard deviation of
+    v: a narrow neck (:math:`v \ll 0`) and a wide mouth (:math:`v \gg 0`). Moments:
+    :math:`E = 0`, :math:`\mathrm{Var}\, v = s^2`,
+    :math:`\mathrm{Var}\, x_i = E[e^v] = e^{s^2/2}`, all uncorrelated.
 
     Parameters
     ----------
@@ -275,14 +292,16 @@ class Funnel(Distribution):
 
 
 class Ring(Distribution):
-    r"""Mass on a circle: p(x) = exp(-(norm(x) - r)^2 / (2 w^2)) / Z in 2-D.
+    r"""Mass on a circle of radius r and width w in 2-D, a density with a hole in the middle.
 
-    The normaliser is::
+    .. math::
 
-        Z = 2 pi integral_0^inf rho exp(-(rho - r)^2 / (2 w^2)) d rho
-          = 2 pi [w^2 e^{-r^2/(2w^2)} + r w sqrt(2 pi) Phi(r / w)].
+        p(x) = \frac1Z \exp\Big(-\frac{(\lVert x \rVert - r)^2}{2 w^2}\Big), \qquad
+        Z = 2\pi \int_0^\infty \rho \, e^{-(\rho - r)^2 / (2 w^2)} \, d\rho
+          = 2\pi \big[w^2 e^{-r^2/(2w^2)} + r w \sqrt{2\pi} \, \Phi(r / w)\big].
 
-    E[x] = 0 and Cov[x] = E[norm(x)^2] / 2 I, with E[norm(x)^2] from the same Gaussian
+    :math:`E[x] = 0` and :math:`\mathrm{Cov}[x] = \frac12 E[\lVert x \rVert^2] \, I`, with
+    :math:`E[\lVert x \rVert^2]` from the same Gaussian
     integrals (moments of a truncated normal). There is no sampler, on purpose:
     it is the toolkit's "log density only" target.
 

@@ -1,11 +1,12 @@
 r"""Test costs that know their exact Gaussian expectations and gradients.
 
-Each cost is separable, f(x) = sum_d g(x_d), so ``cost(x)`` maps a tensor
-(..., D) to (...). Under a factorised Gaussian q = prod_d N(x_d | mu_d, sigma_d^2)
-the expectation E_q[f] = sum_d E[g(x_d)] and its gradients with respect to
-mu_d and sigma_d are one-dimensional closed forms, which is what makes these
+Each cost is separable, :math:`f(x) = \sum_d g(x_d)`, so ``cost(x)`` maps a tensor
+(..., D) to (...). Under a factorised Gaussian
+:math:`q = \prod_d \mathcal N(x_d \mid \mu_d, \sigma_d^2)` the expectation
+:math:`E_q[f] = \sum_d E[g(x_d)]` and its gradients with respect to :math:`\mu_d` and
+:math:`\sigma_d` are one-dimensional closed forms, which is what makes these
 costs the reference setting of Mohamed, Rosca, Figurnov & Mnih (JMLR 2020,
-section 3 and figures 2-3): (x - k)^2, exp(-k x^2) and cos(k x).
+section 3 and figures 2-3): :math:`(x - k)^2`, :math:`\exp(-k x^2)` and :math:`\cos(k x)`.
 
 A cost also says whether it is differentiable (the pathwise estimator needs
 f'), and, for the linear and quadratic costs, the closed-form variances of the
@@ -43,10 +44,10 @@ def _as64(value, name: str) -> torch.Tensor:
 
 
 class Cost:
-    """A separable cost f(x) = sum_d g(x_d) with exact Gaussian expectations.
+    r"""A separable cost with exact Gaussian expectations, :math:`f(x) = \sum_d g(x_d)`.
 
     Subclasses define :meth:`elementwise` (g), :meth:`expectation_1d`
-    (E[g(x)] for x ~ N(mu, sigma^2)) and :meth:`gradient_1d` (its derivatives
+    (:math:`E[g(x)]` for :math:`x \sim \mathcal N(\mu, \sigma^2)`) and :meth:`gradient_1d` (its derivatives
     in mu and sigma).
 
     Parameters
@@ -154,13 +155,21 @@ class Cost:
 
 
 class Linear(Cost):
-    r"""f(x) = sum_d x_d (``k`` is unused).
+    r"""The linear cost, the sum of the coordinates (``k`` is unused).
 
-    Per-sample variances (coordinate i; Mohamed et al. 2020, section 3, with the
-    D-dimensional form derived from it coordinate by coordinate): score function
-    Var[d/d mu_i] = ((sum_d mu_d)^2 + sum_d sigma_d^2 + 2 sigma_i^2) / sigma_i^2 - 1,
-    Var[d/d sigma_i] = (2 (sum_d mu_d)^2 + 2 sum_{d != i} sigma_d^2 + 10 sigma_i^2) / sigma_i^2;
-    pathwise 0 and 1. In one dimension: mu^2/sigma^2 + 2 and 2 mu^2/sigma^2 + 10.
+    :math:`f(x) = \sum_d x_d`. Per-sample variances (coordinate i; Mohamed et al. 2020,
+    section 3, with the D-dimensional form derived from it coordinate by coordinate):
+    score function
+
+    .. math::
+
+        \mathrm{Var}\Big[\widehat{\partial_{\mu_i}}\Big]
+            &= \frac{(\sum_d \mu_d)^2 + \sum_d \sigma_d^2 + 2 \sigma_i^2}{\sigma_i^2} - 1, \\
+        \mathrm{Var}\Big[\widehat{\partial_{\sigma_i}}\Big]
+            &= \frac{2 (\sum_d \mu_d)^2 + 2 \sum_{d \ne i} \sigma_d^2 + 10 \sigma_i^2}{\sigma_i^2};
+
+    pathwise 0 and 1. In one dimension: :math:`\mu^2/\sigma^2 + 2` and
+    :math:`2 \mu^2/\sigma^2 + 10`.
     """
 
     name = "linear"
@@ -191,15 +200,22 @@ class Linear(Cost):
 
 
 class Quadratic(Cost):
-    r"""f(x) = sum_d (x_d - k)^2.
+    r"""The quadratic cost, the squared distance of every coordinate from k.
 
-    E[g] = a^2 + sigma^2 with a = mu - k; d/d mu = 2 a, d/d sigma = 2 sigma.
-    Per-sample variances in one dimension (Mohamed et al. 2020, section 3):
-    score Var[mu] = a^4/sigma^2 + 14 a^2 + 15 sigma^2,
-    Var[sigma] = 2 a^4/sigma^2 + 60 a^2 + 74 sigma^2; pathwise 4 sigma^2 and
-    4 a^2 + 8 sigma^2. In D dimensions the score terms gain the other
-    coordinates' sum R = sum_{d != i} (x_d - k)^2 (independent of x_i), e.g.
-    E[f^2 eps_i^2] = E[g_i^2 eps_i^2] + 2 E[R] E[g_i eps_i^2] + E[R^2].
+    :math:`f(x) = \sum_d (x_d - k)^2`. With :math:`a = \mu - k`,
+
+    .. math::
+
+        E[g] = a^2 + \sigma^2, \qquad \partial_\mu E[g] = 2 a, \qquad
+        \partial_\sigma E[g] = 2 \sigma.
+
+    Per-sample variances in one dimension (Mohamed et al. 2020, section 3): score
+    :math:`a^4/\sigma^2 + 14 a^2 + 15 \sigma^2` (for :math:`\mu`) and
+    :math:`2 a^4/\sigma^2 + 60 a^2 + 74 \sigma^2` (for :math:`\sigma`); pathwise
+    :math:`4 \sigma^2` and :math:`4 a^2 + 8 \sigma^2`. In D dimensions the score terms
+    gain the other coordinates' sum :math:`R = \sum_{d \ne i} (x_d - k)^2` (independent
+    of :math:`x_i`), e.g.
+    :math:`E[f^2 \varepsilon_i^2] = E[g_i^2 \varepsilon_i^2] + 2 E[R] E[g_i \varepsilon_i^2] + E[R^2]`.
     """
 
     name = "quadratic"
@@ -235,10 +251,15 @@ class Quadratic(Cost):
 
 
 class GaussianBump(Cost):
-    r"""f(x) = sum_d exp(-k x_d^2), k >= 0.
+    r"""The Gaussian bump cost, a sum of unnormalised Gaussians of width set by k >= 0.
 
-    With c = 1 + 2 k sigma^2: E[g] = c^{-1/2} exp(-k mu^2 / c),
-    d/d mu = -2 k mu / c * E[g], d/d sigma = (-2 k sigma / c + 4 k^2 mu^2 sigma / c^2) E[g].
+    :math:`f(x) = \sum_d \exp(-k x_d^2)`. With :math:`c = 1 + 2 k \sigma^2`,
+
+    .. math::
+
+        E[g] = c^{-1/2} \exp(-k \mu^2 / c), \qquad
+        \partial_\mu E[g] = -\frac{2 k \mu}{c} E[g], \qquad
+        \partial_\sigma E[g] = \Big(-\frac{2 k \sigma}{c} + \frac{4 k^2 \mu^2 \sigma}{c^2}\Big) E[g].
     """
 
     name = "gaussian"
@@ -265,10 +286,15 @@ class GaussianBump(Cost):
 
 
 class Cosine(Cost):
-    r"""f(x) = sum_d cos(k x_d).
+    r"""The cosine cost, oscillating with frequency k in every coordinate.
 
-    E[g] = cos(k mu) exp(-k^2 sigma^2 / 2) (the Gaussian characteristic function);
-    d/d mu = -k sin(k mu) exp(-k^2 sigma^2/2), d/d sigma = -k^2 sigma cos(k mu) exp(-k^2 sigma^2/2).
+    :math:`f(x) = \sum_d \cos(k x_d)`. From the Gaussian characteristic function,
+
+    .. math::
+
+        E[g] = \cos(k \mu) \, e^{-k^2 \sigma^2 / 2}, \qquad
+        \partial_\mu E[g] = -k \sin(k \mu) \, e^{-k^2 \sigma^2 / 2}, \qquad
+        \partial_\sigma E[g] = -k^2 \sigma \cos(k \mu) \, e^{-k^2 \sigma^2 / 2}.
     """
 
     name = "cosine"
@@ -288,10 +314,16 @@ class Cosine(Cost):
 
 
 class Step(Cost):
-    r"""f(x) = sum_d 1[x_d > k], a step: not differentiable (f' = 0 almost everywhere).
+    r"""The step cost, counting the coordinates above k: not differentiable (f' = 0 almost everywhere).
 
-    E[g] = Phi(z) with z = (mu - k)/sigma; d/d mu = phi(z)/sigma,
-    d/d sigma = -phi(z) z / sigma. The expectation is smooth although f is not,
+    :math:`f(x) = \sum_d \mathbb 1[x_d > k]`. With :math:`z = (\mu - k)/\sigma`,
+
+    .. math::
+
+        E[g] = \Phi(z), \qquad \partial_\mu E[g] = \frac{\phi(z)}{\sigma}, \qquad
+        \partial_\sigma E[g] = -\frac{\phi(z) \, z}{\sigma}.
+
+    The expectation is smooth although f is not,
     which is why the score-function and measure-valued estimators still work
     and the pathwise estimator (which would return exactly 0) does not.
     """

@@ -5,16 +5,20 @@ reparameterisable (there is no ``rsample``: a small change of theta moves no
 sample until one jumps), so the estimators are:
 
 - the score function (REINFORCE; Williams 1992; Mohamed et al. 2020, eq. 13):
-  f(b) d/d theta log q(b), with d/d theta log q = b - sigmoid(theta) (Bernoulli)
-  or onehot(b) - softmax(theta) (Categorical); optionally with a baseline;
+  :math:`f(b) \nabla_\theta \log q(b)`, with
+  :math:`\nabla_\theta \log q(b) = b - \sigma(\theta)` (Bernoulli) or
+  :math:`\mathrm{onehot}(b) - \operatorname{softmax}(\theta)` (Categorical); optionally with
+  a baseline;
 - the Gumbel-softmax / Concrete relaxation (Jang, Gu & Poole 2017; Maddison,
-  Mnih & Teh 2017): replace the one-hot b by y = softmax((theta + G) / tau),
-  G ~ Gumbel (the core's :func:`vitoolkit.distributions.gumbel_softmax_sample`; exact draws
+  Mnih & Teh 2017): replace the one-hot b by
+  :math:`y = \operatorname{softmax}((\theta + G) / \tau)`, :math:`G \sim \mathrm{Gumbel}` (the core's
+  :func:`vitoolkit.distributions.gumbel_softmax_sample`; exact draws
   of b come from its hard half, :func:`vitoolkit.distributions.gumbel_max_sample`;
-  for Bernoulli, the binary Concrete sigmoid((theta + L) / tau), L ~ Logistic), and
-  differentiate f(y) by autograd. It is biased (it differentiates E[f(y)], not
-  E[f(b)]); the bias shrinks as the temperature tau -> 0 while the variance
-  grows. ``"straight_through"`` uses the hard b forwards and y's gradient
+  for Bernoulli, the binary Concrete :math:`\sigma((\theta + L) / \tau)`,
+  :math:`L \sim \mathrm{Logistic}`), and differentiate f(y) by autograd. It is biased (it
+  differentiates :math:`E[f(y)]`, not :math:`E[f(b)]`); the bias shrinks as the temperature
+  :math:`\tau \to 0` while the variance grows. ``"straight_through"`` uses the hard b forwards and y's
+  gradient
   backwards (Bengio et al. 2013), also biased;
 - the exact gradient by enumerating every outcome.
 
@@ -214,7 +218,14 @@ def discrete_expectation(cost, logits, *, family: str) -> torch.Tensor:
 
 
 def exact_discrete_gradient(cost, logits, *, family: str) -> torch.Tensor:
-    r"""d/d logits E_q[cost(b)] by enumerating every outcome: sum_b q(b) f(b) (b - p).
+    r"""The exact gradient in the logits of E_q[cost(b)], by enumerating every outcome.
+
+    .. math::
+
+        \nabla_\theta E_q[f(b)] = \sum_b q(b) \, f(b) \, (b - p),
+
+    with p the probabilities (``sigmoid`` or ``softmax`` of the logits) and b one-hot
+    for a Categorical.
 
     Bernoulli enumerates the 2^D bit vectors (D <= 20); Categorical the K classes.
 

@@ -1,13 +1,20 @@
 r"""Exact gradients of Gaussian expectations: closed forms and Gauss-Hermite quadrature.
 
-The truth every estimator is measured against. For x ~ N(mu, sigma^2),
-x = mu + sqrt(2) sigma t turns E[f(x)] into pi^{-1/2} integral exp(-t^2) f(.) dt,
-which Gauss-Hermite quadrature with n nodes integrates exactly for polynomials
-of degree < 2n and to spectral accuracy for smooth f (Abramowitz & Stegun
-25.4.46). The gradient is taken in score form (Mohamed et al. 2020, eq. 13),
+The truth every estimator is measured against. For :math:`x \sim \mathcal N(\mu, \sigma^2)`,
+the substitution :math:`x = \mu + \sqrt 2 \sigma t` turns :math:`E[f(x)]` into
+:math:`\pi^{-1/2} \int e^{-t^2} f(\mu + \sqrt 2 \sigma t) \, dt`, which Gauss-Hermite
+quadrature with n nodes integrates exactly for polynomials of degree < 2n and to
+spectral accuracy for smooth f (Abramowitz & Stegun 25.4.46). The gradient is taken in
+score form (Mohamed et al. 2020, eq. 13):
 
-    d/d mu_d E[f]    = E[f(x) (x_d - mu_d) / sigma_d^2] = E[f sqrt(2) t_d] / sigma_d,
-    d/d sigma_d E[f] = E[f(x) ((x_d - mu_d)^2 - sigma_d^2) / sigma_d^3] = E[f (2 t_d^2 - 1)] / sigma_d,
+.. math::
+
+    \frac{\partial}{\partial\mu_d} E[f]
+        &= E\Big[f(x) \frac{x_d - \mu_d}{\sigma_d^2}\Big]
+         = \frac{E[f \sqrt 2 \, t_d]}{\sigma_d}, \\
+    \frac{\partial}{\partial\sigma_d} E[f]
+        &= E\Big[f(x) \frac{(x_d - \mu_d)^2 - \sigma_d^2}{\sigma_d^3}\Big]
+         = \frac{E[f (2 t_d^2 - 1)]}{\sigma_d},
 
 so quadrature needs only values of f (no autograd). For a separable
 :class:`~vitoolkit.gradients.costs.Cost` the rule is one-dimensional per
@@ -97,9 +104,11 @@ def _quadrature(cost, loc, scale, num_nodes):
 
 
 def gauss_hermite_expectation(cost, loc, scale, *, num_nodes: int | None = None) -> torch.Tensor:
-    """E_{N(loc, scale^2)}[cost(x)] by Gauss-Hermite quadrature; shape loc.shape[:-1].
+    r"""The Gaussian expectation of ``cost`` by Gauss-Hermite quadrature; shape loc.shape[:-1].
 
-    Parameters are as in :func:`exact_gaussian_gradient`.
+    :math:`E_{\mathcal N(\text{loc}, \text{scale}^2)}[\text{cost}(x)]`, with the nodes of
+    the module docstring (Abramowitz & Stegun 25.4.46). Parameters are as in
+    :func:`exact_gaussian_gradient`.
     """
     loc, scale = as_params(loc, scale)
     num_nodes = _check_nodes(num_nodes)
@@ -126,10 +135,16 @@ def _check_nodes(num_nodes):
 
 def exact_gaussian_gradient(cost, loc, scale, *, method: str = "auto",
                             num_nodes: int | None = None):
-    r"""The exact gradient of E_{N(loc, scale^2)}[cost(x)] with respect to loc and scale.
+    r"""The exact gradient of a Gaussian expectation of ``cost`` with respect to loc and scale.
 
-    q = prod_d N(x_d | loc_d, scale_d^2). By closed form when the cost knows it
-    (the :mod:`~vitoolkit.gradients.costs` test costs), otherwise by
+    .. math::
+
+        \nabla_{\mu, \sigma} E_q[f(x)], \qquad
+        q(x) = \prod_d \mathcal N(x_d \mid \mu_d, \sigma_d^2),
+
+    with f the ``cost``, :math:`\mu` the ``loc`` and :math:`\sigma` the ``scale``. By
+    closed form when the cost knows it (the :mod:`~vitoolkit.gradients.costs` test
+    costs), otherwise by
     Gauss-Hermite quadrature of the score-form identities in the module
     docstring (Mohamed et al. 2020, eq. 13), accurate for smooth costs.
 

@@ -1,10 +1,11 @@
 r"""The experiments of tutorial 04, as data: each returns plain NumPy arrays in dicts.
 
 - :func:`variance_vs_k` / :func:`mohamed_sweep`: per-sample variance of every
-  estimator against the cost parameter k, for d/d mu and d/d sigma at
-  mu = sigma = 1 (Mohamed, Rosca, Figurnov & Mnih, JMLR 2020, section 3,
+  estimator against the cost parameter k, for :math:`\partial_\mu` and
+  :math:`\partial_\sigma` at :math:`\mu = \sigma = 1` (Mohamed, Rosca, Figurnov & Mnih, JMLR 2020, section 3,
   figures 2-3), with the exact gradient and the closed-form variances.
-- :func:`variance_vs_dimension`: q = N(mu 1, sigma^2 I_D), score-function growth
+- :func:`variance_vs_dimension`: :math:`q = \mathcal N(\mu \mathbf 1, \sigma^2 I_D)`,
+  score-function growth
   vs pathwise flatness (the closed form derived from Mohamed et al. 2020, section 3).
 - :func:`variance_vs_num_samples`: variance and signal-to-noise ratio of the
   averaged estimator against the number of draws.
@@ -57,12 +58,18 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def gradient_statistics(samples: torch.Tensor, exact: torch.Tensor | None = None) -> dict:
-    """Mean, standard error, variance and SNR over dim 0 (and the bias z-score if ``exact``).
+    r"""Mean, standard error, variance and SNR over dim 0 (and the bias z-score if ``exact``).
 
-    ``snr`` is abs(mean) / std of one sample; the SNR of an average of n draws is sqrt(n) times it.
-    ``variance_stderr`` is the standard error of the sample variance,
-    sqrt((m4 - (n - 3)/(n - 1) s^4) / n) with m4 the fourth central moment (Cramer 1946,
-    eq. 27.7.2), so two Monte Carlo variances are compared with a margin that respects
+    ``snr`` is :math:`\lvert \bar g \rvert / s` of one sample; the SNR of an average of n
+    draws is :math:`\sqrt n` times it. ``variance_stderr`` is the standard error of the
+    sample variance,
+
+    .. math::
+
+        \mathrm{se}(s^2) = \sqrt{\frac{m_4 - \frac{n - 3}{n - 1} s^4}{n}},
+
+    with :math:`m_4` the fourth central moment (Cramer 1946, eq. 27.7.2), so two Monte Carlo variances are
+    compared with a margin that respects
     their sampling error (heavy-tailed estimators have large ``variance_stderr``).
     """
     n = samples.shape[0]
@@ -148,10 +155,12 @@ def variance_vs_dimension(dims, *, cost: str = "linear", k: float = 1.0,
                           estimators=("score", "score_loo", "pathwise", "measure_valued_coupled"),
                           num_samples: int = 20_000, loc: float = 1.0, scale: float = 1.0,
                           generator=None) -> dict:
-    r"""Per-sample variance of d/d mu_i and d/d sigma_i against D for q = N(mu 1, sigma^2 I_D).
+    r"""Per-sample variance of the gradient estimates against the dimension D.
 
-    Variances are averaged over the D coordinates (they are exchangeable). For
-    f = sum_d x_d the score function's is (D mu)^2/sigma^2 + D + 1 (the Linear cost's closed form)
+    For :math:`q = \mathcal N(\mu \mathbf 1, \sigma^2 I_D)`, the estimates of
+    :math:`\partial_{\mu_i}` and :math:`\partial_{\sigma_i}`; variances are averaged over
+    the D coordinates (they are exchangeable). For :math:`f = \sum_d x_d` the score
+    function's is :math:`(D \mu)^2 / \sigma^2 + D + 1` (the Linear cost's closed form)
     and the pathwise one is 0. ``variance_stderr`` is the mean over coordinates of
     each coordinate's standard error (:func:`gradient_statistics`): an upper bound
     on the standard error of the average, whatever the coordinates' correlation.
@@ -198,7 +207,8 @@ def variance_vs_num_samples(cost: str, num_samples, *, k: float = 1.0,
 
     One call per estimator draws ``replicates`` x max(n) per-sample estimates;
     the n-draw averages use the first n of each replicate. The variance of an
-    average of n independent draws is Var/n and its SNR sqrt(n) abs(E g) / sd(g),
+    average of n independent draws is :math:`\mathrm{Var}/n` and its SNR
+    :math:`\sqrt n \, \lvert E g \rvert / \mathrm{sd}(g)`,
     returned as ``theory`` from the per-sample variance of all draws.
 
     Returns

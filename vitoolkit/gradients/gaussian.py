@@ -1,7 +1,13 @@
 r"""Per-sample estimators of the gradient of a Gaussian expectation.
 
-We want d/d theta E_{q_theta}[f(x)] for q_theta = prod_d N(x_d | mu_d, sigma_d^2),
-theta = (mu, sigma). Sampling x ~ q is not a differentiable operation of theta,
+We want
+
+.. math::
+
+    \nabla_\theta E_{q_\theta}[f(x)], \qquad
+    q_\theta(x) = \prod_d \mathcal N(x_d \mid \mu_d, \sigma_d^2), \quad \theta = (\mu, \sigma).
+
+Sampling :math:`x \sim q` is not a differentiable operation of theta,
 so the gradient cannot be obtained by backpropagating through a draw; the
 estimators below each rewrite the gradient as an expectation that can be
 sampled (Mohamed, Rosca, Figurnov & Mnih, "Monte Carlo Gradient Estimation in
@@ -49,46 +55,55 @@ class GradientSamples(NamedTuple):
 class GradientEstimator(str, enum.Enum):
     r"""The named gradient estimators and their variance trade-offs.
 
-    With x = mu + sigma eps, eps ~ N(0, I):
+    With :math:`x = \mu + \sigma \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`
+    (section numbers of Mohamed, Rosca, Figurnov & Mnih, JMLR 2020):
 
     ``SCORE`` ("score")
-        Score function / REINFORCE (section 4, eq. 13): f(x) d/d theta log q(x).
-        Per sample f(x) eps/sigma and f(x) (eps^2 - 1)/sigma. Needs only values
+        Score function / REINFORCE (section 4, eq. 13):
+        :math:`f(x) \nabla_\theta \log q_\theta(x)`. Per sample
+        :math:`f(x) \, \varepsilon / \sigma` and :math:`f(x) (\varepsilon^2 - 1) / \sigma`. Needs only values
         of f, so it works for any f, even a step; its variance grows with the
         size of f (it does not vanish when f is constant) and with the number
         of dimensions, because every coordinate's estimate carries all of f.
     ``SCORE_BASELINE`` ("score_baseline")
         Score function with a constant baseline b (section 7.4):
-        (f(x) - b) d/d theta log q. Unbiased for any b independent of x because
-        E[d log q] = 0. ``b`` defaults to the mean of f over an independent pilot
-        batch of the same size (what a moving average over past iterations
+        :math:`(f(x) - b) \nabla_\theta \log q_\theta(x)`. Unbiased for any b independent
+        of x because :math:`E_q[\nabla_\theta \log q_\theta] = 0`. ``b`` defaults to the
+        mean of f over an independent pilot batch of the same size (what a moving average over past iterations
         approximates); pass ``baseline=`` to fix it. Removes the variance due
         to the level of f, not to its shape.
     ``SCORE_LOO`` ("score_loo")
-        Leave-one-out baseline: b_i is the mean of f over the other draws of
-        the same batch (Kool, van Hoof & Welling 2019; Mnih & Rezende 2016).
+        Leave-one-out baseline: :math:`b_i = \frac{1}{S - 1} \sum_{j \ne i} f(x_j)`, the
+        mean of f over the other draws of the same batch (Kool, van Hoof & Welling 2019; Mnih & Rezende 2016).
         No pilot batch is needed; the per-sample estimates are unbiased and
         correlated only at order 1/num_samples.
     ``SCORE_OPTIMAL_CV`` ("score_optimal_cv")
         The variance-optimal control variate (section 7.2, eq. 61-62): the score
-        itself times c* = E[f s^2]/E[s^2], one coefficient per parameter
+        itself times :math:`c^* = E[f s^2] / E[s^2]`, one coefficient per parameter
         (s the score of that parameter), with c* estimated on an independent
         pilot batch. At least as good as any constant baseline, per parameter.
     ``PATHWISE`` ("pathwise")
-        Reparameterisation (section 5, eq. 34): f'(x) and f'(x) eps, by autograd
-        on the batch. Usually lowest variance for smooth f of moderate
-        curvature and insensitive to dimension, but it needs f differentiable
-        and its variance grows with the size of f': for cos(k x) or exp(-k x^2) with
-        large k it loses to the score function (section 3, figure 2).
+        Reparameterisation (section 5, eq. 34): :math:`f'(x)` and
+        :math:`f'(x) \, \varepsilon`, by autograd on the batch. Usually lowest variance
+        for smooth f of moderate curvature and insensitive to dimension, but it needs f differentiable
+        and its variance grows with the size of :math:`f'`: for :math:`\cos(k x)` or
+        :math:`\exp(-k x^2)` with large k it loses to the score function (section 3, figure 2).
     ``MEASURE_VALUED`` ("measure_valued")
-        Gaussian weak derivatives (section 6, table 1): d/d mu =
-        (E f(mu + sigma R) - E f(mu - sigma R')) / (sigma sqrt(2 pi)) with R, R'
-        Rayleigh; d/d sigma = (E f(mu + sigma M) - E f(mu + sigma eps)) / sigma
-        with M double-sided Maxwell. Needs only values of f, but 4 D
+        Gaussian weak derivatives (section 6, table 1):
+
+        .. math::
+
+            \frac{\partial}{\partial\mu} E_q[f]
+                = \frac{E f(\mu + \sigma R) - E f(\mu - \sigma R')}{\sigma \sqrt{2\pi}},
+            \qquad
+            \frac{\partial}{\partial\sigma} E_q[f]
+                = \frac{E f(\mu + \sigma M) - E f(\mu + \sigma \varepsilon)}{\sigma},
+
+        with R, R' Rayleigh and M double-sided Maxwell. Needs only values of f, but 4 D
         evaluations per sample; low variance, the two halves drawn independently.
     ``MEASURE_VALUED_COUPLED`` ("measure_valued_coupled")
-        The same with common random numbers (section 7.3): R' = R, and
-        eps = M U with U ~ Uniform(0, 1) (which is N(0, 1) when M is
+        The same with common random numbers (section 7.3): :math:`R' = R`, and
+        :math:`\varepsilon = M U` with :math:`U \sim \mathrm{Uniform}(0, 1)` (which is N(0, 1) when M is
         double-sided Maxwell), plus shared values of the other coordinates.
         The halves cancel to first order, so the variance is far lower still.
     """
@@ -291,10 +306,16 @@ _DISPATCH = {
 
 def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
                        generator: torch.Generator | None = None, baseline=None) -> GradientSamples:
-    r"""Per-sample estimates of the gradient of E_{N(loc, scale^2)}[cost(x)].
+    r"""Per-sample estimates of the gradient of a Gaussian expectation of ``cost``.
 
-    q = prod_d N(x_d | loc_d, scale_d^2) is factorised over the last dimension.
-    The gradient of E_q[f] with respect to theta = (loc, scale) is rewritten as
+    .. math::
+
+        \nabla_\theta E_{q_\theta}[f(x)], \qquad
+        q_\theta(x) = \prod_d \mathcal N(x_d \mid \mu_d, \sigma_d^2), \quad
+        \theta = (\mu, \sigma) = (\text{loc}, \text{scale}),
+
+    with f the ``cost`` and q factorised over the last dimension.
+    The gradient is rewritten as
     an expectation and sampled (Mohamed et al. 2020, eq. 13 score function,
     eq. 34 pathwise, table 1 measure-valued); see :class:`GradientEstimator`
     for each estimator's formula and variance trade-off. The mean of the

@@ -5,8 +5,10 @@ generic distribution q(x | params) built by a user function, so that the same
 two ideas can be tried on, e.g., a Gamma (which has an implicit
 reparameterisation, ``rsample``) or a Poisson (which has none):
 
-- ``"score"``: f(x) d/d params log q(x | params) (Mohamed et al. 2020, eq. 13);
-- ``"pathwise"``: d/d params f(x(params, noise)) through ``rsample`` (eq. 34);
+- ``"score"``: :math:`f(x) \nabla_\lambda \log q(x \mid \lambda)` (Mohamed et al. 2020,
+  eq. 13), :math:`\lambda` the params;
+- ``"pathwise"``: :math:`\nabla_\lambda f(x(\lambda, \varepsilon))` through ``rsample``
+  (eq. 34);
   refused with a clear error for a distribution without ``rsample``.
 
 Per-sample estimates come from one batched call: the parameters are copied

@@ -63,18 +63,33 @@ class Schedule:
 
 
 def constant(value: float = 1.0) -> Schedule:
-    """beta = ``value`` at every step."""
+    """A constant KL weight: beta = ``value`` at every step."""
     return Schedule("constant", end=_finite_nonneg(value, "value"))
 
 
 def linear_warmup(steps: int, start: float = 0.0, end: float = 1.0) -> Schedule:
-    """beta(t) = start + (end - start) min(t / steps, 1)."""
+    r"""KL annealing: beta rises linearly from ``start`` to ``end`` over ``steps`` updates.
+
+    .. math::
+
+        \beta(t) = \text{start} + (\text{end} - \text{start}) \min(t / \text{steps}, 1)
+
+    (Bowman et al. 2016, section 3.1; Sonderby et al. 2016, section 2.3).
+    """
     return Schedule("linear", _finite_nonneg(start, "start"), _finite_nonneg(end, "end"),
                     _positive_int(steps, "steps"))
 
 
 def cyclical(period: int, ratio: float = 0.5, start: float = 0.0, end: float = 1.0) -> Schedule:
-    """beta(t) = start + (end - start) min((t mod period) / (ratio period), 1)  (Fu et al. 2019)."""
+    r"""Cyclical annealing: the linear warm-up repeated every ``period`` updates.
+
+    .. math::
+
+        \beta(t) = \text{start} + (\text{end} - \text{start})
+            \min\Big(\frac{t \bmod \text{period}}{\text{ratio} \cdot \text{period}}, 1\Big)
+
+    (Fu et al. 2019, "Cyclical annealing schedule", eq. (5) with a linear ramp).
+    """
     ratio = check_real(ratio, "ratio", minimum=0.0, maximum=1.0, strict_minimum=True)
     return Schedule("cyclical", _finite_nonneg(start, "start"), _finite_nonneg(end, "end"),
                     _positive_int(period, "period"), ratio)

@@ -1,7 +1,9 @@
 r"""A flow encoder: planar layers on top of the VAE's Gaussian q(z|x), and its amortisation gap.
 
-q(z|x) is the density of z = T_K o ... o T_1(mu(x) + sigma(x) eps), eps ~ N(0, I), each
-T_k a planar layer u' = u + u_hat tanh(w^T u + b) (Rezende & Mohamed 2015, eq. 10-12;
+:math:`q(z \mid x)` is the density of
+:math:`z = T_K \circ \dots \circ T_1(\mu(x) + \sigma(x) \odot \varepsilon)`,
+:math:`\varepsilon \sim \mathcal N(0, I)`, each :math:`T_k` a planar layer
+:math:`u' = u + \hat u \tanh(w^\top u + b)` (Rezende & Mohamed 2015, eq. 10-12;
 Pyro's ``ConditionedPlanar``), whose parameters (b, u, w) a small network computes from
 x (an amortised flow, their section 4). By the change of variables,
 
@@ -12,11 +14,12 @@ x (an amortised flow, their section 4). By the change of variables,
 
 :func:`train_flow_vae` fits decoder, encoder and flow together by the ELBO;
 ``num_layers=0`` is the plain Gaussian VAE, trained by the same loop.
-:func:`flow_amortisation_gap` splits log p(x) - L[q] as Cremer, Li & Duvenaud (ICML 2018,
-section 3) do, with q* the best flow of the same family for each x alone: its local
-(mu, log sigma, b, u, w) start from the encoder's output and follow the ELBO's gradient,
-as :func:`vitoolkit.vae.diagnostics.amortisation_gap` does for the Gaussian family, with
-the same evaluation (common draws, log p(x) by importance sampling with q*).
+:func:`flow_amortisation_gap` splits :math:`\log p(x) - \mathcal L[q]` as Cremer, Li &
+Duvenaud (ICML 2018, section 3) do, with :math:`q^*` the best flow of the same family
+for each x alone: its local :math:`(\mu, \log\sigma, b, u, w)` start from the encoder's
+output and follow the ELBO's gradient, as :func:`vitoolkit.vae.diagnostics.amortisation_gap`
+does for the Gaussian family, with the same evaluation (common draws, :math:`\log p(x)` by
+importance sampling with :math:`q^*`).
 """
 
 from __future__ import annotations
@@ -100,7 +103,11 @@ def _encoder_output(vae, flow, x):
 
 
 def flow_elbo(vae: VAE, flow: PlanarFlowPosterior, x, num_samples: int = 1, generator=None):
-    """The ELBO E_q[log p(x, z) - log q(z|x)] per example (n,), by ``num_samples`` draws."""
+    r"""The ELBO of a flow encoder per example (n,), by ``num_samples`` draws.
+
+    :math:`\mathcal L[q] = E_{q(z \mid x)}[\log p(x, z) - \log q(z \mid x)]`, with
+    :math:`\log q` from the module docstring's change of variables.
+    """
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     x = vae._check_x(x)
     loc, log_scale, params = _encoder_output(vae, flow, x)
@@ -144,11 +151,17 @@ def flow_amortisation_gap(vae: VAE, flow: PlanarFlowPosterior, x, *, steps: int 
                           generator: torch.Generator | None = None) -> AmortisationGap:
     r"""Approximation and amortisation gaps of a flow encoder (Cremer et al. 2018, eq. 3-4).
 
-    log p(x) - L[q] = (log p(x) - L[q*]) + (L[q*] - L[q]), q* the best member of the
-    flow family for each x alone (local mu, log sigma and planar parameters, Adam from
-    the encoder's output, ``num_samples`` draws per step, learning rate decayed linearly
-    to 5 %). L[q], L[q*] and log p(x) = log mean exp(w(q*)) come from the same
-    ``eval_samples`` base draws; q* falls back to q where it did not raise the ELBO
+    .. math::
+
+        \log p(x) - \mathcal L[q] = \underbrace{\log p(x) - \mathcal L[q^*]}_{\text{approximation}}
+            + \underbrace{\mathcal L[q^*] - \mathcal L[q]}_{\text{amortisation}},
+
+    :math:`q^*` the best member of the flow family for each x alone (local
+    :math:`\mu`, :math:`\log\sigma` and planar parameters, Adam from the encoder's output,
+    ``num_samples`` draws per step, learning rate decayed linearly to 5 %).
+    :math:`\mathcal L[q]`, :math:`\mathcal L[q^*]` and
+    :math:`\log p(x) = \log \frac1S \sum_s w_s(q^*)` come from the same
+    ``eval_samples`` base draws; :math:`q^*` falls back to q where it did not raise the ELBO
     estimate, so both gaps are >= 0, as in
     :func:`~vitoolkit.vae.diagnostics.amortisation_gap`.
 

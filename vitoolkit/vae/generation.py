@@ -10,7 +10,9 @@ questions and are kept apart here:
 The law of total variance splits the pixel variance of the model's samples
 into the two sources,
 
-    Var[x_d] = Var_z(E[x_d | z])  +  E_z[Var(x_d | z)],
+.. math::
+
+    \mathrm{Var}[x_d] = \mathrm{Var}_z\big(E[x_d \mid z]\big) + E_z\big[\mathrm{Var}(x_d \mid z)\big],
 
 and :func:`variance_decomposition` estimates both parts from the same draws of z.
 :func:`image_roughness` (squared differences between neighbouring pixels) and

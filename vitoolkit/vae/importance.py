@@ -1,8 +1,16 @@
 r"""Importance sampling with a VAE-like model: the log weights p(x, z)/q(z|x) and their estimate.
 
-The weights w_j = p(x | z_j) p(z_j) / q(z_j | x), z_j ~ q, behind the IWAE bound (Burda,
-Grosse & Salakhutdinov 2015, eq. (8)), the importance-sampled log p(x) (Kingma & Welling
-2013, Appendix D) and the amortisation-gap diagnostics. This module turns (model, x, k)
+The weights
+
+.. math::
+
+    w_j = \frac{p(x \mid z_j) \, p(z_j)}{q(z_j \mid x)}, \quad z_j \sim q(z \mid x), \qquad
+    \log p(x) \approx \log \frac1k \sum_{j=1}^k w_j \;(\text{the IWAE bound } \mathcal L_k
+    \text{ in expectation}),
+
+behind the IWAE bound (Burda, Grosse & Salakhutdinov 2015, eq. (8)), the
+importance-sampled :math:`\log p(x)` (Kingma & Welling 2013, Appendix D) and the
+amortisation-gap diagnostics. This module turns (model, x, k)
 into log weights, decoded in chunks so memory stays bounded, and, for a k * n too large
 to keep, streams them into :class:`~vitoolkit.divergences.StreamingImportanceEstimate`.
 The summary itself (log-mean-exp, standard error, Pareto k-hat, the warning) is the
@@ -68,11 +76,19 @@ def check_num_samples(num_samples, name: str = "num_samples") -> int:
 def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
                            num_samples: int | None = None, *, eps: torch.Tensor | None = None,
                            y: torch.Tensor | None = None, generator=None) -> torch.Tensor:
-    r"""log w_j = log p(x | z_j) + log p(z_j) - log q(z_j | x) at z_j = loc + scale * eps_j.
+    r"""The log importance weights of draws from a diagonal Gaussian q, shape (k, n).
+
+    .. math::
+
+        \log w_j = \log p(x \mid z_j) + \log p(z_j) - \log q(z_j \mid x), \qquad
+        z_j = \mu + \sigma \odot \varepsilon_j,
+
+    with :math:`\mu` the ``loc``, :math:`\sigma` the ``scale`` and
+    :math:`\varepsilon_j \sim \mathcal N(0, I)`.
 
     The one implementation of the importance weights behind the IWAE bound (Burda
     et al. 2015, eq. (8)), the importance-sampled log p(x) and the amortisation-gap
-    diagnostics; q = N(loc, diag scale^2) may be the encoder's output or any other
+    diagnostics; :math:`q = \mathcal N(\mu, \mathrm{diag}(\sigma^2))` may be the encoder's output or any other
     diagonal Gaussian. Samples are decoded in chunks to bound memory.
 
     Parameters

@@ -182,11 +182,16 @@ def decode_mean(model, z, y=None) -> torch.Tensor:
 def interpolate_codes(z_start, z_end, num_steps: int = 8, *, method: str = "linear"):
     r"""Points from ``z_start`` to ``z_end`` (both included).
 
-    ``"linear"``: z(t) = (1 - t) z_0 + t z_1. ``"spherical"`` (slerp, White
-    2016, section 2.1): z(t) = sin((1 - t) w) / sin(w) z_0 + sin(t w) / sin(w) z_1
-    with cos w = <z_0, z_1> / (norm(z_0) norm(z_1)); under a N(0, I) prior in many
-    dimensions a linear path passes through the low-norm region the prior
-    rarely visits, while slerp keeps the norm typical.
+    ``"linear"``: :math:`z(t) = (1 - t) z_0 + t z_1`. ``"spherical"`` (slerp, White
+    2016, section 2.1):
+
+    .. math::
+
+        z(t) = \frac{\sin((1 - t) \omega)}{\sin \omega} z_0 + \frac{\sin(t \omega)}{\sin \omega} z_1,
+        \qquad \cos \omega = \frac{\langle z_0, z_1 \rangle}{\lVert z_0 \rVert \, \lVert z_1 \rVert};
+
+    under a :math:`\mathcal N(0, I)` prior in many dimensions a linear path passes through
+    the low-norm region the prior rarely visits, while slerp keeps the norm typical.
 
     Parameters
     ----------

@@ -6,28 +6,30 @@ parameters per pixel) into a ``torch.distributions`` object with event shape
 Each choice is a modelling assumption, and the familiar losses are their
 negative log-likelihoods:
 
-- ``"bernoulli"``: x_d in {0, 1}, p = sigmoid(logit); -log p is the binary
-  cross-entropy (BCE). Kingma & Welling (2013), Appendix C.1. On *continuous*
+- ``"bernoulli"``: :math:`x_d \in \{0, 1\}`, :math:`p = \sigma(\text{logit})`;
+  :math:`-\log p` is the binary cross-entropy (BCE). Kingma & Welling (2013), Appendix C.1. On *continuous*
   pixels in [0, 1] BCE is still computable, but it is not a normalised density
   on [0, 1] (it integrates to less than 1), so the "log-likelihood" it reports
   is not one; Loaiza-Ganem & Cunningham (NeurIPS 2019), section 3.
-- ``"continuous_bernoulli"``: the normalised fix, p(x) = C(lambda)
-  lambda^x (1 - lambda)^(1 - x) on [0, 1], Loaiza-Ganem & Cunningham (2019),
-  eq. (3); ``torch.distributions.ContinuousBernoulli``.
-- ``"gaussian"``: N(x; mu, sigma^2) with a fixed sigma (``observation_scale``);
-  -log p = ||x - mu||^2 / (2 sigma^2) + const, i.e. MSE scaled by 1/(2 sigma^2).
+- ``"continuous_bernoulli"``: the normalised fix,
+  :math:`p(x) = C(\lambda) \, \lambda^x (1 - \lambda)^{1 - x}` on [0, 1], Loaiza-Ganem &
+  Cunningham (2019), eq. (3); ``torch.distributions.ContinuousBernoulli``.
+- ``"gaussian"``: :math:`\mathcal N(x; \mu, \sigma^2)` with a fixed :math:`\sigma`
+  (``observation_scale``);
+  :math:`-\log p = \lVert x - \mu \rVert^2 / (2 \sigma^2) + \text{const}`, i.e. MSE
+  scaled by :math:`1/(2 \sigma^2)`.
   Kingma & Welling (2013), Appendix C.2.
 - ``"gaussian_learned"``: the decoder also outputs a per-pixel scale,
-  sigma = softplus(raw) + ``min_scale`` (the floor keeps the density bounded
+  :math:`\sigma = \operatorname{softplus}(\text{raw})` + ``min_scale`` (the floor keeps the density bounded
   on pixels that are always exactly 0).
 
 Two per-pixel functions show why BCE on non-binary targets is not a likelihood
 (Loaiza-Ganem & Cunningham 2019, section 3):
 
-- :func:`bce_floor`: for a target y in [0, 1], min over p of
-  BCE(y, p) = -y log p - (1 - y) log(1 - p) is reached at p = y and equals the
-  binary entropy H(y) = -y log y - (1 - y) log(1 - y): zero only at y = 0 and
-  y = 1, log 2 at y = 1/2. A perfect decoder still pays H(y) per grey pixel.
+- :func:`bce_floor`: for a target :math:`y \in [0, 1]`, the minimum over p of
+  :math:`\mathrm{BCE}(y, p) = -y \log p - (1 - y) \log(1 - p)` is reached at p = y and
+  equals the binary entropy :math:`H(y) = -y \log y - (1 - y) \log(1 - y)`: zero only
+  at y = 0 and y = 1, :math:`\log 2` at y = 1/2. A perfect decoder still pays H(y) per grey pixel.
 - :func:`continuous_bernoulli_log_normaliser`: log C(lambda), the constant that
   turns lambda^x (1 - lambda)^(1 - x) into a density on [0, 1],
   C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) (C(1/2) = 2), eq. (3) of
@@ -140,9 +142,12 @@ def _unit_interval(values, name: str) -> torch.Tensor:
 def bce_floor(y) -> torch.Tensor:
     r"""The smallest binary cross-entropy a prediction can reach on target ``y``: H(y), nats.
 
-    min_p [-y log p - (1 - y) log(1 - p)] is attained at p = y (set the derivative
-    -y/p + (1 - y)/(1 - p) to zero) and equals the binary entropy
-    H(y) = -y log y - (1 - y) log(1 - y), with 0 log 0 = 0.
+    .. math::
+
+        \min_p \big[-y \log p - (1 - y) \log(1 - p)\big] = H(y) = -y \log y - (1 - y) \log(1 - y),
+
+    attained at p = y (set the derivative :math:`-y/p + (1 - y)/(1 - p)` to zero), with
+    :math:`0 \log 0 = 0`.
 
     Parameters
     ----------
@@ -159,9 +164,14 @@ def bce_floor(y) -> torch.Tensor:
 def continuous_bernoulli_log_normaliser(lam) -> torch.Tensor:
     r"""log C(lambda) of the continuous Bernoulli, Loaiza-Ganem & Cunningham (2019), eq. (3).
 
-    ``C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = abs(logit lambda) / abs(1 - 2 lambda)``
-    for lambda != 1/2, and C(1/2) = 2; near 1/2 the second-order Taylor expansion
-    log 2 + 4/3 d + 104/45 d^2, d = (lambda - 1/2)^2, avoids 0/0.
+    .. math::
+
+        C(\lambda) = \frac{2 \operatorname{artanh}(1 - 2\lambda)}{1 - 2\lambda}
+            = \frac{\lvert \operatorname{logit} \lambda \rvert}{\lvert 1 - 2\lambda \rvert}
+
+    for :math:`\lambda \ne 1/2`, and :math:`C(1/2) = 2`; near 1/2 the second-order Taylor
+    expansion :math:`\log 2 + \frac43 d + \frac{104}{45} d^2`,
+    :math:`d = (\lambda - 1/2)^2`, avoids 0/0.
 
     Parameters
     ----------

@@ -1,18 +1,21 @@
 r"""The linear-Gaussian VAE: a model whose posterior and evidence are known exactly.
 
 A :class:`~vitoolkit.vae.VAE` with ``hidden_dims=()`` (an affine decoder
-x = W z + b + noise) and ``likelihood="gaussian"`` (fixed noise sigma) is
+:math:`x = W z + b` + noise) and ``likelihood="gaussian"`` (fixed noise :math:`\sigma`) is
 probabilistic PCA (Tipping & Bishop 1999):
 
-    z ~ N(0, I),  x | z ~ N(W z + b, sigma^2 I),
-    p(z | x) = N(M^{-1} W^T (x - b) / sigma^2, M^{-1}),  M = I + W^T W / sigma^2,
-    p(x) = N(b, W W^T + sigma^2 I)
+.. math::
 
-(Bishop PRML eq. 12.42 and 12.43 / 2.116). The posterior covariance is the
-same for every x and is diagonal only when the columns of W are orthogonal,
-so a diagonal q can match it only then; otherwise the reverse KL gives each
-coordinate the variance 1 / M_ii (too narrow) and the forward KL the marginal
-(M^{-1})_ii (Bishop PRML section 10.1.2).
+    z &\sim \mathcal N(0, I), \qquad x \mid z \sim \mathcal N(W z + b, \sigma^2 I), \\
+    p(z \mid x) &= \mathcal N\big(M^{-1} W^\top (x - b) / \sigma^2, \; M^{-1}\big), \qquad
+        M = I + W^\top W / \sigma^2, \\
+    p(x) &= \mathcal N(b, \; W W^\top + \sigma^2 I)
+
+(Bishop PRML eq. 12.42 and 12.43 / 2.116, with PRML's M divided by :math:`\sigma^2`).
+The posterior covariance is the same for every x and is diagonal only when the columns
+of W are orthogonal, so a diagonal q can match it only then; otherwise the reverse KL
+gives each coordinate the variance :math:`1 / M_{ii}` (too narrow) and the forward KL the
+marginal :math:`(M^{-1})_{ii}` (Bishop PRML section 10.1.2).
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ def _check_data(model: VAE, x) -> torch.Tensor:
 
 
 def linear_gaussian_posterior(model: VAE, x) -> MultivariateNormal:
-    """The exact p(z | x) of a linear-Gaussian VAE (PRML eq. 12.42), float64.
+    r"""The exact posterior p(z | x) of a linear-Gaussian VAE (PRML eq. 12.42), float64.
+
+    :math:`\mathcal N\big(M^{-1} W^\top (x - b) / \sigma^2, M^{-1}\big)`,
+    :math:`M = I + W^\top W / \sigma^2` (module docstring).
 
     Parameters
     ----------
@@ -70,7 +76,10 @@ def linear_gaussian_posterior(model: VAE, x) -> MultivariateNormal:
 
 
 def linear_gaussian_evidence(model: VAE, x) -> torch.Tensor:
-    """The exact log p(x) = log N(x; b, W W^T + sigma^2 I) of a linear-Gaussian VAE, (n,)."""
+    r"""The exact log evidence of a linear-Gaussian VAE, shape (n,) (PRML eq. 12.43 / 2.116).
+
+    :math:`\log p(x) = \log \mathcal N(x; b, W W^\top + \sigma^2 I)`.
+    """
     weight, bias, sigma = linear_gaussian_parts(model)
     x = _check_data(model, x)
     w, b = weight.detach().double(), bias.detach().double()

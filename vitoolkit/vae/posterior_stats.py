@@ -1,27 +1,36 @@
 r"""What the KL term pulls towards N(0, I): the aggregate posterior and the correlation of codes.
 
-The ELBO's KL term acts on each q(z | x_n) separately, but averaged over a data
-set of N points it splits into two parts ("ELBO surgery", Hoffman & Johnson
+The ELBO's KL term acts on each :math:`q(z \mid x_n)` separately, but averaged over a
+data set of N points it splits into two parts ("ELBO surgery", Hoffman & Johnson
 2016, eq. (2); the aggregate posterior of Makhzani et al. 2015, section 1):
 
-    1/N sum_n KL(q(z | x_n) || p(z))  =  I_q(n; z)  +  KL(q(z) || p(z)),
+.. math::
 
-where q(z) = 1/N sum_n q(z | x_n) is the *aggregate* posterior (a mixture of
-N diagonal Gaussians) and I_q(n; z) = E_n E_{q(z|x_n)}[log q(z | x_n) - log q(z)]
+    \frac1N \sum_n \mathrm{KL}\big(q(z \mid x_n) \,\|\, p(z)\big)
+        = I_q(n; z) + \mathrm{KL}\big(q(z) \,\|\, p(z)\big),
+
+where :math:`q(z) = \frac1N \sum_n q(z \mid x_n)` is the *aggregate* posterior (a
+mixture of N diagonal Gaussians) and
+
+.. math::
+
+    I_q(n; z) = E_n E_{q(z \mid x_n)}\big[\log q(z \mid x_n) - \log q(z)\big]
+
 is the mutual information between the data index and the code under q,
-0 <= I_q <= log N. A code that carries information about x *must* keep each
-q(z | x_n) away from the prior; what the objective lets approach N(0, I) is the
-mixture q(z).
+:math:`0 \le I_q \le \log N`. A code that carries information about x *must* keep
+each :math:`q(z \mid x_n)` away from the prior; what the objective lets approach
+:math:`\mathcal N(0, I)` is the mixture q(z).
 
-The mixture is finite, so log q(z) is exact (a log-sum-exp over its N
-components) and KL(q(z) || p(z)) = E_{q(z)}[log q(z) - log p(z)] is estimated
-without bias by sampling the mixture.
+The mixture is finite, so :math:`\log q(z)` is exact (a log-sum-exp over its N
+components) and :math:`\mathrm{KL}(q(z) \,\|\, p(z)) = E_{q(z)}[\log q(z) - \log p(z)]`
+is estimated without bias by sampling the mixture.
 
 A diagonal sigma(x) makes each q(z | x) factorise; it says nothing about the
 codes *across* the data set: :func:`correlation_matrix` and
 :func:`gaussian_total_correlation` measure their linear dependence, and
 :func:`aggregate_total_correlation` any dependence between the coordinates of
-the aggregate posterior, KL(q(z) || prod_d q(z_d)) (the total correlation term
+the aggregate posterior, :math:`\mathrm{KL}(q(z) \,\|\, \prod_d q(z_d))` (the total
+correlation term
 of Chen, Li, Grosse & Duvenaud 2018, "Isolating sources of disentanglement in
 VAEs", eq. (2)); its marginals q(z_d) are one-dimensional mixtures, so it too
 is estimated without bias.
@@ -66,7 +75,13 @@ def _check_loc_scale(loc, scale) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class AggregatePosterior:
-    r"""The mixture q(z) = 1/N sum_n N(z; loc_n, diag scale_n^2), in float64.
+    r"""The aggregate posterior: the mixture of every example's encoder Gaussian, in float64.
+
+    .. math::
+
+        q(z) = \frac1N \sum_n \mathcal N\big(z; \mu_n, \mathrm{diag}(\sigma_n^2)\big)
+
+    with :math:`\mu_n` the ``loc`` and :math:`\sigma_n` the ``scale`` of example n.
 
     Parameters
     ----------
@@ -92,7 +107,9 @@ class AggregatePosterior:
 
     @property
     def covariance(self) -> torch.Tensor:
-        """Cov_q[z] = Cov_n(loc_n) + diag(mean_n scale_n^2) (law of total covariance), (L, L).
+        r"""The mixture's covariance by the law of total covariance, shape (L, L).
+
+        :math:`\mathrm{Cov}_q[z] = \mathrm{Cov}_n(\mu_n) + \mathrm{diag}\big(\frac1N \sum_n \sigma_n^2\big)`.
 
         The between-component part uses the 1/N (population) normalisation: it is
         the exact covariance of the mixture.
@@ -115,7 +132,10 @@ class AggregatePosterior:
         return -0.5 * (u * u).sum(-1) - self.scale.log().sum(-1) - 0.5 * self.latent_dim * _LOG_2PI
 
     def log_prob(self, z, *, batch_size: int = 256) -> torch.Tensor:
-        """log q(z) = logsumexp_n log q(z | x_n) - log N, exact; z (..., L) -> (...)."""
+        r"""The exact mixture log-density; z (..., L) -> (...).
+
+        :math:`\log q(z) = \operatorname{logsumexp}_n \log q(z \mid x_n) - \log N`.
+        """
         z = self._check_z(z)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         flat = z.reshape(-1, z.shape[-1]) if z.ndim > 1 else z.reshape(1, -1)
@@ -180,7 +200,7 @@ def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 def aggregate_kl_to_prior(agg: AggregatePosterior, num_samples: int, *, generator=None) -> Estimate:
     r"""KL(q(z) || N(0, I)) for the aggregate posterior, by Monte Carlo, in nats.
 
-    E_{q(z)}[log q(z) - log p(z)] with z drawn from the mixture; log q(z) is the
+    :math:`E_{q(z)}[\log q(z) - \log p(z)]` with z drawn from the mixture; :math:`\log q(z)` is the
     exact mixture density, so the estimate is unbiased and its standard error is
     the sample standard deviation over sqrt(num_samples).
 
@@ -197,7 +217,7 @@ def aggregate_total_correlation(agg: AggregatePosterior, num_samples: int, *, di
                                 generator=None) -> Estimate:
     r"""Total correlation KL(q(z) || prod_d q(z_d)) of the aggregate posterior, Monte Carlo, nats.
 
-    E_{q(z)}[log q(z) - sum_d log q(z_d)] with z drawn from the mixture; every
+    :math:`E_{q(z)}[\log q(z) - \sum_d \log q(z_d)]` with z drawn from the mixture; every
     density is exact (the joint is the N-component mixture, each marginal the
     mixture of the components' one-dimensional marginals), so the estimate is
     unbiased. Zero exactly when the coordinates of q(z) are independent, however
@@ -232,7 +252,12 @@ def aggregate_total_correlation(agg: AggregatePosterior, num_samples: int, *, di
 
 
 class KLDecomposition(NamedTuple):
-    """Hoffman & Johnson (2016), eq. (2): average_kl = mutual_information + aggregate_kl (nats)."""
+    r"""The ELBO-surgery split of the average KL term, in nats (Hoffman & Johnson 2016, eq. (2)).
+
+    ``average_kl = mutual_information + aggregate_kl``: the module docstring's
+    :math:`\frac1N \sum_n \mathrm{KL}(q(z \mid x_n) \,\|\, p(z)) = I_q(n; z)
+    + \mathrm{KL}(q(z) \,\|\, p(z))`.
+    """
 
     average_kl: float  # 1/N sum_n KL(q(z|x_n) || p(z)), closed form
     aggregate_kl: Estimate  # KL(q(z) || p(z)), Monte Carlo
@@ -245,9 +270,9 @@ def kl_decomposition(agg: AggregatePosterior, num_samples: int, *, generator=Non
 
     The average KL is exact (closed form per component, Kingma & Welling 2013,
     Appendix B). The mutual information is estimated on the same draws
-    (z, n) ~ q as E[log q(z | x_n) - log q(z)], so the two Monte Carlo estimates
-    add up to the exact average (their noise is opposite), up to the noise of
-    E[log q(z | x_n) - log p(z)] around its mean, which is zero in expectation.
+    :math:`(z, n) \sim q` as :math:`E[\log q(z \mid x_n) - \log q(z)]`, so the two Monte
+    Carlo estimates add up to the exact average (their noise is opposite), up to the
+    noise of :math:`E[\log q(z \mid x_n) - \log p(z)]` around its mean, which is zero in expectation.
 
     Returns
     -------
@@ -299,11 +324,16 @@ def max_abs_off_diagonal(matrix) -> float:
 
 
 def gaussian_total_correlation(covariance) -> float:
-    r"""Total correlation of N(0, Sigma): KL(N(0, Sigma) || prod_i N(0, Sigma_ii)), nats.
+    r"""Total correlation of a zero-mean Gaussian with covariance Sigma, in nats.
 
-    = 1/2 (sum_i log Sigma_ii - log det Sigma) = -1/2 log det R, R the correlation
-    matrix (Watanabe 1960's total correlation of a Gaussian); 0 exactly when the
-    coordinates are uncorrelated, -1/2 log(1 - rho^2) in two dimensions.
+    .. math::
+
+        \mathrm{KL}\Big(\mathcal N(0, \Sigma) \,\Big\|\, \prod_i \mathcal N(0, \Sigma_{ii})\Big)
+            = \frac12 \Big(\sum_i \log \Sigma_{ii} - \log\det \Sigma\Big) = -\frac12 \log\det R,
+
+    R the correlation matrix (Watanabe 1960's total correlation of a Gaussian); 0 exactly
+    when the coordinates are uncorrelated, :math:`-\frac12 \log(1 - \rho^2)` in two
+    dimensions.
     """
     cov = as_float_tensor(covariance, "covariance", dtype=torch.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] < 1:

@@ -1,12 +1,16 @@
 r"""The sparse autoencoder: a Bernoulli KL used as a penalty, not as a bound.
 
-A one-hidden-layer autoencoder with sigmoid units h_j(x) in (0, 1) and a
+A one-hidden-layer autoencoder with sigmoid units :math:`h_j(x) \in (0, 1)` and a
 penalty on each unit's *average* activation over the data,
-rho_hat_j = mean_x h_j(x), pulling it towards a small target rate rho
-(Ng, "Sparse autoencoder", CS294A lecture notes, 2011, section 3):
+:math:`\hat\rho_j = \mathrm{mean}_x \, h_j(x)`, pulling it towards a small target rate
+:math:`\rho` (Ng, "Sparse autoencoder", CS294A lecture notes, 2011, section 3):
 
-    loss = mean_x BCE(x, x_hat(x)) + weight * sum_j KL(Bern(rho) || Bern(rho_hat_j)),
-    KL(Bern(rho) || Bern(r)) = rho log(rho / r) + (1 - rho) log((1 - rho) / (1 - r)).
+.. math::
+
+    \text{loss} &= \mathrm{mean}_x \, \mathrm{BCE}(x, \hat x(x))
+        + \text{weight} \sum_j \mathrm{KL}\big(\mathrm{Bern}(\rho) \,\|\, \mathrm{Bern}(\hat\rho_j)\big), \\
+    \mathrm{KL}\big(\mathrm{Bern}(\rho) \,\|\, \mathrm{Bern}(r)\big)
+        &= \rho \log\frac{\rho}{r} + (1 - \rho) \log\frac{1 - \rho}{1 - r}.
 
 It is the same closed-form Bernoulli KL as a binary-latent VAE's, with a
 different job: here it compares one fixed rate with the *aggregate* activation
@@ -37,7 +41,10 @@ __all__ = ["SparseAutoencoder", "bernoulli_sparsity_penalty"]
 
 
 def bernoulli_sparsity_penalty(activations: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """sum_j KL(Bern(rho) || Bern(mean_n activations[:, j])), a scalar (nats).
+    r"""The sparsity penalty: each unit's Bernoulli KL from the target rate, summed (nats).
+
+    :math:`\sum_j \mathrm{KL}(\mathrm{Bern}(\rho) \,\|\, \mathrm{Bern}(\hat\rho_j))` with
+    :math:`\hat\rho_j` the mean of ``activations[:, j]`` (module docstring), a scalar.
 
     Parameters
     ----------
@@ -45,7 +52,7 @@ def bernoulli_sparsity_penalty(activations: torch.Tensor, sparsity: float) -> to
         A tensor keeps its autograd graph (the penalty is differentiable in it).
         The average rates are clamped to [1e-6, 1 - 1e-6], so saturated units
         (exactly 0 or 1 in float32) give a large but finite penalty.
-    sparsity : float in (0, 1), the target rate rho
+    sparsity : float in (0, 1), the target rate :math:`\rho`
     """
     sparsity = check_probability(sparsity, "sparsity", open_interval=True)
     activations = _check_activations(activations)

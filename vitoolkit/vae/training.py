@@ -265,19 +265,32 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float = 1e-3, beta=1
     r"""Fit a model of :mod:`vitoolkit.vae` by mini-batch Adam.
 
     For a :class:`VAE`, each step minimises the batch mean of
-    -[E_q log p(x|z) - beta KL(q(z|x) || p(z))] (Kingma & Welling 2013, Algorithm 1
-    with eq. (10)), or of -L_k for ``objective="iwae"`` (Burda et al. 2015, eq. (8)).
-    With ``free_bits`` = lambda the KL penalty is sum_j max(lambda, mean_batch KL_j)
+
+    .. math::
+
+        -\Big[E_{q(z \mid x)} \log p(x \mid z) - \beta \, \mathrm{KL}\big(q(z \mid x) \,\|\, p(z)\big)\Big]
+
+    (Kingma & Welling 2013, Algorithm 1 with eq. (10)), or of :math:`-\mathcal L_k`,
+
+    .. math::
+
+        \mathcal L_k = E\Big[\log \frac1k \sum_{j=1}^k \frac{p(x, z_j)}{q(z_j \mid x)}\Big],
+        \qquad z_j \sim q(z \mid x),
+
+    for ``objective="iwae"`` (Burda et al. 2015, eq. (8)). With ``free_bits`` =
+    :math:`\lambda` the KL penalty is :math:`\sum_j \max(\lambda, \overline{\mathrm{KL}}_j)`,
+    :math:`\overline{\mathrm{KL}}_j` the batch mean of latent dimension j's KL
     (Kingma et al. 2016, Appendix C.8). ``objective="wake_sleep"`` (Hinton et al.
     1995) and ``"rws"`` (reweighted wake-sleep, Bornschein & Bengio 2015; Le et al.
-    2019) train the encoder by the forward KL(p(z|x) || q(z|x)) instead; see
+    2019) train the encoder by the forward :math:`\mathrm{KL}(p(z \mid x) \,\|\, q(z \mid x))`
+    instead; see
     :mod:`vitoolkit.vae.wake_sleep`. Their history records the ELBO (the encoder
     is still a q), and validation and early stopping use the ELBO.
 
     A :class:`CategoricalVAE` trains the ELBO with its ``estimator``
     (``"vimco"``: ``objective="iwae"``, ``num_samples >= 2``); a :class:`VQVAE`
     its reconstruction + codebook + commitment loss (the history's ELBO is
-    log p(x|z_q) - L log K); a :class:`SparseAutoencoder` its penalised
+    :math:`\log p(x \mid z_q) - L \log K`); a :class:`SparseAutoencoder` its penalised
     reconstruction loss.
 
     Parameters

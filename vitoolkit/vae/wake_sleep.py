@@ -1,22 +1,31 @@
 r"""Training the encoder with the other KL: wake-sleep and reweighted wake-sleep.
 
-The VAE fits its encoder by the reverse KL, KL(q(z|x) || p(z|x)), inside the
-ELBO. These objectives fit it by the forward KL, KL(p(z|x) || q(z|x)), which
-only needs samples of the posterior (or weights), not a reparameterisation:
+The VAE fits its encoder by the reverse KL, :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))`,
+inside the ELBO. These objectives fit it by the forward KL,
+:math:`\mathrm{KL}(p(z \mid x) \,\|\, q(z \mid x))`, which only needs samples of the
+posterior (or weights), not a reparameterisation:
 
 - **Wake-sleep** (Hinton, Dayan, Frey & Neal 1995). Wake phase: draw
-  z ~ q(z|x) for a real x and raise log p_theta(x, z) (the decoder's update).
-  Sleep phase: "dream" z ~ p(z), x ~ p_theta(x | z), and raise log q_phi(z | x)
-  on the dream: a Monte Carlo step on E_{p_theta(x)} KL(p_theta(z|x) || q_phi(z|x)),
+  :math:`z \sim q(z \mid x)` for a real x and raise :math:`\log p_\theta(x, z)` (the
+  decoder's update). Sleep phase: "dream" :math:`z \sim p(z)`,
+  :math:`x \sim p_\theta(x \mid z)`, and raise :math:`\log q_\phi(z \mid x)` on the
+  dream: a Monte Carlo step on
+  :math:`E_{p_\theta(x)} \mathrm{KL}(p_\theta(z \mid x) \,\|\, q_\phi(z \mid x))`,
   the forward KL averaged over the model's own data, not the real data.
 - **Reweighted wake-sleep** (Bornschein & Bengio 2015; Le, Kosiorek, Siddharth,
-  Teh & Wood 2019). Draw K samples z_k ~ q(z|x) for a real x, with
-  log w_k = log p(x, z_k) - log q(z_k | x) and self-normalised weights
-  w~_k = w_k / sum_j w_j. Decoder: raise sum_k w~_k log p_theta(x, z_k) (the same
-  gradient as the IWAE bound's in theta). Encoder ("wake-phase q update"):
-  raise sum_k w~_k log q_phi(z_k | x), a self-normalised importance-sampling
-  estimate of -grad KL(p(z|x) || q(z|x)) on the real x (biased for finite K,
-  consistent as K grows). Le et al. (2019) recommend this wake-phase update
+  Teh & Wood 2019). Draw K samples :math:`z_k \sim q(z \mid x)` for a real x, with
+
+  .. math::
+
+      \log w_k = \log p(x, z_k) - \log q(z_k \mid x), \qquad
+      \tilde w_k = \frac{w_k}{\sum_j w_j}.
+
+  Decoder: raise :math:`\sum_k \tilde w_k \log p_\theta(x, z_k)` (the same gradient as
+  the IWAE bound's in :math:`\theta`). Encoder ("wake-phase q update"): raise
+  :math:`\sum_k \tilde w_k \log q_\phi(z_k \mid x)`, a self-normalised
+  importance-sampling estimate of
+  :math:`-\nabla_\phi \mathrm{KL}(p(z \mid x) \,\|\, q_\phi(z \mid x))` on the real x
+  (biased for finite K, consistent as K grows). Le et al. (2019) recommend this wake-phase update
   over the sleep phase; it is what ``objective="rws"`` does.
 
 Both are used through :func:`vitoolkit.vae.train` (``objective="wake_sleep"`` or
@@ -76,7 +85,7 @@ def _stats(model, loss, x, loc, scale, log_px_first):
 
 
 def wake_sleep_loss(model, x, y=None, *, num_samples: int = 1, generator=None):
-    """Wake-sleep surrogate: wake (decoder) on real data, sleep (encoder) on dreams.
+    r"""Wake-sleep surrogate: wake (decoder) on real data, sleep (encoder) on dreams.
 
     Parameters
     ----------
@@ -90,8 +99,9 @@ def wake_sleep_loss(model, x, y=None, *, num_samples: int = 1, generator=None):
     Returns
     -------
     (loss, stats): the batch-mean loss whose gradient in the decoder is
-    -E_q grad log p(x|z) (wake) and in the encoder -grad log q(z_d | x_d) on
-    n dreams (sleep); ``stats`` as :func:`vitoolkit.vae.train` records them.
+    :math:`-E_q \nabla_\theta \log p_\theta(x \mid z)` (wake) and in the encoder
+    :math:`-\nabla_\phi \log q_\phi(z_d \mid x_d)` on n dreams (sleep); ``stats`` as
+    :func:`vitoolkit.vae.train` records them.
     """
     x, y, num_samples = _check_arguments(model, x, y, num_samples, generator)
     loc, scale, z = _posterior_draws(model, x, y, num_samples, generator)
@@ -109,10 +119,11 @@ def wake_sleep_loss(model, x, y=None, *, num_samples: int = 1, generator=None):
 
 
 def rws_encoder_surrogate(model, x, y=None, *, num_samples: int, generator=None):
-    """The RWS encoder surrogate sum_k w~_k log q(z_k | x), per example, shape (n,).
+    r"""The reweighted wake-sleep encoder surrogate, per example, shape (n,).
 
-    Its gradient in the encoder's weights is the wake-phase update: the
-    self-normalised estimate of -grad_phi KL(p(z|x) || q_phi(z|x)).
+    :math:`\sum_k \tilde w_k \log q_\phi(z_k \mid x)` with the weights held fixed. Its
+    gradient in the encoder's weights is the wake-phase update: the self-normalised
+    estimate of :math:`-\nabla_\phi \mathrm{KL}(p(z \mid x) \,\|\, q_\phi(z \mid x))`.
     """
     x, y, num_samples = _check_arguments(model, x, y, num_samples, generator)
     loc, scale, z = _posterior_draws(model, x, y, num_samples, generator)
@@ -125,10 +136,15 @@ def rws_encoder_surrogate(model, x, y=None, *, num_samples: int, generator=None)
 
 
 def rws_loss(model, x, y=None, *, num_samples: int, generator=None):
-    """Reweighted wake-sleep surrogate (wake-phase theta and phi updates).
+    r"""Reweighted wake-sleep surrogate (wake-phase theta and phi updates).
 
-    loss = -mean_n sum_k w~_k [log p_theta(x | z_k) + log q_phi(z_k | x)],
-    z_k ~ q(z | x) (not reparameterised), w~ = softmax_k(log w_k) held fixed.
+    .. math::
+
+        \text{loss} = -\frac1n \sum_n \sum_k \tilde w_k
+            \big[\log p_\theta(x_n \mid z_k) + \log q_\phi(z_k \mid x_n)\big],
+
+    :math:`z_k \sim q(z \mid x_n)` (not reparameterised),
+    :math:`\tilde w = \operatorname{softmax}_k(\log w_k)` held fixed.
 
     Returns
     -------
