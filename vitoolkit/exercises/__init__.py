@@ -25,6 +25,8 @@ score_function_gradient    04_gradient_estimators     vitoolkit.gradients.gaussi
 pathwise_gradient          04_gradient_estimators     vitoolkit.gradients.gaussian_gradients
 bernoulli_vae_elbo         05_vae                     vitoolkit.vae likelihood and KL registry
 iwae_bound                 06_vae_beyond              the log-mean-exp of vitoolkit.vae.VAE.iwae_bound
+rws_encoder_weights        08_wake_sleep              vitoolkit.vae.rws_weights (train's RWS objective)
+predictive_log_loss        09_vi_classification       vitoolkit.divergences.log_mean_exp; fitting.predictive
 flow_log_density           10_richer_families         vitoolkit.fitting.flows (Pyro's Planar layer)
 =========================  =========================  ==========================================
 
@@ -42,6 +44,8 @@ from . import cavi, flows, gradients, kl, mean_field, vae  # noqa: F401 - regist
 from .files import CHECK_TAG, ExerciseFileError, load_function, write_stub
 from .registry import EXERCISES, Exercise, check, check_file, get_exercise, list_exercises, solution, stub
 from .report import CheckResult, Report
+
+from . import classification, wake_sleep  # noqa: F401  # isort: skip - registers lessons 08, 09
 
 __all__ = [
     "CHECK_TAG",
