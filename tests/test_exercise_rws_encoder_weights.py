@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vitoolkit.exercises import check, list_exercises, solution, stub
-from vitoolkit.vae import VAE, rws_weights
-from vitoolkit.vae.wake_sleep import rws_encoder_surrogate
+from vitoolkit.vae import VAE
+from vitoolkit.vae.wake_sleep import rws_encoder_surrogate, rws_weights
 
 NAME = "rws_encoder_weights"
 SEED = 8080
@@ -136,3 +136,5 @@ def test_rws_weights_refuses_bad_input_by_name():
         rws_weights(t, torch.zeros(3, 1))
     with pytest.raises(ValueError, match="log_q"):
         rws_weights(t, torch.tensor(0.0))
+    with pytest.raises(ValueError, match="NaN"):
+        rws_weights(t, torch.full((3, 2), float("nan")))

@@ -25,7 +25,7 @@ score_function_gradient    04_gradient_estimators     vitoolkit.gradients.gaussi
 pathwise_gradient          04_gradient_estimators     vitoolkit.gradients.gaussian_gradients
 bernoulli_vae_elbo         05_vae                     vitoolkit.vae likelihood and KL registry
 iwae_bound                 06_vae_beyond              the log-mean-exp of vitoolkit.vae.VAE.iwae_bound
-rws_encoder_weights        08_wake_sleep              vitoolkit.vae.rws_weights (train's RWS objective)
+rws_encoder_weights        08_wake_sleep              vitoolkit.vae.wake_sleep.rws_weights (train's RWS)
 predictive_log_loss        09_vi_classification       vitoolkit.divergences.log_mean_exp; fitting.predictive
 flow_log_density           10_richer_families         vitoolkit.fitting.flows (Pyro's Planar layer)
 =========================  =========================  ==========================================

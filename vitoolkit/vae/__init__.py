@@ -32,7 +32,7 @@ from .networks import MLP, ConvDecoder, ConvEncoder
 from .sparse import SparseAutoencoder, bernoulli_sparsity_penalty
 from .training import ACTIVE_UNIT_THRESHOLD, TRAIN_OBJECTIVES, History, train
 from .vqvae import VQVAE
-from .wake_sleep import rws_loss, rws_weights, wake_sleep_loss
+from .wake_sleep import rws_loss, wake_sleep_loss
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
@@ -69,7 +69,6 @@ __all__ = [
     "linear_gaussian_evidence",
     "linear_gaussian_posterior",
     "rws_loss",
-    "rws_weights",
     "train",
     "wake_sleep_loss",
 ]

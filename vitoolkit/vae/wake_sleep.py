@@ -95,7 +95,11 @@ def rws_weights(log_joint, log_q):
     if log_joint.shape != log_q.shape:
         raise ValueError(f"log_joint and log_q must have the same shape (K, ...), got "
                          f"{tuple(log_joint.shape)} and {tuple(log_q.shape)}")
-    return torch.softmax(log_joint - log_q, 0)
+    log_w = log_joint - log_q
+    if bool(torch.isnan(log_w).any()):  # -inf (a zero weight) is allowed, NaN is not
+        raise ValueError(f"log_joint - log_q has {int(torch.isnan(log_w).sum())} NaN entries: "
+                         "log_joint and log_q must be numbers (or -inf for a zero density)")
+    return torch.softmax(log_w, 0)
 
 
 def _stats(model, loss, x, loc, scale, log_px_first):
