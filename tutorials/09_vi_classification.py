@@ -610,8 +610,9 @@ tut.claim("The predictions are nearly all confident: the middle bins (0.2 to 0.8
 # seconds of one run vary; see the printed seconds). The VI fits run L-BFGS on the
 # reparameterised objective with fixed base noise; NUTS pays for its exactness with many
 # gradient evaluations per draw. Only differences far larger than the run-to-run variation
-# of a shared machine are claimed: in the full run NUTS took more than ten times the slower
-# VI fit, and the claim asks for three.
+# of a shared machine are claimed: in our full runs NUTS took 6 to 17 times as long as the
+# slower VI fit (the quick runs draw fewer samples: 3 to 7 times), and the claim, made at
+# full size only, asks for three.
 
 # %%
 fig, ax = subplots(1, 1, size=4.0)
