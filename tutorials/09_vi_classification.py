@@ -60,10 +60,17 @@ from sklearn.preprocessing import StandardScaler
 
 from vitoolkit.calibration import expected_calibration_error, reliability
 from vitoolkit.course import Tutorial
-from vitoolkit.fitting import fit_gaussian
-from vitoolkit.fitting.laplace import laplace_approximation
-from vitoolkit.fitting.logistic import LogisticPosterior, make_toy_data, predictive, sklearn_map
-from vitoolkit.fitting.reference import grid_reference, nuts_reference
+from vitoolkit.course.evidence import paired_difference
+from vitoolkit.fitting import (
+    LogisticPosterior,
+    fit_gaussian,
+    grid_reference,
+    laplace_approximation,
+    make_toy_data,
+    nuts_reference,
+    predictive,
+    sklearn_map,
+)
 from vitoolkit.plotting import classification as cplot
 from vitoolkit.plotting import subplots
 
@@ -88,11 +95,7 @@ X_toy, y_toy = make_toy_data(40, weights=(1.5, 1.5), correlation=0.97, generator
 toy = LogisticPosterior(X_toy, y_toy, prior_std=toy_prior_std, fit_intercept=False)
 toy_laplace = laplace_approximation(toy, hessian=toy.hessian)
 toy_bounds = toy.box(toy_laplace.loc, toy_laplace.scale, width=9.0)
-exact = grid_reference(toy, toy_bounds, num_points=81)
-finer = grid_reference(toy, toy_bounds, num_points=161)
-grid_change = float(torch.cat([(finer.mean - exact.mean).abs(), (finer.std - exact.std).abs()]).max())
-tut.claim("The grid's moments are exact for our purposes: doubling its resolution changes the "
-          "posterior means and stds by less than 1e-8", grid_change < 1e-8, largest_change=grid_change)
+exact = grid_reference(toy, toy_bounds, num_points=81)  # the exact posterior, by quadrature
 # the fits start at the Laplace Gaussian; the deterministic quadrature route then moves them
 # to the reverse-KL optimum, wherever they start (the optimum does not depend on it)
 toy_init = {"loc": toy_laplace.loc, "scale": toy_laplace.scale}
@@ -100,6 +103,11 @@ toy_fits = {family: fit_gaussian(toy, "reverse", family=family, bounds=toy_bound
             for family in ("diagonal", "full")}
 toy_mf, toy_fr = toy_fits["diagonal"], toy_fits["full"]
 
+# %% tags=["hide-input"]
+finer = grid_reference(toy, toy_bounds, num_points=161)
+grid_change = float(torch.cat([(finer.mean - exact.mean).abs(), (finer.std - exact.std).abs()]).max())
+tut.claim("The grid's moments are exact for our purposes: doubling its resolution changes the "
+          "posterior means and stds by less than 1e-8", grid_change < 1e-8, largest_change=grid_change)
 exact_corr = float(exact.covariance[0, 1] / exact.std.prod())
 tut.record("toy_exact_mean", exact.mean, ".3f")
 tut.record("toy_exact_std", exact.std, ".3f")
@@ -134,8 +142,9 @@ lap_ratio = toy_laplace.scale / exact.std
 tut.claim("Laplace has the right shape: its stds are within 10% of the exact ones",
           bool(((lap_ratio - 1).abs() < 0.1).all()), std_ratio_laplace=lap_ratio)
 tut.claim("Laplace's centre (the mode) lies further from the exact posterior mean than "
-          "full-rank VI's mean does: the posterior is skewed, so its mode is not its mean",
-          toy_offset["laplace"] > 3 * toy_offset["full_rank"], offsets_in_stds=toy_offset)
+          "full-rank VI's mean does, by more than a factor 3: the posterior is skewed, so its mode "
+          "is not its mean", toy_offset["laplace"] > 3 * toy_offset["full_rank"],
+          offsets_in_stds=toy_offset, factor=3)
 
 # %% [markdown]
 # The figure draws the exact posterior (grey) with the two-standard-deviation ellipse of
@@ -145,16 +154,23 @@ tut.claim("Laplace's centre (the mode) lies further from the exact posterior mea
 # the skewed side.
 #
 # The fitted ELBOs order as the families nest, and both lie below the exact
-# $\log p(y)$ (tutorial 01): the gap is $\mathrm{KL}(q\,\|\,p(w \mid y))$.
+# $\log p(y)$ (tutorial 01): the gap is $\mathrm{KL}(q\,\|\,p(w \mid y))$. Both hold by
+# construction (a diagonal Gaussian is a full-rank one, and KL is never negative), so the
+# check below is a sanity check of the fits, not evidence for anything new.
 
 # %%
 elbo_mf, elbo_fr = -toy_mf.value, -toy_fr.value
+
+# %% tags=["hide-input"]
 tut.record("toy_elbo_mean_field", elbo_mf, ".4f")
 tut.record("toy_elbo_full_rank", elbo_fr, ".4f")
 tut.record("toy_laplace_log_evidence_estimate", toy_laplace.log_evidence, ".4f")
-tut.claim("ELBO(mean-field) < ELBO(full-rank) < log p(y)", elbo_mf < elbo_fr < exact.log_normaliser,
+tut.claim("Sanity check, true by construction (the diagonal family lies inside the full one, and "
+          "every ELBO is below log p(y)): ELBO(mean-field) < ELBO(full-rank) < log p(y)",
+          elbo_mf < elbo_fr < exact.log_normaliser,
           elbo_mean_field=elbo_mf, elbo_full_rank=elbo_fr, log_evidence=exact.log_normaliser)
 
+# %%
 fig, ax = subplots(1, 1, size=5.2)
 cplot.plot_posterior_2d(exact.axes, exact.density,
                         {"Laplace": (toy_laplace.loc, toy_laplace.covariance),
@@ -165,8 +181,7 @@ half = 4 * float(exact.std.max())  # equal scales on both axes: the tilt is the 
 ax.set_xlim(float(exact.mean[0]) - half, float(exact.mean[0]) + half)
 ax.set_ylim(float(exact.mean[1]) - half, float(exact.mean[1]) + half)
 ax.set_aspect("equal")
-ax.set_title("Mean-field VI is too narrow, full-rank VI matches\nthe exact posterior, Laplace sits "
-             "at the mode")
+ax.set_title("Exact posterior of the two weights (grey)\nand the 2-sd ellipse of each Gaussian")
 tut.savefig(fig, "toy_posterior")
 
 # %% [markdown]
@@ -196,14 +211,19 @@ toy_pred = {
     "full-rank VI": predictive(toy, surface_inputs, toy_fr.distribution, num_samples=n_pred,
                                generator=gen),
 }
-plug_in = torch.sigmoid(toy.logits(toy_laplace.loc, surface_inputs))
+plug_in = torch.sigmoid(toy.logits(toy_laplace.loc, surface_inputs))  # ignores the uncertainty
+
+# %% tags=["hide-input"]
+# quadrature for the exact predictive, no Monte Carlo: the comparison has no sampling noise
 extreme_plug_in = float((plug_in - 0.5).abs().mean())
 extreme_bayes = float((toy_pred["exact"].prob - 0.5).abs().mean())
 tut.record("toy_mean_abs_p_minus_half_plug_in", extreme_plug_in, ".4f")
 tut.record("toy_mean_abs_p_minus_half_exact", extreme_bayes, ".4f")
 tut.claim("Averaging over the posterior moderates the probabilities: over the plotted region "
-          "the exact predictive is on average closer to 1/2 than the MAP plug-in",
-          extreme_bayes < extreme_plug_in, plug_in=extreme_plug_in, exact=extreme_bayes)
+          "the exact predictive is on average closer to 1/2 than the MAP plug-in (its mean "
+          "|p - 1/2| below 0.9 of the plug-in's)",
+          extreme_bayes < 0.9 * extreme_plug_in, plug_in=extreme_plug_in, exact=extreme_bayes,
+          factor=0.9)
 
 spread = {k: float(v.std.mean()) for k, v in toy_pred.items()}
 tut.record("toy_mean_predictive_std", spread, ".4f")
@@ -223,6 +243,7 @@ tut.claim("The exact predictive is least certain on the decision boundary away f
           "one unit away", abs(p_at_top - 0.5) < 0.1 and dist_at_top > 1.0,
           p_at_peak_std=p_at_top, distance_to_nearest_point=dist_at_top)
 
+# %%
 fig, axes = subplots(1, 3, size=3.6)
 prob_levels = np.linspace(0, 1, 11)
 cs = cplot.plot_surface(grid_axis, grid_axis, plug_in.reshape(shape), X=X_toy, y=y_toy, ax=axes[0],
@@ -238,8 +259,10 @@ cs_std = cplot.plot_surface(grid_axis, grid_axis, toy_pred["exact"].std.reshape(
                             y=y_toy, ax=axes[2], levels=std_levels, cmap="viridis",
                             title=r"exact: std of $\sigma(\phi^\top w)$")
 fig.colorbar(cs_std, ax=axes[2], shrink=0.8, label="std of the probability")
-fig.suptitle("Averaging over the posterior moderates the plug-in's probabilities;\n"
-             "they are least certain on the boundary, away from the data", fontsize="medium")
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize="small",
+           title="training points (40) and boundary")
+fig.suptitle("Predictive probability of class 1: MAP plug-in and exact posterior average;\n"
+             "the exact predictive's std", fontsize="medium")
 tut.savefig(fig, "toy_predictive")
 
 fig, axes = subplots(1, 3, size=3.6)
@@ -248,8 +271,10 @@ for ax, (label, pred) in zip(axes, toy_pred.items(), strict=True):
                                 ax=ax, levels=std_levels, cmap="viridis",
                                 title=f"{label}: mean std {spread[label]:.3f}")
 fig.colorbar(cs_std, ax=axes, shrink=0.8, label=r"std of $\sigma(\phi^\top w)$")
-fig.suptitle("Mean-field VI is too sure of its probabilities; full-rank VI matches the exact "
-             "uncertainty", fontsize="medium")
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small",
+           title="training points (40)")
+fig.suptitle(r"Std of $\sigma(\phi^\top w)$ under the exact posterior, mean-field VI and "
+             "full-rank VI", fontsize="medium")
 tut.savefig(fig, "toy_uncertainty")
 
 # %% [markdown]
@@ -260,13 +285,20 @@ tut.savefig(fig, "toy_uncertainty")
 # where the model extrapolates.
 
 # %%
+def per_example_log_loss(y, p):
+    """-log p(y | x) for each example (its mean over the examples is sklearn's log_loss)."""
+    eps = torch.finfo(F64).eps  # a probability of exactly 0 or 1 is clipped, as sklearn does
+    y, p = torch.as_tensor(y, dtype=F64), torch.as_tensor(p, dtype=F64).clamp(eps, 1 - eps)
+    return -(y * torch.log(p) + (1 - y) * torch.log1p(-p))
+
+
 test_sets = {
     "like the training data": make_toy_data(2000, weights=(1.5, 1.5), correlation=0.97,
                                             generator=tut.generator(1)),
     "off the ridge": make_toy_data(2000, weights=(1.5, 1.5), correlation=0.0,
                                    generator=tut.generator(4)),
 }
-toy_logloss = {}
+toy_losses = {}  # per test point, for each method
 for set_name, (X_new, y_new) in test_sets.items():
     probs = {
         "MAP plug-in": torch.sigmoid(toy.logits(toy_laplace.loc, X_new)),
@@ -276,23 +308,33 @@ for set_name, (X_new, y_new) in test_sets.items():
         "full-rank VI": predictive(toy, X_new, toy_fr.distribution, num_samples=n_pred,
                                    generator=gen).prob,
     }
-    toy_logloss[set_name] = {k: log_loss(y_new.numpy(), p.numpy(), labels=[0, 1])
-                             for k, p in probs.items()}
-    tut.record(f"toy_log_loss_{set_name.replace(' ', '_')}", toy_logloss[set_name], ".4f")
-on_ridge, off_ridge = toy_logloss["like the training data"], toy_logloss["off the ridge"]
+    toy_losses[set_name] = {k: per_example_log_loss(y_new, p) for k, p in probs.items()}
+
+# %% tags=["hide-input"]
+for set_name, losses_here in toy_losses.items():
+    tut.record(f"toy_log_loss_{set_name.replace(' ', '_')}",
+               {k: float(v.mean()) for k, v in losses_here.items()}, ".4f")
+on_ridge, off_ridge = toy_losses["like the training data"], toy_losses["off the ridge"]
+# "within 0.01 nats", two-sided and with the noise of the test set: |difference| + 2 s.e. < 0.01
+d_on = paired_difference(on_ridge["MAP plug-in"], on_ridge["exact"])
 tut.claim("On inputs like the training data, averaging changes little: the plug-in's and the "
-          "exact predictive's log losses differ by less than 0.01 nats",
-          abs(on_ridge["MAP plug-in"] - on_ridge["exact"]) < 0.01, **on_ridge)
-tut.claim("Off the ridge, full-rank VI's log loss is within 0.01 nats of the exact predictive's",
-          abs(off_ridge["full-rank VI"] - off_ridge["exact"]) < 0.01, **off_ridge)
+          "exact predictive's log losses differ by less than 0.01 nats (paired over the 2,000 "
+          "test points, 2 standard errors included)",
+          abs(d_on.mean) + 2 * d_on.stderr < 0.01, **d_on.evidence(2), tolerance_nats=0.01)
+d_off = paired_difference(off_ridge["full-rank VI"], off_ridge["exact"])
+tut.claim("Off the ridge, full-rank VI's log loss is within 0.01 nats of the exact predictive's "
+          "(paired over the test points, 2 standard errors included)",
+          abs(d_off.mean) + 2 * d_off.stderr < 0.01, **d_off.evidence(2), tolerance_nats=0.01)
 
 # %% [markdown]
 # One small data set is one draw of luck: the MAP's direction along the ridge may happen to
-# be close to the true one. So we repeat the off-ridge comparison on ten fresh training sets
-# of 40 points (Laplace for the mode, the exact predictive on a coarser grid).
+# be close to the true one. So we repeat the off-ridge comparison on fresh training sets of
+# 40 points (Laplace for the mode, the exact predictive on a coarser grid): each training
+# set gives one gain, the plug-in's log loss minus the exact predictive's, and the gains
+# of independent training sets give the average gain its standard error.
 
 # %%
-n_repeats = 10
+n_repeats = tut.choose(30, 40)
 X_off, y_off = make_toy_data(1000, weights=(1.5, 1.5), correlation=0.0, generator=tut.generator(5))
 gains = []
 for r in range(n_repeats):
@@ -300,24 +342,31 @@ for r in range(n_repeats):
     post_r = LogisticPosterior(X_r, y_r, prior_std=toy_prior_std, fit_intercept=False)
     lap_r = laplace_approximation(post_r, hessian=post_r.hessian)
     exact_r = grid_reference(post_r, post_r.box(lap_r.loc, lap_r.scale, width=8.0), num_points=61)
-    plug_r = torch.sigmoid(post_r.logits(lap_r.loc, X_off)).numpy()
-    bayes_r = predictive(post_r, X_off, exact_r).prob.numpy()
-    gains.append(log_loss(y_off.numpy(), plug_r, labels=[0, 1])
-                 - log_loss(y_off.numpy(), bayes_r, labels=[0, 1]))
+    plug_r = torch.sigmoid(post_r.logits(lap_r.loc, X_off))
+    bayes_r = predictive(post_r, X_off, exact_r).prob
+    gains.append(float(per_example_log_loss(y_off, plug_r).mean()
+                       - per_example_log_loss(y_off, bayes_r).mean()))
 gains = np.array(gains)
+
+# %% tags=["hide-input"]
 tut.record("toy_off_ridge_log_loss_gain_of_averaging", gains, ".4f")
-tut.claim("Averaged over ten training sets, the exact predictive has the lower off-ridge log loss",
-          float(gains.mean()) > 0, mean_gain=gains.mean(), wins=int((gains > 0).sum()), of=n_repeats)
+# paired by training set: the plug-in and the exact predictive share each one
+gain = paired_difference(gains, np.zeros_like(gains))
+tut.claim(f"Averaged over {n_repeats} training sets, the exact predictive has the lower off-ridge "
+          "log loss: the mean gain exceeds 2 standard errors (the training sets are the "
+          "replicates)", gain.exceeds(2), **gain.evidence(2))
 tut.claim("Averaging is a hedge: where it loses to the plug-in it loses less than it gains where it "
-          "wins (largest loss smaller than largest gain)",
-          float(-gains.min()) < float(gains.max()), largest_loss=-gains.min(), largest_gain=gains.max())
+          "wins (the largest loss over these training sets is smaller than the largest gain)",
+          float(-gains.min()) < float(gains.max()), largest_loss=-gains.min(), largest_gain=gains.max(),
+          wins=int((gains > 0).sum()), of=n_repeats)
 
 # %% [markdown]
 # Averaging matters where the posterior is wide, which is where test inputs leave the
 # training data. It is a hedge, not a guarantee: on some training sets (see the printed
 # gains; a negative gain is a loss) the MAP's direction happens to be close to the true
 # one and the plug-in does a little better; on others it is far off and the plug-in pays
-# much more.
+# much more. Ten training sets were not enough to tell the average gain from noise
+# (about 0.06 nats with a standard error of 0.03); with 30 to 40 it is clear.
 
 # %% [markdown]
 # ## 3. A real data set: 31 weights
@@ -342,19 +391,13 @@ X_train, X_test, y_train, y_test = train_test_split(X_all, y_all, test_size=0.3,
 scaler = StandardScaler().fit(X_train)
 X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
 post = LogisticPosterior(X_train, y_train, prior_std=1.0)
-tut.record("cancer_train_test_sizes", [len(y_train), len(y_test)])
-tut.record("cancer_dimension", post.dim)
 
-seconds = {}
+seconds = {}  # wall time of each method
 t0 = time.perf_counter()
 clf = sklearn_map(post)
 seconds["sklearn MAP"] = time.perf_counter() - t0
 laplace = laplace_approximation(post, hessian=post.hessian)
 seconds["Laplace"] = laplace.seconds
-map_gap = float((laplace.loc - torch.as_tensor(clf.coef_[0])).abs().max())
-tut.record("cancer_max_abs_difference_map_vs_sklearn", map_gap, ".2e")
-tut.claim("The Laplace mode is scikit-learn's LogisticRegression(C=s^2) solution: every "
-          "coefficient agrees to 1e-4", map_gap < 1e-4, max_abs_difference=map_gap)
 
 num_base = tut.choose(256, 1024)
 cancer_bounds = post.box(laplace.loc, laplace.scale, width=10.0)
@@ -370,6 +413,14 @@ seconds["mean-field VI"], seconds["full-rank VI"] = mf.seconds, fr.seconds
 ref = nuts_reference(post, num_samples=tut.choose(150, 600), warmup_steps=tut.choose(75, 200),
                      num_chains=2, precondition=(laplace.loc, laplace.covariance), seed=tut.seed)
 seconds["NUTS"] = ref.seconds
+
+# %% tags=["hide-input"]
+tut.record("cancer_train_test_sizes", [len(y_train), len(y_test)])
+tut.record("cancer_dimension", post.dim)
+map_gap = float((laplace.loc - torch.as_tensor(clf.coef_[0])).abs().max())
+tut.record("cancer_max_abs_difference_map_vs_sklearn", map_gap, ".2e")
+tut.claim("The Laplace mode is scikit-learn's LogisticRegression(C=s^2) solution: every "
+          "coefficient agrees to 1e-4", map_gap < 1e-4, max_abs_difference=map_gap)
 tut.record("nuts_min_ess", ref.ess.min(), ".0f")
 tut.record("nuts_max_rhat", ref.rhat.max(), ".4f")
 tut.record("nuts_divergences", ref.num_divergences)
@@ -389,10 +440,15 @@ ratio = {k: sd / ref.std for k, (loc, sd) in approx.items()}
 offset = {k: (loc - ref.mean) / ref.std for k, (loc, sd) in approx.items()}
 rms_offset = {k: float(v.pow(2).mean().sqrt()) for k, v in offset.items()}
 median_ratio = {k: float(v.median()) for k, v in ratio.items()}
+# NUTS's means are themselves Monte Carlo estimates: their standard error, in NUTS stds
+nuts_error = float((ref.mean_stderr / ref.std).pow(2).mean().sqrt())
+
+# %% tags=["hide-input"]
 tut.record("cancer_std_ratio_median", median_ratio, ".3f")
 tut.record("cancer_std_ratio_range", {k: [float(v.min()), float(v.max())] for k, v in ratio.items()})
 tut.record("cancer_mean_offset_rms_in_stds", rms_offset, ".3f")
 tut.record("nuts_mean_mc_error_in_stds_max", (ref.mean_stderr / ref.std).max(), ".3f")
+tut.record("nuts_mean_mc_error_in_stds_rms", nuts_error, ".3f")
 
 tut.claim("Mean-field VI underestimates the posterior std of every one of the 31 weights "
           "(std ratio to NUTS below 1), by a median factor below 0.8",
@@ -403,10 +459,12 @@ tut.claim("Mean-field's variance is below full-rank's for every weight",
 tut.claim("Full-rank VI and Laplace match NUTS's stds: median ratio within 10% of 1",
           abs(median_ratio["full-rank VI"] - 1) < 0.1 and abs(median_ratio["Laplace"] - 1) < 0.1,
           **median_ratio)
-tut.claim("Full-rank VI's means sit closest to NUTS's; Laplace's mode is off by more than twice "
-          "as much (root-mean-square offset in posterior stds)",
-          rms_offset["full-rank VI"] < min(rms_offset["Laplace"], rms_offset["mean-field VI"])
-          and rms_offset["Laplace"] > 2 * rms_offset["full-rank VI"], **rms_offset)
+tut.claim("Full-rank VI's means agree with NUTS's to within NUTS's own Monte Carlo error (RMS "
+          "offset below twice the RMS standard error of NUTS's means); Laplace's mode is further "
+          "off than that error allows (above twice it) and more than twice as far as full-rank's",
+          rms_offset["full-rank VI"] < 2 * nuts_error and rms_offset["Laplace"] > 2 * nuts_error
+          and rms_offset["Laplace"] > 2 * rms_offset["full-rank VI"],
+          **rms_offset, nuts_mc_error=nuts_error, factor=2)
 
 # %% [markdown]
 # Bishop 10.1.2 met in the wild. For a Gaussian target $\mathcal N(\mu, \Lambda^{-1})$ the
@@ -419,18 +477,21 @@ tut.claim("Full-rank VI's means sit closest to NUTS's; Laplace's mode is off by 
 precision_fr = torch.linalg.inv(fr.covariance)
 predicted_mf_std = precision_fr.diagonal().rsqrt()
 bishop_ratio = mf.scale / predicted_mf_std
+
+# %% tags=["hide-input"]
 tut.record("mean_field_std_over_bishop_prediction_range", [float(bishop_ratio.min()),
                                                           float(bishop_ratio.max())])
 tut.claim("Mean-field VI's stds equal 1/sqrt(Lambda_ii) of the full-rank fit's precision to "
           "within 15% for every weight (Bishop 10.1.2)", bool(((bishop_ratio - 1).abs() < 0.15).all()),
           min_ratio=bishop_ratio.min(), max_ratio=bishop_ratio.max())
 
+# %%
 fig, axes = subplots(1, 2, size=4.2)
 cplot.plot_std_vs_reference(ref.std, {k: sd for k, (loc, sd) in approx.items()}, ax=axes[0],
                             xlabel="NUTS posterior std")
-axes[0].set_title("Mean-field VI underestimates every std;\nfull-rank VI and Laplace match NUTS")
+axes[0].set_title("Marginal std of each of the 31 weights\nagainst NUTS's")
 cplot.plot_mean_offsets(offset, ax=axes[1], xlabel="(mean - NUTS mean) / NUTS std")
-axes[1].set_title("Full-rank VI's means match NUTS;\nLaplace's mode is off the mean")
+axes[1].set_title("Each weight's mean minus NUTS's,\nin NUTS stds")
 tut.savefig(fig, "cancer_moments")
 
 # %% [markdown]
@@ -457,14 +518,14 @@ cancer_pred = {
     "NUTS": predictive(post, X_test, ref.samples).prob,
 }
 n_bins = 5
-metrics = {}
+metrics, case_loss = {}, {}
 for name, p in cancer_pred.items():
+    case_loss[name] = per_example_log_loss(y_test, p)  # one log loss per test tumour
     p = p.numpy()
     metrics[name] = {"accuracy": accuracy_score(y_test, p > 0.5), "log_loss": log_loss(y_test, p),
                      "ece": expected_calibration_error(y_test, p, n_bins=n_bins)}
+# MacKay's probit approximation of Laplace's predictive (PRML eq. 4.153), no draws
 probit = predictive(post, X_test, laplace.distribution, method="probit").prob
-probit_gap = float((probit - cancer_pred["Laplace"]).abs().max())
-tut.record("laplace_probit_vs_monte_carlo_max_abs_difference", probit_gap, ".4f")
 
 print(f"\n{'method':<15} {'mean off':>9} {'std ratio':>17} {'accuracy':>9} {'log loss':>9} "
       f"{'ECE':>7} {'seconds':>8}")
@@ -481,9 +542,12 @@ for name in cancer_pred:
           f"{seconds[name]:8.2f}")
 print("(mean off: RMS over the 31 weights of (mean - NUTS mean) / NUTS std; std ratio: min-max "
       "and median of std / NUTS std)")
+
+# %% tags=["hide-input"]
+probit_gap = float((probit - cancer_pred["Laplace"]).abs().max())
+tut.record("laplace_probit_vs_monte_carlo_max_abs_difference", probit_gap, ".4f")
 tut.record("cancer_metrics", metrics)
 tut.record("seconds", seconds, ".3f")
-
 accs = [m["accuracy"] for m in metrics.values()]
 losses = {k: m["log_loss"] for k, m in metrics.items()}
 eces = {k: m["ece"] for k, m in metrics.items()}
@@ -491,11 +555,15 @@ tut.claim("All five methods classify the held-out tumours equally well, to withi
           (max(accs) - min(accs)) * len(y_test) <= 2 + 1e-9, accuracies=accs)
 tut.claim("MacKay's probit approximation reproduces Laplace's Monte Carlo predictive to within "
           "0.03 on every test case", probit_gap < 0.03, max_abs_difference=probit_gap)
-tut.claim("Full-rank VI's held-out log loss is within 0.003 nats of NUTS's",
-          abs(losses["full-rank VI"] - losses["NUTS"]) < 0.003, **losses)
+d_fr = paired_difference(case_loss["full-rank VI"], case_loss["NUTS"])
+tut.claim("Full-rank VI's held-out log loss is within 0.003 nats of NUTS's (paired over the 171 "
+          "cases, 2 standard errors included)", abs(d_fr.mean) + 2 * d_fr.stderr < 0.003,
+          **d_fr.evidence(2), tolerance_nats=0.003, **losses)
+d_avg = paired_difference(case_loss["NUTS"], case_loss["sklearn MAP"])
 tut.claim("Did not reproduce here: averaging over the posterior did not improve the held-out log "
-          "loss on this split; the MAP plug-in's is the lowest",
-          losses["sklearn MAP"] == min(losses.values()), **losses)
+          "loss on this split: NUTS's predictive is not below the MAP plug-in's (NUTS minus MAP, "
+          "paired over the cases, is not below -2 standard errors)", not d_avg.falls_short(2),
+          nuts_minus_map=d_avg.evidence(2), **losses)
 tut.claim("Every method is well calibrated on these 171 cases: ECE below 0.06 for all",
           max(eces.values()) < 0.06, **eces)
 agree = {k: float(((p - cancer_pred["NUTS"]).abs() < 0.05).double().mean())
@@ -503,29 +571,33 @@ agree = {k: float(((p - cancer_pred["NUTS"]).abs() < 0.05).double().mean())
 tut.claim("Every method gives nearly NUTS's predictions: within 0.05 of its probability on at least "
           "90% of the test cases", min(agree.values()) >= 0.9, **agree)
 
+# %%
 curves, bin_counts = {}, {}
 for name, p in cancer_pred.items():
     prob_true, prob_pred = calibration_curve(y_test, p.numpy(), n_bins=n_bins)
     curves[name] = (prob_pred, prob_true)
     bin_counts[name] = reliability(y_test, p.numpy(), n_bins=n_bins).counts
+fig, ax = subplots(1, 1, size=5.5)
+cplot.plot_reliability(curves, ax=ax, counts=bin_counts)
+ax.set_title("Reliability diagram, five bins of the predicted probability\n"
+             "(marker area: cases per bin)", fontsize="small")
+tut.savefig(fig, "cancer_reliability")
+
+# %% tags=["hide-input"]
 tut.record("reliability_bin_counts", bin_counts)
 # the share of cases outside the two extreme bins [0, 0.2) and [0.8, 1]
 middle_share = {k: float(((p >= 0.2) & (p < 0.8)).double().mean()) for k, p in cancer_pred.items()}
 tut.claim("The predictions are nearly all confident: the middle bins (0.2 to 0.8) hold fewer than "
           "15% of the test cases for every method, so their points rest on a handful of cases",
           max(middle_share.values()) < 0.15, **middle_share)
-fig, ax = subplots(1, 1, size=5.5)
-cplot.plot_reliability(curves, ax=ax, counts=bin_counts)
-ax.set_title(f"Every method is close to calibrated (largest ECE {max(eces.values()):.3f});\n"
-             "the middle bins hold few cases (marker area: cases per bin)", fontsize="small")
-tut.savefig(fig, "cancer_reliability")
 
 # %% [markdown]
 # On the toy, with 40 points and a ridge the data cannot resolve, averaging over the
 # posterior paid off on average where the test inputs left the ridge. Here, with 398
 # training cases for 31 weights, most test cases lie far from the decision boundary, every
-# method gives nearly NUTS's predictions, and on this split the plug-in even has the lowest
-# log loss (see the printed table). The lesson of section 3 is about the posterior itself (its spread, what a
+# method gives nearly NUTS's predictions, and on this split the plug-in's log loss is even
+# a little lower (see the printed table; the claim above says whether the difference beats
+# its noise). The lesson of section 3 is about the posterior itself (its spread, what a
 # credible interval for a coefficient would say), which the predictions on this data set
 # barely test. In the reliability diagram, the two extreme bins carry almost all the
 # cases (`vitoolkit.calibration.reliability` returns the counts): the zig-zag in the
@@ -534,20 +606,29 @@ tut.savefig(fig, "cancer_reliability")
 # %% [markdown]
 # ## 5. What each answer costs
 #
-# Wall time of each method on this machine (2 cores, shared; see the printed seconds).
-# The VI fits run L-BFGS on the reparameterised objective with fixed base noise; NUTS pays
-# for its exactness with many gradient evaluations per draw.
+# Wall time of each method on this machine (2 cores, shared with other work, so the
+# seconds of one run vary; see the printed seconds). The VI fits run L-BFGS on the
+# reparameterised objective with fixed base noise; NUTS pays for its exactness with many
+# gradient evaluations per draw. Only differences far larger than the run-to-run variation
+# of a shared machine are claimed: in our full runs NUTS took 6 to 17 times as long as the
+# slower VI fit (the quick runs draw fewer samples: 3 to 7 times), and the claim, made at
+# full size only, asks for three.
 
 # %%
-nuts_vs_vi = seconds["NUTS"] / max(seconds["mean-field VI"], seconds["full-rank VI"])
-tut.claim("NUTS costs more than every Gaussian approximation",
-          seconds["NUTS"] > max(v for k, v in seconds.items() if k != "NUTS"), **seconds)
-tut.claim("The Laplace approximation, a Newton search and one Hessian, is cheaper than either VI fit",
-          seconds["Laplace"] < min(seconds["mean-field VI"], seconds["full-rank VI"]), **seconds)
 fig, ax = subplots(1, 1, size=4.0)
 cplot.plot_costs(list(seconds), list(seconds.values()), ax=ax)
-ax.set_title(f"NUTS costs {nuts_vs_vi:.1f}x the slower VI fit;\nLaplace is the cheapest Bayesian answer")
+ax.set_title("Wall time of each method (one run, shared machine)")
 tut.savefig(fig, "cancer_costs")
+
+# %% tags=["hide-input"]
+slower_vi = max(seconds["mean-field VI"], seconds["full-rank VI"])
+tut.claim("In the full run NUTS costs more than three times the slower Gaussian VI fit",
+          seconds["NUTS"] > 3 * slower_vi, full_only=True, nuts_over_slower_vi=seconds["NUTS"] / slower_vi,
+          factor=3, **seconds)
+tut.claim("The Laplace approximation, a Newton search and one Hessian, costs less than a fifth of "
+          "either VI fit", seconds["Laplace"] < min(seconds["mean-field VI"], seconds["full-rank VI"]) / 5,
+          vi_over_laplace=min(seconds["mean-field VI"], seconds["full-rank VI"]) / seconds["Laplace"],
+          factor=5, **seconds)
 
 # %% [markdown]
 # What to see:
@@ -564,6 +645,12 @@ tut.savefig(fig, "cancer_costs")
 #
 # ## Exercises
 #
+# * `predictive_log_loss`: the per-example log loss $-\log \frac1S \sum_s
+#   \sigma((2y_n - 1)\,\phi_n^\top w_s)$ of the Monte Carlo posterior predictive from draws
+#   $w_s$ (the MAP plug-in is the case $S = 1$), stable for confident predictions. Apply it
+#   to `ref.samples` and to `laplace.loc[None]` on the test tumours and compare with the
+#   table. Start with `vitoolkit exercise start predictive_log_loss`, check with
+#   `vitoolkit exercise check predictive_log_loss FILE`.
 # * `mean_field_variances` (from tutorial 03): write the mean-field variances of a Gaussian
 #   under reverse and forward KL, then apply your function to `ref.covariance` (the NUTS
 #   covariance) and compare with `mf.scale ** 2`.

@@ -49,6 +49,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from vitoolkit.course import Tutorial
+from vitoolkit.course.evidence import difference_of_estimates, paired_difference
 from vitoolkit.datasets import load_digits
 from vitoolkit.divergences import KHAT_THRESHOLD, grid_divergence
 from vitoolkit.fitting import (
@@ -106,12 +107,15 @@ for dim in (10, 100, 800):
         for fam in runs:
             runs[fam] += step_seconds(fam, dim, 4)
     cost[dim] = {fam: float(np.median(v)) for fam, v in runs.items()}
+
+# %% tags=["hide-input"]
 tut.record("step_milliseconds_by_dimension",
            {d: {f: 1000 * v for f, v in c.items()} for d, c in cost.items()}, ".3f")
 tut.record("parameters_mean_field_vs_full_rank", {d: (2 * d, d * (d + 3) // 2) for d in cost})
 ratio_800 = cost[800]["full"] / cost[800]["diagonal"]
-# A timing claim holds on any machine only with room to spare: measured ratios were 4 to 6
-# on a shared 2-core machine, so the sentence says "more than twice".
+# A timing claim holds on any machine only with room to spare: medians of interleaved
+# repeats measured ratios from 4 to about 70 on a shared 2-core machine, so the sentence
+# says "more than twice".
 tut.claim("At D = 800 a full-rank step costs more than twice a mean-field step (the product "
           "L eps is O(D^2) per draw, the diagonal one O(D))", ratio_800 > 2,
           full_over_mean_field=ratio_800, milliseconds={f: 1000 * v for f, v in cost[800].items()})
@@ -228,6 +232,10 @@ for (name, fam), c in checks.items():
     err, ratio, _ = moment_errors(c, references[name])
     print(f"{name:<14}{fam:<11}{c.elbo:10.3f}{c.elbo_stderr:7.3f}{err:9.2f}{min(ratio):13.2f}"
           f"{c.khat:7.2f}{seconds[name, fam]:8.2f}")
+
+# %% tags=["hide-input"]
+for (name, fam), c in checks.items():
+    err, ratio, _ = moment_errors(c, references[name])
     key = f"{name.replace(' ', '_')}_{fam.replace('-', '_')}"
     tut.record(f"elbo_{key}", c.elbo, ".4f")
     tut.record(f"khat_{key}", c.khat, ".3f")
@@ -239,26 +247,31 @@ tut.record("eight_schools_log_evidence", schools_ref.log_evidence, ".4f")
 tut.record("parameters_eight_schools", {"mean-field": 2 * 10, "full-rank": 10 * 13 // 2,
                                         "flow": fits["eight schools", "flow"].num_parameters})
 
-# %%
+# %% tags=["hide-input"]
 def elbo_gap(name, better, worse):
+    """ELBO(better) - ELBO(worse) on one target, with the standard error of the difference."""
     a, b = checks[name, better], checks[name, worse]
-    diff = a.elbo - b.elbo
-    return diff, diff / float(np.hypot(a.elbo_stderr, b.elbo_stderr))
+    return difference_of_estimates(a.elbo, a.elbo_stderr, b.elbo, b.elbo_stderr)
 
 
-z_flow = {name: elbo_gap(name, "flow", "full-rank")[1] for name in targets}
+flow_vs_fr = {name: elbo_gap(name, "flow", "full-rank") for name in targets}
 tut.claim("On every one of the four targets the flow's ELBO is higher than the full-rank "
           "Gaussian's by more than 4 standard errors of the difference",
-          min(z_flow.values()) > 4, difference_in_standard_errors=z_flow)
-diff_fr, z_fr = elbo_gap("eight schools", "full-rank", "mean-field")
+          all(d.exceeds(4) for d in flow_vs_fr.values()),
+          **{f"flow_minus_full_rank[{n}]": d.evidence(4) for n, d in flow_vs_fr.items()})
+fr_vs_mf = elbo_gap("eight schools", "full-rank", "mean-field")
 tut.claim("On eight schools the full-rank Gaussian's ELBO is higher than mean-field's by more "
-          "than 4 standard errors: the posterior is correlated", z_fr > 4,
-          difference=diff_fr, in_standard_errors=z_fr)
+          "than 4 standard errors: the posterior is correlated", fr_vs_mf.exceeds(4),
+          **fr_vs_mf.evidence(4))
 kl_schools = {fam: schools_ref.log_evidence - checks["eight schools", fam].elbo for fam in FAMILIES}
+kl_se = {fam: checks["eight schools", fam].elbo_stderr for fam in FAMILIES}
 tut.record("eight_schools_kl_to_posterior", kl_schools, ".3f")
+# with the noise: the flow's KL plus 2 s.e. below a third of full-rank's KL minus 2 s.e.
 tut.claim("On eight schools the flow is within a third of the full-rank Gaussian's distance to "
-          "the posterior: KL(q||p) = log p(y) - ELBO below 1/3 of full-rank's",
-          kl_schools["flow"] < kl_schools["full-rank"] / 3, **kl_schools)
+          "the posterior: KL(q||p) = log p(y) - ELBO below 1/3 of full-rank's (each taken 2 "
+          "standard errors towards the other)",
+          kl_schools["flow"] + 2 * kl_se["flow"] < (kl_schools["full-rank"] - 2 * kl_se["full-rank"]) / 3,
+          kl=kl_schools, stderr=kl_se, factor=2)
 tau_ratio = {fam: checks["eight schools", fam].std[1] / schools_ref.std[1] for fam in FAMILIES}
 tut.record("eight_schools_log_tau_std_ratio", tau_ratio, ".3f")
 tut.claim("Both Gaussians shrink the funnel of eight schools: their std of log tau is below "
@@ -285,11 +298,14 @@ for i, name in enumerate(("banana", "funnel", "bimodal")):
         lo, hi = draws.min(0).values, draws.max(0).values
         pad = 0.25 * (hi - lo)
         bounds = [(float(lo[d] - pad[d]), float(hi[d] + pad[d])) for d in range(2)]
-        kl = float(grid_divergence(q, targets[name], "kl", bounds=bounds, num_points=241))
-        grid_kl[name, fam] = kl
-        c = checks[name, fam]
-        if name != "funnel":
-            grid_z[f"{name} {fam}"] = (kl + c.elbo) / c.elbo_stderr
+        grid_kl[name, fam] = float(grid_divergence(q, targets[name], "kl", bounds=bounds,
+                                                   num_points=241))
+
+# %% tags=["hide-input"]
+for (name, fam), kl in grid_kl.items():
+    c = checks[name, fam]
+    if name != "funnel":
+        grid_z[f"{name} {fam}"] = (kl + c.elbo) / c.elbo_stderr
 tut.record("grid_kl", {f"{n} {f}": v for (n, f), v in grid_kl.items()}, ".4f")
 tut.claim("The grid's KL(q||p) agrees with the Monte Carlo -ELBO within 4 standard errors for "
           "all six fits of the banana and the bimodal target", max(abs(v) for v in grid_z.values()) < 4,
@@ -300,9 +316,15 @@ tut.claim("On the banana and the funnel, whose covariances are diagonal, full ra
           "its grid KL is within 0.01 nats of mean-field's", max(same.values()) < 0.01, **same)
 flow_share = {n: checks[n, "flow"].elbo / checks[n, "full-rank"].elbo
               for n in ("banana", "funnel", "bimodal")}
-tut.claim("On all three 2-D targets the flow's KL(q||p) = -ELBO is below a fifth of the full-rank "
-          "Gaussian's",
-          max(flow_share.values()) < 0.2, flow_over_full_rank=flow_share)
+# with the noise: the flow's -ELBO plus 2 s.e. below a quarter of full-rank's -ELBO minus 2 s.e.
+# (the funnel's flow fit varies most: its ratio was 0.02 to 0.17 over the runs we made)
+shares_hold = {n: -checks[n, "flow"].elbo + 2 * checks[n, "flow"].elbo_stderr
+               < (-checks[n, "full-rank"].elbo - 2 * checks[n, "full-rank"].elbo_stderr) / 4
+               for n in flow_share}
+tut.claim("On all three 2-D targets the flow's KL(q||p) = -ELBO is below a quarter of the full-rank "
+          "Gaussian's (each taken 2 standard errors towards the other)", all(shares_hold.values()),
+          flow_over_full_rank=flow_share, factor=2,
+          stderr={f"{n} {f}": checks[n, f].elbo_stderr for n in flow_share for f in ("flow", "full-rank")})
 
 # %%
 fig, axes = subplots(3, 4, size=2.6)
@@ -324,7 +346,7 @@ for row, name in enumerate(("banana", "funnel", "bimodal")):
                               title=f"{name}, {title}",
                               xlabel="$v$" if name == "funnel" else "$x_1$",
                               ylabel="$x$" if name == "funnel" else "$x_2$")
-fig.suptitle("The flow bends into the banana, narrows into the funnel's neck and covers both modes",
+fig.suptitle("Exact density (left) and each family's fitted q; panel titles give KL(q||p)",
              fontsize="medium")
 tut.savefig(fig, "densities_2d")
 
@@ -332,7 +354,8 @@ tut.savefig(fig, "densities_2d")
 # What to see: the Gaussians, mean-field or full-rank, can only be ellipses; on these three
 # targets the banana and the funnel are uncorrelated (their covariance is diagonal), so the
 # full-rank fit gains nothing over mean-field there. The flow bends. On the funnel it
-# follows the funnel's mouth and neck much better than the Gaussians: its KL is below a fifth of theirs.
+# follows the funnel's mouth and neck much better than the Gaussians: its KL is below a quarter
+# of theirs (in most runs far below: see the table).
 #
 # ## 4. Yes, but did it work? The Pareto k-hat as a verdict
 #
@@ -351,7 +374,13 @@ tut.savefig(fig, "densities_2d")
 # $\sum_s \tilde w_s f(z_s)$ with the smoothed weights $\tilde w$.
 
 # %%
-khat = {f"{n} {f}": c.khat for (n, f), c in checks.items()}
+fig, ax = subplots(1, 1, size=6.0)
+fam_plot.plot_khat_bars({f: {n: checks[n, f].khat for n in targets} for f in FAMILIES},
+                        threshold=KHAT_THRESHOLD, ax=ax,
+                        title="Pareto k-hat of the ratios p/q of each fit")
+tut.savefig(fig, "khat_verdicts")
+
+# %% tags=["hide-input"]
 tut.claim("The verdict flags both Gaussian fits of eight schools as unusable: k-hat above 0.7",
           min(checks["eight schools", "mean-field"].khat,
               checks["eight schools", "full-rank"].khat) > KHAT_THRESHOLD,
@@ -373,13 +402,6 @@ tut.claim("Where k-hat is small, PSIS repairs the moments: on the bimodal target
           bi.khat < 0.5 and bi_sd_err["q"] > 0.05 and bi_sd_err["psis"] < 0.05,
           khat=bi.khat, **bi_sd_err)
 
-fig, ax = subplots(1, 1, size=6.0)
-fam_plot.plot_khat_bars({f: {n: checks[n, f].khat for n in targets} for f in FAMILIES},
-                        threshold=KHAT_THRESHOLD, ax=ax,
-                        title="Both Gaussians fail the verdict on eight schools;\n"
-                              "the flow lowers k-hat on the banana")
-tut.savefig(fig, "khat_verdicts")
-
 # %% [markdown]
 # **Where the verdict and the truth disagree.** $\hat k$ is computed from $q$'s own
 # draws, so it can only see mass of $p$ near $q$. Move the two modes far apart
@@ -392,6 +414,8 @@ far = mixture_2d(2, radius=4.0, scale=0.6)
 far_fit = fit_gaussian(far, "reverse", family="full", init={"loc": torch.tensor([3.0, 0.5], dtype=F64),
                                                             "scale": 1.0})
 far_check = check_fit(far_fit.distribution, far, num_samples=check_draws, generator=tut.generator(400))
+
+# %% tags=["hide-input"]
 tut.record("far_modes_khat", far_check.khat, ".3f")
 tut.record("far_modes_psis_mean", far_check.psis_mean, ".3f")
 tut.claim("With far-apart modes the verdict and the truth disagree: k-hat is below 0.5 "
@@ -413,9 +437,12 @@ tut.claim("With far-apart modes the verdict and the truth disagree: k-hat is bel
 if not tut.quick:
     nuts = nuts_reference(EightSchools(centred=False), num_samples=500, warmup_steps=200,
                           num_chains=2, seed=tut.seed)
-    nuts_draws = to_centred(nuts.samples)
-    nuts_se = nuts_draws.std(0) / nuts.ess.sqrt()
+    nuts_draws = to_centred(nuts.samples)  # back to (mu, log tau, theta_1..8)
+    nuts_se = nuts_draws.std(0) / nuts.ess.sqrt()  # Monte Carlo error of each mean
     nuts_z = ((nuts_draws.mean(0) - schools_ref.mean) / nuts_se).abs()
+
+# %% tags=["hide-input"]
+if not tut.quick:
     tut.record("nuts_seconds", nuts.seconds, ".1f")
     tut.record("nuts_max_rhat", nuts.rhat.max(), ".4f")
     tut.claim("NUTS agrees with the exact reference: all ten posterior means within 4 Monte Carlo "
@@ -429,17 +456,18 @@ if not tut.quick:
 # optimiser stopped each fit when its objective settled, so the seconds mix the cost of a
 # step with the number of steps; both are recorded.
 
-# %%
+# %% tags=["hide-input"]
 tut.record("optimiser_steps", {f"{n} {f}": fits[n, f].n_iter for (n, f) in fits})
 tut.record("milliseconds_per_step", {f"{n} {f}": 1000 * seconds[n, f] / max(1, fits[n, f].n_iter)
                                      for (n, f) in fits}, ".2f")
 
+# %%
 fig, ax = subplots(1, 1, size=5.0)
 fam_plot.plot_std_ratios(
     {f: (checks["eight schools", f].std / schools_ref.std,
          checks["eight schools", f].psis_std / schools_ref.std) for f in FAMILIES},
     ["mu", "log tau"] + [f"theta{j}" for j in range(1, 9)], ax=ax,
-    title="Eight schools: the Gaussians shrink log tau;\nthe flow keeps most of its spread")
+    title="Eight schools: each fit's posterior std / the exact std")
 tut.savefig(fig, "eight_schools_stds")
 
 # %% [markdown]
@@ -482,6 +510,8 @@ for k, (label, layers) in enumerate((("Gaussian", 0), ("flow", 4))):
             gaps[label] = flow_amortisation_gap(vae, flow, X_test[:n_gap], steps=gap_steps,
                                                 num_samples=8, eval_samples=gap_eval,
                                                 generator=tut.generator(700))
+
+# %% tags=["hide-input"]
 for label, g in gaps.items():
     for field in ("inference_gap", "approximation_gap", "amortisation_gap"):
         tut.record(f"vae_{label}_{field}", getattr(g, field).mean(), ".3f")
@@ -489,31 +519,26 @@ for label, g in gaps.items():
 tut.record("vae_test_elbo", test_elbo, ".3f")
 
 
-def paired(a, b):
-    d = (a - b).double()
-    return float(d.mean()), float(d.mean() / (d.std() / len(d) ** 0.5))
-
-
-amort_vs_approx = {label: paired(g.amortisation_gap, g.approximation_gap) for label, g in gaps.items()}
+amort_vs_approx = {label: paired_difference(g.amortisation_gap, g.approximation_gap)
+                   for label, g in gaps.items()}
 tut.claim("For both encoders the amortisation gap is larger than the approximation gap (paired over "
           "the test digits, by more than 3 standard errors), as in Cremer et al.'s Table 2",
-          min(v[1] for v in amort_vs_approx.values()) > 3,
-          **{f"{k}_difference_and_z": v for k, v in amort_vs_approx.items()})
-approx_diff = paired(gaps["Gaussian"].approximation_gap, gaps["flow"].approximation_gap)
+          all(d.exceeds(3) for d in amort_vs_approx.values()),
+          **{f"{k}_amortisation_minus_approximation": d.evidence(3) for k, d in amort_vs_approx.items()})
+approx_diff = paired_difference(gaps["Gaussian"].approximation_gap, gaps["flow"].approximation_gap)
 tut.claim("The flow family has the smaller approximation gap: its q* comes closer to the "
           "posterior (Gaussian minus flow, paired over the digits, more than 3 standard errors)",
-          approx_diff[1] > 3, difference=approx_diff[0], in_standard_errors=approx_diff[1])
-
-amort_diff = paired(gaps["flow"].amortisation_gap, gaps["Gaussian"].amortisation_gap)
+          approx_diff.exceeds(3), **approx_diff.evidence(3))
+amort_diff = paired_difference(gaps["flow"].amortisation_gap, gaps["Gaussian"].amortisation_gap)
 tut.claim("Not reproduced here: the flow encoder's amortisation gap is not smaller than the "
           "Gaussian's (flow minus Gaussian, paired over the digits, above -2 standard errors)",
-          amort_diff[1] > -2, difference=amort_diff[0], in_standard_errors=amort_diff[1])
+          not amort_diff.falls_short(2), **amort_diff.evidence(2))
 
+# %%
 fig, ax = subplots(1, 1, size=5.0)
 plot_gaps({f"{k} encoder": (g.approximation_gap.mean(), g.amortisation_gap.mean())
            for k, g in gaps.items()}, ax=ax, xlabel="", legend_loc="below",
-          title="The encoder (amortisation) causes most of the gap;\n"
-                "the flow shrinks the approximation gap")
+          title="Approximation and amortisation gaps of each encoder\n(mean over the test digits)")
 tut.savefig(fig, "vae_gaps")
 
 # %% [markdown]

@@ -26,6 +26,8 @@ pathwise_gradient          04_gradient_estimators     vitoolkit.gradients.gaussi
 bernoulli_vae_elbo         05_vae                     vitoolkit.vae likelihood and KL registry
 iwae_bound                 06_vae_beyond              the log-mean-exp of vitoolkit.vae.VAE.iwae_bound
 gumbel_softmax_relaxation  07_discrete_latents        vitoolkit.distributions.gumbel_softmax_sample
+rws_encoder_weights        08_wake_sleep              vitoolkit.vae.wake_sleep.rws_weights (train's RWS)
+predictive_log_loss        09_vi_classification       vitoolkit.divergences.log_mean_exp; fitting.predictive
 flow_log_density           10_richer_families         vitoolkit.fitting.flows (Pyro's Planar layer)
 =========================  =========================  ==========================================
 
@@ -39,7 +41,17 @@ line is ``vitoolkit exercise list|start|check|grade|solution``
 (:mod:`vitoolkit.exercises.command`).
 """
 
-from . import cavi, discrete, flows, gradients, kl, mean_field, vae  # noqa: F401 - registers the exercises
+from . import (  # noqa: F401 - registers the exercises
+    cavi,
+    classification,
+    discrete,
+    flows,
+    gradients,
+    kl,
+    mean_field,
+    vae,
+    wake_sleep,
+)
 from .files import CHECK_TAG, ExerciseFileError, load_function, write_stub
 from .registry import EXERCISES, Exercise, check, check_file, get_exercise, list_exercises, solution, stub
 from .report import CheckResult, Report

@@ -50,6 +50,9 @@ def plot_posterior_2d(axes, density, fits, *, reference_mean=None, ax=None, n_st
                                              linewidth=2.2, label=label)
         m = _np(loc)
         ax.plot(m[0], m[1], marker="o", color=color(i), markersize=5, linestyle="none")
+    if fits:  # one legend entry for the dots, drawn in each fit's colour
+        ax.plot([], [], marker="o", color="0.45", markersize=5, linestyle="none",
+                label="each fit's mean (dot)")
     if reference_mean is not None:
         m = _np(reference_mean)
         ax.plot(m[0], m[1], marker="x", color="k", markersize=9, mew=2, linestyle="none",
@@ -75,6 +78,10 @@ def plot_surface(x1, x2, values, *, X=None, y=None, ax=None, levels=None, cmap: 
     boundary : array-like of shape (m2, m1), optional; its 0.5 contour is drawn as a black
         line (e.g. the predictive probability, to show the decision boundary)
 
+    The markers carry the labels "class 0 (y = 0)" and "class 1 (y = 1)" and the boundary
+    "p = 0.5 (decision boundary)", so ``ax.legend()`` or a figure legend from
+    ``ax.get_legend_handles_labels()`` names them.
+
     Returns
     -------
     QuadContourSet (for a colour bar).
@@ -83,12 +90,13 @@ def plot_surface(x1, x2, values, *, X=None, y=None, ax=None, levels=None, cmap: 
     cs = ax.contourf(_np(x1), _np(x2), _np(values), levels=levels, cmap=cmap, vmin=vmin, vmax=vmax)
     if boundary is not None:
         ax.contour(_np(x1), _np(x2), _np(boundary), levels=[0.5], colors="k", linewidths=1.5)
+        ax.plot([], [], color="k", lw=1.5, label="p = 0.5 (decision boundary)")  # legend entry
     if X is not None:
         X, y = _np(X), _np(y)
         for label, marker, face in ((0, "o", "white"), (1, "^", "k")):
             sel = y == label
             ax.scatter(X[sel, 0], X[sel, 1], marker=marker, s=22, facecolor=face, edgecolor="k",
-                       linewidths=0.8, zorder=3)
+                       linewidths=0.8, zorder=3, label=f"class {label} (y = {label})")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_aspect("equal")

@@ -46,7 +46,8 @@ from .diagnostics import _check_inputs
 from .importance import check_num_samples
 from .model import VAE
 
-__all__ = ["wake_sleep_loss", "rws_loss", "rws_encoder_surrogate", "WAKE_SLEEP_OBJECTIVES"]
+__all__ = ["wake_sleep_loss", "rws_loss", "rws_encoder_surrogate", "rws_weights",
+           "WAKE_SLEEP_OBJECTIVES"]
 
 #: The objectives this module implements.
 WAKE_SLEEP_OBJECTIVES = ("wake_sleep", "rws")
@@ -75,6 +76,39 @@ def _posterior_draws(model, x, y, num_samples, generator):
                       dtype=loc.dtype)
     z = (loc + scale * eps).detach()  # no reparameterisation: the update is not pathwise
     return loc, scale, z
+
+
+def rws_weights(log_joint, log_q):
+    r"""Self-normalised importance weights over the K draws of each example.
+
+    Bornschein & Bengio (2015), eq. 4-5: with z_k ~ q(z | x),
+    log w_k = log p(x, z_k) - log q(z_k | x) and w~_k = w_k / sum_j w_j, computed as a
+    softmax over the draws (the largest log-weight is subtracted before exponentiating,
+    so log-weights of any size are safe).
+
+    Parameters
+    ----------
+    log_joint, log_q : Tensor of shape (K, ...)
+        log p(x, z_k) and log q(z_k | x); the K draws along the first axis.
+
+    Returns
+    -------
+    Tensor of shape (K, ...)
+        w~, summing to 1 over the first axis.
+    """
+    for name, value in (("log_joint", log_joint), ("log_q", log_q)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if value.dim() < 1:
+            raise ValueError(f"{name} must have the K draws along a first axis, got a 0-d tensor")
+    if log_joint.shape != log_q.shape:
+        raise ValueError(f"log_joint and log_q must have the same shape (K, ...), got "
+                         f"{tuple(log_joint.shape)} and {tuple(log_q.shape)}")
+    log_w = log_joint - log_q
+    if bool(torch.isnan(log_w).any()):  # -inf (a zero weight) is allowed, NaN is not
+        raise ValueError(f"log_joint - log_q has {int(torch.isnan(log_w).sum())} NaN entries: "
+                         "log_joint and log_q must be numbers (or -inf for a zero density)")
+    return torch.softmax(log_w, 0)
 
 
 def _stats(model, loss, x, loc, scale, log_px_first):
@@ -130,8 +164,7 @@ def rws_encoder_surrogate(model, x, y=None, *, num_samples: int, generator=None)
     log_q = Normal(loc, scale, validate_args=False).log_prob(z).sum(-1)
     with torch.no_grad():
         log_px = model.likelihood.distribution(model._decode_params(z, y)).log_prob(x)
-        log_w = log_px + model.prior.base_dist.log_prob(z).sum(-1) - log_q
-        weights = torch.softmax(log_w, 0)
+        weights = rws_weights(log_px + model.prior.base_dist.log_prob(z).sum(-1), log_q)
     return (weights * log_q).sum(0)
 
 
@@ -155,7 +188,6 @@ def rws_loss(model, x, y=None, *, num_samples: int, generator=None):
     log_px = model.likelihood.distribution(model._decode_params(z, y)).log_prob(x)  # (K, n)
     log_q = Normal(loc, scale, validate_args=False).log_prob(z).sum(-1)  # (K, n)
     with torch.no_grad():
-        log_w = log_px + model.prior.base_dist.log_prob(z).sum(-1) - log_q
-        weights = torch.softmax(log_w, 0)  # self-normalised importance weights
+        weights = rws_weights(log_px + model.prior.base_dist.log_prob(z).sum(-1), log_q)
     loss = -(weights * (log_px + log_q)).sum(0).mean()
     return loss, _stats(model, loss, x, loc, scale, log_px[0])
