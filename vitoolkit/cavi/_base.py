@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from ..exceptions import ELBODecreaseError, NonFiniteError
+from ..exceptions import ELBODecreaseError, InvalidParameterError, NonFiniteError
 from ..validation import as_float_array, check_int, check_memory, check_real
 
 __all__ = ["MixtureVI", "SKLEARN_NOTES", "as_data", "as_matrix", "check_random_state", "check_scale",
@@ -221,6 +221,19 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
     def _check_parameters(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _validate_parameters(self, X):
+        """Run :meth:`_check_parameters`; a plain ``TypeError`` or ``ValueError`` it raises
+        becomes :class:`vitoolkit.exceptions.InvalidParameterError` (both at once, as
+        scikit-learn's ``InvalidParameterError``), so ``except ValueError`` written for
+        scikit-learn estimators catches ``n_components=1.5`` too. Subclasses with a meaning
+        of their own (``ResourceLimitError``) pass through unchanged."""
+        try:
+            self._check_parameters(X)
+        except (TypeError, ValueError) as err:
+            if type(err) in (TypeError, ValueError):
+                raise InvalidParameterError(str(err)) from None
+            raise
+
     def _prepare(self, X):
         return None
 
@@ -286,7 +299,7 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
         """
         self._reset()
         X = self._fit_data(X)
-        self._check_parameters(X)
+        self._validate_parameters(X)
         random_state = check_random_state(self.random_state)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             ctx = self._prepare(X)

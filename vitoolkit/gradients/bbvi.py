@@ -34,6 +34,7 @@ from ..conjugate import ConjugateGaussian
 from ..distributions import MultivariateStudentT, sample
 from ..divergences import kl_divergence
 from ..divergences.importance import _kish_ess, _log_mean_exp
+from ..exceptions import DivergedError
 from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
 from ._checks import as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
@@ -294,7 +295,7 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
                  f"log scale in [{log_scale.min().item():.3g}, {log_scale.max().item():.3g}]")
         if step == 0:
             return ValueError(f"run_bbvi cannot start from init_loc/init_scale ({state}): {err}")
-        return ValueError(f"run_bbvi diverged at iteration {step} ({state}): {err}; "
+        return DivergedError(f"run_bbvi diverged at iteration {step} ({state}): {err}; "
                           f"learning_rate={learning_rate!r} is too large, use a smaller one")
 
     for step in range(num_iterations):

@@ -38,6 +38,7 @@ from torch.distributions import Normal
 
 from ..divergences import ImportanceEstimate, kl_divergence
 from ..divergences.importance import _importance_estimate, _log_mean_exp, _warn_unreliable
+from ..exceptions import DivergedError
 from ..validation import as_float_array, as_float_tensor, check_int, check_memory, check_real
 from .importance import check_num_samples, log_importance_weights, posterior_log_weights
 from .latent import _call, _prepare, encode_batched, latent_means
@@ -422,7 +423,7 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
                 ok = bool(torch.isfinite(loc).all()) and bool(torch.isfinite(new_scale).all()) \
                     and bool((new_scale > 0).all())
             if not ok:
-                raise ValueError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r} "
+                raise DivergedError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r} "
                                  "(means or scales left the floating-point range); use a smaller lr")
 
         with torch.no_grad():

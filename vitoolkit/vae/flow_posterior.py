@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..divergences.importance import _importance_estimate, _warn_unreliable
+from ..exceptions import DivergedError
 from ..validation import check_int, check_positive
 from .diagnostics import AmortisationGap
 from .model import VAE
@@ -191,7 +192,7 @@ def flow_amortisation_gap(vae: VAE, flow: PlanarFlowPosterior, x, *, steps: int 
                 p.grad = gr
             opt.step()
             if not all(bool(torch.isfinite(p).all()) for p in local):
-                raise ValueError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r}")
+                raise DivergedError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r}")
         with torch.no_grad():
             eps = torch.randn((eval_samples, *loc0.shape), generator=generator, dtype=loc0.dtype)
             w_q = _log_weights(vae, x, loc0, log_scale0, params0, eps)
