@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
-from ..conjugate import ConjugateGaussian
 from ..distributions import MultivariateStudentT, sample
 from ..divergences import kl_divergence
 from ..divergences.importance import _kish_ess, _log_mean_exp
 from ..exceptions import DivergedError
+from ..models.conjugate import ConjugateGaussian
 from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
 from ._checks import as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
