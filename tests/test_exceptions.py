@@ -121,7 +121,7 @@ def test_run_bbvi_divergence_raises_the_one_diverged_error():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(20, 2, generator=g, dtype=torch.float64)
     y = (X[:, 0] > 0).to(torch.float64)
-    model = BayesianLogisticRegression(X, y, prior_scale=1.0)
+    model = BayesianLogisticRegression(X, y, prior_std=1.0)
     with pytest.raises(exc.DivergedError, match="diverged at iteration 1"):
         run_bbvi(model, estimator="pathwise", num_iterations=3, num_samples=4, learning_rate=1e300,
                  generator=g)

@@ -32,6 +32,7 @@ from .validation import as_float_array, check_bool, check_int, check_memory, che
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 __all__ = [
+    "reparameterise",
     "StandardNormal",
     "NormalWishart",
     "MultivariateStudentT",
@@ -219,6 +220,17 @@ class GumbelSoftmaxSample(NamedTuple):
 
     soft: torch.Tensor
     hard: torch.Tensor
+
+
+def reparameterise(loc: torch.Tensor, scale: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    r"""The reparameterised Gaussian sample z = loc + scale * eps, eps ~ N(0, I) given.
+
+    Kingma & Welling (2013), section 2.4 (eq. 4's g(eps, x) for a Gaussian q): the sample is a
+    differentiable function of (loc, scale), which is what pathwise gradients differentiate.
+    ``loc`` and ``scale`` broadcast against ``eps`` (e.g. (D,) or (n, D) against (S, ..., D));
+    no input checks (the topic modules' inner loops call it).
+    """
+    return loc + scale * eps
 
 
 def check_temperature(temperature, name: str = "temperature") -> float:

@@ -24,6 +24,7 @@ Two models with a reference posterior:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -32,9 +33,10 @@ from torch.distributions import Independent, Normal
 
 from ..distributions import MultivariateStudentT, sample
 from ..divergences import kl_divergence
-from ..divergences.importance import _kish_ess, _log_mean_exp
+from ..divergences.importance import effective_sample_size_unchecked, log_mean_exp_unchecked
 from ..exceptions import DivergedError
 from ..models.conjugate import ConjugateGaussian
+from ..models.logistic import LogisticPosterior
 from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
 from ._checks import as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
@@ -107,21 +109,33 @@ class ConjugateGaussianModel:
 
 
 class BayesianLogisticRegression:
-    r"""w ~ N(0, prior_scale^2 I_D), y_i | w ~ Bernoulli(sigmoid(x_i . w)).
+    r"""w ~ N(0, prior_std^2 I_D), y_i | w ~ Bernoulli(sigmoid(x_i . w)).
+
+    The model is :class:`vitoolkit.models.logistic.LogisticPosterior` (without an intercept
+    column), the one Bayesian logistic regression of the package (``self.posterior``); this
+    class adds what black-box VI needs: the reference posterior moments and the ELBO of a
+    mean-field Gaussian.
 
     Parameters
     ----------
     features : array-like of shape (n, D)
     labels : array-like of shape (n,), values in {0, 1}
-    prior_scale : float
+    prior_std : float > 0
+        s in w ~ N(0, s^2 I_D) (``prior_scale``, its former name, is accepted with a
+        ``DeprecationWarning``).
     reference_samples : int
         Importance samples for the reference posterior moments.
     seed : int
         Seed of the local generator used for the reference.
     """
 
-    def __init__(self, features, labels, prior_scale: float = 1.0,
-                 reference_samples: int = 200_000, seed: int = 0):
+    def __init__(self, features, labels, prior_std: float = 1.0,
+                 reference_samples: int = 200_000, seed: int = 0, *, prior_scale=None):
+        if prior_scale is not None:
+            warnings.warn("BayesianLogisticRegression(prior_scale=...) is deprecated: the prior's "
+                          "standard deviation is prior_std throughout the package",
+                          DeprecationWarning, stacklevel=2)
+            prior_std = prior_scale
         x = as_float_tensor(features, "features", dtype=torch.float64, ndim=2)
         if isinstance(labels, torch.Tensor) and labels.dtype == torch.bool:
             labels = labels.to(torch.float64)  # a boolean label vector is unambiguous
@@ -133,7 +147,8 @@ class BayesianLogisticRegression:
         if not bool(((y == 0) | (y == 1)).all()):
             raise ValueError("labels must be 0 or 1")
         self.features, self.labels = x, y
-        self.prior_scale = check_positive(prior_scale, "prior_scale")
+        self.prior_std = check_positive(prior_std, "prior_std")
+        self.posterior = LogisticPosterior(x, y, self.prior_std, fit_intercept=False)
         # Draws (S, D) and linear predictors (S, n), a few copies of each.
         n = check_num_samples(reference_samples, x.shape[0] + x.shape[1], name="reference_samples",
                               copies=4)
@@ -154,32 +169,23 @@ class BayesianLogisticRegression:
     def dim(self) -> int:
         return self.features.shape[1]
 
+    @property
+    def prior_scale(self) -> float:
+        """The former name of :attr:`prior_std`."""
+        return self.prior_std
+
     def log_joint(self, w: torch.Tensor) -> torch.Tensor:
-        """log p(y, w | X) for w of shape (..., D); returns (...)."""
-        eta = w @ self.features.T
-        log_lik = (self.labels * eta - torch.nn.functional.softplus(eta)).sum(-1)
-        return log_lik + self._prior().log_prob(w).sum(-1)
+        """log p(y, w | X) for w of shape (..., D); returns (...) (the model's log joint)."""
+        return self.posterior.log_prob(w)
 
     def _prior(self) -> Normal:
-        """p(w) per coordinate: N(0, prior_scale^2)."""
-        zero = torch.zeros((), dtype=torch.float64)
-        return Normal(zero, torch.full((), self.prior_scale, dtype=torch.float64),
-                      validate_args=False)
+        """p(w) per coordinate: N(0, prior_std^2)."""
+        return self.posterior._prior
 
-    def _laplace(self, iterations: int = 50):
-        w = torch.zeros(self.dim, dtype=torch.float64)
-        eye = torch.eye(self.dim, dtype=torch.float64) / self.prior_scale**2
-        for _ in range(iterations):  # Newton's method (IRLS); the log joint is concave
-            p = torch.sigmoid(self.features @ w)
-            grad = self.features.T @ (self.labels - p) - w / self.prior_scale**2
-            hess = self.features.T @ (self.features * (p * (1 - p)).unsqueeze(-1)) + eye
-            step = torch.linalg.solve(hess, grad)
-            w = w + step
-            if float(step.abs().max()) < 1e-12:
-                break
-        p = torch.sigmoid(self.features @ w)
-        hess = self.features.T @ (self.features * (p * (1 - p)).unsqueeze(-1)) + eye
-        return w, torch.linalg.inv(hess)
+    def _laplace(self):
+        """The Laplace approximation N(mode, H^-1) (PRML 4.4) from the model's Newton mode."""
+        mode = self.posterior.newton_mode()
+        return mode, torch.linalg.inv(self.posterior.hessian(mode))
 
     def _reference(self, num_samples, seed):
         mode, cov = self._laplace()
@@ -196,8 +202,8 @@ class BayesianLogisticRegression:
         self.posterior_mean = mean
         self.posterior_covariance = (weights[:, None, None]
                                      * centred.unsqueeze(-1) * centred.unsqueeze(-2)).sum(0)
-        self.effective_sample_size = float(_kish_ess(log_w))  # 1 / sum(weights^2)
-        self.log_evidence = float(_log_mean_exp(log_w))
+        self.effective_sample_size = float(effective_sample_size_unchecked(log_w))  # 1 / sum(weights^2)
+        self.log_evidence = float(log_mean_exp_unchecked(log_w))
 
     def elbo(self, loc, scale, num_nodes: int = 48) -> float:
         r"""The ELBO of q = N(loc, diag(scale^2)), deterministic.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal
 
+from ..distributions import reparameterise
 from ..validation import as_float_tensor
 from ._checks import as_params, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 from .gaussian import GradientSamples
@@ -63,7 +64,7 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
         loc_i = loc.expand(n, *loc.shape).clone().requires_grad_(True)
         scale_i = scale.expand(n, *scale.shape).clone().requires_grad_(True)
         with torch.enable_grad():
-            z = loc_i + scale_i * eps
+            z = reparameterise(loc_i, scale_i, eps)
             if estimator == "stl":
                 log_q = _log_q(z, loc, scale)  # parameters detached: Roeder et al. eq. 8
             else:
@@ -81,7 +82,7 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
             raise ValueError("the gradient of log_joint is not finite at some sampled z")
         return GradientSamples(g_loc.detach(), g_scale.detach()), w.detach()
     with torch.no_grad():
-        z = loc + scale * eps
+        z = reparameterise(loc, scale, eps)
         w = _log_joint(log_joint, z, loc, scale) - _log_q(z, loc, scale)
         if estimator == "score_baseline":
             if baseline is None:

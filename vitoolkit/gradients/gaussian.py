@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..distributions import reparameterise
 from ..validation import as_float_tensor
 from ._checks import (
     as_params,
@@ -140,7 +141,7 @@ def _evaluate(cost, x, loc, scale):
 
 
 def _score(cost, loc, scale, eps):
-    f = _evaluate(cost, loc + scale * eps, loc, scale).unsqueeze(-1)
+    f = _evaluate(cost, reparameterise(loc, scale, eps), loc, scale).unsqueeze(-1)
     return f, eps / scale, (eps**2 - 1) / scale
 
 
@@ -151,7 +152,7 @@ def _score_estimator(cost, loc, scale, n, generator, baseline):
 
 def _pilot_mean(cost, loc, scale, n, generator):
     eps = _randn((n, *loc.shape), generator)
-    return _evaluate(cost, loc + scale * eps, loc, scale).mean(0).unsqueeze(-1)
+    return _evaluate(cost, reparameterise(loc, scale, eps), loc, scale).mean(0).unsqueeze(-1)
 
 
 def _score_baseline(cost, loc, scale, n, generator, baseline):
@@ -194,7 +195,7 @@ def _pathwise(cost, loc, scale, n, generator, baseline):
             "return 0, not the gradient); use 'score', 'score_baseline' or 'measure_valued'"
         )
     eps = _randn((n, *loc.shape), generator)
-    x = (loc + scale * eps).requires_grad_(True)
+    x = reparameterise(loc, scale, eps).requires_grad_(True)
     grad = None
     with torch.enable_grad():
         f = _evaluate(cost, x, loc, scale)
@@ -255,7 +256,7 @@ def _measure_valued_block(cost, loc, scale, n, generator, coupled):
     m = _double_sided_maxwell(shape, generator)
     eps = m * _rand(shape, generator) if coupled else _randn(shape, generator)
     f_pos = _evaluate_perturbed(cost, base_pos, loc + scale * m, loc, scale)
-    f_neg = _evaluate_perturbed(cost, base_neg, loc + scale * eps, loc, scale)
+    f_neg = _evaluate_perturbed(cost, base_neg, reparameterise(loc, scale, eps), loc, scale)
     g_scale = (f_pos - f_neg) / scale
     return g_loc, g_scale
 

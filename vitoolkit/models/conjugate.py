@@ -124,19 +124,30 @@ class ElboSurface(NamedTuple):
     log_evidence: torch.Tensor
 
 
-class EvidenceEstimate(NamedTuple):
-    """An importance-sampling estimate of the evidence from S draws of a proposal.
+class EvidenceEstimate(Estimate):
+    """An importance-sampling estimate of the evidence from S draws of a proposal: an
+    :class:`~vitoolkit.divergences.Estimate` ``(value, stderr, khat)`` with Kish's ESS.
 
-    ``log_evidence``: log (1/S) sum_s w_s; ``relative_stderr``: std(w) / (sqrt(S) mean(w)),
-    the standard error of p_hat(x) relative to p_hat(x); ``ess``: (sum w)^2 / sum w^2
-    (Kish's effective sample size, between 1 and S); ``khat``: Pareto k-hat of the weights.
+    ``value`` (also ``log_evidence``): log (1/S) sum_s w_s; ``stderr`` (also
+    ``relative_stderr``): its delta-method standard error std(w) / (sqrt(S) mean(w)), which
+    is the standard error of p_hat(x) relative to p_hat(x) (Kingma & Welling 2013, App. D);
+    ``khat``: Pareto k-hat of the weights; ``ess`` (an attribute, not a field):
+    (sum w)^2 / sum w^2 (Kish's effective sample size, between 1 and S).
     Each of the proposal's batch shape.
     """
 
-    log_evidence: torch.Tensor
-    relative_stderr: torch.Tensor
-    ess: torch.Tensor
-    khat: torch.Tensor
+    def __new__(cls, log_evidence, relative_stderr, ess, khat):
+        self = super().__new__(cls, log_evidence, relative_stderr, khat)
+        self.ess = ess
+        return self
+
+    @property
+    def log_evidence(self) -> torch.Tensor:
+        return self.value
+
+    @property
+    def relative_stderr(self) -> torch.Tensor:
+        return self.stderr
 
 
 class GradientFitPath(NamedTuple):

@@ -111,6 +111,11 @@ class Autoencoder(_LatentVariableModel):
         """Reconstruction loss per example, summed over pixels: shape (n,)."""
         return self._per_example_loss(self._check_x(x))[0]
 
+    def forward(self, x) -> torch.Tensor:
+        """``model(x)``: the reconstruction decode(encode(x)), shape (n, data_dim),
+        differentiable (a deterministic autoencoder has no ELBO; its loss is :meth:`loss`)."""
+        return self.decode(self.encode(x))
+
     @torch.no_grad()
     def reconstruct(self, x) -> torch.Tensor:
         """decode(encode(x)), shape (n, data_dim)."""

@@ -48,7 +48,7 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from ..distributions import check_temperature, gumbel_max_sample, gumbel_softmax_sample
-from ..divergences.importance import StreamingImportanceEstimate, _log_mean_exp
+from ..divergences.importance import StreamingImportanceEstimate, log_mean_exp_unchecked
 from ..validation import (
     check_bool,
     check_choice,
@@ -194,8 +194,10 @@ class CategoricalVAE(_LatentVariableModel):
         return (f"data_dim={self.data_dim}, num_latents={self.num_latents}, "
                 f"num_categories={self.num_categories}, estimator={self.estimator!r}")
 
-    def _check_support(self, x, name):
-        self.likelihood.check_support(x, name)
+    def forward(self, x, *, num_samples: int = 1, generator=None) -> torch.Tensor:
+        """``model(x)``: the per-example ELBO, :meth:`elbo` (``x`` of shape (n, data_dim),
+        returns (n,) nats)."""
+        return self.elbo(x, num_samples=num_samples, generator=generator)
 
     @property
     def num_states(self) -> int:
@@ -342,7 +344,7 @@ class CategoricalVAE(_LatentVariableModel):
         if not torch.is_grad_enabled():
             return self._estimate(x, k, generator, x.shape[0], "iwae_bound")
         self._check_draws(k, x.shape[0], chunked=False)
-        return _log_mean_exp(self._log_weights(x, k, generator), 0)
+        return log_mean_exp_unchecked(self._log_weights(x, k, generator), 0)
 
     @torch.no_grad()
     def log_likelihood(self, x, num_samples: int = 5000, *, generator=None,
@@ -383,7 +385,7 @@ class CategoricalVAE(_LatentVariableModel):
         for s in range(0, x.shape[0], batch_size):
             xb = x[s:s + batch_size]
             if not stream:
-                out.append(_log_mean_exp(self._log_weights(xb, k, generator), 0))
+                out.append(log_mean_exp_unchecked(self._log_weights(xb, k, generator), 0))
                 continue
             acc = StreamingImportanceEstimate(k)
             for lw in self._log_weight_chunks(xb, k, generator):
@@ -529,14 +531,14 @@ class CategoricalVAE(_LatentVariableModel):
             f = self._log_px(z, x)
             log_q = self._log_q(z, log_probs)
             log_w = f + self.log_prior - log_q  # (K, n), gradient to both networks
-            bound = _log_mean_exp(log_w, 0)
+            bound = log_mean_exp_unchecked(log_w, 0)
             with torch.no_grad():
                 lw = log_w.detach()
                 # Mnih & Rezende (2016), eq. (10): replace log w_j by the mean of the others.
                 others = (lw.sum(0, keepdim=True) - lw) / (k - 1)  # (K, n)
                 eye = torch.eye(k, dtype=torch.bool, device=x.device).unsqueeze(-1)  # (K, K, 1)
                 swapped = torch.where(eye, others.unsqueeze(1), lw.unsqueeze(0))  # (j, i, n)
-                loo = _log_mean_exp(swapped, 1)  # (K, n)
+                loo = log_mean_exp_unchecked(swapped, 1)  # (K, n)
                 signal = bound.detach().unsqueeze(0) - loo
             loss = -(bound + (signal * log_q).sum(0)).mean()
             recon = f.detach().mean(0)

@@ -36,8 +36,10 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from ..distributions import reparameterise
 from ..divergences import ImportanceEstimate, kl_divergence
-from ..divergences.importance import _importance_estimate, _log_mean_exp, _warn_unreliable
+from ..divergences.estimate import warn_if_unreliable
+from ..divergences.importance import importance_estimate_unchecked, log_mean_exp_unchecked
 from ..exceptions import DivergedError
 from ..validation import as_float_array, as_float_tensor, check_int, check_memory, check_real
 from .importance import check_num_samples, log_importance_weights, posterior_log_weights
@@ -409,7 +411,7 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
                 group["lr"] = lr * (1.0 - 0.95 * step / max(1, steps))
             scale = log_scale.exp()
             eps = _randn((num_samples, *loc.shape), loc, generator)
-            z = loc + scale * eps  # reparameterised, Kingma & Welling sec. 2.4
+            z = reparameterise(loc, scale, eps)  # Kingma & Welling sec. 2.4
             recon = _call(model.decode, z, y).log_prob(x).mean(0)
             kl = kl_divergence(Normal(loc, scale), prior).sum(-1)
             # Each example's ELBO depends on its own (loc, scale) only, so the sum
@@ -438,9 +440,9 @@ def amortisation_gap(model, x, y=None, *, steps: int = 300, num_samples: int = 8
 
             elbo_q, elbo_opt = w_q.mean(0), w_opt.mean(0)
             if log_likelihood is None:
-                est = _importance_estimate(w_opt)
-                _warn_unreliable(est.khat, "amortisation_gap: log p(x) with q* as proposal "
-                                 f"(eval_samples={eval_samples})", stacklevel=2, value=est.value)
+                est = importance_estimate_unchecked(w_opt)
+                warn_if_unreliable(est, "amortisation_gap: log p(x) with q* as proposal "
+                                   f"(eval_samples={eval_samples})", stacklevel=3, importance=True)
                 log_px, khat = est.value, est.khat
             else:
                 log_px = log_likelihood.to(elbo_q)
@@ -534,12 +536,12 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
             sl = slice(start, start + batch_size)
             yb = None if y is None else y[sl]
             log_w = posterior_log_weights(model, x[sl], yb, pool, generator)
-            est = _importance_estimate(log_w)
+            est = importance_estimate_unchecked(log_w)
             parts.append(est)
             b_rows, s_rows = [], []
             for k in ks:
                 groups = pool // k
-                lg = _log_mean_exp(log_w.reshape(groups, k, -1), 1)
+                lg = log_mean_exp_unchecked(log_w.reshape(groups, k, -1), 1)
                 b_rows.append(lg.mean(0))
                 if groups > 1:
                     s_rows.append(lg.std(0, unbiased=True) / math.sqrt(groups))
@@ -549,8 +551,8 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
             stderrs.append(torch.stack(s_rows))
     b, se = torch.cat(bounds, dim=1), torch.cat(stderrs, dim=1)
     log_px = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
-    _warn_unreliable(log_px.khat, f"iwae_curve: log p(x) from pool={pool} draws", stacklevel=2,
-                     value=log_px.value)
+    warn_if_unreliable(log_px, f"iwae_curve: log p(x) from pool={pool} draws", stacklevel=3,
+                       importance=True)
     n = b.shape[1]
     return BoundCurve(tuple(ks), b, se, b.mean(1), se.pow(2).sum(1).sqrt() / n, log_px)
 

@@ -32,21 +32,23 @@ conditional_dim) (integer labels (n,) are accepted and one-hot encoded).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from ..distributions import StandardNormal
+from ..distributions import StandardNormal, reparameterise
 from ..distributions import sample as _sample
 from ..divergences import StreamingImportanceEstimate, kl_divergence
+from ..divergences.estimate import Estimate, warn_if_unreliable
 from ..divergences.importance import (
     ImportanceEstimate,
-    _importance_estimate,
-    _log_mean_exp,
-    _warn_unreliable,
     importance_estimate,
+    importance_estimate_unchecked,
+    log_mean_exp_unchecked,
 )
 from ..validation import (
     check_bool,
@@ -98,6 +100,13 @@ __all__ = [
 KL_METHODS = ("analytic", "monte_carlo")
 #: Training objectives.
 OBJECTIVES = ("elbo", "iwae")
+
+
+def _deprecated_diagnostics(method: str, replacement: str) -> None:
+    """The one DeprecationWarning of ``return_diagnostics=True`` (it changed the return type)."""
+    warnings.warn(f"{method}(..., return_diagnostics=True) is deprecated: it changes the return type; "
+                  f"call {replacement}(...), which returns the Estimate (value, stderr, khat)",
+                  DeprecationWarning, stacklevel=3)
 
 
 def check_network_size(sizes: dict, *layer_widths) -> None:
@@ -171,7 +180,19 @@ class _LatentVariableModel(nn.Module):
         return cast
 
     def _check_support(self, x: torch.Tensor, name: str) -> None:
-        pass
+        """Refuse data outside the likelihood's support (a Bernoulli decoder needs [0, 1]):
+        the model's ``likelihood`` checks it; a model without one overrides this."""
+        likelihood = getattr(self, "likelihood", None)
+        if likelihood is not None:
+            likelihood.check_support(x, name)
+
+    def _loss(self, x, y, *, beta, free_bits, objective, num_samples, generator=None):
+        """The training loss :func:`vitoolkit.vae.train` minimises on a checked batch:
+        ``(scalar loss, dict of detached per-batch figures)``. Every model declares it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define its training loss")
+
+    def forward(self, x, *args, **kwargs) -> torch.Tensor:  # pragma: no cover - every model overrides
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
     def _check_y(self, y, n: int, name: str = "y") -> torch.Tensor | None:
         """Validate a conditional label: one-hot (n, conditional_dim) or integers (n,)."""
@@ -337,8 +358,11 @@ class VAE(_LatentVariableModel):
         return (f"data_dim={self.data_dim}, latent_dim={self.latent_dim}, "
                 f"likelihood={self.likelihood.name!r}, kl={self.kl!r}")
 
-    def _check_support(self, x, name):
-        self.likelihood.check_support(x, name)
+    def forward(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
+        """``model(x)``: the per-example ELBO, :meth:`elbo` with the same arguments (``x`` of
+        shape (n, data_dim); returns (n,) nats, differentiable), so the VAE is called like any
+        ``nn.Module``."""
+        return self.elbo(x, beta, y, generator=generator)
 
     # -- the distributions ----------------------------------------------------
     @property
@@ -405,7 +429,7 @@ class VAE(_LatentVariableModel):
         """One reparameterised sample: log p(x|z) (n,), per-dim KL (n, L), encoder means."""
         loc, scale = self._encode_params(x, y)
         eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
-        z = loc + scale * eps  # the reparameterisation trick, Kingma & Welling sec. 2.4
+        z = reparameterise(loc, scale, eps)  # the reparameterisation trick, Kingma & Welling sec. 2.4
         recon = self.likelihood.distribution(self._decode_params(z, y)).log_prob(x)
         return recon, self._kl_dims(loc, scale, z), loc
 
@@ -424,9 +448,9 @@ class VAE(_LatentVariableModel):
         """
         log_w, est = posterior_importance(self, x, y, k, generator, what=what)
         if est is None:
-            est = _importance_estimate(log_w)
+            est = importance_estimate_unchecked(log_w)
         if warn:
-            _warn_unreliable(est.khat, what, stacklevel, est.value)
+            warn_if_unreliable(est, what, stacklevel=stacklevel + 1, importance=True)
         return est
 
     def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
@@ -458,8 +482,7 @@ class VAE(_LatentVariableModel):
                              f"{float(kl.detach().max()):.3g} nats); use a smaller beta")
         return out
 
-    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None,
-                   return_diagnostics: bool = False):
+    def iwae_estimate(self, x, num_samples: int, y=None, *, generator=None) -> Estimate:
         r"""The importance-weighted bound L_k(x), Burda et al. (2015), eq. (8).
 
         L_k = log 1/k sum_j p(x, z_j) / q(z_j | x),  z_j ~ q(z | x) i.i.d.;
@@ -477,32 +500,49 @@ class VAE(_LatentVariableModel):
             so does k * n beyond :data:`MAX_DRAWS` (2**34) draws, hours of computing.
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
-        return_diagnostics : bool, default False
-            Also return each example's standard error and Pareto k-hat.
 
         Returns
         -------
-        Tensor of shape (n,): nats per example (differentiable); with
-        ``return_diagnostics=True`` an :class:`ImportanceEstimate`
-        ``(value, stderr, khat)``, each of shape (n,).
+        Estimate
+            ``(value, stderr, khat)``, each of shape (n,): L_k in nats per example
+            (``value`` differentiable), its delta-method standard error and the Pareto
+            k-hat of the weights (:class:`vitoolkit.divergences.Estimate`).
 
         Warns
         -----
         UnreliableEstimateWarning
             When some example's k-hat exceeds 0.7 (only possible for k >= 21: fewer draws fit no tail).
         """
+        return self._iwae(x, num_samples, y, generator)
+
+    def _iwae(self, x, num_samples, y, generator) -> Estimate:
+        """:meth:`iwae_estimate`, called by it and by :meth:`iwae_bound` (the warning points
+        at their caller)."""
         k = check_num_samples(num_samples)
-        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         check_draws(k, x.shape[0])
-        est = self._importance(x, y, k, generator, f"iwae_bound(num_samples={k})", warn=True,
-                               stacklevel=3)
-        return est if return_diagnostics else est.value
+        return self._importance(x, y, k, generator, f"iwae_bound(num_samples={k})", warn=True,
+                                stacklevel=4)
 
-    @torch.no_grad()
-    def log_likelihood(self, x, num_samples: int = 5000, y=None, *, generator=None,
-                       batch_size: int = 512, return_diagnostics: bool = False):
+    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None,
+                   return_diagnostics: bool = False) -> torch.Tensor:
+        r"""The importance-weighted bound L_k(x), Burda et al. (2015), eq. (8): ``value`` of
+        :meth:`iwae_estimate` (the same arguments), a Tensor of shape (n,), nats per example,
+        differentiable.
+
+        ``return_diagnostics=True`` (deprecated: it changed the return type) returns
+        :meth:`iwae_estimate`'s :class:`~vitoolkit.divergences.Estimate` with a
+        ``DeprecationWarning``; call :meth:`iwae_estimate` instead.
+        """
+        if check_bool(return_diagnostics, "return_diagnostics"):
+            _deprecated_diagnostics("iwae_bound", "iwae_estimate")
+            return self._iwae(x, num_samples, y, generator)
+        return self._iwae(x, num_samples, y, generator).value
+
+
+    def log_likelihood_estimate(self, x, num_samples: int = 5000, y=None, *, generator=None,
+                                batch_size: int = 512) -> Estimate:
         r"""Importance-sampled estimate of log p(x) = L_k with a large k.
 
         Kingma & Welling (2013), Appendix D; Burda et al. (2015), section 5
@@ -527,23 +567,26 @@ class VAE(_LatentVariableModel):
         batch_size : int
             Examples per pass (samples are further chunked to bound memory; fewer
             examples per pass when a streamed k makes the tails long).
-        return_diagnostics : bool, default False
-            Also return each example's standard error and Pareto k-hat.
 
         Returns
         -------
-        Tensor of shape (n,), nats per example (no gradient); with
-        ``return_diagnostics=True`` an :class:`ImportanceEstimate`
-        ``(value, stderr, khat)``, each of shape (n,).
+        Estimate
+            ``(value, stderr, khat)``, each of shape (n,): nats per example (no gradient),
+            the delta-method standard error and the Pareto k-hat of the weights.
 
         Warns
         -----
         UnreliableEstimateWarning
             When some example's k-hat exceeds 0.7: the message says how many.
         """
+        return self._log_likelihood(x, num_samples, y, generator, batch_size)
+
+    @torch.no_grad()
+    def _log_likelihood(self, x, num_samples, y, generator, batch_size) -> Estimate:
+        """:meth:`log_likelihood_estimate`, called by it and by :meth:`log_likelihood` (the
+        warning points at their caller)."""
         k = check_num_samples(num_samples)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         check_draws(k, x.shape[0])
@@ -564,11 +607,26 @@ class VAE(_LatentVariableModel):
                                               warn=False, stacklevel=2))
         finally:
             self.train(was_training)
-        est = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
+        est = Estimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
         # One warning for the whole call (not one per batch), pointing at the caller.
-        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3,
-                         value=est.value)
-        return est if return_diagnostics else est.value
+        warn_if_unreliable(est, f"log_likelihood(num_samples={k})", stacklevel=5, importance=True)
+        return est
+
+    def log_likelihood(self, x, num_samples: int = 5000, y=None, *, generator=None,
+                       batch_size: int = 512, return_diagnostics: bool = False) -> torch.Tensor:
+        r"""Importance-sampled estimate of log p(x) = L_k with a large k: ``value`` of
+        :meth:`log_likelihood_estimate` (the same arguments), a Tensor of shape (n,), nats
+        per example, no gradient.
+
+        ``return_diagnostics=True`` (deprecated: it changed the return type) returns
+        :meth:`log_likelihood_estimate`'s :class:`~vitoolkit.divergences.Estimate` with a
+        ``DeprecationWarning``; call :meth:`log_likelihood_estimate` instead.
+        """
+        if check_bool(return_diagnostics, "return_diagnostics"):
+            _deprecated_diagnostics("log_likelihood", "log_likelihood_estimate")
+            return self._log_likelihood(x, num_samples, y, generator, batch_size)
+        return self._log_likelihood(x, num_samples, y, generator, batch_size).value
+
 
     # -- generation -----------------------------------------------------------
     @torch.no_grad()
@@ -624,7 +682,7 @@ class VAE(_LatentVariableModel):
         if objective == "elbo":
             loc, scale = self._encode_params(x, y)
             eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
-            z = loc + scale * eps
+            z = reparameterise(loc, scale, eps)
             nll = self.likelihood.nll_sum(self._decode_params(z, y), x)
             kl_dims = self._kl_dims(loc, scale, z)
             if free_bits > 0:
@@ -638,7 +696,7 @@ class VAE(_LatentVariableModel):
             recon = nll.detach().neg_()
         else:
             log_w = self._log_weights(x, y, num_samples, generator)
-            loss = -_log_mean_exp(log_w, 0).mean()
+            loss = -log_mean_exp_unchecked(log_w, 0).mean()
             with torch.no_grad():
                 loc, scale = self._encode_params(x, y)
                 kl_dims = kl_divergence(Normal(loc, scale, validate_args=False),

@@ -126,6 +126,11 @@ class SparseAutoencoder(_LatentVariableModel):
         """Hidden activations h(x) in (0, 1), shape (n, hidden_dim)."""
         return torch.sigmoid(self.encoder(self._check_x(x)))
 
+    def forward(self, x) -> torch.Tensor:
+        """``model(x)``: the reconstruction sigmoid(W' h(x) + b'), shape (n, data_dim),
+        differentiable (:meth:`reconstruct` without ``no_grad``)."""
+        return torch.sigmoid(self.decoder(self.encode(x)))
+
     @torch.no_grad()
     def reconstruct(self, x) -> torch.Tensor:
         """sigmoid(W' h(x) + b'), shape (n, data_dim)."""

@@ -116,8 +116,11 @@ class VQVAE(_LatentVariableModel):
         return (f"data_dim={self.data_dim}, num_embeddings={self.num_embeddings}, "
                 f"embedding_dim={self.embedding_dim}, num_latents={self.num_latents}")
 
-    def _check_support(self, x, name):
-        self.likelihood.check_support(x, name)
+    def forward(self, x) -> torch.Tensor:
+        """``model(x)``: the per-example ELBO of the one-hot posterior, :meth:`elbo`
+        (``x`` of shape (n, data_dim), returns (n,) nats, differentiable through the
+        straight-through code; the training loss is :meth:`loss`)."""
+        return self.elbo(x)
 
     @property
     def kl(self) -> float:
