@@ -332,7 +332,7 @@ def expected_log_dirichlet(concentration: torch.Tensor) -> torch.Tensor:
     """
     concentration = as_param(concentration, "concentration", min_ndim=1)
     _check_positive_tensor(concentration, "concentration")
-    return _ex.expected_log_dirichlet(concentration)
+    return _ex.expected_log_dirichlet_unchecked(concentration)
 
 
 def _check_positive_tensor(t: torch.Tensor, name: str, minimum: float = 0.0,
@@ -366,7 +366,7 @@ def expected_log_det_wishart(df: torch.Tensor, scale_tril: torch.Tensor) -> torc
     _check_lower_cholesky(scale_tril, "scale_tril")
     df = as_param(df, "df", dtype=scale_tril.dtype).to(scale_tril.device)
     _check_positive_tensor(df, "df", d - 1, f"> D - 1 = {d - 1} (the Wishart degrees of freedom)")
-    return _ex.expected_log_det_wishart(df, scale_tril)
+    return _ex.expected_log_det_wishart_unchecked(df, scale_tril)
 
 
 class NormalWishart(Distribution):
@@ -520,7 +520,7 @@ class NormalWishart(Distribution):
         = H[W] + D/2 (1 + log 2 pi) - D/2 log beta - 1/2 E[log det Lambda] (PRML B.82, B.41)."""
         d = self.event_shape[0]
         log_det_w = _ex.log_det_tril(self.scale_tril)
-        e_log_det = _ex.expected_log_det_wishart(self.df, log_det_scale=log_det_w, dim=d)
+        e_log_det = _ex.expected_log_det_wishart_unchecked(self.df, log_det_scale=log_det_w, dim=d)
         # E[log det (beta Lambda)^-1] = -(D log beta + E[log det Lambda])
         return (_ex.wishart_entropy(self.df, log_det_w, d)
                 + _ex.gaussian_entropy(-(d * torch.log(self.mean_precision) + e_log_det), d))

@@ -55,8 +55,8 @@ from typing import NamedTuple
 import torch
 
 from ..distributions import sample
-from ..validation import check_choice, check_memory
-from ._checks import check_alpha, check_no_overflow, check_num_samples, check_pair
+from ..validation import check_choice, check_memory, check_num_samples
+from ._checks import MIN_SAMPLES, check_alpha, check_no_overflow, check_pair
 from ._gaussian import gaussian_params
 from .closed_form import kl_divergence
 from .importance import importance_estimate_unchecked
@@ -262,7 +262,7 @@ def _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, reny
     estimator = check_choice(estimator, ALPHA_ESTIMATORS, "estimator")
     if num_samples is None:
         raise ValueError("num_samples is required for method='monte_carlo'")
-    num_samples = check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples, minimum=MIN_SAMPLES)
     log_w = _mc_log_ratios(p, q, num_samples, generator, sample_from, batch)
     e = alpha if sample_from == "q" else 1.0 - alpha  # A_alpha = E_sampler[w^e]
     est = (_mc_renyi(log_w, e, alpha, estimator) if renyi

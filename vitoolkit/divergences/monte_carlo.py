@@ -23,8 +23,8 @@ import torch
 
 from ..distributions import as_param, sample
 from ..exceptions import ResourceLimitError
-from ..validation import check_bool, check_choice, check_memory, format_bytes
-from ._checks import check_num_samples, check_pair
+from ..validation import check_bool, check_choice, check_memory, check_num_samples, format_bytes
+from ._checks import MIN_SAMPLES, check_pair
 from .estimate import Estimate, warn_if_unreliable
 from .psis import tail_khat, tail_length
 
@@ -208,7 +208,7 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         false alarms on such near-constant terms, so none is made.)
     """
     batch = check_pair(p, q)
-    num_samples = check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples, minimum=MIN_SAMPLES)
     estimator = check_choice(estimator, KL_ESTIMATORS, "estimator")
     chunk = plan_draws(num_samples, batch, p.event_shape, what="monte_carlo_kl")
     if p.batch_shape != batch:

@@ -38,7 +38,7 @@ from ..exceptions import DivergedError
 from ..models.conjugate import ConjugateGaussian
 from ..models.logistic import LogisticPosterior
 from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
-from ._checks import as_params, check_choice, check_num_samples
+from ._checks import WORKING_COPIES, as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
 
 __all__ = [
@@ -150,7 +150,8 @@ class BayesianLogisticRegression:
         self.prior_std = check_positive(prior_std, "prior_std")
         self.posterior = LogisticPosterior(x, y, self.prior_std, fit_intercept=False)
         # Draws (S, D) and linear predictors (S, n), a few copies of each.
-        n = check_num_samples(reference_samples, x.shape[0] + x.shape[1], name="reference_samples",
+        n = check_num_samples(reference_samples, "reference_samples", minimum=2,
+                              values_per_sample=x.shape[0] + x.shape[1],
                               copies=4)
         self._reference(n, check_seed(seed))
 
@@ -279,7 +280,7 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
             raise TypeError(f"model must have dim, log_joint, elbo and distance; "
                             f"{type(model).__name__} has no {attr}")
     d = check_int(model.dim, "model.dim", minimum=1)
-    n = check_num_samples(num_samples, d)
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=d, copies=WORKING_COPIES)
     num_iterations = check_int(num_iterations, "num_iterations", minimum=1)
     learning_rate = check_positive(learning_rate, "learning_rate")
     baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0, maximum=1.0,

@@ -26,7 +26,14 @@ from torch.distributions import Normal
 
 from ..distributions import reparameterise
 from ..validation import as_float_tensor
-from ._checks import as_params, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
+from ._checks import (
+    WORKING_COPIES,
+    as_params,
+    check_choice,
+    check_num_samples,
+    evaluate_cost,
+    no_graph_is_constant,
+)
 from .gaussian import GradientSamples
 
 __all__ = ["ELBO_ESTIMATORS", "elbo_gradients", "gaussian_entropy"]
@@ -125,7 +132,7 @@ def elbo_gradients(log_joint, loc, scale, *, estimator: str, num_samples: int,
     """
     key = check_choice(estimator, ELBO_ESTIMATORS, "estimator")
     loc, scale = as_params(loc, scale)
-    n = check_num_samples(num_samples, loc.numel())
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=loc.numel(), copies=WORKING_COPIES)
     if not callable(log_joint):
         raise TypeError(f"log_joint must be callable, got {type(log_joint).__name__}")
     if baseline is not None:

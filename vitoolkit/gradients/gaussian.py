@@ -23,6 +23,7 @@ import torch
 from ..distributions import reparameterise
 from ..validation import as_float_tensor
 from ._checks import (
+    WORKING_COPIES,
     as_params,
     check_choice,
     check_finite_result,
@@ -32,7 +33,7 @@ from ._checks import (
     no_graph_is_constant,
 )
 
-__all__ = ["GradientSamples", "GradientEstimator", "ESTIMATORS", "gaussian_gradients"]
+__all__ = ["GradientSamples", "GradientEstimator", "GAUSSIAN_ESTIMATORS", "ESTIMATORS", "gaussian_gradients"]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 # Measure-valued estimates evaluate the cost on (num_samples, ..., D, D) points; above this
@@ -107,7 +108,12 @@ class GradientEstimator(str, enum.Enum):
 
 
 #: Names of the estimators accepted by :func:`gaussian_gradients`.
-ESTIMATORS = tuple(e.value for e in GradientEstimator)
+#: The estimators of :func:`gaussian_gradients` (one name per set: the ELBO's are
+#: :data:`~vitoolkit.gradients.elbo.ELBO_ESTIMATORS`, the discrete ones
+#: :data:`~vitoolkit.gradients.discrete.DISCRETE_ESTIMATORS`).
+GAUSSIAN_ESTIMATORS = tuple(e.value for e in GradientEstimator)
+#: The former name of :data:`GAUSSIAN_ESTIMATORS`.
+ESTIMATORS = GAUSSIAN_ESTIMATORS
 
 
 def _randn(shape, generator):
@@ -313,7 +319,7 @@ def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
     scale : array-like broadcastable to loc's shape, positive
         Standard deviations sigma.
     estimator : str or GradientEstimator
-        One of :data:`ESTIMATORS`.
+        One of :data:`GAUSSIAN_ESTIMATORS`.
     num_samples : int >= 2
         Number of draws (one gradient estimate per draw).
     generator : torch.Generator, optional
@@ -342,9 +348,9 @@ def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
         ``num_samples`` too large for memory (a ``ValueError``; raised before
         anything is allocated).
     """
-    key = check_choice(estimator, ESTIMATORS, "estimator")
+    key = check_choice(estimator, GAUSSIAN_ESTIMATORS, "estimator")
     loc, scale = as_params(loc, scale)
-    n = check_num_samples(num_samples, loc.numel())
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=loc.numel(), copies=WORKING_COPIES)
     if not callable(cost):
         raise TypeError(f"cost must be callable (..., D) -> (...), got {type(cost).__name__}")
     with torch.no_grad():

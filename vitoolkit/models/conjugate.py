@@ -59,6 +59,7 @@ from ..validation import (
     check_choice,
     check_int,
     check_memory,
+    check_num_samples,
     check_positive,
     check_real,
     overflow_message,
@@ -174,14 +175,6 @@ class NormalStatistics(NamedTuple):
     count: int
     mean: torch.Tensor
     sum_sq_dev: torch.Tensor
-
-
-def _check_num_samples(num_samples, batch_numel: int) -> int:
-    n = check_int(num_samples, "num_samples", minimum=2)
-    # Draws, log-densities and weights: about four float64 arrays of (num_samples, *batch).
-    check_memory(4 * 8 * n * max(1, batch_numel), "num_samples", n,
-                 f"{n} draws of a batch of {batch_numel}")
-    return n
 
 
 class ConjugateGaussian:
@@ -355,7 +348,8 @@ class ConjugateGaussian:
             raise ValueError(f"q must be a distribution over the scalar z (event shape ()), got "
                              f"{type(q).__name__} with event shape {tuple(q.event_shape)}")
         st = self._data(x)
-        num_samples = _check_num_samples(num_samples, q.batch_shape.numel())
+        num_samples = check_num_samples(num_samples, minimum=2, values_per_sample=q.batch_shape.numel(),
+                                        copies=4)
         z = sample(q, (num_samples,), generator=generator)
         terms = self.log_joint(st, z) - q.log_prob(z)
         self._finite(terms, "log p(x, z) - log q(z)", st, {"z drawn from q": z})
@@ -505,7 +499,8 @@ class ConjugateGaussian:
         estimator p(x) ~ mean_s p(x | z_s).
         """
         proposal = self._proposal(proposal)
-        num_samples = _check_num_samples(num_samples, proposal.batch_shape.numel())
+        num_samples = check_num_samples(num_samples, minimum=2,
+                                        values_per_sample=proposal.batch_shape.numel(), copies=4)
         z = sample(proposal, (num_samples,), generator=generator)
         return self.log_joint(x, z) - proposal.log_prob(z)
 

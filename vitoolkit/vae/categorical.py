@@ -63,13 +63,16 @@ from . import importance as _sampling
 from .importance import check_draws, check_num_samples
 from .likelihoods import make_likelihood
 from .model import _LatentVariableModel, check_network_size
-from .networks import MLP, build_network, check_hidden_dims
+from .networks import MLP, build_encoder_decoder, check_hidden_dims
 
-__all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES", "BiasVariance",
-           "bias_and_variance"]
+__all__ = ["CategoricalVAE", "CATEGORICAL_ESTIMATORS", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES",
+           "BiasVariance", "bias_and_variance"]
 
 #: The encoder-gradient estimators of :class:`CategoricalVAE`.
-ESTIMATORS = ("gumbel_softmax", "reinforce", "vimco")
+#: The gradient estimators of :class:`CategoricalVAE` (not :mod:`vitoolkit.gradients`' sets).
+CATEGORICAL_ESTIMATORS = ("gumbel_softmax", "reinforce", "vimco")
+#: The former name of :data:`CATEGORICAL_ESTIMATORS` (``vitoolkit.vae.ESTIMATORS``).
+ESTIMATORS = CATEGORICAL_ESTIMATORS
 #: The REINFORCE baselines.
 BASELINES = ("running", "learned", "none")
 #: Largest number of joint states C^L that the exact (enumerated) methods accept.
@@ -151,7 +154,7 @@ class CategoricalVAE(_LatentVariableModel):
         self.num_categories = check_int(num_categories, "num_categories", minimum=2)
         self.latent_dim = self.num_latents * self.num_categories
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.estimator = check_choice(estimator, ESTIMATORS, "estimator")
+        self.estimator = check_choice(estimator, CATEGORICAL_ESTIMATORS, "estimator")
         self.temperature = check_temperature(check_positive(temperature, "temperature"))
         self.baseline = check_choice(baseline, BASELINES, "baseline")
         self.baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0,
@@ -174,13 +177,10 @@ class CategoricalVAE(_LatentVariableModel):
         }
 
         def build():
-            self.encoder = build_network("encoder", "mlp", in_features=self.data_dim,
-                                         out_features=self.latent_dim, hidden_dims=hidden_dims,
-                                         activation=activation)
-            self.decoder = build_network(
-                "decoder", "mlp", in_features=self.latent_dim,
-                out_features=self.likelihood.params_per_pixel * self.data_dim,
-                hidden_dims=hidden_dims[::-1], activation=activation)
+            self.encoder, self.decoder = build_encoder_decoder(
+                "mlp", data_dim=self.data_dim, encoder_out=self.latent_dim, latent_dim=self.latent_dim,
+                hidden_dims=hidden_dims, activation=activation,
+                params_per_pixel=self.likelihood.params_per_pixel)
             if self.baseline == "learned":
                 width = hidden_dims[-1] if hidden_dims else 32
                 self.baseline_net = MLP(self.data_dim, (width,), 1, activation)
@@ -622,7 +622,7 @@ class CategoricalVAE(_LatentVariableModel):
         num_draws = check_int(num_draws, "num_draws", minimum=1)
         k = check_num_samples(num_samples)
         estimator = self.estimator if estimator is None else \
-            check_choice(estimator, ESTIMATORS, "estimator")
+            check_choice(estimator, CATEGORICAL_ESTIMATORS, "estimator")
         # An option the chosen estimator does not use is refused, not ignored.
         if temperature is not None:
             if estimator != "gumbel_softmax":

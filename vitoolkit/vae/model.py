@@ -51,6 +51,7 @@ from ..divergences.importance import (
     log_mean_exp_unchecked,
 )
 from ..validation import (
+    as_float_tensor,
     check_bool,
     check_choice,
     check_int,
@@ -72,7 +73,7 @@ from .importance import (  # re-exported: importable from here, as before the sp
 from .likelihoods import make_likelihood
 from .networks import (
     ARCHITECTURES,
-    build_network,
+    build_encoder_decoder,
     check_hidden_dims,
     check_image_shape,
     check_parameter_memory,
@@ -153,8 +154,16 @@ class _LatentVariableModel(nn.Module):
             raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
         return x.to(device=ref.device, dtype=ref.dtype) if cast else x
 
+    #: Check the support on a float64 copy first (the autoencoders' BCE range check), before
+    #: any other check, so a value just outside [0, 1] is refused whatever its dtype.
+    _support_in_float64 = False
+
     def _check_x(self, x, name: str = "x") -> torch.Tensor:
         """Validate data: shape (n, data_dim) (or (n, *image_shape)), finite, in support."""
+        if self._support_in_float64:
+            x64 = as_float_tensor(x, name, dtype=torch.float64)
+            if x64.numel():
+                self._check_support(x64, name)
         # Checked in the caller's precision, then cast: a float64 value outside the support
         # must not become a valid one by rounding to float32 (-1e-200 -> -0.0).
         x = self._as_tensor(x, name, cast=False)
@@ -335,15 +344,11 @@ class VAE(_LatentVariableModel):
         mlp = architecture == "mlp"
 
         def build():
-            self.encoder = build_network(
-                "encoder", architecture, in_features=self.data_dim + (cond if mlp else 0),
-                out_features=enc_out, hidden_dims=hidden_dims, activation=activation,
-                image_shape=self.image_shape, extra_features=cond)
-            self.decoder = build_network(
-                "decoder", architecture, in_features=self.latent_dim + cond,
-                out_features=self.likelihood.params_per_pixel * self.data_dim,
-                hidden_dims=hidden_dims[::-1] if mlp else hidden_dims, activation=activation,
-                image_shape=self.image_shape, params_per_pixel=self.likelihood.params_per_pixel)
+            self.encoder, self.decoder = build_encoder_decoder(
+                architecture, data_dim=self.data_dim, encoder_out=enc_out, latent_dim=self.latent_dim,
+                hidden_dims=hidden_dims, activation=activation,
+                params_per_pixel=self.likelihood.params_per_pixel, image_shape=self.image_shape,
+                conditional_dim=cond)
 
         self._init_seeded(seed, build)
         self._mlp = mlp

@@ -109,12 +109,8 @@ class SparseAutoencoder(_LatentVariableModel):
 
         self._init_seeded(seed, build)
 
-    def _check_x(self, x, name: str = "x") -> torch.Tensor:
-        # The support is checked in float64 too, before float32 rounds a value onto [0, 1].
-        x64 = as_float_tensor(x, name, dtype=torch.float64)
-        if x64.numel():
-            self._check_support(x64, name)
-        return super()._check_x(x, name)
+    # The support is checked in float64 too, before float32 rounds a value onto [0, 1].
+    _support_in_float64 = True
 
     def _check_support(self, x, name):
         lo, hi = float(x.min()), float(x.max())

@@ -36,7 +36,7 @@ from torch import nn
 from ..validation import check_int, check_memory, check_real, check_seed
 from .likelihoods import make_likelihood
 from .model import _LatentVariableModel, check_network_size
-from .networks import build_network, check_hidden_dims
+from .networks import build_encoder_decoder, check_hidden_dims
 
 __all__ = ["VQVAE"]
 
@@ -99,13 +99,10 @@ class VQVAE(_LatentVariableModel):
         }
 
         def build():
-            self.encoder = build_network("encoder", "mlp", in_features=self.data_dim,
-                                         out_features=self.latent_dim, hidden_dims=hidden_dims,
-                                         activation=activation)
-            self.decoder = build_network(
-                "decoder", "mlp", in_features=self.latent_dim,
-                out_features=self.likelihood.params_per_pixel * self.data_dim,
-                hidden_dims=hidden_dims[::-1], activation=activation)
+            self.encoder, self.decoder = build_encoder_decoder(
+                "mlp", data_dim=self.data_dim, encoder_out=self.latent_dim, latent_dim=self.latent_dim,
+                hidden_dims=hidden_dims, activation=activation,
+                params_per_pixel=self.likelihood.params_per_pixel)
             k = self.num_embeddings
             # Uniform(-1/K, 1/K), the initialisation of the common reference implementations.
             self.codebook = nn.Parameter(torch.empty(k, self.embedding_dim).uniform_(-1 / k, 1 / k))
