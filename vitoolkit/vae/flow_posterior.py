@@ -31,7 +31,7 @@ from ..divergences.estimate import warn_if_unreliable
 from ..divergences.importance import importance_estimate_unchecked
 from ..exceptions import DivergedError
 from ..validation import check_int, check_positive
-from .diagnostics import AmortisationGap
+from .bounds import AmortisationGap
 from .model import VAE
 
 __all__ = ["PlanarFlowPosterior", "train_flow_vae", "flow_amortisation_gap", "flow_elbo"]

@@ -34,7 +34,7 @@ from ..distributions import reparameterise
 from ..distributions import sample as _sample
 from ..divergences import kl_divergence
 from ..validation import check_memory
-from .diagnostics import _check_inputs
+from ._model_inputs import _check_inputs
 from .importance import check_num_samples
 from .model import VAE
 
