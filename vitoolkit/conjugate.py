@@ -4,7 +4,8 @@ The model lives in :mod:`vitoolkit.models.conjugate`, below the topic packages t
 use it (:mod:`vitoolkit.gradients` among them); this module re-exports its public names.
 """
 
-from .models.conjugate import (
+from .models import conjugate as _model
+from .models.conjugate import (  # noqa: F401 - re-exported
     MAX_QUADRATURE_WIDTH,
     ConjugateGaussian,
     ElboSurface,
@@ -14,12 +15,4 @@ from .models.conjugate import (
     independent_copies_relative_variance,
 )
 
-__all__ = [
-    "ConjugateGaussian",
-    "ElboSurface",
-    "EvidenceEstimate",
-    "GradientFitPath",
-    "NormalStatistics",
-    "independent_copies_relative_variance",
-    "MAX_QUADRATURE_WIDTH",
-]
+__all__ = list(_model.__all__)

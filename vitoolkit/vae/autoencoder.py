@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..validation import as_float_tensor, check_choice, check_int, check_memory, check_seed
-from .model import _LatentVariableModel
+from .base import _LatentVariableModel
 from .networks import (
     ARCHITECTURES,
     build_encoder_decoder,

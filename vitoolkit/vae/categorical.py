@@ -60,10 +60,10 @@ from ..validation import (
     memory_limit,
 )
 from . import importance as _sampling
+from .base import _LatentVariableModel, check_network_size
 from .importance import check_draws, check_num_samples
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel, check_network_size
-from .networks import MLP, build_encoder_decoder, check_hidden_dims
+from .networks import MLP, check_hidden_dims
 
 __all__ = ["CategoricalVAE", "CATEGORICAL_ESTIMATORS", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES",
            "BiasVariance", "bias_and_variance"]
@@ -177,10 +177,7 @@ class CategoricalVAE(_LatentVariableModel):
         }
 
         def build():
-            self.encoder, self.decoder = build_encoder_decoder(
-                "mlp", data_dim=self.data_dim, encoder_out=self.latent_dim, latent_dim=self.latent_dim,
-                hidden_dims=hidden_dims, activation=activation,
-                params_per_pixel=self.likelihood.params_per_pixel)
+            self._build_mlp_pair(hidden_dims, activation)
             if self.baseline == "learned":
                 width = hidden_dims[-1] if hidden_dims else 32
                 self.baseline_net = MLP(self.data_dim, (width,), 1, activation)

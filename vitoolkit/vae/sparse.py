@@ -30,7 +30,7 @@ from ..validation import (
     check_real,
     check_seed,
 )
-from .model import _LatentVariableModel
+from .base import _LatentVariableModel
 from .networks import check_parameter_memory, mlp_parameter_count
 
 __all__ = ["SparseAutoencoder", "bernoulli_sparsity_penalty"]

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from ..validation import check_int, check_memory, check_real, check_seed
+from .base import _LatentVariableModel, check_network_size
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel, check_network_size
-from .networks import build_encoder_decoder, check_hidden_dims
+from .networks import check_hidden_dims
 
 __all__ = ["VQVAE"]
 
@@ -99,10 +99,7 @@ class VQVAE(_LatentVariableModel):
         }
 
         def build():
-            self.encoder, self.decoder = build_encoder_decoder(
-                "mlp", data_dim=self.data_dim, encoder_out=self.latent_dim, latent_dim=self.latent_dim,
-                hidden_dims=hidden_dims, activation=activation,
-                params_per_pixel=self.likelihood.params_per_pixel)
+            self._build_mlp_pair(hidden_dims, activation)
             k = self.num_embeddings
             # Uniform(-1/K, 1/K), the initialisation of the common reference implementations.
             self.codebook = nn.Parameter(torch.empty(k, self.embedding_dim).uniform_(-1 / k, 1 / k))
