@@ -91,7 +91,7 @@ def test_monte_carlo_elbo_matches_closed_form():
 
 
 def test_conjugate_model_rejects_bad_input():
-    with pytest.raises(ValueError, match="prior_scale"):
+    with pytest.raises(ValueError, match="prior_std"):
         ConjugateGaussian(0.0, -1.0, 1.0)
     with pytest.raises(ValueError, match="noise_scale"):
         ConjugateGaussian(0.0, 1.0, float("nan"))

@@ -212,7 +212,7 @@ def test_reexports_from_the_vae_model_are_the_core_objects():
 
 
 def test_conjugate_evidence_equals_the_former_formula():
-    model = ConjugateGaussian(prior_loc=0.0, prior_scale=2.0, noise_scale=1.0)
+    model = ConjugateGaussian(prior_loc=0.0, prior_std=2.0, noise_scale=1.0)
     x = torch.randn(30, generator=_gen(8), dtype=F64) + 1.0
     post = model.posterior(x)
     for prop in (model.prior, torch.distributions.Normal(post.loc, post.scale * 0.5)):

@@ -2237,7 +2237,9 @@ SPECS: list[Spec] = [
     # ---- conjugate -----------------------------------------------------------------------
     Spec(
         conjugate.ConjugateGaussian,
-        dict(prior_loc=A(_ANY), prior_scale=A(_POS), noise_scale=A(_POS)),
+        # prior_scale: the deprecated former name of prior_std (tests/test_conjugate.py)
+        dict(prior_loc=A(_ANY), prior_std=A(_POS), noise_scale=A(_POS),
+             prior_scale=A(Ignored(nullable=True), None)),
         then=lambda m: m.log_evidence(torch.tensor([0.5, 1.0], dtype=F64)),
     ),
     Spec(

@@ -24,7 +24,6 @@ Two models with a reference posterior:
 from __future__ import annotations
 
 import math
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -37,7 +36,15 @@ from ..divergences.importance import effective_sample_size_unchecked, log_mean_e
 from ..exceptions import DivergedError
 from ..models.conjugate import ConjugateGaussian
 from ..models.logistic import LogisticPosterior
-from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
+from ..validation import (
+    as_float_tensor,
+    check_int,
+    check_memory,
+    check_positive,
+    check_real,
+    check_seed,
+    renamed_argument,
+)
 from ._checks import WORKING_COPIES, as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
 
@@ -53,7 +60,7 @@ def _diag_normal(loc, scale):
 
 
 class ConjugateGaussianModel:
-    r"""z ~ N(prior_loc, prior_scale^2 I_D), x_i | z ~ N(z, noise_scale^2 I_D), i = 1..n.
+    r"""z ~ N(prior_loc, prior_std^2 I_D), x_i | z ~ N(z, noise_scale^2 I_D), i = 1..n.
 
     D independent copies of :class:`vitoolkit.conjugate.ConjugateGaussian`, one per
     column of the data, evaluated through the data's sufficient statistics (computed
@@ -63,20 +70,25 @@ class ConjugateGaussianModel:
     Parameters
     ----------
     data : array-like of shape (n,) or (n, D)
-    prior_loc, prior_scale, noise_scale : float
+    prior_loc, prior_std, noise_scale : float
+        (``prior_scale``, the former name of ``prior_std``, is accepted with a
+        ``DeprecationWarning``.)
     """
 
-    def __init__(self, data, prior_loc: float = 0.0, prior_scale: float = 1.0,
-                 noise_scale: float = 1.0):
+    def __init__(self, data, prior_loc: float = 0.0, prior_std: float = 1.0,
+                 noise_scale: float = 1.0, *, prior_scale=None):
+        prior_std = renamed_argument(prior_std, prior_scale, "prior_std", "prior_scale",
+                                     "ConjugateGaussianModel")
         x = as_float_tensor(data, "data", dtype=torch.float64, ndim=(1, 2))
         if x.ndim == 1:
             x = x.unsqueeze(-1)
         if x.shape[0] < 1:
             raise ValueError(f"data must have shape (n,) or (n, D) with n >= 1, got {tuple(x.shape)}")
-        self.model = ConjugateGaussian(prior_loc, prior_scale, noise_scale)
+        self.model = ConjugateGaussian(prior_loc, prior_std, noise_scale)
         self.data = x
         self.prior_loc = float(self.model.prior_loc)
-        self.prior_scale = float(self.model.prior_scale)
+        self.prior_std = float(self.model.prior_std)
+        self.prior_scale = self.prior_std  # the former name
         self.noise_scale = float(self.model.noise_scale)
         self.statistics = ConjugateGaussian._statistics(x, "data")
         post = self.model.posterior(self.statistics)
@@ -131,11 +143,8 @@ class BayesianLogisticRegression:
 
     def __init__(self, features, labels, prior_std: float = 1.0,
                  reference_samples: int = 200_000, seed: int = 0, *, prior_scale=None):
-        if prior_scale is not None:
-            warnings.warn("BayesianLogisticRegression(prior_scale=...) is deprecated: the prior's "
-                          "standard deviation is prior_std throughout the package",
-                          DeprecationWarning, stacklevel=2)
-            prior_std = prior_scale
+        prior_std = renamed_argument(prior_std, prior_scale, "prior_std", "prior_scale",
+                                     "BayesianLogisticRegression")
         x = as_float_tensor(features, "features", dtype=torch.float64, ndim=2)
         if isinstance(labels, torch.Tensor) and labels.dtype == torch.bool:
             labels = labels.to(torch.float64)  # a boolean label vector is unambiguous

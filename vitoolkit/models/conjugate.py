@@ -63,6 +63,7 @@ from ..validation import (
     check_positive,
     check_real,
     overflow_message,
+    renamed_argument,
 )
 
 __all__ = [
@@ -178,21 +179,30 @@ class NormalStatistics(NamedTuple):
 
 
 class ConjugateGaussian:
-    """The model z ~ N(prior_loc, prior_scale^2), x_i | z ~ N(z, noise_scale^2).
+    """The model z ~ N(prior_loc, prior_std^2), x_i | z ~ N(z, noise_scale^2).
 
     Parameters
     ----------
     prior_loc : float
-    prior_scale : float > 0
+    prior_std : float > 0
+        The prior's standard deviation (``prior_scale``, its former name, is accepted with a
+        ``DeprecationWarning``; the attribute ``prior_scale`` reads ``prior_std``).
     noise_scale : float > 0
 
     All results are float64 tensors.
     """
 
-    def __init__(self, prior_loc: float = 0.0, prior_scale: float = 1.0, noise_scale: float = 1.0):
+    def __init__(self, prior_loc: float = 0.0, prior_std: float = 1.0, noise_scale: float = 1.0, *,
+                 prior_scale=None):
+        prior_std = renamed_argument(prior_std, prior_scale, "prior_std", "prior_scale", "ConjugateGaussian")
         self.prior_loc = torch.tensor(check_real(prior_loc, "prior_loc"), dtype=torch.float64)
-        self.prior_scale = torch.tensor(check_positive(prior_scale, "prior_scale"), dtype=torch.float64)
+        self.prior_std = torch.tensor(check_positive(prior_std, "prior_std"), dtype=torch.float64)
         self.noise_scale = torch.tensor(check_positive(noise_scale, "noise_scale"), dtype=torch.float64)
+
+    @property
+    def prior_scale(self) -> torch.Tensor:
+        """The former name of :attr:`prior_std`."""
+        return self.prior_std
 
     def _inputs(self, st: NormalStatistics | None, extra: dict | None = None) -> dict:
         """The numbers a result depends on (data, model, extra), for naming an overflow's cause."""
@@ -200,7 +210,7 @@ class ConjugateGaussian:
         if st is not None:
             sd = (st.sum_sq_dev / st.count).sqrt()
             inputs["x (mean -/+ sd)"] = torch.stack([(st.mean - sd).min(), (st.mean + sd).max()])
-        inputs.update(prior_loc=self.prior_loc, prior_scale=self.prior_scale,
+        inputs.update(prior_loc=self.prior_loc, prior_std=self.prior_std,
                       noise_scale=self.noise_scale)
         inputs.update(extra or {})
         return inputs
@@ -216,8 +226,8 @@ class ConjugateGaussian:
 
     @property
     def prior(self) -> Normal:
-        """p(z) = N(prior_loc, prior_scale^2)."""
-        return Normal(self.prior_loc, self.prior_scale)
+        """p(z) = N(prior_loc, prior_std^2)."""
+        return Normal(self.prior_loc, self.prior_std)
 
     @staticmethod
     def statistics(x) -> NormalStatistics:
@@ -267,14 +277,14 @@ class ConjugateGaussian:
         Read as a function of the data, the evidence is a distribution over data sets
         (it integrates to one over x); once x is observed it is a single number.
         """
-        return Normal(self.prior_loc, torch.sqrt(self.noise_scale**2 + self.prior_scale**2))
+        return Normal(self.prior_loc, torch.sqrt(self.noise_scale**2 + self.prior_std**2))
 
     def posterior(self, x) -> Normal:
         """Exact p(z | x) = N(m_n, s_n^2) (PRML eq. 2.141-2.142)."""
         st = self._data(x)
-        precision = 1 / self.prior_scale**2 + st.count / self.noise_scale**2
+        precision = 1 / self.prior_std**2 + st.count / self.noise_scale**2
         var = 1 / precision
-        mean = var * (self.prior_loc / self.prior_scale**2 + st.count * st.mean / self.noise_scale**2)
+        mean = var * (self.prior_loc / self.prior_std**2 + st.count * st.mean / self.noise_scale**2)
         # A finite precision and variance: the variance is then positive, never 0.
         self._finite((mean, var, precision), "the posterior's mean, variance and precision", st)
         return Normal(mean, var.sqrt().expand(mean.shape))
@@ -292,13 +302,13 @@ class ConjugateGaussian:
 
     def _log_evidence(self, st: NormalStatistics, prior_loc: torch.Tensor) -> torch.Tensor:
         n, xbar, ss = st
-        s2, s02 = self.noise_scale**2, self.prior_scale**2
+        s2, s02 = self.noise_scale**2, self.prior_std**2
         return (-0.5 * n * torch.log(2 * math.pi * s2) - 0.5 * torch.log1p(n * s02 / s2)
                 - ss / (2 * s2) - n * (xbar - prior_loc) ** 2 / (2 * (s2 + n * s02)))
 
     def with_prior_loc(self, prior_loc) -> ConjugateGaussian:
         """The same model with prior mean ``prior_loc`` (the parameter theta of tutorial 01)."""
-        return ConjugateGaussian(prior_loc, self.prior_scale, self.noise_scale)
+        return ConjugateGaussian(prior_loc, self.prior_std, self.noise_scale)
 
     def log_likelihood(self, x, z) -> torch.Tensor:
         """log p(x | z) = sum_i log N(x_i; z, s^2) for z of any shape (...), returning (...).
@@ -450,7 +460,7 @@ class ConjugateGaussian:
 
         def elbo_of(loc, log_scale, prior_loc):
             q = Normal(loc, log_scale.exp())
-            return self.expected_log_likelihood(x, q) - kl_divergence(q, Normal(prior_loc, self.prior_scale))
+            return self.expected_log_likelihood(x, q) - kl_divergence(q, Normal(prior_loc, self.prior_std))
 
         def check_iterate(step, values, what):
             if all(bool(torch.isfinite(v).all()) for v in values):
