@@ -40,7 +40,7 @@ def model_and_data():
 def test_log_evidence_in_linear_time_equals_the_multivariate_normal(model_and_data):
     model, x = model_and_data
     n = x.shape[0]
-    cov = model.noise_scale**2 * torch.eye(n, dtype=D) + model.prior_scale**2
+    cov = model.noise_scale**2 * torch.eye(n, dtype=D) + model.prior_std**2
     mvn = torch.distributions.MultivariateNormal(model.prior_loc.expand(n), covariance_matrix=cov)
     assert float(model.log_evidence(x)) == pytest.approx(float(mvn.log_prob(x)), abs=1e-10)
     assert torch.isfinite(model.log_evidence(torch.zeros(200_000, dtype=D)))  # no n x n matrix
@@ -235,7 +235,7 @@ def test_no_silent_coercion_and_oversized_requests_are_refused(model_and_data):
     model, x = model_and_data
     with pytest.raises(TypeError, match="n must be an integer"):
         model.sample_data(5.0)
-    with pytest.raises(TypeError, match="prior_scale must be a real number"):
+    with pytest.raises(TypeError, match="prior_std must be a real number"):
         ConjugateGaussian(0.0, True, 1.0)
     with pytest.raises(TypeError, match="prior_loc must be a real number"):
         ConjugateGaussian("0.5")
@@ -255,3 +255,18 @@ def test_no_silent_coercion_and_oversized_requests_are_refused(model_and_data):
         model.elbo_quadrature(x, model.prior, num_points=10**10)
     with pytest.raises(ResourceLimitError, match="n=1000000000000"):
         model.sample_data(10**12)
+
+
+def test_prior_scale_is_the_deprecated_former_name_of_prior_std():
+    from vitoolkit.gradients.bbvi import ConjugateGaussianModel
+
+    new = ConjugateGaussian(prior_loc=0.3, prior_std=2.0, noise_scale=1.2)
+    with pytest.warns(DeprecationWarning, match="prior_std") as rec:
+        old = ConjugateGaussian(prior_loc=0.3, prior_scale=2.0, noise_scale=1.2)
+    assert rec[0].filename == __file__
+    x = torch.tensor([0.5, 1.0, -0.3], dtype=torch.float64)
+    assert float(old.log_evidence(x)) == float(new.log_evidence(x))
+    assert float(new.prior_scale) == float(new.prior_std) == 2.0
+    with pytest.warns(DeprecationWarning, match="ConjugateGaussianModel"):
+        model = ConjugateGaussianModel(torch.zeros(3, 2, dtype=torch.float64), prior_scale=2.0)
+    assert model.prior_std == model.prior_scale == 2.0

@@ -33,6 +33,7 @@ from vitoolkit.divergences import (
     entropy,
     grid_divergence,
     kl_divergence,
+    mean_and_stderr,
     monte_carlo_kl,
     renyi_divergence,
 )
@@ -222,15 +223,27 @@ def test_k3_has_lower_variance_than_log_ratio_when_q_is_close_to_p():
     assert float(b.stderr) < 0.2 * float(a.stderr)
 
 
-def test_estimate_unpacks_to_two_fields_and_carries_khat():
+def test_estimate_is_one_named_tuple_value_stderr_khat():
     est = monte_carlo_kl(normal(0, 1), normal(0.2, 1.1), 1000, generator=torch.Generator().manual_seed(1))
-    value, stderr = est
-    assert isinstance(est, Estimate) and isinstance(est, tuple) and len(est) == 2
-    assert torch.equal(value, est.value) and torch.equal(stderr, est.stderr)
+    value, stderr, khat = est
+    assert isinstance(est, Estimate) and isinstance(est, tuple) and len(est) == 3
+    assert est._fields == ("value", "stderr", "khat")
+    assert torch.equal(value, est.value) and torch.equal(stderr, est.stderr) and torch.equal(khat, est.khat)
+    assert est[0] is est.value and est[1] is est.stderr
     assert est.khat.shape == value.shape and float(est.khat) < 0.5
     assert "khat=" in repr(est)
-    plain = Estimate(t(1.0), t(0.1))
-    assert plain.khat is None and plain._replace(value=t(2.0)).khat is None
+    # khat is a field: NaN (same shape as value) where not computed, kept by _replace.
+    plain = Estimate(t([1.0, 2.0]), t([0.1, 0.2]))
+    assert plain.khat.shape == (2,) and bool(plain.khat.isnan().all())
+    assert torch.equal(plain._replace(value=t([3.0, 4.0])).khat.isnan(), plain.khat.isnan())
+    assert bool(mean_and_stderr(t([1.0, 2.0, 4.0])).khat.isnan())
+    # The importance and evidence summaries are the same type.
+    from vitoolkit.conjugate import EvidenceEstimate
+    from vitoolkit.divergences import ImportanceEstimate, importance_estimate
+
+    assert ImportanceEstimate is Estimate
+    assert isinstance(importance_estimate(t([[0.0], [1.0]]), warn=False), Estimate)
+    assert issubclass(EvidenceEstimate, Estimate)
     # Batched pairs: one k-hat per pair; fewer than 25 draws: NaN (no tail to fit), no warning.
     est = monte_carlo_kl(Normal(t([0.0, 0.0]), t([1.0, 1.0])), Normal(t([0.1, 0.5]), t([1.0, 2.0])),
                          2000, generator=torch.Generator().manual_seed(2))

@@ -97,3 +97,48 @@ def test_public_warning_and_error_classes_have_their_home_in_vitoolkit_exception
             if inspect.isclass(obj) and issubclass(obj, BaseException) and not issubclass(obj, homes):
                 strays.append(f"{modname}.{name}")
     assert not strays, f"define these in (or derive them from) vitoolkit.exceptions: {strays}"
+
+
+def test_diverged_is_one_class_under_every_old_name():
+    from vitoolkit.fitting.optimise import OptimiserDivergedError
+    from vitoolkit.vae.training import TrainingDivergedError
+
+    assert TrainingDivergedError is OptimiserDivergedError is exc.DivergedError
+    assert exc.TrainingDivergedError is exc.OptimiserDivergedError is exc.DivergedError
+    assert issubclass(exc.DivergedError, exc.NonFiniteError)
+    assert issubclass(exc.DivergedError, ValueError) and issubclass(exc.DivergedError, FloatingPointError)
+    diverged = []
+    for modname in WALKED:
+        module = importlib.import_module(modname)
+        diverged += [getattr(module, n) for n in module.__all__ if "Diverged" in n]
+    assert diverged and all(cls is exc.DivergedError for cls in diverged)
+
+
+def test_run_bbvi_divergence_raises_the_one_diverged_error():
+    import torch
+
+    from vitoolkit.gradients.bbvi import BayesianLogisticRegression, run_bbvi
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    y = (X[:, 0] > 0).to(torch.float64)
+    model = BayesianLogisticRegression(X, y, prior_std=1.0)
+    with pytest.raises(exc.DivergedError, match="diverged at iteration 1"):
+        run_bbvi(model, estimator="pathwise", num_iterations=3, num_samples=4, learning_rate=1e300,
+                 generator=g)
+
+
+@pytest.mark.parametrize("value", [1.5, "3"])
+def test_a_bad_constructor_parameter_is_caught_as_value_error_and_as_type_error(value):
+    """scikit-learn's rule: ``except ValueError`` catches a bad hyper-parameter of any kind."""
+    import numpy as np
+
+    from vitoolkit.cavi import BayesianGMM, UnitVarianceGMM
+
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    for cls in (BayesianGMM, UnitVarianceGMM):
+        for handler in (ValueError, TypeError, exc.InvalidParameterError):
+            with pytest.raises(handler, match="n_components"):
+                cls(n_components=value).fit(X)
+    with pytest.raises(ValueError, match="n_components"):  # a bad value (not type) stays caught too
+        BayesianGMM(n_components=0).fit(X)

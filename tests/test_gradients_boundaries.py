@@ -137,7 +137,7 @@ def test_independent_copies_refuses_invalid_and_overflowing_variances():
 
 @pytest.mark.parametrize(("kwargs", "culprit"), [
     ({"prior_loc": 1e300}, "prior_loc is too large"),
-    ({"prior_scale": 1e300}, "prior_scale is too large"),
+    ({"prior_std": 1e300}, "prior_std is too large"),
     ({"noise_scale": 1e-300}, "noise_scale is too small"),
 ])
 def test_log_evidence_names_the_model_parameter_that_overflows(kwargs, culprit):

@@ -168,7 +168,7 @@ def test_relaxed_draws_come_from_the_core_gumbel_softmax_sampler():
 def _model():
     gen = torch.Generator().manual_seed(0)
     data = 1.5 + torch.randn((15, 2), generator=gen, dtype=D64)
-    return ConjugateGaussianModel(data, prior_loc=0.3, prior_scale=2.0, noise_scale=1.2)
+    return ConjugateGaussianModel(data, prior_loc=0.3, prior_std=2.0, noise_scale=1.2)
 
 
 def test_conjugate_evidence_against_the_marginal_normal():
@@ -294,8 +294,8 @@ def test_bbvi_bad_inputs():
         run_bbvi(m, estimator="score_baseline", num_iterations=5, num_samples=4, baseline_decay=1.0)
     with pytest.raises(TypeError, match="data must"):
         ConjugateGaussianModel([["a", "b"]])
-    with pytest.raises(ValueError, match="prior_scale must be > 0"):
-        ConjugateGaussianModel(torch.zeros(3, 2), prior_scale=0.0)
+    with pytest.raises(ValueError, match="prior_std must be > 0"):
+        ConjugateGaussianModel(torch.zeros(3, 2), prior_std=0.0)
 
 
 # -- generic distributions -------------------------------------------------------------------------

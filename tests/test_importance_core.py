@@ -212,7 +212,7 @@ def test_reexports_from_the_vae_model_are_the_core_objects():
 
 
 def test_conjugate_evidence_equals_the_former_formula():
-    model = ConjugateGaussian(prior_loc=0.0, prior_scale=2.0, noise_scale=1.0)
+    model = ConjugateGaussian(prior_loc=0.0, prior_std=2.0, noise_scale=1.0)
     x = torch.randn(30, generator=_gen(8), dtype=F64) + 1.0
     post = model.posterior(x)
     for prop in (model.prior, torch.distributions.Normal(post.loc, post.scale * 0.5)):
@@ -366,3 +366,27 @@ def test_streaming_result_refuses_a_dtype_that_is_not_floating(dtype):
     with pytest.raises(TypeError, match="dtype must be None or a floating torch dtype"):
         acc.result(dtype)
     assert acc.result(torch.float32).value.dtype == torch.float32
+
+
+def test_the_public_kernels_equal_the_checked_functions_and_keep_the_old_private_names():
+    from vitoolkit.divergences import (
+        effective_sample_size_unchecked,
+        importance_estimate_unchecked,
+        log_mean_exp_unchecked,
+    )
+    from vitoolkit.divergences import importance as imp
+
+    lw = torch.randn(500, 3, generator=_gen(21), dtype=F64) * 2.0
+    lw[:, 1] = lw[:, 1] - 800.0  # far below 0: the log-space forms must not underflow
+    torch.testing.assert_close(log_mean_exp_unchecked(lw), log_mean_exp(lw), rtol=0, atol=0)
+    torch.testing.assert_close(log_mean_exp_unchecked(lw), torch.log(torch.exp(lw + 800.0 * (
+        torch.arange(3) == 1)).mean(0)) - 800.0 * (torch.arange(3) == 1), rtol=1e-12, atol=1e-12)
+    w = torch.exp(lw - lw.amax(0))
+    torch.testing.assert_close(effective_sample_size_unchecked(lw), w.sum(0) ** 2 / (w**2).sum(0),
+                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(effective_sample_size_unchecked(lw), effective_sample_size(lw), rtol=0, atol=0)
+    a, b = importance_estimate_unchecked(lw), importance_estimate(lw, warn=False)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+    assert imp._log_mean_exp is log_mean_exp_unchecked and imp._kish_ess is effective_sample_size_unchecked
+    assert imp._importance_estimate is importance_estimate_unchecked

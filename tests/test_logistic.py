@@ -299,3 +299,32 @@ def test_predictions_and_toy_data_refuse_bad_values(monkeypatch):
         post.box(torch.zeros(2, dtype=F64), 1.0)
     with pytest.raises(TypeError, match="tol"):
         sklearn_map(post, tol="small")
+
+
+def test_one_logistic_model_serves_fitting_and_gradients():
+    """bbvi's BayesianLogisticRegression is the models package's LogisticPosterior (no intercept):
+    the same log joint, and its Laplace mode is scikit-learn's MAP (an independent optimiser)."""
+    import warnings
+
+    from vitoolkit.fitting.logistic import LogisticPosterior as FittingPosterior
+    from vitoolkit.gradients.bbvi import BayesianLogisticRegression
+    from vitoolkit.models.logistic import LogisticPosterior as ModelPosterior
+
+    assert FittingPosterior is ModelPosterior
+    X, y = _data(n=40, d=2, seed=3)
+    X, y = torch.as_tensor(X, dtype=F64), torch.as_tensor(y, dtype=F64)
+    blr = BayesianLogisticRegression(X, y, prior_std=1.5, reference_samples=2000)
+    post = ModelPosterior(X, y, prior_std=1.5, fit_intercept=False)
+    w = torch.randn(7, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    eta = w @ X.T  # the log joint written out: sum_n y a - softplus(a) + log N(w; 0, 1.5^2 I)
+    prior = Normal(torch.tensor(0.0, dtype=F64), torch.tensor(1.5, dtype=F64))
+    direct = (y * eta - torch.nn.functional.softplus(eta)).sum(-1) + prior.log_prob(w).sum(-1)
+    torch.testing.assert_close(blr.log_joint(w), direct, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(post.log_prob(w), direct, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blr.laplace_mode.numpy(), sklearn_map(post).coef_[0], atol=1e-6)
+    with pytest.warns(DeprecationWarning, match="prior_std"):
+        old = BayesianLogisticRegression(X, y, prior_scale=1.5, reference_samples=2000)
+    assert old.prior_std == old.prior_scale == 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(old.posterior_mean, blr.posterior_mean, rtol=0, atol=0)

@@ -312,11 +312,9 @@ def test_streamed_importance_sampling_equals_the_kept_weights(monkeypatch):
     k = 3000
     monkeypatch.setattr(vae_importance, "_CHUNK_ELEMENTS", 5 * 6 * 70)  # 70 draws per chunk
     with torch.no_grad():
-        kept = model.iwae_bound(x, k, generator=torch.Generator().manual_seed(1),
-                                return_diagnostics=True)
+        kept = model.iwae_estimate(x, k, generator=torch.Generator().manual_seed(1))
         monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 100)
-        streamed = model.iwae_bound(x, k, generator=torch.Generator().manual_seed(1),
-                                    return_diagnostics=True)
+        streamed = model.iwae_estimate(x, k, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(streamed.value, kept.value, rtol=0, atol=2e-5)
     torch.testing.assert_close(streamed.stderr, kept.stderr, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(streamed.khat, kept.khat, rtol=0, atol=1e-6)
@@ -327,8 +325,7 @@ def test_streamed_log_likelihood_matches_the_exact_evidence(monkeypatch):
     model, marginal = _linear_gaussian_vae(exact_posterior=False)
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))
     monkeypatch.setattr(vae_importance, "_STREAM_ELEMENTS", 1000)
-    est = model.log_likelihood(x, 20000, batch_size=3, generator=torch.Generator().manual_seed(2),
-                               return_diagnostics=True)
+    est = model.log_likelihood_estimate(x, 20000, batch_size=3, generator=torch.Generator().manual_seed(2))
     exact = marginal.log_prob(x.double())
     z = (est.value.double() - exact) / est.stderr.double()
     assert bool((z.abs() < 5).all()), z

@@ -141,18 +141,33 @@ def test_diagnostics_default_is_a_tensor_and_the_tuple_holds_the_same_value():
     x = _data(n=7)
     gen = lambda: torch.Generator().manual_seed(11)  # noqa: E731
     plain = model.log_likelihood(x, 300, generator=gen())
-    est = model.log_likelihood(x, 300, generator=gen(), return_diagnostics=True)
+    est = model.log_likelihood_estimate(x, 300, generator=gen())
     assert isinstance(plain, torch.Tensor)
     assert isinstance(est, ImportanceEstimate) and est._fields == ("value", "stderr", "khat")
     torch.testing.assert_close(est.value, plain)
     assert est.stderr.shape == est.khat.shape == (7,)
-    bound = model.iwae_bound(x, 300, generator=gen(), return_diagnostics=True)
+    bound = model.iwae_estimate(x, 300, generator=gen())
     torch.testing.assert_close(bound.value, plain)  # same draws, same estimate
     assert bound.value.requires_grad and not bound.stderr.requires_grad
     # k = 1 has no spread to estimate an error from, and k <= 20 too few draws for a tail.
-    one = model.iwae_bound(x, 1, generator=gen(), return_diagnostics=True)
+    one = model.iwae_estimate(x, 1, generator=gen())
     assert bool(one.stderr.isnan().all()) and bool(one.khat.isnan().all())
-    assert bool(model.iwae_bound(x, 10, return_diagnostics=True).khat.isnan().all())
+    assert bool(model.iwae_estimate(x, 10).khat.isnan().all())
+
+
+def test_return_diagnostics_is_deprecated_and_still_returns_the_estimate():
+    """The flag changed the return type; it now warns and points at the *_estimate methods."""
+    model, _ = _linear_gaussian_vae(exact_posterior=False)
+    x = _data(n=3)
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    with pytest.warns(DeprecationWarning, match=r"call iwae_estimate") as rec:
+        old = model.iwae_bound(x, 30, generator=gen(), return_diagnostics=True)
+    assert rec[0].filename == __file__  # points at the caller
+    torch.testing.assert_close(old.value, model.iwae_estimate(x, 30, generator=gen()).value)
+    with pytest.warns(DeprecationWarning, match=r"call log_likelihood_estimate"):
+        old = model.log_likelihood(x, 30, generator=gen(), return_diagnostics=True)
+    assert isinstance(old, ImportanceEstimate)
+    torch.testing.assert_close(old.value, model.log_likelihood(x, 30, generator=gen()))
 
 
 def test_stderr_is_the_spread_of_repeated_estimates():
@@ -162,7 +177,7 @@ def test_stderr_is_the_spread_of_repeated_estimates():
     gen = torch.Generator().manual_seed(12)
     reps, k = 400, 200
     with torch.no_grad():
-        runs = [model.iwae_bound(x, k, generator=gen, return_diagnostics=True) for _ in range(reps)]
+        runs = [model.iwae_estimate(x, k, generator=gen) for _ in range(reps)]
     values = torch.stack([r.value for r in runs]).double()
     stderr = torch.stack([r.stderr for r in runs]).double().mean(0)
     # sd of `reps` draws is itself uncertain by about 1/sqrt(2 reps) = 3.5 %.
@@ -177,13 +192,11 @@ def test_khat_flags_a_proposal_too_narrow_for_the_posterior():
     """
     x = _data(n=20)
     wide, marginal = _linear_gaussian_vae(exact_posterior=False)
-    est = wide.log_likelihood(x, 5000, generator=torch.Generator().manual_seed(13),
-                              return_diagnostics=True)
+    est = wide.log_likelihood_estimate(x, 5000, generator=torch.Generator().manual_seed(13))
     assert float(est.khat.max()) < KHAT_THRESHOLD  # a wider proposal: bounded weights, no warning
     narrow, _ = _linear_gaussian_vae(scale_factor=0.4)
     with pytest.warns(UnreliableEstimateWarning, match=r"(\d+) of 20 examples have Pareto k-hat"):
-        bad = narrow.log_likelihood(x, 5000, generator=torch.Generator().manual_seed(13),
-                                    return_diagnostics=True)
+        bad = narrow.log_likelihood_estimate(x, 5000, generator=torch.Generator().manual_seed(13))
     assert float((bad.khat > KHAT_THRESHOLD).double().mean()) > 0.6  # 0.75 here, 0.84 true k
     assert float(bad.khat.median()) > float(est.khat.median()) + 0.3
     # Unreliable estimates fall short of the exact evidence on average (the wide proposal's

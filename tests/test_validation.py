@@ -377,3 +377,20 @@ def test_check_memory_is_called_before_allocating_in_a_typical_guard(monkeypatch
                                      (2**30 + 2**29, "1.5 GiB"), (5 * 2**40, "5.0 TiB")])
 def test_format_bytes(n, text):
     assert format_bytes(n) == text
+
+
+def test_check_num_samples_is_one_function_for_every_sampler():
+    from vitoolkit.exceptions import ResourceLimitError
+    from vitoolkit.gradients._checks import check_num_samples as in_gradients
+    from vitoolkit.vae.importance import check_num_samples as in_vae
+    from vitoolkit.validation import check_num_samples
+
+    assert in_gradients is check_num_samples and in_vae is check_num_samples
+    assert check_num_samples(1) == 1 and check_num_samples(5, minimum=2) == 5
+    with pytest.raises(ValueError, match="num_samples"):
+        check_num_samples(1, minimum=2)
+    with pytest.raises(TypeError, match="pool"):
+        check_num_samples(2.0, "pool")
+    with pytest.raises(ResourceLimitError, match=r"num_samples=1000000000000 would need .* 8 float64 arrays"):
+        check_num_samples(10**12, values_per_sample=1000, copies=8)
+    assert check_num_samples(10, values_per_sample=1000, copies=8) == 10

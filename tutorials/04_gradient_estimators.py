@@ -497,7 +497,7 @@ tut.savefig(fig, "gumbel_softmax")
 # %%
 gen = tut.generator(8)
 data = 1.5 + torch.randn((20, 2), generator=gen, dtype=torch.float64)
-model = ConjugateGaussianModel(data, prior_scale=2.0)
+model = ConjugateGaussianModel(data, prior_std=2.0)
 post_loc, post_scale = model.posterior_loc, model.posterior_scale
 stl = elbo_gradients(model.log_joint, post_loc, post_scale, estimator="stl", num_samples=1000,
                      generator=tut.generator(9))

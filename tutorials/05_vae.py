@@ -118,8 +118,7 @@ def log_px(model, X, offset, key):
     """Importance-sampled test log p(x) per image; records the mean and the unreliable count."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableEstimateWarning)
-        est = model.log_likelihood(X, K_EVAL, generator=tut.generator(offset),
-                                   return_diagnostics=True)
+        est = model.log_likelihood_estimate(X, K_EVAL, generator=tut.generator(offset))
     tut.record(f"log_likelihood[{key}]", per_image(est.value)[0], ".2f")
     tut.record(f"log_likelihood_khat_above_0.7[{key}]", int((est.khat > KHAT_THRESHOLD).sum()))
     return est.value

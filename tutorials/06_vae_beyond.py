@@ -420,8 +420,8 @@ tut.claim("Did not reproduce: over three training seeds per beta, the MIG at bet
 # run) and estimate each $\mathcal L_k$ by splitting the pool into $S/k$ groups
 # of $k$: the mean over groups is the estimate, their spread gives its standard
 # error. $\log p(x)$ is $\mathcal L_S$ from the whole pool, with the delta-method
-# standard error $\mathrm{sd}(w) / (\sqrt S\, \bar w)$ (`log_likelihood(...,
-# return_diagnostics=True)` returns the same). Drawn independently for each $k$,
+# standard error $\mathrm{sd}(w) / (\sqrt S\, \bar w)$ (`log_likelihood_estimate(...)`
+# returns the same). Drawn independently for each $k$,
 # two neighbouring estimates whose expectations differ by less than their
 # standard errors can come out in the wrong order by noise alone. Drawn from one
 # pool, with each $k$ dividing the next, every group of $k$ lies inside one group

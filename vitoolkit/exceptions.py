@@ -22,6 +22,17 @@ wherever it comes from:
   or round-off; CAVI never decreases the ELBO in exact arithmetic).
 - :class:`FileFormatError`: a file that is not what its reader expects; the
   message names the path.
+- :class:`DivergedError`: an optimisation (training, an optimiser's fit, BBVI,
+  the optimisation of a local posterior) made its parameters or objective
+  non-finite. One class for the one condition: a :class:`NonFiniteError` (so a
+  ``ValueError``: the fix is another learning rate, scale or start) and a
+  ``FloatingPointError``. The old names ``TrainingDivergedError`` and
+  ``OptimiserDivergedError`` are aliases of it.
+- :class:`InvalidParameterError`: a constructor parameter (checked at ``fit``,
+  as scikit-learn does) with the wrong type or value. Both a ``ValueError`` and
+  a ``TypeError``, like scikit-learn's ``InvalidParameterError``, so code
+  written for scikit-learn estimators (``except ValueError``) and code written
+  for a type check (``except TypeError``) both catch it.
 """
 
 from __future__ import annotations
@@ -34,6 +45,10 @@ __all__ = [  # noqa: F822 - ConvergenceWarning is built on first use (__getattr_
     "NonFiniteError",
     "ELBODecreaseError",
     "FileFormatError",
+    "DivergedError",
+    "TrainingDivergedError",
+    "OptimiserDivergedError",
+    "InvalidParameterError",
 ]
 
 
@@ -69,6 +84,28 @@ class ELBODecreaseError(RuntimeError):
 
 class FileFormatError(ValueError):
     """A file is not in the format its reader expects (the message names the path)."""
+
+
+class DivergedError(NonFiniteError, FloatingPointError):
+    """An optimisation made its parameters or its objective non-finite.
+
+    A ``ValueError`` (through :class:`NonFiniteError`: the fix is another learning
+    rate, scale or start) and, as the older classes were, a ``FloatingPointError``.
+    """
+
+
+#: The names this condition had in :mod:`vitoolkit.vae.training` and
+#: :mod:`vitoolkit.fitting.optimise`; the same class.
+TrainingDivergedError = DivergedError
+OptimiserDivergedError = DivergedError
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter of the wrong type or value (raised by ``fit``).
+
+    Both a ``ValueError`` and a ``TypeError``, as scikit-learn's
+    ``sklearn.utils._param_validation.InvalidParameterError`` is.
+    """
 
 
 _lazy: dict[str, type] = {}

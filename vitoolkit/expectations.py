@@ -32,8 +32,8 @@ __all__ = [
     "digamma",
     "dirichlet_log_normalizer",
     "expected_gaussian_log_density",
-    "expected_log_det_wishart",
-    "expected_log_dirichlet",
+    "expected_log_det_wishart_unchecked",
+    "expected_log_dirichlet_unchecked",
     "gaussian_entropy",
     "gammaln",
     "kl_dirichlet",
@@ -126,9 +126,10 @@ def log_det_tril(scale_tril):
 
 
 # -- Dirichlet ------------------------------------------------------------------------
-def expected_log_dirichlet(concentration):
+def expected_log_dirichlet_unchecked(concentration):
     r"""E[log pi_k] under Dir(pi | alpha) = psi(alpha_k) - psi(sum_j alpha_j) (PRML eq. 10.66,
-    B.21); ``concentration`` (..., K), positive."""
+    B.21); ``concentration`` (..., K), positive. No input checks (the CAVI loop's kernel);
+    the checked torch function is :func:`vitoolkit.distributions.expected_log_dirichlet`."""
     xp = array_namespace(concentration)
     return digamma(concentration) - digamma(xp.sum(concentration, axis=-1, keepdims=True))
 
@@ -145,13 +146,14 @@ def kl_dirichlet(p_concentration, q_concentration):
     xp = array_namespace(p_concentration, q_concentration)
     a, b = p_concentration, q_concentration
     return (dirichlet_log_normalizer(a) - dirichlet_log_normalizer(b)
-            + xp.sum((a - b) * expected_log_dirichlet(a), axis=-1))
+            + xp.sum((a - b) * expected_log_dirichlet_unchecked(a), axis=-1))
 
 
 # -- Wishart --------------------------------------------------------------------------
-def expected_log_det_wishart(df, scale_tril=None, *, log_det_scale=None, dim=None):
+def expected_log_det_wishart_unchecked(df, scale_tril=None, *, log_det_scale=None, dim=None):
     r"""E[log det Lambda] under W(Lambda | W, nu) = psi_D(nu/2) + D log 2 + log det W
-    (PRML eq. 10.65, B.81).
+    (PRML eq. 10.65, B.81). No input checks on the values (the CAVI loop's kernel); the
+    checked torch function is :func:`vitoolkit.distributions.expected_log_det_wishart`.
 
     Give either ``scale_tril`` (..., D, D), the Cholesky factor of W, or ``log_det_scale``
     (...) = log det W together with ``dim`` = D. ``df`` (...) is nu > D - 1.
@@ -179,7 +181,7 @@ def wishart_log_normalizer(df, log_det_scale, dim: int):
 def wishart_entropy(df, log_det_scale, dim: int):
     """H[W(W, nu)] = -log B(W, nu) - (nu - D - 1)/2 E[log|Lambda|] + nu D/2 (PRML B.82)."""
     _, (df, log_det_scale) = _arrays(df, log_det_scale)
-    e_log_det = expected_log_det_wishart(df, log_det_scale=log_det_scale, dim=dim)
+    e_log_det = expected_log_det_wishart_unchecked(df, log_det_scale=log_det_scale, dim=dim)
     return (-wishart_log_normalizer(df, log_det_scale, dim) - 0.5 * (df - dim - 1) * e_log_det
             + 0.5 * dim * df)
 
@@ -225,3 +227,9 @@ def expected_gaussian_log_density(expected_log_det_precision, expected_mahalanob
     r"""E[log N(x | mu, Lambda^{-1})] = 1/2 (E[log|Lambda|] - D log 2 pi
     - E[(x - mu)^T Lambda (x - mu)]) (PRML eq. 10.71 per point)."""
     return 0.5 * (expected_log_det_precision - dim * _LOG_2PI - expected_mahalanobis)
+
+
+# The former names of the two kernels (one name per concept: the checked functions of
+# vitoolkit.distributions own the plain names).
+expected_log_dirichlet = expected_log_dirichlet_unchecked
+expected_log_det_wishart = expected_log_det_wishart_unchecked

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write", "pid_alive", "write_text", "write_bytes", "check_output_dir", "check_output_file",
-           "MAX_DEFLATE_RATIO", "refuse_declared_size", "check_zip_members"]
+           "output_error_message", "MAX_DEFLATE_RATIO", "refuse_declared_size", "check_zip_members"]
 
 #: Deflate cannot expand data by more than 1032:1 (a 258-byte match in two 1-bit codes): a
 #: compressed stream declaring more data bytes per compressed byte cannot hold them.
@@ -135,6 +135,15 @@ def write_bytes(path, data: bytes) -> Path:
     with atomic_write(path, "wb") as handle:
         handle.write(data)
     return Path(path)
+
+
+def output_error_message(err: OSError, option: str = "--out") -> str:
+    """One line for an ``OSError`` from :func:`check_output_dir` / :func:`check_output_file`,
+    naming the command-line ``option`` and the path (``vitoolkit.course.arguments.out_error``)."""
+    reason = err.strerror or str(err)
+    if option not in reason:
+        reason = f"{option}: {reason}"
+    return f"{reason}: {err.filename}" if err.filename else reason
 
 
 def check_output_dir(path, name: str = "out") -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -32,6 +33,8 @@ import numpy as np
 from .exceptions import ResourceLimitError
 
 __all__ = [
+    "renamed_argument",
+    "check_num_samples",
     "check_bool",
     "check_int",
     "check_real",
@@ -322,6 +325,35 @@ def check_memory(nbytes: int, name: str, value, what: str = "", *,
             f"{name}={_shown(value)} would need {format_bytes(nbytes)}{detail}, more than the "
             f"limit of {format_bytes(limit)} (half the RAM, or ${_ENV_LIMIT}); "
             f"{advice or f'use a smaller {name}'}")
+
+
+def renamed_argument(new_value, old_value, new_name: str, old_name: str, owner: str, *,
+                     stacklevel: int = 3):
+    """The value of an argument renamed from ``old_name`` to ``new_name``: ``old_value`` (with a
+    ``DeprecationWarning`` naming both) when the caller still passes the old keyword, else
+    ``new_value``. ``stacklevel`` 3 points at the caller of the function that calls this."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{owner}({old_name}=...) is deprecated: the prior's standard deviation is "
+                  f"{new_name} throughout the package", DeprecationWarning, stacklevel=stacklevel)
+    return old_value
+
+
+def check_num_samples(num_samples, name: str = "num_samples", *, minimum: int = 1,
+                      values_per_sample: int | None = None, copies: int = 1) -> int:
+    """A number of Monte Carlo draws: an integer >= ``minimum`` (2 where a standard error is
+    computed from the draws), the one check every sampler of the package runs.
+
+    With ``values_per_sample``, also refuse (before anything is allocated, a
+    :class:`~vitoolkit.exceptions.ResourceLimitError` naming ``name``) a count whose
+    ``copies`` float64 arrays of (num_samples, values_per_sample) exceed the memory limit.
+    """
+    n = check_int(num_samples, name, minimum=minimum)
+    if values_per_sample is not None:
+        per_sample = max(1, int(values_per_sample))
+        check_memory(8 * copies * n * per_sample, name, n,
+                     f"{copies} float64 arrays of {n} x {per_sample} values")
+    return n
 
 
 # -- results that overflow: name the inputs that explain it --------------------------

@@ -29,8 +29,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from ..exceptions import ELBODecreaseError, NonFiniteError
+from ..exceptions import ELBODecreaseError, InvalidParameterError, NonFiniteError
 from ..validation import as_float_array, check_int, check_memory, check_real
+from ._data import check_scale, check_shape
 
 __all__ = ["MixtureVI", "SKLEARN_NOTES", "as_data", "as_matrix", "check_random_state", "check_scale",
            "check_tol", "is_one_array",
@@ -62,7 +63,6 @@ EXPECTED_FAILED_CHECKS = {
     "check_fit1d": "a 1-D X is accepted by design, read as n samples of one feature",
 }
 
-_FLOAT_MAX = float(np.finfo(np.float64).max)
 _PREDICT_CHUNK = 2**16  # rows per block in predict/score: bounds the (rows, K) arrays
 #: (n, K) float64 arrays a fit holds at once, rounded up from tracemalloc peaks (8.3 for
 #: UnitVarianceGMM, 3.2 for BayesianGMM and StochasticBayesianGMM's final E-step) ...
@@ -149,17 +149,6 @@ def as_matrix(X, name: str = "X", *, min_samples: int = 1) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_shape(shape: tuple, name: str = "X", *, min_samples: int = 1) -> None:
-    """An (n, d) data shape with d >= 1 and n >= ``min_samples`` (scikit-learn's wording)."""
-    n, d = shape
-    if d < 1:
-        raise ValueError(f"{name} must have at least one feature: 0 feature(s) (shape={shape})"
-                         " while a minimum of 1 is required.")
-    if n < min_samples:
-        raise ValueError(f"{name} has {n} sample(s) (n_samples={n}) but at least {min_samples} "
-                         "are needed")
-
-
 def is_one_array(X) -> bool:
     """True for one data set (an array, a tensor, a DataFrame, a sparse matrix to be refused,
     or a list/tuple of rows or numbers); False for an iterable of batches."""
@@ -170,21 +159,6 @@ def is_one_array(X) -> bool:
     if isinstance(X, (list, tuple)):
         return len(X) == 0 or np.ndim(X[0]) <= 1
     return not hasattr(X, "__iter__")  # None, a number...: refused by the validation
-
-
-def check_scale(X: np.ndarray, name: str = "X", *, n_rows: int | None = None) -> None:
-    """Refuse finite values (rows of an (m, d) array) whose second moments, summed over
-    ``n_rows`` rows (default m), would overflow float64: a ``NonFiniteError`` naming ``name``."""
-    if X.size == 0:
-        return
-    rows = X.shape[0] if n_rows is None else n_rows
-    peak = max(float(X.max()), -float(X.min()))  # no |X| temporary (n x d) at n = 1e7
-    limit = math.sqrt(_FLOAT_MAX / (16.0 * max(rows, 1) * X.shape[1]))
-    if peak > limit:
-        raise NonFiniteError(
-            f"{name} has entries as large as {peak:.3g} in magnitude; with {rows} rows "
-            f"their sums of squares overflow float64 (limit about {limit:.3g}); rescale {name} "
-            "(e.g. sklearn.preprocessing.StandardScaler) before fitting")
 
 
 def record_step(steps: list, it: int, name: str, value: float, *, check: bool) -> None:
@@ -220,6 +194,19 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
     # -- hooks ---------------------------------------------------------------
     def _check_parameters(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _validate_parameters(self, X):
+        """Run :meth:`_check_parameters`; a plain ``TypeError`` or ``ValueError`` it raises
+        becomes :class:`vitoolkit.exceptions.InvalidParameterError` (both at once, as
+        scikit-learn's ``InvalidParameterError``), so ``except ValueError`` written for
+        scikit-learn estimators catches ``n_components=1.5`` too. Subclasses with a meaning
+        of their own (``ResourceLimitError``) pass through unchanged."""
+        try:
+            self._check_parameters(X)
+        except (TypeError, ValueError) as err:
+            if type(err) in (TypeError, ValueError):
+                raise InvalidParameterError(str(err)) from None
+            raise
 
     def _prepare(self, X):
         return None
@@ -286,7 +273,7 @@ class MixtureVI(ClusterMixin, DensityMixin, BaseEstimator):
         """
         self._reset()
         X = self._fit_data(X)
-        self._check_parameters(X)
+        self._validate_parameters(X)
         random_state = check_random_state(self.random_state)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             ctx = self._prepare(X)

@@ -129,7 +129,7 @@ class Posterior:
             W = np.linalg.inv(self.W_inv)
             W = 0.5 * (W + np.swapaxes(W, 1, 2))
             prec = self.nu[:, None, None] * W
-        e_log_det = ex.expected_log_det_wishart(self._per_factor(self.nu), log_det_scale=log_det,
+        e_log_det = ex.expected_log_det_wishart_unchecked(self._per_factor(self.nu), log_det_scale=log_det,
                                                 dim=1 if self.diag else self.m.shape[1])
         if self.diag:
             e_log_det = e_log_det.sum(axis=1)
@@ -165,7 +165,7 @@ class Posterior:
         """E[log pi_k] (PRML eq. 10.66), via the shared core; shape (K,)."""
         c = self._alpha_cache
         if c is None or c[0] is not self.alpha:
-            c = self._alpha_cache = (self.alpha, ex.expected_log_dirichlet(self.alpha))
+            c = self._alpha_cache = (self.alpha, ex.expected_log_dirichlet_unchecked(self.alpha))
         return c[1]
 
 

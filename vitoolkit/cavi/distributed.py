@@ -58,7 +58,7 @@ import sys
 
 import numpy as np
 
-from ._base import check_scale, check_shape
+from ._data import check_scale, check_shape
 
 __all__ = ["INIT_SAMPLE", "DaskData", "as_dask_data", "distinct_indices", "is_dask_array",
            "sum_in_order", "gw_accumulate", "gw_initial_stats", "gw_labels"]

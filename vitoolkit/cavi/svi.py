@@ -165,7 +165,7 @@ class StochasticBayesianGMM(BayesianGMM):
         if not self.__sklearn_is_fitted__():
             self._reset()
             X = as_data(self, X, reset=True, min_samples=2)
-            self._check_parameters(X)
+            self._validate_parameters(X)
             prior = self._make_prior(X)
             self._prior = prior
             self._rs = check_random_state(self.random_state)

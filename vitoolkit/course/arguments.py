@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..fileio import output_error_message
 from ..validation import MAX_SEED, check_int, check_seed
 
 __all__ = ["seed_type", "parse_seed", "positive_int_type", "out_error"]
@@ -67,10 +68,7 @@ def positive_int_type(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err).replace("value must be", "must be")) from None
 
 
-def out_error(err: OSError, option: str = "--out") -> str:
-    """One line for an ``OSError`` from :func:`vitoolkit.fileio.check_output_dir`."""
-    reason = err.strerror or str(err)
-    if option not in reason:
-        reason = f"{option}: {reason}"
-    return f"{reason}: {err.filename}" if err.filename else reason
+#: One line for an ``OSError`` from :func:`vitoolkit.fileio.check_output_dir`; it lives in
+#: :mod:`vitoolkit.fileio` so that :mod:`vitoolkit.exercises` (below the course layer) uses it too.
+out_error = output_error_message
 

@@ -21,8 +21,11 @@ from .importance import (
     ImportanceEstimate,
     StreamingImportanceEstimate,
     effective_sample_size,
+    effective_sample_size_unchecked,
     importance_estimate,
+    importance_estimate_unchecked,
     log_mean_exp,
+    log_mean_exp_unchecked,
 )
 from .monte_carlo import (
     CHUNK_VALUES,
@@ -57,6 +60,9 @@ __all__ = [
     "cross_entropy",
     "default_bounds",
     "effective_sample_size",
+    "effective_sample_size_unchecked",
+    "importance_estimate_unchecked",
+    "log_mean_exp_unchecked",
     "entropy",
     "evaluate_on_grid",
     "fit_generalized_pareto",

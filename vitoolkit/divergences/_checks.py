@@ -56,11 +56,6 @@ def check_pair(p, q, names=("p", "q")) -> torch.Size:
         ) from err
 
 
-def check_num_samples(num_samples, name: str = "num_samples") -> int:
-    """An integer >= 2 (a standard error needs two draws)."""
-    return check_int(num_samples, name, minimum=MIN_SAMPLES)
-
-
 def check_dim(dim, ndim: int, name: str = "dim") -> int:
     """An axis index valid for ``ndim`` dimensions (negative counts from the end)."""
     dim = check_int(dim, name)

@@ -68,11 +68,11 @@ from typing import NamedTuple
 import torch
 
 from ..distributions import sample
-from ..validation import check_choice, check_memory
-from ._checks import check_alpha, check_no_overflow, check_num_samples, check_pair
+from ..validation import check_choice, check_memory, check_num_samples
+from ._checks import MIN_SAMPLES, check_alpha, check_no_overflow, check_pair
 from ._gaussian import gaussian_params
 from .closed_form import kl_divergence
-from .importance import _importance_estimate
+from .importance import importance_estimate_unchecked
 from .monte_carlo import Estimate, plan_draws
 from .psis import pareto_khat
 
@@ -260,7 +260,7 @@ def _mc_alpha(log_w, e, scale, estimator) -> Estimate:
         elw = e * log_w
         # A_hat = mean of w^e, in log space; its relative stderr is the delta-method stderr
         # of log A_hat, and its k-hat that of the weights w^e (the core's importance summary)
-        log_a, rel_se, khat_plain = _importance_estimate(elw)
+        log_a, rel_se, khat_plain = importance_estimate_unchecked(elw)
         a_plain = Estimate(-torch.expm1(log_a) / scale, torch.exp(log_a) * rel_se / abs(scale))
         normalised_terms = (torch.expm1(elw) - e * torch.expm1(log_w)) / (e * (e - 1))
         khat_plain = khat_plain.to(dtype)
@@ -276,7 +276,7 @@ def _mc_renyi(log_w, e, alpha, estimator) -> Estimate:
     """D^R_alpha = log A / (alpha - 1) from the plain or the self-normalised estimate of A."""
     dtype = log_w.dtype
     elw = e * log_w
-    log_a, rel_se, khat_plain = _importance_estimate(elw)  # log mean w^e, its delta-method se
+    log_a, rel_se, khat_plain = importance_estimate_unchecked(elw)  # log mean w^e, its delta-method se
     c_mean, c_se = _mean_se(torch.expm1(elw) - e * torch.expm1(log_w))  # A_sn - 1
     a_sn = 1 + c_mean
     k = abs(alpha - 1)
@@ -301,7 +301,7 @@ def _mc(p, q, alpha, num_samples, generator, sample_from, estimator, batch, reny
     estimator = check_choice(estimator, ALPHA_ESTIMATORS, "estimator")
     if num_samples is None:
         raise ValueError("num_samples is required for method='monte_carlo'")
-    num_samples = check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples, minimum=MIN_SAMPLES)
     log_w = _mc_log_ratios(p, q, num_samples, generator, sample_from, batch)
     e = alpha if sample_from == "q" else 1.0 - alpha  # A_alpha = E_sampler[w^e]
     est = (_mc_renyi(log_w, e, alpha, estimator) if renyi

@@ -28,18 +28,21 @@ weights do not fit in memory. Draws run along the first dimension; the rest is b
 from __future__ import annotations
 
 import math
-import warnings
-from typing import NamedTuple
 
 import torch
 
 from ..distributions import as_param
 from ..validation import check_bool, check_int
 from ._checks import check_dim
-from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, _right_tail_khat, pareto_khat, tail_length
+from .estimate import Estimate, warn_if_unreliable
+from .psis import _right_tail_khat, pareto_khat, tail_length
 
 __all__ = [
+    "Estimate",
     "ImportanceEstimate",
+    "log_mean_exp_unchecked",
+    "effective_sample_size_unchecked",
+    "importance_estimate_unchecked",
     "StreamingImportanceEstimate",
     "effective_sample_size",
     "importance_estimate",
@@ -47,47 +50,38 @@ __all__ = [
 ]
 
 
-class ImportanceEstimate(NamedTuple):
-    r"""An importance-sampled estimate per column, with its Monte Carlo error and reliability.
-
-    ``value``: log (1/S) sum_s w_s, nats (with w_s = p(x, z_s) / q(z_s | x) this is the
-    IWAE bound L_S, an estimate of log p(x)).
-    ``stderr``: its delta-method standard error, sd(w) / (sqrt(S) mean(w)) (NaN for
-    S = 1). The same expansion gives the bias: E[value] ~ log Z - stderr^2 / 2.
-    ``khat``: the Pareto k-hat of the weights (Vehtari et al. 2024); above
-    :data:`~vitoolkit.divergences.KHAT_THRESHOLD` (0.7) ``value`` and ``stderr``
-    cannot be trusted. NaN when S <= 20 (fewer than five tail draws: too few to fit a tail).
-
-    A column whose weights are all zero (every log weight -inf) has ``value`` -inf and
-    ``stderr`` and ``khat`` NaN: there is no estimate to diagnose (a k-hat of -inf would
-    read as "reliable"); the checked entry points warn about it.
-    """
-
-    value: torch.Tensor
-    stderr: torch.Tensor
-    khat: torch.Tensor
+#: The old name of :class:`~vitoolkit.divergences.Estimate` for importance-sampled summaries:
+#: ``value`` log (1/S) sum_s w_s (the IWAE bound L_S when w_s = p(x, z_s) / q(z_s | x)),
+#: ``stderr`` its delta-method standard error sd(w) / (sqrt(S) mean(w)) (NaN for S = 1; the
+#: bias is E[value] ~ log Z - stderr^2 / 2), ``khat`` the Pareto k-hat of the weights (NaN
+#: when S <= 20). A column whose weights are all zero has value -inf, stderr and khat NaN.
+ImportanceEstimate = Estimate
 
 
 # -- the kernels (no input checks: the topic modules' inner loops call them) ----------------
+# Public under ``*_unchecked`` names (the checked functions below are the user-facing ones);
+# the old private names stay as aliases.
 
 
-def _log_mean_exp(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """LSE(log w) - log S along ``dim`` (differentiable)."""
+def log_mean_exp_unchecked(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """:func:`log_mean_exp` without input checks: LSE(log w) - log S along ``dim``
+    (differentiable). ``log_weights`` must be a float tensor with S >= 1 along ``dim``."""
     return torch.logsumexp(log_weights, dim=dim) - math.log(log_weights.shape[dim])
 
 
-def _kish_ess(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """exp(2 LSE(log w) - LSE(2 log w)) along ``dim``, relative to the maximum (no overflow)."""
+def effective_sample_size_unchecked(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """:func:`effective_sample_size` (Kish's) without input checks: exp(2 LSE(log w) - LSE(2 log w))
+    along ``dim``, relative to the maximum (no overflow)."""
     lw = log_weights.detach()
     top = lw.amax(dim=dim, keepdim=True)
     shifted = lw - torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     return torch.exp(2 * torch.logsumexp(shifted, dim=dim) - torch.logsumexp(2 * shifted, dim=dim))
 
 
-def _importance_estimate(log_weights: torch.Tensor) -> ImportanceEstimate:
+def importance_estimate_unchecked(log_weights: torch.Tensor) -> Estimate:
     """:func:`importance_estimate` without input checks or warning; draws along dim 0."""
     k = log_weights.shape[0]
-    value = _log_mean_exp(log_weights, 0)
+    value = log_mean_exp_unchecked(log_weights, 0)
     with torch.no_grad():
         lw = log_weights.detach()
         if k > 1:
@@ -102,33 +96,12 @@ def _importance_estimate(log_weights: torch.Tensor) -> ImportanceEstimate:
         if bool(empty.any()):
             stderr = stderr.masked_fill(empty, math.nan)
             khat = khat.masked_fill(empty, math.nan)
-    return ImportanceEstimate(value, stderr, khat)
+    return Estimate(value, stderr, khat)
 
 
-def _warn_unreliable(khat: torch.Tensor, what: str, stacklevel: int,
-                     value: torch.Tensor | None = None) -> None:
-    """Warn when some k-hat exceeds 0.7, or (given ``value``) some column's weights are all
-    zero; ``stacklevel`` counts from this function's caller (1: the line calling it, 2: that
-    function's caller)."""
-    level = min(stacklevel, 10**6) + 1
-    if value is not None:
-        empty = value.detach() == -math.inf
-        if bool(empty.any()):
-            warnings.warn(
-                f"{what}: {int(empty.sum())} of {empty.numel()} examples have every importance "
-                "weight zero (all log weights -inf): the estimate is -inf and its standard "
-                "error and Pareto k-hat are NaN. The proposal puts no draw where the target "
-                "has mass; use a proposal that covers the target.",
-                UnreliableEstimateWarning, stacklevel=level)
-    bad = khat > KHAT_THRESHOLD
-    if bool(bad.any()):
-        warnings.warn(
-            f"{what}: {int(bad.sum())} of {khat.numel()} examples have Pareto k-hat > "
-            f"{KHAT_THRESHOLD} (worst {float(khat[bad].max()):.2f}). For them the importance "
-            "weights p(x, z)/q(z|x) are so heavy-tailed that the estimate and its standard "
-            "error cannot be trusted (the estimate is likely too low); use more samples or "
-            "a proposal closer to the posterior.",
-            UnreliableEstimateWarning, stacklevel=level)
+_log_mean_exp = log_mean_exp_unchecked
+_kish_ess = effective_sample_size_unchecked
+_importance_estimate = importance_estimate_unchecked
 
 
 # -- the public, checked functions -----------------------------------------------------------
@@ -160,7 +133,7 @@ def log_mean_exp(log_weights, dim: int = 0) -> torch.Tensor:
     keeps its autograd graph). -inf where every weight is zero.
     """
     t, dim = _checked_log_weights(log_weights, dim)
-    return _log_mean_exp(t, dim)
+    return log_mean_exp_unchecked(t, dim)
 
 
 def effective_sample_size(log_weights, dim: int = 0) -> torch.Tensor:
@@ -183,11 +156,11 @@ def effective_sample_size(log_weights, dim: int = 0) -> torch.Tensor:
     Tensor (no gradient) of the remaining shape; NaN where every weight is zero.
     """
     t, dim = _checked_log_weights(log_weights, dim)
-    return _kish_ess(t, dim)
+    return effective_sample_size_unchecked(t, dim)
 
 
 def importance_estimate(log_weights, *, what: str = "importance-sampled estimate",
-                        warn: bool = True, stacklevel: int = 2) -> ImportanceEstimate:
+                        warn: bool = True, stacklevel: int = 2) -> Estimate:
     r"""log (1/S) sum_s w_s per column of ``log_weights``, its standard error and Pareto k-hat.
 
     Parameters
@@ -205,8 +178,9 @@ def importance_estimate(log_weights, *, what: str = "importance-sampled estimate
 
     Returns
     -------
-    ImportanceEstimate
-        Each field of the batch shape. ``value`` keeps the gradient of ``log_weights``;
+    Estimate
+        ``(value, stderr, khat)``, each of the batch shape. ``value`` keeps the gradient
+        of ``log_weights``;
         ``stderr`` (NaN for S = 1) and ``khat`` (NaN for S <= 20, -inf when the largest
         weights are all equal) are detached. A column whose weights are all zero has
         ``value`` -inf and ``stderr`` and ``khat`` NaN.
@@ -219,9 +193,9 @@ def importance_estimate(log_weights, *, what: str = "importance-sampled estimate
     warn = check_bool(warn, "warn")
     stacklevel = check_int(stacklevel, "stacklevel", minimum=1)
     t, _ = _checked_log_weights(log_weights)
-    est = _importance_estimate(t)
+    est = importance_estimate_unchecked(t)
     if warn:
-        _warn_unreliable(est.khat, what, stacklevel, est.value)
+        warn_if_unreliable(est, what, stacklevel=stacklevel + 1, importance=True)
     return est
 
 
@@ -319,7 +293,7 @@ class StreamingImportanceEstimate:
             raise ValueError(f"{self.seen} of num_samples={self.num_samples} draws were fed; "
                              "update with the rest first")
 
-    def result(self, dtype: torch.dtype | None = None) -> ImportanceEstimate:
+    def result(self, dtype: torch.dtype | None = None) -> Estimate:
         """The :class:`ImportanceEstimate` of all S draws, in ``dtype`` (default the chunks').
 
         ``dtype`` is None or a floating torch dtype (others are refused: an integer or
@@ -340,7 +314,7 @@ class StreamingImportanceEstimate:
             stderr = torch.full_like(value, math.nan)
         khat = self._khat().masked_fill(empty, math.nan)
         dtype = self._dtype if dtype is None else dtype
-        return ImportanceEstimate(value.to(dtype), stderr.to(dtype), khat.to(dtype))
+        return Estimate(value.to(dtype), stderr.to(dtype), khat.to(dtype))
 
     def effective_sample_size(self) -> torch.Tensor:
         """Kish's ESS of all S draws, exp(2 LSE(log w - m) - LSE(2 (log w - m))) (float64);

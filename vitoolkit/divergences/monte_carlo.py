@@ -18,16 +18,15 @@ al. 2024, see :mod:`vitoolkit.divergences.psis`); ``"k3"`` issues an
 from __future__ import annotations
 
 import math
-import warnings
-from typing import NamedTuple
 
 import torch
 
 from ..distributions import as_param, sample
 from ..exceptions import ResourceLimitError
-from ..validation import check_bool, check_choice, check_int, check_memory, format_bytes
-from ._checks import check_num_samples, check_pair
-from .psis import KHAT_THRESHOLD, UnreliableEstimateWarning, tail_khat, tail_length
+from ..validation import check_bool, check_choice, check_memory, check_num_samples, format_bytes
+from ._checks import MIN_SAMPLES, check_pair
+from .estimate import Estimate, warn_if_unreliable
+from .psis import tail_khat, tail_length
 
 __all__ = ["Estimate", "monte_carlo_kl", "KL_ESTIMATORS", "CHUNK_VALUES", "MAX_DRAW_VALUES",
            "mean_and_stderr", "plan_draws", "warn_if_unreliable"]
@@ -40,40 +39,13 @@ CHUNK_VALUES = 2**18
 MAX_DRAW_VALUES = 2**33
 
 
-class _ValueStderr(NamedTuple):
-    value: torch.Tensor
-    stderr: torch.Tensor
-
-
-class Estimate(_ValueStderr):
-    """A Monte Carlo estimate: ``value`` and its standard error ``stderr`` (same shape).
-
-    A named tuple of two fields, so ``value, stderr = est`` works, with one more
-    attribute that is not a field: ``khat``, a Pareto k-hat diagnostic (same shape as
-    ``value``; ``None`` when not computed; what it is the k-hat of is documented by the
-    function that returns the estimate). Above 0.7 the standard error of an average of
-    the diagnosed quantity cannot be trusted (:mod:`vitoolkit.divergences.psis`).
-    """
-
-    khat: torch.Tensor | None = None  # class default: also what _make/_replace give
-
-    def __new__(cls, value, stderr, khat=None):
-        self = super().__new__(cls, value, stderr)
-        if khat is not None:
-            self.khat = khat
-        return self
-
-    def __repr__(self) -> str:
-        extra = "" if self.khat is None else f", khat={self.khat!r}"
-        return f"Estimate(value={self.value!r}, stderr={self.stderr!r}{extra})"
-
-
 def mean_and_stderr(terms: torch.Tensor, *, diagnose: bool = False) -> Estimate:
     """Sample mean over dim 0 and its standard error std / sqrt(n) (ddof = 1).
 
-    With ``diagnose=True`` the result also carries ``khat``, the Pareto k-hat of both
-    tails of ``terms`` over dim 0 (:func:`~vitoolkit.divergences.psis.tail_khat`); no
-    warning is issued here (see :func:`warn_if_unreliable`). Caveat: the tail fit is
+    Returns an :class:`Estimate`; its ``khat`` is NaN unless ``diagnose=True``, which
+    computes the Pareto k-hat of both tails of ``terms`` over dim 0
+    (:func:`~vitoolkit.divergences.psis.tail_khat`); no warning is issued here (see
+    :func:`warn_if_unreliable`). Caveat: the tail fit is
     scale-free, so terms that are nearly constant with a thin spread (e.g. log q - log p
     for q fitted to one mode of a mixture) can give k-hat > 0.7 although their standard
     error is sound; for importance ratios prefer :func:`~vitoolkit.divergences.pareto_khat`
@@ -94,28 +66,6 @@ def mean_and_stderr(terms: torch.Tensor, *, diagnose: bool = False) -> Estimate:
     if not diagnose:
         return Estimate(value, stderr)
     return Estimate(value, stderr, tail_khat(terms.detach(), dim=0).to(value.dtype))
-
-
-def warn_if_unreliable(est: Estimate, what: str, *, stacklevel: int = 3) -> None:
-    """Issue an :class:`UnreliableEstimateWarning` when any ``est.khat`` exceeds 0.7."""
-    if not isinstance(est, Estimate):
-        raise TypeError(f"est must be an Estimate (from monte_carlo_kl, mean_and_stderr...), "
-                        f"got {type(est).__name__}")
-    stacklevel = check_int(stacklevel, "stacklevel", minimum=1)
-    if est.khat is None:
-        return
-    bad = est.khat > KHAT_THRESHOLD
-    if not bool(bad.any()):
-        return
-    worst = float(est.khat.max())
-    where = "" if est.khat.dim() == 0 else f" ({int(bad.sum())} of {est.khat.numel()} entries)"
-    warnings.warn(
-        f"{what}: Pareto k-hat {worst:.2f} > {KHAT_THRESHOLD}{where}. The averaged terms have "
-        "a tail so heavy that their variance is infinite (or effectively so): the estimate is "
-        "unbiased but its standard error cannot be trusted (it is computed from draws that "
-        "have not yet met the tail carrying the variance) and the value may be far off.",
-        UnreliableEstimateWarning, stacklevel=stacklevel,
-    )
 
 
 def _numel(shape) -> int:
@@ -258,7 +208,7 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         false alarms on such near-constant terms, so none is made.)
     """
     batch = check_pair(p, q)
-    num_samples = check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples, minimum=MIN_SAMPLES)
     estimator = check_choice(estimator, KL_ESTIMATORS, "estimator")
     chunk = plan_draws(num_samples, batch, p.event_shape, what="monte_carlo_kl")
     if p.batch_shape != batch:
@@ -278,7 +228,7 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         dtype = log_r.dtype
         moments.add(-log_r if estimator == "log_ratio" else torch.expm1(log_r) - log_r)
         top.add(log_r)
-    value, stderr = moments.estimate(dtype)
+    value, stderr, _ = moments.estimate(dtype)
     est = Estimate(value, stderr, _ratio_khat(top.result(), num_samples).to(dtype))
     if estimator == "k3":
         warn_if_unreliable(est, f"monte_carlo_kl(estimator='k3', num_samples={num_samples})")

@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from ..distributions import _check_positive_tensor, as_param
+from ..distributions import as_param, check_positive_tensor
 from ..exceptions import UnreliableEstimateWarning  # re-exported: one class, defined there
 from ..validation import check_bool, check_choice, check_int
 from ._checks import check_dim
@@ -345,7 +345,7 @@ def normal_ratio_tail_shape(sampling_scale, other_scale) -> torch.Tensor:
     """
     a = as_param(sampling_scale, "sampling_scale", dtype=torch.float64)
     b = as_param(other_scale, "other_scale", dtype=torch.float64)
-    _check_positive_tensor(a, "sampling_scale")
-    _check_positive_tensor(b, "other_scale")
+    check_positive_tensor(a, "sampling_scale")
+    check_positive_tensor(b, "other_scale")
     k = 1 - a**2 / b**2
     return torch.where(k > 0, k, torch.full_like(k, -math.inf))

@@ -52,9 +52,10 @@ from . import (  # noqa: F401 - registers the exercises
     vae,
     wake_sleep,
 )
-from .files import CHECK_TAG, ExerciseFileError, load_function, write_stub
+from .files import CHECK_TAG, ExerciseFileError, load_function
 from .registry import EXERCISES, Exercise, check, check_file, get_exercise, list_exercises, solution, stub
 from .report import CheckResult, Report
+from .stubs import write_stub
 
 __all__ = [
     "CHECK_TAG",

@@ -53,8 +53,8 @@ def run(args) -> int:
         print(solution(args.name), end="")
         return 0
     if command == "start":
-        from ..course.arguments import out_error
         from ..fileio import check_output_dir
+        from ..fileio import output_error_message as out_error
 
         try:
             check_output_dir(args.out, "--out")
@@ -82,8 +82,8 @@ def run(args) -> int:
 
 
 def _grade(args) -> int:
-    from ..course.arguments import out_error
     from ..fileio import check_output_file
+    from ..fileio import output_error_message as out_error
     from .batch import grade_folder, submissions, write_report
     from .registry import _new_seed
 

@@ -1,4 +1,5 @@
-"""Exercise files: write a stub as a script or a notebook, and load a student's function from one.
+"""Exercise files: load a student's function from a script or a notebook (stubs are written by
+:mod:`vitoolkit.exercises.stubs`).
 
 :func:`load_function` RUNS THE STUDENT'S CODE: a ``.py`` file is executed as a
 script (``runpy``, under a module name other than ``"__main__"``, so an
@@ -18,11 +19,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from ..fileio import check_output_dir, write_text
-from ..validation import check_bool, check_choice
-from .registry import get_exercise, stub
+from ..fileio import check_output_dir
 
-__all__ = ["ExerciseFileError", "CHECK_TAG", "MAX_FILE_BYTES", "write_stub", "load_function",
+__all__ = ["ExerciseFileError", "CHECK_TAG", "MAX_FILE_BYTES", "load_function",
            "notebook_source",
            "check_submission_path"]
 
@@ -33,62 +32,6 @@ _MODULE_NAME = "__vitoolkit_exercise__"
 
 class ExerciseFileError(Exception):
     """A stub could not be written, or a student's file could not be loaded."""
-
-
-def _check_call(name: str) -> str:
-    return f'from vitoolkit.exercises import check\n\ncheck("{name}", {name})'
-
-
-def write_stub(name: str, out_dir=".", *, fmt: str = "py", force: bool = False) -> Path:
-    """Write the stub of exercise ``name`` into ``out_dir`` as ``NAME.py`` or ``NAME.ipynb``.
-
-    The script ends with an ``if __name__ == "__main__":`` block that grades it
-    (``python NAME.py``, exit code 0 when every check passes); the notebook has
-    a Markdown cell with the instructions, the stub, and a cell tagged
-    ``vitoolkit-check`` that grades it. Writing a
-    notebook needs ``nbformat`` (the ``docs`` extra). An existing file is not
-    overwritten unless ``force``.
-    """
-    ex = get_exercise(name)
-    fmt = check_choice(fmt, ("py", "ipynb"), "fmt")
-    force = check_bool(force, "force")
-    if isinstance(out_dir, bool) or not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"out_dir must be a path (str or os.PathLike), got {type(out_dir).__name__}")
-    out_dir = Path(out_dir)
-    path = out_dir / f"{name}.{fmt}"
-    if path.exists() and not force:
-        raise ExerciseFileError(f"{path} exists already; pass --force (force=True) to overwrite it")
-    source = stub(name)
-    if fmt == "py":
-        text = (source + "\n\nif __name__ == \"__main__\":\n"
-                "    from vitoolkit.exercises import check\n\n"
-                f"    report = check(\"{name}\", {name})\n"
-                "    print(report)\n"
-                "    raise SystemExit(0 if report.passed else 1)\n")
-        _writable(out_dir)
-        write_text(path, text)
-        return path
-    try:
-        import nbformat
-        from nbformat import v4
-    except ImportError:
-        raise ExerciseFileError(
-            "writing a notebook needs nbformat, which is not installed: pip install nbformat "
-            "(or the docs extra, pip install 'vitoolkit[docs]'), or use --format py") from None
-    nb = v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        v4.new_markdown_cell(
-            f"# Exercise `{name}` (lesson {ex.lesson})\n\n{ex.title[0].upper() + ex.title[1:]}.\n\n"
-            "Write the function in the next cell (replace the `raise NotImplementedError` line), "
-            "then run the last cell to grade it, or from a terminal:\n\n"
-            f"```\nvitoolkit exercise check {name} {path.name}\n```"),
-        v4.new_code_cell(source.rstrip("\n")),
-        v4.new_code_cell(_check_call(name), metadata={"tags": [CHECK_TAG]}),
-    ]
-    _writable(out_dir)
-    write_text(path, nbformat.writes(nb))
-    return path
 
 
 def _writable(out_dir: Path) -> None:

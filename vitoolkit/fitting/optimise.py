@@ -17,18 +17,16 @@ from contextlib import contextmanager
 import torch
 
 from .. import exceptions
-from ..exceptions import NonFiniteError
+from ..exceptions import DivergedError
 
 __all__ = ["ConvergenceWarning", "OptimiserDivergedError", "optimise",  # noqa: F822
            "one_thread"]
 
 
-class OptimiserDivergedError(NonFiniteError, FloatingPointError):
-    """The optimiser's steps made q's parameters or the objective non-finite.
-
-    A :class:`vitoolkit.exceptions.NonFiniteError` (so a ``ValueError``: the fix is another
-    ``lr``, ``optimizer`` or start) and, as before, a ``FloatingPointError``.
-    """
+#: The optimiser's steps made q's parameters or the objective non-finite:
+#: :class:`vitoolkit.exceptions.DivergedError` (a ``ValueError``: the fix is another
+#: ``lr``, ``optimizer`` or start; and a ``FloatingPointError``).
+OptimiserDivergedError = DivergedError
 
 
 def __getattr__(name):

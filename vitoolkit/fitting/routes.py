@@ -14,13 +14,14 @@ can do (sample, known moments, dimension).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from ..divergences import make_grid
 from . import objectives as obj
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .settings import FitSettings
+#: The checked :class:`~vitoolkit.fitting.settings.FitSettings` a builder reads. Not imported
+#: (even for type checking): settings imports this registry, and the import runs one way only.
+FitSettings = Any
 
 __all__ = ["DIVERGENCES", "METHODS", "OBJECTIVES", "objective_for", "resolve_method",
            "MomentMatching"]

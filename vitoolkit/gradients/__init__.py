@@ -10,11 +10,12 @@ and the experiments of tutorial 04 in :mod:`~vitoolkit.gradients.experiments`.
 
 from .costs import COSTS, Cosine, Cost, GaussianBump, Linear, Quadratic, Step, make_cost
 from .exact import exact_gaussian_gradient, gauss_hermite_expectation
-from .gaussian import ESTIMATORS, GradientEstimator, GradientSamples, gaussian_gradients
+from .gaussian import ESTIMATORS, GAUSSIAN_ESTIMATORS, GradientEstimator, GradientSamples, gaussian_gradients
 
 __all__ = [
     "COSTS",
     "ESTIMATORS",
+    "GAUSSIAN_ESTIMATORS",
     "Cosine",
     "Cost",
     "GaussianBump",

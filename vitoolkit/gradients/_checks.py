@@ -16,8 +16,7 @@ from ..validation import (
     as_float_tensor,
     check_choice,
     check_finite_result,
-    check_int,
-    check_memory,
+    check_num_samples,
     describe_inputs,
     overflow_cause,
 )
@@ -60,17 +59,6 @@ def as_params(loc, scale, *, loc_name: str = "loc", scale_name: str = "scale"):
             f"{tuple(scale.shape)} do not broadcast"
         ) from err
     return loc.expand(shape).clone(), scale.expand(shape).clone()
-
-
-def check_num_samples(num_samples, values_per_sample: int = 1, *, name: str = "num_samples",
-                      minimum: int = 2, copies: int = WORKING_COPIES) -> int:
-    """An integer >= ``minimum`` whose ``copies`` float64 arrays of
-    (num_samples, values_per_sample) fit in memory; refused before anything is allocated."""
-    n = check_int(num_samples, name, minimum=minimum)
-    per_sample = max(1, int(values_per_sample))
-    check_memory(8 * copies * n * per_sample, name, n,
-                 f"{copies} float64 arrays of {n} x {per_sample} values")
-    return n
 
 
 def evaluate_cost(cost, x: torch.Tensor, *, name: str = "cost", inputs: dict | None = None) -> torch.Tensor:

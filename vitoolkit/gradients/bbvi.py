@@ -30,12 +30,22 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
-from ..conjugate import ConjugateGaussian
 from ..distributions import MultivariateStudentT, sample
 from ..divergences import kl_divergence
-from ..divergences.importance import _kish_ess, _log_mean_exp
-from ..validation import as_float_tensor, check_int, check_memory, check_positive, check_real, check_seed
-from ._checks import as_params, check_choice, check_num_samples
+from ..divergences.importance import effective_sample_size_unchecked, log_mean_exp_unchecked
+from ..exceptions import DivergedError
+from ..models.conjugate import ConjugateGaussian
+from ..models.logistic import LogisticPosterior
+from ..validation import (
+    as_float_tensor,
+    check_int,
+    check_memory,
+    check_positive,
+    check_real,
+    check_seed,
+    renamed_argument,
+)
+from ._checks import WORKING_COPIES, as_params, check_choice, check_num_samples
 from .elbo import ELBO_ESTIMATORS, elbo_terms
 
 __all__ = [
@@ -50,7 +60,7 @@ def _diag_normal(loc, scale):
 
 
 class ConjugateGaussianModel:
-    r"""z ~ N(prior_loc, prior_scale^2 I_D), x_i | z ~ N(z, noise_scale^2 I_D), i = 1..n.
+    r"""z ~ N(prior_loc, prior_std^2 I_D), x_i | z ~ N(z, noise_scale^2 I_D), i = 1..n.
 
     D independent copies of :class:`vitoolkit.conjugate.ConjugateGaussian`, one per
     column of the data, evaluated through the data's sufficient statistics (computed
@@ -60,20 +70,25 @@ class ConjugateGaussianModel:
     Parameters
     ----------
     data : array-like of shape (n,) or (n, D)
-    prior_loc, prior_scale, noise_scale : float
+    prior_loc, prior_std, noise_scale : float
+        (``prior_scale``, the former name of ``prior_std``, is accepted with a
+        ``DeprecationWarning``.)
     """
 
-    def __init__(self, data, prior_loc: float = 0.0, prior_scale: float = 1.0,
-                 noise_scale: float = 1.0):
+    def __init__(self, data, prior_loc: float = 0.0, prior_std: float = 1.0,
+                 noise_scale: float = 1.0, *, prior_scale=None):
+        prior_std = renamed_argument(prior_std, prior_scale, "prior_std", "prior_scale",
+                                     "ConjugateGaussianModel")
         x = as_float_tensor(data, "data", dtype=torch.float64, ndim=(1, 2))
         if x.ndim == 1:
             x = x.unsqueeze(-1)
         if x.shape[0] < 1:
             raise ValueError(f"data must have shape (n,) or (n, D) with n >= 1, got {tuple(x.shape)}")
-        self.model = ConjugateGaussian(prior_loc, prior_scale, noise_scale)
+        self.model = ConjugateGaussian(prior_loc, prior_std, noise_scale)
         self.data = x
         self.prior_loc = float(self.model.prior_loc)
-        self.prior_scale = float(self.model.prior_scale)
+        self.prior_std = float(self.model.prior_std)
+        self.prior_scale = self.prior_std  # the former name
         self.noise_scale = float(self.model.noise_scale)
         self.statistics = ConjugateGaussian._statistics(x, "data")
         post = self.model.posterior(self.statistics)
@@ -106,21 +121,30 @@ class ConjugateGaussianModel:
 
 
 class BayesianLogisticRegression:
-    r"""w ~ N(0, prior_scale^2 I_D), y_i | w ~ Bernoulli(sigmoid(x_i . w)).
+    r"""w ~ N(0, prior_std^2 I_D), y_i | w ~ Bernoulli(sigmoid(x_i . w)).
+
+    The model is :class:`vitoolkit.models.logistic.LogisticPosterior` (without an intercept
+    column), the one Bayesian logistic regression of the package (``self.posterior``); this
+    class adds what black-box VI needs: the reference posterior moments and the ELBO of a
+    mean-field Gaussian.
 
     Parameters
     ----------
     features : array-like of shape (n, D)
     labels : array-like of shape (n,), values in {0, 1}
-    prior_scale : float
+    prior_std : float > 0
+        s in w ~ N(0, s^2 I_D) (``prior_scale``, its former name, is accepted with a
+        ``DeprecationWarning``).
     reference_samples : int
         Importance samples for the reference posterior moments.
     seed : int
         Seed of the local generator used for the reference.
     """
 
-    def __init__(self, features, labels, prior_scale: float = 1.0,
-                 reference_samples: int = 200_000, seed: int = 0):
+    def __init__(self, features, labels, prior_std: float = 1.0,
+                 reference_samples: int = 200_000, seed: int = 0, *, prior_scale=None):
+        prior_std = renamed_argument(prior_std, prior_scale, "prior_std", "prior_scale",
+                                     "BayesianLogisticRegression")
         x = as_float_tensor(features, "features", dtype=torch.float64, ndim=2)
         if isinstance(labels, torch.Tensor) and labels.dtype == torch.bool:
             labels = labels.to(torch.float64)  # a boolean label vector is unambiguous
@@ -132,9 +156,11 @@ class BayesianLogisticRegression:
         if not bool(((y == 0) | (y == 1)).all()):
             raise ValueError("labels must be 0 or 1")
         self.features, self.labels = x, y
-        self.prior_scale = check_positive(prior_scale, "prior_scale")
+        self.prior_std = check_positive(prior_std, "prior_std")
+        self.posterior = LogisticPosterior(x, y, self.prior_std, fit_intercept=False)
         # Draws (S, D) and linear predictors (S, n), a few copies of each.
-        n = check_num_samples(reference_samples, x.shape[0] + x.shape[1], name="reference_samples",
+        n = check_num_samples(reference_samples, "reference_samples", minimum=2,
+                              values_per_sample=x.shape[0] + x.shape[1],
                               copies=4)
         self._reference(n, check_seed(seed))
 
@@ -153,32 +179,23 @@ class BayesianLogisticRegression:
     def dim(self) -> int:
         return self.features.shape[1]
 
+    @property
+    def prior_scale(self) -> float:
+        """The former name of :attr:`prior_std`."""
+        return self.prior_std
+
     def log_joint(self, w: torch.Tensor) -> torch.Tensor:
-        """log p(y, w | X) for w of shape (..., D); returns (...)."""
-        eta = w @ self.features.T
-        log_lik = (self.labels * eta - torch.nn.functional.softplus(eta)).sum(-1)
-        return log_lik + self._prior().log_prob(w).sum(-1)
+        """log p(y, w | X) for w of shape (..., D); returns (...) (the model's log joint)."""
+        return self.posterior.log_prob(w)
 
     def _prior(self) -> Normal:
-        """p(w) per coordinate: N(0, prior_scale^2)."""
-        zero = torch.zeros((), dtype=torch.float64)
-        return Normal(zero, torch.full((), self.prior_scale, dtype=torch.float64),
-                      validate_args=False)
+        """p(w) per coordinate: N(0, prior_std^2)."""
+        return self.posterior._prior
 
-    def _laplace(self, iterations: int = 50):
-        w = torch.zeros(self.dim, dtype=torch.float64)
-        eye = torch.eye(self.dim, dtype=torch.float64) / self.prior_scale**2
-        for _ in range(iterations):  # Newton's method (IRLS); the log joint is concave
-            p = torch.sigmoid(self.features @ w)
-            grad = self.features.T @ (self.labels - p) - w / self.prior_scale**2
-            hess = self.features.T @ (self.features * (p * (1 - p)).unsqueeze(-1)) + eye
-            step = torch.linalg.solve(hess, grad)
-            w = w + step
-            if float(step.abs().max()) < 1e-12:
-                break
-        p = torch.sigmoid(self.features @ w)
-        hess = self.features.T @ (self.features * (p * (1 - p)).unsqueeze(-1)) + eye
-        return w, torch.linalg.inv(hess)
+    def _laplace(self):
+        """The Laplace approximation N(mode, H^-1) (PRML 4.4) from the model's Newton mode."""
+        mode = self.posterior.newton_mode()
+        return mode, torch.linalg.inv(self.posterior.hessian(mode))
 
     def _reference(self, num_samples, seed):
         mode, cov = self._laplace()
@@ -195,8 +212,8 @@ class BayesianLogisticRegression:
         self.posterior_mean = mean
         self.posterior_covariance = (weights[:, None, None]
                                      * centred.unsqueeze(-1) * centred.unsqueeze(-2)).sum(0)
-        self.effective_sample_size = float(_kish_ess(log_w))  # 1 / sum(weights^2)
-        self.log_evidence = float(_log_mean_exp(log_w))
+        self.effective_sample_size = float(effective_sample_size_unchecked(log_w))  # 1 / sum(weights^2)
+        self.log_evidence = float(log_mean_exp_unchecked(log_w))
 
     def elbo(self, loc, scale, num_nodes: int = 48) -> float:
         r"""The ELBO of q = N(loc, diag(scale^2)), deterministic.
@@ -272,7 +289,7 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
             raise TypeError(f"model must have dim, log_joint, elbo and distance; "
                             f"{type(model).__name__} has no {attr}")
     d = check_int(model.dim, "model.dim", minimum=1)
-    n = check_num_samples(num_samples, d)
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=d, copies=WORKING_COPIES)
     num_iterations = check_int(num_iterations, "num_iterations", minimum=1)
     learning_rate = check_positive(learning_rate, "learning_rate")
     baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0, maximum=1.0,
@@ -294,7 +311,7 @@ def run_bbvi(model, *, estimator: str, num_iterations: int, num_samples: int,
                  f"log scale in [{log_scale.min().item():.3g}, {log_scale.max().item():.3g}]")
         if step == 0:
             return ValueError(f"run_bbvi cannot start from init_loc/init_scale ({state}): {err}")
-        return ValueError(f"run_bbvi diverged at iteration {step} ({state}): {err}; "
+        return DivergedError(f"run_bbvi diverged at iteration {step} ({state}): {err}; "
                           f"learning_rate={learning_rate!r} is too large, use a smaller one")
 
     for step in range(num_iterations):

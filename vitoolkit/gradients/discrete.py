@@ -35,7 +35,7 @@ import torch
 
 from ..distributions import gumbel_max_sample, gumbel_softmax_sample
 from ..validation import as_float_tensor, check_memory, check_positive
-from ._checks import check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
+from ._checks import WORKING_COPIES, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 
 __all__ = [
     "DISCRETE_ESTIMATORS",
@@ -154,7 +154,7 @@ def discrete_gradients(cost, logits, *, family: str, estimator: str, num_samples
         )
     key = check_choice(estimator, DISCRETE_ESTIMATORS, "estimator")
     logits = _check_logits(logits, family)
-    n = check_num_samples(num_samples, logits.numel())
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=logits.numel(), copies=WORKING_COPIES)
     if not callable(cost):
         raise TypeError(f"cost must be callable, got {type(cost).__name__}")
     if key in ("gumbel_softmax", "straight_through"):

@@ -24,8 +24,16 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal
 
+from ..distributions import reparameterise
 from ..validation import as_float_tensor
-from ._checks import as_params, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
+from ._checks import (
+    WORKING_COPIES,
+    as_params,
+    check_choice,
+    check_num_samples,
+    evaluate_cost,
+    no_graph_is_constant,
+)
 from .gaussian import GradientSamples
 
 __all__ = ["ELBO_ESTIMATORS", "elbo_gradients", "gaussian_entropy"]
@@ -63,7 +71,7 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
         loc_i = loc.expand(n, *loc.shape).clone().requires_grad_(True)
         scale_i = scale.expand(n, *scale.shape).clone().requires_grad_(True)
         with torch.enable_grad():
-            z = loc_i + scale_i * eps
+            z = reparameterise(loc_i, scale_i, eps)
             if estimator == "stl":
                 log_q = _log_q(z, loc, scale)  # parameters detached: Roeder et al. eq. 8
             else:
@@ -81,7 +89,7 @@ def elbo_terms(log_joint, loc, scale, estimator, n, generator, baseline=None):
             raise ValueError("the gradient of log_joint is not finite at some sampled z")
         return GradientSamples(g_loc.detach(), g_scale.detach()), w.detach()
     with torch.no_grad():
-        z = loc + scale * eps
+        z = reparameterise(loc, scale, eps)
         w = _log_joint(log_joint, z, loc, scale) - _log_q(z, loc, scale)
         if estimator == "score_baseline":
             if baseline is None:
@@ -124,7 +132,7 @@ def elbo_gradients(log_joint, loc, scale, *, estimator: str, num_samples: int,
     """
     key = check_choice(estimator, ELBO_ESTIMATORS, "estimator")
     loc, scale = as_params(loc, scale)
-    n = check_num_samples(num_samples, loc.numel())
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=loc.numel(), copies=WORKING_COPIES)
     if not callable(log_joint):
         raise TypeError(f"log_joint must be callable, got {type(log_joint).__name__}")
     if baseline is not None:

@@ -257,10 +257,10 @@ def estimator_table(cost: str, *, k: float = 1.0, estimators=None, num_samples: 
     {estimator: {param: stats}}}``; each stats dict holds ``mean``, ``stderr``,
     ``variance``, ``snr``, ``bias``, ``bias_z`` for "loc" and "scale" (floats).
     """
-    from .gaussian import ESTIMATORS
+    from .gaussian import GAUSSIAN_ESTIMATORS
 
     f = _cost_by_name(cost, k, name="cost")
-    estimators = ESTIMATORS if estimators is None else estimators
+    estimators = GAUSSIAN_ESTIMATORS if estimators is None else estimators
     mu = torch.tensor([check_real(loc, "loc")], dtype=torch.float64)
     sigma = torch.tensor([check_positive(scale, "scale")], dtype=torch.float64)
     g_loc, g_scale = exact_gaussian_gradient(f, mu, sigma)

@@ -26,8 +26,10 @@ from typing import NamedTuple
 
 import torch
 
+from ..distributions import reparameterise
 from ..validation import as_float_tensor
 from ._checks import (
+    WORKING_COPIES,
     as_params,
     check_choice,
     check_finite_result,
@@ -37,7 +39,7 @@ from ._checks import (
     no_graph_is_constant,
 )
 
-__all__ = ["GradientSamples", "GradientEstimator", "ESTIMATORS", "gaussian_gradients"]
+__all__ = ["GradientSamples", "GradientEstimator", "GAUSSIAN_ESTIMATORS", "ESTIMATORS", "gaussian_gradients"]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 # Measure-valued estimates evaluate the cost on (num_samples, ..., D, D) points; above this
@@ -121,7 +123,12 @@ class GradientEstimator(str, enum.Enum):
 
 
 #: Names of the estimators accepted by :func:`gaussian_gradients`.
-ESTIMATORS = tuple(e.value for e in GradientEstimator)
+#: The estimators of :func:`gaussian_gradients` (one name per set: the ELBO's are
+#: :data:`~vitoolkit.gradients.elbo.ELBO_ESTIMATORS`, the discrete ones
+#: :data:`~vitoolkit.gradients.discrete.DISCRETE_ESTIMATORS`).
+GAUSSIAN_ESTIMATORS = tuple(e.value for e in GradientEstimator)
+#: The former name of :data:`GAUSSIAN_ESTIMATORS`.
+ESTIMATORS = GAUSSIAN_ESTIMATORS
 
 
 def _randn(shape, generator):
@@ -155,7 +162,7 @@ def _evaluate(cost, x, loc, scale):
 
 
 def _score(cost, loc, scale, eps):
-    f = _evaluate(cost, loc + scale * eps, loc, scale).unsqueeze(-1)
+    f = _evaluate(cost, reparameterise(loc, scale, eps), loc, scale).unsqueeze(-1)
     return f, eps / scale, (eps**2 - 1) / scale
 
 
@@ -166,7 +173,7 @@ def _score_estimator(cost, loc, scale, n, generator, baseline):
 
 def _pilot_mean(cost, loc, scale, n, generator):
     eps = _randn((n, *loc.shape), generator)
-    return _evaluate(cost, loc + scale * eps, loc, scale).mean(0).unsqueeze(-1)
+    return _evaluate(cost, reparameterise(loc, scale, eps), loc, scale).mean(0).unsqueeze(-1)
 
 
 def _score_baseline(cost, loc, scale, n, generator, baseline):
@@ -209,7 +216,7 @@ def _pathwise(cost, loc, scale, n, generator, baseline):
             "return 0, not the gradient); use 'score', 'score_baseline' or 'measure_valued'"
         )
     eps = _randn((n, *loc.shape), generator)
-    x = (loc + scale * eps).requires_grad_(True)
+    x = reparameterise(loc, scale, eps).requires_grad_(True)
     grad = None
     with torch.enable_grad():
         f = _evaluate(cost, x, loc, scale)
@@ -270,7 +277,7 @@ def _measure_valued_block(cost, loc, scale, n, generator, coupled):
     m = _double_sided_maxwell(shape, generator)
     eps = m * _rand(shape, generator) if coupled else _randn(shape, generator)
     f_pos = _evaluate_perturbed(cost, base_pos, loc + scale * m, loc, scale)
-    f_neg = _evaluate_perturbed(cost, base_neg, loc + scale * eps, loc, scale)
+    f_neg = _evaluate_perturbed(cost, base_neg, reparameterise(loc, scale, eps), loc, scale)
     g_scale = (f_pos - f_neg) / scale
     return g_loc, g_scale
 
@@ -333,7 +340,7 @@ def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
     scale : array-like broadcastable to loc's shape, positive
         Standard deviations sigma.
     estimator : str or GradientEstimator
-        One of :data:`ESTIMATORS`.
+        One of :data:`GAUSSIAN_ESTIMATORS`.
     num_samples : int >= 2
         Number of draws (one gradient estimate per draw).
     generator : torch.Generator, optional
@@ -362,9 +369,9 @@ def gaussian_gradients(cost, loc, scale, *, estimator, num_samples: int,
         ``num_samples`` too large for memory (a ``ValueError``; raised before
         anything is allocated).
     """
-    key = check_choice(estimator, ESTIMATORS, "estimator")
+    key = check_choice(estimator, GAUSSIAN_ESTIMATORS, "estimator")
     loc, scale = as_params(loc, scale)
-    n = check_num_samples(num_samples, loc.numel())
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=loc.numel(), copies=WORKING_COPIES)
     if not callable(cost):
         raise TypeError(f"cost must be callable (..., D) -> (...), got {type(cost).__name__}")
     with torch.no_grad():

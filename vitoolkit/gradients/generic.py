@@ -23,7 +23,7 @@ from torch.distributions import Distribution
 
 from ..distributions import sample
 from ..validation import as_float_tensor
-from ._checks import check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
+from ._checks import WORKING_COPIES, check_choice, check_num_samples, evaluate_cost, no_graph_is_constant
 
 __all__ = ["distribution_gradients", "GENERIC_ESTIMATORS"]
 
@@ -70,7 +70,8 @@ def distribution_gradients(cost, make_distribution, params, *, estimator: str, n
         raise TypeError(f"params must be a sequence of array-likes (one per parameter), "
                         f"got {type(params).__name__}")
     params = [as_float_tensor(p, f"params[{i}]", dtype=torch.float64) for i, p in enumerate(params)]
-    n = check_num_samples(num_samples, sum(p.numel() for p in params))
+    n = check_num_samples(num_samples, minimum=2, values_per_sample=sum(p.numel() for p in params),
+                          copies=WORKING_COPIES)
     copies = [p.expand(n, *p.shape).clone().requires_grad_(True) for p in params]
     with torch.enable_grad():
         dist = make_distribution(*copies)

@@ -22,7 +22,7 @@
 
 from . import annealing, diagnostics, latent
 from .autoencoder import Autoencoder, sample_label_histogram
-from .categorical import BASELINES, ESTIMATORS, CategoricalVAE
+from .categorical import BASELINES, CATEGORICAL_ESTIMATORS, ESTIMATORS, CategoricalVAE
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from .diagnostics import active_units, amortisation_gap, check_posterior_collapse, kl_per_dimension
 from .likelihoods import LIKELIHOODS, Likelihood
@@ -39,6 +39,7 @@ __all__ = [
     "Autoencoder",
     "BASELINES",
     "CategoricalVAE",
+    "CATEGORICAL_ESTIMATORS",
     "ESTIMATORS",
     "ConvDecoder",
     "ConvEncoder",

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from ..validation import as_float_tensor, check_choice, check_int, check_memory, check_seed
-from .model import _LatentVariableModel
+from .base import _LatentVariableModel
 from .networks import (
     ARCHITECTURES,
-    build_network,
+    build_encoder_decoder,
     check_hidden_dims,
     check_image_shape,
     check_parameter_memory,
@@ -66,23 +66,16 @@ class Autoencoder(_LatentVariableModel):
                        "activation": activation, "loss": loss, "seed": seed}
 
         def build():
-            self.encoder = build_network(
-                "encoder", architecture, in_features=self.data_dim, out_features=self.latent_dim,
-                hidden_dims=hidden_dims, activation=activation, image_shape=self.image_shape)
-            self.decoder = build_network(
-                "decoder", architecture, in_features=self.latent_dim,
-                out_features=self.data_dim, hidden_dims=hidden_dims[::-1] if mlp else hidden_dims,
-                activation=activation, image_shape=self.image_shape)
+            self.encoder, self.decoder = build_encoder_decoder(
+                architecture, data_dim=self.data_dim, encoder_out=self.latent_dim,
+                latent_dim=self.latent_dim, hidden_dims=hidden_dims, activation=activation,
+                image_shape=self.image_shape)
 
         self._init_seeded(seed, build)
 
-    def _check_x(self, x, name: str = "x") -> torch.Tensor:
-        # The support is checked in float64 too, before the model's float32 can round a
-        # value just outside [0, 1] onto its boundary.
-        x64 = as_float_tensor(x, name, dtype=torch.float64)
-        if x64.numel():
-            self._check_support(x64, name)
-        return super()._check_x(x, name)
+    # The support is checked in float64 too, before the model's float32 can round a
+    # value just outside [0, 1] onto its boundary.
+    _support_in_float64 = True
 
     def _check_support(self, x, name):
         if self.loss_name == "bce":
@@ -110,6 +103,11 @@ class Autoencoder(_LatentVariableModel):
     def loss(self, x) -> torch.Tensor:
         """Reconstruction loss per example, summed over pixels: shape (n,)."""
         return self._per_example_loss(self._check_x(x))[0]
+
+    def forward(self, x) -> torch.Tensor:
+        """``model(x)``: the reconstruction decode(encode(x)), shape (n, data_dim),
+        differentiable (a deterministic autoencoder has no ELBO; its loss is :meth:`loss`)."""
+        return self.decode(self.encode(x))
 
     @torch.no_grad()
     def reconstruct(self, x) -> torch.Tensor:

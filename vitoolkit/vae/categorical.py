@@ -48,7 +48,7 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from ..distributions import check_temperature, gumbel_max_sample, gumbel_softmax_sample
-from ..divergences.importance import StreamingImportanceEstimate, _log_mean_exp
+from ..divergences.importance import StreamingImportanceEstimate, log_mean_exp_unchecked
 from ..validation import (
     check_bool,
     check_choice,
@@ -60,16 +60,19 @@ from ..validation import (
     memory_limit,
 )
 from . import importance as _sampling
+from .base import _LatentVariableModel, check_network_size
 from .importance import check_draws, check_num_samples
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel, check_network_size
-from .networks import MLP, build_network, check_hidden_dims
+from .networks import MLP, check_hidden_dims
 
-__all__ = ["CategoricalVAE", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES", "BiasVariance",
-           "bias_and_variance"]
+__all__ = ["CategoricalVAE", "CATEGORICAL_ESTIMATORS", "ESTIMATORS", "BASELINES", "MAX_ENUMERATED_STATES",
+           "BiasVariance", "bias_and_variance"]
 
 #: The encoder-gradient estimators of :class:`CategoricalVAE`.
-ESTIMATORS = ("gumbel_softmax", "reinforce", "vimco")
+#: The gradient estimators of :class:`CategoricalVAE` (not :mod:`vitoolkit.gradients`' sets).
+CATEGORICAL_ESTIMATORS = ("gumbel_softmax", "reinforce", "vimco")
+#: The former name of :data:`CATEGORICAL_ESTIMATORS` (``vitoolkit.vae.ESTIMATORS``).
+ESTIMATORS = CATEGORICAL_ESTIMATORS
 #: The REINFORCE baselines.
 BASELINES = ("running", "learned", "none")
 #: Largest number of joint states C^L that the exact (enumerated) methods accept.
@@ -151,7 +154,7 @@ class CategoricalVAE(_LatentVariableModel):
         self.num_categories = check_int(num_categories, "num_categories", minimum=2)
         self.latent_dim = self.num_latents * self.num_categories
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.estimator = check_choice(estimator, ESTIMATORS, "estimator")
+        self.estimator = check_choice(estimator, CATEGORICAL_ESTIMATORS, "estimator")
         self.temperature = check_temperature(check_positive(temperature, "temperature"))
         self.baseline = check_choice(baseline, BASELINES, "baseline")
         self.baseline_decay = check_real(baseline_decay, "baseline_decay", minimum=0.0,
@@ -174,13 +177,7 @@ class CategoricalVAE(_LatentVariableModel):
         }
 
         def build():
-            self.encoder = build_network("encoder", "mlp", in_features=self.data_dim,
-                                         out_features=self.latent_dim, hidden_dims=hidden_dims,
-                                         activation=activation)
-            self.decoder = build_network(
-                "decoder", "mlp", in_features=self.latent_dim,
-                out_features=self.likelihood.params_per_pixel * self.data_dim,
-                hidden_dims=hidden_dims[::-1], activation=activation)
+            self._build_mlp_pair(hidden_dims, activation)
             if self.baseline == "learned":
                 width = hidden_dims[-1] if hidden_dims else 32
                 self.baseline_net = MLP(self.data_dim, (width,), 1, activation)
@@ -194,8 +191,10 @@ class CategoricalVAE(_LatentVariableModel):
         return (f"data_dim={self.data_dim}, num_latents={self.num_latents}, "
                 f"num_categories={self.num_categories}, estimator={self.estimator!r}")
 
-    def _check_support(self, x, name):
-        self.likelihood.check_support(x, name)
+    def forward(self, x, *, num_samples: int = 1, generator=None) -> torch.Tensor:
+        """``model(x)``: the per-example ELBO, :meth:`elbo` (``x`` of shape (n, data_dim),
+        returns (n,) nats)."""
+        return self.elbo(x, num_samples=num_samples, generator=generator)
 
     @property
     def num_states(self) -> int:
@@ -342,7 +341,7 @@ class CategoricalVAE(_LatentVariableModel):
         if not torch.is_grad_enabled():
             return self._estimate(x, k, generator, x.shape[0], "iwae_bound")
         self._check_draws(k, x.shape[0], chunked=False)
-        return _log_mean_exp(self._log_weights(x, k, generator), 0)
+        return log_mean_exp_unchecked(self._log_weights(x, k, generator), 0)
 
     @torch.no_grad()
     def log_likelihood(self, x, num_samples: int = 5000, *, generator=None,
@@ -383,7 +382,7 @@ class CategoricalVAE(_LatentVariableModel):
         for s in range(0, x.shape[0], batch_size):
             xb = x[s:s + batch_size]
             if not stream:
-                out.append(_log_mean_exp(self._log_weights(xb, k, generator), 0))
+                out.append(log_mean_exp_unchecked(self._log_weights(xb, k, generator), 0))
                 continue
             acc = StreamingImportanceEstimate(k)
             for lw in self._log_weight_chunks(xb, k, generator):
@@ -529,14 +528,14 @@ class CategoricalVAE(_LatentVariableModel):
             f = self._log_px(z, x)
             log_q = self._log_q(z, log_probs)
             log_w = f + self.log_prior - log_q  # (K, n), gradient to both networks
-            bound = _log_mean_exp(log_w, 0)
+            bound = log_mean_exp_unchecked(log_w, 0)
             with torch.no_grad():
                 lw = log_w.detach()
                 # Mnih & Rezende (2016), eq. (10): replace log w_j by the mean of the others.
                 others = (lw.sum(0, keepdim=True) - lw) / (k - 1)  # (K, n)
                 eye = torch.eye(k, dtype=torch.bool, device=x.device).unsqueeze(-1)  # (K, K, 1)
                 swapped = torch.where(eye, others.unsqueeze(1), lw.unsqueeze(0))  # (j, i, n)
-                loo = _log_mean_exp(swapped, 1)  # (K, n)
+                loo = log_mean_exp_unchecked(swapped, 1)  # (K, n)
                 signal = bound.detach().unsqueeze(0) - loo
             loss = -(bound + (signal * log_q).sum(0)).mean()
             recon = f.detach().mean(0)
@@ -620,7 +619,7 @@ class CategoricalVAE(_LatentVariableModel):
         num_draws = check_int(num_draws, "num_draws", minimum=1)
         k = check_num_samples(num_samples)
         estimator = self.estimator if estimator is None else \
-            check_choice(estimator, ESTIMATORS, "estimator")
+            check_choice(estimator, CATEGORICAL_ESTIMATORS, "estimator")
         # An option the chosen estimator does not use is refused, not ignored.
         if temperature is not None:
             if estimator != "gumbel_softmax":

@@ -29,9 +29,12 @@ import math
 import torch
 from torch import nn
 
-from ..divergences.importance import _importance_estimate, _warn_unreliable
+from ..distributions import reparameterise
+from ..divergences.estimate import warn_if_unreliable
+from ..divergences.importance import importance_estimate_unchecked
+from ..exceptions import DivergedError
 from ..validation import check_int, check_positive
-from .diagnostics import AmortisationGap
+from .bounds import AmortisationGap
 from .model import VAE
 
 __all__ = ["PlanarFlowPosterior", "train_flow_vae", "flow_amortisation_gap", "flow_elbo"]
@@ -65,6 +68,10 @@ class PlanarFlowPosterior(nn.Module):
                 for p in self.net.parameters():
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
+    def forward(self, x: torch.Tensor) -> list:
+        """``flow(x)``: :meth:`layer_params`, the planar layers' parameters for ``x``."""
+        return self.layer_params(x)
+
     def layer_params(self, x: torch.Tensor) -> list:
         """[(b (n, 1), u (n, L), w (n, L))] per layer, from x of shape (n, data_dim)."""
         if self.net is None:
@@ -89,7 +96,7 @@ def _planar_push(params: list, u: torch.Tensor):
 
 def _log_weights(vae, x, loc, log_scale, params, eps):
     """log p(x, z) - log q(z|x) at z = T(loc + sigma eps), eps of shape (S, n, L) -> (S, n)."""
-    u = loc + log_scale.exp() * eps
+    u = reparameterise(loc, log_scale.exp(), eps)
     z, log_det = _planar_push(params, u)
     log_base = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum(-1)
     log_q = log_base - log_scale.sum(-1) - log_det
@@ -204,7 +211,7 @@ def flow_amortisation_gap(vae: VAE, flow: PlanarFlowPosterior, x, *, steps: int 
                 p.grad = gr
             opt.step()
             if not all(bool(torch.isfinite(p).all()) for p in local):
-                raise ValueError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r}")
+                raise DivergedError(f"the optimisation of q* diverged at step {step + 1} with lr={lr!r}")
         with torch.no_grad():
             eps = torch.randn((eval_samples, *loc0.shape), generator=generator, dtype=loc0.dtype)
             w_q = _log_weights(vae, x, loc0, log_scale0, params0, eps)
@@ -214,9 +221,9 @@ def flow_amortisation_gap(vae: VAE, flow: PlanarFlowPosterior, x, *, steps: int 
             w_opt = torch.where(worse, w_q, w_opt)
             loc1 = torch.where(worse[:, None], loc0, loc1)
             log_scale1 = torch.where(worse[:, None], log_scale0, log_scale1)
-            est = _importance_estimate(w_opt)
-            _warn_unreliable(est.khat, "flow_amortisation_gap: log p(x) with q* as proposal",
-                             stacklevel=2)
+            est = importance_estimate_unchecked(w_opt)
+            warn_if_unreliable(est, "flow_amortisation_gap: log p(x) with q* as proposal",
+                               stacklevel=3, importance=True)
             elbo_q, elbo_opt, log_px = w_q.mean(0), w_opt.mean(0), est.value
     finally:
         vae.train(was)

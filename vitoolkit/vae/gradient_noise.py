@@ -9,7 +9,7 @@ signal-to-noise ratio norm(mean) / sqrt(total variance).
 
 The KL term can be computed in closed form or estimated at the same sample z,
 log q(z | x) - log p(z) (their estimators B and A, eqs. (7) and (6));
-:func:`elbo_gradients` takes ``kl=`` to compare both on the same parameters and,
+:func:`network_gradients` takes ``kl=`` to compare both on the same parameters and,
 with the same generator seed, the same noise (so the decoder's gradients agree
 exactly and the difference is the KL estimator's own noise).
 """
@@ -24,7 +24,7 @@ import torch
 from ..validation import check_int
 from .model import KL_METHODS
 
-__all__ = ["GradientNoise", "elbo_gradients", "gradient_noise", "with_kl"]
+__all__ = ["GradientNoise", "network_gradients", "gradient_noise", "with_kl"]
 
 _PARTS = ("encoder", "decoder", "all")
 
@@ -44,7 +44,7 @@ def with_kl(model, kl: str):
     return twin.to(device=ref.device, dtype=ref.dtype)
 
 
-def elbo_gradients(model, x, num_samples: int, *, kl: str | None = None, parameters: str = "encoder",
+def network_gradients(model, x, num_samples: int, *, kl: str | None = None, parameters: str = "encoder",
                    generator=None) -> torch.Tensor:
     """``num_samples`` one-sample gradients of the batch-mean negative ELBO.
 
@@ -98,3 +98,9 @@ def gradient_noise(grads) -> GradientNoise:
     total = float(g.var(0).sum())
     snr = mean_norm / math.sqrt(total) if total > 0 else math.inf
     return GradientNoise(mean_norm, total, snr, g.shape[0])
+
+
+#: The former name of :func:`network_gradients` (tutorial 05): not
+#: :func:`vitoolkit.gradients.elbo.elbo_gradients`, which estimates the gradient of an ELBO
+#: with respect to a Gaussian q's parameters.
+elbo_gradients = network_gradients

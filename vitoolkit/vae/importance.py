@@ -29,7 +29,7 @@ from torch.distributions import Normal
 
 from ..divergences import StreamingImportanceEstimate
 from ..exceptions import ResourceLimitError
-from ..validation import check_int, check_memory
+from ..validation import check_memory, check_num_samples
 
 __all__ = [
     "MAX_DRAWS",
@@ -66,11 +66,6 @@ def check_draws(num_samples: int, n: int, name: str = "num_samples") -> None:
             f"{name}={num_samples} for {n} examples asks for {shown} decoder "
             f"evaluations, more than the {MAX_DRAWS:.3g} one call may take (hours of "
             f"computing); use a smaller {name}")
-
-
-def check_num_samples(num_samples, name: str = "num_samples") -> int:
-    """An integer k >= 1 of importance samples (:func:`vitoolkit.validation.check_int`)."""
-    return check_int(num_samples, name, minimum=1)
 
 
 def log_importance_weights(model, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,

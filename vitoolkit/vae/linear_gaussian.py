@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal
 
-from .diagnostics import _check_inputs
+from ._model_inputs import _check_inputs
 from .model import VAE
 
 __all__ = ["linear_gaussian_parts", "linear_gaussian_posterior", "linear_gaussian_evidence"]

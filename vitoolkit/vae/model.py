@@ -32,21 +32,21 @@ conditional_dim) (integer labels (n,) are accepted and one-hot encoded).
 
 from __future__ import annotations
 
-import numpy as np
+import warnings
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from ..distributions import StandardNormal
+from ..distributions import StandardNormal, reparameterise
 from ..distributions import sample as _sample
 from ..divergences import StreamingImportanceEstimate, kl_divergence
+from ..divergences.estimate import Estimate, warn_if_unreliable
 from ..divergences.importance import (
     ImportanceEstimate,
-    _importance_estimate,
-    _log_mean_exp,
-    _warn_unreliable,
     importance_estimate,
+    importance_estimate_unchecked,
+    log_mean_exp_unchecked,
 )
 from ..validation import (
     check_bool,
@@ -58,6 +58,7 @@ from ..validation import (
     check_seed,
 )
 from . import importance as _sampling
+from .base import _LatentVariableModel, check_network_size
 from .importance import (  # re-exported: importable from here, as before the split
     MAX_DRAWS,
     check_draws,
@@ -70,11 +71,9 @@ from .importance import (  # re-exported: importable from here, as before the sp
 from .likelihoods import make_likelihood
 from .networks import (
     ARCHITECTURES,
-    build_network,
+    build_encoder_decoder,
     check_hidden_dims,
     check_image_shape,
-    check_parameter_memory,
-    mlp_parameter_count,
 )
 
 __all__ = [
@@ -100,134 +99,11 @@ KL_METHODS = ("analytic", "monte_carlo")
 OBJECTIVES = ("elbo", "iwae")
 
 
-def check_network_size(sizes: dict, *layer_widths) -> None:
-    """Refuse, before building, networks whose weights would not fit in memory.
-
-    ``layer_widths``: one list of consecutive widths per network (MLP layout; a
-    convolutional network is smaller); ``sizes`` maps the size arguments to their
-    values, and the error names the largest (:func:`~vitoolkit.vae.networks.check_parameter_memory`).
-    """
-    count = sum(mlp_parameter_count(widths) for widths in layer_widths)
-    check_parameter_memory(count, sizes, "the networks' weights")
-
-
-class _LatentVariableModel(nn.Module):
-    """Input handling shared by :class:`VAE` and :class:`Autoencoder`."""
-
-    data_dim: int
-    latent_dim: int
-    conditional_dim: int = 0
-    image_shape: tuple | None = None
-
-    def _init_seeded(self, seed, build) -> None:
-        # Seed the initialisation without touching the caller's global random state.
-        seed = check_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            build()
-        self.float()  # float32 for neural training, whatever the global default
-
-    @property
-    def _ref(self) -> torch.Tensor:
-        return next(self.parameters())
-
-    def _as_tensor(self, x, name: str, *, cast: bool = True) -> torch.Tensor:
-        ref = self._ref
-        if isinstance(x, np.ndarray):
-            if x.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must hold real numbers, got a numpy array of dtype "
-                                f"{x.dtype}")
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-        if x.dtype == torch.bool or x.is_complex():
-            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-        return x.to(device=ref.device, dtype=ref.dtype) if cast else x
-
-    def _check_x(self, x, name: str = "x") -> torch.Tensor:
-        """Validate data: shape (n, data_dim) (or (n, *image_shape)), finite, in support."""
-        # Checked in the caller's precision, then cast: a float64 value outside the support
-        # must not become a valid one by rounding to float32 (-1e-200 -> -0.0).
-        x = self._as_tensor(x, name, cast=False)
-        if self.image_shape is not None and x.ndim == 1 + len(self.image_shape) \
-                and tuple(x.shape[1:]) == tuple(self.image_shape):
-            x = x.reshape(x.shape[0], -1)
-        if x.ndim != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"{name} must have shape (n, {self.data_dim}) (the model's "
-                             f"data_dim={self.data_dim}), got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-        finite = torch.isfinite(x).all(dim=1)
-        if not bool(finite.all()):
-            rows = torch.nonzero(~finite).flatten()[:5].tolist()
-            raise ValueError(f"{name} contains NaN or infinite values (rows {rows}"
-                             f"{', ...' if int((~finite).sum()) > 5 else ''})")
-        self._check_support(x, name)
-        ref = self._ref
-        cast = x.to(device=ref.device, dtype=ref.dtype)
-        if cast.dtype != x.dtype and not bool(torch.isfinite(cast).all()):
-            raise ValueError(f"{name} has values beyond the range of the model's dtype "
-                             f"{ref.dtype} (largest magnitude {float(x.abs().max()):.3g})")
-        return cast
-
-    def _check_support(self, x: torch.Tensor, name: str) -> None:
-        pass
-
-    def _check_y(self, y, n: int, name: str = "y") -> torch.Tensor | None:
-        """Validate a conditional label: one-hot (n, conditional_dim) or integers (n,)."""
-        if self.conditional_dim == 0:
-            if y is not None:
-                raise ValueError(f"{name} was given but the model is unconditional "
-                                 "(conditional_dim=0)")
-            return None
-        if y is None:
-            raise ValueError(f"{name} is required: the model is conditional "
-                             f"(conditional_dim={self.conditional_dim})")
-        if isinstance(y, np.ndarray):
-            if y.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must hold integer labels or one-hot rows, got a numpy "
-                                f"array of dtype {y.dtype}")
-            y = torch.from_numpy(np.ascontiguousarray(y))
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor, got {type(y).__name__}")
-        ref = self._ref
-        if y.dtype == torch.bool or y.is_complex():
-            raise TypeError(f"{name} must hold integer class labels or one-hot rows, got dtype "
-                            f"{y.dtype}")
-        if y.ndim == 1 and not y.is_floating_point():
-            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.conditional_dim):
-                raise ValueError(f"{name} labels must lie in 0..{self.conditional_dim - 1}, "
-                                 f"got range [{int(y.min())}, {int(y.max())}]")
-            y = F.one_hot(y.long(), self.conditional_dim)
-        if y.ndim != 2 or y.shape[1] != self.conditional_dim or y.shape[0] != n:
-            raise ValueError(f"{name} must be one-hot of shape ({n}, {self.conditional_dim}) or "
-                             f"integer labels of shape ({n},), got {tuple(y.shape)}")
-        y = y.to(device=ref.device, dtype=ref.dtype)
-        if not bool(torch.isfinite(y).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        # One-hot: every entry 0 or 1 and exactly one 1 per row (a soft or multi-hot label
-        # would be fed to the networks as a condition they never saw in training).
-        binary = (y == 0) | (y == 1)
-        bad = ~binary.all(dim=1) | (y.sum(dim=1) != 1)
-        if bool(bad.any()):
-            rows = torch.nonzero(bad).flatten()[:5].tolist()
-            raise ValueError(f"{name} must be one-hot (one entry 1, the rest 0, per row); rows "
-                             f"{rows}{', ...' if int(bad.sum()) > 5 else ''} are not")
-        return y
-
-    def _check_z(self, z, name: str = "z") -> torch.Tensor:
-        z = self._as_tensor(z, name)
-        if z.ndim < 1 or z.shape[-1] != self.latent_dim:
-            raise ValueError(f"{name} must have shape (..., {self.latent_dim}) "
-                             f"(latent_dim={self.latent_dim}), got {tuple(z.shape)}")
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return z
-
-    def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        if y is None:
-            return h
-        return torch.cat([h, y.expand(*h.shape[:-1], y.shape[-1])], dim=-1)
+def _deprecated_diagnostics(method: str, replacement: str) -> None:
+    """The one DeprecationWarning of ``return_diagnostics=True`` (it changed the return type)."""
+    warnings.warn(f"{method}(..., return_diagnostics=True) is deprecated: it changes the return type; "
+                  f"call {replacement}(...), which returns the Estimate (value, stderr, khat)",
+                  DeprecationWarning, stacklevel=3)
 
 
 class VAE(_LatentVariableModel):
@@ -314,15 +190,11 @@ class VAE(_LatentVariableModel):
         mlp = architecture == "mlp"
 
         def build():
-            self.encoder = build_network(
-                "encoder", architecture, in_features=self.data_dim + (cond if mlp else 0),
-                out_features=enc_out, hidden_dims=hidden_dims, activation=activation,
-                image_shape=self.image_shape, extra_features=cond)
-            self.decoder = build_network(
-                "decoder", architecture, in_features=self.latent_dim + cond,
-                out_features=self.likelihood.params_per_pixel * self.data_dim,
-                hidden_dims=hidden_dims[::-1] if mlp else hidden_dims, activation=activation,
-                image_shape=self.image_shape, params_per_pixel=self.likelihood.params_per_pixel)
+            self.encoder, self.decoder = build_encoder_decoder(
+                architecture, data_dim=self.data_dim, encoder_out=enc_out, latent_dim=self.latent_dim,
+                hidden_dims=hidden_dims, activation=activation,
+                params_per_pixel=self.likelihood.params_per_pixel, image_shape=self.image_shape,
+                conditional_dim=cond)
 
         self._init_seeded(seed, build)
         self._mlp = mlp
@@ -337,8 +209,11 @@ class VAE(_LatentVariableModel):
         return (f"data_dim={self.data_dim}, latent_dim={self.latent_dim}, "
                 f"likelihood={self.likelihood.name!r}, kl={self.kl!r}")
 
-    def _check_support(self, x, name):
-        self.likelihood.check_support(x, name)
+    def forward(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
+        """``model(x)``: the per-example ELBO, :meth:`elbo` with the same arguments (``x`` of
+        shape (n, data_dim); returns (n,) nats, differentiable), so the VAE is called like any
+        ``nn.Module``."""
+        return self.elbo(x, beta, y, generator=generator)
 
     # -- the distributions ----------------------------------------------------
     @property
@@ -405,7 +280,7 @@ class VAE(_LatentVariableModel):
         """One reparameterised sample: log p(x|z) (n,), per-dim KL (n, L), encoder means."""
         loc, scale = self._encode_params(x, y)
         eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
-        z = loc + scale * eps  # the reparameterisation trick, Kingma & Welling sec. 2.4
+        z = reparameterise(loc, scale, eps)  # the reparameterisation trick, Kingma & Welling sec. 2.4
         recon = self.likelihood.distribution(self._decode_params(z, y)).log_prob(x)
         return recon, self._kl_dims(loc, scale, z), loc
 
@@ -424,9 +299,9 @@ class VAE(_LatentVariableModel):
         """
         log_w, est = posterior_importance(self, x, y, k, generator, what=what)
         if est is None:
-            est = _importance_estimate(log_w)
+            est = importance_estimate_unchecked(log_w)
         if warn:
-            _warn_unreliable(est.khat, what, stacklevel, est.value)
+            warn_if_unreliable(est, what, stacklevel=stacklevel + 1, importance=True)
         return est
 
     def elbo(self, x, beta: float = 1.0, y=None, *, generator=None) -> torch.Tensor:
@@ -458,8 +333,7 @@ class VAE(_LatentVariableModel):
                              f"{float(kl.detach().max()):.3g} nats); use a smaller beta")
         return out
 
-    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None,
-                   return_diagnostics: bool = False):
+    def iwae_estimate(self, x, num_samples: int, y=None, *, generator=None) -> Estimate:
         r"""The importance-weighted bound L_k(x), Burda et al. (2015), eq. (8).
 
         L_k = log 1/k sum_j p(x, z_j) / q(z_j | x),  z_j ~ q(z | x) i.i.d.;
@@ -477,32 +351,49 @@ class VAE(_LatentVariableModel):
             so does k * n beyond :data:`MAX_DRAWS` (2**34) draws, hours of computing.
         y : Tensor of shape (n, conditional_dim), optional
         generator : torch.Generator, optional
-        return_diagnostics : bool, default False
-            Also return each example's standard error and Pareto k-hat.
 
         Returns
         -------
-        Tensor of shape (n,): nats per example (differentiable); with
-        ``return_diagnostics=True`` an :class:`ImportanceEstimate`
-        ``(value, stderr, khat)``, each of shape (n,).
+        Estimate
+            ``(value, stderr, khat)``, each of shape (n,): L_k in nats per example
+            (``value`` differentiable), its delta-method standard error and the Pareto
+            k-hat of the weights (:class:`vitoolkit.divergences.Estimate`).
 
         Warns
         -----
         UnreliableEstimateWarning
             When some example's k-hat exceeds 0.7 (only possible for k >= 21: fewer draws fit no tail).
         """
+        return self._iwae(x, num_samples, y, generator)
+
+    def _iwae(self, x, num_samples, y, generator) -> Estimate:
+        """:meth:`iwae_estimate`, called by it and by :meth:`iwae_bound` (the warning points
+        at their caller)."""
         k = check_num_samples(num_samples)
-        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         check_draws(k, x.shape[0])
-        est = self._importance(x, y, k, generator, f"iwae_bound(num_samples={k})", warn=True,
-                               stacklevel=3)
-        return est if return_diagnostics else est.value
+        return self._importance(x, y, k, generator, f"iwae_bound(num_samples={k})", warn=True,
+                                stacklevel=4)
 
-    @torch.no_grad()
-    def log_likelihood(self, x, num_samples: int = 5000, y=None, *, generator=None,
-                       batch_size: int = 512, return_diagnostics: bool = False):
+    def iwae_bound(self, x, num_samples: int, y=None, *, generator=None,
+                   return_diagnostics: bool = False) -> torch.Tensor:
+        r"""The importance-weighted bound L_k(x), Burda et al. (2015), eq. (8): ``value`` of
+        :meth:`iwae_estimate` (the same arguments), a Tensor of shape (n,), nats per example,
+        differentiable.
+
+        ``return_diagnostics=True`` (deprecated: it changed the return type) returns
+        :meth:`iwae_estimate`'s :class:`~vitoolkit.divergences.Estimate` with a
+        ``DeprecationWarning``; call :meth:`iwae_estimate` instead.
+        """
+        if check_bool(return_diagnostics, "return_diagnostics"):
+            _deprecated_diagnostics("iwae_bound", "iwae_estimate")
+            return self._iwae(x, num_samples, y, generator)
+        return self._iwae(x, num_samples, y, generator).value
+
+
+    def log_likelihood_estimate(self, x, num_samples: int = 5000, y=None, *, generator=None,
+                                batch_size: int = 512) -> Estimate:
         r"""Importance-sampled estimate of log p(x) = L_k with a large k.
 
         Kingma & Welling (2013), Appendix D; Burda et al. (2015), section 5
@@ -527,23 +418,26 @@ class VAE(_LatentVariableModel):
         batch_size : int
             Examples per pass (samples are further chunked to bound memory; fewer
             examples per pass when a streamed k makes the tails long).
-        return_diagnostics : bool, default False
-            Also return each example's standard error and Pareto k-hat.
 
         Returns
         -------
-        Tensor of shape (n,), nats per example (no gradient); with
-        ``return_diagnostics=True`` an :class:`ImportanceEstimate`
-        ``(value, stderr, khat)``, each of shape (n,).
+        Estimate
+            ``(value, stderr, khat)``, each of shape (n,): nats per example (no gradient),
+            the delta-method standard error and the Pareto k-hat of the weights.
 
         Warns
         -----
         UnreliableEstimateWarning
             When some example's k-hat exceeds 0.7: the message says how many.
         """
+        return self._log_likelihood(x, num_samples, y, generator, batch_size)
+
+    @torch.no_grad()
+    def _log_likelihood(self, x, num_samples, y, generator, batch_size) -> Estimate:
+        """:meth:`log_likelihood_estimate`, called by it and by :meth:`log_likelihood` (the
+        warning points at their caller)."""
         k = check_num_samples(num_samples)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        return_diagnostics = check_bool(return_diagnostics, "return_diagnostics")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         check_draws(k, x.shape[0])
@@ -564,11 +458,26 @@ class VAE(_LatentVariableModel):
                                               warn=False, stacklevel=2))
         finally:
             self.train(was_training)
-        est = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
+        est = Estimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
         # One warning for the whole call (not one per batch), pointing at the caller.
-        _warn_unreliable(est.khat, f"log_likelihood(num_samples={k})", stacklevel=3,
-                         value=est.value)
-        return est if return_diagnostics else est.value
+        warn_if_unreliable(est, f"log_likelihood(num_samples={k})", stacklevel=5, importance=True)
+        return est
+
+    def log_likelihood(self, x, num_samples: int = 5000, y=None, *, generator=None,
+                       batch_size: int = 512, return_diagnostics: bool = False) -> torch.Tensor:
+        r"""Importance-sampled estimate of log p(x) = L_k with a large k: ``value`` of
+        :meth:`log_likelihood_estimate` (the same arguments), a Tensor of shape (n,), nats
+        per example, no gradient.
+
+        ``return_diagnostics=True`` (deprecated: it changed the return type) returns
+        :meth:`log_likelihood_estimate`'s :class:`~vitoolkit.divergences.Estimate` with a
+        ``DeprecationWarning``; call :meth:`log_likelihood_estimate` instead.
+        """
+        if check_bool(return_diagnostics, "return_diagnostics"):
+            _deprecated_diagnostics("log_likelihood", "log_likelihood_estimate")
+            return self._log_likelihood(x, num_samples, y, generator, batch_size)
+        return self._log_likelihood(x, num_samples, y, generator, batch_size).value
+
 
     # -- generation -----------------------------------------------------------
     @torch.no_grad()
@@ -624,7 +533,7 @@ class VAE(_LatentVariableModel):
         if objective == "elbo":
             loc, scale = self._encode_params(x, y)
             eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
-            z = loc + scale * eps
+            z = reparameterise(loc, scale, eps)
             nll = self.likelihood.nll_sum(self._decode_params(z, y), x)
             kl_dims = self._kl_dims(loc, scale, z)
             if free_bits > 0:
@@ -638,7 +547,7 @@ class VAE(_LatentVariableModel):
             recon = nll.detach().neg_()
         else:
             log_w = self._log_weights(x, y, num_samples, generator)
-            loss = -_log_mean_exp(log_w, 0).mean()
+            loss = -log_mean_exp_unchecked(log_w, 0).mean()
             with torch.no_grad():
                 loc, scale = self._encode_params(x, y)
                 kl_dims = kl_divergence(Normal(loc, scale, validate_args=False),

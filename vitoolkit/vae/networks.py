@@ -270,3 +270,26 @@ def build_network(role: str, architecture: str, *, in_features: int, out_feature
     if role == "encoder":
         return ConvEncoder(image_shape, hidden_dims, out_features, extra_features, activation)
     return ConvDecoder(in_features, image_shape, hidden_dims, params_per_pixel, activation)
+
+
+def build_encoder_decoder(architecture: str, *, data_dim: int, encoder_out: int, latent_dim: int,
+                          hidden_dims: Sequence[int], activation: str, params_per_pixel: int = 1,
+                          image_shape=None, conditional_dim: int = 0) -> tuple[nn.Module, nn.Module]:
+    """The encoder/decoder pair every model of :mod:`vitoolkit.vae` builds, in this order (the
+    seeded initialisation depends on it).
+
+    The encoder maps x (data_dim, plus a one-hot label of ``conditional_dim`` for an MLP; a
+    convolutional encoder takes the label as extra features) to ``encoder_out`` numbers (the
+    code, or the posterior's parameters); the decoder maps z (latent_dim, plus the label) to
+    ``params_per_pixel * data_dim`` numbers. An MLP decoder mirrors the encoder's hidden widths;
+    for ``"conv"`` ``hidden_dims`` are channels, the same for both.
+    """
+    mlp = architecture == "mlp"
+    encoder = build_network("encoder", architecture, in_features=data_dim + (conditional_dim if mlp else 0),
+                            out_features=encoder_out, hidden_dims=hidden_dims, activation=activation,
+                            image_shape=image_shape, extra_features=conditional_dim)
+    decoder = build_network("decoder", architecture, in_features=latent_dim + conditional_dim,
+                            out_features=params_per_pixel * data_dim,
+                            hidden_dims=hidden_dims[::-1] if mlp else hidden_dims, activation=activation,
+                            image_shape=image_shape, params_per_pixel=params_per_pixel)
+    return encoder, decoder

@@ -45,7 +45,7 @@ import torch
 
 from ..divergences import Estimate, mean_and_stderr
 from ..validation import as_float_tensor, check_int, check_memory
-from .diagnostics import _check_inputs
+from ._model_inputs import _check_inputs
 from .latent import encode_batched
 
 __all__ = [

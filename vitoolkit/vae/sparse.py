@@ -34,7 +34,7 @@ from ..validation import (
     check_real,
     check_seed,
 )
-from .model import _LatentVariableModel
+from .base import _LatentVariableModel
 from .networks import check_parameter_memory, mlp_parameter_count
 
 __all__ = ["SparseAutoencoder", "bernoulli_sparsity_penalty"]
@@ -116,12 +116,8 @@ class SparseAutoencoder(_LatentVariableModel):
 
         self._init_seeded(seed, build)
 
-    def _check_x(self, x, name: str = "x") -> torch.Tensor:
-        # The support is checked in float64 too, before float32 rounds a value onto [0, 1].
-        x64 = as_float_tensor(x, name, dtype=torch.float64)
-        if x64.numel():
-            self._check_support(x64, name)
-        return super()._check_x(x, name)
+    # The support is checked in float64 too, before float32 rounds a value onto [0, 1].
+    _support_in_float64 = True
 
     def _check_support(self, x, name):
         lo, hi = float(x.min()), float(x.max())
@@ -132,6 +128,11 @@ class SparseAutoencoder(_LatentVariableModel):
     def encode(self, x) -> torch.Tensor:
         """Hidden activations h(x) in (0, 1), shape (n, hidden_dim)."""
         return torch.sigmoid(self.encoder(self._check_x(x)))
+
+    def forward(self, x) -> torch.Tensor:
+        """``model(x)``: the reconstruction sigmoid(W' h(x) + b'), shape (n, data_dim),
+        differentiable (:meth:`reconstruct` without ``no_grad``)."""
+        return torch.sigmoid(self.decoder(self.encode(x)))
 
     @torch.no_grad()
     def reconstruct(self, x) -> torch.Tensor:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ..exceptions import NonFiniteError
+from ..exceptions import DivergedError
 from ..fileio import check_output_file
 from ..progress import progress_bar
 from ..validation import check_bool, check_int, check_memory, check_real, check_seed
@@ -62,9 +62,9 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
-class TrainingDivergedError(NonFiniteError, FloatingPointError):
-    """The training loss became NaN or inf (a ``ValueError``: the fix is another lr or scale;
-    and a ``FloatingPointError``, as before)."""
+#: The training loss became NaN or inf: :class:`vitoolkit.exceptions.DivergedError`
+#: (a ``ValueError``: the fix is another lr or scale; and a ``FloatingPointError``).
+TrainingDivergedError = DivergedError
 
 
 @dataclass

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from ..validation import check_int, check_memory, check_real, check_seed
+from .base import _LatentVariableModel, check_network_size
 from .likelihoods import make_likelihood
-from .model import _LatentVariableModel, check_network_size
-from .networks import build_network, check_hidden_dims
+from .networks import check_hidden_dims
 
 __all__ = ["VQVAE"]
 
@@ -99,13 +99,7 @@ class VQVAE(_LatentVariableModel):
         }
 
         def build():
-            self.encoder = build_network("encoder", "mlp", in_features=self.data_dim,
-                                         out_features=self.latent_dim, hidden_dims=hidden_dims,
-                                         activation=activation)
-            self.decoder = build_network(
-                "decoder", "mlp", in_features=self.latent_dim,
-                out_features=self.likelihood.params_per_pixel * self.data_dim,
-                hidden_dims=hidden_dims[::-1], activation=activation)
+            self._build_mlp_pair(hidden_dims, activation)
             k = self.num_embeddings
             # Uniform(-1/K, 1/K), the initialisation of the common reference implementations.
             self.codebook = nn.Parameter(torch.empty(k, self.embedding_dim).uniform_(-1 / k, 1 / k))
@@ -116,8 +110,11 @@ class VQVAE(_LatentVariableModel):
         return (f"data_dim={self.data_dim}, num_embeddings={self.num_embeddings}, "
                 f"embedding_dim={self.embedding_dim}, num_latents={self.num_latents}")
 
-    def _check_support(self, x, name):
-        self.likelihood.check_support(x, name)
+    def forward(self, x) -> torch.Tensor:
+        """``model(x)``: the per-example ELBO of the one-hot posterior, :meth:`elbo`
+        (``x`` of shape (n, data_dim), returns (n,) nats, differentiable through the
+        straight-through code; the training loss is :meth:`loss`)."""
+        return self.elbo(x)
 
     @property
     def kl(self) -> float:

@@ -39,10 +39,11 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal
 
+from ..distributions import reparameterise
 from ..distributions import sample as _sample
 from ..divergences import kl_divergence
 from ..validation import check_memory
-from .diagnostics import _check_inputs
+from ._model_inputs import _check_inputs
 from .importance import check_num_samples
 from .model import VAE
 
@@ -74,7 +75,7 @@ def _posterior_draws(model, x, y, num_samples, generator):
     loc, scale = model._encode_params(x, y)
     eps = torch.randn((num_samples, *loc.shape), generator=generator, device=loc.device,
                       dtype=loc.dtype)
-    z = (loc + scale * eps).detach()  # no reparameterisation: the update is not pathwise
+    z = reparameterise(loc, scale, eps).detach()  # no reparameterisation: the update is not pathwise
     return loc, scale, z
 
 
