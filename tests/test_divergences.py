@@ -225,11 +225,17 @@ def test_k3_has_lower_variance_than_log_ratio_when_q_is_close_to_p():
 
 def test_estimate_is_one_named_tuple_value_stderr_khat():
     est = monte_carlo_kl(normal(0, 1), normal(0.2, 1.1), 1000, generator=torch.Generator().manual_seed(1))
-    value, stderr, khat = est
+    value, stderr = est  # course material's unpacking stays valid; k-hat is read by name
+    khat = est.khat
     assert isinstance(est, Estimate) and isinstance(est, tuple) and len(est) == 3
     assert est._fields == ("value", "stderr", "khat")
-    assert torch.equal(value, est.value) and torch.equal(stderr, est.stderr) and torch.equal(khat, est.khat)
+    assert torch.equal(value, est.value) and torch.equal(stderr, est.stderr) and torch.equal(khat, est[2])
     assert est[0] is est.value and est[1] is est.stderr
+    assert set(est._asdict()) == {"value", "stderr", "khat"}
+    import pickle
+
+    again = pickle.loads(pickle.dumps(est))
+    assert all(torch.equal(getattr(again, f), getattr(est, f)) for f in ("value", "stderr", "khat"))
     assert est.khat.shape == value.shape and float(est.khat) < 0.5
     assert "khat=" in repr(est)
     # khat is a field: NaN (same shape as value) where not computed, kept by _replace.
@@ -237,6 +243,8 @@ def test_estimate_is_one_named_tuple_value_stderr_khat():
     assert plain.khat.shape == (2,) and bool(plain.khat.isnan().all())
     assert torch.equal(plain._replace(value=t([3.0, 4.0])).khat.isnan(), plain.khat.isnan())
     assert bool(mean_and_stderr(t([1.0, 2.0, 4.0])).khat.isnan())
+    both = Estimate.concatenate([plain, Estimate(t([3.0]), t([0.3]), t([0.5]))])
+    assert torch.equal(both.value, t([1.0, 2.0, 3.0])) and float(both.khat[2]) == 0.5
     # The importance and evidence summaries are the same type.
     from vitoolkit.conjugate import EvidenceEstimate
     from vitoolkit.divergences import ImportanceEstimate, importance_estimate

@@ -260,7 +260,8 @@ def _mc_alpha(log_w, e, scale, estimator) -> Estimate:
         elw = e * log_w
         # A_hat = mean of w^e, in log space; its relative stderr is the delta-method stderr
         # of log A_hat, and its k-hat that of the weights w^e (the core's importance summary)
-        log_a, rel_se, khat_plain = importance_estimate_unchecked(elw)
+        plain = importance_estimate_unchecked(elw)
+        log_a, rel_se, khat_plain = plain.value, plain.stderr, plain.khat
         a_plain = Estimate(-torch.expm1(log_a) / scale, torch.exp(log_a) * rel_se / abs(scale))
         normalised_terms = (torch.expm1(elw) - e * torch.expm1(log_w)) / (e * (e - 1))
         khat_plain = khat_plain.to(dtype)
@@ -276,7 +277,8 @@ def _mc_renyi(log_w, e, alpha, estimator) -> Estimate:
     """D^R_alpha = log A / (alpha - 1) from the plain or the self-normalised estimate of A."""
     dtype = log_w.dtype
     elw = e * log_w
-    log_a, rel_se, khat_plain = importance_estimate_unchecked(elw)  # log mean w^e, its delta-method se
+    plain = importance_estimate_unchecked(elw)  # log mean w^e, its delta-method se
+    log_a, rel_se, khat_plain = plain.value, plain.stderr, plain.khat
     c_mean, c_se = _mean_se(torch.expm1(elw) - e * torch.expm1(log_w))  # A_sn - 1
     a_sn = 1 + c_mean
     k = abs(alpha - 1)

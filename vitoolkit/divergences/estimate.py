@@ -43,8 +43,10 @@ class Estimate(_EstimateFields):
     averaged (Vehtari et al. 2024), NaN where not computed (``Estimate(value, stderr)``).
     Above 0.7 the standard error cannot be trusted. All three of one shape.
 
-    A named tuple of three fields: ``value, stderr, khat = est``; ``est.value``,
-    ``est.stderr``, ``est[0]`` and ``est[1]`` are as before.
+    A named tuple of three fields (``est.value``, ``est.stderr``, ``est.khat``; ``est[0]``,
+    ``est[1]``, ``est[2]``). Iterating it gives the pair ``(value, stderr)``, so that the
+    unpacking course material has always written, ``value, stderr = est``, stays valid;
+    ``khat`` is read by name.
     """
 
     __slots__ = ()
@@ -53,6 +55,36 @@ class Estimate(_EstimateFields):
         if khat is None:
             khat = torch.full_like(torch.as_tensor(value), math.nan)
         return super().__new__(cls, value, stderr, khat)
+
+    def __iter__(self):
+        """The pair ``(value, stderr)``: ``value, stderr = est`` (k-hat by name)."""
+        yield self.value
+        yield self.stderr
+
+    @classmethod
+    def concatenate(cls, parts, dim: int = 0) -> Estimate:
+        """One estimate from estimates of consecutive chunks (each field concatenated on ``dim``)."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("Estimate.concatenate: parts must hold at least one Estimate")
+        return Estimate(*(torch.cat([getattr(part, name) for part in parts], dim=dim)
+                          for name in cls._fields))
+
+    def __getnewargs__(self):
+        return (self.value, self.stderr, self.khat)
+
+    def _asdict(self) -> dict:
+        """``{"value": ..., "stderr": ..., "khat": ...}``: all three fields."""
+        return {"value": self.value, "stderr": self.stderr, "khat": self.khat}
+
+    def _replace(self, **changes) -> Estimate:
+        """A copy with the named fields replaced (``value``, ``stderr``, ``khat``)."""
+        unknown = set(changes) - set(self._fields)
+        if unknown:
+            raise ValueError(f"Estimate._replace: unknown fields {sorted(unknown)}; "
+                             f"expected some of {self._fields}")
+        fields = {**Estimate._asdict(self), **changes}
+        return Estimate(fields["value"], fields["stderr"], fields["khat"])
 
 
 def warn_if_unreliable(est: Estimate, what: str, *, stacklevel: int = 3,

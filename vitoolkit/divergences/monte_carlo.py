@@ -228,7 +228,8 @@ def monte_carlo_kl(p, q, num_samples: int, *, estimator: str = "log_ratio",
         dtype = log_r.dtype
         moments.add(-log_r if estimator == "log_ratio" else torch.expm1(log_r) - log_r)
         top.add(log_r)
-    value, stderr, _ = moments.estimate(dtype)
+    est = moments.estimate(dtype)
+    value, stderr = est.value, est.stderr
     est = Estimate(value, stderr, _ratio_khat(top.result(), num_samples).to(dtype))
     if estimator == "k3":
         warn_if_unreliable(est, f"monte_carlo_kl(estimator='k3', num_samples={num_samples})")

@@ -143,6 +143,9 @@ class EvidenceEstimate(Estimate):
         self.ess = ess
         return self
 
+    def __getnewargs__(self):
+        return (self.value, self.stderr, self.ess, self.khat)
+
     @property
     def log_evidence(self) -> torch.Tensor:
         return self.value
@@ -529,7 +532,8 @@ class ConjugateGaussian:
         extra = {"proposal.loc": proposal.loc, "proposal.scale": proposal.scale}
         self._finite(log_w, "the log importance weights", st, extra)
         # The delta-method standard error of log p_hat is the relative standard error of p_hat.
-        log_est, rel_stderr, khat = importance_estimate(log_w, warn=False)
+        est = importance_estimate(log_w, warn=False)
+        log_est, rel_stderr, khat = est.value, est.stderr, est.khat
         ess = effective_sample_size(log_w)
         self._finite((log_est, rel_stderr, ess), "the evidence estimate", st, extra)
         return EvidenceEstimate(log_est, rel_stderr, ess, khat)

@@ -323,7 +323,7 @@ def iwae_curve(model, x, num_samples, *, pool: int, y=None, batch_size: int = 51
             bounds.append(torch.stack(b_rows))
             stderrs.append(torch.stack(s_rows))
     b, se = torch.cat(bounds, dim=1), torch.cat(stderrs, dim=1)
-    log_px = ImportanceEstimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
+    log_px = ImportanceEstimate.concatenate(parts)
     warn_if_unreliable(log_px, f"iwae_curve: log p(x) from pool={pool} draws", stacklevel=3,
                        importance=True)
     n = b.shape[1]

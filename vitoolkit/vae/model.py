@@ -458,7 +458,7 @@ class VAE(_LatentVariableModel):
                                               warn=False, stacklevel=2))
         finally:
             self.train(was_training)
-        est = Estimate(*(torch.cat(f) for f in zip(*parts, strict=True)))
+        est = Estimate.concatenate(parts)
         # One warning for the whole call (not one per batch), pointing at the caller.
         warn_if_unreliable(est, f"log_likelihood(num_samples={k})", stacklevel=5, importance=True)
         return est
