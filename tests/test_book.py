@@ -61,6 +61,8 @@ fig, ax = subplots(1, 1, size=3)
 ax.plot([0, 1, 2], [0, 1, 4], label="x^2")
 ax.set(title="Squares grow", xlabel="x", ylabel="x^2")
 tut.savefig(fig, "squares")
+
+# %% tags=["hide-input"]
 tut.claim("four is more than one", 4 > 1, four=4, one=1)
 tut.record("n_points", 3)
 

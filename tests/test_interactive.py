@@ -67,3 +67,29 @@ def test_exported_html_embeds_plotly_and_fetches_nothing():
 
     assert not re.findall(r"<script[^>]+src=", html)  # nothing loaded from elsewhere
     assert len(html) > 1_000_000  # plotly.js itself is inside
+
+
+def test_the_dial_keeps_its_axes_fixed_and_its_legend_off_the_data():
+    """Every slider step is drawn on the same axes, which hold the target and every fit."""
+    x = np.linspace(-6, 6, 241)
+    target = (np.exp(-(x + 2) ** 2 / 2) + np.exp(-(x - 2) ** 2 / 2)) / (2 * np.sqrt(2 * np.pi))
+    # a narrow fit peaks at 0.8, twice the target's height, a wide one at 0.1
+    fits = np.stack([np.exp(-x**2 / (2 * s**2)) / (s * np.sqrt(2 * np.pi)) for s in (0.5, 4.0)])
+    fig = alpha_dial(x, target, [0.0, 1.0], fits)
+    lo, hi = fig.layout.yaxis.range
+    assert fig.layout.yaxis.autorange is False and lo == 0.0
+    assert hi >= fits.max() and hi <= 1.1 * fits.max()
+    assert tuple(fig.layout.xaxis.range) == (-6.0, 6.0) and fig.layout.xaxis.autorange is False
+    # the slider changes only visibility and the title, never the axes
+    for step in fig.layout.sliders[0].steps:
+        assert not any(k.startswith(("yaxis", "xaxis")) for k in step.args[1])
+    assert fig.layout.legend.y >= 1.0 and fig.layout.legend.yanchor == "bottom"  # above the plot
+    assert fig.layout.width is None  # follows the page's width
+
+
+def test_the_explorer_keeps_the_grid_and_path_in_view():
+    m, s = np.linspace(-1, 1, 5), np.linspace(-1, 0, 4)
+    elbo = -np.add.outer(s**2, m**2)
+    fig = elbo_explorer(m, s, elbo, -elbo, [0.0, 1.5], [0.0, -0.5], [-1.0, -0.5], [1.0, 0.5], 0.0)
+    assert tuple(fig.layout.xaxis.range) == (-1.0, 1.5) and tuple(fig.layout.yaxis.range) == (-1.0, 0.0)
+    assert fig.layout.xaxis.autorange is False and fig.layout.yaxis.autorange is False
