@@ -137,12 +137,14 @@ html_theme_options = {
     "use_fullscreen_button": False,
     "use_sidenotes": False,
     "navigation_with_keys": False,
+    "navbar_persistent": [],  # the sidebar has the search field; no empty header bar above
+
     "pygments_light_style": "tango",
     "pygments_dark_style": "monokai",
     "announcement": (
-        "Quick setting: these pages were built from the tutorials' small, fast runs "
-        "(<code>vitoolkit book --quick</code>). Their numbers and figures are not the "
-        "course's; claims about full-size effects are checked at full size only."
+        "Quick setting (<code>vitoolkit book --quick</code>): the numbers and figures come "
+        "from the tutorials' small, fast runs, not the course's; full-size claims are "
+        "checked at full size only."
         if BOOK_SETTING == "quick" else ""),
 }
 html_context = {"default_mode": "auto"}  # light or dark as the reader's system prefers
