@@ -70,7 +70,9 @@ if _spec is None or not _spec.submodule_search_locations:
 MATHJAX_DIR = Path(list(_spec.submodule_search_locations)[0]) / "static" / "mathjax"
 mathjax_path = "mathjax/tex-chtml.js"
 # Ambiguous type names in docstrings (many result tuples have a field "loc") are not errors.
-suppress_warnings = ["ref.python"]
+# An interactive figure's output also carries Plotly's MIME type, for JupyterLab's plotly
+# renderer; MyST-NB has no renderer for it and shows the output's text/html form instead.
+suppress_warnings = ["ref.python", "mystnb.unknown_mime_type"]
 
 
 # -- interactive figures: plotly.js once --------------------------------------------

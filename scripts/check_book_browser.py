@@ -14,7 +14,7 @@ the check asserts that
 - the browser logged no console error or failed load,
 - every image decodes (``complete`` and ``naturalWidth > 0``),
 - MathJax typeset every formula without a TeX error,
-- nothing overflows horizontally (``scrollWidth <= innerWidth``),
+- nothing overflows horizontally (the page's ``scrollWidth`` is at most the window's width),
 - on the tutorial pages, at 1280 px and at a phone's 412 px: the sidebar lists
   every lesson, nothing overflows, every heading's formula is typeset, every
   interactive (Plotly) figure rendered with data, the claims are shown as
@@ -75,19 +75,36 @@ const done = arguments[arguments.length - 1];
                            return !!d && !el.closest('summary'); };
   const shown = (el) => el.getClientRects().length > 0 && !folded(el) &&
       (!el.checkVisibility || el.checkVisibility({visibilityProperty: true, opacityProperty: true}));
-  const code = Array.from(document.querySelectorAll('div.cell_input, div.highlight'));
+  const code = Array.from(document.querySelectorAll('div.cell_input, div.highlight'))
+                    .filter((el) => !el.parentElement.closest('div.cell_input'));
   const visibleCode = (needle) => code.filter((el) => shown(el) && el.textContent.includes(needle))
                                       .slice(0, 3).map((el) => el.textContent.trim().slice(0, 80));
   const headings = Array.from(document.querySelectorAll('h1, h2, h3'));
   const headingMath = headings.filter((h) => h.querySelector('.math'));
-  const W = window.innerWidth;
-  const wide = document.documentElement.scrollWidth <= W ? [] :
-      Array.from(document.querySelectorAll('body *')).filter((el) => {
-    const r = el.getBoundingClientRect();
-    return r.width > 0 && r.right > W + 1 && getComputedStyle(el).position !== 'fixed';
-  }).slice(0, 4).map((el) => el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
-      ? '.' + String(el.className).trim().split(/\s+/).join('.') : '') + ' (' +
-      Math.round(el.getBoundingClientRect().right) + ' px)');
+  // The screen's width: a phone zooms out to fit a wider page, so innerWidth may exceed it.
+  const W = Math.min(window.innerWidth, arguments.length > 1 ? arguments[0] : window.innerWidth);
+  // The culprit of an overflow: descend into the child whose hiding removes it.
+  const culprit = () => {
+    const path = [];
+    let el = document.body;
+    for (let depth = 0; depth < 30 && el; depth++) {
+      let found = null;
+      for (const child of el.children) {
+        const before = child.style.display;
+        child.style.display = 'none';
+        const fits = document.documentElement.scrollWidth <= W;
+        child.style.display = before;
+        if (fits) { found = child; break; }
+      }
+      if (!found) break;
+      path.push(found.tagName.toLowerCase() + (typeof found.className === 'string' && found.className
+                ? '.' + found.className.trim().split(/\s+/)[0] : ''));
+      el = found;
+    }
+    return path.length ? [path.slice(-3).join(' > ') + ': ' +
+                          (el.textContent || '').trim().slice(0, 80)] : [];
+  };
+  const wide = document.documentElement.scrollWidth <= W ? [] : culprit();
   const sidebar = document.querySelector('.bd-sidebar-primary');
   return {
     title: document.title,
@@ -183,7 +200,7 @@ def check_page(driver, url: str, is_tutorial: bool, lessons: list[str] = (),
     ``lessons`` are the tutorial pages' URLs, which a tutorial page's sidebar must list.
     """
     driver.get(url)
-    info = driver.execute_async_script(CHECK_JS)
+    info = driver.execute_async_script(CHECK_JS, width)
     problems = []
     if "error" in info:
         return info, [f"check script failed: {info['error']}"]
@@ -204,7 +221,7 @@ def check_page(driver, url: str, is_tutorial: bool, lessons: list[str] = (),
                         "figures rendered without data")
     if info["scrollWidth"] > info["width"]:
         problems.append(f"horizontal overflow{at}: the page is {info['scrollWidth']} px wide for a "
-                        f"{info['width']} px window; widest: {info['overflowing']}")
+                        f"{info['width']} px window; culprit: {info['overflowing']}")
     if info["headingMath"] != info["headingMathTypeset"]:
         problems.append(f"{info['headingMath'] - info['headingMathTypeset']} headings with a formula "
                         "not typeset")
