@@ -25,7 +25,7 @@ __all__ = ["alpha_dial", "elbo_explorer"]
 #: Layout shared by the figures: the width follows the page (no fixed width), margins small
 #: enough for a phone, the legend in a row above the plotting area (never over the data).
 _LAYOUT = {"template": "plotly_white", "autosize": True,
-           "margin": {"l": 55, "r": 20, "t": 90, "b": 40},
+           "margin": {"l": 55, "r": 20, "t": 105, "b": 40},
            "legend": {"orientation": "h", "x": 0.0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"}}
 
 
@@ -60,7 +60,7 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
     fitted_densities : array-like of shape (m, n)
         q_alpha(x) of each fit on the grid.
     locs, scales : array-like of shape (m,), optional
-        The fitted mean and standard deviation, shown in each step's title.
+        The fitted mean and standard deviation, shown in each step's legend entry.
     """
     go = _go()
     x = as_float_array(x, "x", ndim=1)
@@ -85,8 +85,6 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
             text += f": q = N({locs[i]:.2f}, {scales[i]:.2f}^2)"
         return text
 
-    def heading(i: int) -> str:  # two short lines: a long title is cut off on a phone
-        return f"{title}<br><sub>{label(i)}</sub>"
 
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=target, name="target p(x)", mode="lines",
@@ -98,9 +96,10 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
     for i in range(len(alphas)):
         visible = [True] + [j == i for j in range(len(alphas))]
         steps.append({"method": "update", "label": f"{alphas[i]:g}",
-                      "args": [{"visible": visible}, {"title.text": heading(i)}]})
+                      "args": [{"visible": visible}, {"title.text": title}]})
     fig.update_layout(
-        title={"text": heading(0), "x": 0.0, "xanchor": "left"},
+        # the step's fit is named in the legend (above the plot) and the slider's readout
+        title={"text": title, "x": 0.0, "xanchor": "left"},
         # fixed ranges: every step is drawn on the same axes as the target
         xaxis={"title": {"text": "x"}, "range": [float(x.min()), float(x.max())], "autorange": False},
         yaxis={"title": {"text": "density"}, "autorange": False,
@@ -147,8 +146,9 @@ def elbo_explorer(means, log_scales, elbo, kl, path_means, path_log_scales, path
         raise ValueError("elbo_explorer: the path arrays must be 1-D and of equal, non-zero length")
 
     def readout(i: int) -> str:
-        return (f"{title}<br><sub>ELBO = {pe[i]:.3f}, KL(q || p(z|x)) = {pk[i]:.3f}, "
-                f"ELBO + KL = {pe[i] + pk[i]:.3f}<br>(log p(x) = {log_evidence:.3f})</sub>")
+        # three short lines: one long line is cut off on a phone
+        return (f"{title}<br><span style='font-size:12px'>ELBO = {pe[i]:.3f}, KL(q || p(z|x)) = "
+                f"{pk[i]:.3f},<br>ELBO + KL = {pe[i] + pk[i]:.3f} (log p(x) = {log_evidence:.3f})</span>")
 
     floor = np.nanmax(elbo) - 40.0  # the interesting range; the far tails go to -inf
     fig = go.Figure()
