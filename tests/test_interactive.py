@@ -95,3 +95,40 @@ def test_the_explorer_keeps_the_grid_and_path_in_view():
     fig = elbo_explorer(m, s, elbo, -elbo, [0.0, 1.5], [0.0, -0.5], [-1.0, -0.5], [1.0, 0.5], 0.0)
     assert tuple(fig.layout.xaxis.range) == (-1.0, 1.5) and tuple(fig.layout.yaxis.range) == (-1.0, 0.0)
     assert fig.layout.xaxis.autorange is False and fig.layout.yaxis.autorange is False
+
+
+def test_save_interactive_shows_the_figure_without_embedding_plotly_js(tmp_path, monkeypatch):
+    """The file is self-contained; the notebook output carries the figure as Plotly's MIME
+    type (JupyterLab's renderer) and as HTML calling the page's Plotly (the book loads
+    plotly.js once), never plotly.js itself."""
+    import json
+
+    pytest.importorskip("IPython")
+    import IPython.display
+
+    from vitoolkit.course import Tutorial
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    tut = Tutorial("nb", ["--out", str(tmp_path)])
+    tut._notebook = True
+    x = np.linspace(-1, 1, 11)
+    fig = alpha_dial(x, x**2, [0.5, 1.0], np.stack([x**2, x**4]))
+    path = tut.save_interactive(fig, "dial")
+    tut.finish()
+    page = path.read_text(encoding="utf-8")
+    assert len(page) > 1_000_000 and not re.findall(r"<script[^>]+src=", page)  # plotly.js inside
+    [(bundle, raw)] = shown
+    assert raw and set(bundle) == {"application/vnd.plotly.v1+json", "text/html", "text/plain"}
+    spec = bundle["application/vnd.plotly.v1+json"]
+    assert json.dumps(spec)  # JSON as sent to the front end (no NumPy arrays)
+    y = spec["data"][2]["y"]
+    if isinstance(y, dict):  # plotly.js's typed-array form: {"dtype": "f8", "bdata": base64}
+        import base64
+
+        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    assert np.allclose(y, x**4) and spec["layout"]["yaxis"]["range"][0] == 0
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html and 'id="vt-plotly-dial"' in html
+    assert len(html) < 100_000 and "<script src" not in html  # plotly.js is not embedded
+    assert json.loads((tmp_path / "summary.json").read_text())["interactive"] == ["dial"]
