@@ -84,13 +84,29 @@ PLOTLY_JS = (Path(list(_plotly.submodule_search_locations)[0]) / "package_data" 
              if _plotly is not None and _plotly.submodule_search_locations else None)
 
 
+def _mathjax_unused(folder, names):
+    """MathJax's other combined bundles and SVG output: the book loads tex-chtml.js only
+    (which fetches its fonts, TeX extensions and accessibility parts from the folders kept)."""
+    if Path(folder) == MATHJAX_DIR:
+        return [n for n in names if n.endswith(".js") and n != Path(mathjax_path).name]
+    if Path(folder) == MATHJAX_DIR / "output":
+        return [n for n in names if n.startswith("svg")]
+    return []
+
+
 def _copy_assets(app, exc):
+    import shutil
+
     from sphinx.util.fileutil import copy_asset
 
     if exc is None:
-        copy_asset(str(MATHJAX_DIR), os.path.join(app.outdir, "_static", "mathjax"))
+        static = Path(app.outdir) / "_static"
+        shutil.copytree(MATHJAX_DIR, static / "mathjax", ignore=_mathjax_unused, dirs_exist_ok=True)
         if PLOTLY_JS is not None and PLOTLY_JS.is_file():
-            copy_asset(str(PLOTLY_JS), os.path.join(app.outdir, "_static"))
+            copy_asset(str(PLOTLY_JS), str(static))
+        # The theme's source maps serve only a developer's browser tools (3.5 MB).
+        for path in list(static.glob("scripts/*.map")) + list(static.glob("styles/*.map")):
+            path.unlink()
 
 
 def _page_assets(app, pagename, templatename, context, doctree):
