@@ -62,6 +62,8 @@ fig, ax = subplots(1, 1, size=3)
 ax.plot([0, 1, 2], [0, 1, 4], label="x^2")
 ax.set(title="Squares grow", xlabel="x", ylabel="x^2")
 tut.savefig(fig, "squares")
+
+# %% tags=["hide-input"]
 tut.claim("four is more than one", 4 > 1, four=4, one=1)
 tut.record("n_points", 3)
 
@@ -99,6 +101,13 @@ class _Page(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+
+
+def _text(html: str) -> str:
+    """The text of an HTML fragment (tags dropped, entities decoded)."""
+    import html as _html
+
+    return _html.unescape(re.sub(r"<[^>]+>", "", html))
 
 
 @pytest.fixture
@@ -157,6 +166,22 @@ def test_throwaway_book_shows_figure_claim_and_downloads(throwaway, tmp_path, mo
     script = next(h for h in downloads if h.endswith(".py"))
     assert (result.out / "tutorials" / script).read_text() == THROWAWAY
     assert result.summaries["98_throwaway"]["figures"] == ["squares"]
+    # The header's download menu links the same two files as the page's download cell.
+    html = (result.out / "tutorials" / "98_throwaway.html").read_text(encoding="utf-8")
+    menu = re.search(r'<div class="dropdown dropdown-download-buttons">.*?</ul>', html, re.S)
+    assert menu is not None
+    assert set(re.findall(r'href="([^"]+)"', menu.group(0))) == set(downloads)
+    # The cell tagged hide-input is folded (its code inside a closed <details>); its
+    # output, the claim callout, stays outside the fold. No other code is folded.
+    folds = re.findall(r'<details class="[^"]*\bhide above-input\b[^"]*">.*?</details>', html, re.S)
+    assert len(folds) == 1 and "open" not in folds[0].split(">", 1)[0]
+    assert "tut.claim(" in _text(folds[0]) and "tut.record(" in _text(folds[0])
+    outside = _text(html.replace(folds[0], ""))
+    assert "tut.claim(" not in outside and "tut.savefig(" in outside
+    assert "four is more than one" in outside and "Show the checking code" in _text(folds[0])
+    # A quick build says so on every page; its banner is the theme's announcement.
+    assert "Quick setting" in _text(html) and "Quick setting" in _text(
+        (result.out / "index.html").read_text(encoding="utf-8"))
 
 
 def test_a_failed_claim_fails_the_book_with_its_statement(throwaway, tmp_path, monkeypatch):
@@ -284,14 +309,100 @@ def test_api_pages_render_the_docstring_formulas_as_mathjax_math(built):
     assert len(with_math) >= 30, (len(with_math), len(pages))
 
 
-def test_browser_check_passes_on_every_page(built, tmp_path):
+def _untagged_check_cells() -> dict[str, int]:
+    """Per tutorial, its code cells holding tut.claim( or tut.record( without the hide-input tag."""
+    out = {}
+    for t in TUTORIALS:
+        cells = [c for c in book.tutorial_notebook(t.path).cells if c.cell_type == "code"
+                 and ("tut.claim(" in c.source or "tut.record(" in c.source)
+                 and "hide-input" not in c.metadata.get("tags", [])]
+        if cells:
+            out[t.name] = len(cells)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser_report(built, tmp_path_factory):
+    """One headless-Chromium session over the real book, at 1280 px and 412 px.
+
+    Screenshots of each tutorial page's top at both widths go to
+    ``$VITOOLKIT_SCREENSHOTS`` (else a folder of the pytest basetemp) for review.
+    """
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         if os.environ.get("VITOOLKIT_REQUIRE_BROWSER"):
             pytest.fail("VITOOLKIT_REQUIRE_BROWSER is set but chromium/chromedriver are missing")
         pytest.skip("Chromium and chromedriver are not installed (apt-get install chromium "
                     "chromium-driver; .ci/run installs them)")
-    proc = subprocess.run([sys.executable, str(BROWSER_SCRIPT), str(built.out)],
+    shots = os.environ.get("VITOOLKIT_SCREENSHOTS") or str(tmp_path_factory.mktemp("screenshots"))
+    proc = subprocess.run([sys.executable, str(BROWSER_SCRIPT), str(built.out), "--screenshots", shots],
                           capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    report = json.loads((built.out / "report.json").read_text())
-    assert len(report["pages"]) >= len(built.pages) + 2
+    assert proc.returncode in (0, 1), proc.stdout[-4000:] + proc.stderr[-2000:]
+    report = json.loads((Path(shots) / "report.json").read_text())
+    report["stdout"] = proc.stdout
+    return report
+
+
+def _problems(report: dict, visible_checks: bool) -> dict[str, list[str]]:
+    from importlib import import_module
+
+    sys.path.insert(0, str(BROWSER_SCRIPT.parent))
+    try:
+        prefix = import_module(BROWSER_SCRIPT.stem).CHECKS_VISIBLE
+    finally:
+        sys.path.remove(str(BROWSER_SCRIPT.parent))
+    found = {}
+    for page, result in report["pages"].items():
+        kept = [p for p in result["problems"] if p.startswith(prefix) == visible_checks]
+        if kept:
+            found[page] = kept
+    return found
+
+
+def test_browser_check_passes_on_every_page(built, browser_report):
+    """Every page loads clean; every tutorial page, at 1280 px and at 412 px, lists every
+    lesson in its sidebar, does not overflow, typesets its headings' math, and its
+    interactive figures keep their axis ranges while their slider is driven."""
+    report = browser_report
+    assert not report["server_errors"], report["server_errors"]
+    assert _problems(report, visible_checks=False) == {}, report["stdout"][-4000:]
+    for name in built.pages:
+        for key in (f"tutorials/{name}.html", f"tutorials/{name}.html@412"):
+            assert key in report["pages"], key
+            info = report["pages"][key]["info"]
+            assert info["scrollWidth"] <= info["width"], key
+            assert {u.rsplit("/", 1)[-1] for u in info["sidebarLinks"]} >= {
+                f"{n}.html" for n in built.pages}, key
+    # The dial (tutorial 03) and the explorer (01) were driven through their steps.
+    runs = [r for name in built.pages
+            for r in report["pages"][f"tutorials/{name}.html"]["info"].get("slider_runs", [])]
+    assert len(runs) >= 2 and all(len(set(r["active"])) >= min(r["steps"], 3) for r in runs), runs
+    assert all(len(r["y_ranges"]) == 1 for r in runs), runs
+    assert len(report["pages"]) >= 2 * len(built.pages) + 2
+
+
+def test_no_checking_code_is_visible_by_default(browser_report):
+    """No tut.claim( / tut.record( code shows before the reader unfolds it (issue 21).
+
+    Pending the tutorials' retagging: while some tutorial still has a checking cell
+    without the hide-input tag, this test is an expected failure naming them.
+    """
+    visible = _problems(browser_report, visible_checks=True)
+    untagged = _untagged_check_cells()
+    if visible and untagged:
+        pytest.xfail(f"tutorials not yet retagged (issue 21; cells per tutorial): {untagged}")
+    assert visible == {}
+
+
+def test_api_pages_with_formulas_show_them_typeset(browser_report):
+    """The API pages whose docstrings carry :math: render it (MathJax output checked above)."""
+    pages = browser_report["api_pages_with_math"]
+    if not pages:
+        uses = subprocess.run(["grep", "-rlE", r":math:|\.\. math::", str(ROOT / "vitoolkit")],
+                              capture_output=True, text=True).stdout.split()
+        if not uses:
+            pytest.xfail("no docstring uses :math: or .. math:: yet (issue 21: another helper "
+                         "converts them)")
+    assert pages, "docstrings use :math: but no API page of the book has a formula"
+    for page in pages:
+        info = browser_report["pages"][page]["info"]
+        assert info["math"] >= 1 and not info["unrendered"] and not info["texErrors"], page

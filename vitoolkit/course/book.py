@@ -1,7 +1,9 @@
 """The course book: the tutorials as executed notebooks, built by one command.
 
 ``vitoolkit book --out DIR [--quick]`` (or :func:`build_book`) builds an HTML site
-with Sphinx and MyST-NB, the engine under Jupyter Book. Each
+with Sphinx, MyST-NB and sphinx-book-theme (the engine and the theme of Jupyter Book)
+from the tutorials' full-size runs; ``--quick`` builds from their small runs (as the
+tests do) and marks every page as the quick setting. Each
 ``tutorials/NN_name.py`` (jupytext's percent format) becomes a Jupyter notebook
 (:func:`tutorial_notebook`), executed in a fresh ``python3`` kernel once per
 change (:mod:`vitoolkit.course.notebooks` keeps executed notebooks in a cache), and
@@ -59,6 +61,7 @@ REQUIRED_MODULES = {
     "ipykernel": "ipykernel",
     "nbclient": "nbclient",
     "sphinx-mathjax-offline": "sphinx-mathjax-offline",
+    "sphinx_book_theme": "sphinx-book-theme",
 }
 
 #: Folder of the Sphinx source tree (and of the site) holding the tutorial pages.
@@ -186,7 +189,8 @@ def build_book(
     out : path
         Output folder (created; an earlier book there is replaced).
     quick : bool
-        Run each tutorial in its quick setting.
+        Run each tutorial in its quick setting (for tests; every page then carries a
+        banner saying so). The default builds the published book from full-size runs.
     run : bool
         Execute the notebooks (``False`` renders the code without outputs).
     strict : bool
@@ -241,7 +245,9 @@ def build_book(
                "-d", str(Path(tmp) / "doctrees"), str(src), str(html)]
         if strict:
             cmd += ["-W", "--keep-going"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        # A quick build says so on every page (docs/conf.py reads the setting).
+        env = dict(os.environ, VITOOLKIT_BOOK_SETTING=("quick" if quick else "full") if run else "code")
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
         warnings = split_warnings(proc.stderr)
         if proc.returncode != 0:
             raise BookError(f"sphinx-build failed (exit {proc.returncode}):\n"

@@ -418,8 +418,14 @@ class Tutorial:
         """Save a Plotly figure as ``<out>/<name>.html``, self-contained (plotly.js inside).
 
         The file opens from ``file://`` with no network. In a Jupyter kernel (and so
-        in the course book) the figure is also shown inline. Figures come from
-        :mod:`vitoolkit.plotting.interactive`.
+        in the course book) the figure is also shown inline, as one output holding
+        two forms: Plotly's own MIME type (``application/vnd.plotly.v1+json``,
+        drawn by the renderer the ``plotly`` package installs into JupyterLab,
+        Notebook 7 and VS Code) and an HTML ``<div>`` whose script calls the page's
+        ``Plotly`` without embedding plotly.js (about 4.6 MB). The course book
+        shows the HTML form and loads plotly.js once, from its ``_static`` folder,
+        on the pages that have such a figure (see ``docs/conf.py``). Figures come
+        from :mod:`vitoolkit.plotting.interactive`.
         """
         if not isinstance(name, str) or not name or "/" in name or "\\" in name:
             raise ValueError(f"save_interactive: name must be a plain file stem, got {name!r}")
@@ -428,9 +434,16 @@ class Tutorial:
         path = write_text(self.out / f"{name}.html", fig.to_html(include_plotlyjs=True, full_html=True))
         self.interactive.append(name)
         if self._notebook:
-            from IPython.display import HTML, display
+            from IPython.display import display
 
-            display(HTML(fig.to_html(include_plotlyjs=True, full_html=False)))
+            config = {"responsive": True, "displaylogo": False}
+            bundle = {
+                "application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": config},
+                "text/html": fig.to_html(include_plotlyjs=False, full_html=False, config=config,
+                                         default_width="100%", div_id=f"vt-plotly-{name}"),
+                "text/plain": f"[interactive figure {name}: {path.name}]",
+            }
+            display(bundle, raw=True)
         else:
             print(f"[interactive] {path}")
         return self._quiet(path)

@@ -4,7 +4,11 @@ Like the rest of :mod:`vitoolkit.plotting`, these functions only draw numbers th
 topic modules computed; they return a ``plotly.graph_objects.Figure``. Save one
 with ``Tutorial.save_interactive(fig, name)``, which writes a self-contained HTML
 file (plotly.js embedded, so it opens from ``file://``) and shows the figure
-inline in a notebook and in the course book.
+inline in a notebook and in the course book (whose pages share one copy of plotly.js).
+
+Each figure keeps its axis ranges fixed across its slider's steps (so a step that
+changes the fit does not seem to change the target), places its legend outside the
+plotting area, and scales to the width of the page.
 """
 
 from __future__ import annotations
@@ -17,6 +21,22 @@ from ..validation import as_float_array, check_real
 from .style import PALETTE
 
 __all__ = ["alpha_dial", "elbo_explorer"]
+
+#: Layout shared by the figures: the width follows the page (no fixed width), margins small
+#: enough for a phone, the legend in a row above the plotting area (never over the data).
+_LAYOUT = {"template": "plotly_white", "autosize": True,
+           "margin": {"l": 55, "r": 20, "t": 105, "b": 40},
+           "legend": {"orientation": "h", "x": 0.0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"}}
+
+
+def _range(values, pad: float = 0.05, floor: float | None = None) -> list[float]:
+    """``[lo, hi]`` spanning the finite ``values`` with ``pad`` of the span on each side."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    lo, hi = lo - pad * span, hi + pad * span
+    return [max(lo, floor) if floor is not None else lo, hi]
 
 
 def _go():
@@ -40,7 +60,7 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
     fitted_densities : array-like of shape (m, n)
         q_alpha(x) of each fit on the grid.
     locs, scales : array-like of shape (m,), optional
-        The fitted mean and standard deviation, shown in each step's title.
+        The fitted mean and standard deviation, shown in each step's legend entry.
     """
     go = _go()
     x = as_float_array(x, "x", ndim=1)
@@ -65,6 +85,7 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
             text += f": q = N({locs[i]:.2f}, {scales[i]:.2f}^2)"
         return text
 
+
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=target, name="target p(x)", mode="lines",
                              line={"color": "black", "width": 2}))
@@ -75,13 +96,17 @@ def alpha_dial(x, target_density, alphas: Sequence[float], fitted_densities, *,
     for i in range(len(alphas)):
         visible = [True] + [j == i for j in range(len(alphas))]
         steps.append({"method": "update", "label": f"{alphas[i]:g}",
-                      "args": [{"visible": visible}, {"title.text": f"{title}: {label(i)}"}]})
+                      "args": [{"visible": visible}, {"title.text": title}]})
     fig.update_layout(
-        title={"text": f"{title}: {label(0)}"},
-        xaxis_title="x", yaxis_title="density",
+        # the step's fit is named in the legend (above the plot) and the slider's readout
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        # fixed ranges: every step is drawn on the same axes as the target
+        xaxis={"title": {"text": "x"}, "range": [float(x.min()), float(x.max())], "autorange": False},
+        yaxis={"title": {"text": "density"}, "autorange": False,
+               "range": _range(np.concatenate([target, fitted.ravel()]), floor=0.0)},
         sliders=[{"active": 0, "currentvalue": {"prefix": "alpha = "}, "steps": steps,
                   "pad": {"t": 40}}],
-        template="plotly_white", height=480, legend={"x": 0.01, "y": 0.99},
+        height=500, **_LAYOUT,
     )
     return fig
 
@@ -121,8 +146,9 @@ def elbo_explorer(means, log_scales, elbo, kl, path_means, path_log_scales, path
         raise ValueError("elbo_explorer: the path arrays must be 1-D and of equal, non-zero length")
 
     def readout(i: int) -> str:
-        return (f"{title}: ELBO = {pe[i]:.3f}, KL(q || p(z|x)) = {pk[i]:.3f}, "
-                f"ELBO + KL = {pe[i] + pk[i]:.3f} (log p(x) = {log_evidence:.3f})")
+        # three short lines: one long line is cut off on a phone
+        return (f"{title}<br><span style='font-size:12px'>ELBO = {pe[i]:.3f}, KL(q || p(z|x)) = "
+                f"{pk[i]:.3f},<br>ELBO + KL = {pe[i] + pk[i]:.3f} (log p(x) = {log_evidence:.3f})</span>")
 
     floor = np.nanmax(elbo) - 40.0  # the interesting range; the far tails go to -inf
     fig = go.Figure()
@@ -140,10 +166,15 @@ def elbo_explorer(means, log_scales, elbo, kl, path_means, path_log_scales, path
         visible = [True, True] + [j == i for j in range(pm.size)]
         steps.append({"method": "update", "label": str(i),
                       "args": [{"visible": visible}, {"title.text": readout(i)}]})
+    layout = dict(_LAYOUT, margin={"l": 55, "r": 20, "t": 110, "b": 40})
     fig.update_layout(
-        title={"text": readout(0), "font": {"size": 13}},
-        xaxis_title="mean m of q", yaxis_title="log sigma of q",
+        title={"text": readout(0), "font": {"size": 14}, "x": 0.0, "xanchor": "left"},
+        # fixed ranges: the surface's grid, whatever step is shown
+        xaxis={"title": {"text": "mean m of q"}, "autorange": False,
+               "range": _range(np.concatenate([means, pm]), pad=0.0)},
+        yaxis={"title": {"text": "log sigma of q"}, "autorange": False,
+               "range": _range(np.concatenate([log_scales, ps]), pad=0.0)},
         sliders=[{"active": 0, "currentvalue": {"prefix": "step "}, "steps": steps, "pad": {"t": 40}}],
-        template="plotly_white", height=560, showlegend=False,
+        height=580, showlegend=False, **layout,
     )
     return fig
