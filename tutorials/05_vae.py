@@ -284,7 +284,7 @@ with torch.no_grad():
     mid_ae = ae8.decode(0.5 * (ae8.encode(a) + ae8.encode(b)))
     mid_vae = vae8.decode(0.5 * (vae8.encode(a).mean + vae8.encode(b).mean)).mean
 fig, axes = subplots(1, 2, size=4.2)
-plot_curves(t_path, {k: v.mean(1) for k, v in path_dist.items()}, ax=axes[0], legend_loc="upper left",
+plot_curves(t_path, {k: v.mean(1) for k, v in path_dist.items()}, ax=axes[0], legend_loc="outside",
             bands={k: 2 * v.std(1) / math.sqrt(v.shape[1]) for k, v in path_dist.items()},
             xlabel="position t on the path z(t) = (1 - t) z_a + t z_b",
             ylabel="excess distance to nearest training digit",
