@@ -28,3 +28,18 @@ def test_tutorial_05_numbers_add_up(quick_run):
     assert 0 < numbers["bce_floor_per_image"] <= 64 * math.log(2)
     assert numbers["bce_missing_log_normaliser_per_image"] >= 64 * math.log(2)
     assert numbers["gradient_variance_ratio_mc_over_analytic"] > 0
+
+
+def test_tutorial_05_dequantised_numbers_are_probabilities_in_bits(quick_run):
+    """Section 4's dequantised decoders: the bound is the density plus D log w (w = 1/16), at
+    most 0 on average, and bits per dimension is -bound / (64 ln 2) (Theis et al. 2016, 3.1)."""
+    numbers = quick_run("05_vae").summary["numbers"]
+    assert abs(numbers["log_volume_correction"] - 64 * math.log(1 / 16)) < 0.01
+    for key in ("decoder_sigma_01", "decoder_sigma_learned"):
+        density = numbers[f"log_likelihood[dequantized_{key}]"]
+        bound = numbers[f"dequantized_log_prob_bound[{key}]"]
+        assert abs(bound - (density + 64 * math.log(1 / 16))) < 0.01
+        assert bound < 0
+        bpd = numbers[f"dequantized_bits_per_dim[{key}]"]
+        assert abs(bpd - (-bound / (64 * math.log(2)))) < 1e-3
+    assert 0 < numbers["bits_per_dim[binary_bernoulli]"] < 1

@@ -285,14 +285,15 @@ def gumbel_softmax_sweep(cost, logits, temperatures, *, family: str = "categoric
 
     Bias is measured against the exact gradient by enumeration: ``bias_norm`` is
     the Euclidean norm of (mean - exact) and ``bias_stderr`` its Monte Carlo standard error (delta
-    method); ``variance`` is the per-sample variance summed over the logits.
+    method); ``variance`` is the per-sample variance summed over the logits, the mean of
+    ``||g - mean(g)||^2`` over the draws, and ``variance_stderr`` the standard error of that mean.
 
     Returns
     -------
     dict
         ``temperatures`` (M,), ``exact`` (logits' shape), ``gumbel_softmax``
-        {"bias_norm", "bias_stderr", "variance"} (M,), and the same (scalars) for
-        each ``reference`` estimator.
+        {"bias_norm", "bias_stderr", "variance", "variance_stderr"} (M,), and the same
+        (scalars) for each ``reference`` estimator.
     """
     logits = torch.from_numpy(as_float_array(logits, "logits"))
     exact = exact_discrete_gradient(cost, logits, family=family)
@@ -305,18 +306,23 @@ def gumbel_softmax_sweep(cost, logits, temperatures, *, family: str = "categoric
         # Delta method: se of ||b|| is se of the projection of the mean on b's direction.
         direction = bias / max(norm, 1e-300)
         proj = (g * direction).reshape(g.shape[0], -1).sum(-1)
-        return norm, float(proj.std() / math.sqrt(g.shape[0])), float(g.var(0).sum())
+        n = g.shape[0]
+        # Summed variance = mean of the squared deviations (times n / (n - 1)); its error is
+        # that of a mean of n values.
+        sq = (g - mean).pow(2).reshape(n, -1).sum(-1) * (n / (n - 1))
+        return (norm, float(proj.std() / math.sqrt(n)), float(g.var(0).sum()),
+                float(sq.std() / math.sqrt(n)))
 
     out = {"temperatures": temps, "exact": exact.numpy(), "family": family}
     rows = [summarise(discrete_gradients(cost, logits, family=family, estimator="gumbel_softmax",
                                          num_samples=num_samples, generator=generator,
                                          temperature=float(t))) for t in temps]
-    out["gumbel_softmax"] = {name: np.asarray([r[i] for r in rows])
-                             for i, name in enumerate(("bias_norm", "bias_stderr", "variance"))}
+    names = ("bias_norm", "bias_stderr", "variance", "variance_stderr")
+    out["gumbel_softmax"] = {name: np.asarray([r[i] for r in rows]) for i, name in enumerate(names)}
     for est in reference:
-        norm, se, var = summarise(discrete_gradients(cost, logits, family=family, estimator=est,
-                                                     num_samples=num_samples, generator=generator))
-        out[est] = {"bias_norm": norm, "bias_stderr": se, "variance": var}
+        out[est] = dict(zip(names, summarise(discrete_gradients(
+            cost, logits, family=family, estimator=est, num_samples=num_samples,
+            generator=generator)), strict=True))
     return out
 
 
