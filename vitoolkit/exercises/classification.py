@@ -46,7 +46,7 @@ def predictive_log_loss(design, y, draws):
     -------
     Tensor of shape (N,)
         loss_n for each example. Must stay finite and accurate for confident
-        predictions (|a| ~ 1e3), where sigmoid rounds to exactly 0 or 1 in float64.
+        predictions (``|a| ~ 1e3``), where sigmoid rounds to exactly 0 or 1 in float64.
     """
     logits = draws @ design.T  # (S, N)
     sign = 2 * y - 1  # sigmoid(-a) = 1 - sigmoid(a)
