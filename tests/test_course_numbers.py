@@ -86,3 +86,18 @@ def test_full_only_claims_read_as_checked_at_full_size_in_the_quick_setting(tmp_
 @pytest.mark.parametrize("value", [float("nan"), [1.0, float("nan")]])
 def test_json_round_trip_of_non_finite_values(value):
     assert json.loads(json.dumps(to_jsonable(value), allow_nan=False)) == to_jsonable(value)
+
+
+def test_a_record_format_may_round_further_but_never_shows_more_than_four_digits(capsys):
+    from vitoolkit.course.numbers import significant_digits
+    from vitoolkit.course.tutorial import Tutorial
+
+    assert [significant_digits(t) for t in ("0.01230", "-1.5e-03", "123.456", "0", "12.50")] == \
+        [4, 2, 6, 1, 4]
+    tut = Tutorial("00_numbers", argv=["--quick"])
+    tut.record("coarse", 3.14159, ".2f")
+    tut.record("too_fine", -30.7018412352, ".10f")
+    tut.record("count", 123456, "d")
+    out = capsys.readouterr().out
+    assert "coarse = 3.14\n" in out and "too_fine = -30.7\n" in out and "count = 123456\n" in out
+    assert tut.summary["too_fine"] == -30.7018412352

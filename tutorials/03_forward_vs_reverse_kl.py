@@ -337,8 +337,10 @@ mf_reverse = fit_gaussian(gauss, "reverse", family="diagonal")
 mf_forward = fit_gaussian(gauss, "forward", family="diagonal", method="quadrature")
 rev_var = torch.diagonal(mf_reverse.covariance)
 fwd_var = torch.diagonal(mf_forward.covariance)
-print(f"reverse variances {rev_var.tolist()}  (1 / Lambda_ii = {(1 / torch.diagonal(lam)).tolist()})")
-print(f"forward variances {fwd_var.tolist()}  (Sigma_ii = {torch.diagonal(sigma).tolist()})")
+print("reverse variances", [round(v, 4) for v in rev_var.tolist()],
+      " (1 / Lambda_ii =", [round(v, 4) for v in (1 / torch.diagonal(lam)).tolist()], ")")
+print("forward variances", [round(v, 4) for v in fwd_var.tolist()],
+      " (Sigma_ii =", [round(v, 4) for v in torch.diagonal(sigma).tolist()], ")")
 kl_closed = -0.5 * math.log(1 - rho**2)
 
 fig, ax = subplots(1, 1, figsize=(7.0, 4.5))  # room for the legend on the right

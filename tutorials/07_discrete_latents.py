@@ -422,8 +422,8 @@ tut.claim("The KL of a one-hot posterior from the uniform prior over K codes is 
           and abs(vq.kl - L_VQ * kl_registry) < 1e-9,
           kl_per_latent=kl_registry, log_K=math.log(K_CODES), total=vq.kl)
 recon_diff = paired_difference(vq_recon, vae_recon)
-tut.claim(f"The VQ-VAE reconstructs the test digits better than the continuous VAE (the paired "
-          f"difference of log p(x | z) over the test digits exceeds 2 standard errors).",
+tut.claim("The VQ-VAE reconstructs the test digits better than the continuous VAE (the paired "
+          "difference of log p(x | z) over the test digits exceeds 2 standard errors).",
           recon_diff.exceeds(2), vq=vq_recon.mean(), vae=vae_recon.mean(),
           **recon_diff.evidence(2))
 elbo_diff = paired_difference(vq_elbo, vae_elbo)

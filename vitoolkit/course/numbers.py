@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_value", "plain", "to_jsonable"]
+__all__ = ["DIGITS", "format_value", "plain", "significant_digits", "to_jsonable"]
 
 #: Significant digits of a printed number.
 DIGITS = 4
@@ -69,6 +69,12 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def significant_digits(text: str) -> int:
+    """The significant digits a printed number shows (``"0.01230"`` -> 4, ``"-1.5e-03"`` -> 2)."""
+    mantissa = text.strip().lstrip("+-").lower().split("e")[0].replace(".", "")
+    return len(mantissa.lstrip("0")) if mantissa.strip("0") else 1
 
 
 def _float(x: float) -> str:

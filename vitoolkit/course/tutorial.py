@@ -56,7 +56,7 @@ import numpy as np
 from ..fileio import atomic_write, check_output_dir, write_text
 from ..validation import MAX_SEED, check_int
 from .arguments import out_error, parse_seed, positive_int_type, seed_type
-from .numbers import format_value, plain, to_jsonable
+from .numbers import DIGITS, format_value, plain, significant_digits, to_jsonable
 
 __all__ = ["Tutorial", "ClaimFailed", "to_jsonable"]
 
@@ -287,16 +287,19 @@ class Tutorial:
 
         The printed value is rounded to at most four significant digits, nested
         lists, arrays and dicts included (:func:`~vitoolkit.course.numbers.format_value`;
-        NaN prints as ``nan``), unless ``fmt`` (a format spec such as ``".2f"``) is given
-        for a number; ``summary.json`` keeps the full precision. In a notebook the
+        NaN prints as ``nan``); ``fmt`` (a format spec such as ``".2f"``) may round a
+        number further, never show more than four significant digits of a float;
+        ``summary.json`` keeps the full precision. In a notebook the
         returned value is not echoed as the cell's result.
         """
         value_json = to_jsonable(value)
         self.summary[name] = value_json
+        shown = format_value(value)
         if fmt is not None and isinstance(value_json, (int, float)) and not isinstance(value_json, bool):
-            shown = format(value_json, fmt)
-        else:
-            shown = format_value(value)
+            formatted = format(value_json, fmt)
+            # fmt may round further (".2f") or show an integer as it is, never more digits.
+            if isinstance(value_json, int) or significant_digits(formatted) <= DIGITS:
+                shown = formatted
         print(f"{name} = {shown}")
         return self._quiet(value)
 
