@@ -572,7 +572,7 @@ plot_metric_bars(["raw: background", "raw: ink", "dequantised: background",
                  [float(v.mean()) for v in (raw_background, raw_ink, gain_background, gain_ink)],
                  [per_image(v)[1] for v in (raw_background, raw_ink, gain_background, gain_ink)],
                  ax=axes[1], ylabel="nats per image",
-                 title="Learned minus fixed sigma: log density of reconstructions")
+                 title="Learned minus fixed sigma:\nlog density of reconstructions")
 tut.savefig(fig, "dequantized_bits_per_dim")
 
 # %% tags=["hide-input"]
