@@ -394,3 +394,20 @@ def test_grid_rejects_bad_input():
         grid_divergence(p, p, bounds=[(1.0, -1.0)])
     with pytest.raises(ValueError, match="1-D and 2-D"):
         grid_divergence(diag([0, 0, 0], [1, 1, 1]), diag([0, 0, 0], [1, 1, 1]))
+
+
+def test_warn_if_unreliable_speaks_of_importance_weights_when_asked():
+    from vitoolkit.divergences import warn_if_unreliable
+    from vitoolkit.exceptions import UnreliableEstimateWarning
+
+    bad = Estimate(torch.tensor([1.0, -math.inf]), torch.tensor([0.1, math.nan]),
+                   torch.tensor([0.9, math.nan]))
+    with pytest.warns(UnreliableEstimateWarning) as plain:
+        warn_if_unreliable(bad, "plain")
+    with pytest.warns(UnreliableEstimateWarning) as weights:
+        warn_if_unreliable(bad, "weights", importance=True)
+    assert len(plain) == 1 and "p(x, z)/q(z|x)" not in str(plain[0].message)
+    assert len(weights) == 2 and "every importance weight zero" in str(weights[0].message)
+    assert "p(x, z)/q(z|x)" in str(weights[1].message)
+    warn_if_unreliable(Estimate(torch.tensor(1.0), torch.tensor(0.1), torch.tensor(0.2)), "fine",
+                       importance=True)  # k-hat 0.2: silent (warnings are errors in the tests)
