@@ -290,6 +290,17 @@ def test_index_links_every_question_to_an_existing_section(built):
     assert linked == {f"tutorials/{n}.html" for n in built.pages}
 
 
+def test_the_exercises_page_lists_every_exercise_with_its_lesson(built):
+    from vitoolkit.exercises import get_exercise, list_exercises
+
+    page = (built.out / "exercises.html").read_text(encoding="utf-8")
+    for name in list_exercises():
+        assert f'<span class="pre">{name}</span>' in page, name
+        assert f'href="tutorials/{get_exercise(name).lesson}.html"' in page, name
+    index = (built.out / "index.html").read_text(encoding="utf-8")
+    assert 'href="exercises.html"' in index  # in the sidebar and the contents
+
+
 def test_math_is_served_locally(built):
     html = (built.out / "tutorials" / f"{built.pages[0]}.html").read_text(encoding="utf-8")
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', html)

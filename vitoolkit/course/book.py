@@ -139,7 +139,44 @@ def _stage(docs: Path, dest: Path, tutorials: Sequence[TutorialInfo],
     (pages / "index.md").write_text(
         "# The tutorials\n\n```{toctree}\n:maxdepth: 1\n\n"
         + "".join(f"{n}\n" for n in names) + "```\n", encoding="utf-8")
+    if index.is_file() and re.search(r"^exercises$", index.read_text(encoding="utf-8"), re.M):
+        (dest / "exercises.md").write_text(exercises_page(names), encoding="utf-8")
     return names
+
+
+def exercises_page(lessons: Sequence[str]) -> str:
+    """The book's exercises page (MyST): every autograded exercise, its lesson and the commands.
+
+    Written from the exercise registry at each build, so the page lists exactly the
+    exercises ``vitoolkit exercise list`` shows; a lesson not in the book is named
+    without a link.
+    """
+    from ..exercises import get_exercise, list_exercises
+
+    rows = []
+    for name in list_exercises():
+        ex = get_exercise(name)
+        lesson = (f"[{ex.lesson}]({PAGES_DIR}/{ex.lesson}.ipynb)" if ex.lesson in lessons
+                  else ex.lesson)
+        rows.append(f"| `{ex.name}` | {lesson} | {ex.title.replace('|', '&#124;')} |")
+    return "\n".join([
+        "# Exercises",
+        "",
+        "Each lesson ends with an exercise: a function to write, graded by the toolkit on fresh",
+        "random cases and edge cases against its own implementation, with a diagnosis of the",
+        "probable mistake when a check fails (never the answer). Your code runs in a separate",
+        "process with a time limit.",
+        "",
+        "```bash",
+        "vitoolkit exercise start NAME            # a stub: the signature, the maths, the source",
+        "vitoolkit exercise check NAME my_file.py # grade it (a .py or .ipynb)",
+        "```",
+        "",
+        "| exercise | lesson | what you write |",
+        "| --- | --- | --- |",
+        *rows,
+        "",
+    ])
 
 
 def split_warnings(text: str) -> list[str]:
