@@ -611,12 +611,13 @@ tut.claim("The predictions are nearly all confident: the middle bins (0.2 to 0.8
 # %% [markdown]
 # ## 5. What each answer costs
 #
-# CPU time of each method: the seconds this process spent computing, which, unlike the
-# wall-clock time, other work on a shared machine barely changes (the tutorial runs torch
-# on one thread). The VI fits run L-BFGS on the reparameterised objective with fixed base
-# noise; NUTS pays for its exactness with many gradient evaluations per draw. Only
-# differences far larger than the run-to-run variation are claimed: NUTS must cost more
-# than three times the slower VI fit, at full size (the quick runs draw fewer samples).
+# CPU time of each method: the seconds this process spent computing, which other work on
+# a shared machine changes less than it changes the wall-clock time (the tutorial runs
+# torch on one thread). The VI fits run L-BFGS on the reparameterised objective with fixed
+# base noise; NUTS pays for its exactness with many gradient evaluations per draw. CPU
+# time still moves with the machine's other work (our full runs measured NUTS at 2 to 5 times
+# the slower VI fit: 5 alone, 2 beside another run), so only a margin below all of that
+# is claimed: at least 1.5 times, at full size (the quick runs draw fewer samples).
 
 # %%
 fig, ax = subplots(1, 1, size=4.0)
@@ -627,9 +628,9 @@ tut.savefig(fig, "cancer_costs")
 
 # %% tags=["hide-input"]
 slower_vi = max(seconds["mean-field VI"], seconds["full-rank VI"])
-tut.claim("In the full run NUTS costs more than three times the slower Gaussian VI fit",
-          seconds["NUTS"] > 3 * slower_vi, full_only=True, nuts_over_slower_vi=seconds["NUTS"] / slower_vi,
-          factor=3, **seconds)
+tut.claim("In the full run NUTS costs at least 1.5 times the CPU time of the slower Gaussian VI fit",
+          seconds["NUTS"] > 1.5 * slower_vi, full_only=True,
+          nuts_over_slower_vi=seconds["NUTS"] / slower_vi, factor=1.5, **seconds)
 tut.claim("The Laplace approximation, a Newton search and one Hessian, costs less than a fifth of "
           "either VI fit", seconds["Laplace"] < min(seconds["mean-field VI"], seconds["full-rank VI"]) / 5,
           vi_over_laplace=min(seconds["mean-field VI"], seconds["full-rank VI"]) / seconds["Laplace"],
