@@ -348,19 +348,9 @@ class BayesianGMM(MixtureVI):
         return gw.elbo(stats, self._post, self._prior), stats.n
 
     def _score_samples(self, X) -> np.ndarray:
-        r"""log p(x_new | X), the variational posterior predictive (PRML eq. 10.81-10.82).
-
-        .. math::
-
-            p(x \mid X) \approx \frac{1}{\hat\alpha} \sum_k \alpha_k
-                \mathrm{St}(x \mid m_k, L_k, \nu_k + 1 - d), \qquad
-            L_k = \frac{(\nu_k + 1 - d) \beta_k}{1 + \beta_k} W_k,
-
-        with :math:`\hat\alpha = \sum_k \alpha_k` and :math:`L_k` the precision of the t.
-        For ``"diag"`` each component is a product of d one-dimensional t's with
-        :math:`\nu_k` degrees of freedom. Evaluated with :class:`vitoolkit.distributions.MultivariateStudentT`
-        (torch is imported here, not with the module).
-        """
+        """:meth:`score_samples` on checked data, in chunks, with
+        :class:`vitoolkit.distributions.MultivariateStudentT` (torch imported here, not with
+        the module)."""
         import torch
 
         from ..distributions import MultivariateStudentT
